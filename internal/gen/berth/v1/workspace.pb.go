@@ -31,7 +31,7 @@ const (
 	WorkspaceStatus_WORKSPACE_STATUS_UNSPECIFIED WorkspaceStatus = 0
 	// The container is being created.
 	WorkspaceStatus_WORKSPACE_STATUS_CREATING WorkspaceStatus = 1
-	// The container exists and is not running.
+	// Not running: no container yet, or its container is stopped.
 	WorkspaceStatus_WORKSPACE_STATUS_STOPPED WorkspaceStatus = 2
 	// The container is starting.
 	WorkspaceStatus_WORKSPACE_STATUS_STARTING WorkspaceStatus = 3

@@ -1014,7 +1014,7 @@ export enum WorkspaceStatus {
   CREATING = 1,
 
   /**
-   * The container exists and is not running.
+   * Not running: no container yet, or its container is stopped.
    *
    * @generated from enum value: WORKSPACE_STATUS_STOPPED = 2;
    */

@@ -1,0 +1,157 @@
+// Command berth is the berth API server.
+//
+//	berth serve        run the server (berth serve --help lists every flag)
+//	berth migrate      apply database migrations and exit
+//	berth healthcheck  exit 0 when the server at --addr answers /ready
+//	berth version      print the version
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/berthhq/berth/internal/config"
+	"github.com/berthhq/berth/internal/server"
+	"github.com/berthhq/berth/internal/store"
+	"github.com/berthhq/berth/internal/telemetry"
+	"github.com/berthhq/berth/internal/version"
+)
+
+const usage = `usage: berth <command> [flags]
+
+commands:
+  serve        run the server (berth serve --help lists every flag)
+  migrate      apply database migrations to the store in --data-dir and exit
+  healthcheck  exit 0 when the server at --addr answers /ready
+  version      print the version
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
+}
+
+func run(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	var err error
+	switch cmd, rest := args[0], args[1:]; cmd {
+	case "serve":
+		err = serve(rest, getenv, stderr)
+	case "migrate":
+		err = migrate(rest, getenv, stdout, stderr)
+	case "healthcheck":
+		err = healthcheck(rest, getenv, stderr)
+	case "version", "--version", "-version":
+		fmt.Fprintln(stdout, "berth", version.Version)
+	case "help", "--help", "-h", "-help":
+		fmt.Fprint(stdout, usage)
+	default:
+		fmt.Fprintf(stderr, "berth: unknown command %q\n\n%s", cmd, usage)
+		return 2
+	}
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	default:
+		fmt.Fprintln(stderr, "berth:", err)
+		return 1
+	}
+}
+
+func serve(args []string, getenv func(string) string, stderr io.Writer) error {
+	cfg, err := config.LoadWithOutput(args, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	logger, err := telemetry.NewLogger(stderr, string(cfg.LogFormat), cfg.LogLevel)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	srv, err := server.New(ctx, cfg, logger, telemetry.NewRegistry(), time.Now)
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on --addr %s: %w", cfg.Addr, err)
+	}
+	var adminLn net.Listener
+	if cfg.AdminAddr != "" {
+		if adminLn, err = net.Listen("tcp", cfg.AdminAddr); err != nil {
+			ln.Close()
+			return fmt.Errorf("listen on --admin-addr %s: %w", cfg.AdminAddr, err)
+		}
+		logger.Info("admin listener", "addr", adminLn.Addr().String())
+	}
+	logger.Info("starting berth", "version", version.Version, "config", cfg)
+	return srv.Serve(ctx, ln, adminLn)
+}
+
+func migrate(args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	cfg, err := config.LoadWithOutput(args, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	ctx := context.Background()
+	st, err := store.Open(ctx, filepath.Join(cfg.DataDir, "berth.db"))
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	v, err := st.SchemaVersion(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "store %s is at schema version %d\n", filepath.Join(cfg.DataDir, "berth.db"), v)
+	return nil
+}
+
+func healthcheck(args []string, getenv func(string) string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("healthcheck", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	def := getenv("BERTH_ADDR")
+	if def == "" {
+		def = "127.0.0.1:8080"
+	}
+	addr := fs.String("addr", def, "address of the server to check (env BERTH_ADDR)")
+	timeout := fs.Duration("timeout", 3*time.Second, "how long to wait for an answer")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	host, port, err := net.SplitHostPort(*addr)
+	if err != nil {
+		return fmt.Errorf("--addr %q: %w", *addr, err)
+	}
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1" // a server listening on all addresses answers on loopback
+	}
+	client := &http.Client{Timeout: *timeout}
+	resp, err := client.Get("http://" + net.JoinHostPort(host, port) + "/ready")
+	if err != nil {
+		return fmt.Errorf("not healthy: %w", err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("not ready: %s: %s", resp.Status, body)
+	}
+	return nil
+}

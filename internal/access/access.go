@@ -1,0 +1,192 @@
+// Package access holds berth's authorisation model: who is calling
+// (Principal), what each role may do (the policy table) and which permission
+// each RPC needs (read once from the berth.v1.access method option in the
+// protobuf descriptors).
+//
+// access imports only internal/store (for the role names) and the generated
+// API package; the authentication and authorisation interceptor in
+// internal/server is its main user, and the domain packages read the
+// Principal from the context.
+package access
+
+import (
+	"context"
+	"fmt"
+	"iter"
+	"slices"
+
+	"connectrpc.com/connect/v2"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	berthv1 "github.com/berthhq/berth/internal/gen/berth/v1"
+	"github.com/berthhq/berth/internal/store"
+)
+
+// Principal is the authenticated caller of a request.
+type Principal struct {
+	// UserID is the account acting.
+	UserID string
+	// Role is the global role the request acts with (for an API key, the
+	// key's role).
+	Role store.Role
+	// SessionID is the session of an access token; empty for API keys.
+	SessionID string
+}
+
+// Viewer returns the principal as the store's access-control viewer.
+func (p Principal) Viewer() store.Viewer {
+	return store.Viewer{UserID: p.UserID, Admin: p.Role == store.RoleAdmin}
+}
+
+// IsAdmin reports whether the principal acts as an admin.
+func (p Principal) IsAdmin() bool { return p.Role == store.RoleAdmin }
+
+type principalKey struct{}
+
+// WithPrincipal returns a context carrying p.
+func WithPrincipal(ctx context.Context, p Principal) context.Context {
+	return context.WithValue(ctx, principalKey{}, p)
+}
+
+// PrincipalFrom returns the principal in ctx, if the request is
+// authenticated.
+func PrincipalFrom(ctx context.Context) (Principal, bool) {
+	p, ok := ctx.Value(principalKey{}).(Principal)
+	return p, ok
+}
+
+// The permissions named in the proto access options.
+const (
+	PermAccountSelf     = "account.self"
+	PermAPIKeyManage    = "apikey.manage"
+	PermWorkspaceRead   = "workspace.read"
+	PermWorkspaceCreate = "workspace.create"
+	PermWorkspaceUpdate = "workspace.update"
+	PermWorkspaceDelete = "workspace.delete"
+	PermWorkspaceOp     = "workspace.operate"
+	PermWorkspaceShare  = "workspace.share"
+	PermTaskRead        = "task.read"
+	PermTaskCreate      = "task.create"
+	PermTaskCancel      = "task.cancel"
+	PermStatsRead       = "stats.read"
+	PermAdminUsers      = "admin.users"
+	PermAdminAudit      = "admin.audit"
+)
+
+// policy is the one table that maps global roles to permissions. Workspace
+// roles (owner, editor, viewer) narrow these further inside the domain
+// services, per workspace.
+var policy = map[store.Role][]string{
+	store.RoleAdmin: {
+		PermAccountSelf, PermAPIKeyManage,
+		PermWorkspaceRead, PermWorkspaceCreate, PermWorkspaceUpdate, PermWorkspaceDelete, PermWorkspaceOp, PermWorkspaceShare,
+		PermTaskRead, PermTaskCreate, PermTaskCancel,
+		PermStatsRead, PermAdminUsers, PermAdminAudit,
+	},
+	store.RoleMember: {
+		PermAccountSelf, PermAPIKeyManage,
+		PermWorkspaceRead, PermWorkspaceCreate, PermWorkspaceUpdate, PermWorkspaceDelete, PermWorkspaceOp, PermWorkspaceShare,
+		PermTaskRead, PermTaskCreate, PermTaskCancel,
+		PermStatsRead,
+	},
+	store.RoleViewer: {
+		PermAccountSelf, PermAPIKeyManage,
+		PermWorkspaceRead, PermTaskRead, PermStatsRead,
+	},
+}
+
+// Allows reports whether role grants permission.
+func Allows(role store.Role, permission string) bool {
+	return slices.Contains(policy[role], permission)
+}
+
+// Roles lists the global roles in the policy table, most powerful first.
+func Roles() []store.Role {
+	return []store.Role{store.RoleAdmin, store.RoleMember, store.RoleViewer}
+}
+
+// Known reports whether any role grants permission, so a typo in a proto
+// option is caught at start-up.
+func Known(permission string) bool {
+	for _, perms := range policy {
+		if slices.Contains(perms, permission) {
+			return true
+		}
+	}
+	return false
+}
+
+// Rule is an RPC's access declaration.
+type Rule struct {
+	Public     bool
+	Permission string
+}
+
+// RuleOf reads the berth.v1.access option of a method.
+func RuleOf(method protoreflect.MethodDescriptor) (Rule, bool) {
+	opts := method.Options()
+	if opts == nil || !proto.HasExtension(opts, berthv1.E_Access) {
+		return Rule{}, false
+	}
+	r, ok := proto.GetExtension(opts, berthv1.E_Access).(*berthv1.AccessRule)
+	if !ok || r == nil {
+		return Rule{}, false
+	}
+	return Rule{Public: r.GetPublic(), Permission: r.GetPermission()}, true
+}
+
+// Rules maps procedure names ("/berth.v1.WorkspaceService/GetWorkspace") to
+// their access rules.
+type Rules map[string]Rule
+
+// NewRules reads the rule of every spec. It fails if a method has no rule, a
+// rule that is both public and names a permission (or neither), or a
+// permission that no role grants: an RPC without a declaration must never
+// be served.
+func NewRules(specs iter.Seq[connect.Spec]) (Rules, error) {
+	rules := make(Rules)
+	for spec := range specs {
+		method, ok := spec.Schema.(protoreflect.MethodDescriptor)
+		if !ok {
+			return nil, fmt.Errorf("access: %s has no protobuf schema", spec.Procedure)
+		}
+		rule, ok := RuleOf(method)
+		switch {
+		case !ok:
+			return nil, fmt.Errorf("access: %s declares no (berth.v1.access) option", spec.Procedure)
+		case rule.Public == (rule.Permission != ""):
+			return nil, fmt.Errorf("access: %s must be either public or name one permission", spec.Procedure)
+		case !rule.Public && !Known(rule.Permission):
+			return nil, fmt.Errorf("access: %s names unknown permission %q", spec.Procedure, rule.Permission)
+		}
+		rules[spec.Procedure] = rule
+	}
+	return rules, nil
+}
+
+// RoleToProto converts a stored role to its API enum.
+func RoleToProto(r store.Role) berthv1.Role {
+	switch r {
+	case store.RoleAdmin:
+		return berthv1.Role_ROLE_ADMIN
+	case store.RoleMember:
+		return berthv1.Role_ROLE_MEMBER
+	case store.RoleViewer:
+		return berthv1.Role_ROLE_VIEWER
+	}
+	return berthv1.Role_ROLE_UNSPECIFIED
+}
+
+// RoleFromProto converts an API role to the stored one ("" when unspecified).
+func RoleFromProto(r berthv1.Role) store.Role {
+	switch r {
+	case berthv1.Role_ROLE_ADMIN:
+		return store.RoleAdmin
+	case berthv1.Role_ROLE_MEMBER:
+		return store.RoleMember
+	case berthv1.Role_ROLE_VIEWER:
+		return store.RoleViewer
+	}
+	return ""
+}

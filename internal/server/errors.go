@@ -1,0 +1,149 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+
+	"buf.build/go/protovalidate"
+	"connectrpc.com/connect/v2"
+	"connectrpc.com/connect/v2/connectproto"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+
+	"github.com/berthhq/berth/internal/fault"
+)
+
+// errorDomain is the ErrorInfo domain of every berth error.
+const errorDomain = "berth"
+
+// kinds maps each fault kind to its Connect code: the one table through
+// which domain errors cross to the wire.
+var kinds = []struct {
+	kind error
+	code connect.Code
+}{
+	{fault.ErrInvalid, connect.CodeInvalidArgument},
+	{fault.ErrUnauthenticated, connect.CodeUnauthenticated},
+	{fault.ErrPermissionDenied, connect.CodePermissionDenied},
+	{fault.ErrNotFound, connect.CodeNotFound},
+	{fault.ErrConflict, connect.CodeAlreadyExists},
+	{fault.ErrFailedPrecondition, connect.CodeFailedPrecondition},
+	{fault.ErrResourceExhausted, connect.CodeResourceExhausted},
+	{fault.ErrUnavailable, connect.CodeUnavailable},
+	{fault.ErrUnimplemented, connect.CodeUnimplemented},
+}
+
+// Reason returns the seeds' error code that goes into ErrorInfo.reason for
+// a Connect code.
+func Reason(code connect.Code) string {
+	switch code {
+	case connect.CodeInvalidArgument, connect.CodeOutOfRange:
+		return "VALIDATION_ERROR"
+	case connect.CodeUnauthenticated:
+		return "UNAUTHORIZED"
+	case connect.CodePermissionDenied:
+		return "FORBIDDEN"
+	case connect.CodeNotFound:
+		return "NOT_FOUND"
+	case connect.CodeAlreadyExists, connect.CodeAborted, connect.CodeFailedPrecondition:
+		return "CONFLICT"
+	case connect.CodeResourceExhausted:
+		return "RATE_LIMIT_EXCEEDED"
+	case connect.CodeUnavailable, connect.CodeUnimplemented, connect.CodeDeadlineExceeded, connect.CodeCanceled:
+		return "SERVICE_UNAVAILABLE"
+	}
+	return "INTERNAL_ERROR"
+}
+
+// errorInterceptor turns every error a call returns into a *connect.Error
+// that carries an ErrorInfo (and, for validation failures, a BadRequest with
+// field violations). Faults keep their public message; anything else is
+// logged with the request id and answered with a generic message. Panics are
+// recovered the same way.
+func errorInterceptor(logger *slog.Logger) connect.ServerInterceptor {
+	return func(next connect.ServerFunc) connect.ServerFunc {
+		return func(ctx context.Context, spec connect.Spec, stream connect.ServerStream) (err error) {
+			defer func() {
+				if r := recover(); r != nil {
+					err = fmt.Errorf("panic: %v\n%s", r, debug.Stack())
+				}
+				if err != nil {
+					err = toConnectError(ctx, logger, spec, err)
+					if info := requestInfoFrom(ctx); info != nil {
+						info.setCode(connect.CodeOf(err))
+					}
+				}
+			}()
+			return next(ctx, spec, stream)
+		}
+	}
+}
+
+func toConnectError(ctx context.Context, logger *slog.Logger, spec connect.Spec, err error) error {
+	requestID := requestIDFrom(ctx)
+	var (
+		out        *connect.Error
+		violations []*errdetails.BadRequest_FieldViolation
+	)
+	if f, ok := errors.AsType[*fault.Error](err); ok {
+		out = connect.NewError(codeOfFault(f), f.Message).WithCause(err)
+		for _, v := range f.Violations {
+			violations = append(violations, &errdetails.BadRequest_FieldViolation{Field: v.Field, Description: v.Reason})
+		}
+	} else if ce, ok := errors.AsType[*connect.Error](err); ok && !ce.IsRemote() {
+		out = ce
+		if ve, ok := errors.AsType[*protovalidate.ValidationError](err); ok {
+			for _, v := range ve.Violations {
+				p := v.Proto
+				violations = append(violations, &errdetails.BadRequest_FieldViolation{
+					Field:       protovalidate.FieldPathString(p.GetField()),
+					Description: p.GetMessage(),
+					Reason:      p.GetRuleId(),
+				})
+			}
+		}
+	} else if errors.Is(err, context.Canceled) && ctx.Err() != nil {
+		out = connect.NewError(connect.CodeCanceled, "the request was canceled").WithCause(err)
+	} else if errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil {
+		out = connect.NewError(connect.CodeDeadlineExceeded, "the request ran past its deadline").WithCause(err)
+	} else {
+		logger.ErrorContext(ctx, "internal error", "request_id", requestID, "procedure", spec.Procedure, "error", err.Error())
+		out = connect.NewError(connect.CodeInternal, "internal error; quote request id "+requestID+" when reporting it").WithCause(err)
+	}
+	if hasErrorInfo(out) {
+		return out
+	}
+	info := &errdetails.ErrorInfo{Reason: Reason(out.Code()), Domain: errorDomain}
+	if requestID != "" {
+		info.Metadata = map[string]string{"request_id": requestID}
+	}
+	if d, err := connectproto.NewErrorDetail(info); err == nil {
+		out = out.WithDetail(d)
+	}
+	if len(violations) > 0 {
+		if d, err := connectproto.NewErrorDetail(&errdetails.BadRequest{FieldViolations: violations}); err == nil {
+			out = out.WithDetail(d)
+		}
+	}
+	return out
+}
+
+func codeOfFault(f *fault.Error) connect.Code {
+	for _, k := range kinds {
+		if errors.Is(f.Kind, k.kind) {
+			return k.code
+		}
+	}
+	return connect.CodeInternal
+}
+
+func hasErrorInfo(e *connect.Error) bool {
+	for _, d := range e.Details() {
+		if d.Type == "google.rpc.ErrorInfo" {
+			return true
+		}
+	}
+	return false
+}

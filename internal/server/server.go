@@ -1,0 +1,266 @@
+// Package server wires berth together: it builds the domain services and
+// their Connect handlers, the interceptor chain (metrics → errors → access →
+// validation), the HTTP middleware (request id and access log, security
+// headers, CORS, body limits), reflection, health and readiness, and runs the
+// HTTP servers with graceful shutdown.
+//
+// server imports the domain packages and their adapters; nothing imports
+// server but cmd/berth and tests.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"time"
+
+	"connectrpc.com/connect/v2"
+	"connectrpc.com/connect/v2/connectgzip"
+	"connectrpc.com/connect/v2/connecthttp"
+	"connectrpc.com/connect/v2/connectproto"
+	"connectrpc.com/grpcreflect/v2"
+	"connectrpc.com/otelconnect"
+	"connectrpc.com/validate"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	"github.com/berthhq/berth/internal/access"
+	"github.com/berthhq/berth/internal/admin"
+	"github.com/berthhq/berth/internal/auth"
+	"github.com/berthhq/berth/internal/config"
+	"github.com/berthhq/berth/internal/gen/berth/v1/berthv1connect"
+	"github.com/berthhq/berth/internal/stats"
+	"github.com/berthhq/berth/internal/store"
+	"github.com/berthhq/berth/internal/task"
+	"github.com/berthhq/berth/internal/telemetry"
+	"github.com/berthhq/berth/internal/workspace"
+)
+
+// Server is a configured berth, ready to serve.
+type Server struct {
+	cfg      *config.Config
+	logger   *slog.Logger
+	store    *store.Store
+	meters   *sdkmetric.MeterProvider
+	handler  http.Handler
+	admin    http.Handler
+	services []string
+}
+
+// New opens the store (running migrations), builds every service and
+// returns the server. now is the clock (time.Now in production). Close
+// releases what New opened.
+func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg *prometheus.Registry, now func() time.Time) (_ *Server, err error) {
+	st, err := store.Open(ctx, filepath.Join(cfg.DataDir, "berth.db"))
+	if err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			st.Close()
+		}
+	}()
+	key, err := auth.LoadOrCreateSigningKey(cfg.JWT.KeyFile)
+	if err != nil {
+		return nil, err
+	}
+	roots, err := workspace.NewRoots(cfg.WorkspaceRoots)
+	if err != nil {
+		return nil, err
+	}
+	meters, err := telemetry.NewMeterProvider(reg)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			_ = meters.Shutdown(context.Background())
+		}
+	}()
+
+	tokens := auth.NewTokenIssuer(key, cfg.JWT.Issuer, cfg.JWT.Audience, cfg.JWT.AccessTokenTTL, now)
+	authSvc, err := auth.NewService(st, tokens, auth.Config{
+		AllowRegistration: cfg.AllowRegistration,
+		RefreshTTL:        cfg.JWT.RefreshTokenTTL,
+	}, now)
+	if err != nil {
+		return nil, err
+	}
+
+	// Register the services on a bare server first, to read their access
+	// rules from the descriptors before the interceptors exist.
+	register := func(s *connect.Server) {
+		berthv1connect.RegisterAuthServiceHandler(s, auth.NewHandler(authSvc))
+		berthv1connect.RegisterWorkspaceServiceHandler(s, workspace.NewHandler(workspace.NewService(st, roots, now)))
+		berthv1connect.RegisterTaskServiceHandler(s, task.Handler{})
+		berthv1connect.RegisterStatsServiceHandler(s, stats.NewHandler(stats.NewService(st)))
+		berthv1connect.RegisterAdminServiceHandler(s, admin.Handler{})
+	}
+	bare := connect.NewServer()
+	register(bare)
+	rules, err := access.NewRules(bare.Specs())
+	if err != nil {
+		return nil, err
+	}
+
+	otel, err := otelconnect.NewServerInterceptor(otelconnect.WithMeterProvider(meters), otelconnect.WithoutTracing())
+	if err != nil {
+		return nil, fmt.Errorf("otelconnect: %w", err)
+	}
+	api := connect.NewServer(
+		otel,
+		errorInterceptor(logger),
+		authInterceptor(rules, authSvc),
+		validate.NewServerInterceptor(),
+	)
+	register(api)
+	services := serviceNames(api)
+
+	// Reflection lives on its own server: it is public and has no berth
+	// access rules, and it describes the API services plus itself.
+	reflection := connect.NewServer()
+	grpcreflect.Register(reflection, grpcreflect.WithNamer(grpcreflect.NamerFunc(func() []string {
+		return append(append([]string(nil), services...), grpcreflect.ReflectV1ServiceName, grpcreflect.ReflectV1AlphaServiceName)
+	})))
+
+	jsonCodec := connectproto.NewJSONCodec()
+	// Field names as in the proto (snake_case), as the seeds' JSON has them;
+	// protojson accepts both spellings on input.
+	jsonCodec.MarshalOptions.UseProtoNames = true
+	mountOpts := []connecthttp.Option{
+		connecthttp.WithCodecs(connectproto.NewBinaryCodec(), jsonCodec),
+		connecthttp.WithCompressors(connectgzip.New()),
+		connecthttp.WithCompressMinBytes(1024),
+		connecthttp.WithReadMaxBytes(int(cfg.HTTP.MaxBodyBytes)),
+	}
+
+	mux := http.NewServeMux()
+	connecthttp.Mount(mux, api, mountOpts...)
+	connecthttp.Mount(mux, reflection, mountOpts...)
+	mux.HandleFunc("GET /health", handleHealth)
+	mux.Handle("GET /ready", handleReady([]check{{name: "store", run: func(ctx context.Context) (string, bool) {
+		if err := st.Ping(ctx); err != nil {
+			logger.WarnContext(ctx, "readiness: store unreachable", "error", err.Error())
+			return "unreachable", false
+		}
+		return "ok (sqlite)", true
+	}}}))
+
+	var handler http.Handler = mux
+	handler = limitBody(cfg.HTTP.MaxBodyBytes, handler)
+	handler = withCORS(cfg.AllowedOrigins, handler)
+	handler = securityHeaders(handler)
+	handler = observe(logger, newHTTPMetrics(reg), handler)
+
+	adminMux := http.NewServeMux()
+	adminMux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+
+	return &Server{
+		cfg:      cfg,
+		logger:   logger,
+		store:    st,
+		meters:   meters,
+		handler:  handler,
+		admin:    adminMux,
+		services: services,
+	}, nil
+}
+
+// Handler is the main listener's handler: the API, reflection, /health and
+// /ready behind the middleware.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// AdminHandler is the admin listener's handler: /metrics.
+func (s *Server) AdminHandler() http.Handler { return s.admin }
+
+// Services lists the fully-qualified names of the API services served.
+func (s *Server) Services() []string { return s.services }
+
+// Close releases the store and the meter provider.
+func (s *Server) Close() error {
+	return errors.Join(s.meters.Shutdown(context.Background()), s.store.Close())
+}
+
+// Serve serves the API on ln and the admin handler on adminLn (nil to skip)
+// until ctx is done, then shuts down gracefully: listeners close at once,
+// requests in flight get up to the configured shutdown timeout to finish.
+// It returns nil after a clean shutdown.
+func (s *Server) Serve(ctx context.Context, ln, adminLn net.Listener) error {
+	protocols := new(http.Protocols)
+	protocols.SetHTTP1(true)
+	protocols.SetUnencryptedHTTP2(true) // gRPC clients in plaintext (h2c)
+	errorLog := slog.NewLogLogger(s.logger.Handler(), slog.LevelWarn)
+	api := &http.Server{
+		Handler:           s.handler,
+		Protocols:         protocols,
+		ReadHeaderTimeout: s.cfg.HTTP.ReadHeaderTimeout,
+		ReadTimeout:       s.cfg.HTTP.ReadTimeout,
+		WriteTimeout:      s.cfg.HTTP.WriteTimeout,
+		IdleTimeout:       s.cfg.HTTP.IdleTimeout,
+		MaxHeaderBytes:    s.cfg.HTTP.MaxHeaderBytes,
+		ErrorLog:          errorLog,
+	}
+	servers := []*http.Server{api}
+	listeners := []net.Listener{ln}
+	if adminLn != nil {
+		servers = append(servers, &http.Server{
+			Handler:           s.admin,
+			ReadHeaderTimeout: s.cfg.HTTP.ReadHeaderTimeout,
+			ReadTimeout:       s.cfg.HTTP.ReadTimeout,
+			IdleTimeout:       s.cfg.HTTP.IdleTimeout,
+			ErrorLog:          errorLog,
+		})
+		listeners = append(listeners, adminLn)
+	}
+	errs := make(chan error, len(servers))
+	for i, srv := range servers {
+		go func() {
+			if err := srv.Serve(listeners[i]); !errors.Is(err, http.ErrServerClosed) {
+				errs <- err
+				return
+			}
+			errs <- nil
+		}()
+	}
+	s.logger.Info("serving", "addr", ln.Addr().String(), "services", len(s.services))
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-errs:
+	}
+	s.logger.Info("shutting down", "grace", s.cfg.ShutdownTimeout.String())
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ShutdownTimeout)
+	defer cancel()
+	var shutdownErrs []error
+	for _, srv := range servers {
+		if err := srv.Shutdown(shutdownCtx); err != nil {
+			shutdownErrs = append(shutdownErrs, err)
+			_ = srv.Close()
+		}
+	}
+	return errors.Join(append(shutdownErrs, serveErr)...)
+}
+
+func serviceNames(s *connect.Server) []string {
+	seen := map[string]bool{}
+	var names []string
+	for spec := range s.Specs() {
+		method, ok := spec.Schema.(protoreflect.MethodDescriptor)
+		if !ok {
+			continue
+		}
+		name := string(method.Parent().FullName())
+		if !seen[name] {
+			seen[name] = true
+			names = append(names, name)
+		}
+	}
+	return names
+}

@@ -1,0 +1,67 @@
+// Package telemetry builds berth's logger and metrics plumbing: a slog
+// logger that redacts secrets, a Prometheus registry with the Go and process
+// collectors, and an OpenTelemetry meter provider that exports into that
+// registry (otelconnect records RPC metrics through it).
+//
+// telemetry imports nothing from berth. Nothing here is global: callers pass
+// what it builds to whoever needs it.
+package telemetry
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+)
+
+// NewLogger returns a logger writing format ("json" or "text") at level to
+// w. Attributes whose key names a secret (password, token, secret, authorization, api key, cookie) are
+// replaced with "[REDACTED]" wherever they appear.
+func NewLogger(w io.Writer, format string, level slog.Level) (*slog.Logger, error) {
+	opts := &slog.HandlerOptions{Level: level, ReplaceAttr: redact}
+	switch format {
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("telemetry: log format %q: want json or text", format)
+}
+
+var secretKeys = []string{"password", "token", "secret", "authorization", "api_key", "apikey", "cookie"}
+
+func redact(_ []string, a slog.Attr) slog.Attr {
+	key := strings.ToLower(a.Key)
+	for _, s := range secretKeys {
+		if strings.Contains(key, s) {
+			return slog.String(a.Key, "[REDACTED]")
+		}
+	}
+	return a
+}
+
+// NewRegistry returns a Prometheus registry with the Go runtime and process
+// collectors registered.
+func NewRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	return reg
+}
+
+// NewMeterProvider returns an OpenTelemetry meter provider whose instruments
+// are exported through reg.
+func NewMeterProvider(reg prometheus.Registerer) (*sdkmetric.MeterProvider, error) {
+	exporter, err := otelprom.New(otelprom.WithRegisterer(reg), otelprom.WithoutScopeInfo())
+	if err != nil {
+		return nil, fmt.Errorf("telemetry: prometheus exporter: %w", err)
+	}
+	return sdkmetric.NewMeterProvider(sdkmetric.WithReader(exporter)), nil
+}

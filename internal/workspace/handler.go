@@ -1,0 +1,204 @@
+package workspace
+
+import (
+	"context"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/berthhq/berth/internal/access"
+	"github.com/berthhq/berth/internal/fault"
+	berthv1 "github.com/berthhq/berth/internal/gen/berth/v1"
+	"github.com/berthhq/berth/internal/gen/berth/v1/berthv1connect"
+	"github.com/berthhq/berth/internal/page"
+	"github.com/berthhq/berth/internal/store"
+)
+
+// Handler serves berth.v1.WorkspaceService by translating to the Service.
+type Handler struct {
+	svc *Service
+}
+
+var _ berthv1connect.WorkspaceServiceHandler = (*Handler)(nil)
+
+// NewHandler returns the WorkspaceService handler for svc.
+func NewHandler(svc *Service) *Handler { return &Handler{svc: svc} }
+
+func principal(ctx context.Context) access.Principal {
+	p, _ := access.PrincipalFrom(ctx)
+	return p
+}
+
+// ListWorkspaces implements berthv1connect.WorkspaceServiceHandler.
+func (h *Handler) ListWorkspaces(ctx context.Context, req *berthv1.ListWorkspacesRequest) (*berthv1.ListWorkspacesResponse, error) {
+	pg := page.New(req.GetPage(), req.GetPageSize())
+	items, total, err := h.svc.List(ctx, principal(ctx), Query{
+		Page:   pg,
+		Search: req.GetSearch(),
+		Status: req.GetStatus(),
+		Sort:   req.GetSort(),
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := &berthv1.ListWorkspacesResponse{
+		Workspaces: make([]*berthv1.Workspace, 0, len(items)),
+		Pagination: pg.Of(total).Proto(),
+	}
+	for _, w := range items {
+		out.Workspaces = append(out.Workspaces, ToProto(w))
+	}
+	return out, nil
+}
+
+// CreateWorkspace implements berthv1connect.WorkspaceServiceHandler.
+func (h *Handler) CreateWorkspace(ctx context.Context, req *berthv1.CreateWorkspaceRequest) (*berthv1.CreateWorkspaceResponse, error) {
+	w, err := h.svc.Create(ctx, principal(ctx), Spec{
+		Name:        req.GetName(),
+		Description: req.GetDescription(),
+		Path:        req.GetPath(),
+		GitURL:      req.GetGitUrl(),
+		Branch:      req.GetBranch(),
+		Tags:        req.GetTags(),
+		Metadata:    req.GetMetadata(),
+		Image:       req.GetImage(),
+		MemoryMB:    req.GetResources().GetMemoryMb(),
+		CPUs:        req.GetResources().GetCpus(),
+		Pids:        req.GetResources().GetPids(),
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &berthv1.CreateWorkspaceResponse{Workspace: ToProto(w)}, nil
+}
+
+// GetWorkspace implements berthv1connect.WorkspaceServiceHandler.
+func (h *Handler) GetWorkspace(ctx context.Context, req *berthv1.GetWorkspaceRequest) (*berthv1.GetWorkspaceResponse, error) {
+	w, err := h.svc.Get(ctx, principal(ctx), req.GetId())
+	if err != nil {
+		return nil, err
+	}
+	return &berthv1.GetWorkspaceResponse{Workspace: ToProto(w)}, nil
+}
+
+// UpdateWorkspace implements berthv1connect.WorkspaceServiceHandler.
+func (h *Handler) UpdateWorkspace(ctx context.Context, req *berthv1.UpdateWorkspaceRequest) (*berthv1.UpdateWorkspaceResponse, error) {
+	c := Change{
+		Name:        req.Name,
+		Description: req.Description,
+		GitURL:      req.GitUrl,
+		Branch:      req.Branch,
+		Archived:    req.Archived,
+	}
+	if req.Tags != nil {
+		tags := req.GetTags().GetValues()
+		c.Tags = &tags
+	}
+	if req.Metadata != nil {
+		md := req.GetMetadata().GetValues()
+		if md == nil {
+			md = map[string]string{}
+		}
+		c.Metadata = &md
+	}
+	w, err := h.svc.Update(ctx, principal(ctx), req.GetId(), c)
+	if err != nil {
+		return nil, err
+	}
+	return &berthv1.UpdateWorkspaceResponse{Workspace: ToProto(w)}, nil
+}
+
+// DeleteWorkspace implements berthv1connect.WorkspaceServiceHandler.
+func (h *Handler) DeleteWorkspace(ctx context.Context, req *berthv1.DeleteWorkspaceRequest) (*berthv1.DeleteWorkspaceResponse, error) {
+	if err := h.svc.Delete(ctx, principal(ctx), req.GetId()); err != nil {
+		return nil, err
+	}
+	return &berthv1.DeleteWorkspaceResponse{}, nil
+}
+
+// StartWorkspace implements berthv1connect.WorkspaceServiceHandler.
+func (h *Handler) StartWorkspace(ctx context.Context, req *berthv1.StartWorkspaceRequest) (*berthv1.StartWorkspaceResponse, error) {
+	w, err := h.svc.Start(ctx, principal(ctx), req.GetId())
+	if err != nil {
+		return nil, err
+	}
+	return &berthv1.StartWorkspaceResponse{Workspace: ToProto(w)}, nil
+}
+
+// StopWorkspace implements berthv1connect.WorkspaceServiceHandler.
+func (h *Handler) StopWorkspace(ctx context.Context, req *berthv1.StopWorkspaceRequest) (*berthv1.StopWorkspaceResponse, error) {
+	w, err := h.svc.Stop(ctx, principal(ctx), req.GetId())
+	if err != nil {
+		return nil, err
+	}
+	return &berthv1.StopWorkspaceResponse{Workspace: ToProto(w)}, nil
+}
+
+// errNoSharing explains the membership RPCs this server does not offer yet.
+var errNoSharing = fault.New(fault.ErrUnimplemented,
+	"sharing workspaces is not available on this server yet: a workspace is visible to its owner and to admins")
+
+// AddMember implements berthv1connect.WorkspaceServiceHandler; sharing is not offered yet.
+func (h *Handler) AddMember(context.Context, *berthv1.AddMemberRequest) (*berthv1.AddMemberResponse, error) {
+	return nil, errNoSharing
+}
+
+// RemoveMember implements berthv1connect.WorkspaceServiceHandler; sharing is not offered yet.
+func (h *Handler) RemoveMember(context.Context, *berthv1.RemoveMemberRequest) (*berthv1.RemoveMemberResponse, error) {
+	return nil, errNoSharing
+}
+
+// ListMembers implements berthv1connect.WorkspaceServiceHandler; sharing is not offered yet.
+func (h *Handler) ListMembers(context.Context, *berthv1.ListMembersRequest) (*berthv1.ListMembersResponse, error) {
+	return nil, errNoSharing
+}
+
+// WatchWorkspace implements berthv1connect.WorkspaceServiceHandler; live
+// streams are not offered yet.
+func (h *Handler) WatchWorkspace(context.Context, *berthv1.WatchWorkspaceRequest, berthv1connect.WorkspaceServiceWatchWorkspaceServerStream) error {
+	return fault.New(fault.ErrUnimplemented,
+		"watching workspaces is not available on this server yet: poll GetWorkspace instead")
+}
+
+// ToProto converts a workspace record to its API message.
+func ToProto(w *store.Workspace) *berthv1.Workspace {
+	return &berthv1.Workspace{
+		Id:           w.ID,
+		OwnerId:      w.OwnerID,
+		Name:         w.Name,
+		Description:  w.Description,
+		Path:         w.Path,
+		Status:       StatusToProto(w.Status),
+		StatusReason: w.StatusReason,
+		GitUrl:       w.GitURL,
+		Branch:       w.Branch,
+		Tags:         w.Tags,
+		Metadata:     w.Metadata,
+		Stats: &berthv1.WorkspaceStats{
+			TotalTasks:     w.Stats.TotalTasks,
+			RunningTasks:   w.Stats.RunningTasks,
+			CompletedTasks: w.Stats.CompletedTasks,
+			FailedTasks:    w.Stats.FailedTasks,
+			DiskUsageMb:    w.DiskUsageMB,
+		},
+		Image:       w.Image,
+		ContainerId: w.ContainerID,
+		Resources:   &berthv1.ResourceLimits{MemoryMb: w.MemoryMB, Cpus: w.CPUs, Pids: w.Pids},
+		CreatedAt:   timestamppb.New(w.CreatedAt),
+		UpdatedAt:   timestamppb.New(w.UpdatedAt),
+	}
+}
+
+var statusToProto = map[store.WorkspaceStatus]berthv1.WorkspaceStatus{
+	store.WorkspaceCreating: berthv1.WorkspaceStatus_WORKSPACE_STATUS_CREATING,
+	store.WorkspaceStopped:  berthv1.WorkspaceStatus_WORKSPACE_STATUS_STOPPED,
+	store.WorkspaceStarting: berthv1.WorkspaceStatus_WORKSPACE_STATUS_STARTING,
+	store.WorkspaceRunning:  berthv1.WorkspaceStatus_WORKSPACE_STATUS_RUNNING,
+	store.WorkspaceStopping: berthv1.WorkspaceStatus_WORKSPACE_STATUS_STOPPING,
+	store.WorkspaceError:    berthv1.WorkspaceStatus_WORKSPACE_STATUS_ERROR,
+	store.WorkspaceArchived: berthv1.WorkspaceStatus_WORKSPACE_STATUS_ARCHIVED,
+}
+
+// StatusToProto converts a stored workspace status to its API enum.
+func StatusToProto(s store.WorkspaceStatus) berthv1.WorkspaceStatus {
+	return statusToProto[s]
+}

@@ -1,0 +1,237 @@
+// Package workspace holds the rules for workspaces: where their directories
+// may be, who may see and change them, and their records' life cycle.
+//
+// workspace imports internal/store, internal/access, internal/fault and
+// internal/page; its handler.go translates the generated WorkspaceService
+// to the Service here.
+package workspace
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/berthhq/berth/internal/access"
+	"github.com/berthhq/berth/internal/fault"
+	"github.com/berthhq/berth/internal/page"
+	"github.com/berthhq/berth/internal/store"
+)
+
+// Service manages workspace records.
+type Service struct {
+	store *store.Store
+	roots Roots
+	now   func() time.Time
+}
+
+// NewService returns a Service. now is the clock.
+func NewService(st *store.Store, roots Roots, now func() time.Time) *Service {
+	return &Service{store: st, roots: roots, now: now}
+}
+
+// Spec is what a new workspace is made of.
+type Spec struct {
+	Name        string
+	Description string
+	Path        string
+	GitURL      string
+	Branch      string
+	Tags        []string
+	Metadata    map[string]string
+	Image       string
+	MemoryMB    int64
+	CPUs        float64
+	Pids        int64
+}
+
+// Create registers a project directory as a workspace owned by the caller.
+func (s *Service) Create(ctx context.Context, p access.Principal, spec Spec) (*store.Workspace, error) {
+	name, err := cleanName(spec.Name)
+	if err != nil {
+		return nil, err
+	}
+	path, err := s.roots.Resolve(spec.Path)
+	if err != nil {
+		return nil, err
+	}
+	now := s.now().UTC()
+	w := &store.Workspace{
+		ID:          uuid.NewString(),
+		OwnerID:     p.UserID,
+		Name:        name,
+		Description: spec.Description,
+		Path:        path,
+		Status:      store.WorkspaceStopped,
+		GitURL:      spec.GitURL,
+		Branch:      spec.Branch,
+		Tags:        uniqueTags(spec.Tags),
+		Metadata:    spec.Metadata,
+		Image:       spec.Image,
+		MemoryMB:    spec.MemoryMB,
+		CPUs:        spec.CPUs,
+		Pids:        spec.Pids,
+		CreatedAt:   now,
+		UpdatedAt:   now,
+	}
+	if w.Metadata == nil {
+		w.Metadata = map[string]string{}
+	}
+	if err := s.store.CreateWorkspace(ctx, w); err != nil {
+		return nil, err
+	}
+	w.AccessRole = store.WorkspaceOwner
+	return w, nil
+}
+
+// Get returns a workspace the caller may see; any other is not found.
+func (s *Service) Get(ctx context.Context, p access.Principal, id string) (*store.Workspace, error) {
+	return s.store.FindWorkspace(ctx, id, p.Viewer())
+}
+
+// Query selects a page of workspaces.
+type Query struct {
+	Page   page.Request
+	Search string
+	Status string
+	Sort   string
+}
+
+// List returns the page of workspaces the caller may see and the number of
+// all that match.
+func (s *Service) List(ctx context.Context, p access.Principal, q Query) ([]*store.Workspace, int64, error) {
+	return s.store.ListWorkspaces(ctx, store.WorkspaceFilter{
+		Viewer: p.Viewer(),
+		Search: strings.TrimSpace(q.Search),
+		Status: q.Status,
+		Sort:   q.Sort,
+		Offset: q.Page.Offset(),
+		Limit:  q.Page.Size,
+	})
+}
+
+// Change lists the fields an update sets; nil fields stay as they are.
+type Change struct {
+	Name        *string
+	Description *string
+	GitURL      *string
+	Branch      *string
+	Tags        *[]string
+	Metadata    *map[string]string
+	Archived    *bool
+}
+
+// Update applies a change. Owners, editors and admins may change a
+// workspace; its viewers may not.
+func (s *Service) Update(ctx context.Context, p access.Principal, id string, c Change) (*store.Workspace, error) {
+	w, err := s.store.FindWorkspace(ctx, id, p.Viewer())
+	if err != nil {
+		return nil, err
+	}
+	if w.AccessRole == store.WorkspaceViewer {
+		return nil, fault.New(fault.ErrPermissionDenied, "your role in this workspace (viewer) does not allow changing it")
+	}
+	upd := store.WorkspaceUpdate{
+		Description: c.Description,
+		GitURL:      c.GitURL,
+		Branch:      c.Branch,
+		Metadata:    c.Metadata,
+	}
+	if c.Name != nil {
+		name, err := cleanName(*c.Name)
+		if err != nil {
+			return nil, err
+		}
+		upd.Name = &name
+	}
+	if c.Tags != nil {
+		tags := uniqueTags(*c.Tags)
+		upd.Tags = &tags
+	}
+	if c.Archived != nil {
+		status, err := archiveTransition(w.Status, *c.Archived)
+		if err != nil {
+			return nil, err
+		}
+		upd.Status = &status
+	}
+	updated, err := s.store.UpdateWorkspace(ctx, id, upd, s.now().UTC())
+	if err != nil {
+		return nil, err
+	}
+	updated.AccessRole = w.AccessRole
+	updated.Stats = w.Stats
+	return updated, nil
+}
+
+// Delete removes a workspace record; only its owner or an admin may. The
+// project directory is left untouched.
+func (s *Service) Delete(ctx context.Context, p access.Principal, id string) error {
+	w, err := s.store.FindWorkspace(ctx, id, p.Viewer())
+	if err != nil {
+		return err
+	}
+	if w.AccessRole != store.WorkspaceOwner && w.AccessRole != store.WorkspaceAdmin {
+		return fault.New(fault.ErrPermissionDenied, "only the workspace's owner or an admin can delete it (your role: %s)", w.AccessRole)
+	}
+	return s.store.DeleteWorkspace(ctx, id)
+}
+
+// archiveTransition is the one place that decides archive and unarchive
+// moves: only a workspace that is not running can be archived, and an
+// unarchived workspace comes back stopped.
+func archiveTransition(from store.WorkspaceStatus, archive bool) (store.WorkspaceStatus, error) {
+	switch {
+	case archive && from == store.WorkspaceArchived, !archive && from != store.WorkspaceArchived:
+		return from, nil
+	case archive && (from == store.WorkspaceStopped || from == store.WorkspaceError):
+		return store.WorkspaceArchived, nil
+	case archive:
+		return "", fault.New(fault.ErrFailedPrecondition, "a %s workspace cannot be archived; stop it first", from)
+	default:
+		return store.WorkspaceStopped, nil
+	}
+}
+
+func cleanName(name string) (string, error) {
+	trimmed := strings.TrimSpace(name)
+	if trimmed == "" {
+		return "", fault.Invalid("name", "must not be blank")
+	}
+	if strings.ContainsFunc(trimmed, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+		return "", fault.Invalid("name", "must not contain control characters")
+	}
+	return trimmed, nil
+}
+
+func uniqueTags(tags []string) []string {
+	out := make([]string, 0, len(tags))
+	for _, t := range tags {
+		if !slices.Contains(out, t) {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// errNoRuntime explains the container RPCs this server does not offer yet.
+var errNoRuntime = fault.New(fault.ErrUnimplemented,
+	"this server has no container runtime yet: workspaces are records only and cannot be started or stopped")
+
+// Start would start the workspace's container; the runtime is not there yet.
+func (s *Service) Start(ctx context.Context, p access.Principal, id string) (*store.Workspace, error) {
+	if _, err := s.store.FindWorkspace(ctx, id, p.Viewer()); err != nil {
+		return nil, err
+	}
+	return nil, errNoRuntime
+}
+
+// Stop would stop the workspace's container; the runtime is not there yet.
+func (s *Service) Stop(ctx context.Context, p access.Principal, id string) (*store.Workspace, error) {
+	if _, err := s.store.FindWorkspace(ctx, id, p.Viewer()); err != nil {
+		return nil, err
+	}
+	return nil, errNoRuntime
+}
