@@ -223,11 +223,11 @@ func (s *Service) Authenticate(_ context.Context, authorization string) (access.
 	if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" {
 		return access.Principal{}, fault.New(fault.ErrUnauthenticated, `send "Authorization: Bearer <access token>"`)
 	}
-	claims, err := s.tokens.Verify(strings.TrimSpace(token))
+	p, err := s.tokens.Verify(strings.TrimSpace(token))
 	if err != nil {
 		return access.Principal{}, &fault.Error{Kind: fault.ErrUnauthenticated, Message: "access token is invalid or expired", Cause: err}
 	}
-	return access.Principal{UserID: claims.Subject, Role: claims.Role, SessionID: claims.SessionID}, nil
+	return p, nil
 }
 
 func (s *Service) startSession(ctx context.Context, u *store.User, client Client) (*Tokens, error) {

@@ -8,6 +8,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/google/uuid"
 
+	"github.com/berthhq/berth/internal/access"
 	"github.com/berthhq/berth/internal/store"
 )
 
@@ -84,8 +85,8 @@ func (t *TokenIssuer) Issue(userID, sessionID string, role store.Role) (string, 
 var errBadToken = errors.New("auth: invalid access token")
 
 // Verify checks an access token's algorithm, key id, signature, issuer,
-// audience and validity window, and returns its claims.
-func (t *TokenIssuer) Verify(raw string) (*accessClaims, error) {
+// audience and validity window, and returns the principal it names.
+func (t *TokenIssuer) Verify(raw string) (access.Principal, error) {
 	var claims accessClaims
 	_, err := t.parser.ParseWithClaims(raw, &claims, func(token *jwt.Token) (any, error) {
 		if kid, _ := token.Header["kid"].(string); kid != t.key.ID {
@@ -94,15 +95,15 @@ func (t *TokenIssuer) Verify(raw string) (*accessClaims, error) {
 		return t.key.public, nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", errBadToken, err)
+		return access.Principal{}, fmt.Errorf("%w: %w", errBadToken, err)
 	}
 	if claims.Subject == "" || claims.SessionID == "" {
-		return nil, fmt.Errorf("%w: missing sub or sid", errBadToken)
+		return access.Principal{}, fmt.Errorf("%w: missing sub or sid", errBadToken)
 	}
 	switch claims.Role {
 	case store.RoleAdmin, store.RoleMember, store.RoleViewer:
 	default:
-		return nil, fmt.Errorf("%w: unknown role %q", errBadToken, claims.Role)
+		return access.Principal{}, fmt.Errorf("%w: unknown role %q", errBadToken, claims.Role)
 	}
-	return &claims, nil
+	return access.Principal{UserID: claims.Subject, Role: claims.Role, SessionID: claims.SessionID}, nil
 }

@@ -95,6 +95,7 @@ type protocol struct {
 var protocols = []protocol{
 	{name: "connect", opts: nil},
 	{name: "connect-json", opts: []connecthttp.Option{connecthttp.WithProtoJSON()}},
+	{name: "connect-gzip", opts: []connecthttp.Option{connecthttp.WithSendGzip()}},
 	{name: "grpc", opts: []connecthttp.Option{connecthttp.WithGRPC()}, h2c: true},
 	{name: "grpcweb", opts: []connecthttp.Option{connecthttp.WithGRPCWeb()}},
 }

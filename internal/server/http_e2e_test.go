@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"bytes"
+	"compress/gzip"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -309,4 +310,49 @@ func TestUnimplementedSaysWhy(t *testing.T) {
 	// And unauthenticated callers learn nothing more.
 	_, err = c.Task.ListTasks(t.Context(), &berthv1.ListTasksRequest{})
 	wantCode(t, err, connect.CodeUnauthenticated, "UNAUTHORIZED")
+}
+
+// TestGzipBothWays sends a gzip-compressed JSON request and asks for a
+// compressed answer, as a browser or `curl --compressed` would.
+func TestGzipBothWays(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	c := srv.clients(protocols[0])
+	token := register(t, c, "gzip@example.com").GetTokens().GetAccessToken()
+	for i := range 5 {
+		_, err := c.Workspace.CreateWorkspace(as(t.Context(), token), &berthv1.CreateWorkspaceRequest{
+			Name: "gz" + strings.Repeat("x", i), Description: strings.Repeat("compressible ", 30), Path: srv.mkdir(t, "gz"+strings.Repeat("x", i)),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	_, _ = zw.Write([]byte(`{"page_size":100}`))
+	zw.Close()
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, srv.URL+"/berth.v1.WorkspaceService/ListWorkspaces", &buf)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Content-Encoding", "gzip")
+	req.Header.Set("Accept-Encoding", "gzip")
+	req.Header.Set("Authorization", "Bearer "+token)
+	tr := &http.Transport{DisableCompression: true} // keep the body as sent
+	res, err := (&http.Client{Transport: tr}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK || res.Header.Get("Content-Encoding") != "gzip" {
+		t.Fatalf("status %d, Content-Encoding %q", res.StatusCode, res.Header.Get("Content-Encoding"))
+	}
+	zr, err := gzip.NewReader(res.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out struct {
+		Workspaces []json.RawMessage `json:"workspaces"`
+	}
+	if err := json.NewDecoder(zr).Decode(&out); err != nil || len(out.Workspaces) != 5 {
+		t.Fatalf("decoded %d workspaces, %v", len(out.Workspaces), err)
+	}
 }

@@ -1,0 +1,62 @@
+// Package internal_test keeps berth's import graph flowing one way:
+// cmd → server → domain packages → adapters and leaves (see STYLE.md).
+package internal_test
+
+import (
+	"os/exec"
+	"slices"
+	"strings"
+	"testing"
+)
+
+const module = "github.com/berthhq/berth/"
+
+// allowed lists, for each internal package, the internal packages it may
+// import. A package missing here fails the test, so every new package gets
+// its place in the graph decided on purpose.
+var allowed = map[string][]string{
+	"cmd/berth":          {"internal/config", "internal/server", "internal/store", "internal/telemetry", "internal/version"},
+	"internal/server":    {"internal/access", "internal/admin", "internal/auth", "internal/config", "internal/fault", "internal/gen/berth/v1/berthv1connect", "internal/stats", "internal/store", "internal/task", "internal/telemetry", "internal/workspace"},
+	"internal/auth":      {"internal/access", "internal/fault", "internal/gen/berth/v1", "internal/gen/berth/v1/berthv1connect", "internal/store"},
+	"internal/workspace": {"internal/access", "internal/fault", "internal/gen/berth/v1", "internal/gen/berth/v1/berthv1connect", "internal/page", "internal/store"},
+	"internal/stats":     {"internal/access", "internal/fault", "internal/gen/berth/v1", "internal/gen/berth/v1/berthv1connect", "internal/store"},
+	"internal/task":      {"internal/fault", "internal/gen/berth/v1", "internal/gen/berth/v1/berthv1connect"},
+	"internal/admin":     {"internal/fault", "internal/gen/berth/v1", "internal/gen/berth/v1/berthv1connect"},
+	"internal/access":    {"internal/gen/berth/v1", "internal/store"},
+	"internal/page":      {"internal/gen/berth/v1"},
+	"internal/store":     {"internal/fault"},
+	"internal":           {},
+	"internal/fault":     {},
+	"internal/config":    {},
+	"internal/telemetry": {},
+	"internal/version":   {},
+
+	"internal/gen/berth/v1":                {},
+	"internal/gen/berth/v1/berthv1connect": {"internal/gen/berth/v1"},
+	"internal/store/storetest":             {"internal/fault", "internal/store"},
+}
+
+func TestImportGraph(t *testing.T) {
+	t.Parallel()
+	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}} {{join .Imports " "}}`, module+"...").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		fields := strings.Fields(line)
+		pkg := strings.TrimPrefix(fields[0], module)
+		may, known := allowed[pkg]
+		if !known {
+			t.Errorf("%s has no entry in the allowed import graph", pkg)
+			continue
+		}
+		for _, imp := range fields[1:] {
+			if !strings.HasPrefix(imp, module) {
+				continue
+			}
+			if dep := strings.TrimPrefix(imp, module); !slices.Contains(may, dep) {
+				t.Errorf("%s imports %s, which the graph does not allow", pkg, dep)
+			}
+		}
+	}
+}
