@@ -1,0 +1,521 @@
+package config_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/berthhq/berth/internal/config"
+)
+
+// env returns a getenv that reads vars.
+func env(vars map[string]string) func(string) string {
+	return func(name string) string { return vars[name] }
+}
+
+// load calls Load and fails the test on an error.
+func load(t *testing.T, args []string, vars map[string]string) *config.Config {
+	t.Helper()
+	c, err := config.LoadWithOutput(args, env(vars), new(bytes.Buffer))
+	if err != nil {
+		t.Fatalf("Load(%q, %v): %v", args, vars, err)
+	}
+	return c
+}
+
+// abs is filepath.Abs that fails the test on an error.
+func abs(t *testing.T, path string) string {
+	t.Helper()
+	a, err := filepath.Abs(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+// flagErrors returns every *config.FlagError in err's tree.
+func flagErrors(err error) []*config.FlagError {
+	var found []*config.FlagError
+	var walk func(error)
+	walk = func(err error) {
+		if fe, ok := err.(*config.FlagError); ok {
+			found = append(found, fe)
+		}
+		switch u := err.(type) {
+		case interface{ Unwrap() []error }:
+			for _, e := range u.Unwrap() {
+				walk(e)
+			}
+		case interface{ Unwrap() error }:
+			walk(u.Unwrap())
+		}
+	}
+	walk(err)
+	return found
+}
+
+func TestDefaults(t *testing.T) {
+	t.Parallel()
+	got := load(t, nil, nil)
+	dataDir := abs(t, "data")
+	want := &config.Config{
+		Addr:              "127.0.0.1:8080",
+		AdminAddr:         "127.0.0.1:9090",
+		DataDir:           dataDir,
+		WorkspaceRoots:    []string{filepath.Join(dataDir, "workspaces")},
+		LogFormat:         config.LogFormatJSON,
+		LogLevel:          slog.LevelInfo,
+		AllowedOrigins:    []string{},
+		AllowRegistration: true,
+		SecureCookies:     true,
+		JWT: config.JWT{
+			Issuer:          "berth",
+			Audience:        "berth-api",
+			AccessTokenTTL:  15 * time.Minute,
+			RefreshTokenTTL: 720 * time.Hour,
+			KeyFile:         filepath.Join(dataDir, "jwt-ed25519.pem"),
+		},
+		HTTP: config.HTTP{
+			ReadHeaderTimeout: 10 * time.Second,
+			ReadTimeout:       60 * time.Second,
+			WriteTimeout:      0,
+			IdleTimeout:       120 * time.Second,
+			MaxHeaderBytes:    1 << 20,
+			MaxBodyBytes:      4 << 20,
+		},
+		ShutdownTimeout: 30 * time.Second,
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("defaults:\n got %+v\nwant %+v", got, want)
+	}
+}
+
+func TestEnvTwins(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	got := load(t, nil, map[string]string{
+		"BERTH_ADDR":                "0.0.0.0:8081",
+		"BERTH_ADMIN_ADDR":          "off",
+		"BERTH_DATA_DIR":            dir,
+		"BERTH_LOG_FORMAT":          "text",
+		"BERTH_LOG_LEVEL":           "DEBUG",
+		"BERTH_ALLOWED_ORIGINS":     "https://Console.Example.com:443, http://localhost:5173",
+		"BERTH_ALLOW_REGISTRATION":  "false",
+		"BERTH_SECURE_COOKIES":      "0",
+		"BERTH_JWT_ISSUER":          "https://berth.example.com",
+		"BERTH_JWT_AUDIENCE":        "aud",
+		"BERTH_ACCESS_TOKEN_TTL":    "5m",
+		"BERTH_REFRESH_TOKEN_TTL":   "24h",
+		"BERTH_JWT_KEY_FILE":        "/etc/berth/key.pem",
+		"BERTH_READ_HEADER_TIMEOUT": "2s",
+		"BERTH_READ_TIMEOUT":        "0",
+		"BERTH_WRITE_TIMEOUT":       "1m",
+		"BERTH_IDLE_TIMEOUT":        "3m",
+		"BERTH_MAX_HEADER_BYTES":    "8192",
+		"BERTH_MAX_BODY_BYTES":      "1024",
+		"BERTH_SHUTDOWN_TIMEOUT":    "5s",
+	})
+	want := &config.Config{
+		Addr:              "0.0.0.0:8081",
+		AdminAddr:         "",
+		DataDir:           dir,
+		WorkspaceRoots:    []string{filepath.Join(dir, "workspaces")},
+		LogFormat:         config.LogFormatText,
+		LogLevel:          slog.LevelDebug,
+		AllowedOrigins:    []string{"https://console.example.com", "http://localhost:5173"},
+		AllowRegistration: false,
+		SecureCookies:     false,
+		JWT: config.JWT{
+			Issuer:          "https://berth.example.com",
+			Audience:        "aud",
+			AccessTokenTTL:  5 * time.Minute,
+			RefreshTokenTTL: 24 * time.Hour,
+			KeyFile:         "/etc/berth/key.pem",
+		},
+		HTTP: config.HTTP{
+			ReadHeaderTimeout: 2 * time.Second,
+			ReadTimeout:       0,
+			WriteTimeout:      time.Minute,
+			IdleTimeout:       3 * time.Minute,
+			MaxHeaderBytes:    8192,
+			MaxBodyBytes:      1024,
+		},
+		ShutdownTimeout: 5 * time.Second,
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("from the environment:\n got %+v\nwant %+v", got, want)
+	}
+}
+
+func TestFlagBeatsEnv(t *testing.T) {
+	t.Parallel()
+	got := load(t,
+		[]string{"--addr", "127.0.0.1:1", "--log-level=warn", "--allow-registration=true", "--workspace-root", "/srv/a", "--access-token-ttl=2m"},
+		map[string]string{
+			"BERTH_ADDR":               "127.0.0.1:2",
+			"BERTH_LOG_LEVEL":          "error",
+			"BERTH_ALLOW_REGISTRATION": "false",
+			"BERTH_WORKSPACE_ROOT":     "/srv/b,/srv/c",
+			"BERTH_ACCESS_TOKEN_TTL":   "not a duration", // never parsed: the flag is set
+			"BERTH_LOG_FORMAT":         "text",           // no flag: the variable applies
+		})
+	if got.Addr != "127.0.0.1:1" {
+		t.Errorf("Addr = %q, want the flag's 127.0.0.1:1", got.Addr)
+	}
+	if got.LogLevel != slog.LevelWarn {
+		t.Errorf("LogLevel = %v, want the flag's WARN", got.LogLevel)
+	}
+	if !got.AllowRegistration {
+		t.Error("AllowRegistration = false, want the flag's true")
+	}
+	if want := []string{"/srv/a"}; !reflect.DeepEqual(got.WorkspaceRoots, want) {
+		t.Errorf("WorkspaceRoots = %q, want only the flag's %q", got.WorkspaceRoots, want)
+	}
+	if got.JWT.AccessTokenTTL != 2*time.Minute {
+		t.Errorf("AccessTokenTTL = %v, want the flag's 2m", got.JWT.AccessTokenTTL)
+	}
+	if got.LogFormat != config.LogFormatText {
+		t.Errorf("LogFormat = %q, want the variable's text", got.LogFormat)
+	}
+}
+
+func TestWorkspaceRoots(t *testing.T) {
+	t.Parallel()
+	list := string(os.PathListSeparator)
+	tests := []struct {
+		name string
+		args []string
+		env  map[string]string
+		want []string
+	}{
+		{
+			name: "repeated flag, in order, duplicates dropped",
+			args: []string{"--workspace-root", "/srv/a", "--workspace-root=/srv/b/", "--workspace-root", "/srv/a"},
+			want: []string{"/srv/a", "/srv/b"},
+		},
+		{
+			name: "relative flag made absolute and cleaned",
+			args: []string{"--workspace-root", "projects/../work/./x"},
+			want: []string{abs(t, "work/x")},
+		},
+		{
+			name: "variable split on commas and the path list separator",
+			env:  map[string]string{"BERTH_WORKSPACE_ROOT": "/srv/a," + "/srv/b" + list + " rel ,,"},
+			want: []string{"/srv/a", "/srv/b", abs(t, "rel")},
+		},
+		{
+			name: "default follows the data directory",
+			args: []string{"--data-dir", "/var/lib/berth"},
+			want: []string{"/var/lib/berth/workspaces"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			got := load(t, tt.args, tt.env)
+			if !reflect.DeepEqual(got.WorkspaceRoots, tt.want) {
+				t.Errorf("WorkspaceRoots = %q, want %q", got.WorkspaceRoots, tt.want)
+			}
+		})
+	}
+}
+
+func TestPathsMadeAbsolute(t *testing.T) {
+	t.Parallel()
+	got := load(t, []string{"--data-dir", "var/../state", "--jwt-key-file", "keys/jwt.pem"}, nil)
+	if want := abs(t, "state"); got.DataDir != want {
+		t.Errorf("DataDir = %q, want %q", got.DataDir, want)
+	}
+	if want := abs(t, "keys/jwt.pem"); got.JWT.KeyFile != want {
+		t.Errorf("JWT.KeyFile = %q, want %q", got.JWT.KeyFile, want)
+	}
+}
+
+func TestAllowedOrigins(t *testing.T) {
+	t.Parallel()
+	got := load(t, []string{
+		"--allowed-origins", "https://A.example.com,http://localhost:5173",
+		"--allowed-origins", "http://[::1]:80,https://a.example.com",
+	}, nil)
+	want := []string{"https://a.example.com", "http://localhost:5173", "http://[::1]"}
+	if !reflect.DeepEqual(got.AllowedOrigins, want) {
+		t.Errorf("AllowedOrigins = %q, want %q", got.AllowedOrigins, want)
+	}
+}
+
+func TestAdminAddrDisabled(t *testing.T) {
+	t.Parallel()
+	for _, args := range [][]string{{"--admin-addr="}, {"--admin-addr", "off"}} {
+		if got := load(t, args, nil); got.AdminAddr != "" {
+			t.Errorf("%q: AdminAddr = %q, want empty (disabled)", args, got.AdminAddr)
+		}
+	}
+}
+
+func TestInvalid(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		args    []string
+		env     map[string]string
+		flag    string // the flag the error names
+		value   string // the value it quotes
+		problem string // part of what it says is wrong
+	}{
+		{"addr without port", []string{"--addr", "localhost"}, nil, "addr", "localhost", "missing port"},
+		{"addr with bad port", []string{"--addr", "127.0.0.1:http"}, nil, "addr", "127.0.0.1:http", "port number"},
+		{"addr port too large", []string{"--addr", ":70000"}, nil, "addr", ":70000", "port number"},
+		{"addr bad host", []string{"--addr", "a b:80"}, nil, "addr", "a b:80", "host name"},
+		{"empty addr", []string{"--addr="}, nil, "addr", "", "cannot be disabled"},
+		{"bad addr from env", nil, map[string]string{"BERTH_ADDR": "8080"}, "addr", "8080", "want host:port"},
+		{"admin addr bad", []string{"--admin-addr", "9090"}, nil, "admin-addr", "9090", "want host:port"},
+		{"admin addr same as addr", []string{"--addr", ":8080", "--admin-addr", ":8080"}, nil, "admin-addr", ":8080", "own port"},
+		{"log format", []string{"--log-format", "xml"}, nil, "log-format", "xml", "json or text"},
+		{"log format from env", nil, map[string]string{"BERTH_LOG_FORMAT": "logfmt"}, "log-format", "logfmt", "json or text"},
+		{"log level", []string{"--log-level", "verbose"}, nil, "log-level", "verbose", "debug, info, warn, error"},
+		{"wildcard origin", []string{"--allowed-origins", "https://a.example.com,*"}, nil, "allowed-origins", "*", "credentials"},
+		{"wildcard origin from env", nil, map[string]string{"BERTH_ALLOWED_ORIGINS": "*"}, "allowed-origins", "*", "never accepted"},
+		{"null origin", []string{"--allowed-origins", "null"}, nil, "allowed-origins", "null", "sandboxed"},
+		{"wildcard subdomain", []string{"--allowed-origins", "https://*.example.com"}, nil, "allowed-origins", "https://*.example.com", "wildcards"},
+		{"origin with a path", []string{"--allowed-origins", "https://a.example.com/app"}, nil, "allowed-origins", "https://a.example.com/app", "no path"},
+		{"origin with a trailing slash", []string{"--allowed-origins", "https://a.example.com/"}, nil, "allowed-origins", "https://a.example.com/", "trailing slash"},
+		{"origin without scheme", []string{"--allowed-origins", "a.example.com"}, nil, "allowed-origins", "a.example.com", "http or https"},
+		{"origin with query", []string{"--allowed-origins", "https://a.example.com?x=1"}, nil, "allowed-origins", "https://a.example.com?x=1", "no path, query"},
+		{"access ttl too short", []string{"--access-token-ttl", "30s"}, nil, "access-token-ttl", "30s", "1m to 24h"},
+		{"access ttl too long", []string{"--access-token-ttl", "25h", "--refresh-token-ttl", "48h"}, nil, "access-token-ttl", "25h", "1m to 24h"},
+		{"refresh ttl equal to access", []string{"--access-token-ttl", "1h", "--refresh-token-ttl", "1h"}, nil, "refresh-token-ttl", "1h", "longer than --access-token-ttl (1h)"},
+		{"refresh ttl shorter than access", []string{"--refresh-token-ttl", "10m"}, nil, "refresh-token-ttl", "10m", "longer than --access-token-ttl (15m)"},
+		{"duration syntax", []string{"--read-timeout", "ten"}, nil, "read-timeout", "ten", "want a duration"},
+		{"duration syntax from env", nil, map[string]string{"BERTH_SHUTDOWN_TIMEOUT": "30"}, "shutdown-timeout", "30", "want a duration"},
+		{"negative duration", []string{"--idle-timeout", "-1s"}, nil, "idle-timeout", "-1s", "0 (no limit) or more"},
+		{"zero read header timeout", []string{"--read-header-timeout", "0"}, nil, "read-header-timeout", "0s", "positive"},
+		{"zero shutdown timeout", []string{"--shutdown-timeout", "0s"}, nil, "shutdown-timeout", "0s", "positive"},
+		{"size with unit", []string{"--max-body-bytes", "4MiB"}, nil, "max-body-bytes", "4MiB", "whole number of bytes"},
+		{"zero size", []string{"--max-header-bytes", "0"}, nil, "max-header-bytes", "0", "positive"},
+		{"bool from env", nil, map[string]string{"BERTH_SECURE_COOKIES": "yes please"}, "secure-cookies", "yes please", "true or false"},
+		{"empty issuer", []string{"--jwt-issuer", " "}, nil, "jwt-issuer", " ", "non-empty"},
+		{"empty data dir", []string{"--data-dir="}, nil, "data-dir", "", "directory path"},
+		{"empty workspace root", []string{"--workspace-root="}, nil, "workspace-root", "", "empty root"},
+		{"root workspace root", []string{"--workspace-root", "/"}, nil, "workspace-root", "/", "any host directory"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c, err := config.LoadWithOutput(tt.args, env(tt.env), new(bytes.Buffer))
+			if err == nil {
+				t.Fatalf("Load = %+v, want an error", c)
+			}
+			var fe *config.FlagError
+			if !errors.As(err, &fe) {
+				t.Fatalf("Load error %q holds no *config.FlagError", err)
+			}
+			if fe.Flag != tt.flag || fe.Value != tt.value || !strings.Contains(fe.Problem, tt.problem) {
+				t.Errorf("FlagError = {Flag: %q, Value: %q, Problem: %q}, want {%q, %q, …%q…}", fe.Flag, fe.Value, fe.Problem, tt.flag, tt.value, tt.problem)
+			}
+			// The message names the flag and its variable and quotes the value.
+			for _, want := range []string{"--" + tt.flag, config.EnvName(tt.flag), fmt.Sprintf("%q", tt.value)} {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error %q does not mention %s", err, want)
+				}
+			}
+			if n := len(flagErrors(err)); n != 1 {
+				t.Errorf("error reports %d problems, want 1:\n%v", n, err)
+			}
+		})
+	}
+}
+
+func TestAllProblemsReportedTogether(t *testing.T) {
+	t.Parallel()
+	_, err := config.LoadWithOutput(
+		[]string{"--addr", "nope", "--read-timeout", "soon", "--allowed-origins", "*", "--refresh-token-ttl", "1m"},
+		env(map[string]string{"BERTH_LOG_FORMAT": "yaml", "BERTH_MAX_BODY_BYTES": "big"}),
+		new(bytes.Buffer))
+	if err == nil {
+		t.Fatal("Load succeeded, want an error")
+	}
+	var got []string
+	for _, fe := range flagErrors(err) {
+		got = append(got, fe.Flag)
+	}
+	want := []string{"addr", "allowed-origins", "log-format", "max-body-bytes", "read-timeout", "refresh-token-ttl"}
+	if !sameSet(got, want) {
+		t.Errorf("problems reported for %q, want %q; error:\n%v", got, want, err)
+	}
+	if n := strings.Count(err.Error(), "\n"); n != len(want) {
+		t.Errorf("error has %d lines after the first, want one per problem (%d):\n%v", n, len(want), err)
+	}
+}
+
+func sameSet(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	seen := map[string]int{}
+	for _, s := range a {
+		seen[s]++
+	}
+	for _, s := range b {
+		seen[s]--
+	}
+	for _, n := range seen {
+		if n != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func TestCommandLineErrors(t *testing.T) {
+	t.Parallel()
+	for _, args := range [][]string{{"--no-such-flag"}, {"extra"}, {"--addr"}} {
+		var out bytes.Buffer
+		_, err := config.LoadWithOutput(args, nil, &out)
+		if err == nil {
+			t.Errorf("Load(%q) succeeded, want an error", args)
+			continue
+		}
+		if !strings.Contains(err.Error(), "--help") {
+			t.Errorf("Load(%q) error %q does not point to --help", args, err)
+		}
+		if out.Len() != 0 {
+			t.Errorf("Load(%q) wrote %q; errors are returned, not printed", args, out.String())
+		}
+	}
+}
+
+func TestHelpListsEveryFlag(t *testing.T) {
+	t.Parallel()
+	for _, arg := range []string{"--help", "-h"} {
+		var out bytes.Buffer
+		c, err := config.LoadWithOutput([]string{arg}, nil, &out)
+		if !errors.Is(err, flag.ErrHelp) {
+			t.Fatalf("Load(%s) = %v, %v; want flag.ErrHelp", arg, c, err)
+		}
+		help := out.String()
+		n := 0
+		config.Flags().VisitAll(func(f *flag.Flag) {
+			n++
+			// Each flag's entry: its name line, its usage, then its variable
+			// and default.
+			entry := entryOf(help, "--"+f.Name)
+			if entry == "" {
+				t.Errorf("%s: help does not list --%s:\n%s", arg, f.Name, help)
+				return
+			}
+			def := f.DefValue
+			if def == "" {
+				def = "none"
+			}
+			if want := "env " + config.EnvName(f.Name) + "; default " + def; !strings.Contains(entry, want) {
+				t.Errorf("%s: help entry for --%s lacks %q:\n%s", arg, f.Name, want, entry)
+			}
+		})
+		if n < 21 {
+			t.Errorf("Flags() has %d flags, want at least 21", n)
+		}
+	}
+}
+
+// entryOf returns the lines of help that describe the flag named by
+// heading: the line that starts with it and the indented lines under it.
+func entryOf(help, heading string) string {
+	lines := strings.Split(help, "\n")
+	for i, line := range lines {
+		if line != "  "+heading && !strings.HasPrefix(line, "  "+heading+" ") {
+			continue
+		}
+		end := i + 1
+		for end < len(lines) && strings.HasPrefix(lines[end], "      ") {
+			end++
+		}
+		return strings.Join(lines[i:end], "\n")
+	}
+	return ""
+}
+
+func TestHelpDefaults(t *testing.T) {
+	t.Parallel()
+	var out bytes.Buffer
+	if _, err := config.LoadWithOutput([]string{"-help"}, nil, &out); !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("err = %v, want flag.ErrHelp", err)
+	}
+	for flagName, def := range map[string]string{
+		"addr":              "127.0.0.1:8080",
+		"workspace-root":    "<data-dir>/workspaces",
+		"jwt-key-file":      "<data-dir>/jwt-ed25519.pem",
+		"refresh-token-ttl": "720h",
+		"access-token-ttl":  "15m",
+		"write-timeout":     "0s",
+		"allowed-origins":   "none",
+		"max-body-bytes":    "4194304",
+	} {
+		if want := "default " + def + "\n"; !strings.Contains(entryOf(out.String(), "--"+flagName)+"\n", want) {
+			t.Errorf("help for --%s does not show %q", flagName, want)
+		}
+	}
+}
+
+func TestLogValueListsEveryFlag(t *testing.T) {
+	t.Parallel()
+	c := load(t, nil, nil)
+	keys := map[string]bool{}
+	for _, a := range c.LogValue().Group() {
+		keys[a.Key] = true
+	}
+	config.Flags().VisitAll(func(f *flag.Flag) {
+		if !keys[f.Name] {
+			t.Errorf("LogValue has no %q: add it, redacted if it is a secret", f.Name)
+		}
+	})
+}
+
+func TestEnvName(t *testing.T) {
+	t.Parallel()
+	for flagName, want := range map[string]string{
+		"addr":              "BERTH_ADDR",
+		"admin-addr":        "BERTH_ADMIN_ADDR",
+		"refresh-token-ttl": "BERTH_REFRESH_TOKEN_TTL",
+	} {
+		if got := config.EnvName(flagName); got != want {
+			t.Errorf("EnvName(%q) = %q, want %q", flagName, got, want)
+		}
+	}
+}
+
+func TestSecretNeverPrinted(t *testing.T) {
+	t.Parallel()
+	const value = "hunter2"
+	s := config.Secret(value)
+	var logged bytes.Buffer
+	slog.New(slog.NewJSONHandler(&logged, nil)).Info("start", "key", s)
+	encoded, err := json.Marshal(struct{ Key config.Secret }{s})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, out := range []string{
+		fmt.Sprint(s), fmt.Sprintf("%v %s %+v %#v %q", s, s, s, s, s), logged.String(), string(encoded),
+	} {
+		if strings.Contains(out, value) {
+			t.Errorf("secret printed: %s", out)
+		}
+		if !strings.Contains(out, "[redacted]") {
+			t.Errorf("secret not marked redacted: %s", out)
+		}
+	}
+	if s.Reveal() != value {
+		t.Errorf("Reveal() = %q, want %q", s.Reveal(), value)
+	}
+	if config.Secret("").String() != "" {
+		t.Error("an empty secret should print as empty, so that whether it is set stays visible")
+	}
+}

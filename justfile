@@ -1,0 +1,79 @@
+# berth's developer commands. `just` lists them; CI (.ci/run) runs
+# `just lint` and `just test`.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+# Go-installed tools (buf, protoc-gen-go, protoc-gen-connect-go, staticcheck)
+# live in GOPATH/bin, which is not always on PATH.
+export PATH := `go env GOPATH` + "/bin:" + env("PATH")
+
+# The protovalidate rules file comes from this Go module (the buf registry is
+# not reachable from CI). A version in go.mod wins over this one.
+protovalidate_module := "github.com/bufbuild/protovalidate"
+protovalidate_version := "v1.2.2"
+
+# List the recipes.
+default:
+    @{{ just_executable() }} --list --justfile {{ justfile() }}
+
+# Run the server from source; arguments go to `berth serve` (just run --log-format text).
+[positional-arguments]
+run *args:
+    go run ./cmd/berth serve "$@"
+
+# Build a static binary into bin/berth, stamped with `git describe`.
+build:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    version="$(git describe --always --dirty 2>/dev/null || echo dev)"
+    CGO_ENABLED=0 go build -trimpath \
+        -ldflags "-X github.com/berthhq/berth/internal/version.Version=${version}" \
+        -o bin/berth ./cmd/berth
+    echo "bin/berth ${version}"
+
+# Run every test with the race detector (which needs cgo and a C compiler).
+test:
+    go test -race -count=1 -timeout 15m ./...
+
+# Run the benchmarks, and no tests.
+bench:
+    go test -run '^$' -bench . -benchmem ./...
+
+# gofmt, go vet, staticcheck, buf lint, buf format and the generated-code check.
+lint: _protovalidate check-generated
+    @echo '--- gofmt'
+    @test -z "$(gofmt -l .)" || { echo 'gofmt -l: these files need `gofmt -w`:'; gofmt -l .; exit 1; }
+    @echo '--- go vet'
+    go vet ./...
+    @echo '--- staticcheck'
+    staticcheck ./...
+    @echo '--- buf lint'
+    buf lint
+    @echo '--- buf format'
+    buf format -d --exit-code
+
+# Regenerate internal/gen (Go) and web/src/gen (TypeScript) from proto/.
+generate: _protovalidate
+    test -d web/node_modules || npm ci --prefix web --no-audit --no-fund
+    buf generate --path proto/berth
+
+# Fail when the committed generated code differs from what `just generate` writes.
+check-generated: generate
+    @echo '--- generated code matches proto/'
+    git diff --exit-code -- internal/gen web/src/gen
+    @untracked="$(git ls-files --others --exclude-standard -- internal/gen web/src/gen)"; \
+        test -z "$untracked" || { printf 'generated files not committed:\n%s\n' "$untracked"; exit 1; }
+
+# Copy buf/validate/validate.proto out of the Go module cache into build/protovalidate.
+_protovalidate:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    module="{{ protovalidate_module }}"
+    version="$(awk -v m="$module" '$1 == m { print $2 } $1 == "require" && $2 == m { print $3 }' go.mod)"
+    version="${version:-{{ protovalidate_version }}}"
+    # Downloads the module when it is not in the cache; .Dir is where it is.
+    dir="$(go mod download -json "$module@$version" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",*$/\1/p')"
+    test -n "$dir" || { echo "go mod download: no directory for $module@$version" >&2; exit 1; }
+    # Files in the module cache are read-only; install gives the copy u+w.
+    install -D -m 0644 "$dir/proto/protovalidate/buf/validate/validate.proto" \
+        build/protovalidate/buf/validate/validate.proto
