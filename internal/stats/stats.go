@@ -27,7 +27,9 @@ func (s *Service) Get(ctx context.Context, p access.Principal, global bool) (*st
 	if global && !p.IsAdmin() {
 		return nil, fault.New(fault.ErrPermissionDenied, "only admins can read global stats; leave global unset for your own")
 	}
-	return s.store.CountStats(ctx, p.Viewer(), global)
+	// "Own" stats count the caller's own and shared workspaces, even for
+	// an admin, who could see every workspace.
+	return s.store.CountStats(ctx, store.Viewer{UserID: p.UserID}, global)
 }
 
 // Handler serves berth.v1.StatsService.

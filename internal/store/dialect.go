@@ -1,0 +1,75 @@
+package store
+
+import (
+	"io/fs"
+	"strconv"
+	"strings"
+)
+
+// dialect is everything that differs between the SQL engines behind a Store.
+// Queries are written once, in portable SQL with ? placeholders; the dialect
+// rewrites them for its engine and reads the engine's errors.
+type dialect interface {
+	// name is the engine's name, for messages.
+	name() string
+	// rebind rewrites the ? placeholders of query into the engine's syntax.
+	rebind(query string) string
+	// isUniqueViolation reports whether err is a UNIQUE or PRIMARY KEY
+	// violation: the row already exists.
+	isUniqueViolation(err error) bool
+	// isForeignKeyViolation reports whether err is a FOREIGN KEY violation:
+	// a row the new one points at does not exist.
+	isForeignKeyViolation(err error) bool
+	// migrations returns the engine's migration files, named NNNN_name.sql.
+	migrations() (fs.FS, error)
+}
+
+// rebindDollar rewrites ? placeholders into $1, $2, … as Postgres wants them.
+// A ? inside a string literal, a quoted identifier or a comment is left as it
+// is.
+func rebindDollar(query string) string {
+	if !strings.Contains(query, "?") {
+		return query
+	}
+	var b strings.Builder
+	b.Grow(len(query) + 16)
+	n := 0
+	for i := 0; i < len(query); i++ {
+		ch := query[i]
+		switch {
+		case ch == '\'' || ch == '"':
+			// Copy through the closing quote; a doubled quote inside is an
+			// escaped one and simply closes and reopens the literal.
+			j := strings.IndexByte(query[i+1:], ch)
+			if j < 0 {
+				b.WriteString(query[i:])
+				return b.String()
+			}
+			b.WriteString(query[i : i+j+2])
+			i += j + 1
+		case ch == '-' && i+1 < len(query) && query[i+1] == '-':
+			j := strings.IndexByte(query[i:], '\n')
+			if j < 0 {
+				b.WriteString(query[i:])
+				return b.String()
+			}
+			b.WriteString(query[i : i+j+1])
+			i += j
+		case ch == '/' && i+1 < len(query) && query[i+1] == '*':
+			j := strings.Index(query[i+2:], "*/")
+			if j < 0 {
+				b.WriteString(query[i:])
+				return b.String()
+			}
+			b.WriteString(query[i : i+j+4])
+			i += j + 3
+		case ch == '?':
+			n++
+			b.WriteByte('$')
+			b.WriteString(strconv.Itoa(n))
+		default:
+			b.WriteByte(ch)
+		}
+	}
+	return b.String()
+}

@@ -1,0 +1,240 @@
+package store
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// Role is a global account role.
+type Role string
+
+// The global roles.
+const (
+	RoleAdmin  Role = "admin"
+	RoleMember Role = "member"
+	RoleViewer Role = "viewer"
+)
+
+// User is an account.
+type User struct {
+	ID           string
+	Email        string // lower-cased
+	Name         string
+	PasswordHash string // argon2id PHC string; empty for accounts without a password
+	Role         Role
+	Disabled     bool
+	CreatedAt    time.Time
+	UpdatedAt    time.Time
+	LastLoginAt  *time.Time
+}
+
+// Session is one sign-in: the family of refresh tokens it hands out and the
+// access tokens that carry its id.
+type Session struct {
+	ID            string
+	UserID        string
+	CreatedAt     time.Time
+	ExpiresAt     time.Time
+	RevokedAt     *time.Time
+	SourceAddress string
+	UserAgent     string
+}
+
+// RefreshToken is one opaque refresh token, stored only as a hash.
+type RefreshToken struct {
+	ID        string
+	SessionID string
+	UserID    string
+	TokenHash []byte // SHA-256 of the token
+	CreatedAt time.Time
+	ExpiresAt time.Time
+	UsedAt    *time.Time // set when it was exchanged; a token works once
+}
+
+// WorkspaceStatus is a workspace's life-cycle state.
+type WorkspaceStatus string
+
+// The workspace states.
+const (
+	WorkspaceCreating WorkspaceStatus = "creating"
+	WorkspaceStopped  WorkspaceStatus = "stopped"
+	WorkspaceStarting WorkspaceStatus = "starting"
+	WorkspaceRunning  WorkspaceStatus = "running"
+	WorkspaceStopping WorkspaceStatus = "stopping"
+	WorkspaceError    WorkspaceStatus = "error"
+	WorkspaceArchived WorkspaceStatus = "archived"
+)
+
+// WorkspaceRole is a user's role in one workspace.
+type WorkspaceRole string
+
+// The workspace roles. WorkspaceAdmin is not stored: it is what an admin who
+// is not a member sees.
+const (
+	WorkspaceOwner  WorkspaceRole = "owner"
+	WorkspaceEditor WorkspaceRole = "editor"
+	WorkspaceViewer WorkspaceRole = "viewer"
+	WorkspaceAdmin  WorkspaceRole = "admin"
+)
+
+// Workspace is a project directory and its container.
+type Workspace struct {
+	ID           string
+	OwnerID      string
+	Name         string
+	Description  string
+	Path         string
+	Status       WorkspaceStatus
+	StatusReason string
+	GitURL       string
+	Branch       string
+	Tags         []string          // never nil when read from the store
+	Metadata     map[string]string // never nil when read from the store
+	Image        string
+	ContainerID  string
+	MemoryMB     int64
+	CPUs         float64
+	Pids         int64
+	DiskUsageMB  int64
+	CreatedAt    time.Time
+	UpdatedAt    time.Time
+
+	// Stats is computed from the tasks table when the workspace is read.
+	Stats WorkspaceStats
+	// AccessRole is the reading viewer's role in the workspace, computed when
+	// the workspace is read through a Viewer.
+	AccessRole WorkspaceRole
+}
+
+// WorkspaceStats counts a workspace's tasks.
+type WorkspaceStats struct {
+	TotalTasks     int64
+	RunningTasks   int64
+	CompletedTasks int64 // succeeded
+	FailedTasks    int64 // failed, cancelled or timed out
+}
+
+// Viewer is who is reading: the store applies access control inside its
+// queries, so a workspace the viewer may not see is simply not found.
+type Viewer struct {
+	UserID string
+	Admin  bool // admins see everything
+}
+
+// WorkspaceFilter selects, sorts and pages workspaces.
+type WorkspaceFilter struct {
+	Viewer Viewer
+	// Search matches a substring of name or description, case-insensitively.
+	Search string
+	// Status is "", "active" (anything but archived) or one WorkspaceStatus.
+	Status string
+	// Sort is "name", "-name", "created_at" or "-created_at" (default).
+	// Names sort case-insensitively; ties are broken by id so pages are stable.
+	Sort string
+	// Offset skips that many matching workspaces; a negative one counts as 0.
+	Offset int
+	// Limit caps the page; zero or less means no cap (the API caps it at 100).
+	Limit int
+}
+
+// WorkspaceUpdate lists the fields to change; nil pointers stay as they are.
+type WorkspaceUpdate struct {
+	Name         *string
+	Description  *string
+	GitURL       *string
+	Branch       *string
+	Tags         *[]string
+	Metadata     *map[string]string
+	Status       *WorkspaceStatus
+	StatusReason *string
+	ContainerID  *string
+	DiskUsageMB  *int64
+}
+
+// Member is a user a workspace is shared with.
+type Member struct {
+	WorkspaceID string
+	UserID      string
+	Email       string
+	Name        string
+	Role        WorkspaceRole
+	CreatedAt   time.Time
+}
+
+// Stats are counts for GetStats.
+type Stats struct {
+	Users              int64 // only counted for the global scope
+	Workspaces         int64
+	WorkspacesByStatus map[WorkspaceStatus]int64
+	Tasks              int64
+	TasksByStatus      map[string]int64
+	TotalCostUSD       float64
+}
+
+// TaskStatus is a task's life-cycle state, stored as this string.
+type TaskStatus string
+
+// The task states.
+const (
+	TaskQueued    TaskStatus = "queued"
+	TaskRunning   TaskStatus = "running"
+	TaskSucceeded TaskStatus = "succeeded"
+	TaskFailed    TaskStatus = "failed"
+	TaskCancelled TaskStatus = "cancelled"
+	TaskTimedOut  TaskStatus = "timed_out"
+)
+
+// TaskType is what a task runs.
+type TaskType string
+
+// The task types.
+const (
+	TaskClaudeChat   TaskType = "claude_chat"
+	TaskGitOperation TaskType = "git_operation"
+	TaskDockerBuild  TaskType = "docker_build"
+)
+
+// TaskPriority orders the queue: a higher priority runs first. It is stored
+// as its integer value; the zero value is not a priority, so a record whose
+// priority was never set is easy to spot.
+type TaskPriority int
+
+// The task priorities.
+const (
+	TaskPriorityLow    TaskPriority = 1
+	TaskPriorityMedium TaskPriority = 2
+	TaskPriorityHigh   TaskPriority = 3
+)
+
+// TaskRecord is a task as the tasks table holds it. The structured parts
+// (configuration, progress, result, error …) are JSON documents the task
+// package defines and the store keeps verbatim; a nil one is stored as NULL.
+type TaskRecord struct {
+	ID          string
+	WorkspaceID string
+	CreatedBy   string // user id; empty once that account is deleted
+	Type        TaskType
+	Status      TaskStatus
+	Priority    TaskPriority
+	Prompt      string
+	Config      json.RawMessage   // TaskConfig
+	Git         json.RawMessage   // the git operation, for git_operation tasks
+	DockerBuild json.RawMessage   // the build, for docker_build tasks
+	Tags        []string          // never nil when read from the store
+	Metadata    map[string]string // never nil when read from the store
+	Progress    json.RawMessage
+	Result      json.RawMessage
+	Error       json.RawMessage
+	// SessionID is the agent's conversation id, which a later task can continue.
+	SessionID string
+	// ContinueTaskID is the task whose agent session this one continues.
+	ContinueTaskID string
+	CostUSD        float64
+	// LeaseOwner and LeaseExpiresAt say which server instance runs the task
+	// and until when its lease holds without a heartbeat.
+	LeaseOwner     string
+	LeaseExpiresAt *time.Time
+	CreatedAt      time.Time
+	StartedAt      *time.Time
+	CompletedAt    *time.Time
+}
