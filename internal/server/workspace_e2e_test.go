@@ -218,8 +218,8 @@ func TestWorkspaceListing(t *testing.T) {
 	}
 
 	for search, want := range map[string][]string{
-		"needle": {"charlie"},  // description, case-insensitive
-		"ALPHA":  {"alpha"},    // name, case-insensitive
+		"needle": {"charlie"},   // description, case-insensitive
+		"ALPHA":  {"alpha"},     // name, case-insensitive
 		"%":      {"100% done"}, // a LIKE wildcard matches only itself
 		"_":      {"under_score"},
 		"zzz":    nil,
