@@ -73,6 +73,9 @@ func TestPlainHTTPJSON(t *testing.T) {
 	if _, camel := tokens["accessToken"]; camel {
 		t.Error("JSON field names must be snake_case")
 	}
+	if user := body["user"].(map[string]any); user["disabled"] != false {
+		t.Errorf("zero values must be present in JSON: %v", user)
+	}
 
 	status, body, _ = post(t, srv.URL, "/berth.v1.WorkspaceService/CreateWorkspace", token,
 		`{"name":"web","path":"`+srv.mkdir(t, "web")+`","tags":["a"],"git_url":"https://example.com/x.git"}`)

@@ -130,9 +130,12 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg *prom
 	})))
 
 	jsonCodec := connectproto.NewJSONCodec()
-	// Field names as in the proto (snake_case), as the seeds' JSON has them;
-	// protojson accepts both spellings on input.
+	// Field names as in the proto (snake_case), as the seeds' JSON has them
+	// (protojson accepts both spellings on input), and every scalar field
+	// present even at its zero value, so curl users see "has_next": false
+	// rather than nothing.
 	jsonCodec.MarshalOptions.UseProtoNames = true
+	jsonCodec.MarshalOptions.EmitDefaultValues = true
 	mountOpts := []connecthttp.Option{
 		connecthttp.WithCodecs(connectproto.NewBinaryCodec(), jsonCodec),
 		connecthttp.WithCompressors(connectgzip.New()),

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -20,8 +21,9 @@ import (
 )
 
 // NewLogger returns a logger writing format ("json" or "text") at level to
-// w. Attributes whose key names a secret (password, token, secret, authorization, api key, cookie) are
-// replaced with "[REDACTED]" wherever they appear.
+// w. Attributes whose key names a secret (a password, token, secret, key,
+// authorization header or cookie) are replaced with "[REDACTED]" wherever
+// they appear; keys that merely mention one ("access-token-ttl") are not.
 func NewLogger(w io.Writer, format string, level slog.Level) (*slog.Logger, error) {
 	opts := &slog.HandlerOptions{Level: level, ReplaceAttr: redact}
 	switch format {
@@ -33,14 +35,16 @@ func NewLogger(w io.Writer, format string, level slog.Level) (*slog.Logger, erro
 	return nil, fmt.Errorf("telemetry: log format %q: want json or text", format)
 }
 
-var secretKeys = []string{"password", "token", "secret", "authorization", "api_key", "apikey", "cookie"}
+// secretWords are the last words of attribute keys that hold secrets.
+var secretWords = []string{"password", "token", "secret", "authorization", "key", "apikey", "cookie", "ticket"}
 
 func redact(_ []string, a slog.Attr) slog.Attr {
 	key := strings.ToLower(a.Key)
-	for _, s := range secretKeys {
-		if strings.Contains(key, s) {
-			return slog.String(a.Key, "[REDACTED]")
-		}
+	if i := strings.LastIndexAny(key, "_-. "); i >= 0 {
+		key = key[i+1:]
+	}
+	if slices.Contains(secretWords, key) {
+		return slog.String(a.Key, "[REDACTED]")
 	}
 	return a
 }
