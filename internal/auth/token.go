@@ -3,6 +3,7 @@ package auth
 import (
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -30,6 +31,7 @@ type TokenIssuer struct {
 	ttl      time.Duration
 	now      func() time.Time
 	parser   *jwt.Parser
+	verified *verifiedCache
 }
 
 // NewTokenIssuer returns a TokenIssuer. now is the clock (time.Now in
@@ -50,6 +52,7 @@ func NewTokenIssuer(key *SigningKey, issuer, audience string, ttl time.Duration,
 			jwt.WithLeeway(5*time.Second),
 			jwt.WithTimeFunc(now),
 		),
+		verified: newVerifiedCache(verifiedCacheSize),
 	}
 }
 
@@ -86,7 +89,16 @@ var errBadToken = errors.New("auth: invalid access token")
 
 // Verify checks an access token's algorithm, key id, signature, issuer,
 // audience and validity window, and returns the principal it names.
+//
+// A token that verified is remembered until it expires, so a client that
+// sends the same token on every call pays for the signature check once; the
+// cache is bounded and keyed by the whole token, so only its holder can hit
+// it.
 func (t *TokenIssuer) Verify(raw string) (access.Principal, error) {
+	now := t.now()
+	if p, ok := t.verified.get(raw, now); ok {
+		return p, nil
+	}
 	var claims accessClaims
 	_, err := t.parser.ParseWithClaims(raw, &claims, func(token *jwt.Token) (any, error) {
 		if kid, _ := token.Header["kid"].(string); kid != t.key.ID {
@@ -105,5 +117,56 @@ func (t *TokenIssuer) Verify(raw string) (access.Principal, error) {
 	default:
 		return access.Principal{}, fmt.Errorf("%w: unknown role %q", errBadToken, claims.Role)
 	}
-	return access.Principal{UserID: claims.Subject, Role: claims.Role, SessionID: claims.SessionID}, nil
+	p := access.Principal{UserID: claims.Subject, Role: claims.Role, SessionID: claims.SessionID}
+	t.verified.put(raw, p, claims.NotBefore.Time, claims.ExpiresAt.Time)
+	return p, nil
+}
+
+// verifiedCacheSize bounds the verified-token cache: about 1 KiB a token.
+const verifiedCacheSize = 10_000
+
+// verifiedCache remembers verified access tokens until they expire. When
+// full, the oldest entry makes room (FIFO: a busy client's token is simply
+// verified again).
+type verifiedCache struct {
+	mu      sync.Mutex
+	entries map[string]verifiedEntry
+	order   []string // insertion order, oldest first
+	max     int
+}
+
+type verifiedEntry struct {
+	p         access.Principal
+	notBefore time.Time
+	expires   time.Time
+}
+
+func newVerifiedCache(max int) *verifiedCache {
+	return &verifiedCache{entries: make(map[string]verifiedEntry), max: max}
+}
+
+func (c *verifiedCache) get(raw string, now time.Time) (access.Principal, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.entries[raw]
+	// The parser allows 5s of leeway; the cache allows none, so it never
+	// accepts what the parser would refuse.
+	if !ok || now.Before(e.notBefore) || !now.Before(e.expires) {
+		return access.Principal{}, false
+	}
+	return e.p, true
+}
+
+func (c *verifiedCache) put(raw string, p access.Principal, notBefore, expires time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.entries[raw]; ok {
+		return
+	}
+	for len(c.order) >= c.max {
+		delete(c.entries, c.order[0])
+		c.order = c.order[1:]
+	}
+	c.entries[raw] = verifiedEntry{p: p, notBefore: notBefore, expires: expires}
+	c.order = append(c.order, raw)
 }

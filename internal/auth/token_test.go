@@ -166,3 +166,25 @@ func TestPasswordHash(t *testing.T) {
 		t.Error("malformed hash accepted")
 	}
 }
+
+// TestVerifiedTokenExpires: a token verified (and so cached) once is still
+// refused after it expires.
+func TestVerifiedTokenExpires(t *testing.T) {
+	t.Parallel()
+	key, _ := newKey(t)
+	c := &clock{t: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
+	issuer := auth.NewTokenIssuer(key, "berth", "berth-api", time.Minute, c.now)
+	raw, _, err := issuer.Issue("u", "s", store.RoleViewer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if _, err := issuer.Verify(raw); err != nil {
+			t.Fatalf("fresh token: %v", err)
+		}
+	}
+	c.t = c.t.Add(time.Minute)
+	if _, err := issuer.Verify(raw); err == nil {
+		t.Fatal("expired token accepted from the cache")
+	}
+}

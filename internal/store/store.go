@@ -22,17 +22,46 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"sync"
 )
 
 // Store is berth's record store. It is safe for concurrent use.
 type Store struct {
 	db *sql.DB
 	d  dialect
+
+	// stmts caches prepared read statements by their rebound text, so hot
+	// reads skip SQL parsing and planning (a third of a GetWorkspace call's
+	// CPU before it). Queries are built from fixed fragments, so the set of
+	// texts is small and bounded.
+	stmts sync.Map // string → *sql.Stmt
 }
 
 // Close closes the database. Calls in flight may fail.
 func (s *Store) Close() error {
-	return s.db.Close()
+	var errs []error
+	s.stmts.Range(func(_, v any) bool {
+		errs = append(errs, v.(*sql.Stmt).Close())
+		return true
+	})
+	return errors.Join(append(errs, s.db.Close())...)
+}
+
+// prepared returns the cached prepared statement for a rebound query,
+// preparing it on first use.
+func (s *Store) prepared(ctx context.Context, query string) (*sql.Stmt, error) {
+	if st, ok := s.stmts.Load(query); ok {
+		return st.(*sql.Stmt), nil
+	}
+	st, err := s.db.PrepareContext(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	if prev, loaded := s.stmts.LoadOrStore(query, st); loaded {
+		st.Close()
+		return prev.(*sql.Stmt), nil
+	}
+	return st, nil
 }
 
 // Ping checks that the database answers, for readiness probes.
@@ -53,8 +82,33 @@ type querier interface {
 // conn runs portable queries, rebinding their placeholders on the way, on
 // either the database or one transaction.
 type conn struct {
-	q querier
-	d dialect
+	q  querier
+	d  dialect
+	s  *Store
+	tx *sql.Tx // nil outside a transaction
+}
+
+// stmt returns the cached statement for query, bound to the transaction
+// when there is one; ok is false when the query runs unprepared instead.
+// Inside a transaction a statement is only taken from the cache: preparing
+// needs a second connection from the bounded pool while the transaction
+// holds one, which could deadlock when every connection is in a
+// transaction. A miss runs unprepared and prepares the statement in the
+// background, off the transaction, for the next call.
+func (c conn) stmt(ctx context.Context, query string) (*sql.Stmt, bool) {
+	if c.tx != nil {
+		st, ok := c.s.stmts.Load(query)
+		if !ok {
+			go func() { _, _ = c.s.prepared(context.Background(), query) }()
+			return nil, false
+		}
+		return c.tx.StmtContext(ctx, st.(*sql.Stmt)), true
+	}
+	st, err := c.s.prepared(ctx, query)
+	if err != nil {
+		return nil, false
+	}
+	return st, true
 }
 
 func (c conn) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
@@ -62,11 +116,19 @@ func (c conn) exec(ctx context.Context, query string, args ...any) (sql.Result, 
 }
 
 func (c conn) query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
-	return c.q.QueryContext(ctx, c.d.rebind(query), args...)
+	query = c.d.rebind(query)
+	if st, ok := c.stmt(ctx, query); ok {
+		return st.QueryContext(ctx, args...)
+	}
+	return c.q.QueryContext(ctx, query, args...)
 }
 
 func (c conn) queryRow(ctx context.Context, query string, args ...any) *sql.Row {
-	return c.q.QueryRowContext(ctx, c.d.rebind(query), args...)
+	query = c.d.rebind(query)
+	if st, ok := c.stmt(ctx, query); ok {
+		return st.QueryRowContext(ctx, args...)
+	}
+	return c.q.QueryRowContext(ctx, query, args...)
 }
 
 // scanner is a *sql.Row or *sql.Rows.
@@ -76,7 +138,7 @@ type scanner interface {
 
 // conn returns a conn on the database itself, outside any transaction.
 func (s *Store) conn() conn {
-	return conn{q: s.db, d: s.d}
+	return conn{q: s.db, d: s.d, s: s}
 }
 
 // inTx runs fn in a write transaction and commits it if fn returns nil. On
@@ -107,7 +169,7 @@ func (s *Store) runTx(ctx context.Context, opts *sql.TxOptions, fn func(c conn) 
 			}
 		}
 	}()
-	if err := fn(conn{q: tx, d: s.d}); err != nil {
+	if err := fn(conn{q: tx, d: s.d, s: s, tx: tx}); err != nil {
 		return err
 	}
 	if err := tx.Commit(); err != nil {
