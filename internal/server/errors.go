@@ -109,7 +109,7 @@ func toConnectError(ctx context.Context, logger *slog.Logger, spec connect.Spec,
 	} else if errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil {
 		out = connect.NewError(connect.CodeDeadlineExceeded, "the request ran past its deadline").WithCause(err)
 	} else {
-		logger.ErrorContext(ctx, "internal error", "request_id", requestID, "procedure", spec.Procedure, "error", err.Error())
+		logger.ErrorContext(ctx, "internal error", "procedure", spec.Procedure, "error", err.Error())
 		out = connect.NewError(connect.CodeInternal, "internal error; quote request id "+requestID+" when reporting it").WithCause(err)
 	}
 	if hasErrorInfo(out) {

@@ -149,7 +149,7 @@ func observe(logger *slog.Logger, metrics *httpMetrics, next http.Handler) http.
 				if p == http.ErrAbortHandler {
 					panic(p)
 				}
-				logger.Error("panic serving request", "request_id", id, "panic", p)
+				logger.ErrorContext(r.Context(), "panic serving request", "panic", p)
 				if rec.status == 0 {
 					http.Error(rec, "internal error", http.StatusInternalServerError)
 				}
@@ -169,7 +169,6 @@ func observe(logger *slog.Logger, metrics *httpMetrics, next http.Handler) http.
 			user, code := info.userID, info.code
 			info.mu.Unlock()
 			attrs := []slog.Attr{
-				slog.String("request_id", id),
 				slog.String("method", r.Method),
 				slog.String("path", r.URL.Path),
 				slog.Int("status", status),
@@ -232,4 +231,25 @@ func withCORS(origins []string, next http.Handler) http.Handler {
 		AllowCredentials: true,
 		MaxAge:           7200,
 	}).Handler(next)
+}
+
+// requestIDHandler adds the request id to every log record made with a
+// request's context, so all of a request's lines can be found by its id.
+type requestIDHandler struct {
+	slog.Handler
+}
+
+func (h requestIDHandler) Handle(ctx context.Context, r slog.Record) error {
+	if id := requestIDFrom(ctx); id != "" {
+		r.AddAttrs(slog.String("request_id", id))
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h requestIDHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return requestIDHandler{h.Handler.WithAttrs(attrs)}
+}
+
+func (h requestIDHandler) WithGroup(name string) slog.Handler {
+	return requestIDHandler{h.Handler.WithGroup(name)}
 }

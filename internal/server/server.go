@@ -57,6 +57,7 @@ type Server struct {
 // returns the server. now is the clock (time.Now in production). Close
 // releases what New opened.
 func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg *prometheus.Registry, now func() time.Time) (_ *Server, err error) {
+	logger = slog.New(requestIDHandler{logger.Handler()})
 	st, err := store.Open(ctx, filepath.Join(cfg.DataDir, "berth.db"))
 	if err != nil {
 		return nil, fmt.Errorf("open store: %w", err)

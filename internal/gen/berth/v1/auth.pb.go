@@ -809,7 +809,8 @@ type CreateApiKeyRequest struct {
 	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	// Role is the key's role; defaults to the caller's role and may not exceed it.
 	Role Role `protobuf:"varint,2,opt,name=role,proto3,enum=berth.v1.Role" json:"role,omitempty"`
-	// ExpiresAt is when the key stops working; unset means never.
+	// ExpiresAt is when the key stops working; unset means never. It must be in
+	// the future.
 	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1407,12 +1408,12 @@ const file_berth_v1_auth_proto_rawDesc = "" +
 	"\n" +
 	"expires_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x129\n" +
 	"\n" +
-	"revoked_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\trevokedAt\"\x9d\x01\n" +
+	"revoked_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\trevokedAt\"\xa7\x01\n" +
 	"\x13CreateApiKeyRequest\x12\x1d\n" +
 	"\x04name\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18dR\x04name\x12,\n" +
-	"\x04role\x18\x02 \x01(\x0e2\x0e.berth.v1.RoleB\b\xbaH\x05\x82\x01\x02\x10\x01R\x04role\x129\n" +
+	"\x04role\x18\x02 \x01(\x0e2\x0e.berth.v1.RoleB\b\xbaH\x05\x82\x01\x02\x10\x01R\x04role\x12C\n" +
 	"\n" +
-	"expires_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"S\n" +
+	"expires_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampB\b\xbaH\x05\xb2\x01\x02@\x01R\texpiresAt\"S\n" +
 	"\x14CreateApiKeyResponse\x12)\n" +
 	"\aapi_key\x18\x01 \x01(\v2\x10.berth.v1.ApiKeyR\x06apiKey\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\tR\x03key\"\x14\n" +
