@@ -14,10 +14,12 @@ import (
 	"fmt"
 	"iter"
 	"slices"
+	"time"
 
 	"connectrpc.com/connect/v2"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	berthv1 "github.com/berthhq/berth/internal/gen/berth/v1"
 	"github.com/berthhq/berth/internal/store"
@@ -27,11 +29,48 @@ import (
 type Principal struct {
 	// UserID is the account acting.
 	UserID string
-	// Role is the global role the request acts with (for an API key, the
-	// key's role).
+	// Role is the global role the request acts with: the account's current
+	// role, or for an API key the lower of the key's and the account's.
 	Role store.Role
-	// SessionID is the session of an access token; empty for API keys.
+	// SessionID is the session of an access token or browser cookie; empty
+	// for API keys.
 	SessionID string
+	// APIKeyID is the key a request authenticated with; empty otherwise.
+	APIKeyID string
+	// Method says how the request authenticated.
+	Method Method
+}
+
+// Method is how a request authenticated.
+type Method string
+
+// The authentication methods.
+const (
+	MethodToken  Method = "token"   // Authorization: Bearer <access JWT>
+	MethodAPIKey Method = "api_key" // Authorization: Bearer berth_… or X-API-Key
+	MethodCookie Method = "cookie"  // the browser session cookie
+	MethodTicket Method = "ticket"  // a single-use stream ticket
+)
+
+// Request describes the HTTP request a call arrived on, for audit records
+// and session metadata. The server sets it before any handler runs.
+type Request struct {
+	ID            string // the X-Request-Id
+	SourceAddress string // the client's IP address
+	UserAgent     string
+}
+
+type requestKey struct{}
+
+// WithRequest returns a context carrying r.
+func WithRequest(ctx context.Context, r Request) context.Context {
+	return context.WithValue(ctx, requestKey{}, r)
+}
+
+// RequestFrom returns the request described in ctx (zero if none).
+func RequestFrom(ctx context.Context) Request {
+	r, _ := ctx.Value(requestKey{}).(Request)
+	return r
 }
 
 // Viewer returns the principal as the store's access-control viewer.
@@ -94,6 +133,20 @@ var policy = map[store.Role][]string{
 		PermAccountSelf, PermAPIKeyManage,
 		PermWorkspaceRead, PermTaskRead, PermStatsRead,
 	},
+}
+
+// Rank orders global roles: a higher rank holds every permission of a lower
+// one. Unknown roles rank 0.
+func Rank(r store.Role) int {
+	switch r {
+	case store.RoleAdmin:
+		return 3
+	case store.RoleMember:
+		return 2
+	case store.RoleViewer:
+		return 1
+	}
+	return 0
 }
 
 // Allows reports whether role grants permission.
@@ -189,4 +242,26 @@ func RoleFromProto(r berthv1.Role) store.Role {
 		return store.RoleViewer
 	}
 	return ""
+}
+
+// UserToProto converts an account to its API message.
+func UserToProto(u *store.User) *berthv1.User {
+	return &berthv1.User{
+		Id:          u.ID,
+		Email:       u.Email,
+		Name:        u.Name,
+		Role:        RoleToProto(u.Role),
+		Disabled:    u.Disabled,
+		CreatedAt:   timestamppb.New(u.CreatedAt),
+		UpdatedAt:   timestamppb.New(u.UpdatedAt),
+		LastLoginAt: OptionalTime(u.LastLoginAt),
+	}
+}
+
+// OptionalTime converts an optional time to a timestamp (nil stays nil).
+func OptionalTime(t *time.Time) *timestamppb.Timestamp {
+	if t == nil {
+		return nil
+	}
+	return timestamppb.New(*t)
 }

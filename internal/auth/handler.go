@@ -2,13 +2,13 @@ package auth
 
 import (
 	"context"
-	"net"
+	"net/http"
+	"time"
 
 	"connectrpc.com/connect/v2"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/berthhq/berth/internal/access"
-	"github.com/berthhq/berth/internal/fault"
 	berthv1 "github.com/berthhq/berth/internal/gen/berth/v1"
 	"github.com/berthhq/berth/internal/gen/berth/v1/berthv1connect"
 	"github.com/berthhq/berth/internal/store"
@@ -17,13 +17,25 @@ import (
 // Handler serves berth.v1.AuthService: it translates requests, calls the
 // Service and returns its errors as they are (the server maps them).
 type Handler struct {
-	svc *Service
+	svc       *Service
+	providers []LoginMethod
 }
 
 var _ berthv1connect.AuthServiceHandler = (*Handler)(nil)
 
-// NewHandler returns the AuthService handler for svc.
-func NewHandler(svc *Service) *Handler { return &Handler{svc: svc} }
+// LoginMethod is a browser login offered besides the password, such as an
+// OIDC provider.
+type LoginMethod struct {
+	Name        string
+	DisplayName string
+	LoginURL    string
+}
+
+// NewHandler returns the AuthService handler for svc; providers are the
+// browser logins to list in ListAuthProviders.
+func NewHandler(svc *Service, providers []LoginMethod) *Handler {
+	return &Handler{svc: svc, providers: providers}
+}
 
 // Register implements berthv1connect.AuthServiceHandler.
 func (h *Handler) Register(ctx context.Context, req *berthv1.RegisterRequest) (*berthv1.RegisterResponse, error) {
@@ -31,7 +43,7 @@ func (h *Handler) Register(ctx context.Context, req *berthv1.RegisterRequest) (*
 	if err != nil {
 		return nil, err
 	}
-	return &berthv1.RegisterResponse{User: UserToProto(u), Tokens: tokensToProto(tokens)}, nil
+	return &berthv1.RegisterResponse{User: access.UserToProto(u), Tokens: tokensToProto(tokens)}, nil
 }
 
 // Login implements berthv1connect.AuthServiceHandler.
@@ -40,7 +52,7 @@ func (h *Handler) Login(ctx context.Context, req *berthv1.LoginRequest) (*berthv
 	if err != nil {
 		return nil, err
 	}
-	return &berthv1.LoginResponse{User: UserToProto(u), Tokens: tokensToProto(tokens)}, nil
+	return &berthv1.LoginResponse{User: access.UserToProto(u), Tokens: tokensToProto(tokens)}, nil
 }
 
 // RefreshToken implements berthv1connect.AuthServiceHandler.
@@ -58,6 +70,14 @@ func (h *Handler) Logout(ctx context.Context, _ *berthv1.LogoutRequest) (*berthv
 	if err := h.svc.Logout(ctx, p); err != nil {
 		return nil, err
 	}
+	if p.Method == access.MethodCookie {
+		// Tell the browser to drop the cookie of the ended session.
+		if info, ok := connect.CallInfoForServerContext(ctx); ok {
+			info.ResponseHeader().Add("Set-Cookie", (&http.Cookie{
+				Name: SessionCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteLaxMode,
+			}).String())
+		}
+	}
 	return &berthv1.LogoutResponse{}, nil
 }
 
@@ -68,33 +88,55 @@ func (h *Handler) GetCurrentUser(ctx context.Context, _ *berthv1.GetCurrentUserR
 	if err != nil {
 		return nil, err
 	}
-	return &berthv1.GetCurrentUserResponse{User: UserToProto(u)}, nil
+	return &berthv1.GetCurrentUserResponse{User: access.UserToProto(u)}, nil
 }
 
-// errNoAPIKeys explains the API-key RPCs this server does not offer yet.
-var errNoAPIKeys = fault.New(fault.ErrUnimplemented,
-	"API keys are not available on this server yet: sign in with Login and use the access token")
-
-// CreateApiKey implements berthv1connect.AuthServiceHandler; API keys are not offered yet.
-func (h *Handler) CreateApiKey(context.Context, *berthv1.CreateApiKeyRequest) (*berthv1.CreateApiKeyResponse, error) {
-	return nil, errNoAPIKeys
+// CreateApiKey implements berthv1connect.AuthServiceHandler.
+func (h *Handler) CreateApiKey(ctx context.Context, req *berthv1.CreateApiKeyRequest) (*berthv1.CreateApiKeyResponse, error) {
+	p, _ := access.PrincipalFrom(ctx)
+	var expires *time.Time
+	if req.ExpiresAt != nil {
+		t := req.GetExpiresAt().AsTime()
+		expires = &t
+	}
+	key, k, err := h.svc.CreateAPIKey(ctx, p, req.GetName(), access.RoleFromProto(req.GetRole()), expires)
+	if err != nil {
+		return nil, err
+	}
+	return &berthv1.CreateApiKeyResponse{ApiKey: apiKeyToProto(k), Key: key}, nil
 }
 
-// ListApiKeys implements berthv1connect.AuthServiceHandler; API keys are not offered yet.
-func (h *Handler) ListApiKeys(context.Context, *berthv1.ListApiKeysRequest) (*berthv1.ListApiKeysResponse, error) {
-	return nil, errNoAPIKeys
+// ListApiKeys implements berthv1connect.AuthServiceHandler.
+func (h *Handler) ListApiKeys(ctx context.Context, _ *berthv1.ListApiKeysRequest) (*berthv1.ListApiKeysResponse, error) {
+	p, _ := access.PrincipalFrom(ctx)
+	keys, err := h.svc.ListAPIKeys(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	out := &berthv1.ListApiKeysResponse{ApiKeys: make([]*berthv1.ApiKey, 0, len(keys))}
+	for _, k := range keys {
+		out.ApiKeys = append(out.ApiKeys, apiKeyToProto(k))
+	}
+	return out, nil
 }
 
-// RevokeApiKey implements berthv1connect.AuthServiceHandler; API keys are not offered yet.
-func (h *Handler) RevokeApiKey(context.Context, *berthv1.RevokeApiKeyRequest) (*berthv1.RevokeApiKeyResponse, error) {
-	return nil, errNoAPIKeys
+// RevokeApiKey implements berthv1connect.AuthServiceHandler.
+func (h *Handler) RevokeApiKey(ctx context.Context, req *berthv1.RevokeApiKeyRequest) (*berthv1.RevokeApiKeyResponse, error) {
+	p, _ := access.PrincipalFrom(ctx)
+	if err := h.svc.RevokeAPIKey(ctx, p, req.GetId()); err != nil {
+		return nil, err
+	}
+	return &berthv1.RevokeApiKeyResponse{}, nil
 }
 
-// CreateStreamTicket implements berthv1connect.AuthServiceHandler; stream
-// tickets arrive with the live streams.
-func (h *Handler) CreateStreamTicket(context.Context, *berthv1.CreateStreamTicketRequest) (*berthv1.CreateStreamTicketResponse, error) {
-	return nil, fault.New(fault.ErrUnimplemented,
-		"stream tickets are not available on this server yet: it serves no SSE or WebSocket streams")
+// CreateStreamTicket implements berthv1connect.AuthServiceHandler.
+func (h *Handler) CreateStreamTicket(ctx context.Context, req *berthv1.CreateStreamTicketRequest) (*berthv1.CreateStreamTicketResponse, error) {
+	p, _ := access.PrincipalFrom(ctx)
+	ticket, expires, err := h.svc.CreateStreamTicket(ctx, p, req.GetTarget())
+	if err != nil {
+		return nil, err
+	}
+	return &berthv1.CreateStreamTicketResponse{Ticket: ticket, ExpiresAt: timestamppb.New(expires)}, nil
 }
 
 // ListAuthProviders implements berthv1connect.AuthServiceHandler.
@@ -103,27 +145,27 @@ func (h *Handler) ListAuthProviders(ctx context.Context, _ *berthv1.ListAuthProv
 	if err != nil {
 		return nil, err
 	}
-	return &berthv1.ListAuthProvidersResponse{
+	out := &berthv1.ListAuthProvidersResponse{
 		Providers:        []*berthv1.AuthProvider{{Name: "password", DisplayName: "Email and password"}},
 		RegistrationOpen: open,
-	}, nil
+	}
+	for _, m := range h.providers {
+		out.Providers = append(out.Providers, &berthv1.AuthProvider{Name: m.Name, DisplayName: m.DisplayName, LoginUrl: m.LoginURL})
+	}
+	return out, nil
 }
 
-// UserToProto converts an account to its API message.
-func UserToProto(u *store.User) *berthv1.User {
-	out := &berthv1.User{
-		Id:        u.ID,
-		Email:     u.Email,
-		Name:      u.Name,
-		Role:      access.RoleToProto(u.Role),
-		Disabled:  u.Disabled,
-		CreatedAt: timestamppb.New(u.CreatedAt),
-		UpdatedAt: timestamppb.New(u.UpdatedAt),
+func apiKeyToProto(k *store.APIKey) *berthv1.ApiKey {
+	return &berthv1.ApiKey{
+		Id:         k.ID,
+		Name:       k.Name,
+		Prefix:     k.Prefix,
+		Role:       access.RoleToProto(k.Role),
+		CreatedAt:  timestamppb.New(k.CreatedAt),
+		LastUsedAt: access.OptionalTime(k.LastUsedAt),
+		ExpiresAt:  access.OptionalTime(k.ExpiresAt),
+		RevokedAt:  access.OptionalTime(k.RevokedAt),
 	}
-	if u.LastLoginAt != nil {
-		out.LastLoginAt = timestamppb.New(*u.LastLoginAt)
-	}
-	return out
 }
 
 func tokensToProto(t *Tokens) *berthv1.Tokens {
@@ -136,15 +178,8 @@ func tokensToProto(t *Tokens) *berthv1.Tokens {
 	}
 }
 
-// clientOf reads the caller's address and user agent from the call.
+// clientOf reads the caller's address and user agent from the request.
 func clientOf(ctx context.Context) Client {
-	info, ok := connect.CallInfoForServerContext(ctx)
-	if !ok {
-		return Client{}
-	}
-	addr := info.PeerAddr
-	if host, _, err := net.SplitHostPort(addr); err == nil {
-		addr = host
-	}
-	return Client{SourceAddress: addr, UserAgent: info.RequestHeader().Get("User-Agent")}
+	r := access.RequestFrom(ctx)
+	return Client{SourceAddress: r.SourceAddress, UserAgent: r.UserAgent}
 }

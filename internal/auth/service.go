@@ -20,6 +20,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/berthhq/berth/internal/access"
+	"github.com/berthhq/berth/internal/audit"
 	"github.com/berthhq/berth/internal/fault"
 	"github.com/berthhq/berth/internal/store"
 )
@@ -36,22 +37,50 @@ type Config struct {
 
 // Service signs people in and authenticates requests.
 type Service struct {
-	store     *store.Store
-	tokens    *TokenIssuer
-	cfg       Config
-	now       func() time.Time
-	dummyHash string
+	store      *store.Store
+	tokens     *TokenIssuer
+	cfg        Config
+	audit      *audit.Recorder
+	now        func() time.Time
+	dummyHash  string
+	principals *principalCache
+	// accounts slows password guessing per account; addresses slows
+	// password and API key guessing per source address.
+	accounts  *throttle
+	addresses *throttle
 }
 
-// NewService returns a Service. now is the clock.
-func NewService(st *store.Store, tokens *TokenIssuer, cfg Config, now func() time.Time) (*Service, error) {
+// Throttling: per account, 5 failures are free, then each failure doubles
+// the wait (1s, 2s, 4s … up to 15 minutes); per source address, 20 are free.
+// Failures are forgotten 15 minutes after the last one.
+const (
+	freeAccountFailures = 5
+	freeAddressFailures = 20
+	throttleBase        = time.Second
+	throttleMax         = 15 * time.Minute
+	throttleForget      = 15 * time.Minute
+)
+
+// NewService returns a Service. rec records security events; now is the
+// clock.
+func NewService(st *store.Store, tokens *TokenIssuer, cfg Config, rec *audit.Recorder, now func() time.Time) (*Service, error) {
 	// A real hash of a random password: a login for an unknown email is
 	// verified against it so it costs as much as one for a known email.
 	dummy, err := HashPassword(rand.Text())
 	if err != nil {
 		return nil, err
 	}
-	return &Service{store: st, tokens: tokens, cfg: cfg, now: now, dummyHash: dummy}, nil
+	return &Service{
+		store:      st,
+		tokens:     tokens,
+		cfg:        cfg,
+		audit:      rec,
+		now:        now,
+		dummyHash:  dummy,
+		principals: newPrincipalCache(),
+		accounts:   newThrottle(freeAccountFailures, throttleBase, throttleMax, throttleForget, now),
+		addresses:  newThrottle(freeAddressFailures, throttleBase, throttleMax, throttleForget, now),
+	}, nil
 }
 
 // Tokens are the credentials of a session.
@@ -116,27 +145,28 @@ func (s *Service) Register(ctx context.Context, email, password, name string, cl
 	return u, tokens, nil
 }
 
-// Login checks an email and password and starts a session.
+// Login checks an email and password and starts a session. Failures are
+// throttled per account and per source address (see the constants above);
+// whether the account exists never changes the answer or its cost.
 func (s *Service) Login(ctx context.Context, email, password string, client Client) (*store.User, *Tokens, error) {
-	u, err := s.store.FindUserByEmail(ctx, normalizeEmail(email))
-	if errors.Is(err, fault.ErrNotFound) {
-		_, _ = VerifyPassword(s.dummyHash, password)
-		return nil, nil, errBadCredentials
+	email = normalizeEmail(email)
+	acct, addr := email, client.SourceAddress
+	if d := max(s.accounts.wait(acct), s.addresses.wait(addr)); d > 0 {
+		s.audit.Record(ctx, audit.Event{Action: audit.ActionLogin, Outcome: audit.Failure,
+			Details: map[string]string{"email": email, "reason": "throttled"}})
+		return nil, nil, tooManyAttempts(d)
 	}
+	u, err := s.checkPassword(ctx, email, password)
 	if err != nil {
+		if errors.Is(err, errBadCredentials) {
+			s.accounts.fail(acct)
+			s.addresses.fail(addr)
+			s.audit.Record(ctx, audit.Event{Action: audit.ActionLogin, Outcome: audit.Failure,
+				Details: map[string]string{"email": email}})
+		}
 		return nil, nil, err
 	}
-	if u.PasswordHash == "" {
-		_, _ = VerifyPassword(s.dummyHash, password)
-		return nil, nil, errBadCredentials
-	}
-	ok, err := VerifyPassword(u.PasswordHash, password)
-	if err != nil {
-		return nil, nil, fmt.Errorf("auth: verify password of %s: %w", u.ID, err)
-	}
-	if !ok || u.Disabled {
-		return nil, nil, errBadCredentials
-	}
+	s.accounts.reset(acct)
 	now := s.now().UTC()
 	if err := s.store.SetUserLastLogin(ctx, u.ID, now); err != nil {
 		return nil, nil, err
@@ -146,7 +176,34 @@ func (s *Service) Login(ctx context.Context, email, password string, client Clie
 	if err != nil {
 		return nil, nil, err
 	}
+	s.audit.Record(ctx, audit.Event{Action: audit.ActionLogin, ActorID: u.ID, TargetType: "user", TargetID: u.ID})
 	return u, tokens, nil
+}
+
+// checkPassword returns the account if the password is right and the
+// account enabled, and errBadCredentials otherwise — after the same argon2id
+// work either way.
+func (s *Service) checkPassword(ctx context.Context, email, password string) (*store.User, error) {
+	u, err := s.store.FindUserByEmail(ctx, email)
+	if errors.Is(err, fault.ErrNotFound) {
+		_, _ = VerifyPassword(s.dummyHash, password)
+		return nil, errBadCredentials
+	}
+	if err != nil {
+		return nil, err
+	}
+	if u.PasswordHash == "" {
+		_, _ = VerifyPassword(s.dummyHash, password)
+		return nil, errBadCredentials
+	}
+	ok, err := VerifyPassword(u.PasswordHash, password)
+	if err != nil {
+		return nil, fmt.Errorf("auth: verify password of %s: %w", u.ID, err)
+	}
+	if !ok || u.Disabled {
+		return nil, errBadCredentials
+	}
+	return u, nil
 }
 
 // Refresh exchanges a refresh token for new tokens. Presenting a token that
@@ -162,10 +219,7 @@ func (s *Service) Refresh(ctx context.Context, refreshToken string) (*Tokens, er
 	}
 	now := s.now().UTC()
 	if rt.UsedAt != nil {
-		if err := s.store.RevokeSession(ctx, rt.SessionID, now); err != nil {
-			return nil, err
-		}
-		return nil, errBadRefresh
+		return nil, s.revokeReused(ctx, rt, now)
 	}
 	if !now.Before(rt.ExpiresAt) {
 		return nil, errBadRefresh
@@ -188,10 +242,7 @@ func (s *Service) Refresh(ctx context.Context, refreshToken string) (*Tokens, er
 	if err := s.store.UseRefreshToken(ctx, rt.ID, now, next); err != nil {
 		if errors.Is(err, store.ErrTokenUsed) {
 			// Lost a race with another exchange of the same token: reuse.
-			if err := s.store.RevokeSession(ctx, rt.SessionID, now); err != nil {
-				return nil, err
-			}
-			return nil, errBadRefresh
+			return nil, s.revokeReused(ctx, rt, now)
 		}
 		return nil, err
 	}
@@ -202,32 +253,39 @@ func (s *Service) Refresh(ctx context.Context, refreshToken string) (*Tokens, er
 	return &Tokens{AccessToken: access, AccessExpiresAt: expires, RefreshToken: raw, RefreshExpiresAt: next.ExpiresAt}, nil
 }
 
-// Logout revokes the principal's session, so its refresh tokens stop working.
+// revokeReused ends the session of a refresh token presented a second time:
+// one of its two holders is not the user, so the whole family goes.
+func (s *Service) revokeReused(ctx context.Context, rt *store.RefreshToken, now time.Time) error {
+	if err := s.store.RevokeSession(ctx, rt.SessionID, now); err != nil {
+		return err
+	}
+	s.principals.forget("s:" + rt.SessionID)
+	s.audit.Record(ctx, audit.Event{Action: audit.ActionRefreshReuse, Outcome: audit.Failure, ActorID: rt.UserID,
+		TargetType: "session", TargetID: rt.SessionID})
+	return errBadRefresh
+}
+
+// Logout revokes the principal's session: its refresh tokens, access tokens
+// and browser cookie stop working on their next use.
 func (s *Service) Logout(ctx context.Context, p access.Principal) error {
 	if p.SessionID == "" {
-		return fault.New(fault.ErrFailedPrecondition, "this credential has no session to end")
+		return fault.New(fault.ErrFailedPrecondition, "an API key has no session to end; revoke the key instead")
 	}
-	return s.store.RevokeSession(ctx, p.SessionID, s.now().UTC())
+	sess, err := s.store.FindSession(ctx, p.SessionID)
+	if err != nil {
+		return err
+	}
+	if err := s.store.RevokeSession(ctx, sess.ID, s.now().UTC()); err != nil {
+		return err
+	}
+	s.forgetSession(sess)
+	s.audit.Record(ctx, audit.Event{Action: audit.ActionLogout, TargetType: "session", TargetID: sess.ID})
+	return nil
 }
 
 // CurrentUser returns the principal's account.
 func (s *Service) CurrentUser(ctx context.Context, p access.Principal) (*store.User, error) {
 	return s.store.FindUserByID(ctx, p.UserID)
-}
-
-// Authenticate turns the value of an Authorization header into a principal.
-// Every failure is the same Unauthenticated error; the reason is wrapped for
-// the server's log.
-func (s *Service) Authenticate(_ context.Context, authorization string) (access.Principal, error) {
-	scheme, token, ok := strings.Cut(authorization, " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" {
-		return access.Principal{}, fault.New(fault.ErrUnauthenticated, `send "Authorization: Bearer <access token>"`)
-	}
-	p, err := s.tokens.Verify(strings.TrimSpace(token))
-	if err != nil {
-		return access.Principal{}, &fault.Error{Kind: fault.ErrUnauthenticated, Message: "access token is invalid or expired", Cause: err}
-	}
-	return p, nil
 }
 
 func (s *Service) startSession(ctx context.Context, u *store.User, client Client) (*Tokens, error) {

@@ -2,16 +2,18 @@ package server
 
 import (
 	"context"
+	"net/http"
 
 	"connectrpc.com/connect/v2"
 
 	"github.com/berthhq/berth/internal/access"
+	"github.com/berthhq/berth/internal/auth"
 	"github.com/berthhq/berth/internal/fault"
 )
 
-// authenticator turns an Authorization header into a principal.
+// authenticator turns a request's credentials into a principal.
 type authenticator interface {
-	Authenticate(ctx context.Context, authorization string) (access.Principal, error)
+	Authenticate(ctx context.Context, c auth.Credentials) (access.Principal, error)
 }
 
 // authInterceptor enforces each RPC's declared access rule before anything
@@ -29,11 +31,7 @@ func authInterceptor(rules access.Rules, authn authenticator) connect.ServerInte
 				return next(ctx, spec, stream)
 			}
 			call, _ := connect.CallInfoForServerContext(ctx)
-			header := call.RequestHeader().Get("Authorization")
-			if header == "" {
-				return fault.New(fault.ErrUnauthenticated, `this call needs credentials: send "Authorization: Bearer <access token>" (get one from AuthService.Login)`)
-			}
-			p, err := authn.Authenticate(ctx, header)
+			p, err := authn.Authenticate(ctx, credentials(call.RequestHeader()))
 			if err != nil {
 				return err
 			}
@@ -46,4 +44,20 @@ func authInterceptor(rules access.Rules, authn authenticator) connect.ServerInte
 			return next(access.WithPrincipal(ctx, p), spec, stream)
 		}
 	}
+}
+
+// credentials collects what a call presents: the Authorization and
+// X-API-Key headers and the session cookie.
+func credentials(h *connect.Header) auth.Credentials {
+	c := auth.Credentials{
+		Authorization: h.Get("Authorization"),
+		APIKey:        h.Get("X-Api-Key"),
+	}
+	if cookies := h.Values("Cookie"); len(cookies) > 0 {
+		req := http.Request{Header: http.Header{"Cookie": cookies}}
+		if ck, err := req.Cookie(auth.SessionCookie); err == nil {
+			c.Cookie = ck.Value
+		}
+	}
+	return c
 }

@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"io"
 	"log/slog"
@@ -16,6 +17,7 @@ import (
 	"connectrpc.com/connect/v2/connectproto"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/berthhq/berth/internal/config"
 	berthv1 "github.com/berthhq/berth/internal/gen/berth/v1"
@@ -27,6 +29,7 @@ import (
 // testServer is a real berth serving on 127.0.0.1:0 with its own data
 // directory and workspace root.
 type testServer struct {
+	DataDir  string
 	URL      string
 	AdminURL string
 	Root     string // the workspace root
@@ -78,6 +81,7 @@ func startServer(t testing.TB, flags ...string) *testServer {
 		}
 	})
 	return &testServer{
+		DataDir:  cfg.DataDir,
 		URL:      "http://" + ln.Addr().String(),
 		AdminURL: "http://" + adminLn.Addr().String(),
 		Root:     root,
@@ -199,3 +203,10 @@ func fieldViolations(details []proto.Message) []string {
 	}
 	return fields
 }
+
+func sha256Sum(s string) []byte {
+	sum := sha256.Sum256([]byte(s))
+	return sum[:]
+}
+
+func timestamp(t time.Time) *timestamppb.Timestamp { return timestamppb.New(t) }

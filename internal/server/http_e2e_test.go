@@ -261,13 +261,14 @@ func TestUnimplementedSaysWhy(t *testing.T) {
 	c := srv.clients(protocols[0])
 	ctx := as(t.Context(), register(t, c, "admin@example.com").GetTokens().GetAccessToken())
 	id := "00000000-0000-4000-8000-000000000001"
+	created, err := c.Workspace.CreateWorkspace(ctx, &berthv1.CreateWorkspaceRequest{Name: "w", Path: srv.mkdir(t, "w")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ws := created.GetWorkspace().GetId()
 	calls := map[string]func() error{
-		"CreateApiKey": func() error {
-			_, err := c.Auth.CreateApiKey(ctx, &berthv1.CreateApiKeyRequest{Name: "k"})
-			return err
-		},
-		"CreateStreamTicket": func() error {
-			_, err := c.Auth.CreateStreamTicket(ctx, &berthv1.CreateStreamTicketRequest{Target: "ws"})
+		"StartWorkspace": func() error {
+			_, err := c.Workspace.StartWorkspace(ctx, &berthv1.StartWorkspaceRequest{Id: ws})
 			return err
 		},
 		"CreateTask": func() error {
@@ -278,12 +279,13 @@ func TestUnimplementedSaysWhy(t *testing.T) {
 			_, err := c.Task.ListTasks(ctx, &berthv1.ListTasksRequest{})
 			return err
 		},
-		"ListUsers": func() error {
-			_, err := c.Admin.ListUsers(ctx, &berthv1.ListUsersRequest{})
-			return err
-		},
-		"AddMember": func() error {
-			_, err := c.Workspace.AddMember(ctx, &berthv1.AddMemberRequest{WorkspaceId: id, UserId: id, Role: berthv1.WorkspaceRole_WORKSPACE_ROLE_EDITOR})
+		"WatchWorkspace": func() error {
+			stream, err := c.Workspace.WatchWorkspace(ctx, &berthv1.WatchWorkspaceRequest{WorkspaceId: ws})
+			if err != nil {
+				return err
+			}
+			defer stream.Close()
+			_, err = stream.Receive()
 			return err
 		},
 		"StreamTaskLogs": func() error {
@@ -305,7 +307,7 @@ func TestUnimplementedSaysWhy(t *testing.T) {
 	}
 	// Validation still runs first: a bad request is InvalidArgument, not
 	// Unimplemented.
-	_, err := c.Task.CreateTask(ctx, &berthv1.CreateTaskRequest{WorkspaceId: id, Type: berthv1.TaskType_TASK_TYPE_CLAUDE_CHAT})
+	_, err = c.Task.CreateTask(ctx, &berthv1.CreateTaskRequest{WorkspaceId: id, Type: berthv1.TaskType_TASK_TYPE_CLAUDE_CHAT})
 	wantCode(t, err, connect.CodeInvalidArgument, "VALIDATION_ERROR")
 	if !strings.Contains(errMessage(err), "prompt is required") {
 		t.Errorf("missing prompt: %v", err)

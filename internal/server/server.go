@@ -32,6 +32,7 @@ import (
 
 	"github.com/berthhq/berth/internal/access"
 	"github.com/berthhq/berth/internal/admin"
+	"github.com/berthhq/berth/internal/audit"
 	"github.com/berthhq/berth/internal/auth"
 	"github.com/berthhq/berth/internal/config"
 	"github.com/berthhq/berth/internal/gen/berth/v1/berthv1connect"
@@ -85,23 +86,25 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg *prom
 		}
 	}()
 
+	recorder := audit.NewRecorder(st, logger, now)
 	tokens := auth.NewTokenIssuer(key, cfg.JWT.Issuer, cfg.JWT.Audience, cfg.JWT.AccessTokenTTL, now)
 	authSvc, err := auth.NewService(st, tokens, auth.Config{
 		AllowRegistration: cfg.AllowRegistration,
 		RefreshTTL:        cfg.JWT.RefreshTokenTTL,
-	}, now)
+	}, recorder, now)
 	if err != nil {
 		return nil, err
 	}
+	var loginMethods []auth.LoginMethod
 
 	// Register the services on a bare server first, to read their access
 	// rules from the descriptors before the interceptors exist.
 	register := func(s *connect.Server) {
-		berthv1connect.RegisterAuthServiceHandler(s, auth.NewHandler(authSvc))
-		berthv1connect.RegisterWorkspaceServiceHandler(s, workspace.NewHandler(workspace.NewService(st, roots, now)))
+		berthv1connect.RegisterAuthServiceHandler(s, auth.NewHandler(authSvc, loginMethods))
+		berthv1connect.RegisterWorkspaceServiceHandler(s, workspace.NewHandler(workspace.NewService(st, roots, recorder, now)))
 		berthv1connect.RegisterTaskServiceHandler(s, task.Handler{})
 		berthv1connect.RegisterStatsServiceHandler(s, stats.NewHandler(stats.NewService(st)))
-		berthv1connect.RegisterAdminServiceHandler(s, admin.Handler{})
+		berthv1connect.RegisterAdminServiceHandler(s, admin.NewHandler(admin.NewService(st, authSvc, recorder, now)))
 	}
 	bare := connect.NewServer()
 	register(bare)
@@ -158,6 +161,9 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg *prom
 
 	var handler http.Handler = mux
 	handler = limitBody(cfg.HTTP.MaxBodyBytes, handler)
+	if handler, err = csrfProtect(cfg.AllowedOrigins, handler); err != nil {
+		return nil, err
+	}
 	handler = withCORS(cfg.AllowedOrigins, handler)
 	handler = securityHeaders(handler)
 	handler = observe(logger, newHTTPMetrics(reg), handler)

@@ -133,23 +133,59 @@ func (h *Handler) StopWorkspace(ctx context.Context, req *berthv1.StopWorkspaceR
 	return &berthv1.StopWorkspaceResponse{Workspace: ToProto(w)}, nil
 }
 
-// errNoSharing explains the membership RPCs this server does not offer yet.
-var errNoSharing = fault.New(fault.ErrUnimplemented,
-	"sharing workspaces is not available on this server yet: a workspace is visible to its owner and to admins")
-
-// AddMember implements berthv1connect.WorkspaceServiceHandler; sharing is not offered yet.
-func (h *Handler) AddMember(context.Context, *berthv1.AddMemberRequest) (*berthv1.AddMemberResponse, error) {
-	return nil, errNoSharing
+// AddMember implements berthv1connect.WorkspaceServiceHandler.
+func (h *Handler) AddMember(ctx context.Context, req *berthv1.AddMemberRequest) (*berthv1.AddMemberResponse, error) {
+	m, err := h.svc.AddMember(ctx, principal(ctx), req.GetWorkspaceId(), req.GetUserId(), roleFromProto(req.GetRole()))
+	if err != nil {
+		return nil, err
+	}
+	return &berthv1.AddMemberResponse{Member: memberToProto(m)}, nil
 }
 
-// RemoveMember implements berthv1connect.WorkspaceServiceHandler; sharing is not offered yet.
-func (h *Handler) RemoveMember(context.Context, *berthv1.RemoveMemberRequest) (*berthv1.RemoveMemberResponse, error) {
-	return nil, errNoSharing
+// RemoveMember implements berthv1connect.WorkspaceServiceHandler.
+func (h *Handler) RemoveMember(ctx context.Context, req *berthv1.RemoveMemberRequest) (*berthv1.RemoveMemberResponse, error) {
+	if err := h.svc.RemoveMember(ctx, principal(ctx), req.GetWorkspaceId(), req.GetUserId()); err != nil {
+		return nil, err
+	}
+	return &berthv1.RemoveMemberResponse{}, nil
 }
 
-// ListMembers implements berthv1connect.WorkspaceServiceHandler; sharing is not offered yet.
-func (h *Handler) ListMembers(context.Context, *berthv1.ListMembersRequest) (*berthv1.ListMembersResponse, error) {
-	return nil, errNoSharing
+// ListMembers implements berthv1connect.WorkspaceServiceHandler.
+func (h *Handler) ListMembers(ctx context.Context, req *berthv1.ListMembersRequest) (*berthv1.ListMembersResponse, error) {
+	members, err := h.svc.ListMembers(ctx, principal(ctx), req.GetWorkspaceId())
+	if err != nil {
+		return nil, err
+	}
+	out := &berthv1.ListMembersResponse{Members: make([]*berthv1.Member, 0, len(members))}
+	for _, m := range members {
+		out.Members = append(out.Members, memberToProto(m))
+	}
+	return out, nil
+}
+
+func memberToProto(m *store.Member) *berthv1.Member {
+	return &berthv1.Member{
+		UserId:    m.UserID,
+		Email:     m.Email,
+		Name:      m.Name,
+		Role:      roleToProto[m.Role],
+		CreatedAt: timestamppb.New(m.CreatedAt),
+	}
+}
+
+var roleToProto = map[store.WorkspaceRole]berthv1.WorkspaceRole{
+	store.WorkspaceOwner:  berthv1.WorkspaceRole_WORKSPACE_ROLE_OWNER,
+	store.WorkspaceEditor: berthv1.WorkspaceRole_WORKSPACE_ROLE_EDITOR,
+	store.WorkspaceViewer: berthv1.WorkspaceRole_WORKSPACE_ROLE_VIEWER,
+}
+
+func roleFromProto(r berthv1.WorkspaceRole) store.WorkspaceRole {
+	for k, v := range roleToProto {
+		if v == r {
+			return k
+		}
+	}
+	return ""
 }
 
 // WatchWorkspace implements berthv1connect.WorkspaceServiceHandler; live

@@ -15,6 +15,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/berthhq/berth/internal/access"
+	"github.com/berthhq/berth/internal/audit"
 	"github.com/berthhq/berth/internal/fault"
 	"github.com/berthhq/berth/internal/page"
 	"github.com/berthhq/berth/internal/store"
@@ -24,12 +25,14 @@ import (
 type Service struct {
 	store *store.Store
 	roots Roots
+	audit *audit.Recorder
 	now   func() time.Time
 }
 
-// NewService returns a Service. now is the clock.
-func NewService(st *store.Store, roots Roots, now func() time.Time) *Service {
-	return &Service{store: st, roots: roots, now: now}
+// NewService returns a Service. rec records security events; now is the
+// clock.
+func NewService(st *store.Store, roots Roots, rec *audit.Recorder, now func() time.Time) *Service {
+	return &Service{store: st, roots: roots, audit: rec, now: now}
 }
 
 // Spec is what a new workspace is made of.
@@ -173,10 +176,82 @@ func (s *Service) Delete(ctx context.Context, p access.Principal, id string) err
 	if err != nil {
 		return err
 	}
-	if w.AccessRole != store.WorkspaceOwner && w.AccessRole != store.WorkspaceAdmin {
+	if !manages(w) {
 		return fault.New(fault.ErrPermissionDenied, "only the workspace's owner or an admin can delete it (your role: %s)", w.AccessRole)
 	}
-	return s.store.DeleteWorkspace(ctx, id)
+	if err := s.store.DeleteWorkspace(ctx, id); err != nil {
+		return err
+	}
+	s.audit.Record(ctx, audit.Event{Action: audit.ActionWorkspaceDelete, TargetType: "workspace", TargetID: id,
+		Details: map[string]string{"name": w.Name, "owner_id": w.OwnerID}})
+	return nil
+}
+
+// manages reports whether the reader of w may delete it and decide who it
+// is shared with: its owner, or an admin.
+func manages(w *store.Workspace) bool {
+	return w.AccessRole == store.WorkspaceOwner || w.AccessRole == store.WorkspaceAdmin
+}
+
+// AddMember shares a workspace with another account as editor or viewer.
+// Only the owner or an admin may share.
+func (s *Service) AddMember(ctx context.Context, p access.Principal, workspaceID, userID string, role store.WorkspaceRole) (*store.Member, error) {
+	w, err := s.store.FindWorkspace(ctx, workspaceID, p.Viewer())
+	if err != nil {
+		return nil, err
+	}
+	if !manages(w) {
+		return nil, fault.New(fault.ErrPermissionDenied, "only the workspace's owner or an admin can share it (your role: %s)", w.AccessRole)
+	}
+	if role != store.WorkspaceEditor && role != store.WorkspaceViewer {
+		return nil, fault.Invalid("role", "must be editor or viewer")
+	}
+	m := &store.Member{WorkspaceID: workspaceID, UserID: userID, Role: role, CreatedAt: s.now().UTC()}
+	if err := s.store.AddMember(ctx, m); err != nil {
+		return nil, err
+	}
+	s.audit.Record(ctx, audit.Event{Action: audit.ActionMemberAdd, TargetType: "workspace", TargetID: workspaceID,
+		Details: map[string]string{"user_id": userID, "role": string(role)}})
+	return m, nil
+}
+
+// RemoveMember stops sharing a workspace with an account. The owner or an
+// admin may remove anyone; a member may remove themself.
+func (s *Service) RemoveMember(ctx context.Context, p access.Principal, workspaceID, userID string) error {
+	w, err := s.store.FindWorkspace(ctx, workspaceID, p.Viewer())
+	if err != nil {
+		return err
+	}
+	if !manages(w) && userID != p.UserID {
+		return fault.New(fault.ErrPermissionDenied, "only the workspace's owner or an admin can remove other members (your role: %s)", w.AccessRole)
+	}
+	if err := s.store.RemoveMember(ctx, workspaceID, userID); err != nil {
+		return err
+	}
+	s.audit.Record(ctx, audit.Event{Action: audit.ActionMemberRemove, TargetType: "workspace", TargetID: workspaceID,
+		Details: map[string]string{"user_id": userID}})
+	return nil
+}
+
+// ListMembers lists who can use a workspace: its owner first, then the
+// members it is shared with, oldest first.
+func (s *Service) ListMembers(ctx context.Context, p access.Principal, workspaceID string) ([]*store.Member, error) {
+	w, err := s.store.FindWorkspace(ctx, workspaceID, p.Viewer())
+	if err != nil {
+		return nil, err
+	}
+	owner, err := s.store.FindUserByID(ctx, w.OwnerID)
+	if err != nil {
+		return nil, err
+	}
+	members, err := s.store.ListMembers(ctx, workspaceID)
+	if err != nil {
+		return nil, err
+	}
+	return append([]*store.Member{{
+		WorkspaceID: workspaceID, UserID: owner.ID, Email: owner.Email, Name: owner.Name,
+		Role: store.WorkspaceOwner, CreatedAt: w.CreatedAt,
+	}}, members...), nil
 }
 
 // archiveTransition is the one place that decides archive and unarchive
@@ -218,11 +293,11 @@ func uniqueTags(tags []string) []string {
 
 // errNoRuntime explains the container RPCs this server does not offer yet.
 var errNoRuntime = fault.New(fault.ErrUnimplemented,
-	"this server has no container runtime yet: workspaces are records only and cannot be started or stopped")
+	"starting and stopping workspaces is not available on this server yet: it has no container runtime, so workspaces are records only")
 
 // Start would start the workspace's container; the runtime is not there yet.
 func (s *Service) Start(ctx context.Context, p access.Principal, id string) (*store.Workspace, error) {
-	if _, err := s.store.FindWorkspace(ctx, id, p.Viewer()); err != nil {
+	if _, err := s.operable(ctx, p, id); err != nil {
 		return nil, err
 	}
 	return nil, errNoRuntime
@@ -230,8 +305,21 @@ func (s *Service) Start(ctx context.Context, p access.Principal, id string) (*st
 
 // Stop would stop the workspace's container; the runtime is not there yet.
 func (s *Service) Stop(ctx context.Context, p access.Principal, id string) (*store.Workspace, error) {
-	if _, err := s.store.FindWorkspace(ctx, id, p.Viewer()); err != nil {
+	if _, err := s.operable(ctx, p, id); err != nil {
 		return nil, err
 	}
 	return nil, errNoRuntime
+}
+
+// operable returns a workspace the principal may start, stop and run tasks
+// in: anyone who can see it but its viewers.
+func (s *Service) operable(ctx context.Context, p access.Principal, id string) (*store.Workspace, error) {
+	w, err := s.store.FindWorkspace(ctx, id, p.Viewer())
+	if err != nil {
+		return nil, err
+	}
+	if w.AccessRole == store.WorkspaceViewer {
+		return nil, fault.New(fault.ErrPermissionDenied, "your role in this workspace (viewer) does not allow operating it")
+	}
+	return w, nil
 }
