@@ -22,6 +22,12 @@ type dialect interface {
 	isForeignKeyViolation(err error) bool
 	// migrations returns the engine's migration files, named NNNN_name.sql.
 	migrations() (fs.FS, error)
+	// forUpdate is the clause a SELECT in a write transaction ends with to
+	// lock the rows it reads until the transaction ends, so that a decision
+	// taken on them (such as "another admin remains") still holds when the
+	// transaction writes: " FOR UPDATE" on Postgres, where concurrent
+	// transactions otherwise each see the other's rows as they were.
+	forUpdate() string
 }
 
 // rebindDollar rewrites ? placeholders into $1, $2, … as Postgres wants them.

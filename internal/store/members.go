@@ -10,10 +10,10 @@ import (
 )
 
 // AddMember shares a workspace with a user in the given role. The caller
-// fills WorkspaceID, UserID, Role and CreatedAt; the user's Email and Name are
-// filled in from the account. A workspace or user that does not exist is
-// fault.NotFound; sharing with the owner, or with someone who is already a
-// member, is a fault.ErrConflict.
+// fills WorkspaceID, UserID, Role and CreatedAt; the user's Email (as
+// User.Email gives it) and Name are filled in from the account. A workspace
+// or user that does not exist is fault.NotFound; sharing with the owner, or
+// with someone who is already a member, is a fault.ErrConflict.
 func (s *Store) AddMember(ctx context.Context, m *Member) error {
 	err := s.inTx(ctx, func(c conn) error {
 		var owner string
@@ -25,7 +25,7 @@ func (s *Store) AddMember(ctx context.Context, m *Member) error {
 			return err
 		}
 		var email, name string
-		err = c.queryRow(ctx, `SELECT email, name FROM users WHERE id = ?`, m.UserID).Scan(&email, &name)
+		err = c.queryRow(ctx, `SELECT `+userEmail+`, u.name FROM users u WHERE u.id = ?`, m.UserID).Scan(&email, &name)
 		if errors.Is(err, sql.ErrNoRows) {
 			return fault.NotFound("user")
 		}
@@ -78,7 +78,7 @@ func (s *Store) RemoveMember(ctx context.Context, workspaceID, userID string) er
 // one that does not exist, has an empty list.
 func (s *Store) ListMembers(ctx context.Context, workspaceID string) ([]*Member, error) {
 	rows, err := s.conn().query(ctx, `
-		SELECT m.workspace_id, m.user_id, u.email, u.name, m.role, m.created_at
+		SELECT m.workspace_id, m.user_id, `+userEmail+`, u.name, m.role, m.created_at
 		FROM workspace_members m JOIN users u ON u.id = m.user_id
 		WHERE m.workspace_id = ?
 		ORDER BY m.created_at, m.user_id`, workspaceID)

@@ -17,8 +17,12 @@ const (
 
 // User is an account.
 type User struct {
-	ID           string
-	Email        string // lower-cased
+	ID string
+	// Email is lower-cased. It is the login email of a password account; an
+	// account created by OIDC login has none, and reads give the email of its
+	// oldest identity instead, for display. FindUserByEmail matches only the
+	// login email.
+	Email        string
 	Name         string
 	PasswordHash string // argon2id PHC string; empty for accounts without a password
 	Role         Role
@@ -38,6 +42,8 @@ type Session struct {
 	RevokedAt     *time.Time
 	SourceAddress string
 	UserAgent     string
+	Method        string // "password" or "oidc:<provider>"
+	CookieHash    []byte // SHA-256 of the browser cookie; nil for API sessions
 }
 
 // RefreshToken is one opaque refresh token, stored only as a hash.
@@ -49,6 +55,85 @@ type RefreshToken struct {
 	CreatedAt time.Time
 	ExpiresAt time.Time
 	UsedAt    *time.Time // set when it was exchanged; a token works once
+}
+
+// UserFilter selects and pages accounts for ListUsers.
+type UserFilter struct {
+	// Search matches a literal substring of the email or the name,
+	// case-insensitively.
+	Search string
+	// Role keeps only accounts with this role; "" keeps all.
+	Role Role
+	// Offset skips that many matching accounts; a negative one counts as 0.
+	Offset int
+	// Limit caps the page; zero or less means no cap.
+	Limit int
+}
+
+// Identity links an account to a subject of an OIDC provider.
+type Identity struct {
+	Issuer  string
+	Subject string
+	UserID  string
+	// Email is what the provider last said, lower-cased; it is the account's
+	// display email when the account has no login email.
+	Email     string
+	CreatedAt time.Time
+}
+
+// APIKey is a long-lived credential for scripts, stored only as a hash. The
+// Prefix is the visible start of the key, by which it is looked up.
+type APIKey struct {
+	ID         string
+	UserID     string
+	Name       string
+	Prefix     string
+	KeyHash    []byte
+	Role       Role // the most the key may do; never more than its owner
+	CreatedAt  time.Time
+	LastUsedAt *time.Time
+	ExpiresAt  *time.Time // nil: never expires
+	RevokedAt  *time.Time
+}
+
+// StreamTicket is a short-lived, single-use ticket that opens one stream for
+// a client that cannot send an Authorization header (a browser's EventSource
+// or WebSocket), stored only as a hash.
+type StreamTicket struct {
+	TicketHash []byte // SHA-256 of the ticket
+	UserID     string
+	SessionID  string // the session that asked for it; empty for an API key
+	Target     string // the stream it opens, such as "task:<id>" or "ws"
+	CreatedAt  time.Time
+	ExpiresAt  time.Time
+	UsedAt     *time.Time // set when it was redeemed; a ticket works once
+}
+
+// AuditEvent is one recorded security event. Audit events outlive the
+// accounts and things they name.
+type AuditEvent struct {
+	ID            string
+	Time          time.Time
+	Action        string // such as "auth.login"
+	Outcome       string // "success" or "failure"
+	ActorID       string
+	TargetType    string
+	TargetID      string
+	SourceAddress string
+	RequestID     string
+	Details       map[string]string // never nil when read from the store
+}
+
+// AuditFilter selects and pages audit events for ListAuditEvents. An empty
+// field does not filter; a set one matches exactly.
+type AuditFilter struct {
+	Action   string
+	ActorID  string
+	TargetID string
+	// Offset skips that many matching events; a negative one counts as 0.
+	Offset int
+	// Limit caps the page; zero or less means no cap.
+	Limit int
 }
 
 // WorkspaceStatus is a workspace's life-cycle state.

@@ -15,16 +15,27 @@ import (
 // it. Match it with errors.Is.
 var ErrTokenUsed = errors.New("refresh token already used")
 
-const sessionColumns = `id, user_id, created_at, expires_at, revoked_at, source_address, user_agent`
+const sessionColumns = `id, user_id, created_at, expires_at, revoked_at, source_address, user_agent, method, cookie_hash`
+
+// MethodPassword is the Session.Method of a session started with a password,
+// and what CreateSession stores when none is given. A session started by
+// OIDC login has the method "oidc:" followed by the provider's name.
+const MethodPassword = "password"
 
 const refreshTokenColumns = `id, session_id, user_id, token_hash, created_at, expires_at, used_at`
 
 // CreateSession stores a new session and, when first is not nil, its first
 // refresh token, in one transaction. first's SessionID and UserID default to
-// the session's. A session for an account that does not exist is
-// fault.NotFound("user"). The records' times are set to their stored
+// the session's, and an empty Method to MethodPassword; an empty CookieHash
+// is stored as none (an API session). A session for an account that does not
+// exist is fault.NotFound("user"); a session id or cookie hash that is taken
+// is a fault.ErrConflict. The records' times are set to their stored
 // precision.
 func (s *Store) CreateSession(ctx context.Context, sess *Session, first *RefreshToken) error {
+	method := sess.Method
+	if method == "" {
+		method = MethodPassword
+	}
 	if first != nil {
 		if first.SessionID == "" {
 			first.SessionID = sess.ID
@@ -34,9 +45,9 @@ func (s *Store) CreateSession(ctx context.Context, sess *Session, first *Refresh
 		}
 	}
 	err := s.inTx(ctx, func(c conn) error {
-		if _, err := c.exec(ctx, `INSERT INTO sessions (`+sessionColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+		if _, err := c.exec(ctx, `INSERT INTO sessions (`+sessionColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			sess.ID, sess.UserID, micros(sess.CreatedAt), micros(sess.ExpiresAt), nullMicros(sess.RevokedAt),
-			sess.SourceAddress, sess.UserAgent); err != nil {
+			sess.SourceAddress, sess.UserAgent, method, nullBytes(sess.CookieHash)); err != nil {
 			return err
 		}
 		if first != nil {
@@ -44,11 +55,17 @@ func (s *Store) CreateSession(ctx context.Context, sess *Session, first *Refresh
 		}
 		return nil
 	})
-	if s.d.isForeignKeyViolation(err) {
+	switch {
+	case s.d.isForeignKeyViolation(err):
 		return fault.NotFound("user")
-	}
-	if err != nil {
+	case s.d.isUniqueViolation(err):
+		return fault.New(fault.ErrConflict, "a session with this id or cookie already exists")
+	case err != nil:
 		return fmt.Errorf("create session: %w", err)
+	}
+	sess.Method = method
+	if len(sess.CookieHash) == 0 {
+		sess.CookieHash = nil
 	}
 	sess.CreatedAt = storedTime(sess.CreatedAt)
 	sess.ExpiresAt = storedTime(sess.ExpiresAt)
@@ -61,18 +78,38 @@ func (s *Store) CreateSession(ctx context.Context, sess *Session, first *Refresh
 
 // FindSession returns the session with the given id, revoked or not.
 func (s *Store) FindSession(ctx context.Context, id string) (*Session, error) {
+	return s.findSession(ctx, "find session", `SELECT `+sessionColumns+` FROM sessions WHERE id = ?`, id)
+}
+
+// FindSessionByCookie returns the browser session whose cookie has the given
+// SHA-256 hash, revoked or expired or not: the caller checks both. An empty
+// hash finds nothing.
+func (s *Store) FindSessionByCookie(ctx context.Context, hash []byte) (*Session, error) {
+	if len(hash) == 0 {
+		return nil, fault.NotFound("session")
+	}
+	return s.findSession(ctx, "find session by cookie", `SELECT `+sessionColumns+` FROM sessions WHERE cookie_hash = ?`, hash)
+}
+
+// findSession reads one session with query; no row is
+// fault.NotFound("session").
+func (s *Store) findSession(ctx context.Context, op, query string, args ...any) (*Session, error) {
 	var (
 		sess             Session
 		created, expires int64
 		revoked          sql.NullInt64
 	)
-	err := s.conn().queryRow(ctx, `SELECT `+sessionColumns+` FROM sessions WHERE id = ?`, id).
-		Scan(&sess.ID, &sess.UserID, &created, &expires, &revoked, &sess.SourceAddress, &sess.UserAgent)
+	err := s.conn().queryRow(ctx, query, args...).
+		Scan(&sess.ID, &sess.UserID, &created, &expires, &revoked, &sess.SourceAddress, &sess.UserAgent,
+			&sess.Method, &sess.CookieHash)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fault.NotFound("session")
 	}
 	if err != nil {
-		return nil, fmt.Errorf("find session: %w", err)
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
+	if len(sess.CookieHash) == 0 {
+		sess.CookieHash = nil
 	}
 	sess.CreatedAt = fromMicros(created)
 	sess.ExpiresAt = fromMicros(expires)
@@ -102,6 +139,28 @@ func (s *Store) RevokeSession(ctx context.Context, id string, at time.Time) erro
 		}
 	}
 	return nil
+}
+
+// RevokeUserSessions ends, at the given time, every session of the account
+// that is not revoked yet — signing it out everywhere — and returns how many
+// it ended. Sessions already revoked keep their first revocation time. An
+// account without sessions, or one that does not exist, has none to end.
+func (s *Store) RevokeUserSessions(ctx context.Context, userID string, at time.Time) (int64, error) {
+	n, err := revokeUserSessions(ctx, s.conn(), userID, at)
+	if err != nil {
+		return 0, fmt.Errorf("revoke user sessions: %w", err)
+	}
+	return n, nil
+}
+
+// revokeUserSessions revokes every unrevoked session of the account on c and
+// returns how many.
+func revokeUserSessions(ctx context.Context, c conn, userID string, at time.Time) (int64, error) {
+	res, err := c.exec(ctx, `UPDATE sessions SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL`, micros(at), userID)
+	if err != nil {
+		return 0, err
+	}
+	return rowsAffected(res)
 }
 
 // FindRefreshToken returns the refresh token with the given SHA-256 hash,

@@ -117,6 +117,10 @@ func (sqliteDialect) isForeignKeyViolation(err error) bool {
 	return sqliteCode(err) == sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY
 }
 
+// forUpdate is empty: SQLite has no row locks, and none are needed, since a
+// write transaction holds the database's write lock from its BEGIN.
+func (sqliteDialect) forUpdate() string { return "" }
+
 func (sqliteDialect) migrations() (fs.FS, error) {
 	return fs.Sub(sqliteMigrations, "migrations/sqlite")
 }

@@ -1,6 +1,6 @@
-// Package store keeps berth's records — accounts, sessions, workspaces, their
-// members and tasks — in a SQL database, and is the only package that speaks
-// SQL.
+// Package store keeps berth's records — accounts and their OIDC identities,
+// sessions, API keys, stream tickets, workspaces, their members, tasks and the
+// audit log — in a SQL database, and is the only package that speaks SQL.
 //
 // One Store serves SQLite (the embedded default, see Open) and, later,
 // Postgres: queries are written once in portable SQL with ? placeholders and
@@ -11,8 +11,8 @@
 // Access control lives inside the queries: a read through a Viewer sees only
 // what that viewer may see, and anything else is simply not found. Errors the
 // caller can act on are faults (fault.ErrNotFound, fault.ErrConflict,
-// fault.ErrInvalid) whose messages never contain SQL; anything else is wrapped
-// with the operation that failed.
+// fault.ErrInvalid, fault.ErrFailedPrecondition) whose messages never contain
+// SQL; anything else is wrapped with the operation that failed.
 //
 // store imports only internal/fault from berth.
 package store
@@ -35,16 +35,42 @@ type Store struct {
 	// CPU before it). Queries are built from fixed fragments, so the set of
 	// texts is small and bounded.
 	stmts sync.Map // string → *sql.Stmt
+
+	// bg counts the statements being prepared in the background (see
+	// conn.stmt), which Close waits for: one still running after Close could
+	// open a connection, and SQLite files with it, after the caller has
+	// moved on or removed the database. closing, guarded by mu, stops new
+	// ones once Close has begun.
+	mu      sync.Mutex
+	closing bool
+	bg      sync.WaitGroup
 }
 
-// Close closes the database. Calls in flight may fail.
+// Close closes the database, after any statement still being prepared in
+// the background. Calls in flight may fail.
 func (s *Store) Close() error {
+	s.mu.Lock()
+	s.closing = true
+	s.mu.Unlock()
+	s.bg.Wait()
 	var errs []error
 	s.stmts.Range(func(_, v any) bool {
 		errs = append(errs, v.(*sql.Stmt).Close())
 		return true
 	})
 	return errors.Join(append(errs, s.db.Close())...)
+}
+
+// prepareLater prepares query in the background, off any transaction, so
+// that the next call finds it cached. Nothing is started once Close has
+// begun.
+func (s *Store) prepareLater(query string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return
+	}
+	s.bg.Go(func() { _, _ = s.prepared(context.Background(), query) })
 }
 
 // prepared returns the cached prepared statement for a rebound query,
@@ -99,7 +125,7 @@ func (c conn) stmt(ctx context.Context, query string) (*sql.Stmt, bool) {
 	if c.tx != nil {
 		st, ok := c.s.stmts.Load(query)
 		if !ok {
-			go func() { _, _ = c.s.prepared(context.Background(), query) }()
+			c.s.prepareLater(query)
 			return nil, false
 		}
 		return c.tx.StmtContext(ctx, st.(*sql.Stmt)), true

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -31,7 +32,13 @@ func Run(t *testing.T, open func(t *testing.T) *store.Store) {
 	}{
 		{"Migrations", migrationTests},
 		{"Users", userTests},
+		{"UserAdmin", userAdminTests},
+		{"Identities", identityTests},
 		{"Sessions", sessionTests},
+		{"BrowserSessions", browserSessionTests},
+		{"APIKeys", apiKeyTests},
+		{"StreamTickets", streamTicketTests},
+		{"Audit", auditTests},
 		{"Workspaces", workspaceTests},
 		{"Members", memberTests},
 		{"Stats", statsTests},
@@ -250,11 +257,19 @@ func equal[T any](t *testing.T, what string, got, want T) {
 	}
 }
 
-// show prints a value, following one level of pointers.
+// show prints a value, following one level of pointers, also in each
+// element of a slice.
 func show(v any) string {
 	rv := reflect.ValueOf(v)
-	if rv.Kind() == reflect.Pointer && !rv.IsNil() {
+	switch {
+	case rv.Kind() == reflect.Pointer && !rv.IsNil():
 		return fmt.Sprintf("&%+v", rv.Elem().Interface())
+	case rv.Kind() == reflect.Slice && rv.Type().Elem().Kind() == reflect.Pointer:
+		parts := make([]string, rv.Len())
+		for i := range parts {
+			parts[i] = show(rv.Index(i).Interface())
+		}
+		return "[" + strings.Join(parts, "\n       ") + "]"
 	}
 	return fmt.Sprintf("%+v", v)
 }

@@ -10,7 +10,10 @@
 
 CREATE TABLE users (
     id            TEXT    NOT NULL PRIMARY KEY,
-    email         TEXT    NOT NULL UNIQUE, -- lower-cased by the store
+    -- email is the login email, lower-cased by the store. It is NULL for an
+    -- account created by OIDC login, whose email is only a display attribute
+    -- kept in user_identities; NULLs are distinct, so many such accounts fit.
+    email         TEXT    UNIQUE,
     name          TEXT    NOT NULL DEFAULT '',
     password_hash TEXT    NOT NULL DEFAULT '',
     role          TEXT    NOT NULL,
@@ -20,7 +23,8 @@ CREATE TABLE users (
     last_login_at BIGINT
 );
 
--- user_identities links an OIDC subject to an account.
+-- user_identities links an OIDC subject to an account. email is what the
+-- provider last said, shown for an account without a login email.
 CREATE TABLE user_identities (
     issuer     TEXT   NOT NULL,
     subject    TEXT   NOT NULL,
@@ -29,7 +33,8 @@ CREATE TABLE user_identities (
     created_at BIGINT NOT NULL,
     PRIMARY KEY (issuer, subject)
 );
-CREATE INDEX user_identities_user_id ON user_identities (user_id);
+-- "the account's oldest identity"
+CREATE INDEX user_identities_user_id ON user_identities (user_id, created_at);
 
 CREATE TABLE sessions (
     id             TEXT   NOT NULL PRIMARY KEY,
@@ -38,7 +43,9 @@ CREATE TABLE sessions (
     expires_at     BIGINT NOT NULL,
     revoked_at     BIGINT,
     source_address TEXT   NOT NULL DEFAULT '',
-    user_agent     TEXT   NOT NULL DEFAULT ''
+    user_agent     TEXT   NOT NULL DEFAULT '',
+    method         TEXT   NOT NULL DEFAULT 'password', -- "password" or "oidc:<provider>"
+    cookie_hash    BLOB   UNIQUE -- SHA-256 of a browser session cookie; NULL for API sessions
 );
 CREATE INDEX sessions_user_id ON sessions (user_id);
 
@@ -67,6 +74,21 @@ CREATE TABLE api_keys (
     revoked_at   BIGINT
 );
 CREATE INDEX api_keys_user_id ON api_keys (user_id, created_at);
+
+-- stream_tickets are short-lived, single-use tickets that open one stream
+-- (SSE or WebSocket) for a browser that cannot send a header. session_id is
+-- the session that asked for it, '' for an API key.
+CREATE TABLE stream_tickets (
+    ticket_hash BLOB   NOT NULL PRIMARY KEY, -- SHA-256 of the ticket
+    user_id     TEXT   NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    session_id  TEXT   NOT NULL DEFAULT '',
+    target      TEXT   NOT NULL,
+    created_at  BIGINT NOT NULL,
+    expires_at  BIGINT NOT NULL,
+    used_at     BIGINT
+);
+CREATE INDEX stream_tickets_expires_at ON stream_tickets (expires_at);
+CREATE INDEX stream_tickets_user_id ON stream_tickets (user_id);
 
 -- workspaces: an owner cannot be deleted while they own workspaces.
 CREATE TABLE workspaces (
@@ -164,5 +186,8 @@ CREATE TABLE audit_events (
     request_id     TEXT   NOT NULL DEFAULT '',
     details        TEXT -- JSON object
 );
-CREATE INDEX audit_events_time ON audit_events (time);
-CREATE INDEX audit_events_actor ON audit_events (actor_id, time);
+-- newest first, ties by id; and the same order within one actor, action or target
+CREATE INDEX audit_events_time ON audit_events (time, id);
+CREATE INDEX audit_events_actor ON audit_events (actor_id, time, id);
+CREATE INDEX audit_events_action ON audit_events (action, time, id);
+CREATE INDEX audit_events_target ON audit_events (target_id, time, id);
