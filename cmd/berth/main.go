@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -37,10 +38,12 @@ commands:
 `
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
+	os.Exit(run(os.Args[1:], os.Environ(), os.Stdout, os.Stderr))
 }
 
-func run(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+// run runs the command in args with the environment environ (as from
+// os.Environ: the OIDC providers are found by listing it).
+func run(args, environ []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return 2
@@ -48,11 +51,11 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 	var err error
 	switch cmd, rest := args[0], args[1:]; cmd {
 	case "serve":
-		err = serve(rest, getenv, stderr)
+		err = serve(rest, environ, stderr)
 	case "migrate":
-		err = migrate(rest, getenv, stdout, stderr)
+		err = migrate(rest, environ, stdout, stderr)
 	case "healthcheck":
-		err = healthcheck(rest, getenv, stderr)
+		err = healthcheck(rest, environ, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "berth", version.Version)
 	case "help", "--help", "-h", "-help":
@@ -72,8 +75,8 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 	}
 }
 
-func serve(args []string, getenv func(string) string, stderr io.Writer) error {
-	cfg, err := config.LoadWithOutput(args, getenv, stderr)
+func serve(args, environ []string, stderr io.Writer) error {
+	cfg, err := config.LoadEnv(args, environ, stderr)
 	if err != nil {
 		return err
 	}
@@ -105,8 +108,8 @@ func serve(args []string, getenv func(string) string, stderr io.Writer) error {
 	return srv.Serve(ctx, ln, adminLn)
 }
 
-func migrate(args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	cfg, err := config.LoadWithOutput(args, getenv, stderr)
+func migrate(args, environ []string, stdout, stderr io.Writer) error {
+	cfg, err := config.LoadEnv(args, environ, stderr)
 	if err != nil {
 		return err
 	}
@@ -124,10 +127,15 @@ func migrate(args []string, getenv func(string) string, stdout, stderr io.Writer
 	return nil
 }
 
-func healthcheck(args []string, getenv func(string) string, stderr io.Writer) error {
+func healthcheck(args, environ []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("healthcheck", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	def := getenv("BERTH_ADDR")
+	def := ""
+	for _, kv := range environ { // the last BERTH_ADDR wins, as in config.LoadEnv
+		if v, ok := strings.CutPrefix(kv, "BERTH_ADDR="); ok {
+			def = v
+		}
+	}
 	if def == "" {
 		def = "127.0.0.1:8080"
 	}

@@ -56,6 +56,15 @@ type Config struct {
 	// SecureCookies marks session cookies Secure (sent over HTTPS only).
 	// Turn it off only for plain-HTTP development on localhost.
 	SecureCookies bool
+	// PublicURL is the absolute http(s) URL at which browsers reach this
+	// server, without a trailing slash, query or fragment; OIDC redirect
+	// URIs are built from it. It defaults to http:// plus --addr, and is
+	// empty when that cannot be derived (--addr has port 0).
+	PublicURL string
+	// OIDC lists the OpenID Connect providers people can sign in with,
+	// sorted by name. Only LoadEnv fills it: providers are configured in
+	// the environment alone (see OIDCProvider).
+	OIDC []OIDCProvider
 
 	// JWT configures the access tokens berth issues and accepts.
 	JWT JWT
@@ -64,6 +73,16 @@ type Config struct {
 	// ShutdownTimeout bounds the graceful shutdown after SIGINT or SIGTERM:
 	// in-flight calls get this long to finish before connections are closed.
 	ShutdownTimeout time.Duration
+
+	// Runtime chooses the container runtime: RuntimeDocker, RuntimeProcess,
+	// or RuntimeAuto (Docker when an engine answers, else the process
+	// runtime with a warning).
+	Runtime string
+	// DockerHost is the engine address for the docker runtime; empty means
+	// DOCKER_HOST or the default socket.
+	DockerHost string
+	// Workspace holds the container defaults and limits for workspaces.
+	Workspace Workspace
 }
 
 // JWT configures the access tokens berth signs (Ed25519) and verifies.
@@ -118,17 +137,35 @@ const (
 // "serve") and the BERTH_* variables read through getenv, which may be nil.
 // An empty variable counts as unset. Usage text for --help goes to stderr;
 // see LoadWithOutput.
+//
+// A getenv can only answer for names asked for, and OIDC providers are
+// found by listing the environment, so Load configures no OIDC provider;
+// berth serve uses LoadEnv.
 func Load(args []string, getenv func(string) string) (*Config, error) {
 	return LoadWithOutput(args, getenv, os.Stderr)
 }
 
-// LoadWithOutput is Load with the usage text written to w.
+// LoadEnv is LoadWithOutput reading the whole environment, given as
+// environ in the form of os.Environ ("NAME=value"; for a name given twice
+// the last wins). Besides every flag's variable it finds the OIDC providers:
+// one per BERTH_OIDC_<NAME>_ISSUER (see OIDCProvider).
+func LoadEnv(args, environ []string, w io.Writer) (*Config, error) {
+	return load(args, getenvFrom(environ), environ, w)
+}
+
+// LoadWithOutput is Load with the usage text written to w. Like Load, it
+// configures no OIDC provider; LoadEnv does.
 //
 // On --help or -h it writes the usage text to w and returns flag.ErrHelp,
 // which the caller should treat as success. Otherwise nothing is written: a
 // bad configuration is returned as an error listing every problem, each a
 // *FlagError that errors.As finds.
 func LoadWithOutput(args []string, getenv func(string) string, w io.Writer) (*Config, error) {
+	return load(args, getenv, nil, w)
+}
+
+// load is LoadWithOutput that also reads the OIDC providers from environ.
+func load(args []string, getenv func(string) string, environ []string, w io.Writer) (*Config, error) {
 	if getenv == nil {
 		getenv = func(string) string { return "" }
 	}
@@ -149,6 +186,7 @@ func LoadWithOutput(args []string, getenv func(string) string, w io.Writer) (*Co
 	// A value that could not be parsed leaves its default in place; checking
 	// the rest anyway reports every problem in one pass.
 	c.resolve(&problems)
+	c.resolveOIDC(environ, &problems)
 	if len(problems) > 0 {
 		s.sort(problems)
 		return nil, problems
@@ -182,6 +220,8 @@ func defaults() *Config {
 			MaxBodyBytes:      4 << 20,
 		},
 		ShutdownTimeout: 30 * time.Second,
+		Runtime:         RuntimeAuto,
+		Workspace:       defaultWorkspace(),
 	}
 }
 
@@ -201,6 +241,7 @@ func (c *Config) LogValue() slog.Value {
 		slog.Any("allowed-origins", c.AllowedOrigins),
 		slog.Bool("allow-registration", c.AllowRegistration),
 		slog.Bool("secure-cookies", c.SecureCookies),
+		slog.String("public-url", c.PublicURL),
 		slog.String("jwt-issuer", c.JWT.Issuer),
 		slog.String("jwt-audience", c.JWT.Audience),
 		slog.String("access-token-ttl", formatDuration(c.JWT.AccessTokenTTL)),
@@ -213,14 +254,32 @@ func (c *Config) LogValue() slog.Value {
 		slog.Int("max-header-bytes", c.HTTP.MaxHeaderBytes),
 		slog.Int64("max-body-bytes", c.HTTP.MaxBodyBytes),
 		slog.String("shutdown-timeout", formatDuration(c.ShutdownTimeout)),
+		slog.Attr{Key: "oidc", Value: oidcLogValue(c.OIDC)},
+		slog.String("runtime", c.Runtime),
+		slog.String("docker-host", c.DockerHost),
+		slog.String("workspace-image", c.Workspace.Image),
+		slog.String("workspace-network", c.Workspace.Network),
+		slog.String("workspace-user", c.Workspace.User),
+		slog.Int64("workspace-memory", c.Workspace.MemoryMB),
+		slog.Float64("workspace-cpus", c.Workspace.CPUs),
+		slog.Int64("workspace-pids", c.Workspace.Pids),
+		slog.Int64("workspace-max-memory", c.Workspace.MaxMemoryMB),
+		slog.Float64("workspace-max-cpus", c.Workspace.MaxCPUs),
+		slog.Int64("workspace-max-pids", c.Workspace.MaxPids),
+		slog.Any("workspace-cap-add", c.Workspace.CapAdd),
+		slog.String("workspace-idle-timeout", formatDuration(c.Workspace.IdleTimeout)),
 	)
 }
 
 // FlagError is one problem with one setting. Load reports all of them at
 // once, joined; errors.As finds the first.
 type FlagError struct {
-	// Flag is the flag's name without dashes, such as "admin-addr".
+	// Flag is the flag's name without dashes, such as "admin-addr". It is
+	// empty for a setting that has no flag, only a variable (Env).
 	Flag string
+	// Env names the variable of a setting that has no flag, such as
+	// BERTH_OIDC_GOOGLE_ISSUER; it is empty when Flag is set.
+	Env string
 	// Value is the rejected value as given (one element of a list). It is
 	// empty for a setting whose value is a secret.
 	Value string
@@ -229,8 +288,12 @@ type FlagError struct {
 }
 
 // Error names the flag and its variable, quotes the value and says what is
-// wrong, e.g. `--addr (env BERTH_ADDR) = "localhost": want host:port …`.
+// wrong, e.g. `--addr (env BERTH_ADDR) = "localhost": want host:port …`, or
+// `env BERTH_OIDC_X_ISSUER = "x": …` for a setting without a flag.
 func (e *FlagError) Error() string {
+	if e.Flag == "" {
+		return fmt.Sprintf("env %s = %q: %s", e.Env, e.Value, e.Problem)
+	}
 	return fmt.Sprintf("--%s (env %s) = %q: %s", e.Flag, EnvName(e.Flag), e.Value, e.Problem)
 }
 
@@ -240,6 +303,11 @@ type problems []*FlagError
 
 func (p *problems) add(flagName, value, format string, args ...any) {
 	*p = append(*p, &FlagError{Flag: flagName, Value: value, Problem: fmt.Sprintf(format, args...)})
+}
+
+// addEnv records a problem with a variable that has no flag.
+func (p *problems) addEnv(env, value, format string, args ...any) {
+	*p = append(*p, &FlagError{Env: env, Value: value, Problem: fmt.Sprintf(format, args...)})
 }
 
 func (p problems) Error() string {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -77,6 +78,7 @@ func TestDefaults(t *testing.T) {
 		AllowedOrigins:    []string{},
 		AllowRegistration: true,
 		SecureCookies:     true,
+		PublicURL:         "http://127.0.0.1:8080",
 		JWT: config.JWT{
 			Issuer:          "berth",
 			Audience:        "berth-api",
@@ -93,6 +95,12 @@ func TestDefaults(t *testing.T) {
 			MaxBodyBytes:      4 << 20,
 		},
 		ShutdownTimeout: 30 * time.Second,
+		Runtime:         config.RuntimeAuto,
+		Workspace: config.Workspace{
+			Image: "berth-workspace:latest", Network: "bridge", User: "1000:1000",
+			MemoryMB: 2048, CPUs: 2, Pids: 512, MaxMemoryMB: 16384, MaxCPUs: 8, MaxPids: 4096,
+			IdleTimeout: 30 * time.Minute,
+		},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("defaults:\n got %+v\nwant %+v", got, want)
@@ -103,26 +111,38 @@ func TestEnvTwins(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	got := load(t, nil, map[string]string{
-		"BERTH_ADDR":                "0.0.0.0:8081",
-		"BERTH_ADMIN_ADDR":          "off",
-		"BERTH_DATA_DIR":            dir,
-		"BERTH_LOG_FORMAT":          "text",
-		"BERTH_LOG_LEVEL":           "DEBUG",
-		"BERTH_ALLOWED_ORIGINS":     "https://Console.Example.com:443, http://localhost:5173",
-		"BERTH_ALLOW_REGISTRATION":  "false",
-		"BERTH_SECURE_COOKIES":      "0",
-		"BERTH_JWT_ISSUER":          "https://berth.example.com",
-		"BERTH_JWT_AUDIENCE":        "aud",
-		"BERTH_ACCESS_TOKEN_TTL":    "5m",
-		"BERTH_REFRESH_TOKEN_TTL":   "24h",
-		"BERTH_JWT_KEY_FILE":        "/etc/berth/key.pem",
-		"BERTH_READ_HEADER_TIMEOUT": "2s",
-		"BERTH_READ_TIMEOUT":        "0",
-		"BERTH_WRITE_TIMEOUT":       "1m",
-		"BERTH_IDLE_TIMEOUT":        "3m",
-		"BERTH_MAX_HEADER_BYTES":    "8192",
-		"BERTH_MAX_BODY_BYTES":      "1024",
-		"BERTH_SHUTDOWN_TIMEOUT":    "5s",
+		"BERTH_ADDR":                   "0.0.0.0:8081",
+		"BERTH_ADMIN_ADDR":             "off",
+		"BERTH_DATA_DIR":               dir,
+		"BERTH_LOG_FORMAT":             "text",
+		"BERTH_LOG_LEVEL":              "DEBUG",
+		"BERTH_ALLOWED_ORIGINS":        "https://Console.Example.com:443, http://localhost:5173",
+		"BERTH_ALLOW_REGISTRATION":     "false",
+		"BERTH_SECURE_COOKIES":         "0",
+		"BERTH_JWT_ISSUER":             "https://berth.example.com",
+		"BERTH_JWT_AUDIENCE":           "aud",
+		"BERTH_ACCESS_TOKEN_TTL":       "5m",
+		"BERTH_REFRESH_TOKEN_TTL":      "24h",
+		"BERTH_JWT_KEY_FILE":           "/etc/berth/key.pem",
+		"BERTH_READ_HEADER_TIMEOUT":    "2s",
+		"BERTH_READ_TIMEOUT":           "0",
+		"BERTH_WRITE_TIMEOUT":          "1m",
+		"BERTH_IDLE_TIMEOUT":           "3m",
+		"BERTH_MAX_HEADER_BYTES":       "8192",
+		"BERTH_MAX_BODY_BYTES":         "1024",
+		"BERTH_SHUTDOWN_TIMEOUT":       "5s",
+		"BERTH_RUNTIME":                "process",
+		"BERTH_WORKSPACE_IMAGE":        "img:1",
+		"BERTH_WORKSPACE_NETWORK":      "none",
+		"BERTH_WORKSPACE_USER":         "2000:2000",
+		"BERTH_WORKSPACE_MEMORY":       "512",
+		"BERTH_WORKSPACE_CPUS":         "0.5",
+		"BERTH_WORKSPACE_PIDS":         "64",
+		"BERTH_WORKSPACE_MAX_MEMORY":   "1024",
+		"BERTH_WORKSPACE_MAX_CPUS":     "1",
+		"BERTH_WORKSPACE_MAX_PIDS":     "128",
+		"BERTH_WORKSPACE_CAP_ADD":      "chown, CAP_SETUID",
+		"BERTH_WORKSPACE_IDLE_TIMEOUT": "0",
 	})
 	want := &config.Config{
 		Addr:              "0.0.0.0:8081",
@@ -134,6 +154,7 @@ func TestEnvTwins(t *testing.T) {
 		AllowedOrigins:    []string{"https://console.example.com", "http://localhost:5173"},
 		AllowRegistration: false,
 		SecureCookies:     false,
+		PublicURL:         "http://localhost:8081",
 		JWT: config.JWT{
 			Issuer:          "https://berth.example.com",
 			Audience:        "aud",
@@ -150,6 +171,12 @@ func TestEnvTwins(t *testing.T) {
 			MaxBodyBytes:      1024,
 		},
 		ShutdownTimeout: 5 * time.Second,
+		Runtime:         config.RuntimeProcess,
+		Workspace: config.Workspace{
+			Image: "img:1", Network: "none", User: "2000:2000",
+			MemoryMB: 512, CPUs: 0.5, Pids: 64, MaxMemoryMB: 1024, MaxCPUs: 1, MaxPids: 128,
+			CapAdd: []string{"CHOWN", "SETUID"},
+		},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("from the environment:\n got %+v\nwant %+v", got, want)
@@ -517,5 +544,21 @@ func TestSecretNeverPrinted(t *testing.T) {
 	}
 	if config.Secret("").String() != "" {
 		t.Error("an empty secret should print as empty, so that whether it is set stays visible")
+	}
+}
+
+func TestWorkspaceFlagsRejectNonsense(t *testing.T) {
+	t.Parallel()
+	_, err := config.LoadWithOutput([]string{
+		"--runtime", "kubernetes", "--workspace-memory", "4096", "--workspace-max-memory", "1024",
+		"--workspace-cpus", "-1", "--workspace-cap-add", "not a cap", "--workspace-image", "",
+	}, func(string) string { return "" }, io.Discard)
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	for _, want := range []string{"--runtime", "BERTH_RUNTIME", "--workspace-memory", "--workspace-cpus", "--workspace-cap-add", "--workspace-image"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not name %s:\n%v", want, err)
+		}
 	}
 }

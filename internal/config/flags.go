@@ -82,6 +82,8 @@ func newFlagSet(c *Config, p *problems) *flagSet {
 		"Let anyone create an account with Register. Use --allow-registration=false to close sign-ups.")
 	s.add(&boolValue{&c.SecureCookies}, "secure-cookies", "", strconv.FormatBool(c.SecureCookies),
 		"Mark session cookies Secure (HTTPS only). Turn off only for plain-HTTP development on localhost.")
+	s.add(&stringValue{&c.PublicURL}, "public-url", "url", "http://<addr>",
+		"Absolute http(s) URL at which browsers reach this server, such as https://berth.example.com (a trailing slash is dropped; no query or fragment). OIDC redirect URIs are <public-url>/auth/oidc/<name>/callback. When unset it is http:// plus --addr (localhost for an unspecified host), which suits local development only; set it behind a proxy or TLS, and whenever --addr has port 0 and an OIDC provider is configured.")
 
 	s.section("Tokens")
 	s.add(&stringValue{&c.JWT.Issuer}, "jwt-issuer", "string", c.JWT.Issuer,
@@ -110,6 +112,7 @@ func newFlagSet(c *Config, p *problems) *flagSet {
 		"Largest request body or stream message accepted, in bytes (4194304 is 4MiB).")
 	s.add(&durationValue{&c.ShutdownTimeout}, "shutdown-timeout", "duration", formatDuration(c.ShutdownTimeout),
 		"After SIGINT or SIGTERM, time in-flight calls get to finish before connections are closed.")
+	s.addWorkspaceFlags(c)
 	return s
 }
 
@@ -135,8 +138,15 @@ func (s *flagSet) sort(p problems) {
 			order[name] = len(order)
 		}
 	}
+	// Settings without a flag (OIDC providers) come after every flag.
+	rank := func(e *FlagError) int {
+		if i, ok := order[e.Flag]; ok {
+			return i
+		}
+		return len(order)
+	}
 	slices.SortStableFunc(p, func(a, b *FlagError) int {
-		return cmp.Compare(order[a.Flag], order[b.Flag])
+		return cmp.Compare(rank(a), rank(b))
 	})
 }
 
@@ -164,6 +174,13 @@ Every flag has an environment variable twin, shown under it. A flag on the
 command line wins over its variable, which wins over the default; an empty
 variable counts as unset. Write --name value or --name=value; booleans as
 --name or --name=false.
+
+OIDC providers have no flags: each is a set of variables named after it,
+BERTH_OIDC_<NAME>_ISSUER (required; it names the provider <name>, lower
+case, in URLs), _CLIENT_ID and _CLIENT_SECRET (required), _SCOPES (default
+"openid email profile", space or comma separated, must include openid) and
+_DISPLAY_NAME (default the name). The redirect URI to register at the
+provider is <public-url>/auth/oidc/<name>/callback.
 `
 
 // usage writes the help text: every flag under its section, with its

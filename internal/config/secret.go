@@ -8,8 +8,8 @@ import "log/slog"
 // "[redacted]" (or "" when it is empty, so whether it is set stays visible);
 // Reveal returns the value for the one place that uses it.
 //
-// No flag holds a secret yet; OIDC client secrets and the at-rest
-// encryption key will.
+// OIDC client secrets (OIDCProvider.ClientSecret) are Secrets; the at-rest
+// encryption key will be one too.
 type Secret string
 
 const redacted = "[redacted]"

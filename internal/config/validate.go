@@ -19,6 +19,7 @@ func (c *Config) resolve(p *problems) {
 	c.checkOrigins(p)
 	c.checkTokens(p)
 	c.checkHTTP(p)
+	c.checkWorkspace(p)
 }
 
 func (c *Config) checkAddrs(p *problems) {

@@ -27,6 +27,14 @@ const MountPath = "/workspace"
 // perhaps behind berth's back.
 var ErrNotFound = errors.New("sandbox: no such container")
 
+// ErrNotRunning means the container exists but is not running, so nothing
+// can be executed in it: start it first.
+var ErrNotRunning = errors.New("sandbox: container is not running")
+
+// ErrConflict means a container with the same name already exists — for a
+// workspace, usually one left behind by an earlier run; inspect or remove it.
+var ErrConflict = errors.New("sandbox: container already exists")
+
 // Limits bound a container. Zero means no limit.
 type Limits struct {
 	MemoryBytes int64

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -39,6 +40,18 @@ type testServer struct {
 // startServer starts berth with extra flags and stops it when the test ends.
 func startServer(t testing.TB, flags ...string) *testServer {
 	t.Helper()
+	return startServerUntil(t, flags...).srv
+}
+
+// runningServer is a test server that can be stopped before the test ends.
+type runningServer struct {
+	srv  *testServer
+	stop func() // idempotent; also run when the test ends
+}
+
+// startServerUntil starts berth with extra flags; stop shuts it down.
+func startServerUntil(t testing.TB, flags ...string) *runningServer {
+	t.Helper()
 	dir := t.TempDir()
 	root := filepath.Join(dir, "workspaces")
 	args := append([]string{
@@ -46,7 +59,11 @@ func startServer(t testing.TB, flags ...string) *testServer {
 		"--workspace-root", root,
 		"--addr", "127.0.0.1:0",
 		"--admin-addr", "127.0.0.1:0",
-		"--shutdown-timeout", "5s",
+		// Above the 5s net/http waits for a connection opened but never used.
+		"--shutdown-timeout", "15s",
+		// The process runtime unless a test asks for Docker: most tests are
+		// about the API, not containers (docker_e2e_test.go covers those).
+		"--runtime", "process",
 	}, flags...)
 	cfg, err := config.LoadWithOutput(args, func(string) string { return "" }, io.Discard)
 	if err != nil {
@@ -71,22 +88,26 @@ func startServer(t testing.TB, flags ...string) *testServer {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx, ln, adminLn) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-		if err := srv.Close(); err != nil {
-			t.Errorf("Close: %v", err)
-		}
-	})
-	return &testServer{
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("Serve: %v", err)
+			}
+			if err := srv.Close(); err != nil {
+				t.Errorf("Close: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return &runningServer{stop: stop, srv: &testServer{
 		DataDir:  cfg.DataDir,
 		URL:      "http://" + ln.Addr().String(),
 		AdminURL: "http://" + adminLn.Addr().String(),
 		Root:     root,
 		Server:   srv,
-	}
+	}}
 }
 
 // protocol is one of the three wire protocols berth serves.

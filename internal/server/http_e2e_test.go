@@ -267,10 +267,6 @@ func TestUnimplementedSaysWhy(t *testing.T) {
 	}
 	ws := created.GetWorkspace().GetId()
 	calls := map[string]func() error{
-		"StartWorkspace": func() error {
-			_, err := c.Workspace.StartWorkspace(ctx, &berthv1.StartWorkspaceRequest{Id: ws})
-			return err
-		},
 		"CreateTask": func() error {
 			_, err := c.Task.CreateTask(ctx, &berthv1.CreateTaskRequest{WorkspaceId: id, Type: berthv1.TaskType_TASK_TYPE_CLAUDE_CHAT, Prompt: "hi"})
 			return err

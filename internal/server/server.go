@@ -16,6 +16,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"connectrpc.com/connect/v2"
@@ -34,8 +35,10 @@ import (
 	"github.com/berthhq/berth/internal/admin"
 	"github.com/berthhq/berth/internal/audit"
 	"github.com/berthhq/berth/internal/auth"
+	"github.com/berthhq/berth/internal/bus"
 	"github.com/berthhq/berth/internal/config"
 	"github.com/berthhq/berth/internal/gen/berth/v1/berthv1connect"
+	"github.com/berthhq/berth/internal/oidc"
 	"github.com/berthhq/berth/internal/stats"
 	"github.com/berthhq/berth/internal/store"
 	"github.com/berthhq/berth/internal/task"
@@ -45,14 +48,19 @@ import (
 
 // Server is a configured berth, ready to serve.
 type Server struct {
-	cfg      *config.Config
-	logger   *slog.Logger
-	store    *store.Store
-	meters   *sdkmetric.MeterProvider
-	handler  http.Handler
-	admin    http.Handler
-	services []string
+	cfg        *config.Config
+	logger     *slog.Logger
+	store      *store.Store
+	meters     *sdkmetric.MeterProvider
+	runtime    *containerRuntime
+	workspaces *workspace.Service
+	handler    http.Handler
+	admin      http.Handler
+	services   []string
 }
+
+// diskUsageEvery is how often workspace directories are measured.
+const diskUsageEvery = 5 * time.Minute
 
 // New opens the store (running migrations), builds every service and
 // returns the server. now is the clock (time.Now in production). Close
@@ -95,13 +103,39 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg *prom
 	if err != nil {
 		return nil, err
 	}
+	signInWith, err := oidc.New(ctx, oidc.Config{PublicURL: cfg.PublicURL, Providers: cfg.OIDC, SecureCookies: cfg.SecureCookies, Logger: logger}, authSvc)
+	if err != nil {
+		return nil, err
+	}
+	rt, err := openRuntime(ctx, cfg, logger)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			rt.Close()
+		}
+	}()
+	workspaces := workspace.NewService(workspace.Deps{
+		Store: st, Roots: roots, Runtime: rt, Bus: bus.New(), Audit: recorder, Logger: logger, Now: now,
+		Containers: workspace.Containers{
+			Image: cfg.Workspace.Image, Network: cfg.Workspace.Network, User: cfg.Workspace.User,
+			MemoryMB: cfg.Workspace.MemoryMB, CPUs: cfg.Workspace.CPUs, Pids: cfg.Workspace.Pids,
+			MaxMemoryMB: cfg.Workspace.MaxMemoryMB, MaxCPUs: cfg.Workspace.MaxCPUs, MaxPids: cfg.Workspace.MaxPids,
+			CapAdd: cfg.Workspace.CapAdd, StopTimeout: 10 * time.Second, IdleTimeout: cfg.Workspace.IdleTimeout,
+			Ephemeral: rt.ephemeral,
+		},
+	})
 	var loginMethods []auth.LoginMethod
+	for _, p := range signInWith.Providers() {
+		loginMethods = append(loginMethods, auth.LoginMethod(p))
+	}
 
 	// Register the services on a bare server first, to read their access
 	// rules from the descriptors before the interceptors exist.
 	register := func(s *connect.Server) {
 		berthv1connect.RegisterAuthServiceHandler(s, auth.NewHandler(authSvc, loginMethods))
-		berthv1connect.RegisterWorkspaceServiceHandler(s, workspace.NewHandler(workspace.NewService(st, roots, recorder, now)))
+		berthv1connect.RegisterWorkspaceServiceHandler(s, workspace.NewHandler(workspaces))
 		berthv1connect.RegisterTaskServiceHandler(s, task.Handler{})
 		berthv1connect.RegisterStatsServiceHandler(s, stats.NewHandler(stats.NewService(st)))
 		berthv1connect.RegisterAdminServiceHandler(s, admin.NewHandler(admin.NewService(st, authSvc, recorder, now)))
@@ -151,13 +185,14 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg *prom
 	connecthttp.Mount(mux, api, mountOpts...)
 	connecthttp.Mount(mux, reflection, mountOpts...)
 	mux.HandleFunc("GET /health", handleHealth)
+	mux.Handle("/auth/oidc/", signInWith)
 	mux.Handle("GET /ready", handleReady([]check{{name: "store", run: func(ctx context.Context) (string, bool) {
 		if err := st.Ping(ctx); err != nil {
 			logger.WarnContext(ctx, "readiness: store unreachable", "error", err.Error())
 			return "unreachable", false
 		}
 		return "ok (sqlite)", true
-	}}}))
+	}}, {name: "runtime", run: rt.check}}))
 
 	var handler http.Handler = mux
 	handler = limitBody(cfg.HTTP.MaxBodyBytes, handler)
@@ -172,13 +207,15 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg *prom
 	adminMux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 
 	return &Server{
-		cfg:      cfg,
-		logger:   logger,
-		store:    st,
-		meters:   meters,
-		handler:  handler,
-		admin:    adminMux,
-		services: services,
+		cfg:        cfg,
+		logger:     logger,
+		store:      st,
+		meters:     meters,
+		runtime:    rt,
+		workspaces: workspaces,
+		handler:    handler,
+		admin:      adminMux,
+		services:   services,
 	}, nil
 }
 
@@ -194,7 +231,7 @@ func (s *Server) Services() []string { return s.services }
 
 // Close releases the store and the meter provider.
 func (s *Server) Close() error {
-	return errors.Join(s.meters.Shutdown(context.Background()), s.store.Close())
+	return errors.Join(s.meters.Shutdown(context.Background()), s.runtime.Close(), s.store.Close())
 }
 
 // Serve serves the API on ln and the admin handler on adminLn (nil to skip)
@@ -238,7 +275,21 @@ func (s *Server) Serve(ctx context.Context, ln, adminLn net.Listener) error {
 			errs <- nil
 		}()
 	}
-	s.logger.Info("serving", "addr", ln.Addr().String(), "services", len(s.services))
+	s.logger.Info("serving", "addr", ln.Addr().String(), "services", len(s.services), "runtime", s.runtime.name)
+
+	// Background work stops with the server, before the store closes.
+	background, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
+	var bg sync.WaitGroup
+	bg.Go(func() {
+		if _, err := s.workspaces.Reconcile(background); err != nil && background.Err() == nil {
+			s.logger.Error("reconciling workspaces with the runtime failed", "error", err.Error())
+		}
+		s.workspaces.Run(background, diskUsageEvery)
+	})
+	defer func() {
+		stopBackground()
+		bg.Wait()
+	}()
 
 	var serveErr error
 	select {

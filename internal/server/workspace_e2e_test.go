@@ -79,7 +79,10 @@ func TestWorkspaceCRUD(t *testing.T) {
 			}
 
 			_, err = c.Workspace.StartWorkspace(ctx, &berthv1.StartWorkspaceRequest{Id: w.GetId()})
-			wantCode(t, err, connect.CodeUnimplemented, "SERVICE_UNAVAILABLE")
+			wantCode(t, err, connect.CodeFailedPrecondition, "CONFLICT")
+			if !strings.Contains(errMessage(err), "archived cannot be started") {
+				t.Errorf("starting an archived workspace: %v", err)
+			}
 
 			if _, err := c.Workspace.DeleteWorkspace(ctx, &berthv1.DeleteWorkspaceRequest{Id: w.GetId()}); err != nil {
 				t.Fatalf("DeleteWorkspace: %v", err)

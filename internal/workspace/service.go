@@ -8,6 +8,8 @@ package workspace
 
 import (
 	"context"
+	"errors"
+	"log/slog"
 	"slices"
 	"strings"
 	"time"
@@ -16,23 +18,45 @@ import (
 
 	"github.com/berthhq/berth/internal/access"
 	"github.com/berthhq/berth/internal/audit"
+	"github.com/berthhq/berth/internal/bus"
 	"github.com/berthhq/berth/internal/fault"
 	"github.com/berthhq/berth/internal/page"
+	"github.com/berthhq/berth/internal/sandbox"
 	"github.com/berthhq/berth/internal/store"
 )
 
 // Service manages workspace records.
 type Service struct {
-	store *store.Store
-	roots Roots
-	audit *audit.Recorder
-	now   func() time.Time
+	store      *store.Store
+	roots      Roots
+	runtime    Runtime
+	containers Containers
+	bus        *bus.Bus
+	audit      *audit.Recorder
+	logger     *slog.Logger
+	now        func() time.Time
+	activity   activity
 }
 
-// NewService returns a Service. rec records security events; now is the
-// clock.
-func NewService(st *store.Store, roots Roots, rec *audit.Recorder, now func() time.Time) *Service {
-	return &Service{store: st, roots: roots, audit: rec, now: now}
+// Deps are the Service's collaborators.
+type Deps struct {
+	Store      *store.Store
+	Roots      Roots
+	Runtime    Runtime
+	Containers Containers
+	Bus        *bus.Bus
+	Audit      *audit.Recorder
+	Logger     *slog.Logger
+	Now        func() time.Time
+}
+
+// NewService returns a Service.
+func NewService(d Deps) *Service {
+	return &Service{
+		store: d.Store, roots: d.Roots, runtime: d.Runtime, containers: d.Containers,
+		bus: d.Bus, audit: d.Audit, logger: d.Logger, now: d.Now,
+		activity: activity{last: make(map[string]time.Time), holds: make(map[string]int)},
+	}
 }
 
 // Spec is what a new workspace is made of.
@@ -50,10 +74,15 @@ type Spec struct {
 	Pids        int64
 }
 
-// Create registers a project directory as a workspace owned by the caller.
+// Create registers a project directory as a workspace owned by the caller
+// and creates its (stopped) container. If the container cannot be created,
+// nothing is kept and the error says why.
 func (s *Service) Create(ctx context.Context, p access.Principal, spec Spec) (*store.Workspace, error) {
 	name, err := cleanName(spec.Name)
 	if err != nil {
+		return nil, err
+	}
+	if err := s.containers.checkLimits(spec); err != nil {
 		return nil, err
 	}
 	path, err := s.roots.Resolve(spec.Path)
@@ -67,7 +96,7 @@ func (s *Service) Create(ctx context.Context, p access.Principal, spec Spec) (*s
 		Name:        name,
 		Description: spec.Description,
 		Path:        path,
-		Status:      store.WorkspaceStopped,
+		Status:      store.WorkspaceCreating,
 		GitURL:      spec.GitURL,
 		Branch:      spec.Branch,
 		Tags:        uniqueTags(spec.Tags),
@@ -85,13 +114,30 @@ func (s *Service) Create(ctx context.Context, p access.Principal, spec Spec) (*s
 	if err := s.store.CreateWorkspace(ctx, w); err != nil {
 		return nil, err
 	}
+	ctx = context.WithoutCancel(ctx) // the record and its container go together
+	containerID, err := s.runtime.Create(ctx, s.containers.containerSpec(w))
+	if err != nil {
+		if derr := s.store.DeleteWorkspace(ctx, w.ID); derr != nil {
+			s.logger.Error("removing a workspace whose container failed", "workspace", w.ID, "error", derr.Error())
+		}
+		return nil, &fault.Error{Kind: fault.ErrUnavailable, Message: "the workspace container could not be created: " + err.Error(), Cause: err}
+	}
 	w.AccessRole = store.WorkspaceOwner
-	return w, nil
+	created, err := s.setStatus(ctx, w, store.WorkspaceStopped, "", &containerID)
+	if err != nil {
+		return nil, err
+	}
+	s.Touch(w.ID)
+	return created, nil
 }
 
 // Get returns a workspace the caller may see; any other is not found.
 func (s *Service) Get(ctx context.Context, p access.Principal, id string) (*store.Workspace, error) {
-	return s.store.FindWorkspace(ctx, id, p.Viewer())
+	w, err := s.store.FindWorkspace(ctx, id, p.Viewer())
+	if err == nil {
+		s.Touch(id)
+	}
+	return w, err
 }
 
 // Query selects a page of workspaces.
@@ -178,6 +224,12 @@ func (s *Service) Delete(ctx context.Context, p access.Principal, id string) err
 	}
 	if !manages(w) {
 		return fault.New(fault.ErrPermissionDenied, "only the workspace's owner or an admin can delete it (your role: %s)", w.AccessRole)
+	}
+	ctx = context.WithoutCancel(ctx)
+	if w.ContainerID != "" {
+		if err := s.runtime.Remove(ctx, w.ContainerID); err != nil && !errors.Is(err, sandbox.ErrNotFound) {
+			return &fault.Error{Kind: fault.ErrUnavailable, Message: "the workspace container could not be removed: " + err.Error(), Cause: err}
+		}
 	}
 	if err := s.store.DeleteWorkspace(ctx, id); err != nil {
 		return err
@@ -289,26 +341,6 @@ func uniqueTags(tags []string) []string {
 		}
 	}
 	return out
-}
-
-// errNoRuntime explains the container RPCs this server does not offer yet.
-var errNoRuntime = fault.New(fault.ErrUnimplemented,
-	"starting and stopping workspaces is not available on this server yet: it has no container runtime, so workspaces are records only")
-
-// Start would start the workspace's container; the runtime is not there yet.
-func (s *Service) Start(ctx context.Context, p access.Principal, id string) (*store.Workspace, error) {
-	if _, err := s.operable(ctx, p, id); err != nil {
-		return nil, err
-	}
-	return nil, errNoRuntime
-}
-
-// Stop would stop the workspace's container; the runtime is not there yet.
-func (s *Service) Stop(ctx context.Context, p access.Principal, id string) (*store.Workspace, error) {
-	if _, err := s.operable(ctx, p, id); err != nil {
-		return nil, err
-	}
-	return nil, errNoRuntime
 }
 
 // operable returns a workspace the principal may start, stop and run tasks

@@ -1,0 +1,112 @@
+package process_test
+
+import (
+	"errors"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/berthhq/berth/internal/sandbox"
+	"github.com/berthhq/berth/internal/sandbox/process"
+	"github.com/berthhq/berth/internal/sandbox/sandboxtest"
+)
+
+func newRuntime(*testing.T) sandboxtest.Runtime {
+	return process.New(process.WithKillGrace(time.Second))
+}
+
+func TestSuite(t *testing.T) {
+	t.Parallel()
+	sandboxtest.Run(t, newRuntime, sandbox.Spec{})
+}
+
+func TestBuildRefuses(t *testing.T) {
+	t.Parallel()
+	_, err := process.New().Build(t.Context(), t.TempDir(), "Dockerfile", "x:1", nil)
+	if err == nil || !strings.Contains(err.Error(), "cannot build images") {
+		t.Errorf("Build = %v, want an error saying the process runtime cannot build images", err)
+	}
+}
+
+func TestCreateNeedsDirectory(t *testing.T) {
+	t.Parallel()
+	rt := process.New()
+	for _, p := range []string{"relative/path", filepath.Join(t.TempDir(), "missing")} {
+		if _, err := rt.Create(t.Context(), sandbox.Spec{WorkspaceID: "w", HostPath: p}); err == nil {
+			t.Errorf("Create with host path %q succeeded", p)
+		}
+	}
+}
+
+func TestExecDirStaysInWorkspace(t *testing.T) {
+	t.Parallel()
+	rt := process.New()
+	id, spec := sandboxtest.StartContainer(t, rt, sandbox.Spec{})
+	for _, dir := range []string{"/etc", "..", sandbox.MountPath + "/../etc", "sub/../../x"} {
+		if _, err := rt.Exec(t.Context(), id, sandbox.ExecSpec{Argv: []string{"true"}, Dir: dir}); err == nil {
+			t.Errorf("Exec with Dir %q ran", dir)
+		}
+	}
+	want, _ := filepath.EvalSymlinks(spec.HostPath)
+	if r := sandboxtest.Exec(t, rt, id, "pwd", "-P"); strings.TrimSpace(r.Stdout) != want {
+		t.Errorf("pwd = %q, want %q", r.Stdout, want)
+	}
+}
+
+func TestExecCommandMissing(t *testing.T) {
+	t.Parallel()
+	rt := process.New()
+	id, _ := sandboxtest.StartContainer(t, rt, sandbox.Spec{})
+	if _, err := rt.Exec(t.Context(), id, sandbox.ExecSpec{Argv: []string{"berth-no-such-command"}}); err == nil {
+		t.Error("Exec of a missing command: no error")
+	}
+}
+
+// TestExecEnvironmentKeepsSecretsOut checks that berth's own environment
+// does not reach commands beyond the few variables they need.
+func TestExecEnvironmentKeepsSecretsOut(t *testing.T) {
+	t.Setenv("BERTH_TEST_SECRET", "hunter2")
+	rt := process.New()
+	id, _ := sandboxtest.StartContainer(t, rt, sandbox.Spec{})
+	r := sandboxtest.Exec(t, rt, id, "env")
+	if strings.Contains(r.Stdout, "hunter2") {
+		t.Errorf("a command saw berth's environment:\n%s", r.Stdout)
+	}
+	if !strings.Contains(r.Stdout, "PATH=") {
+		t.Errorf("a command has no PATH:\n%s", r.Stdout)
+	}
+}
+
+// TestEventsLagged checks that a subscriber that does not read is cut off
+// instead of growing a queue or blocking the runtime.
+func TestEventsLagged(t *testing.T) {
+	t.Parallel()
+	rt := process.New()
+	events, errs := rt.Events(t.Context())
+	id, _ := sandboxtest.CreateContainer(t, rt, sandbox.Spec{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range 100 {
+			if err := rt.Start(t.Context(), id); err != nil {
+				t.Error(err)
+			}
+			if err := rt.Stop(t.Context(), id, 0); err != nil {
+				t.Error(err)
+			}
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the runtime blocked on a subscriber that does not read")
+	}
+	n := 0
+	for range events {
+		n++
+	}
+	if err := <-errs; !errors.Is(err, process.ErrLagged) {
+		t.Errorf("stream ended with %v after %d events, want ErrLagged", err, n)
+	}
+}

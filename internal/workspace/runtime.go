@@ -1,0 +1,495 @@
+package workspace
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/berthhq/berth/internal/access"
+	"github.com/berthhq/berth/internal/fault"
+	"github.com/berthhq/berth/internal/sandbox"
+	"github.com/berthhq/berth/internal/store"
+)
+
+// Runtime is what the workspace service needs of a container runtime
+// (sandbox/docker in production, sandbox/process without an engine).
+type Runtime interface {
+	Create(ctx context.Context, spec sandbox.Spec) (string, error)
+	Start(ctx context.Context, id string) error
+	Stop(ctx context.Context, id string, timeout time.Duration) error
+	Remove(ctx context.Context, id string) error
+	Inspect(ctx context.Context, id string) (sandbox.Info, error)
+	List(ctx context.Context) ([]sandbox.Info, error)
+	Events(ctx context.Context) (<-chan sandbox.Event, <-chan error)
+}
+
+// Containers are the container settings from the server configuration:
+// defaults for every workspace and the maxima a workspace may ask for.
+type Containers struct {
+	Image       string
+	Network     string
+	User        string
+	MemoryMB    int64
+	CPUs        float64
+	Pids        int64
+	CapAdd      []string
+	MaxMemoryMB int64
+	MaxCPUs     float64
+	MaxPids     int64
+	StopTimeout time.Duration
+	// IdleTimeout stops a running workspace nobody has used for this long;
+	// 0 never does.
+	IdleTimeout time.Duration
+	// Ephemeral says the runtime keeps no containers across restarts (the
+	// process runtime): at start-up a missing container then means
+	// "stopped", not an error, and the next start makes a new one.
+	Ephemeral bool
+}
+
+// Topic is the bus topic of a workspace's events.
+func Topic(workspaceID string) string { return "workspace:" + workspaceID }
+
+// Event is what the service publishes on a workspace's topic.
+type Event struct {
+	Kind      string // "workspace.status"
+	Workspace *store.Workspace
+	Time      time.Time
+}
+
+// checkLimits refuses resource requests above the configured maxima.
+func (c Containers) checkLimits(spec Spec) error {
+	var violations []fault.Violation
+	if c.MaxMemoryMB > 0 && spec.MemoryMB > c.MaxMemoryMB {
+		violations = append(violations, fault.Violation{Field: "resources.memory_mb", Reason: fmt.Sprintf("must be at most %d", c.MaxMemoryMB)})
+	}
+	if c.MaxCPUs > 0 && spec.CPUs > c.MaxCPUs {
+		violations = append(violations, fault.Violation{Field: "resources.cpus", Reason: fmt.Sprintf("must be at most %g", c.MaxCPUs)})
+	}
+	if c.MaxPids > 0 && spec.Pids > c.MaxPids {
+		violations = append(violations, fault.Violation{Field: "resources.pids", Reason: fmt.Sprintf("must be at most %d", c.MaxPids)})
+	}
+	if len(violations) == 0 {
+		return nil
+	}
+	return &fault.Error{Kind: fault.ErrInvalid, Message: "resources exceed this server's limits: " + violations[0].Field + " " + violations[0].Reason, Violations: violations}
+}
+
+// containerSpec is the sandbox spec of a workspace: its own settings over
+// the configured defaults.
+func (c Containers) containerSpec(w *store.Workspace) sandbox.Spec {
+	image := w.Image
+	if image == "" {
+		image = c.Image
+	}
+	mem, cpus, pids := w.MemoryMB, w.CPUs, w.Pids
+	if mem == 0 {
+		mem = c.MemoryMB
+	}
+	if cpus == 0 {
+		cpus = c.CPUs
+	}
+	if pids == 0 {
+		pids = c.Pids
+	}
+	return sandbox.Spec{
+		WorkspaceID: w.ID,
+		Name:        "berth-" + w.ID,
+		Image:       image,
+		HostPath:    w.Path,
+		User:        c.User,
+		Network:     c.Network,
+		Limits:      sandbox.Limits{MemoryBytes: mem << 20, NanoCPUs: int64(cpus * 1e9), Pids: pids},
+		CapAdd:      c.CapAdd,
+	}
+}
+
+// transition is the one place that decides which status moves are legal.
+// Moves the engine reports (a container dying, vanishing) are always
+// accepted; these are the moves users ask for.
+func transition(from, to store.WorkspaceStatus) error {
+	ok := false
+	switch to {
+	case store.WorkspaceStarting:
+		ok = from == store.WorkspaceStopped || from == store.WorkspaceError || from == store.WorkspaceRunning
+	case store.WorkspaceStopping:
+		ok = from == store.WorkspaceRunning || from == store.WorkspaceStarting || from == store.WorkspaceStopped || from == store.WorkspaceError
+	}
+	if !ok {
+		return fault.New(fault.ErrFailedPrecondition, "a workspace that is %s cannot be %s", from, map[store.WorkspaceStatus]string{
+			store.WorkspaceStarting: "started", store.WorkspaceStopping: "stopped",
+		}[to])
+	}
+	return nil
+}
+
+// setStatus records a status (and reason) and publishes the change.
+func (s *Service) setStatus(ctx context.Context, w *store.Workspace, status store.WorkspaceStatus, reason string, containerID *string) (*store.Workspace, error) {
+	upd := store.WorkspaceUpdate{Status: &status, StatusReason: &reason, ContainerID: containerID}
+	updated, err := s.store.UpdateWorkspace(context.WithoutCancel(ctx), w.ID, upd, s.now().UTC())
+	if err != nil {
+		return nil, err
+	}
+	updated.AccessRole, updated.Stats = w.AccessRole, w.Stats
+	s.publish(updated)
+	return updated, nil
+}
+
+func (s *Service) publish(w *store.Workspace) {
+	if s.bus != nil {
+		s.bus.Publish(Topic(w.ID), Event{Kind: "workspace.status", Workspace: w, Time: s.now().UTC()})
+	}
+}
+
+// Start starts the workspace's container, creating a new one if it is gone.
+func (s *Service) Start(ctx context.Context, p access.Principal, id string) (*store.Workspace, error) {
+	w, err := s.operable(ctx, p, id)
+	if err != nil {
+		return nil, err
+	}
+	s.Touch(id)
+	if w.Status == store.WorkspaceRunning {
+		return w, nil
+	}
+	if err := transition(w.Status, store.WorkspaceStarting); err != nil {
+		return nil, err
+	}
+	return s.start(ctx, w)
+}
+
+func (s *Service) start(ctx context.Context, w *store.Workspace) (*store.Workspace, error) {
+	ctx = context.WithoutCancel(ctx) // a half-done start must finish its bookkeeping
+	w, err := s.setStatus(ctx, w, store.WorkspaceStarting, "", nil)
+	if err != nil {
+		return nil, err
+	}
+	containerID := w.ContainerID
+	if containerID != "" {
+		if _, err := s.runtime.Inspect(ctx, containerID); errors.Is(err, sandbox.ErrNotFound) {
+			containerID = ""
+		}
+	}
+	if containerID == "" {
+		if containerID, err = s.runtime.Create(ctx, s.containers.containerSpec(w)); err != nil {
+			return s.fail(ctx, w, "creating its container failed", err)
+		}
+	}
+	if err := s.runtime.Start(ctx, containerID); err != nil {
+		return s.fail(ctx, w, "starting its container failed", err, containerID)
+	}
+	return s.setStatus(ctx, w, store.WorkspaceRunning, "", &containerID)
+}
+
+// fail records an ERROR status with a reason and answers Unavailable; the
+// runtime's own message is kept in the reason, where the user can read it.
+func (s *Service) fail(ctx context.Context, w *store.Workspace, what string, cause error, containerID ...string) (*store.Workspace, error) {
+	var cid *string
+	if len(containerID) > 0 {
+		cid = &containerID[0]
+	}
+	reason := what + ": " + cause.Error()
+	if _, err := s.setStatus(ctx, w, store.WorkspaceError, reason, cid); err != nil {
+		return nil, err
+	}
+	return nil, &fault.Error{Kind: fault.ErrUnavailable, Message: "the workspace " + reason, Cause: cause}
+}
+
+// Stop stops the workspace's container.
+func (s *Service) Stop(ctx context.Context, p access.Principal, id string) (*store.Workspace, error) {
+	w, err := s.operable(ctx, p, id)
+	if err != nil {
+		return nil, err
+	}
+	if w.Status == store.WorkspaceStopped {
+		return w, nil
+	}
+	if err := transition(w.Status, store.WorkspaceStopping); err != nil {
+		return nil, err
+	}
+	return s.stop(ctx, w)
+}
+
+func (s *Service) stop(ctx context.Context, w *store.Workspace) (*store.Workspace, error) {
+	ctx = context.WithoutCancel(ctx)
+	w, err := s.setStatus(ctx, w, store.WorkspaceStopping, "", nil)
+	if err != nil {
+		return nil, err
+	}
+	if w.ContainerID != "" {
+		if err := s.runtime.Stop(ctx, w.ContainerID, s.containers.StopTimeout); err != nil && !errors.Is(err, sandbox.ErrNotFound) {
+			return s.fail(ctx, w, "stopping its container failed", err)
+		}
+	}
+	return s.setStatus(ctx, w, store.WorkspaceStopped, "", nil)
+}
+
+// Watch keeps workspace statuses true to the engine: it applies the
+// runtime's container events until ctx ends, resubscribing after errors.
+func (s *Service) Watch(ctx context.Context) {
+	for ctx.Err() == nil {
+		events, errs := s.runtime.Events(ctx)
+	loop:
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case ev, ok := <-events:
+				if !ok {
+					break loop
+				}
+				s.apply(ctx, ev)
+			case err, ok := <-errs:
+				if ok && err != nil && ctx.Err() == nil {
+					s.logger.Warn("container events interrupted; resubscribing", "error", err.Error())
+				}
+				break loop
+			}
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// apply updates a workspace from one container event.
+func (s *Service) apply(ctx context.Context, ev sandbox.Event) {
+	if ev.WorkspaceID == "" {
+		return
+	}
+	w, err := s.store.FindWorkspace(ctx, ev.WorkspaceID, store.Viewer{Admin: true})
+	if err != nil {
+		if !errors.Is(err, fault.ErrNotFound) {
+			s.logger.Warn("container event for an unreadable workspace", "workspace", ev.WorkspaceID, "error", err.Error())
+		}
+		return
+	}
+	if w.ContainerID != ev.ContainerID {
+		return // an old container of this workspace, already replaced
+	}
+	var status store.WorkspaceStatus
+	reason := ""
+	switch ev.State {
+	case sandbox.StateRunning:
+		status = store.WorkspaceRunning
+	case sandbox.StateStopped:
+		if w.Status == store.WorkspaceStarting {
+			return // the start in progress decides
+		}
+		status = store.WorkspaceStopped
+	case sandbox.StateMissing:
+		status, reason = store.WorkspaceError, "its container "+short(ev.ContainerID)+" was removed outside berth; start the workspace to create a new one"
+	default:
+		return
+	}
+	if w.Status == status || w.Status == store.WorkspaceArchived {
+		return
+	}
+	if _, err := s.setStatus(ctx, w, status, reason, nil); err != nil {
+		s.logger.Warn("recording a container event failed", "workspace", w.ID, "error", err.Error())
+	}
+}
+
+// Reconcile compares the store with the runtime, at start-up: a record
+// whose container is gone goes to ERROR with the reason; a record whose
+// container runs or stopped meanwhile takes that status; containers berth
+// labelled but has no record of are returned (and logged) for an operator.
+func (s *Service) Reconcile(ctx context.Context) (orphans []sandbox.Info, err error) {
+	infos, err := s.runtime.List(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list containers: %w", err)
+	}
+	byContainer := make(map[string]sandbox.Info, len(infos))
+	for _, info := range infos {
+		byContainer[info.ID] = info
+	}
+	all, _, err := s.store.ListWorkspaces(ctx, store.WorkspaceFilter{Viewer: store.Viewer{Admin: true}})
+	if err != nil {
+		return nil, err
+	}
+	known := make(map[string]bool, len(all))
+	for _, w := range all {
+		if w.ContainerID == "" {
+			if w.Status == store.WorkspaceCreating {
+				_, err = s.setStatus(ctx, w, store.WorkspaceError, "its container was never created (berth stopped during creation); start the workspace to create one", nil)
+			}
+			if err != nil {
+				return nil, err
+			}
+			continue
+		}
+		known[w.ContainerID] = true
+		info, ok := byContainer[w.ContainerID]
+		status, reason := w.Status, w.StatusReason
+		switch {
+		case w.Status == store.WorkspaceArchived:
+			continue
+		case !ok && s.containers.Ephemeral:
+			status, reason = store.WorkspaceStopped, ""
+		case !ok:
+			status, reason = store.WorkspaceError, "its container "+short(w.ContainerID)+" no longer exists; start the workspace to create a new one"
+		case info.State == sandbox.StateRunning:
+			status, reason = store.WorkspaceRunning, ""
+		default:
+			status, reason = store.WorkspaceStopped, ""
+		}
+		if status != w.Status || reason != w.StatusReason {
+			if _, err := s.setStatus(ctx, w, status, reason, nil); err != nil {
+				return nil, err
+			}
+		}
+	}
+	for _, info := range infos {
+		if !known[info.ID] {
+			orphans = append(orphans, info)
+			s.logger.Warn("container labelled by berth has no workspace record", "container", info.ID, "workspace", info.WorkspaceID, "state", string(info.State))
+		}
+	}
+	return orphans, nil
+}
+
+func short(id string) string { return id[:min(len(id), 12)] }
+
+// MeasureDisk measures every workspace directory and records its size, so
+// reads never walk a directory.
+func (s *Service) MeasureDisk(ctx context.Context) error {
+	all, _, err := s.store.ListWorkspaces(ctx, store.WorkspaceFilter{Viewer: store.Viewer{Admin: true}})
+	if err != nil {
+		return err
+	}
+	for _, w := range all {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		mb := diskUsageMB(w.Path)
+		if mb == w.DiskUsageMB {
+			continue
+		}
+		if _, err := s.store.UpdateWorkspace(ctx, w.ID, store.WorkspaceUpdate{DiskUsageMB: &mb}, w.UpdatedAt); err != nil && !errors.Is(err, fault.ErrNotFound) {
+			return err
+		}
+	}
+	return nil
+}
+
+// diskUsageMB sums the sizes of the regular files under dir (symlinks are
+// not followed), rounded up to MiB.
+func diskUsageMB(dir string) int64 {
+	var total int64
+	_ = filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return nil // unreadable parts are skipped, not fatal
+		}
+		if d.Type().IsRegular() {
+			if info, err := d.Info(); err == nil {
+				total += info.Size()
+			}
+		}
+		return nil
+	})
+	return (total + 1<<20 - 1) >> 20
+}
+
+// activity tracks, per workspace, when it was last used and how many
+// holders (running tasks, open streams, command sessions) keep it alive.
+type activity struct {
+	mu    sync.Mutex
+	last  map[string]time.Time
+	holds map[string]int
+}
+
+// Touch records API activity on a workspace.
+func (s *Service) Touch(id string) {
+	s.activity.mu.Lock()
+	s.activity.last[id] = s.now()
+	s.activity.mu.Unlock()
+}
+
+// Hold keeps a workspace from being stopped as idle until release is
+// called; a running task or an open stream holds its workspace.
+func (s *Service) Hold(id string) (release func()) {
+	s.activity.mu.Lock()
+	s.activity.holds[id]++
+	s.activity.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			s.activity.mu.Lock()
+			defer s.activity.mu.Unlock()
+			if s.activity.holds[id]--; s.activity.holds[id] <= 0 {
+				delete(s.activity.holds, id)
+			}
+			s.activity.last[id] = s.now()
+		})
+	}
+}
+
+// StopIdle stops every running workspace that nothing holds and nobody has
+// used for the idle timeout, and returns the ids it stopped.
+func (s *Service) StopIdle(ctx context.Context) ([]string, error) {
+	if s.containers.IdleTimeout <= 0 {
+		return nil, nil
+	}
+	running, _, err := s.store.ListWorkspaces(ctx, store.WorkspaceFilter{Viewer: store.Viewer{Admin: true}, Status: string(store.WorkspaceRunning)})
+	if err != nil {
+		return nil, err
+	}
+	now := s.now()
+	var stopped []string
+	for _, w := range running {
+		s.activity.mu.Lock()
+		last, seen := s.activity.last[w.ID]
+		held := s.activity.holds[w.ID] > 0
+		if !seen {
+			// Not used since this process started: count from now.
+			s.activity.last[w.ID] = now
+			last = now
+		}
+		s.activity.mu.Unlock()
+		if held || now.Sub(last) < s.containers.IdleTimeout {
+			continue
+		}
+		s.logger.Info("stopping idle workspace", "workspace", w.ID, "idle_for", now.Sub(last).Round(time.Second).String())
+		if _, err := s.stop(ctx, w); err != nil {
+			s.logger.Warn("stopping idle workspace failed", "workspace", w.ID, "error", err.Error())
+			continue
+		}
+		stopped = append(stopped, w.ID)
+	}
+	return stopped, nil
+}
+
+// Run does the service's background work until ctx ends: it follows
+// container events, measures disk usage every diskEvery, and stops idle
+// workspaces.
+func (s *Service) Run(ctx context.Context, diskEvery time.Duration) {
+	go s.Watch(ctx)
+	idleEvery := time.Minute
+	if t := s.containers.IdleTimeout / 4; t > 0 && t < idleEvery {
+		idleEvery = t
+	}
+	disk := time.NewTicker(diskEvery)
+	idle := time.NewTicker(idleEvery)
+	defer disk.Stop()
+	defer idle.Stop()
+	if err := s.MeasureDisk(ctx); err != nil && ctx.Err() == nil {
+		s.logger.Warn("measuring disk usage failed", "error", err.Error())
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-disk.C:
+			if err := s.MeasureDisk(ctx); err != nil && ctx.Err() == nil {
+				s.logger.Warn("measuring disk usage failed", "error", err.Error())
+			}
+		case <-idle.C:
+			if _, err := s.StopIdle(ctx); err != nil && ctx.Err() == nil {
+				s.logger.Warn("stopping idle workspaces failed", "error", err.Error())
+			}
+		}
+	}
+}
