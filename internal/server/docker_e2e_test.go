@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"connectrpc.com/connect/v2"
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/client"
 
@@ -118,7 +119,7 @@ func TestDockerWorkspaceLifecycle(t *testing.T) {
 	if _, err := c.Workspace.DeleteWorkspace(ctx, &berthv1.DeleteWorkspaceRequest{Id: w.GetId()}); err != nil {
 		t.Fatalf("DeleteWorkspace: %v", err)
 	}
-	if _, err := cli.ContainerInspect(t.Context(), w.GetContainerId()); !client.IsErrNotFound(err) {
+	if _, err := cli.ContainerInspect(t.Context(), w.GetContainerId()); !cerrdefs.IsNotFound(err) {
 		t.Errorf("the container survived DeleteWorkspace: %v", err)
 	}
 

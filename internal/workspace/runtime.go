@@ -323,7 +323,10 @@ func (s *Service) Reconcile(ctx context.Context) (orphans []sandbox.Info, err er
 		}
 		known[w.ContainerID] = true
 		info, ok := byContainer[w.ContainerID]
-		status, reason := w.Status, w.StatusReason
+		var (
+			status store.WorkspaceStatus
+			reason string
+		)
 		switch {
 		case w.Status == store.WorkspaceArchived:
 			continue
