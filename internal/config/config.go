@@ -83,6 +83,8 @@ type Config struct {
 	DockerHost string
 	// Workspace holds the container defaults and limits for workspaces.
 	Workspace Workspace
+	// Tasks configures the task runner.
+	Tasks Tasks
 }
 
 // JWT configures the access tokens berth signs (Ed25519) and verifies.
@@ -222,6 +224,7 @@ func defaults() *Config {
 		ShutdownTimeout: 30 * time.Second,
 		Runtime:         RuntimeAuto,
 		Workspace:       defaultWorkspace(),
+		Tasks:           defaultTasks(),
 	}
 }
 
@@ -268,6 +271,15 @@ func (c *Config) LogValue() slog.Value {
 		slog.Int64("workspace-max-pids", c.Workspace.MaxPids),
 		slog.Any("workspace-cap-add", c.Workspace.CapAdd),
 		slog.String("workspace-idle-timeout", formatDuration(c.Workspace.IdleTimeout)),
+		slog.Int64("max-running-tasks", c.Tasks.MaxRunning),
+		slog.Int64("max-running-per-workspace", c.Tasks.MaxRunningPerWorkspace),
+		slog.String("task-timeout", formatDuration(c.Tasks.Timeout)),
+		slog.String("claude-path", c.Tasks.ClaudePath),
+		slog.String("claude-idle-timeout", formatDuration(c.Tasks.ClaudeIdleTimeout)),
+		slog.Bool("anthropic-api-key", c.Tasks.AnthropicAPIKey != ""), // only whether it is set
+		slog.String("log-retention", formatDuration(c.Tasks.LogRetention)),
+		slog.Float64("budget-usd", c.Tasks.BudgetUSD),
+		slog.String("budget-period", formatDuration(c.Tasks.BudgetPeriod)),
 	)
 }
 

@@ -113,6 +113,7 @@ func newFlagSet(c *Config, p *problems) *flagSet {
 	s.add(&durationValue{&c.ShutdownTimeout}, "shutdown-timeout", "duration", formatDuration(c.ShutdownTimeout),
 		"After SIGINT or SIGTERM, time in-flight calls get to finish before connections are closed.")
 	s.addWorkspaceFlags(c)
+	s.addTaskFlags(c)
 	return s
 }
 

@@ -20,6 +20,7 @@ func (c *Config) resolve(p *problems) {
 	c.checkTokens(p)
 	c.checkHTTP(p)
 	c.checkWorkspace(p)
+	c.checkTasks(p)
 }
 
 func (c *Config) checkAddrs(p *problems) {

@@ -11,6 +11,7 @@ import (
 	"connectrpc.com/connect/v2"
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/client"
 
 	berthv1 "github.com/berthhq/berth/internal/gen/berth/v1"
@@ -278,3 +279,11 @@ func TestIdleWorkspaceStops(t *testing.T) {
 		t.Error("the container of an idle-stopped workspace still runs")
 	}
 }
+
+func removeContainer(cli *client.Client, id string) {
+	if id != "" {
+		_ = cli.ContainerRemove(context.Background(), id, container.RemoveOptions{Force: true})
+	}
+}
+
+func imageRemoveOptions() image.RemoveOptions { return image.RemoveOptions{Force: true} }

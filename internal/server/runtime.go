@@ -9,13 +9,21 @@ import (
 	"github.com/berthhq/berth/internal/config"
 	"github.com/berthhq/berth/internal/sandbox/docker"
 	"github.com/berthhq/berth/internal/sandbox/process"
+	"github.com/berthhq/berth/internal/task"
 	"github.com/berthhq/berth/internal/workspace"
 )
+
+// engine is everything the server asks of a container runtime: the
+// workspace service's needs and the task runner's.
+type engine interface {
+	workspace.Runtime
+	task.Runtime
+}
 
 // containerRuntime is the runtime the server runs workspaces on, with what
 // /ready reports about it.
 type containerRuntime struct {
-	workspace.Runtime
+	engine
 	io.Closer
 	name      string
 	ephemeral bool // keeps no containers across restarts
@@ -39,7 +47,7 @@ func openRuntime(ctx context.Context, cfg *config.Config, logger *slog.Logger) (
 		rt, err := docker.New(ctx, opts...)
 		if err == nil {
 			logger.Info("container runtime: docker", "host", rt.Host())
-			return &containerRuntime{Runtime: rt, Closer: rt, name: "docker", check: func(ctx context.Context) (string, bool) {
+			return &containerRuntime{engine: rt, Closer: rt, name: "docker", check: func(ctx context.Context) (string, bool) {
 				v, err := rt.Version(ctx)
 				if err != nil {
 					logger.WarnContext(ctx, "readiness: docker engine unreachable", "error", err.Error())
@@ -54,7 +62,7 @@ func openRuntime(ctx context.Context, cfg *config.Config, logger *slog.Logger) (
 		logger.Warn("no Docker engine answers; falling back to the process runtime", "error", err.Error())
 	}
 	logger.Warn("container runtime: process — workspace commands run directly on this host as berth's own user, NOT in a sandbox; use it for development only")
-	return &containerRuntime{Runtime: process.New(), Closer: nopCloser{}, name: "process", ephemeral: true, check: func(context.Context) (string, bool) {
+	return &containerRuntime{engine: process.New(), Closer: nopCloser{}, name: "process", ephemeral: true, check: func(context.Context) (string, bool) {
 		return "process (unsandboxed)", true
 	}}, nil
 }

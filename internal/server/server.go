@@ -54,6 +54,7 @@ type Server struct {
 	meters     *sdkmetric.MeterProvider
 	runtime    *containerRuntime
 	workspaces *workspace.Service
+	runner     *task.Runner
 	handler    http.Handler
 	admin      http.Handler
 	services   []string
@@ -116,8 +117,9 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg *prom
 			rt.Close()
 		}
 	}()
+	events := bus.New()
 	workspaces := workspace.NewService(workspace.Deps{
-		Store: st, Roots: roots, Runtime: rt, Bus: bus.New(), Audit: recorder, Logger: logger, Now: now,
+		Store: st, Roots: roots, Runtime: rt, Bus: events, Audit: recorder, Logger: logger, Now: now,
 		Containers: workspace.Containers{
 			Image: cfg.Workspace.Image, Network: cfg.Workspace.Network, User: cfg.Workspace.User,
 			MemoryMB: cfg.Workspace.MemoryMB, CPUs: cfg.Workspace.CPUs, Pids: cfg.Workspace.Pids,
@@ -126,6 +128,16 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg *prom
 			Ephemeral: rt.ephemeral,
 		},
 	})
+	runner := task.NewRunner(st, rt, workspaces, events, reg, logger, now, task.RunnerConfig{
+		MaxRunning:      int(cfg.Tasks.MaxRunning),
+		MaxPerWorkspace: int(cfg.Tasks.MaxRunningPerWorkspace),
+		DefaultTimeout:  cfg.Tasks.Timeout,
+		ClaudePath:      cfg.Tasks.ClaudePath,
+		ClaudeIdle:      cfg.Tasks.ClaudeIdleTimeout,
+		APIKey:          cfg.Tasks.AnthropicAPIKey.Reveal(),
+		LogRetention:    cfg.Tasks.LogRetention,
+	})
+	tasks := task.NewService(st, runner, task.Budget{USD: cfg.Tasks.BudgetUSD, Period: cfg.Tasks.BudgetPeriod}, now)
 	var loginMethods []auth.LoginMethod
 	for _, p := range signInWith.Providers() {
 		loginMethods = append(loginMethods, auth.LoginMethod(p))
@@ -136,7 +148,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg *prom
 	register := func(s *connect.Server) {
 		berthv1connect.RegisterAuthServiceHandler(s, auth.NewHandler(authSvc, loginMethods))
 		berthv1connect.RegisterWorkspaceServiceHandler(s, workspace.NewHandler(workspaces))
-		berthv1connect.RegisterTaskServiceHandler(s, task.Handler{})
+		berthv1connect.RegisterTaskServiceHandler(s, task.NewHandler(tasks))
 		berthv1connect.RegisterStatsServiceHandler(s, stats.NewHandler(stats.NewService(st)))
 		berthv1connect.RegisterAdminServiceHandler(s, admin.NewHandler(admin.NewService(st, authSvc, recorder, now)))
 	}
@@ -213,6 +225,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg *prom
 		meters:     meters,
 		runtime:    rt,
 		workspaces: workspaces,
+		runner:     runner,
 		handler:    handler,
 		admin:      adminMux,
 		services:   services,
@@ -285,6 +298,12 @@ func (s *Server) Serve(ctx context.Context, ln, adminLn net.Listener) error {
 			s.logger.Error("reconciling workspaces with the runtime failed", "error", err.Error())
 		}
 		s.workspaces.Run(background, diskUsageEvery)
+	})
+	bg.Go(func() {
+		if err := s.runner.Recover(background); err != nil && background.Err() == nil {
+			s.logger.Error("recovering interrupted tasks failed", "error", err.Error())
+		}
+		s.runner.Run(background)
 	})
 	defer func() {
 		stopBackground()

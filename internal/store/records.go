@@ -323,3 +323,68 @@ type TaskRecord struct {
 	StartedAt      *time.Time
 	CompletedAt    *time.Time
 }
+
+// Terminal reports whether a task in this state has ended: it never runs
+// again and holds no lease.
+func (s TaskStatus) Terminal() bool {
+	switch s {
+	case TaskSucceeded, TaskFailed, TaskCancelled, TaskTimedOut:
+		return true
+	}
+	return false
+}
+
+// TaskFilter selects and pages tasks for ListTasks. An empty field does not
+// filter; a set one matches exactly.
+type TaskFilter struct {
+	// Viewer sees the tasks of the workspaces it may see.
+	Viewer      Viewer
+	WorkspaceID string
+	Status      TaskStatus
+	Type        TaskType
+	// Offset skips that many matching tasks; a negative one counts as 0.
+	Offset int
+	// Limit caps the page; zero or less means no cap.
+	Limit int
+}
+
+// TaskFinish lists what FinishTask writes beside the new status; nil fields
+// stay as they are.
+type TaskFinish struct {
+	Progress    json.RawMessage
+	Result      json.RawMessage
+	Error       json.RawMessage
+	SessionID   *string
+	CostUSD     *float64
+	CompletedAt *time.Time
+}
+
+// The log levels of a LogEntry.
+const (
+	LogDebug = "debug"
+	LogInfo  = "info"
+	LogWarn  = "warn"
+	LogError = "error"
+)
+
+// The sources of a LogEntry: where a line came from.
+const (
+	LogStdout    = "stdout"
+	LogStderr    = "stderr"
+	LogSystem    = "system" // berth itself: started, stopped, timed out …
+	LogAssistant = "assistant"
+	LogTool      = "tool"
+)
+
+// LogEntry is one line of a task's log. Seq numbers a task's entries 1, 2,
+// 3 … with no gaps, so that a reader can resume after the last one it saw.
+type LogEntry struct {
+	TaskID  string
+	Seq     int64
+	Time    time.Time
+	Level   string // LogDebug, LogInfo, LogWarn or LogError
+	Source  string // LogStdout, LogStderr, LogSystem, LogAssistant or LogTool
+	Message string
+	// Fields is an optional JSON object of structured details; nil when absent.
+	Fields json.RawMessage
+}

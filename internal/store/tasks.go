@@ -2,7 +2,14 @@ package store
 
 import (
 	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"math"
+	"slices"
+	"strings"
+	"time"
 
 	"github.com/berthhq/berth/internal/fault"
 )
@@ -88,3 +95,470 @@ func (s *Store) missingTaskParent(ctx context.Context, t *TaskRecord) error {
 	}
 	return fault.NotFound("workspace")
 }
+
+// taskColumns are read with the table aliased as t, in scanTask's order.
+const taskColumns = `t.id, t.workspace_id, t.created_by, t.type, t.status, t.priority, t.prompt,
+	t.config, t.git, t.docker_build, t.tags, t.metadata, t.progress, t.result, t.error,
+	t.session_id, t.continue_task_id, t.cost_usd, t.lease_owner, t.lease_expires_at,
+	t.created_at, t.started_at, t.completed_at`
+
+// taskViewerFrom joins each task t to its workspace w and the reading
+// viewer's membership m; its one argument is the viewer's user id.
+const taskViewerFrom = ` FROM tasks t JOIN workspaces w ON w.id = t.workspace_id` + viewerJoin
+
+// taskStatuses and taskTypes are the stored values, for checking filters.
+var (
+	taskStatuses = map[TaskStatus]bool{
+		TaskQueued: true, TaskRunning: true, TaskSucceeded: true,
+		TaskFailed: true, TaskCancelled: true, TaskTimedOut: true,
+	}
+	taskTypes = map[TaskType]bool{TaskClaudeChat: true, TaskGitOperation: true, TaskDockerBuild: true}
+)
+
+// FindTask returns the task with the given id and v's role in its
+// workspace. A task v may not see — v may not see its workspace, by the rule
+// of FindWorkspace — is fault.NotFound("task"), exactly like one that does
+// not exist.
+func (s *Store) FindTask(ctx context.Context, id string, v Viewer) (*TaskRecord, WorkspaceRole, error) {
+	q := `SELECT ` + taskColumns + `, w.owner_id, m.role` + taskViewerFrom + ` WHERE t.id = ?`
+	args := []any{v.UserID, id}
+	if !v.Admin {
+		q += ` AND ` + viewerCanSee
+		args = append(args, v.UserID)
+	}
+	var (
+		owner      string
+		memberRole sql.NullString
+	)
+	t, err := scanTask(s.conn().queryRow(ctx, q, args...), &owner, &memberRole)
+	if errors.Is(err, fault.ErrNotFound) {
+		return nil, "", err
+	}
+	if err != nil {
+		return nil, "", fmt.Errorf("find task: %w", err)
+	}
+	return t, accessRole(&Workspace{OwnerID: owner}, memberRole, v), nil
+}
+
+// ListTasks returns one page of the tasks f.Viewer may see that match f,
+// newest first (ties by id, so pages are stable), and the number of matching
+// tasks on all pages. An unknown Status or Type is a fault.ErrInvalid.
+func (s *Store) ListTasks(ctx context.Context, f TaskFilter) ([]*TaskRecord, int64, error) {
+	from := taskViewerFrom
+	args := []any{f.Viewer.UserID}
+	var where []string
+	if !f.Viewer.Admin {
+		where = append(where, viewerCanSee)
+		args = append(args, f.Viewer.UserID)
+	}
+	if f.WorkspaceID != "" {
+		where = append(where, `t.workspace_id = ?`)
+		args = append(args, f.WorkspaceID)
+	}
+	if f.Status != "" {
+		if !taskStatuses[f.Status] {
+			return nil, 0, fault.Invalid("status", "must be empty or a task status")
+		}
+		where = append(where, `t.status = ?`)
+		args = append(args, string(f.Status))
+	}
+	if f.Type != "" {
+		if !taskTypes[f.Type] {
+			return nil, 0, fault.Invalid("type", "must be empty or a task type")
+		}
+		where = append(where, `t.type = ?`)
+		args = append(args, string(f.Type))
+	}
+	if len(where) > 0 {
+		from += ` WHERE ` + strings.Join(where, ` AND `)
+	}
+	limit := int64(f.Limit)
+	if limit <= 0 {
+		limit = math.MaxInt64
+	}
+	offset := int64(max(f.Offset, 0))
+
+	var (
+		list  = []*TaskRecord{}
+		total int64
+	)
+	err := s.inReadTx(ctx, func(c conn) error {
+		if err := c.queryRow(ctx, `SELECT COUNT(*)`+from, args...).Scan(&total); err != nil {
+			return err
+		}
+		rows, err := c.query(ctx, `SELECT `+taskColumns+from+` ORDER BY t.created_at DESC, t.id DESC LIMIT ? OFFSET ?`,
+			append(args, limit, offset)...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			t, err := scanTask(rows)
+			if err != nil {
+				return err
+			}
+			list = append(list, t)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, 0, fmt.Errorf("list tasks: %w", err)
+	}
+	return list, total, nil
+}
+
+// ClaimTask takes the next task off the queue for the runner owner: the
+// QUEUED task with the highest priority, then the oldest (ties by id), whose
+// workspace runs fewer than maxPerWorkspace tasks (0: no limit) and whose id
+// is not in skip. In one write transaction it becomes RUNNING, started at
+// now and leased to owner until leaseUntil, and is returned as it now is.
+// An empty queue is fault.NotFound("queued task").
+//
+// Two runners never claim one task: the update only takes a task that is
+// still queued. The per-workspace count is taken after locking the
+// workspace's row (forUpdate), so on Postgres two runners cannot both start
+// the last allowed task of one workspace; on SQLite the write transaction
+// already excludes every other writer.
+func (s *Store) ClaimTask(ctx context.Context, owner string, now, leaseUntil time.Time, maxPerWorkspace int, skip []string) (*TaskRecord, error) {
+	var claimed *TaskRecord
+	err := s.inTx(ctx, func(c conn) error {
+		skipIDs := append([]string(nil), skip...)
+		var fullWorkspaces []string
+		for {
+			q := `SELECT ` + taskColumns + ` FROM tasks t WHERE t.status = ?`
+			args := []any{string(TaskQueued)}
+			if len(skipIDs) > 0 {
+				q += ` AND t.id NOT IN (` + placeholders(len(skipIDs)) + `)`
+				for _, id := range skipIDs {
+					args = append(args, id)
+				}
+			}
+			if len(fullWorkspaces) > 0 {
+				q += ` AND t.workspace_id NOT IN (` + placeholders(len(fullWorkspaces)) + `)`
+				for _, id := range fullWorkspaces {
+					args = append(args, id)
+				}
+			}
+			if maxPerWorkspace > 0 {
+				q += ` AND (SELECT COUNT(*) FROM tasks r WHERE r.workspace_id = t.workspace_id AND r.status = ?) < ?`
+				args = append(args, string(TaskRunning), maxPerWorkspace)
+			}
+			q += ` ORDER BY t.priority DESC, t.created_at ASC, t.id ASC LIMIT 1`
+			t, err := scanTask(c.queryRow(ctx, q, args...))
+			if errors.Is(err, fault.ErrNotFound) {
+				return fault.NotFound("queued task")
+			}
+			if err != nil {
+				return err
+			}
+			if maxPerWorkspace > 0 {
+				full, err := workspaceFull(ctx, c, t.WorkspaceID, maxPerWorkspace)
+				if err != nil {
+					return err
+				}
+				if full {
+					fullWorkspaces = append(fullWorkspaces, t.WorkspaceID)
+					continue
+				}
+			}
+			res, err := c.exec(ctx, `UPDATE tasks SET status = ?, started_at = ?, lease_owner = ?, lease_expires_at = ?
+				WHERE id = ? AND status = ?`,
+				string(TaskRunning), micros(now), owner, micros(leaseUntil), t.ID, string(TaskQueued))
+			if err != nil {
+				return err
+			}
+			n, err := rowsAffected(res)
+			if err != nil {
+				return err
+			}
+			if n == 0 { // taken by another runner meanwhile (Postgres)
+				skipIDs = append(skipIDs, t.ID)
+				continue
+			}
+			t.Status = TaskRunning
+			t.StartedAt = ptrTo(storedTime(now))
+			t.LeaseOwner = owner
+			t.LeaseExpiresAt = ptrTo(storedTime(leaseUntil))
+			claimed = t
+			return nil
+		}
+	})
+	if errors.Is(err, fault.ErrNotFound) {
+		return nil, err
+	}
+	if err != nil {
+		return nil, fmt.Errorf("claim task: %w", err)
+	}
+	return claimed, nil
+}
+
+// workspaceFull locks the workspace's row until the transaction ends and
+// reports whether it already runs limit tasks or more.
+func workspaceFull(ctx context.Context, c conn, workspaceID string, limit int) (bool, error) {
+	var id string
+	if err := c.queryRow(ctx, `SELECT id FROM workspaces WHERE id = ?`+c.d.forUpdate(), workspaceID).Scan(&id); err != nil {
+		return false, fmt.Errorf("lock workspace: %w", err)
+	}
+	var n int
+	if err := c.queryRow(ctx, `SELECT COUNT(*) FROM tasks WHERE workspace_id = ? AND status = ?`,
+		workspaceID, string(TaskRunning)).Scan(&n); err != nil {
+		return false, fmt.Errorf("count running tasks: %w", err)
+	}
+	return n >= limit, nil
+}
+
+// RenewLease extends owner's lease on a running task until the given time:
+// the runner's heartbeat. A task that does not exist is
+// fault.NotFound("task"); one that is no longer running or is leased to
+// another owner is a fault.ErrFailedPrecondition.
+func (s *Store) RenewLease(ctx context.Context, id, owner string, until time.Time) error {
+	err := s.inTx(ctx, func(c conn) error {
+		res, err := c.exec(ctx, `UPDATE tasks SET lease_expires_at = ? WHERE id = ? AND lease_owner = ? AND status = ?`,
+			micros(until), id, owner, string(TaskRunning))
+		if err != nil {
+			return err
+		}
+		n, err := rowsAffected(res)
+		if err != nil || n > 0 {
+			return err
+		}
+		status, err := taskStatus(ctx, c, id)
+		if err != nil {
+			return err
+		}
+		if status != TaskRunning {
+			return fault.New(fault.ErrFailedPrecondition, "the task is %s", status)
+		}
+		return fault.New(fault.ErrFailedPrecondition, "the task is leased by another runner")
+	})
+	if err != nil && !isFault(err) {
+		return fmt.Errorf("renew lease: %w", err)
+	}
+	return err
+}
+
+// FinishTask moves a task from one of the states in from to the state to,
+// compare-and-set, and writes every non-nil field of fin with it. A task in
+// another state is left alone and the call is a fault.ErrFailedPrecondition
+// naming its state; a missing one is fault.NotFound("task"). A terminal to
+// clears the lease. It returns the task as it now is.
+func (s *Store) FinishTask(ctx context.Context, id string, from []TaskStatus, to TaskStatus, fin TaskFinish) (*TaskRecord, error) {
+	sets := []string{`status = ?`}
+	args := []any{string(to)}
+	set := func(column string, value any) {
+		sets = append(sets, column+` = ?`)
+		args = append(args, value)
+	}
+	for _, doc := range []struct {
+		column string
+		v      json.RawMessage
+	}{{"progress", fin.Progress}, {"result", fin.Result}, {"error", fin.Error}} {
+		if doc.v == nil {
+			continue
+		}
+		v, err := nullJSON(doc.v)
+		if err != nil {
+			return nil, fmt.Errorf("finish task: %s: %w", doc.column, err)
+		}
+		set(doc.column, v)
+	}
+	if fin.SessionID != nil {
+		set("session_id", nullString(*fin.SessionID))
+	}
+	if fin.CostUSD != nil {
+		set("cost_usd", *fin.CostUSD)
+	}
+	if fin.CompletedAt != nil {
+		set("completed_at", micros(*fin.CompletedAt))
+	}
+	if to.Terminal() {
+		sets = append(sets, `lease_owner = NULL`, `lease_expires_at = NULL`)
+	}
+	var t *TaskRecord
+	err := s.inTx(ctx, func(c conn) error {
+		status, err := taskStatus(ctx, c, id)
+		if err != nil {
+			return err
+		}
+		if !slices.Contains(from, status) {
+			return fault.New(fault.ErrFailedPrecondition, "the task is %s", status)
+		}
+		if _, err := c.exec(ctx, `UPDATE tasks SET `+strings.Join(sets, `, `)+` WHERE id = ?`, append(args, id)...); err != nil {
+			return err
+		}
+		t, err = scanTask(c.queryRow(ctx, `SELECT `+taskColumns+` FROM tasks t WHERE t.id = ?`, id))
+		return err
+	})
+	if err != nil && !isFault(err) {
+		return nil, fmt.Errorf("finish task: %w", err)
+	}
+	return t, err
+}
+
+// SetTaskProgress records a running task's progress, and its agent session
+// id and cost so far when they are not nil, whatever its state. A missing
+// task is fault.NotFound("task").
+func (s *Store) SetTaskProgress(ctx context.Context, id string, progress json.RawMessage, sessionID *string, costUSD *float64) error {
+	doc, err := nullJSON(progress)
+	if err != nil {
+		return fmt.Errorf("set task progress: %w", err)
+	}
+	sets := []string{`progress = ?`}
+	args := []any{doc}
+	if sessionID != nil {
+		sets = append(sets, `session_id = ?`)
+		args = append(args, nullString(*sessionID))
+	}
+	if costUSD != nil {
+		sets = append(sets, `cost_usd = ?`)
+		args = append(args, *costUSD)
+	}
+	res, err := s.conn().exec(ctx, `UPDATE tasks SET `+strings.Join(sets, `, `)+` WHERE id = ?`, append(args, id)...)
+	if err != nil {
+		return fmt.Errorf("set task progress: %w", err)
+	}
+	n, err := rowsAffected(res)
+	if err != nil {
+		return fmt.Errorf("set task progress: %w", err)
+	}
+	if n == 0 {
+		return fault.NotFound("task")
+	}
+	return nil
+}
+
+// FailInterrupted ends every RUNNING task leased to owner — to any owner
+// when owner is "" — as FAILED, completed at now with taskErr as its error
+// and no lease, and returns their ids, oldest first. A runner calls it when
+// it starts, for the tasks a previous process of it left behind.
+func (s *Store) FailInterrupted(ctx context.Context, owner string, now time.Time, taskErr json.RawMessage) ([]string, error) {
+	doc, err := nullJSON(taskErr)
+	if err != nil {
+		return nil, fmt.Errorf("fail interrupted tasks: %w", err)
+	}
+	ids := []string{}
+	err = s.inTx(ctx, func(c conn) error {
+		q := `SELECT id FROM tasks WHERE status = ?`
+		args := []any{string(TaskRunning)}
+		if owner != "" {
+			q += ` AND lease_owner = ?`
+			args = append(args, owner)
+		}
+		rows, err := c.query(ctx, q+` ORDER BY created_at, id`+c.d.forUpdate(), args...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				return err
+			}
+			ids = append(ids, id)
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		if err := rows.Close(); err != nil {
+			return err
+		}
+		for start := 0; start < len(ids); start += statsBatch {
+			batch := ids[start:min(start+statsBatch, len(ids))]
+			args := []any{string(TaskFailed), micros(now), doc}
+			for _, id := range batch {
+				args = append(args, id)
+			}
+			if _, err := c.exec(ctx, `UPDATE tasks SET status = ?, completed_at = ?, error = ?,
+				lease_owner = NULL, lease_expires_at = NULL
+				WHERE id IN (`+placeholders(len(batch))+`)`, args...); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("fail interrupted tasks: %w", err)
+	}
+	return ids, nil
+}
+
+// SumTaskCost returns what the claude_chat tasks userID created at or after
+// since have cost, in US dollars: the spending a per-user budget limits.
+func (s *Store) SumTaskCost(ctx context.Context, userID string, since time.Time) (float64, error) {
+	var sum float64
+	err := s.conn().queryRow(ctx, `SELECT COALESCE(SUM(cost_usd), 0) FROM tasks
+		WHERE created_by = ? AND type = ? AND created_at >= ?`,
+		userID, string(TaskClaudeChat), micros(since)).Scan(&sum)
+	if err != nil {
+		return 0, fmt.Errorf("sum task cost: %w", err)
+	}
+	return sum, nil
+}
+
+// taskStatus reads a task's state; a missing task is fault.NotFound("task").
+// In a write transaction the row stays locked until it ends.
+func taskStatus(ctx context.Context, c conn, id string) (TaskStatus, error) {
+	var status string
+	err := c.queryRow(ctx, `SELECT status FROM tasks WHERE id = ?`+c.d.forUpdate(), id).Scan(&status)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", fault.NotFound("task")
+	}
+	return TaskStatus(status), err
+}
+
+// scanTask reads taskColumns, then into extra any further columns; no row
+// is fault.NotFound("task").
+func scanTask(row scanner, extra ...any) (*TaskRecord, error) {
+	var (
+		t                                 TaskRecord
+		createdBy, sessionID, continueID  sql.NullString
+		leaseOwner                        sql.NullString
+		typ, status, tags, meta           string
+		priority                          int64
+		config, git, build, prog, res, er sql.NullString
+		leaseUntil, started, completed    sql.NullInt64
+		created                           int64
+	)
+	dest := []any{&t.ID, &t.WorkspaceID, &createdBy, &typ, &status, &priority, &t.Prompt,
+		&config, &git, &build, &tags, &meta, &prog, &res, &er,
+		&sessionID, &continueID, &t.CostUSD, &leaseOwner, &leaseUntil,
+		&created, &started, &completed}
+	err := row.Scan(append(dest, extra...)...)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fault.NotFound("task")
+	}
+	if err != nil {
+		return nil, err
+	}
+	t.CreatedBy, t.SessionID, t.ContinueTaskID, t.LeaseOwner = createdBy.String, sessionID.String, continueID.String, leaseOwner.String
+	t.Type, t.Status, t.Priority = TaskType(typ), TaskStatus(status), TaskPriority(priority)
+	t.Config, t.Git, t.DockerBuild = rawJSON(config), rawJSON(git), rawJSON(build)
+	t.Progress, t.Result, t.Error = rawJSON(prog), rawJSON(res), rawJSON(er)
+	if t.Tags, err = decodeTags(tags); err != nil {
+		return nil, fmt.Errorf("task %s: %w", t.ID, err)
+	}
+	if t.Metadata, err = decodeMetadata(meta); err != nil {
+		return nil, fmt.Errorf("task %s: %w", t.ID, err)
+	}
+	t.LeaseExpiresAt, t.StartedAt, t.CompletedAt = timePtr(leaseUntil), timePtr(started), timePtr(completed)
+	t.CreatedAt = fromMicros(created)
+	return &t, nil
+}
+
+// rawJSON reads a stored JSON document: nil when NULL.
+func rawJSON(s sql.NullString) json.RawMessage {
+	if !s.Valid {
+		return nil
+	}
+	return json.RawMessage(s.String)
+}
+
+// isFault reports whether err is one of the faults a caller acts on, which
+// are returned as they are rather than wrapped.
+func isFault(err error) bool {
+	_, ok := fault.Message(err)
+	return ok
+}
+
+// ptrTo returns a pointer to v.
+func ptrTo[T any](v T) *T { return &v }

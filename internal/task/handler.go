@@ -1,53 +1,90 @@
-// Package task will hold the task runner: queue, executors and durable logs.
-// Until the runner exists, its handler answers every TaskService RPC with
-// Unimplemented and says why, so nothing pretends to work.
-//
-// task imports internal/fault.
 package task
 
 import (
 	"context"
 
+	"github.com/berthhq/berth/internal/access"
 	"github.com/berthhq/berth/internal/fault"
 	berthv1 "github.com/berthhq/berth/internal/gen/berth/v1"
 	"github.com/berthhq/berth/internal/gen/berth/v1/berthv1connect"
+	"github.com/berthhq/berth/internal/page"
 )
 
-// Handler serves berth.v1.TaskService.
-type Handler struct{}
-
-var _ berthv1connect.TaskServiceHandler = Handler{}
-
-// errNoRunner explains every TaskService RPC on a server without a runner.
-var errNoRunner = fault.New(fault.ErrUnimplemented,
-	"tasks are not available on this server yet: it has no task runner, so no task can be created, read or streamed")
-
-// ListTasks implements berthv1connect.TaskServiceHandler; there is no runner yet.
-func (Handler) ListTasks(context.Context, *berthv1.ListTasksRequest) (*berthv1.ListTasksResponse, error) {
-	return nil, errNoRunner
+// Handler serves berth.v1.TaskService by translating to the Service.
+type Handler struct {
+	svc *Service
 }
 
-// CreateTask implements berthv1connect.TaskServiceHandler; there is no runner yet.
-func (Handler) CreateTask(context.Context, *berthv1.CreateTaskRequest) (*berthv1.CreateTaskResponse, error) {
-	return nil, errNoRunner
+var _ berthv1connect.TaskServiceHandler = (*Handler)(nil)
+
+// NewHandler returns the TaskService handler for svc.
+func NewHandler(svc *Service) *Handler { return &Handler{svc: svc} }
+
+func principal(ctx context.Context) access.Principal {
+	p, _ := access.PrincipalFrom(ctx)
+	return p
 }
 
-// GetTask implements berthv1connect.TaskServiceHandler; there is no runner yet.
-func (Handler) GetTask(context.Context, *berthv1.GetTaskRequest) (*berthv1.GetTaskResponse, error) {
-	return nil, errNoRunner
+// ListTasks implements berthv1connect.TaskServiceHandler.
+func (h *Handler) ListTasks(ctx context.Context, req *berthv1.ListTasksRequest) (*berthv1.ListTasksResponse, error) {
+	pg := page.New(req.GetPage(), req.GetPageSize())
+	tasks, total, err := h.svc.List(ctx, principal(ctx), Query{
+		Page: pg, WorkspaceID: req.GetWorkspaceId(), Status: statusFromProto[req.GetStatus()], Type: typeFromProto[req.GetType()],
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := &berthv1.ListTasksResponse{Tasks: make([]*berthv1.Task, 0, len(tasks)), Pagination: pg.Of(total).Proto()}
+	for _, t := range tasks {
+		out.Tasks = append(out.Tasks, ToProto(t))
+	}
+	return out, nil
 }
 
-// CancelTask implements berthv1connect.TaskServiceHandler; there is no runner yet.
-func (Handler) CancelTask(context.Context, *berthv1.CancelTaskRequest) (*berthv1.CancelTaskResponse, error) {
-	return nil, errNoRunner
+// CreateTask implements berthv1connect.TaskServiceHandler.
+func (h *Handler) CreateTask(ctx context.Context, req *berthv1.CreateTaskRequest) (*berthv1.CreateTaskResponse, error) {
+	t, err := h.svc.Create(ctx, principal(ctx), req)
+	if err != nil {
+		return nil, err
+	}
+	return &berthv1.CreateTaskResponse{Task: ToProto(t)}, nil
 }
 
-// GetTaskLogs implements berthv1connect.TaskServiceHandler; there is no runner yet.
-func (Handler) GetTaskLogs(context.Context, *berthv1.GetTaskLogsRequest) (*berthv1.GetTaskLogsResponse, error) {
-	return nil, errNoRunner
+// GetTask implements berthv1connect.TaskServiceHandler.
+func (h *Handler) GetTask(ctx context.Context, req *berthv1.GetTaskRequest) (*berthv1.GetTaskResponse, error) {
+	t, err := h.svc.Get(ctx, principal(ctx), req.GetId())
+	if err != nil {
+		return nil, err
+	}
+	return &berthv1.GetTaskResponse{Task: ToProto(t)}, nil
 }
 
-// StreamTaskLogs implements berthv1connect.TaskServiceHandler; there is no runner yet.
-func (Handler) StreamTaskLogs(context.Context, *berthv1.StreamTaskLogsRequest, berthv1connect.TaskServiceStreamTaskLogsServerStream) error {
-	return errNoRunner
+// CancelTask implements berthv1connect.TaskServiceHandler.
+func (h *Handler) CancelTask(ctx context.Context, req *berthv1.CancelTaskRequest) (*berthv1.CancelTaskResponse, error) {
+	t, err := h.svc.Cancel(ctx, principal(ctx), req.GetId())
+	if err != nil {
+		return nil, err
+	}
+	return &berthv1.CancelTaskResponse{Task: ToProto(t)}, nil
+}
+
+// GetTaskLogs implements berthv1connect.TaskServiceHandler.
+func (h *Handler) GetTaskLogs(ctx context.Context, req *berthv1.GetTaskLogsRequest) (*berthv1.GetTaskLogsResponse, error) {
+	entries, more, err := h.svc.Logs(ctx, principal(ctx), req.GetTaskId(), req.GetAfterSeq(), int(req.GetLimit()))
+	if err != nil {
+		return nil, err
+	}
+	out := &berthv1.GetTaskLogsResponse{Entries: make([]*berthv1.LogEntry, 0, len(entries)), HasMore: more, NextAfterSeq: req.GetAfterSeq()}
+	for _, e := range entries {
+		out.Entries = append(out.Entries, LogToProto(e))
+		out.NextAfterSeq = e.Seq
+	}
+	return out, nil
+}
+
+// StreamTaskLogs implements berthv1connect.TaskServiceHandler; live
+// streams are not offered yet.
+func (h *Handler) StreamTaskLogs(context.Context, *berthv1.StreamTaskLogsRequest, berthv1connect.TaskServiceStreamTaskLogsServerStream) error {
+	return fault.New(fault.ErrUnimplemented,
+		"streaming task logs is not available on this server yet: page through them with GetTaskLogs")
 }

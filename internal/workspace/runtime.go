@@ -496,3 +496,22 @@ func (s *Service) Run(ctx context.Context, diskEvery time.Duration) {
 		}
 	}
 }
+
+// EnsureRunning starts a workspace for a task if it is not running (the
+// task's creator was already checked), and returns it running.
+func (s *Service) EnsureRunning(ctx context.Context, id string) (*store.Workspace, error) {
+	w, err := s.store.FindWorkspace(ctx, id, store.Viewer{Admin: true})
+	if err != nil {
+		return nil, err
+	}
+	s.Touch(id)
+	if w.Status == store.WorkspaceRunning {
+		if _, err := s.runtime.Inspect(ctx, w.ContainerID); err == nil {
+			return w, nil
+		}
+	}
+	if err := transition(w.Status, store.WorkspaceStarting); err != nil {
+		return nil, err
+	}
+	return s.start(ctx, w)
+}

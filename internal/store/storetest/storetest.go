@@ -43,6 +43,9 @@ func Run(t *testing.T, open func(t *testing.T) *store.Store) {
 		{"Members", memberTests},
 		{"Stats", statsTests},
 		{"Tasks", taskTests},
+		{"TaskReads", taskReadTests},
+		{"TaskQueue", taskQueueTests},
+		{"TaskLogs", taskLogTests},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {

@@ -157,6 +157,10 @@ CREATE TABLE tasks (
 -- the runner's queue: by priority, then age
 CREATE INDEX tasks_queue ON tasks (status, priority DESC, created_at);
 CREATE INDEX tasks_workspace ON tasks (workspace_id, created_at);
+-- "how many tasks this workspace runs", for the per-workspace limit
+CREATE INDEX tasks_workspace_status ON tasks (workspace_id, status);
+-- log retention: "tasks completed before"
+CREATE INDEX tasks_completed_at ON tasks (completed_at);
 CREATE INDEX tasks_created_by ON tasks (created_by, created_at);
 CREATE INDEX tasks_created_at ON tasks (created_at, id);
 CREATE INDEX tasks_continue_task_id ON tasks (continue_task_id);

@@ -1,0 +1,427 @@
+package agent
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// ErrNoResult is what Outcome returns when the stream ended without a
+// result event: the CLI crashed, was killed or hung up before finishing.
+var ErrNoResult = errors.New("the agent exited without a result")
+
+// Levels and sources of the log lines a Parser produces. They match the
+// task log's levels and sources.
+const (
+	LevelDebug = "debug"
+	LevelInfo  = "info"
+	LevelWarn  = "warn"
+	LevelError = "error"
+
+	SourceSystem    = "system"
+	SourceAssistant = "assistant"
+	SourceTool      = "tool"
+	SourceStdout    = "stdout"
+)
+
+// Output is one thing a stream-json line means for the task: a Log, a
+// Progress, a Session or a Result. Callers switch on the concrete type.
+type Output interface{ output() }
+
+// Log is one task log line. Fields holds structured detail; its values are
+// only what encoding/json produces (string, float64, bool, nil, []any,
+// map[string]any), so it converts to a protobuf Struct as is.
+type Log struct {
+	Level   string
+	Source  string
+	Message string
+	Fields  map[string]any
+}
+
+// Progress reports the assistant turns seen against the turn limit.
+// Percentage is 0..100; Total is 0 when the parser has no limit.
+type Progress struct {
+	Current    int
+	Total      int
+	Percentage int
+	Message    string
+}
+
+// Session carries the CLI's session id, which a later task can resume.
+type Session struct {
+	ID string
+}
+
+// Result is the CLI's final result event.
+type Result struct {
+	Subtype      string // success, error_max_turns, error_during_execution, error_max_budget_usd, …
+	IsError      bool
+	NumTurns     int
+	DurationMS   int64
+	TotalCostUSD float64
+	Usage        map[string]any
+	SessionID    string
+	Text         string // the "result" field: the final answer, or the error text
+}
+
+// Failed reports whether the run did not succeed: the CLI flagged an
+// error, or the subtype is anything but "success" (the CLI reports
+// error_max_turns with is_error false).
+func (r *Result) Failed() bool { return r.IsError || r.Subtype != "success" }
+
+func (Log) output()      {}
+func (Progress) output() {}
+func (Session) output()  {}
+func (Result) output()   {}
+
+// Parser turns the CLI's stream-json lines into Outputs, one line at a
+// time, so output is logged while the agent runs. It never fails: a line
+// it cannot read becomes a stdout log line, an event it does not know a
+// debug system line. A Parser is not safe for concurrent use.
+type Parser struct {
+	maxTurns  int
+	turns     int
+	lastMsgID string
+	sessionID string
+	result    *Result
+}
+
+// NewParser returns a Parser that reports progress against maxTurns
+// (the --max-turns given to the CLI; 0 or less means unknown).
+func NewParser(maxTurns int) *Parser {
+	if maxTurns < 0 {
+		maxTurns = 0
+	}
+	return &Parser{maxTurns: maxTurns}
+}
+
+// SessionID returns the session id seen so far, from the init event or
+// the result.
+func (p *Parser) SessionID() string { return p.sessionID }
+
+// Outcome returns the result event once the stream has ended, or
+// ErrNoResult when none came.
+func (p *Parser) Outcome() (*Result, error) {
+	if p.result == nil {
+		return nil, ErrNoResult
+	}
+	r := *p.result
+	return &r, nil
+}
+
+// event is the union of the stream-json event fields berth reads.
+type event struct {
+	Type         string          `json:"type"`
+	Subtype      string          `json:"subtype"`
+	SessionID    string          `json:"session_id"`
+	Model        string          `json:"model"`
+	CWD          string          `json:"cwd"`
+	Tools        []string        `json:"tools"`
+	Message      json.RawMessage `json:"message"`
+	IsError      bool            `json:"is_error"`
+	NumTurns     int             `json:"num_turns"`
+	DurationMS   int64           `json:"duration_ms"`
+	TotalCostUSD float64         `json:"total_cost_usd"`
+	Usage        map[string]any  `json:"usage"`
+	Result       json.RawMessage `json:"result"`
+}
+
+type message struct {
+	ID      string  `json:"id"`
+	Content []block `json:"content"`
+}
+
+type block struct {
+	Type      string          `json:"type"`
+	Text      string          `json:"text"`
+	Thinking  string          `json:"thinking"`
+	ID        string          `json:"id"`
+	Name      string          `json:"name"`
+	Input     json.RawMessage `json:"input"`
+	ToolUseID string          `json:"tool_use_id"`
+	IsError   bool            `json:"is_error"`
+	Content   json.RawMessage `json:"content"`
+}
+
+// maxSummary bounds the JSON of a tool input repeated in a log message;
+// the full input stays in the line's fields.
+const maxSummary = 2000
+
+// Line parses one line of the CLI's stdout and returns what it means, in
+// order. An empty line means nothing.
+func (p *Parser) Line(line []byte) []Output {
+	trimmed := bytes.TrimSpace(line)
+	if len(trimmed) == 0 {
+		return nil
+	}
+	if trimmed[0] != '{' {
+		return []Output{stdout(line)}
+	}
+	var ev event
+	if err := json.Unmarshal(trimmed, &ev); err != nil {
+		// A field of an unexpected type is skipped and the rest kept;
+		// anything else (broken JSON) is the CLI printing plain text.
+		var typeErr *json.UnmarshalTypeError
+		if !errors.As(err, &typeErr) {
+			return []Output{stdout(line)}
+		}
+	}
+	switch ev.Type {
+	case "system":
+		if ev.Subtype == "init" {
+			return p.init(&ev)
+		}
+	case "assistant":
+		if msg := decodeMessage(ev.Message); msg != nil {
+			return p.assistant(msg)
+		}
+	case "user":
+		if msg := decodeMessage(ev.Message); msg != nil {
+			return p.user(msg)
+		}
+	case "result":
+		return p.finish(&ev)
+	}
+	return []Output{unknown(ev.Type, ev.Subtype)}
+}
+
+func (p *Parser) init(ev *event) []Output {
+	tools := make([]any, len(ev.Tools))
+	for i, t := range ev.Tools {
+		tools[i] = t
+	}
+	out := []Output{Log{
+		Level:   LevelInfo,
+		Source:  SourceSystem,
+		Message: fmt.Sprintf("agent session %s started (model %s, %d tools, cwd %s)", ev.SessionID, ev.Model, len(ev.Tools), ev.CWD),
+		Fields: map[string]any{
+			"session_id": ev.SessionID,
+			"model":      ev.Model,
+			"tools":      tools,
+			"cwd":        ev.CWD,
+		},
+	}}
+	if ev.SessionID != "" {
+		p.sessionID = ev.SessionID
+		out = append(out, Session{ID: ev.SessionID})
+	}
+	return out
+}
+
+// decodeMessage returns the message of an assistant or user event, or nil
+// when it is not an object. Fields of unexpected types are left empty.
+func decodeMessage(raw json.RawMessage) *message {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || raw[0] != '{' {
+		return nil
+	}
+	var msg message
+	if err := json.Unmarshal(raw, &msg); err != nil {
+		var typeErr *json.UnmarshalTypeError
+		if !errors.As(err, &typeErr) {
+			return nil
+		}
+	}
+	return &msg
+}
+
+func (p *Parser) assistant(msg *message) []Output {
+	var out []Output
+	// The CLI prints each content block of one message as its own event
+	// with the same message id; a turn is a new message id.
+	if id := msg.ID; id == "" || id != p.lastMsgID {
+		p.lastMsgID = id
+		p.turns++
+		out = append(out, p.progress())
+	}
+	for _, b := range msg.Content {
+		switch b.Type {
+		case "text":
+			if strings.TrimSpace(b.Text) == "" {
+				continue
+			}
+			out = append(out, Log{Level: LevelInfo, Source: SourceAssistant, Message: b.Text})
+		case "thinking":
+			out = append(out, Log{Level: LevelDebug, Source: SourceAssistant, Message: b.Thinking})
+		case "tool_use":
+			input := decodeAny(b.Input)
+			out = append(out, Log{
+				Level:   LevelInfo,
+				Source:  SourceTool,
+				Message: strings.TrimSpace(b.Name + " " + summary(b.Input)),
+				Fields:  map[string]any{"name": b.Name, "id": b.ID, "input": input},
+			})
+		default:
+			out = append(out, unknownBlock("assistant", b.Type))
+		}
+	}
+	return out
+}
+
+func (p *Parser) user(msg *message) []Output {
+	var out []Output
+	for _, b := range msg.Content {
+		switch b.Type {
+		case "tool_result":
+			level := LevelInfo
+			if b.IsError {
+				level = LevelWarn
+			}
+			out = append(out, Log{
+				Level:   level,
+				Source:  SourceTool,
+				Message: resultText(b.Content),
+				Fields:  map[string]any{"tool_use_id": b.ToolUseID, "is_error": b.IsError},
+			})
+		case "text":
+			// The prompt echoed back; the task already records it.
+		default:
+			out = append(out, unknownBlock("user", b.Type))
+		}
+	}
+	return out
+}
+
+func (p *Parser) finish(ev *event) []Output {
+	var text string
+	if err := json.Unmarshal(ev.Result, &text); err != nil && len(ev.Result) > 0 {
+		text = string(ev.Result) // not a string: keep it readable anyway
+	}
+	r := Result{
+		Subtype:      ev.Subtype,
+		IsError:      ev.IsError,
+		NumTurns:     ev.NumTurns,
+		DurationMS:   ev.DurationMS,
+		TotalCostUSD: ev.TotalCostUSD,
+		Usage:        ev.Usage,
+		SessionID:    ev.SessionID,
+		Text:         text,
+	}
+	if r.SessionID == "" {
+		r.SessionID = p.sessionID
+	}
+	var out []Output
+	if r.SessionID != "" && r.SessionID != p.sessionID {
+		p.sessionID = r.SessionID
+		out = append(out, Session{ID: r.SessionID}) // no init event came
+	}
+	p.result = &r
+	level := LevelInfo
+	if r.Failed() {
+		level = LevelError
+	}
+	return append(out,
+		Log{
+			Level:   level,
+			Source:  SourceSystem,
+			Message: fmt.Sprintf("agent finished: %s after %d turns in %d ms, cost $%.4f", r.Subtype, r.NumTurns, r.DurationMS, r.TotalCostUSD),
+			Fields: map[string]any{
+				"subtype":        r.Subtype,
+				"is_error":       r.IsError,
+				"num_turns":      float64(r.NumTurns),
+				"duration_ms":    float64(r.DurationMS),
+				"total_cost_usd": r.TotalCostUSD,
+				"session_id":     r.SessionID,
+			},
+		},
+		r,
+	)
+}
+
+func (p *Parser) progress() Progress {
+	pr := Progress{Current: p.turns, Total: p.maxTurns}
+	if p.maxTurns > 0 {
+		pr.Percentage = min(100, p.turns*100/p.maxTurns)
+		pr.Message = fmt.Sprintf("turn %d of %d", p.turns, p.maxTurns)
+	} else {
+		pr.Message = fmt.Sprintf("turn %d", p.turns)
+	}
+	return pr
+}
+
+func stdout(line []byte) Log {
+	return Log{Level: LevelInfo, Source: SourceStdout, Message: string(line)}
+}
+
+func unknown(typ, subtype string) Log {
+	name := typ
+	if subtype != "" {
+		name += "/" + subtype
+	}
+	if name == "" {
+		name = "(no type)"
+	}
+	return Log{
+		Level:   LevelDebug,
+		Source:  SourceSystem,
+		Message: "agent event " + name + " not interpreted",
+		Fields:  map[string]any{"type": typ, "subtype": subtype},
+	}
+}
+
+func unknownBlock(role, typ string) Log {
+	return Log{
+		Level:   LevelDebug,
+		Source:  SourceSystem,
+		Message: fmt.Sprintf("agent %s content block %q not interpreted", role, typ),
+		Fields:  map[string]any{"type": role, "block": typ},
+	}
+}
+
+// decodeAny decodes JSON into the types a protobuf Struct accepts.
+func decodeAny(raw json.RawMessage) any {
+	if len(raw) == 0 {
+		return nil
+	}
+	var v any
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return string(raw)
+	}
+	return v
+}
+
+// summary is raw compacted and cut to maxSummary bytes for a log message.
+func summary(raw json.RawMessage) string {
+	if len(raw) == 0 {
+		return ""
+	}
+	var buf bytes.Buffer
+	s := string(raw)
+	if json.Compact(&buf, raw) == nil {
+		s = buf.String()
+	}
+	if len(s) > maxSummary {
+		s = strings.ToValidUTF8(s[:maxSummary], "") + "…"
+	}
+	return s
+}
+
+// resultText flattens a tool_result's content: a string, or a list of
+// blocks whose text parts are joined.
+func resultText(raw json.RawMessage) string {
+	if len(raw) == 0 {
+		return ""
+	}
+	var s string
+	if json.Unmarshal(raw, &s) == nil {
+		return s
+	}
+	var blocks []struct {
+		Type string `json:"type"`
+		Text string `json:"text"`
+	}
+	if json.Unmarshal(raw, &blocks) == nil {
+		var parts []string
+		for _, b := range blocks {
+			if b.Type == "text" {
+				parts = append(parts, b.Text)
+			} else {
+				parts = append(parts, "["+b.Type+"]")
+			}
+		}
+		return strings.Join(parts, "\n")
+	}
+	return string(raw)
+}

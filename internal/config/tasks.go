@@ -1,0 +1,103 @@
+package config
+
+import (
+	"strconv"
+	"time"
+)
+
+// Tasks configures the task runner.
+type Tasks struct {
+	// MaxRunning caps the tasks running at once on this server.
+	MaxRunning int64
+	// MaxRunningPerWorkspace caps the tasks running at once in one workspace.
+	MaxRunningPerWorkspace int64
+	// Timeout is a task's time limit when its config sets none.
+	Timeout time.Duration
+	// ClaudePath is the claude CLI inside workspace containers.
+	ClaudePath string
+	// ClaudeIdleTimeout ends an agent run that prints nothing for this long.
+	ClaudeIdleTimeout time.Duration
+	// AnthropicAPIKey is passed to the claude CLI as ANTHROPIC_API_KEY.
+	AnthropicAPIKey Secret
+	// LogRetention deletes the logs of tasks finished longer ago (0 = keep).
+	LogRetention time.Duration
+	// BudgetUSD caps what one user's claude_chat tasks may cost per
+	// BudgetPeriod (0 = no budget).
+	BudgetUSD    float64
+	BudgetPeriod time.Duration
+}
+
+func defaultTasks() Tasks {
+	return Tasks{
+		MaxRunning:             4,
+		MaxRunningPerWorkspace: 1,
+		Timeout:                30 * time.Minute,
+		ClaudePath:             "claude",
+		ClaudeIdleTimeout:      5 * time.Minute,
+		LogRetention:           30 * 24 * time.Hour,
+		BudgetPeriod:           30 * 24 * time.Hour,
+	}
+}
+
+func (s *flagSet) addTaskFlags(c *Config) {
+	t := &c.Tasks
+	s.section("Tasks")
+	s.add(&int64Value{&t.MaxRunning}, "max-running-tasks", "count", strconv.FormatInt(t.MaxRunning, 10),
+		"Most tasks running at once on this server.")
+	s.add(&int64Value{&t.MaxRunningPerWorkspace}, "max-running-per-workspace", "count", strconv.FormatInt(t.MaxRunningPerWorkspace, 10),
+		"Most tasks running at once in one workspace.")
+	s.add(&durationValue{&t.Timeout}, "task-timeout", "duration", formatDuration(t.Timeout),
+		"Time limit of a task whose config.timeout is 0 (at most 1h, the API's own cap).")
+	s.add(&stringValue{&t.ClaudePath}, "claude-path", "path", t.ClaudePath,
+		"The claude CLI inside workspace containers: a name looked up on the container's PATH or an absolute path.")
+	s.add(&durationValue{&t.ClaudeIdleTimeout}, "claude-idle-timeout", "duration", formatDuration(t.ClaudeIdleTimeout),
+		"Watchdog: end an agent run that prints nothing for this long.")
+	s.add(&secretValue{&t.AnthropicAPIKey}, "anthropic-api-key", "key", "",
+		"API key passed to the claude CLI as ANTHROPIC_API_KEY (prefer the environment variable: flags show in process lists). Never logged.")
+	s.add(&durationValue{&t.LogRetention}, "log-retention", "duration", formatDuration(t.LogRetention),
+		"Delete the logs of tasks that finished longer ago than this (0 = keep them).")
+	s.add(&floatValue{&t.BudgetUSD}, "budget-usd", "dollars", strconv.FormatFloat(t.BudgetUSD, 'g', -1, 64),
+		"Most one user's claude_chat tasks may cost per --budget-period; new ones are refused once it is spent (0 = no budget).")
+	s.add(&durationValue{&t.BudgetPeriod}, "budget-period", "duration", formatDuration(t.BudgetPeriod),
+		"The period --budget-usd applies to, counted back from now.")
+}
+
+func (c *Config) checkTasks(p *problems) {
+	t := &c.Tasks
+	if t.MaxRunning < 1 {
+		p.add("max-running-tasks", strconv.FormatInt(t.MaxRunning, 10), "want 1 or more")
+	}
+	if t.MaxRunningPerWorkspace < 1 {
+		p.add("max-running-per-workspace", strconv.FormatInt(t.MaxRunningPerWorkspace, 10), "want 1 or more")
+	}
+	if t.Timeout <= 0 || t.Timeout > time.Hour {
+		p.add("task-timeout", formatDuration(t.Timeout), "want a duration between 1s and 1h")
+	}
+	if t.ClaudePath == "" {
+		p.add("claude-path", t.ClaudePath, "want the claude CLI's name or absolute path")
+	}
+	if t.ClaudeIdleTimeout <= 0 {
+		p.add("claude-idle-timeout", formatDuration(t.ClaudeIdleTimeout), "want a positive duration")
+	}
+	if t.LogRetention < 0 {
+		p.add("log-retention", formatDuration(t.LogRetention), "want 0 (keep) or a positive duration")
+	}
+	if t.BudgetUSD < 0 {
+		p.add("budget-usd", strconv.FormatFloat(t.BudgetUSD, 'g', -1, 64), "want 0 (none) or more")
+	}
+	if t.BudgetPeriod <= 0 {
+		p.add("budget-period", formatDuration(t.BudgetPeriod), "want a positive duration")
+	}
+}
+
+// secretValue holds a secret; its flag default and value never print.
+type secretValue struct{ p *Secret }
+
+func (v *secretValue) String() string {
+	if v.p == nil || *v.p == "" {
+		return ""
+	}
+	return v.p.String()
+}
+func (v *secretValue) Set(s string) error        { *v.p = Secret(s); return nil }
+func (v *secretValue) setFromEnv(s string) error { return v.Set(s) }

@@ -1,0 +1,576 @@
+package task
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/berthhq/berth/internal/agent"
+	"github.com/berthhq/berth/internal/bus"
+	"github.com/berthhq/berth/internal/fault"
+	berthv1 "github.com/berthhq/berth/internal/gen/berth/v1"
+	"github.com/berthhq/berth/internal/gitop"
+	"github.com/berthhq/berth/internal/sandbox"
+	"github.com/berthhq/berth/internal/store"
+	"github.com/berthhq/berth/internal/tasklog"
+)
+
+// Runtime is what the runner needs of the container runtime.
+type Runtime interface {
+	Exec(ctx context.Context, containerID string, spec sandbox.ExecSpec) (int, error)
+	Build(ctx context.Context, contextDir, dockerfile, tag string, out io.Writer) (string, error)
+}
+
+// Workspaces is what the runner needs of the workspace service.
+type Workspaces interface {
+	// EnsureRunning starts the workspace if needed and returns it running.
+	EnsureRunning(ctx context.Context, id string) (*store.Workspace, error)
+	// Hold keeps the workspace from idling out until release.
+	Hold(id string) (release func())
+}
+
+// RunnerConfig tunes the runner.
+type RunnerConfig struct {
+	MaxRunning      int
+	MaxPerWorkspace int
+	DefaultTimeout  time.Duration
+	ClaudePath      string
+	ClaudeIdle      time.Duration // the watchdog: no agent output for this long ends the run
+	APIKey          string        // ANTHROPIC_API_KEY for the claude CLI
+	LogRetention    time.Duration
+}
+
+// Errors that end a run, told apart by the run's context cause.
+var (
+	errCancelled = errors.New("cancelled by a user")
+	errTimedOut  = errors.New("timed out")
+	errShutdown  = errors.New("the server shut down")
+	errAgentIdle = errors.New("the agent printed nothing for too long")
+)
+
+// Runner takes queued tasks by priority then age, under a global and a
+// per-workspace limit, and runs each with its own context and time limit.
+type Runner struct {
+	store   *store.Store
+	rt      Runtime
+	ws      Workspaces
+	bus     *bus.Bus
+	logger  *slog.Logger
+	now     func() time.Time
+	cfg     RunnerConfig
+	owner   string // this instance, on leases
+	metrics *metrics
+
+	wake chan struct{}
+
+	mu      sync.Mutex
+	running map[string]*run
+	wg      sync.WaitGroup
+}
+
+type run struct {
+	cancel context.CancelCauseFunc
+	done   chan struct{}
+}
+
+// NewRunner returns a Runner; Run starts it.
+func NewRunner(st *store.Store, rt Runtime, ws Workspaces, b *bus.Bus, reg prometheus.Registerer, logger *slog.Logger, now func() time.Time, cfg RunnerConfig) *Runner {
+	return &Runner{
+		store: st, rt: rt, ws: ws, bus: b, logger: logger, now: now, cfg: cfg,
+		owner:   uuid.NewString(),
+		metrics: newMetrics(reg),
+		wake:    make(chan struct{}, 1),
+		running: make(map[string]*run),
+	}
+}
+
+// Wake tells the runner that a task was queued.
+func (r *Runner) Wake() {
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Recover ends the tasks a dead process left RUNNING: FAILED with code
+// INTERRUPTED; their stored logs stay as they are. Queued tasks simply run.
+func (r *Runner) Recover(ctx context.Context) error {
+	ids, err := r.store.FailInterrupted(ctx, "", r.now().UTC(), encode(&berthv1.TaskError{
+		Code: "INTERRUPTED", Message: "the server stopped while the task ran; its logs up to then are kept",
+	}))
+	for _, id := range ids {
+		r.logger.Warn("task interrupted by a server stop", "task", id)
+	}
+	return err
+}
+
+// Run runs queued tasks until ctx ends; then it stops the running ones
+// (they end FAILED with code INTERRUPTED) and waits for them.
+func (r *Runner) Run(ctx context.Context) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	retention := time.NewTicker(time.Hour)
+	defer retention.Stop()
+	for {
+		r.fill(ctx)
+		select {
+		case <-ctx.Done():
+			r.mu.Lock()
+			for _, ru := range r.running {
+				ru.cancel(errShutdown)
+			}
+			r.mu.Unlock()
+			r.wg.Wait()
+			return
+		case <-r.wake:
+		case <-tick.C:
+		case <-retention.C:
+			if r.cfg.LogRetention > 0 {
+				if n, err := r.store.DeleteTaskLogsBefore(ctx, r.now().Add(-r.cfg.LogRetention)); err != nil {
+					r.logger.Warn("deleting old task logs failed", "error", err.Error())
+				} else if n > 0 {
+					r.logger.Info("deleted old task logs", "lines", n)
+				}
+			}
+		}
+	}
+}
+
+// fill claims queued tasks while slots are free.
+func (r *Runner) fill(ctx context.Context) {
+	var skip []string
+	for ctx.Err() == nil {
+		r.mu.Lock()
+		free := r.cfg.MaxRunning - len(r.running)
+		r.mu.Unlock()
+		if free <= 0 {
+			return
+		}
+		now := r.now().UTC()
+		t, err := r.store.ClaimTask(ctx, r.owner, now, now.Add(time.Hour), r.cfg.MaxPerWorkspace, skip)
+		if errors.Is(err, fault.ErrNotFound) {
+			return
+		}
+		if err != nil {
+			r.logger.Error("claiming a task failed", "error", err.Error())
+			return
+		}
+		skip = append(skip, t.ID)
+		r.start(ctx, t)
+	}
+}
+
+func (r *Runner) start(parent context.Context, t *store.TaskRecord) {
+	ctx, cancel := context.WithCancelCause(context.WithoutCancel(parent))
+	ru := &run{cancel: cancel, done: make(chan struct{})}
+	r.mu.Lock()
+	r.running[t.ID] = ru
+	r.metrics.running.Set(float64(len(r.running)))
+	r.mu.Unlock()
+	r.wg.Go(func() {
+		defer func() {
+			cancel(nil)
+			r.mu.Lock()
+			delete(r.running, t.ID)
+			r.metrics.running.Set(float64(len(r.running)))
+			r.mu.Unlock()
+			close(ru.done)
+			r.Wake()
+		}()
+		r.execute(ctx, t)
+	})
+	// Shutdown reaches runs through their own cancel (see Run), so a run
+	// is never cut off by the claim loop's context alone.
+}
+
+// Cancel stops a task running here and returns a channel closed when it
+// has ended; nil when it is not running here.
+func (r *Runner) Cancel(id string) <-chan struct{} {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	ru, ok := r.running[id]
+	if !ok {
+		return nil
+	}
+	ru.cancel(errCancelled)
+	return ru.done
+}
+
+// outcome is how an executor ended.
+type outcome struct {
+	result *berthv1.TaskResult
+	err    *berthv1.TaskError
+	cost   *float64
+}
+
+func (r *Runner) execute(ctx context.Context, t *store.TaskRecord) {
+	started := r.now()
+	r.metrics.started.WithLabelValues(string(t.Type)).Inc()
+	r.published(t)
+	cfg := decode[berthv1.TaskConfig](t.Config)
+	if cfg == nil {
+		cfg = &berthv1.TaskConfig{}
+	}
+	timeout := r.cfg.DefaultTimeout
+	if cfg.GetTimeout() > 0 {
+		timeout = time.Duration(cfg.GetTimeout()) * time.Second
+	}
+	runCtx, cancelTimeout := context.WithTimeoutCause(ctx, timeout, errTimedOut)
+	defer cancelTimeout()
+
+	last, err := r.store.LastLogSeq(ctx, t.ID)
+	if err != nil {
+		r.logger.Error("reading a task's last log line failed", "task", t.ID, "error", err.Error())
+	}
+	logs := tasklog.NewWriter(r.store, r.bus, t.ID, last+1, tasklog.Options{Now: r.now})
+	logs.Log("info", "system", fmt.Sprintf("task started: %s, time limit %s", t.Type, timeout), nil)
+
+	release := r.ws.Hold(t.WorkspaceID)
+	defer release()
+	var out outcome
+	w, err := r.ws.EnsureRunning(runCtx, t.WorkspaceID)
+	if err != nil {
+		msg := err.Error()
+		if m, ok := fault.Message(err); ok {
+			msg = m
+		}
+		out.err = &berthv1.TaskError{Code: "WORKSPACE_UNAVAILABLE", Message: "the workspace could not be started: " + msg}
+	} else {
+		switch t.Type {
+		case store.TaskClaudeChat:
+			out = r.runClaude(runCtx, t, cfg, w, logs)
+		case store.TaskGitOperation:
+			out = r.runGit(runCtx, t, cfg, w, logs)
+		case store.TaskDockerBuild:
+			out = r.runBuild(runCtx, t, w, logs)
+		default:
+			out.err = &berthv1.TaskError{Code: "UNKNOWN_TYPE", Message: "unknown task type " + string(t.Type)}
+		}
+	}
+
+	status := store.TaskSucceeded
+	switch cause := context.Cause(runCtx); {
+	case errors.Is(cause, errCancelled):
+		status, out.err = store.TaskCancelled, &berthv1.TaskError{Code: "CANCELLED", Message: "cancelled while running; its processes were stopped"}
+	case errors.Is(cause, errTimedOut):
+		status, out.err = store.TaskTimedOut, &berthv1.TaskError{Code: "TIMED_OUT", Message: fmt.Sprintf("ran past its time limit of %s; its processes were stopped", timeout)}
+	case errors.Is(cause, errShutdown):
+		status, out.err = store.TaskFailed, &berthv1.TaskError{Code: "INTERRUPTED", Message: "the server shut down while the task ran"}
+	case out.err != nil:
+		status = store.TaskFailed
+	}
+	if out.err != nil {
+		logs.Log("error", "system", "task "+string(status)+": "+out.err.GetMessage(), nil)
+	} else {
+		logs.Log("info", "system", "task succeeded", nil)
+	}
+	if err := logs.Close(); err != nil {
+		r.logger.Error("writing a task's log failed", "task", t.ID, "error", err.Error())
+	}
+	r.metrics.lines.Add(float64(logs.LastSeq() - last))
+	fin := store.TaskFinish{CompletedAt: new(r.now().UTC()), CostUSD: out.cost}
+	if out.result != nil && status == store.TaskSucceeded {
+		fin.Result = encode(out.result)
+	}
+	if out.err != nil {
+		fin.Error = encode(out.err)
+	}
+	done, err := r.store.FinishTask(context.WithoutCancel(ctx), t.ID, []store.TaskStatus{store.TaskRunning}, status, fin)
+	if err != nil {
+		r.logger.Error("recording a task's end failed", "task", t.ID, "status", string(status), "error", err.Error())
+		return
+	}
+	r.metrics.finished.WithLabelValues(string(t.Type), string(status)).Inc()
+	r.metrics.duration.WithLabelValues(string(t.Type)).Observe(r.now().Sub(started).Seconds())
+	if out.cost != nil {
+		r.metrics.cost.Add(*out.cost)
+	}
+	r.published(done)
+}
+
+// StatusEvent is published on a task's and its workspace's bus topics when
+// a task's status or progress changes.
+type StatusEvent struct {
+	Task *store.TaskRecord
+}
+
+// published announces a task's new state.
+func (r *Runner) published(t *store.TaskRecord) {
+	if r.bus == nil || t == nil {
+		return
+	}
+	r.bus.Publish("task:"+t.ID, StatusEvent{Task: t})
+	r.bus.Publish("workspace:"+t.WorkspaceID, StatusEvent{Task: t})
+}
+
+// runClaude runs the claude CLI headless and turns its stream-json output
+// into log lines, progress and the result.
+func (r *Runner) runClaude(ctx context.Context, t *store.TaskRecord, cfg *berthv1.TaskConfig, w *store.Workspace, logs *tasklog.Writer) outcome {
+	maxTurns := int(cfg.GetMaxTurns())
+	if maxTurns == 0 {
+		maxTurns = 10
+	}
+	opts := agent.Options{
+		Prompt: t.Prompt, SystemPrompt: cfg.GetSystemPrompt(), Model: cfg.GetModel(), MaxTurns: maxTurns,
+		AllowedTools: cfg.GetAllowedTools(), MaxBudgetUSD: cfg.GetMaxBudgetUsd(),
+	}
+	if t.ContinueTaskID != "" {
+		prev, _, err := r.store.FindTask(ctx, t.ContinueTaskID, store.Viewer{Admin: true})
+		if err != nil || prev.SessionID == "" {
+			return outcome{err: &berthv1.TaskError{Code: "NO_SESSION", Message: "the task to continue has no agent session any more"}}
+		}
+		opts.ResumeSessionID = prev.SessionID
+	}
+	dir, _ := workingDir(cfg.GetWorkingDir())
+	env := envOf(cfg)
+	if r.cfg.APIKey != "" {
+		env = append(env, "ANTHROPIC_API_KEY="+r.cfg.APIKey)
+	}
+	redact := func(s string) string {
+		if r.cfg.APIKey == "" {
+			return s
+		}
+		return strings.ReplaceAll(s, r.cfg.APIKey, "[REDACTED]")
+	}
+
+	execCtx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	idle := time.AfterFunc(r.cfg.ClaudeIdle, func() { stop(errAgentIdle) })
+	defer idle.Stop()
+
+	parser := agent.NewParser(maxTurns)
+	pr, pw := io.Pipe()
+	parsed := make(chan struct{})
+	go func() {
+		defer close(parsed)
+		_ = agent.Lines(pr, func(line []byte) {
+			idle.Reset(r.cfg.ClaudeIdle)
+			for _, o := range parser.Line(line) {
+				switch o := o.(type) {
+				case agent.Log:
+					logs.Log(o.Level, o.Source, redact(o.Message), fieldsJSON(o.Fields, redact))
+				case agent.Progress:
+					p := encode(&berthv1.TaskProgress{Current: int32(o.Current), Total: int32(o.Total), Percentage: int32(o.Percentage), Message: o.Message})
+					if err := r.store.SetTaskProgress(context.WithoutCancel(ctx), t.ID, p, nil, nil); err == nil {
+						t.Progress = p
+						r.published(t)
+					}
+				case agent.Session:
+					id := o.ID
+					_ = r.store.SetTaskProgress(context.WithoutCancel(ctx), t.ID, nil, &id, nil)
+				}
+			}
+		})
+		_, _ = io.Copy(io.Discard, pr)
+	}()
+	stderr := logs.Stderr()
+	argv := append([]string{r.cfg.ClaudePath}, agent.Args(opts)...)
+	code, err := r.rt.Exec(execCtx, w.ContainerID, sandbox.ExecSpec{Argv: argv, Dir: dir, Env: env, Stdout: pw, Stderr: stderr})
+	pw.Close()
+	<-parsed
+	if c, ok := stderr.(io.Closer); ok {
+		c.Close()
+	}
+
+	if errors.Is(context.Cause(execCtx), errAgentIdle) && ctx.Err() == nil {
+		return outcome{err: &berthv1.TaskError{Code: "AGENT_IDLE", Message: fmt.Sprintf("the agent printed nothing for %s and was stopped", r.cfg.ClaudeIdle)}}
+	}
+	if ctx.Err() != nil {
+		return outcome{}
+	}
+	if err != nil {
+		return outcome{err: &berthv1.TaskError{Code: "EXEC_FAILED", Message: "the claude CLI could not be run: " + redact(err.Error())}}
+	}
+	res, perr := parser.Outcome()
+	if perr != nil {
+		return outcome{err: &berthv1.TaskError{Code: "NO_RESULT", Message: "the agent exited without a result", Details: fmt.Sprintf("exit code %d", code)}}
+	}
+	cost := res.TotalCostUSD
+	if res.Failed() {
+		return outcome{cost: &cost, err: &berthv1.TaskError{Code: strings.ToUpper(res.Subtype), Message: redact(res.Text), Details: fmt.Sprintf("exit code %d, %d turns", code, res.NumTurns)}}
+	}
+	details, _ := structpb.NewStruct(map[string]any{
+		"num_turns": res.NumTurns, "duration_ms": res.DurationMS, "total_cost_usd": res.TotalCostUSD,
+		"session_id": res.SessionID, "usage": res.Usage,
+	})
+	if details == nil {
+		details, _ = structpb.NewStruct(map[string]any{"num_turns": res.NumTurns, "session_id": res.SessionID})
+	}
+	return outcome{cost: &cost, result: &berthv1.TaskResult{Success: true, Summary: redact(res.Text), Details: details}}
+}
+
+// runGit runs one whitelisted git operation and records the resulting HEAD.
+func (r *Runner) runGit(ctx context.Context, t *store.TaskRecord, cfg *berthv1.TaskConfig, w *store.Workspace, logs *tasklog.Writer) outcome {
+	g := decode[berthv1.GitOperation](t.Git)
+	argv, err := gitop.Argv(gitOp(g))
+	if err != nil {
+		return outcome{err: &berthv1.TaskError{Code: "INVALID", Message: err.Error()}}
+	}
+	dir, _ := workingDir(cfg.GetWorkingDir())
+	stdout, stderr := logs.Stdout(), logs.Stderr()
+	code, err := r.rt.Exec(ctx, w.ContainerID, sandbox.ExecSpec{Argv: argv, Dir: dir, Env: envOf(cfg), Stdout: stdout, Stderr: stderr})
+	closeAll(stdout, stderr)
+	if ctx.Err() != nil {
+		return outcome{}
+	}
+	if err != nil {
+		return outcome{err: &berthv1.TaskError{Code: "EXEC_FAILED", Message: "git could not be run: " + err.Error()}}
+	}
+	if code != 0 {
+		return outcome{err: &berthv1.TaskError{Code: "EXIT_CODE", Message: fmt.Sprintf("git exited with status %d", code), Details: strings.Join(argv, " ")}}
+	}
+	var head bytes.Buffer
+	if c, err := r.rt.Exec(ctx, w.ContainerID, sandbox.ExecSpec{Argv: gitop.HeadArgv(), Dir: dir, Stdout: &head, Stderr: io.Discard}); err != nil || c != 0 {
+		head.Reset()
+	}
+	details, _ := structpb.NewStruct(map[string]any{"operation": g.GetOperation().String(), "head": strings.TrimSpace(head.String())})
+	return outcome{result: &berthv1.TaskResult{Success: true, Summary: "git " + gitOp(g).Operation + " done", Details: details}}
+}
+
+// runBuild builds an image from a directory of the workspace.
+func (r *Runner) runBuild(ctx context.Context, t *store.TaskRecord, w *store.Workspace, logs *tasklog.Writer) outcome {
+	b := decode[berthv1.DockerBuild](t.DockerBuild)
+	dir, err := hostContextDir(w.Path, b.GetContextDir())
+	if err != nil {
+		return outcome{err: &berthv1.TaskError{Code: "INVALID", Message: err.Error()}}
+	}
+	tag := b.GetTag()
+	if tag == "" {
+		tag = "berth-build/" + t.ID[:8] + ":latest"
+	}
+	out := logs.Stdout()
+	id, err := r.rt.Build(ctx, dir, b.GetDockerfile(), tag, &buildProgress{w: out, set: func(p *berthv1.TaskProgress) {
+		raw := encode(p)
+		if err := r.store.SetTaskProgress(context.WithoutCancel(ctx), t.ID, raw, nil, nil); err == nil {
+			t.Progress = raw
+			r.published(t)
+		}
+	}})
+	closeAll(out)
+	if ctx.Err() != nil {
+		return outcome{}
+	}
+	if err != nil {
+		return outcome{err: &berthv1.TaskError{Code: "BUILD_FAILED", Message: err.Error()}}
+	}
+	details, _ := structpb.NewStruct(map[string]any{"image_id": id, "tag": tag})
+	return outcome{result: &berthv1.TaskResult{Success: true, Summary: "built " + tag, Details: details}}
+}
+
+// hostContextDir resolves a build context inside the workspace directory,
+// following symlinks, and refuses anything outside it.
+func hostContextDir(root, rel string) (string, error) {
+	dir, err := workingDir(rel)
+	if err != nil {
+		return "", err
+	}
+	full := filepath.Join(root, strings.TrimPrefix(dir, "/workspace"))
+	resolved, err := filepath.EvalSymlinks(full)
+	if err != nil {
+		return "", fmt.Errorf("the build context %q does not exist in the workspace", rel)
+	}
+	rootResolved, err := filepath.EvalSymlinks(root)
+	if err != nil {
+		return "", err
+	}
+	if r, err := filepath.Rel(rootResolved, resolved); err != nil || r == ".." || strings.HasPrefix(r, "../") {
+		return "", fmt.Errorf("the build context %q leaves the workspace", rel)
+	}
+	if info, err := os.Stat(resolved); err != nil || !info.IsDir() {
+		return "", fmt.Errorf("the build context %q is not a directory", rel)
+	}
+	return resolved, nil
+}
+
+// buildProgress passes build output through and reports "Step N/M" lines
+// as progress.
+type buildProgress struct {
+	w       io.Writer
+	set     func(*berthv1.TaskProgress)
+	partial []byte
+}
+
+func (b *buildProgress) Write(p []byte) (int, error) {
+	b.partial = append(b.partial, p...)
+	for {
+		i := bytes.IndexByte(b.partial, '\n')
+		if i < 0 {
+			break
+		}
+		line := string(b.partial[:i])
+		b.partial = b.partial[i+1:]
+		var cur, total int
+		if _, err := fmt.Sscanf(line, "Step %d/%d", &cur, &total); err == nil && total > 0 {
+			b.set(&berthv1.TaskProgress{Current: int32(cur), Total: int32(total), Percentage: int32(cur * 100 / total), Message: line})
+		}
+	}
+	return b.w.Write(p)
+}
+
+func envOf(cfg *berthv1.TaskConfig) []string {
+	var env []string
+	for k, v := range cfg.GetEnvironment() {
+		if k == "ANTHROPIC_API_KEY" || strings.HasPrefix(k, "BERTH_") {
+			continue // never let a request override berth's own
+		}
+		env = append(env, k+"="+v)
+	}
+	return env
+}
+
+func fieldsJSON(fields map[string]any, redact func(string) string) json.RawMessage {
+	if len(fields) == 0 {
+		return nil
+	}
+	b, err := json.Marshal(fields)
+	if err != nil {
+		return nil
+	}
+	return json.RawMessage(redact(string(b)))
+}
+
+func closeAll(ws ...io.Writer) {
+	for _, w := range ws {
+		if c, ok := w.(io.Closer); ok {
+			c.Close()
+		}
+	}
+}
+
+// metrics are the runner's Prometheus metrics.
+type metrics struct {
+	started  *prometheus.CounterVec
+	finished *prometheus.CounterVec
+	running  prometheus.Gauge
+	duration *prometheus.HistogramVec
+	lines    prometheus.Counter
+	cost     prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		started: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "berth_tasks_started_total", Help: "Tasks started, by type."}, []string{"type"}),
+		finished: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "berth_tasks_finished_total", Help: "Tasks finished, by type and final status."},
+			[]string{"type", "status"}),
+		running: prometheus.NewGauge(prometheus.GaugeOpts{Name: "berth_tasks_running", Help: "Runner slots in use on this instance."}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "berth_task_duration_seconds", Help: "Time from a task's start to its end, by type.",
+			Buckets: prometheus.ExponentialBuckets(0.1, 2, 16)}, []string{"type"}),
+		lines: prometheus.NewCounter(prometheus.CounterOpts{Name: "berth_task_log_lines_total", Help: "Task log lines written."}),
+		cost:  prometheus.NewCounter(prometheus.CounterOpts{Name: "berth_agent_cost_usd_total", Help: "Agent cost reported by claude runs, in US dollars."}),
+	}
+	reg.MustRegister(m.started, m.finished, m.running, m.duration, m.lines, m.cost)
+	return m
+}

@@ -1,0 +1,254 @@
+// Package task runs work in workspaces: it queues tasks, runs them under
+// concurrency limits and time limits with the claude, git and docker-build
+// executors, keeps their logs durably (through internal/tasklog), and
+// recovers tasks a dead process left running.
+//
+// task imports internal/store, internal/access, internal/fault, internal/page,
+// internal/sandbox, internal/agent, internal/gitop, internal/tasklog,
+// internal/bus and the generated API package; handler.go translates the
+// generated TaskService to the Service here.
+package task
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/berthhq/berth/internal/access"
+	"github.com/berthhq/berth/internal/fault"
+	berthv1 "github.com/berthhq/berth/internal/gen/berth/v1"
+	"github.com/berthhq/berth/internal/gitop"
+	"github.com/berthhq/berth/internal/page"
+	"github.com/berthhq/berth/internal/store"
+)
+
+// Service is the task API's domain logic.
+type Service struct {
+	store  *store.Store
+	runner *Runner
+	budget Budget
+	now    func() time.Time
+}
+
+// Budget caps what one user's claude_chat tasks may cost per period.
+type Budget struct {
+	USD    float64 // 0 = no budget
+	Period time.Duration
+}
+
+// NewService returns a Service that queues tasks for runner.
+func NewService(st *store.Store, runner *Runner, budget Budget, now func() time.Time) *Service {
+	return &Service{store: st, runner: runner, budget: budget, now: now}
+}
+
+// Create validates a task, checks the caller may run tasks in its
+// workspace, stores it QUEUED and wakes the runner. It returns at once; the
+// task's life never depends on the caller's connection.
+func (s *Service) Create(ctx context.Context, p access.Principal, req *berthv1.CreateTaskRequest) (*store.TaskRecord, error) {
+	w, err := s.store.FindWorkspace(ctx, req.GetWorkspaceId(), p.Viewer())
+	if err != nil {
+		return nil, err
+	}
+	if w.AccessRole == store.WorkspaceViewer {
+		return nil, fault.New(fault.ErrPermissionDenied, "your role in this workspace (viewer) does not allow running tasks")
+	}
+	if w.Status == store.WorkspaceArchived {
+		return nil, fault.New(fault.ErrFailedPrecondition, "the workspace is archived; unarchive it to run tasks")
+	}
+	typ := typeFromProto[req.GetType()]
+	cfg := req.GetConfig()
+	if cfg == nil {
+		cfg = &berthv1.TaskConfig{}
+	}
+	if _, err := workingDir(cfg.GetWorkingDir()); err != nil {
+		return nil, err
+	}
+	t := &store.TaskRecord{
+		ID:          uuid.NewString(),
+		WorkspaceID: w.ID,
+		CreatedBy:   p.UserID,
+		Type:        typ,
+		Status:      store.TaskQueued,
+		Priority:    priorityFromProto[req.GetPriority()],
+		Prompt:      req.GetPrompt(),
+		Config:      encode(cfg),
+		Tags:        req.GetTags(),
+		Metadata:    req.GetMetadata(),
+		CreatedAt:   s.now().UTC(),
+	}
+	if t.Priority == 0 {
+		t.Priority = store.TaskPriorityMedium
+	}
+	if t.Tags == nil {
+		t.Tags = []string{}
+	}
+	if t.Metadata == nil {
+		t.Metadata = map[string]string{}
+	}
+	switch typ {
+	case store.TaskClaudeChat:
+		if err := s.checkBudget(ctx, p); err != nil {
+			return nil, err
+		}
+		if id := req.GetContinueTaskId(); id != "" {
+			prev, _, err := s.store.FindTask(ctx, id, p.Viewer())
+			if err != nil {
+				return nil, fault.Invalid("continue_task_id", "no such task")
+			}
+			if prev.Type != store.TaskClaudeChat || prev.SessionID == "" || prev.WorkspaceID != w.ID {
+				return nil, fault.Invalid("continue_task_id", "must name a claude_chat task of the same workspace that has an agent session")
+			}
+			t.ContinueTaskID = id
+		}
+	case store.TaskGitOperation:
+		if _, err := gitop.Argv(gitOp(req.GetGit())); err != nil {
+			var ge *gitop.Error
+			if errors.As(err, &ge) {
+				return nil, fault.Invalid("git."+ge.Field, ge.Reason)
+			}
+			return nil, fault.Invalid("git", err.Error())
+		}
+		t.Git = encode(req.GetGit())
+	case store.TaskDockerBuild:
+		if _, err := workingDir(req.GetDockerBuild().GetContextDir()); err != nil {
+			return nil, fault.Invalid("docker_build.context_dir", "must be a relative path inside the workspace")
+		}
+		t.DockerBuild = encode(req.GetDockerBuild())
+	}
+	if req.GetContinueTaskId() != "" && typ != store.TaskClaudeChat {
+		return nil, fault.Invalid("continue_task_id", "only claude_chat tasks continue a session")
+	}
+	if err := s.store.CreateTaskRecord(ctx, t); err != nil {
+		return nil, err
+	}
+	s.runner.Wake()
+	return t, nil
+}
+
+func (s *Service) checkBudget(ctx context.Context, p access.Principal) error {
+	if s.budget.USD <= 0 {
+		return nil
+	}
+	spent, err := s.store.SumTaskCost(ctx, p.UserID, s.now().Add(-s.budget.Period))
+	if err != nil {
+		return err
+	}
+	if spent >= s.budget.USD {
+		return fault.New(fault.ErrResourceExhausted, "your agent budget of $%.2f per %s is spent ($%.2f used); new claude_chat tasks are refused until older ones age out",
+			s.budget.USD, s.budget.Period, spent)
+	}
+	return nil
+}
+
+// Get returns a task the caller may see.
+func (s *Service) Get(ctx context.Context, p access.Principal, id string) (*store.TaskRecord, error) {
+	t, _, err := s.store.FindTask(ctx, id, p.Viewer())
+	return t, err
+}
+
+// Query selects a page of tasks.
+type Query struct {
+	Page        page.Request
+	WorkspaceID string
+	Status      store.TaskStatus
+	Type        store.TaskType
+}
+
+// List returns a page of the tasks the caller may see, newest first.
+func (s *Service) List(ctx context.Context, p access.Principal, q Query) ([]*store.TaskRecord, int64, error) {
+	return s.store.ListTasks(ctx, store.TaskFilter{
+		Viewer: p.Viewer(), WorkspaceID: q.WorkspaceID, Status: q.Status, Type: q.Type,
+		Offset: q.Page.Offset(), Limit: q.Page.Size,
+	})
+}
+
+// cancelWait bounds how long CancelTask waits for a running task's
+// processes to be gone before answering.
+const cancelWait = 20 * time.Second
+
+// Cancel cancels a queued task (it never starts) or a running one (its
+// processes are stopped: TERM, then KILL after a grace period) and returns
+// it as it ends. A finished task is FailedPrecondition.
+func (s *Service) Cancel(ctx context.Context, p access.Principal, id string) (*store.TaskRecord, error) {
+	t, role, err := s.store.FindTask(ctx, id, p.Viewer())
+	if err != nil {
+		return nil, err
+	}
+	if role == store.WorkspaceViewer {
+		return nil, fault.New(fault.ErrPermissionDenied, "your role in this workspace (viewer) does not allow cancelling tasks")
+	}
+	switch t.Status {
+	case store.TaskQueued:
+		done, err := s.store.FinishTask(ctx, id, []store.TaskStatus{store.TaskQueued}, store.TaskCancelled, store.TaskFinish{
+			Error:       encode(&berthv1.TaskError{Code: "CANCELLED", Message: "cancelled before it started"}),
+			CompletedAt: new(s.now().UTC()),
+		})
+		if err == nil {
+			s.runner.published(done)
+			return done, nil
+		}
+		if !errors.Is(err, fault.ErrFailedPrecondition) {
+			return nil, err
+		}
+		// It started meanwhile: cancel the run.
+	case store.TaskRunning:
+	default:
+		return nil, fault.New(fault.ErrFailedPrecondition, "the task already ended (%s)", t.Status)
+	}
+	finished := s.runner.Cancel(id)
+	if finished == nil {
+		return nil, fault.New(fault.ErrUnavailable, "the task is running on another server instance; try again")
+	}
+	select {
+	case <-finished:
+	case <-time.After(cancelWait):
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	t, _, err = s.store.FindTask(ctx, id, p.Viewer())
+	return t, err
+}
+
+// Logs pages a task's stored log by sequence number.
+func (s *Service) Logs(ctx context.Context, p access.Principal, id string, afterSeq int64, limit int) ([]store.LogEntry, bool, error) {
+	if _, _, err := s.store.FindTask(ctx, id, p.Viewer()); err != nil {
+		return nil, false, err
+	}
+	if limit <= 0 {
+		limit = 100
+	}
+	entries, err := s.store.ListTaskLogs(ctx, id, afterSeq, limit+1)
+	if err != nil {
+		return nil, false, err
+	}
+	more := len(entries) > limit
+	if more {
+		entries = entries[:limit]
+	}
+	return entries, more, nil
+}
+
+// workingDir turns a task's working_dir (relative to the workspace) into a
+// path inside the container; "" is the workspace itself.
+func workingDir(dir string) (string, error) {
+	if dir == "" || dir == "." {
+		return "/workspace", nil
+	}
+	if strings.HasPrefix(dir, "/") || strings.HasPrefix(dir, "-") {
+		return "", fault.Invalid("config.working_dir", "must be a relative path inside the workspace")
+	}
+	for _, part := range strings.Split(dir, "/") {
+		if part == ".." {
+			return "", fault.Invalid("config.working_dir", `must not contain ".." elements`)
+		}
+	}
+	return "/workspace/" + strings.TrimSuffix(dir, "/"), nil
+}
+
+func gitOp(g *berthv1.GitOperation) gitop.Op {
+	name := strings.ToLower(strings.TrimPrefix(g.GetOperation().String(), "GIT_OPERATION_TYPE_"))
+	return gitop.Op{Operation: name, URL: g.GetUrl(), Ref: g.GetRef(), Message: g.GetMessage(), Paths: g.GetPaths()}
+}
