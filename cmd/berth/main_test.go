@@ -108,8 +108,13 @@ type serverProcess struct {
 
 func startServe(t *testing.T) *serverProcess {
 	t.Helper()
-	dir := t.TempDir()
-	cmd := exec.Command(binary, "serve", "--addr", "127.0.0.1:0", "--admin-addr", "", "--data-dir", dir)
+	return startServeWith(t, t.TempDir())
+}
+
+// startServeWith starts `berth serve` on dataDir with extra flags.
+func startServeWith(t *testing.T, dataDir string, extra ...string) *serverProcess {
+	t.Helper()
+	cmd := exec.Command(binary, append([]string{"serve", "--addr", "127.0.0.1:0", "--admin-addr", "", "--data-dir", dataDir}, extra...)...)
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
 	stderr, err := cmd.StderrPipe()
 	if err != nil {

@@ -33,6 +33,9 @@ func Lines(r io.Reader, fn func([]byte)) error {
 		if err == nil {
 			emitPieces(trimEOL(buf), fn)
 			buf = buf[:0]
+			if cap(buf) > 1<<20 {
+				buf = nil // do not hold a huge buffer for the rest of the run
+			}
 			continue
 		}
 		// Incomplete line: hand over what can no longer grow into one piece.

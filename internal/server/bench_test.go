@@ -5,10 +5,13 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	berthv1 "github.com/berthhq/berth/internal/gen/berth/v1"
+	"github.com/berthhq/berth/internal/sandbox/sandboxtest"
 )
 
 // getWorkspaceRequest builds the curl-style Connect JSON POST for
@@ -88,4 +91,58 @@ func BenchmarkGetWorkspace(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkCreateTaskFirstLine measures, on a running Docker workspace, the
+// time from CreateTask to the agent's first stored log line (the stand-in
+// claude's init event), polling GetTaskLogs; it reports p50 and p95.
+func BenchmarkCreateTaskFirstLine(b *testing.B) {
+	cli := sandboxtest.Engine(b)
+	srv := startServer(b,
+		"--runtime", "docker", "--docker-host", cli.DaemonHost(), "--workspace-image", sandboxtest.Image(b),
+		"--workspace-network", "none", "--claude-path", "/workspace/.bin/claude", "--anthropic-api-key", testAPIKey)
+	c := srv.clients(protocols[0])
+	ctx := as(b.Context(), register(b, c, "latency@example.com").GetTokens().GetAccessToken())
+	dir := srv.mkdir(b, "latency")
+	installClaudeTB(b, dir)
+	ws, err := c.Workspace.CreateWorkspace(ctx, &berthv1.CreateWorkspaceRequest{Name: "latency", Path: dir})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { removeContainer(cli, ws.GetWorkspace().GetContainerId()) })
+	if _, err := c.Workspace.StartWorkspace(ctx, &berthv1.StartWorkspaceRequest{Id: ws.GetWorkspace().GetId()}); err != nil {
+		b.Fatal(err)
+	}
+	var samples []time.Duration
+	for b.Loop() {
+		start := time.Now()
+		res, err := c.Task.CreateTask(ctx, &berthv1.CreateTaskRequest{WorkspaceId: ws.GetWorkspace().GetId(), Type: berthv1.TaskType_TASK_TYPE_CLAUDE_CHAT, Prompt: "hi"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		for {
+			logs, err := c.Task.GetTaskLogs(ctx, &berthv1.GetTaskLogsRequest{TaskId: res.GetTask().GetId(), AfterSeq: 1, Limit: 1})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if len(logs.GetEntries()) > 0 {
+				break
+			}
+			time.Sleep(time.Millisecond)
+		}
+		samples = append(samples, time.Since(start))
+		for { // let it finish, so the next task does not queue behind it
+			got, err := c.Task.GetTask(ctx, &berthv1.GetTaskRequest{Id: res.GetTask().GetId()})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if s := got.GetTask().GetStatus(); s != berthv1.TaskStatus_TASK_STATUS_QUEUED && s != berthv1.TaskStatus_TASK_STATUS_RUNNING {
+				break
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	}
+	slices.Sort(samples)
+	b.ReportMetric(float64(samples[len(samples)/2].Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(samples[len(samples)*95/100].Microseconds())/1000, "p95-ms")
 }

@@ -29,7 +29,7 @@ var fakeClaude struct {
 
 // fakeClaudeBinary builds the stand-in claude (a static binary that runs in
 // the busybox test image too) once per test binary.
-func fakeClaudeBinary(t *testing.T) string {
+func fakeClaudeBinary(t testing.TB) string {
 	t.Helper()
 	fakeClaude.once.Do(func() {
 		dir, err := os.MkdirTemp("", "berth-fakeclaude-")
@@ -56,7 +56,9 @@ func fakeClaudeBinary(t *testing.T) string {
 
 // installClaude copies the stand-in into the project directory, where the
 // container sees it at /workspace/.bin/claude.
-func installClaude(t *testing.T, projectDir string) {
+func installClaude(t *testing.T, projectDir string) { installClaudeTB(t, projectDir) }
+
+func installClaudeTB(t testing.TB, projectDir string) {
 	t.Helper()
 	data, err := os.ReadFile(fakeClaudeBinary(t))
 	if err != nil {

@@ -2,6 +2,8 @@ package server_test
 
 import (
 	"context"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -181,6 +183,17 @@ func TestBudgetRefusesClaudeTasks(t *testing.T) {
 	if err != nil || stats.GetTotalCostUsd() <= 0 || stats.GetTasksByStatus()["succeeded"] != 1 {
 		t.Errorf("stats after a paid task = %v, %v", stats, err)
 	}
+	res, err := http.Get(srv.AdminURL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	for _, want := range []string{`berth_tasks_finished_total{status="succeeded",type="claude_chat"} 1`, "berth_agent_cost_usd_total", "berth_tasks_queued", "berth_task_log_lines_total"} {
+		if !strings.Contains(string(metrics), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
 }
 
 // TestDockerBuildTask builds a FROM scratch context from the workspace.
@@ -228,4 +241,64 @@ func TestDockerBuildTask(t *testing.T) {
 		DockerBuild: &berthv1.DockerBuild{ContextDir: "../outside"},
 	})
 	wantCode(t, err, connect.CodeInvalidArgument, "VALIDATION_ERROR")
+}
+
+// TestConcurrencyLimits: with 2 global slots and 1 per workspace, no two
+// tasks of one workspace ever overlap, and never more than 2 run at once —
+// checked from the recorded start and end times of every task.
+func TestConcurrencyLimits(t *testing.T) {
+	t.Parallel()
+	claude := fakeClaudeBinary(t)
+	srv := startServer(t, "--claude-path", claude, "--anthropic-api-key", testAPIKey, "--max-running-tasks", "2", "--max-running-per-workspace", "1")
+	c := srv.clients(protocols[0])
+	ctx := as(t.Context(), register(t, c, "limits@example.com").GetTokens().GetAccessToken())
+	type span struct {
+		ws         string
+		start, end time.Time
+	}
+	var ids []string
+	for w := range 3 {
+		res, err := c.Workspace.CreateWorkspace(ctx, &berthv1.CreateWorkspaceRequest{Name: "w" + string(rune('a'+w)), Path: srv.mkdir(t, "w"+string(rune('a'+w)))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 3 {
+			task, err := c.Task.CreateTask(ctx, &berthv1.CreateTaskRequest{WorkspaceId: res.GetWorkspace().GetId(), Type: berthv1.TaskType_TASK_TYPE_CLAUDE_CHAT, Prompt: "[slow]"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ids = append(ids, task.GetTask().GetId())
+		}
+	}
+	var spans []span
+	for _, id := range ids {
+		task := waitTask(t, c, ctx, id, 120*time.Second, nil)
+		if task.GetStatus() != berthv1.TaskStatus_TASK_STATUS_SUCCEEDED {
+			t.Fatalf("task = %v", task)
+		}
+		spans = append(spans, span{task.GetWorkspaceId(), task.GetStartedAt().AsTime(), task.GetCompletedAt().AsTime()})
+	}
+	for _, s := range spans {
+		overlapping, sameWorkspace := 0, 0
+		for _, o := range spans {
+			if o.start.Before(s.end) && s.start.Before(o.end) { // includes s itself
+				overlapping++
+				if o.ws == s.ws {
+					sameWorkspace++
+				}
+			}
+		}
+		// Overlap with s counts tasks running at some moment of s; the
+		// global limit bounds those at s's start.
+		atStart := 0
+		for _, o := range spans {
+			if !o.start.After(s.start) && o.end.After(s.start) {
+				atStart++
+			}
+		}
+		if sameWorkspace > 1 || atStart > 2 {
+			t.Errorf("limits broken around %v: %d of its workspace overlap, %d running at its start", s, sameWorkspace, atStart)
+		}
+		_ = overlapping
+	}
 }

@@ -162,6 +162,7 @@ func (r *Runner) fill(ctx context.Context) {
 		now := r.now().UTC()
 		t, err := r.store.ClaimTask(ctx, r.owner, now, now.Add(time.Hour), r.cfg.MaxPerWorkspace, skip)
 		if errors.Is(err, fault.ErrNotFound) {
+			r.measureQueue(ctx)
 			return
 		}
 		if err != nil {
@@ -170,6 +171,14 @@ func (r *Runner) fill(ctx context.Context) {
 		}
 		skip = append(skip, t.ID)
 		r.start(ctx, t)
+	}
+}
+
+// measureQueue updates the queue-depth gauge.
+func (r *Runner) measureQueue(ctx context.Context) {
+	_, queued, err := r.store.ListTasks(ctx, store.TaskFilter{Viewer: store.Viewer{Admin: true}, Status: store.TaskQueued, Limit: 1})
+	if err == nil {
+		r.metrics.queued.Set(float64(queued))
 	}
 }
 
@@ -415,22 +424,25 @@ func (r *Runner) runClaude(ctx context.Context, t *store.TaskRecord, cfg *berthv
 // runGit runs one whitelisted git operation and records the resulting HEAD.
 func (r *Runner) runGit(ctx context.Context, t *store.TaskRecord, cfg *berthv1.TaskConfig, w *store.Workspace, logs *tasklog.Writer) outcome {
 	g := decode[berthv1.GitOperation](t.Git)
-	argv, err := gitop.Argv(gitOp(g))
+	steps, err := gitop.Steps(gitOp(g))
 	if err != nil {
 		return outcome{err: &berthv1.TaskError{Code: "INVALID", Message: err.Error()}}
 	}
 	dir, _ := workingDir(cfg.GetWorkingDir())
-	stdout, stderr := logs.Stdout(), logs.Stderr()
-	code, err := r.rt.Exec(ctx, w.ContainerID, sandbox.ExecSpec{Argv: argv, Dir: dir, Env: envOf(cfg), Stdout: stdout, Stderr: stderr})
-	closeAll(stdout, stderr)
-	if ctx.Err() != nil {
-		return outcome{}
-	}
-	if err != nil {
-		return outcome{err: &berthv1.TaskError{Code: "EXEC_FAILED", Message: "git could not be run: " + err.Error()}}
-	}
-	if code != 0 {
-		return outcome{err: &berthv1.TaskError{Code: "EXIT_CODE", Message: fmt.Sprintf("git exited with status %d", code), Details: strings.Join(argv, " ")}}
+	env := append(gitop.Env(), envOf(cfg)...)
+	for _, argv := range steps {
+		stdout, stderr := logs.Stdout(), logs.Stderr()
+		code, err := r.rt.Exec(ctx, w.ContainerID, sandbox.ExecSpec{Argv: argv, Dir: dir, Env: env, Stdout: stdout, Stderr: stderr})
+		closeAll(stdout, stderr)
+		if ctx.Err() != nil {
+			return outcome{}
+		}
+		if err != nil {
+			return outcome{err: &berthv1.TaskError{Code: "EXEC_FAILED", Message: "git could not be run: " + err.Error()}}
+		}
+		if code != 0 {
+			return outcome{err: &berthv1.TaskError{Code: "EXIT_CODE", Message: fmt.Sprintf("git exited with status %d", code), Details: strings.Join(argv, " ")}}
+		}
 	}
 	var head bytes.Buffer
 	if c, err := r.rt.Exec(ctx, w.ContainerID, sandbox.ExecSpec{Argv: gitop.HeadArgv(), Dir: dir, Stdout: &head, Stderr: io.Discard}); err != nil || c != 0 {
@@ -555,6 +567,7 @@ type metrics struct {
 	started  *prometheus.CounterVec
 	finished *prometheus.CounterVec
 	running  prometheus.Gauge
+	queued   prometheus.Gauge
 	duration *prometheus.HistogramVec
 	lines    prometheus.Counter
 	cost     prometheus.Counter
@@ -566,11 +579,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		finished: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "berth_tasks_finished_total", Help: "Tasks finished, by type and final status."},
 			[]string{"type", "status"}),
 		running: prometheus.NewGauge(prometheus.GaugeOpts{Name: "berth_tasks_running", Help: "Runner slots in use on this instance."}),
+		queued:  prometheus.NewGauge(prometheus.GaugeOpts{Name: "berth_tasks_queued", Help: "Tasks waiting for a runner slot."}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "berth_task_duration_seconds", Help: "Time from a task's start to its end, by type.",
 			Buckets: prometheus.ExponentialBuckets(0.1, 2, 16)}, []string{"type"}),
 		lines: prometheus.NewCounter(prometheus.CounterOpts{Name: "berth_task_log_lines_total", Help: "Task log lines written."}),
 		cost:  prometheus.NewCounter(prometheus.CounterOpts{Name: "berth_agent_cost_usd_total", Help: "Agent cost reported by claude runs, in US dollars."}),
 	}
-	reg.MustRegister(m.started, m.finished, m.running, m.duration, m.lines, m.cost)
+	reg.MustRegister(m.started, m.finished, m.running, m.queued, m.duration, m.lines, m.cost)
 	return m
 }

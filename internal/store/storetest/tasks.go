@@ -517,4 +517,3 @@ func testSumTaskCost(t *testing.T, e *env) {
 	must(t, err)
 	equal(t, "nobody's cost", sum, 0.0)
 }
-
