@@ -267,14 +267,6 @@ func TestUnimplementedSaysWhy(t *testing.T) {
 	}
 	ws := created.GetWorkspace().GetId()
 	calls := map[string]func() error{
-		"CreateTask": func() error {
-			_, err := c.Task.CreateTask(ctx, &berthv1.CreateTaskRequest{WorkspaceId: id, Type: berthv1.TaskType_TASK_TYPE_CLAUDE_CHAT, Prompt: "hi"})
-			return err
-		},
-		"ListTasks": func() error {
-			_, err := c.Task.ListTasks(ctx, &berthv1.ListTasksRequest{})
-			return err
-		},
 		"WatchWorkspace": func() error {
 			stream, err := c.Workspace.WatchWorkspace(ctx, &berthv1.WatchWorkspaceRequest{WorkspaceId: ws})
 			if err != nil {
