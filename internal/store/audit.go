@@ -60,31 +60,7 @@ func (s *Store) ListAuditEvents(ctx context.Context, f AuditFilter) ([]*AuditEve
 	if len(where) > 0 {
 		from += ` WHERE ` + strings.Join(where, ` AND `)
 	}
-	limit, offset := pageBounds(f.Limit, f.Offset)
-
-	var (
-		list  = []*AuditEvent{}
-		total int64
-	)
-	err := s.inReadTx(ctx, func(c conn) error {
-		if err := c.queryRow(ctx, `SELECT COUNT(*)`+from, args...).Scan(&total); err != nil {
-			return err
-		}
-		rows, err := c.query(ctx, `SELECT `+auditColumns+from+` ORDER BY time DESC, id DESC LIMIT ? OFFSET ?`,
-			append(args, limit, offset)...)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			e, err := scanAuditEvent(rows)
-			if err != nil {
-				return err
-			}
-			list = append(list, e)
-		}
-		return rows.Err()
-	})
+	list, total, err := readPage(ctx, s, auditColumns, from, args, `time DESC, id DESC`, f.Limit, f.Offset, scanAuditEvent, nil)
 	if err != nil {
 		return nil, 0, fmt.Errorf("list audit events: %w", err)
 	}

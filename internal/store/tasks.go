@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"slices"
 	"strings"
 	"time"
@@ -172,35 +171,8 @@ func (s *Store) ListTasks(ctx context.Context, f TaskFilter) ([]*TaskRecord, int
 	if len(where) > 0 {
 		from += ` WHERE ` + strings.Join(where, ` AND `)
 	}
-	limit := int64(f.Limit)
-	if limit <= 0 {
-		limit = math.MaxInt64
-	}
-	offset := int64(max(f.Offset, 0))
-
-	var (
-		list  = []*TaskRecord{}
-		total int64
-	)
-	err := s.inReadTx(ctx, func(c conn) error {
-		if err := c.queryRow(ctx, `SELECT COUNT(*)`+from, args...).Scan(&total); err != nil {
-			return err
-		}
-		rows, err := c.query(ctx, `SELECT `+taskColumns+from+` ORDER BY t.created_at DESC, t.id DESC LIMIT ? OFFSET ?`,
-			append(args, limit, offset)...)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			t, err := scanTask(rows)
-			if err != nil {
-				return err
-			}
-			list = append(list, t)
-		}
-		return rows.Err()
-	})
+	list, total, err := readPage(ctx, s, taskColumns, from, args, `t.created_at DESC, t.id DESC`, f.Limit, f.Offset,
+		func(row scanner) (*TaskRecord, error) { return scanTask(row) }, nil)
 	if err != nil {
 		return nil, 0, fmt.Errorf("list tasks: %w", err)
 	}

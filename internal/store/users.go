@@ -147,31 +147,8 @@ func (s *Store) ListUsers(ctx context.Context, f UserFilter) ([]*User, int64, er
 	if len(where) > 0 {
 		from += ` WHERE ` + strings.Join(where, ` AND `)
 	}
-	limit, offset := pageBounds(f.Limit, f.Offset)
 
-	var (
-		list  = []*User{}
-		total int64
-	)
-	err := s.inReadTx(ctx, func(c conn) error {
-		if err := c.queryRow(ctx, `SELECT COUNT(*)`+from, args...).Scan(&total); err != nil {
-			return err
-		}
-		rows, err := c.query(ctx, `SELECT `+userColumns+from+` ORDER BY u.created_at, u.id LIMIT ? OFFSET ?`,
-			append(args, limit, offset)...)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			u, err := scanUser(rows)
-			if err != nil {
-				return err
-			}
-			list = append(list, u)
-		}
-		return rows.Err()
-	})
+	list, total, err := readPage(ctx, s, userColumns, from, args, `u.created_at, u.id`, f.Limit, f.Offset, scanUser, nil)
 	if err != nil {
 		return nil, 0, fmt.Errorf("list users: %w", err)
 	}
@@ -334,6 +311,50 @@ func scanUser(row scanner) (*User, error) {
 
 // pageBounds returns a filter's Limit and Offset as LIMIT and OFFSET
 // arguments: no cap for a limit of zero or less, and no negative offset.
+// readPage counts the rows that from (a " FROM … WHERE …" clause with its
+// args) selects and reads one page of them (columns, in order), in one read
+// transaction so the count and the page agree. after, when not nil, runs in
+// the same transaction on the page read (to load what the rows refer to).
+func readPage[T any](ctx context.Context, s *Store, columns, from string, args []any, order string, limit, offset int,
+	scan func(scanner) (T, error), after func(c conn, list []T) error) ([]T, int64, error) {
+	lim, off := pageBounds(limit, offset)
+	var (
+		list  = []T{}
+		total int64
+	)
+	err := s.inReadTx(ctx, func(c conn) error {
+		if err := c.queryRow(ctx, `SELECT COUNT(*)`+from, args...).Scan(&total); err != nil {
+			return err
+		}
+		rows, err := c.query(ctx, `SELECT `+columns+from+` ORDER BY `+order+` LIMIT ? OFFSET ?`, append(args, lim, off)...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			v, err := scan(rows)
+			if err != nil {
+				return err
+			}
+			list = append(list, v)
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		if err := rows.Close(); err != nil {
+			return err
+		}
+		if after != nil {
+			return after(c, list)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	return list, total, nil
+}
+
 func pageBounds(limit, offset int) (int64, int64) {
 	l := int64(limit)
 	if l <= 0 {

@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"math"
 	"strings"
 	"time"
 
@@ -171,42 +170,16 @@ func (s *Store) ListWorkspaces(ctx context.Context, f WorkspaceFilter) ([]*Works
 	if len(where) > 0 {
 		from += ` WHERE ` + strings.Join(where, ` AND `)
 	}
-	limit := int64(f.Limit)
-	if limit <= 0 {
-		limit = math.MaxInt64
-	}
-	offset := int64(max(f.Offset, 0))
-
-	var (
-		list  = []*Workspace{}
-		total int64
-	)
-	err := s.inReadTx(ctx, func(c conn) error {
-		if err := c.queryRow(ctx, `SELECT COUNT(*)`+from, args...).Scan(&total); err != nil {
-			return err
-		}
-		rows, err := c.query(ctx, `SELECT `+workspaceColumns+`, m.role`+from+` ORDER BY `+order+` LIMIT ? OFFSET ?`,
-			append(args, limit, offset)...)
+	scan := func(row scanner) (*Workspace, error) {
+		w, memberRole, err := scanWorkspace(row)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		defer rows.Close()
-		for rows.Next() {
-			w, memberRole, err := scanWorkspace(rows)
-			if err != nil {
-				return err
-			}
-			w.AccessRole = accessRole(w, memberRole, f.Viewer)
-			list = append(list, w)
-		}
-		if err := rows.Err(); err != nil {
-			return err
-		}
-		if err := rows.Close(); err != nil {
-			return err
-		}
-		return loadWorkspaceStats(ctx, c, list)
-	})
+		w.AccessRole = accessRole(w, memberRole, f.Viewer)
+		return w, nil
+	}
+	stats := func(c conn, list []*Workspace) error { return loadWorkspaceStats(ctx, c, list) }
+	list, total, err := readPage(ctx, s, workspaceColumns+`, m.role`, from, args, order, f.Limit, f.Offset, scan, stats)
 	if err != nil {
 		return nil, 0, fmt.Errorf("list workspaces: %w", err)
 	}
