@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"bytes"
 	"context"
 	"os"
 	"os/exec"
@@ -14,6 +15,8 @@ import (
 	"connectrpc.com/connect/v2"
 
 	berthv1 "github.com/berthhq/berth/internal/gen/berth/v1"
+	"github.com/berthhq/berth/internal/sandbox"
+	"github.com/berthhq/berth/internal/sandbox/docker"
 	"github.com/berthhq/berth/internal/sandbox/sandboxtest"
 )
 
@@ -218,6 +221,18 @@ func TestClaudeTasksOnDocker(t *testing.T) {
 	}
 	_, err = c.Task.CancelTask(ctx, &berthv1.CancelTaskRequest{Id: hang.GetId()})
 	wantCode(t, err, connect.CodeFailedPrecondition, "CONFLICT")
+	// The cancelled agent's process is really gone: ask inside the container.
+	rt, err := docker.New(t.Context(), docker.WithClient(cli))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ps bytes.Buffer
+	if code, err := rt.Exec(t.Context(), ws.GetWorkspace().GetContainerId(), sandbox.ExecSpec{Argv: []string{"ps", "-o", "pid,args"}, Stdout: &ps}); err != nil || code != 0 {
+		t.Fatalf("ps in the container: %d %v", code, err)
+	}
+	if strings.Contains(ps.String(), ".bin/claude") {
+		t.Errorf("the cancelled agent still runs in the container:\n%s", ps.String())
+	}
 
 	// The key never shows: not in logs, records or errors.
 	list, err := c.Task.ListTasks(ctx, &berthv1.ListTasksRequest{WorkspaceId: wsID, PageSize: 100})

@@ -96,3 +96,52 @@ func TestIdleStopRespectsHolds(t *testing.T) {
 		t.Fatalf("after idle stop: %v %v", got, err)
 	}
 }
+
+// TestDiskUsageMeasured: MeasureDisk records a workspace directory's size,
+// rounded up to MiB, and reads return it without walking the directory.
+func TestDiskUsageMeasured(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	dir := t.TempDir()
+	st, err := store.Open(ctx, filepath.Join(dir, "berth.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	roots, err := workspace.NewRoots([]string{filepath.Join(dir, "ws")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	project := filepath.Join(roots[0], "p")
+	if err := os.MkdirAll(filepath.Join(project, "sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, size := range map[string]int{"a.bin": 3 << 20, "sub/b.bin": 512 << 10} {
+		if err := os.WriteFile(filepath.Join(project, name), make([]byte, size), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	c := &clock{t: time.Now()}
+	svc := workspace.NewService(workspace.Deps{
+		Store: st, Roots: roots, Runtime: process.New(), Bus: bus.New(),
+		Audit: audit.NewRecorder(st, logger, c.now), Logger: logger, Now: c.now,
+		Containers: workspace.Containers{Image: "unused", Network: "none"},
+	})
+	owner := &store.User{ID: "22222222-2222-4222-8222-222222222222", Email: "d@example.com", CreatedAt: c.t, UpdatedAt: c.t}
+	if err := st.CreateUser(ctx, owner); err != nil {
+		t.Fatal(err)
+	}
+	p := access.Principal{UserID: owner.ID, Role: owner.Role}
+	w, err := svc.Create(ctx, p, workspace.Spec{Name: "disk", Path: project})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.MeasureDisk(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got, err := svc.Get(ctx, p, w.ID)
+	if err != nil || got.DiskUsageMB != 4 { // 3.5 MiB, rounded up
+		t.Fatalf("disk usage = %d MiB, %v", got.DiskUsageMB, err)
+	}
+}
