@@ -203,11 +203,15 @@ func TestSharing(t *testing.T) {
 		t.Fatal(err)
 	}
 	id := res.GetWorkspace().GetId()
-	for who, role := range map[string]berthv1.WorkspaceRole{
-		editorReg.GetUser().GetId(): berthv1.WorkspaceRole_WORKSPACE_ROLE_EDITOR,
-		viewerReg.GetUser().GetId(): berthv1.WorkspaceRole_WORKSPACE_ROLE_VIEWER,
+	// In this order: ListMembers lists members oldest first.
+	for _, m := range []struct {
+		who  string
+		role berthv1.WorkspaceRole
+	}{
+		{editorReg.GetUser().GetId(), berthv1.WorkspaceRole_WORKSPACE_ROLE_EDITOR},
+		{viewerReg.GetUser().GetId(), berthv1.WorkspaceRole_WORKSPACE_ROLE_VIEWER},
 	} {
-		if _, err := c.Workspace.AddMember(owner, &berthv1.AddMemberRequest{WorkspaceId: id, UserId: who, Role: role}); err != nil {
+		if _, err := c.Workspace.AddMember(owner, &berthv1.AddMemberRequest{WorkspaceId: id, UserId: m.who, Role: m.role}); err != nil {
 			t.Fatal(err)
 		}
 	}

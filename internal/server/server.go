@@ -41,6 +41,7 @@ import (
 	"github.com/berthhq/berth/internal/oidc"
 	"github.com/berthhq/berth/internal/stats"
 	"github.com/berthhq/berth/internal/store"
+	"github.com/berthhq/berth/internal/stream/eventsource"
 	"github.com/berthhq/berth/internal/task"
 	"github.com/berthhq/berth/internal/telemetry"
 	"github.com/berthhq/berth/internal/workspace"
@@ -55,6 +56,7 @@ type Server struct {
 	runtime    *containerRuntime
 	workspaces *workspace.Service
 	runner     *task.Runner
+	streams    *eventsource.Handler
 	handler    http.Handler
 	admin      http.Handler
 	services   []string
@@ -196,6 +198,17 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg *prom
 	mux := http.NewServeMux()
 	connecthttp.Mount(mux, api, mountOpts...)
 	connecthttp.Mount(mux, reflection, mountOpts...)
+	streams := eventsource.New(eventsource.Config{
+		Authenticate: func(r *http.Request) (access.Principal, error) {
+			var h connect.Header
+			for k, v := range r.Header {
+				h.SetValues(k, v)
+			}
+			return authSvc.Authenticate(r.Context(), credentials(&h))
+		},
+		RedeemTicket: authSvc.RedeemStreamTicket, Store: st, Bus: events, Logger: logger,
+	})
+	streams.Mount(mux)
 	mux.HandleFunc("GET /health", handleHealth)
 	mux.Handle("/auth/oidc/", signInWith)
 	mux.Handle("GET /ready", handleReady([]check{{name: "store", run: func(ctx context.Context) (string, bool) {
@@ -206,7 +219,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg *prom
 		return "ok (sqlite)", true
 	}}, {name: "runtime", run: rt.check}}))
 
-	var handler http.Handler = mux
+	var handler http.Handler = eventsource.KeepOpen(mux, berthv1connect.TaskServiceStreamTaskLogsProcedure, berthv1connect.WorkspaceServiceWatchWorkspaceProcedure)
 	handler = limitBody(cfg.HTTP.MaxBodyBytes, handler)
 	if handler, err = csrfProtect(cfg.AllowedOrigins, handler); err != nil {
 		return nil, err
@@ -226,6 +239,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg *prom
 		runtime:    rt,
 		workspaces: workspaces,
 		runner:     runner,
+		streams:    streams,
 		handler:    handler,
 		admin:      adminMux,
 		services:   services,
@@ -266,6 +280,7 @@ func (s *Server) Serve(ctx context.Context, ln, adminLn net.Listener) error {
 		MaxHeaderBytes:    s.cfg.HTTP.MaxHeaderBytes,
 		ErrorLog:          errorLog,
 	}
+	api.RegisterOnShutdown(s.streams.Shutdown) // SSE streams end; clients resume elsewhere
 	servers := []*http.Server{api}
 	listeners := []net.Listener{ln}
 	if adminLn != nil {

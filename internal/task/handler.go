@@ -4,10 +4,10 @@ import (
 	"context"
 
 	"github.com/berthhq/berth/internal/access"
-	"github.com/berthhq/berth/internal/fault"
 	berthv1 "github.com/berthhq/berth/internal/gen/berth/v1"
 	"github.com/berthhq/berth/internal/gen/berth/v1/berthv1connect"
 	"github.com/berthhq/berth/internal/page"
+	"github.com/berthhq/berth/internal/stream"
 )
 
 // Handler serves berth.v1.TaskService by translating to the Service.
@@ -82,9 +82,27 @@ func (h *Handler) GetTaskLogs(ctx context.Context, req *berthv1.GetTaskLogsReque
 	return out, nil
 }
 
-// StreamTaskLogs implements berthv1connect.TaskServiceHandler; live
-// streams are not offered yet.
-func (h *Handler) StreamTaskLogs(context.Context, *berthv1.StreamTaskLogsRequest, berthv1connect.TaskServiceStreamTaskLogsServerStream) error {
-	return fault.New(fault.ErrUnimplemented,
-		"streaming task logs is not available on this server yet: page through them with GetTaskLogs")
+// StreamTaskLogs implements berthv1connect.TaskServiceHandler: the log
+// from req.FromSeq on, then live lines, status and progress, then an end
+// event once the task is finished and every line was sent. Closing the
+// stream does nothing to the task.
+func (h *Handler) StreamTaskLogs(ctx context.Context, req *berthv1.StreamTaskLogsRequest, out berthv1connect.TaskServiceStreamTaskLogsServerStream) error {
+	if _, err := h.svc.Get(ctx, principal(ctx), req.GetTaskId()); err != nil {
+		return err
+	}
+	follow := stream.Task{Store: h.svc.store, Bus: h.svc.runner.bus}
+	return follow.Follow(ctx, req.GetTaskId(), req.GetFromSeq(), func(ev stream.TaskEvent) error {
+		res := &berthv1.StreamTaskLogsResponse{}
+		switch ev.Kind {
+		case stream.KindLog:
+			res.Event = &berthv1.StreamTaskLogsResponse_Log{Log: LogToProto(ev.Log)}
+		case stream.KindStatus:
+			res.Event = &berthv1.StreamTaskLogsResponse_Status{Status: statusToProto[ev.Task.Status]}
+		case stream.KindProgress:
+			res.Event = &berthv1.StreamTaskLogsResponse_Progress{Progress: ToProto(ev.Task).GetProgress()}
+		case stream.KindEnd:
+			res.Event = &berthv1.StreamTaskLogsResponse_End{End: &berthv1.TaskEnd{Status: statusToProto[ev.Task.Status], LastSeq: ev.LastSeq}}
+		}
+		return out.Send(res)
+	})
 }

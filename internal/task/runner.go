@@ -321,8 +321,11 @@ func (r *Runner) published(t *store.TaskRecord) {
 	if r.bus == nil || t == nil {
 		return
 	}
-	r.bus.Publish("task:"+t.ID, StatusEvent{Task: t})
-	r.bus.Publish("workspace:"+t.WorkspaceID, StatusEvent{Task: t})
+	// A copy: the runner goes on updating its own record while readers
+	// hold the event.
+	ev := StatusEvent{Task: new(*t)}
+	r.bus.Publish("task:"+t.ID, ev)
+	r.bus.Publish("workspace:"+t.WorkspaceID, ev)
 }
 
 // runClaude runs the claude CLI headless and turns its stream-json output

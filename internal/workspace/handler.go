@@ -6,11 +6,12 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/berthhq/berth/internal/access"
-	"github.com/berthhq/berth/internal/fault"
 	berthv1 "github.com/berthhq/berth/internal/gen/berth/v1"
 	"github.com/berthhq/berth/internal/gen/berth/v1/berthv1connect"
 	"github.com/berthhq/berth/internal/page"
 	"github.com/berthhq/berth/internal/store"
+	"github.com/berthhq/berth/internal/stream"
+	"github.com/berthhq/berth/internal/task"
 )
 
 // Handler serves berth.v1.WorkspaceService by translating to the Service.
@@ -188,11 +189,43 @@ func roleFromProto(r berthv1.WorkspaceRole) store.WorkspaceRole {
 	return ""
 }
 
-// WatchWorkspace implements berthv1connect.WorkspaceServiceHandler; live
-// streams are not offered yet.
-func (h *Handler) WatchWorkspace(context.Context, *berthv1.WatchWorkspaceRequest, berthv1connect.WorkspaceServiceWatchWorkspaceServerStream) error {
-	return fault.New(fault.ErrUnimplemented,
-		"watching workspaces is not available on this server yet: poll GetWorkspace instead")
+// WatchWorkspace implements berthv1connect.WorkspaceServiceHandler: the
+// workspace's current state, then its status changes and its tasks'
+// lifecycle events until the client goes away.
+func (h *Handler) WatchWorkspace(ctx context.Context, req *berthv1.WatchWorkspaceRequest, out berthv1connect.WorkspaceServiceWatchWorkspaceServerStream) error {
+	p := principal(ctx)
+	id := req.GetWorkspaceId()
+	if _, err := h.svc.store.FindWorkspace(ctx, id, p.Viewer()); err != nil {
+		return err
+	}
+	statuses := map[string]store.TaskStatus{} // of the tasks seen running
+	current := func(ctx context.Context) (any, error) {
+		w, err := h.svc.store.FindWorkspace(ctx, id, p.Viewer())
+		if err != nil {
+			return nil, err
+		}
+		return Event{Kind: "workspace.status", Workspace: w, Time: h.svc.now().UTC()}, nil
+	}
+	return stream.Watch(ctx, h.svc.bus, Topic(id), current, func(v any) error {
+		var ev *berthv1.WorkspaceEvent
+		switch v := v.(type) {
+		case Event:
+			ev = &berthv1.WorkspaceEvent{Time: timestamppb.New(v.Time), Kind: v.Kind, Workspace: ToProto(v.Workspace)}
+		case task.StatusEvent: // only its ID and Status may be read: the runner goes on updating its progress
+			kind := "task.status"
+			if statuses[v.Task.ID] == v.Task.Status {
+				kind = "task.progress"
+			}
+			statuses[v.Task.ID] = v.Task.Status
+			if v.Task.Status.Terminal() {
+				delete(statuses, v.Task.ID)
+			}
+			ev = &berthv1.WorkspaceEvent{Time: timestamppb.New(h.svc.now()), Kind: kind, TaskId: v.Task.ID, TaskStatus: task.ToProto(&store.TaskRecord{Status: v.Task.Status}).GetStatus()}
+		default:
+			return nil
+		}
+		return out.Send(&berthv1.WatchWorkspaceResponse{Event: ev})
+	})
 }
 
 // ToProto converts a workspace record to its API message.

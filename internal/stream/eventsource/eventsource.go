@@ -1,0 +1,352 @@
+// Package eventsource serves berth's live streams as server-sent events,
+// for curl and the browser's EventSource: a task's log
+// (GET /api/v1/tasks/{id}/logs/stream) and a workspace's events
+// (GET /api/v1/workspaces/{id}/events), with the same source, guarantees
+// and access rules as the Connect streams.
+//
+// It writes go-sse Messages on a go-sse Session itself rather than through
+// go-sse's Server, Provider and Replayer: those fan one published message
+// out to many topic subscribers and replay from a window, while every berth
+// stream is its own follower of the store and the bus (package stream),
+// which already replays from the store by seq. A Provider would only wrap
+// the follower and hide the 401/404 decided before the stream starts.
+//
+// eventsource imports internal/stream, internal/task, internal/workspace,
+// internal/access, internal/fault, internal/store, internal/bus and the
+// generated API package from berth.
+package eventsource
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	sse "github.com/tmaxmax/go-sse"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/berthhq/berth/internal/access"
+	"github.com/berthhq/berth/internal/bus"
+	"github.com/berthhq/berth/internal/fault"
+	berthv1 "github.com/berthhq/berth/internal/gen/berth/v1"
+	"github.com/berthhq/berth/internal/store"
+	"github.com/berthhq/berth/internal/stream"
+	"github.com/berthhq/berth/internal/task"
+	"github.com/berthhq/berth/internal/workspace"
+)
+
+// Defaults of the transport.
+const (
+	// Heartbeat is how often an idle-or-not stream gets a comment line, so
+	// proxies and clients see it alive even while log writes are sparse.
+	Heartbeat = 15 * time.Second
+	// Retry is the reconnect delay suggested to clients.
+	Retry = 2 * time.Second
+	// writeTimeout bounds one write: a client that takes no bytes for this
+	// long is dropped. The server's WriteTimeout does not apply to streams.
+	writeTimeout = 30 * time.Second
+)
+
+// Config is what a Handler needs.
+type Config struct {
+	// Authenticate reads the request's Authorization header, X-API-Key
+	// header or session cookie, as the RPCs do.
+	Authenticate func(*http.Request) (access.Principal, error)
+	// RedeemTicket spends a stream ticket (?ticket=) for target.
+	RedeemTicket func(ctx context.Context, ticket, target string) (access.Principal, error)
+	Store        *store.Store
+	Bus          *bus.Bus
+	Logger       *slog.Logger
+	// Heartbeat overrides the default heartbeat period when positive.
+	Heartbeat time.Duration
+}
+
+// Handler serves the SSE streams.
+type Handler struct {
+	Config
+	closing  chan struct{}
+	shutdown sync.Once
+}
+
+// New returns the SSE handler.
+func New(cfg Config) *Handler { return &Handler{Config: cfg, closing: make(chan struct{})} }
+
+// Shutdown ends every open stream, cleanly, so that a graceful server
+// shutdown need not wait for streams that would outlive it; clients
+// reconnect (after the retry hint) and resume where they were. Register it
+// with http.Server.RegisterOnShutdown.
+func (h *Handler) Shutdown() { h.shutdown.Do(func() { close(h.closing) }) }
+
+// Mount registers the streams on mux.
+func (h *Handler) Mount(mux *http.ServeMux) {
+	mux.HandleFunc("GET /api/v1/tasks/{id}/logs/stream", h.taskLogs)
+	mux.HandleFunc("GET /api/v1/workspaces/{id}/events", h.workspaceEvents)
+}
+
+var marshal = protojson.MarshalOptions{UseProtoNames: true}
+
+// principal authenticates a request: by its ticket for target when it has
+// one, else by its credentials; the role must grant permission.
+func (h *Handler) principal(r *http.Request, target, permission string) (access.Principal, error) {
+	var p access.Principal
+	var err error
+	if ticket := r.URL.Query().Get("ticket"); ticket != "" {
+		p, err = h.RedeemTicket(r.Context(), ticket, target)
+	} else {
+		p, err = h.Authenticate(r)
+	}
+	if err != nil {
+		return p, err
+	}
+	if !access.Allows(p.Role, permission) {
+		return p, fault.New(fault.ErrPermissionDenied, "your role (%s) does not grant %s", p.Role, permission)
+	}
+	return p, nil
+}
+
+func (h *Handler) taskLogs(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	p, err := h.principal(r, "task:"+id, "task.read")
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	if _, _, err := h.Store.FindTask(r.Context(), id, p.Viewer()); err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	// since is the last seq the client has; Last-Event-ID, sent by an
+	// EventSource reconnecting, wins over it.
+	since, err := seq(r.URL.Query().Get("since"))
+	if err == nil && r.Header.Get("Last-Event-ID") != "" {
+		since, err = seq(r.Header.Get("Last-Event-ID"))
+	}
+	if err != nil {
+		h.fail(w, r, fault.Invalid("since", "must be a log line's seq, a whole number from 0"))
+		return
+	}
+	follow := stream.Task{Store: h.Store, Bus: h.Bus}
+	h.serve(w, r, func(ctx context.Context, send func(*sse.Message) error) error {
+		return follow.Follow(ctx, id, since+1, func(ev stream.TaskEvent) error {
+			m := &sse.Message{}
+			var data proto.Message
+			switch ev.Kind {
+			case stream.KindLog:
+				m.ID = sse.ID(strconv.FormatInt(ev.Log.Seq, 10))
+				m.Type = sse.Type("log")
+				data = task.LogToProto(ev.Log)
+			case stream.KindStatus:
+				m.Type = sse.Type("status")
+				data = &berthv1.StreamTaskLogsResponse{Event: &berthv1.StreamTaskLogsResponse_Status{Status: task.ToProto(ev.Task).GetStatus()}}
+			case stream.KindProgress:
+				m.Type = sse.Type("progress")
+				data = task.ToProto(ev.Task).GetProgress()
+			case stream.KindEnd:
+				m.Type = sse.Type("end")
+				data = &berthv1.TaskEnd{Status: task.ToProto(ev.Task).GetStatus(), LastSeq: ev.LastSeq}
+			}
+			b, err := marshal.Marshal(data)
+			if err != nil {
+				return err
+			}
+			m.AppendData(string(b))
+			return send(m)
+		})
+	})
+}
+
+func (h *Handler) workspaceEvents(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	p, err := h.principal(r, "workspace:"+id, "workspace.read")
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	if _, err := h.Store.FindWorkspace(r.Context(), id, p.Viewer()); err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	current := func(ctx context.Context) (any, error) {
+		ws, err := h.Store.FindWorkspace(ctx, id, p.Viewer())
+		if err != nil {
+			return nil, err
+		}
+		return workspace.Event{Kind: "workspace.status", Workspace: ws, Time: time.Now().UTC()}, nil
+	}
+	statuses := map[string]store.TaskStatus{} // of the tasks seen running
+	h.serve(w, r, func(ctx context.Context, send func(*sse.Message) error) error {
+		return stream.Watch(ctx, h.Bus, workspace.Topic(id), current, func(v any) error {
+			var ev *berthv1.WorkspaceEvent
+			switch v := v.(type) {
+			case workspace.Event:
+				ev = &berthv1.WorkspaceEvent{Time: timestamppb.New(v.Time), Kind: v.Kind, Workspace: workspace.ToProto(v.Workspace)}
+			case task.StatusEvent:
+				kind := "task.status"
+				if statuses[v.Task.ID] == v.Task.Status {
+					kind = "task.progress"
+				}
+				statuses[v.Task.ID] = v.Task.Status
+				if v.Task.Status.Terminal() {
+					delete(statuses, v.Task.ID)
+				}
+				ev = &berthv1.WorkspaceEvent{Time: timestamppb.Now(), Kind: kind, TaskId: v.Task.ID, TaskStatus: taskStatus(v.Task.Status)}
+			default:
+				return nil
+			}
+			b, err := marshal.Marshal(ev)
+			if err != nil {
+				return err
+			}
+			m := &sse.Message{Type: sse.Type(ev.GetKind())}
+			m.AppendData(string(b))
+			return send(m)
+		})
+	})
+}
+
+// seq parses a seq given by a client; "" is 0.
+func seq(s string) (int64, error) {
+	if s == "" {
+		return 0, nil
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 {
+		return 0, errors.New("bad seq")
+	}
+	return n, nil
+}
+
+// serve runs one stream: the SSE headers and a retry hint, then follow's
+// messages, with heartbeat comments in between, until follow ends (the
+// task ended, the client left or the server shuts down).
+func (h *Handler) serve(w http.ResponseWriter, r *http.Request, follow func(context.Context, func(*sse.Message) error) error) {
+	rc := http.NewResponseController(w)
+	// The server's read and write timeouts are for requests, not for
+	// streams that live as long as the task: clear them, and bound each
+	// write instead.
+	_ = rc.SetReadDeadline(time.Time{})
+	_ = rc.SetWriteDeadline(time.Time{})
+	sess, err := sse.Upgrade(w, r)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	w.Header().Set("Cache-Control", "no-cache")
+	w.Header().Set("X-Accel-Buffering", "no")
+
+	var mu sync.Mutex
+	send := func(m *sse.Message) error {
+		mu.Lock()
+		defer mu.Unlock()
+		_ = rc.SetWriteDeadline(time.Now().Add(writeTimeout))
+		if err := sess.Send(m); err != nil {
+			return err
+		}
+		return sess.Flush()
+	}
+	if err := send(&sse.Message{Retry: Retry}); err != nil {
+		return
+	}
+
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	go func() {
+		select {
+		case <-h.closing:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	every := h.Heartbeat
+	if every <= 0 {
+		every = Heartbeat
+	}
+	var beats sync.WaitGroup
+	beats.Go(func() {
+		tick := time.NewTicker(every)
+		defer tick.Stop()
+		beat := &sse.Message{}
+		beat.AppendComment("heartbeat")
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+				if err := send(beat); err != nil {
+					cancel()
+					return
+				}
+			}
+		}
+	})
+	err = follow(ctx, send)
+	cancel()
+	beats.Wait()
+	if err != nil && ctx.Err() == nil && h.Logger != nil {
+		h.Logger.WarnContext(r.Context(), "an event stream failed", "path", r.URL.Path, "error", err.Error())
+	}
+}
+
+// fail answers a request that cannot stream with its error as JSON.
+func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
+	status, code := http.StatusInternalServerError, "internal"
+	msg := "internal error"
+	for _, k := range []struct {
+		kind   error
+		status int
+		code   string
+	}{
+		{fault.ErrUnauthenticated, http.StatusUnauthorized, "unauthenticated"},
+		{fault.ErrPermissionDenied, http.StatusForbidden, "permission_denied"},
+		{fault.ErrNotFound, http.StatusNotFound, "not_found"},
+		{fault.ErrInvalid, http.StatusBadRequest, "invalid_argument"},
+		{fault.ErrUnavailable, http.StatusServiceUnavailable, "unavailable"},
+	} {
+		if errors.Is(err, k.kind) {
+			status, code = k.status, k.code
+			msg = err.Error()
+			if m, ok := fault.Message(err); ok {
+				msg = m
+			}
+			break
+		}
+	}
+	if status == http.StatusInternalServerError && h.Logger != nil {
+		h.Logger.ErrorContext(r.Context(), "opening an event stream failed", "path", r.URL.Path, "error", err.Error())
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]string{"code": code, "message": msg})
+}
+
+// taskStatus converts a task status to its API enum. (Of a published task
+// record only ID and Status may be read: its publisher goes on updating
+// its progress.)
+func taskStatus(s store.TaskStatus) berthv1.TaskStatus {
+	return task.ToProto(&store.TaskRecord{Status: s}).GetStatus()
+}
+
+// KeepOpen lifts the server's read and write timeouts from the requests to
+// the given paths (streaming RPCs such as /berth.v1.TaskService/StreamTaskLogs),
+// which live as long as what they follow: net/http's ReadTimeout would
+// otherwise cancel them mid-stream. The SSE handlers do the same for
+// themselves.
+func KeepOpen(next http.Handler, paths ...string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		for _, p := range paths {
+			if r.URL.Path == p {
+				rc := http.NewResponseController(w)
+				_ = rc.SetReadDeadline(time.Time{})
+				_ = rc.SetWriteDeadline(time.Time{})
+				break
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}

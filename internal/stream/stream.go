@@ -1,0 +1,248 @@
+// Package stream builds berth's live views on one rule: catch up from the
+// store by seq, then follow the bus, with no gap and no duplicate at the
+// seam. Every transport (Connect server streams, SSE) reads through the
+// followers here, so they share one set of guarantees: a slow reader only
+// ever holds a bounded bus queue, and when it falls behind it catches up
+// from the store instead of slowing the task or other readers.
+//
+// stream imports internal/bus and internal/store from berth. It knows
+// nothing of the event types of the task and workspace packages (they
+// import stream): on a task's topic, any event that is not a log line is
+// taken as "the task changed" and the task read again from the store.
+package stream
+
+import (
+	"bytes"
+	"context"
+
+	"github.com/berthhq/berth/internal/bus"
+	"github.com/berthhq/berth/internal/store"
+)
+
+const (
+	// queueSize bounds a follower's bus queue: beyond it the subscription
+	// is marked lagged and the follower resynchronises from the store.
+	queueSize = 1024
+	// pageSize is how many log lines one store read returns.
+	pageSize = 512
+)
+
+// Kind says what a TaskEvent carries.
+type Kind int
+
+// The kinds of TaskEvent.
+const (
+	// KindLog is a log line, in Log.
+	KindLog Kind = iota + 1
+	// KindStatus is a new status of the task, in Task.
+	KindStatus
+	// KindProgress is new progress of the task (status unchanged), in Task.
+	KindProgress
+	// KindEnd says the task is finished and every line up to LastSeq was
+	// sent; it is the last event.
+	KindEnd
+)
+
+// TaskEvent is one event of a task's live log.
+type TaskEvent struct {
+	Kind    Kind
+	Log     store.LogEntry    // KindLog
+	Task    *store.TaskRecord // KindStatus, KindProgress, KindEnd
+	LastSeq int64             // KindEnd: the seq of the task's last line
+}
+
+// Task follows tasks' logs.
+type Task struct {
+	Store *store.Store
+	Bus   *bus.Bus
+}
+
+// Follow sends task id's log from seq fromSeq on (0 and 1 both mean the
+// whole log), then its live lines, status and progress, and, once the task
+// is finished and every stored line was sent, a KindEnd event; then it
+// returns nil. It returns early with ctx's error when ctx ends, or with the
+// first error of send or the store. Follow never affects the task.
+//
+// The caller checks that its principal may see the task; Follow reads the
+// store as an admin.
+func (t Task) Follow(ctx context.Context, id string, fromSeq int64, send func(TaskEvent) error) error {
+	// Subscribe first, so that every line stored after the catch-up's last
+	// read is also on the queue: the seam has no gap.
+	sub := t.Bus.Subscribe("task:"+id, queueSize)
+	defer sub.Close()
+	f := &follower{t: t, id: id, last: max(fromSeq, 1) - 1, send: send}
+
+	rec, err := f.find(ctx)
+	if err != nil {
+		return err
+	}
+	if err := f.state(rec); err != nil {
+		return err
+	}
+	if err := f.catchUp(ctx); err != nil {
+		return err
+	}
+	if rec.Status.Terminal() {
+		return f.end(ctx, rec)
+	}
+	for {
+		var v any
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case v = <-sub.C:
+		}
+		if sub.Lagged() {
+			// Events were dropped: what is queued is stale. Drop it and
+			// read everything again from the store, which holds every line
+			// that was published and the task's latest state.
+			drain(sub)
+			if err := f.catchUp(ctx); err != nil {
+				return err
+			}
+			if rec, err = f.find(ctx); err != nil {
+				return err
+			}
+		} else if e, ok := v.(store.LogEntry); ok {
+			if err := f.log(ctx, e); err != nil {
+				return err
+			}
+			continue
+		} else if rec, err = f.find(ctx); err != nil {
+			// Another event (a task.StatusEvent) says the task changed.
+			// The task is read from the store rather than from the event:
+			// the store is the source of truth, and the publisher may
+			// still be updating the record it published.
+			return err
+		}
+		if err := f.state(rec); err != nil {
+			return err
+		}
+		if rec.Status.Terminal() {
+			return f.end(ctx, rec)
+		}
+	}
+}
+
+// follower is the state of one Follow.
+type follower struct {
+	t    Task
+	id   string
+	last int64 // the seq of the last line sent
+	send func(TaskEvent) error
+
+	status   store.TaskStatus // the last status sent
+	progress []byte           // the last progress sent
+}
+
+func (f *follower) find(ctx context.Context) (*store.TaskRecord, error) {
+	rec, _, err := f.t.Store.FindTask(ctx, f.id, store.Viewer{Admin: true})
+	return rec, err
+}
+
+// catchUp sends every stored line after f.last.
+func (f *follower) catchUp(ctx context.Context) error {
+	for {
+		page, err := f.t.Store.ListTaskLogs(ctx, f.id, f.last, pageSize)
+		if err != nil {
+			return err
+		}
+		for _, e := range page {
+			if err := f.send(TaskEvent{Kind: KindLog, Log: e}); err != nil {
+				return err
+			}
+			f.last = e.Seq
+		}
+		if len(page) < pageSize {
+			return nil
+		}
+	}
+}
+
+// log sends a line from the bus: skipped when it was sent already, and
+// preceded by the lines missing before it, read from the store (where a
+// published line always is).
+func (f *follower) log(ctx context.Context, e store.LogEntry) error {
+	switch {
+	case e.Seq <= f.last:
+		return nil
+	case e.Seq > f.last+1:
+		return f.catchUp(ctx)
+	}
+	if err := f.send(TaskEvent{Kind: KindLog, Log: e}); err != nil {
+		return err
+	}
+	f.last = e.Seq
+	return nil
+}
+
+// state sends the task's status or progress when it changed.
+func (f *follower) state(rec *store.TaskRecord) error {
+	switch {
+	case rec.Status != f.status:
+		f.status, f.progress = rec.Status, rec.Progress
+		return f.send(TaskEvent{Kind: KindStatus, Task: rec})
+	case !bytes.Equal(rec.Progress, f.progress):
+		f.progress = rec.Progress
+		return f.send(TaskEvent{Kind: KindProgress, Task: rec})
+	}
+	return nil
+}
+
+// end sends the lines stored since the last read (the task may have
+// finished between the catch-up and the status), then KindEnd.
+func (f *follower) end(ctx context.Context, rec *store.TaskRecord) error {
+	if err := f.catchUp(ctx); err != nil {
+		return err
+	}
+	return f.send(TaskEvent{Kind: KindEnd, Task: rec, LastSeq: f.last})
+}
+
+// drain empties a subscription's queue without blocking.
+func drain(sub *bus.Subscription) {
+	for {
+		select {
+		case <-sub.C:
+		default:
+			return
+		}
+	}
+}
+
+// Watch sends current's value, then every event of topic on the bus until
+// ctx ends (it then returns ctx's error) or send fails. When the reader
+// falls behind and events are dropped, the queue is dropped too and
+// current's value sent again: the reader always ends up with the latest
+// state, and memory stays bounded.
+func Watch(ctx context.Context, b *bus.Bus, topic string, current func(context.Context) (any, error), send func(any) error) error {
+	sub := b.Subscribe(topic, queueSize)
+	defer sub.Close()
+	resync := func() error {
+		v, err := current(ctx)
+		if err != nil {
+			return err
+		}
+		return send(v)
+	}
+	if err := resync(); err != nil {
+		return err
+	}
+	for {
+		var v any
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case v = <-sub.C:
+		}
+		if sub.Lagged() {
+			drain(sub)
+			if err := resync(); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := send(v); err != nil {
+			return err
+		}
+	}
+}

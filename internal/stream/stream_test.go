@@ -1,0 +1,176 @@
+package stream_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/berthhq/berth/internal/bus"
+	"github.com/berthhq/berth/internal/store"
+	"github.com/berthhq/berth/internal/stream"
+	"github.com/berthhq/berth/internal/tasklog"
+)
+
+// running opens a real store with a running task and returns the follower
+// and the task.
+func running(t *testing.T) (stream.Task, *store.TaskRecord) {
+	t.Helper()
+	ctx := t.Context()
+	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "berth.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	now := time.Now().UTC()
+	u := &store.User{ID: uuid.NewString(), Email: "u@example.com", Name: "U", Role: store.RoleMember, CreatedAt: now, UpdatedAt: now}
+	if err := st.CreateUser(ctx, u); err != nil {
+		t.Fatal(err)
+	}
+	w := &store.Workspace{ID: uuid.NewString(), OwnerID: u.ID, Name: "w", Path: "/srv/w", Status: store.WorkspaceRunning, CreatedAt: now, UpdatedAt: now}
+	if err := st.CreateWorkspace(ctx, w); err != nil {
+		t.Fatal(err)
+	}
+	tr := &store.TaskRecord{ID: uuid.NewString(), WorkspaceID: w.ID, CreatedBy: u.ID, Type: store.TaskClaudeChat, Status: store.TaskRunning, Priority: store.TaskPriorityMedium, CreatedAt: now, StartedAt: &now}
+	if err := st.CreateTaskRecord(ctx, tr); err != nil {
+		t.Fatal(err)
+	}
+	return stream.Task{Store: st, Bus: bus.New()}, tr
+}
+
+// finish writes n lines through a real tasklog.Writer, then ends the task
+// as the runner does: log closed, status stored, then published.
+func finish(t *testing.T, f stream.Task, tr *store.TaskRecord, n int) {
+	t.Helper()
+	w := tasklog.NewWriter(f.Store, f.Bus, tr.ID, 1, tasklog.Options{FlushLines: 64, FlushEvery: time.Millisecond})
+	for i := range n {
+		w.Log(store.LogInfo, store.LogStdout, fmt.Sprintf("line %d", i+1), nil)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	done, err := f.Store.FinishTask(context.Background(), tr.ID, []store.TaskStatus{store.TaskRunning}, store.TaskSucceeded, store.TaskFinish{CompletedAt: new(time.Now().UTC())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Bus.Publish("task:"+tr.ID, struct{ Task *store.TaskRecord }{done})
+}
+
+// collect follows a task to its end and returns the seqs and the end.
+func collect(ctx context.Context, f stream.Task, id string, from int64, gate <-chan struct{}) ([]int64, stream.TaskEvent, error) {
+	var seqs []int64
+	var end stream.TaskEvent
+	err := f.Follow(ctx, id, from, func(ev stream.TaskEvent) error {
+		if gate != nil {
+			<-gate
+		}
+		switch ev.Kind {
+		case stream.KindLog:
+			seqs = append(seqs, ev.Log.Seq)
+		case stream.KindEnd:
+			end = ev
+		}
+		return nil
+	})
+	return seqs, end, err
+}
+
+func checkExact(t *testing.T, what string, seqs []int64, from, last int64) {
+	t.Helper()
+	if int64(len(seqs)) != last-from+1 {
+		t.Fatalf("%s: %d lines, want %d", what, len(seqs), last-from+1)
+	}
+	for i, s := range seqs {
+		if s != from+int64(i) {
+			t.Fatalf("%s: line %d is seq %d, want %d", what, i, s, from+int64(i))
+		}
+	}
+}
+
+// TestFollowLaggedReader: a reader that blocks while many more lines than
+// its queue holds are written is marked lagged, catches up from the store,
+// and gets every line once, in order; a fast reader is not held up.
+func TestFollowLaggedReader(t *testing.T) {
+	t.Parallel()
+	f, tr := running(t)
+	const n = 5000
+	gate := make(chan struct{})
+	type result struct {
+		seqs []int64
+		end  stream.TaskEvent
+		err  error
+	}
+	slow, fast := make(chan result, 1), make(chan result, 1)
+	var started sync.WaitGroup
+	started.Add(2)
+	go func() {
+		started.Done()
+		seqs, end, err := collect(t.Context(), f, tr.ID, 0, gate)
+		slow <- result{seqs, end, err}
+	}()
+	go func() {
+		started.Done()
+		seqs, end, err := collect(t.Context(), f, tr.ID, 0, nil)
+		fast <- result{seqs, end, err}
+	}()
+	started.Wait()
+	time.Sleep(50 * time.Millisecond) // both subscribed
+	finish(t, f, tr, n)
+	var r result
+	select {
+	case r = <-fast:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the fast reader waited for the slow one")
+	}
+	if r.err != nil || r.end.Kind != stream.KindEnd || r.end.LastSeq != n {
+		t.Fatalf("fast: %v, end %+v", r.err, r.end)
+	}
+	checkExact(t, "fast", r.seqs, 1, n)
+	close(gate)
+	r = <-slow
+	if r.err != nil || r.end.Kind != stream.KindEnd || r.end.LastSeq != n || r.end.Task.Status != store.TaskSucceeded {
+		t.Fatalf("slow: %v, end %+v", r.err, r.end)
+	}
+	checkExact(t, "slow", r.seqs, 1, n)
+}
+
+// TestFollowFinishedTask: following a finished task from a seq sends the
+// rest of its log, then the end, without waiting for the bus.
+func TestFollowFinishedTask(t *testing.T) {
+	t.Parallel()
+	f, tr := running(t)
+	finish(t, f, tr, 1500)
+	seqs, end, err := collect(t.Context(), f, tr.ID, 700, nil)
+	if err != nil || end.LastSeq != 1500 {
+		t.Fatalf("%v, end %+v", err, end)
+	}
+	checkExact(t, "from 700", seqs, 700, 1500)
+	seqs, end, err = collect(t.Context(), f, tr.ID, 1501, nil)
+	if err != nil || len(seqs) != 0 || end.LastSeq != 1500 {
+		t.Fatalf("from the end: %v, %d lines, end %+v", err, len(seqs), end)
+	}
+}
+
+// TestFollowStopsWithContext: a reader that leaves ends Follow with its
+// context's error; the task is untouched.
+func TestFollowStopsWithContext(t *testing.T) {
+	t.Parallel()
+	f, tr := running(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { _, _, err := collect(ctx, f, tr.ID, 0, nil); done <- err }()
+	time.Sleep(20 * time.Millisecond)
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Follow = %v, want context.Canceled", err)
+	}
+	got, _, err := f.Store.FindTask(t.Context(), tr.ID, store.Viewer{Admin: true})
+	if err != nil || got.Status != store.TaskRunning {
+		t.Fatalf("task %v, %v", got, err)
+	}
+}
