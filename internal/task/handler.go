@@ -87,11 +87,7 @@ func (h *Handler) GetTaskLogs(ctx context.Context, req *berthv1.GetTaskLogsReque
 // event once the task is finished and every line was sent. Closing the
 // stream does nothing to the task.
 func (h *Handler) StreamTaskLogs(ctx context.Context, req *berthv1.StreamTaskLogsRequest, out berthv1connect.TaskServiceStreamTaskLogsServerStream) error {
-	if _, err := h.svc.Get(ctx, principal(ctx), req.GetTaskId()); err != nil {
-		return err
-	}
-	follow := stream.Task{Store: h.svc.store, Bus: h.svc.runner.bus}
-	return follow.Follow(ctx, req.GetTaskId(), req.GetFromSeq(), func(ev stream.TaskEvent) error {
+	return h.svc.Follow(ctx, principal(ctx), req.GetTaskId(), req.GetFromSeq(), func(ev stream.TaskEvent) error {
 		res := &berthv1.StreamTaskLogsResponse{}
 		switch ev.Kind {
 		case stream.KindLog:

@@ -23,6 +23,7 @@ import (
 	"github.com/berthhq/berth/internal/gitop"
 	"github.com/berthhq/berth/internal/page"
 	"github.com/berthhq/berth/internal/store"
+	"github.com/berthhq/berth/internal/stream"
 )
 
 // Service is the task API's domain logic.
@@ -229,6 +230,17 @@ func (s *Service) Logs(ctx context.Context, p access.Principal, id string, after
 		entries = entries[:limit]
 	}
 	return entries, more, nil
+}
+
+// Follow sends a task the caller may see from fromSeq on: its stored log,
+// then live lines, status and progress, then an end event once it is
+// finished and every line was sent (see stream.Task). Ending the follow
+// does nothing to the task.
+func (s *Service) Follow(ctx context.Context, p access.Principal, id string, fromSeq int64, send func(stream.TaskEvent) error) error {
+	if _, _, err := s.store.FindTask(ctx, id, p.Viewer()); err != nil {
+		return err
+	}
+	return stream.Task{Store: s.store, Bus: s.runner.bus}.Follow(ctx, id, fromSeq, send)
 }
 
 // workingDir turns a task's working_dir (relative to the workspace) into a

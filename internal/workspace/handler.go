@@ -10,7 +10,6 @@ import (
 	"github.com/berthhq/berth/internal/gen/berth/v1/berthv1connect"
 	"github.com/berthhq/berth/internal/page"
 	"github.com/berthhq/berth/internal/store"
-	"github.com/berthhq/berth/internal/stream"
 	"github.com/berthhq/berth/internal/task"
 )
 
@@ -193,20 +192,8 @@ func roleFromProto(r berthv1.WorkspaceRole) store.WorkspaceRole {
 // workspace's current state, then its status changes and its tasks'
 // lifecycle events until the client goes away.
 func (h *Handler) WatchWorkspace(ctx context.Context, req *berthv1.WatchWorkspaceRequest, out berthv1connect.WorkspaceServiceWatchWorkspaceServerStream) error {
-	p := principal(ctx)
-	id := req.GetWorkspaceId()
-	if _, err := h.svc.store.FindWorkspace(ctx, id, p.Viewer()); err != nil {
-		return err
-	}
 	statuses := map[string]store.TaskStatus{} // of the tasks seen running
-	current := func(ctx context.Context) (any, error) {
-		w, err := h.svc.store.FindWorkspace(ctx, id, p.Viewer())
-		if err != nil {
-			return nil, err
-		}
-		return Event{Kind: "workspace.status", Workspace: w, Time: h.svc.now().UTC()}, nil
-	}
-	return stream.Watch(ctx, h.svc.bus, Topic(id), current, func(v any) error {
+	return h.svc.Follow(ctx, principal(ctx), req.GetWorkspaceId(), func(v any) error {
 		var ev *berthv1.WorkspaceEvent
 		switch v := v.(type) {
 		case Event:

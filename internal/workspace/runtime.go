@@ -13,6 +13,7 @@ import (
 	"github.com/berthhq/berth/internal/fault"
 	"github.com/berthhq/berth/internal/sandbox"
 	"github.com/berthhq/berth/internal/store"
+	"github.com/berthhq/berth/internal/stream"
 )
 
 // Runtime is what the workspace service needs of a container runtime
@@ -514,4 +515,21 @@ func (s *Service) EnsureRunning(ctx context.Context, id string) (*store.Workspac
 		return nil, err
 	}
 	return s.start(ctx, w)
+}
+
+// Follow sends a workspace the caller may see: its current state, then
+// every event published on its topic (its status changes and its tasks'
+// lifecycle events) until ctx ends.
+func (s *Service) Follow(ctx context.Context, p access.Principal, id string, send func(any) error) error {
+	if _, err := s.store.FindWorkspace(ctx, id, p.Viewer()); err != nil {
+		return err
+	}
+	current := func(ctx context.Context) (any, error) {
+		w, err := s.store.FindWorkspace(ctx, id, p.Viewer())
+		if err != nil {
+			return nil, err
+		}
+		return Event{Kind: "workspace.status", Workspace: w, Time: s.now().UTC()}, nil
+	}
+	return stream.Watch(ctx, s.bus, Topic(id), current, send)
 }
