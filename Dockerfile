@@ -1,9 +1,27 @@
-# berth's container image: one static binary on an empty base, run as a
-# non-root user, data on a volume.
+# berth's container image: the API server as one static binary on an empty
+# base, run as a non-root user (65532), its SQLite database and JWT key on the
+# volume at /data.
 #
-# Minimal for now, and not yet built in CI: a later change completes it (the
-# embedded web console build, and CI proof that the image builds and passes
-# its health check on a local Docker engine).
+# Build it where a registry is reachable (the first stage pulls golang):
+#
+#	docker build --build-arg VERSION="$(git describe --always --dirty)" -t berth .
+#	docker run -p 8080:8080 -v berth-data:/data berth
+#
+# CI has no registry, so it proves the final stage alone: the test
+# TestImageRunsAndIsHealthy (internal/deploy) builds the binary on the host,
+# takes everything after the last FROM line of this file, turns its
+# `COPY --from=build` lines into plain COPYs of the files it prepared, builds
+# that on the local engine, and checks the container becomes healthy, passes
+# `berth healthcheck`, runs as 65532 and exits 0 on SIGTERM. Keep the final
+# stage copying only from the build stage, so that rewrite stays faithful.
+#
+# The web console is not part of berth yet: this image holds the API server
+# only. It holds no Docker engine either, so with the default --runtime auto
+# berth falls back to the process runtime (NOT a sandbox) with a warning. To
+# run workspaces in containers, give it an engine:
+#
+#	docker run … -v /var/run/docker.sock:/var/run/docker.sock --group-add <socket gid> \
+#		berth serve --runtime docker --docker-host unix:///var/run/docker.sock
 
 FROM golang:1.26 AS build
 WORKDIR /src
@@ -25,7 +43,10 @@ COPY --from=build /etc/ssl/certs/ca-certificates.crt /etc/ssl/certs/ca-certifica
 COPY --from=build /out/berth /berth
 COPY --from=build --chown=65532:65532 /out/data /data
 USER 65532:65532
-ENV BERTH_ADDR=0.0.0.0:8080 BERTH_ADMIN_ADDR=0.0.0.0:9090 BERTH_DATA_DIR=/data
+# TMPDIR: the empty base has no /tmp, and SQLite (and Go's os.TempDir) look
+# for a temporary directory in TMPDIR first; /data is the one directory the
+# runtime user can always write to, even on a fresh volume.
+ENV BERTH_ADDR=0.0.0.0:8080 BERTH_ADMIN_ADDR=0.0.0.0:9090 BERTH_DATA_DIR=/data TMPDIR=/data
 EXPOSE 8080 9090
 VOLUME /data
 # `berth healthcheck` exits 0 when the server at BERTH_ADDR answers /ready.
