@@ -42,6 +42,7 @@ import (
 	"github.com/berthhq/berth/internal/stats"
 	"github.com/berthhq/berth/internal/store"
 	"github.com/berthhq/berth/internal/stream/eventsource"
+	"github.com/berthhq/berth/internal/stream/ws"
 	"github.com/berthhq/berth/internal/task"
 	"github.com/berthhq/berth/internal/telemetry"
 	"github.com/berthhq/berth/internal/workspace"
@@ -57,6 +58,7 @@ type Server struct {
 	workspaces *workspace.Service
 	runner     *task.Runner
 	streams    *eventsource.Handler
+	sockets    *ws.Handler
 	handler    http.Handler
 	admin      http.Handler
 	services   []string
@@ -209,6 +211,19 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg *prom
 		RedeemTicket: authSvc.RedeemStreamTicket, Store: st, Bus: events, Logger: logger,
 	})
 	streams.Mount(mux)
+	sockets := ws.New(ws.Config{
+		Authenticate:   streams.Authenticate,
+		RedeemTicket:   authSvc.RedeemStreamTicket,
+		AllowedOrigins: cfg.AllowedOrigins,
+		Tasks:          tasks,
+		Workspaces:     workspaces,
+		Logger:         logger,
+		Errors: func(ctx context.Context, action string, err error) ws.ErrorBody {
+			ce := toConnectError(ctx, logger, connect.Spec{Procedure: "ws " + action}, err).(*connect.Error)
+			return ws.ErrorBody{Code: ce.Code().String(), Message: ce.Message(), Reason: Reason(ce.Code())}
+		},
+	})
+	sockets.Mount(mux)
 	mux.HandleFunc("GET /health", handleHealth)
 	mux.Handle("/auth/oidc/", signInWith)
 	mux.Handle("GET /ready", handleReady([]check{{name: "store", run: func(ctx context.Context) (string, bool) {
@@ -240,6 +255,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg *prom
 		workspaces: workspaces,
 		runner:     runner,
 		streams:    streams,
+		sockets:    sockets,
 		handler:    handler,
 		admin:      adminMux,
 		services:   services,
@@ -281,6 +297,7 @@ func (s *Server) Serve(ctx context.Context, ln, adminLn net.Listener) error {
 		ErrorLog:          errorLog,
 	}
 	api.RegisterOnShutdown(s.streams.Shutdown) // SSE streams end; clients resume elsewhere
+	api.RegisterOnShutdown(s.sockets.Shutdown) // WebSockets close with 1012
 	servers := []*http.Server{api}
 	listeners := []net.Listener{ln}
 	if adminLn != nil {

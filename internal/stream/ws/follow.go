@@ -1,0 +1,76 @@
+package ws
+
+import (
+	"context"
+	"time"
+
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	berthv1 "github.com/berthhq/berth/internal/gen/berth/v1"
+	"github.com/berthhq/berth/internal/store"
+	"github.com/berthhq/berth/internal/stream"
+	"github.com/berthhq/berth/internal/task"
+	"github.com/berthhq/berth/internal/workspace"
+)
+
+// marshal writes API messages as the JSON codec of the RPCs does: proto
+// field names, zero values present.
+var marshal = protojson.MarshalOptions{UseProtoNames: true, EmitDefaultValues: true}
+
+// followTask sends task id's log after seq since, its status and progress,
+// and its end, as the Connect stream StreamTaskLogs does.
+func (s *session) followTask(ctx context.Context, id string, since int64, emit func(string, []byte) error) error {
+	return s.h.cfg.Tasks.Follow(ctx, s.p, id, since+1, func(ev stream.TaskEvent) error {
+		var action string
+		var data proto.Message
+		switch ev.Kind {
+		case stream.KindLog:
+			action, data = "log", task.LogToProto(ev.Log)
+		case stream.KindStatus:
+			action, data = "status", &berthv1.StreamTaskLogsResponse{Event: &berthv1.StreamTaskLogsResponse_Status{Status: task.ToProto(ev.Task).GetStatus()}}
+		case stream.KindProgress:
+			action, data = "progress", task.ToProto(ev.Task).GetProgress()
+		case stream.KindEnd:
+			action, data = "end", &berthv1.TaskEnd{Status: task.ToProto(ev.Task).GetStatus(), LastSeq: ev.LastSeq}
+		default:
+			return nil
+		}
+		b, err := marshal.Marshal(data)
+		if err != nil {
+			return err
+		}
+		return emit(action, b)
+	})
+}
+
+// followWorkspace sends workspace id's state, then its status changes and
+// its tasks' lifecycle events, as the Connect stream WatchWorkspace does.
+func (s *session) followWorkspace(ctx context.Context, id string, emit func(string, []byte) error) error {
+	statuses := map[string]store.TaskStatus{} // of the tasks seen running
+	return s.h.cfg.Workspaces.Follow(ctx, s.p, id, func(v any) error {
+		var ev *berthv1.WorkspaceEvent
+		switch v := v.(type) {
+		case workspace.Event:
+			ev = &berthv1.WorkspaceEvent{Time: timestamppb.New(v.Time), Kind: v.Kind, Workspace: workspace.ToProto(v.Workspace)}
+		case task.StatusEvent: // only its ID and Status may be read: the runner goes on updating its progress
+			kind := "task.status"
+			if statuses[v.Task.ID] == v.Task.Status {
+				kind = "task.progress"
+			}
+			statuses[v.Task.ID] = v.Task.Status
+			if v.Task.Status.Terminal() {
+				delete(statuses, v.Task.ID)
+			}
+			ev = &berthv1.WorkspaceEvent{Time: timestamppb.New(time.Now()), Kind: kind, TaskId: v.Task.ID, TaskStatus: task.ToProto(&store.TaskRecord{Status: v.Task.Status}).GetStatus()}
+		default:
+			return nil
+		}
+		b, err := marshal.Marshal(ev)
+		if err != nil {
+			return err
+		}
+		return emit(ev.GetKind(), b)
+	})
+}

@@ -1,0 +1,310 @@
+package ws
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+	"golang.org/x/time/rate"
+
+	"github.com/berthhq/berth/internal/access"
+	"github.com/berthhq/berth/internal/fault"
+)
+
+// session is one open connection: a reader (run), one writer goroutine fed
+// by a bounded queue of data frames, a keep-alive pinger, and a goroutine
+// per subscription and per command in flight. coder/websocket writes
+// control frames (ping, pong, close) itself, between data frames, so they
+// never wait behind the queue.
+type session struct {
+	h     *Handler
+	conn  *websocket.Conn
+	p     access.Principal
+	out   chan []byte
+	limit *rate.Limiter
+	cmds  chan struct{} // semaphore of commands in flight
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	closed sync.Once
+
+	mu   sync.Mutex
+	subs map[string]*subscription
+	wg   sync.WaitGroup
+}
+
+type subscription struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func newSession(h *Handler, conn *websocket.Conn, p access.Principal) *session {
+	return &session{
+		h: h, conn: conn, p: p,
+		out:   make(chan []byte, h.cfg.QueueSize),
+		limit: h.limiter(),
+		cmds:  make(chan struct{}, maxCommands),
+		subs:  map[string]*subscription{},
+	}
+}
+
+// close closes the connection once, with code and reason, and stops
+// everything the session runs.
+func (s *session) close(code websocket.StatusCode, reason string) {
+	s.closed.Do(func() {
+		s.cancel()
+		go func() { _ = s.conn.Close(code, reason) }()
+	})
+}
+
+func (s *session) run(ctx context.Context) {
+	s.ctx, s.cancel = context.WithCancel(ctx)
+	defer s.wg.Wait()
+	defer s.cancel()
+	s.wg.Go(s.write)
+	s.wg.Go(s.keepAlive)
+	s.wg.Go(func() {
+		select {
+		case <-s.h.closing:
+			s.close(websocket.StatusServiceRestart, "server restarting; reconnect and resume with since")
+		case <-s.ctx.Done():
+		}
+	})
+	for {
+		typ, b, err := s.conn.Read(s.ctx)
+		if err != nil {
+			// A frame over the limit was already answered with 1009 by
+			// coder/websocket; a closed or broken connection needs no
+			// more. Either way the session ends.
+			s.close(websocket.StatusNormalClosure, "")
+			return
+		}
+		if typ != websocket.MessageText {
+			s.fail("", "", fault.New(fault.ErrInvalid, "frames are JSON text"))
+			continue
+		}
+		var m Message
+		if err := json.Unmarshal(b, &m); err != nil {
+			s.fail("", "", fault.New(fault.ErrInvalid, "a frame is a JSON object {type, action, id, data}: %v", err))
+			continue
+		}
+		switch m.Type {
+		case "ping":
+			s.send(Message{Type: "pong", ID: m.ID})
+		case "subscribe":
+			s.subscribe(m)
+		case "unsubscribe":
+			s.unsubscribe(m)
+		case "command":
+			if !s.limit.Allow() {
+				s.fail(m.ID, m.Action, fault.New(fault.ErrResourceExhausted, "too many commands on this connection; slow down"))
+				continue
+			}
+			select {
+			case s.cmds <- struct{}{}:
+			default:
+				s.fail(m.ID, m.Action, fault.New(fault.ErrResourceExhausted, "%d commands are in flight on this connection; wait for their results", maxCommands))
+				continue
+			}
+			s.wg.Go(func() {
+				defer func() { <-s.cmds }()
+				s.command(m)
+			})
+		default:
+			s.fail(m.ID, m.Action, fault.New(fault.ErrInvalid, "unknown frame type %q (subscribe, unsubscribe, command, ping)", m.Type))
+		}
+	}
+}
+
+// write is the connection's one writer of data frames.
+func (s *session) write() {
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case b := <-s.out:
+			ctx, cancel := context.WithTimeout(s.ctx, stallTimeout)
+			err := s.conn.Write(ctx, websocket.MessageText, b)
+			cancel()
+			if err != nil {
+				s.close(websocket.StatusPolicyViolation, "client too slow: a frame was not taken in time")
+				return
+			}
+		}
+	}
+}
+
+// keepAlive pings the client every PingEvery; a client that does not
+// answer within the period (or stallTimeout, if longer) is dropped.
+func (s *session) keepAlive() {
+	tick := time.NewTicker(s.h.cfg.PingEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-tick.C:
+			ctx, cancel := context.WithTimeout(s.ctx, max(s.h.cfg.PingEvery, stallTimeout))
+			err := s.conn.Ping(ctx)
+			cancel()
+			if err != nil {
+				s.close(websocket.StatusPolicyViolation, "keep-alive ping not answered")
+				return
+			}
+		}
+	}
+}
+
+// send queues a frame for the writer. It waits for room at most
+// stallTimeout: a client whose queue stays full is closed with 1008 and a
+// reason rather than left to stall. It reports whether the frame was
+// queued.
+func (s *session) send(m Message) bool { return s.sendCtx(s.ctx, m) }
+
+// sendCtx is send that gives up when ctx ends.
+func (s *session) sendCtx(ctx context.Context, m Message) bool {
+	m.Timestamp = time.Now().UTC()
+	b, err := json.Marshal(m)
+	if err != nil {
+		s.h.cfg.Logger.Error("encoding a WebSocket frame failed", "error", err.Error())
+		return false
+	}
+	select {
+	case s.out <- b:
+		return true
+	default:
+	}
+	stall := time.NewTimer(stallTimeout)
+	defer stall.Stop()
+	select {
+	case s.out <- b:
+		return true
+	case <-ctx.Done():
+		return false
+	case <-stall.C:
+		s.close(websocket.StatusPolicyViolation, "client too slow: its send queue overflowed")
+		return false
+	}
+}
+
+// fail sends an error frame for request id.
+func (s *session) fail(id, action string, err error) {
+	body := ErrorBody{Code: "internal", Message: "internal error", Reason: "INTERNAL_ERROR"}
+	if s.h.cfg.Errors != nil {
+		body = s.h.cfg.Errors(s.ctx, action, err)
+	}
+	data, _ := json.Marshal(body)
+	s.send(Message{Type: "error", ID: id, Action: action, Data: data})
+}
+
+// failOn sends an error frame for a subscription request.
+func (s *session) failOn(m Message, err error) {
+	body := ErrorBody{Code: "internal", Message: "internal error", Reason: "INTERNAL_ERROR"}
+	if s.h.cfg.Errors != nil {
+		body = s.h.cfg.Errors(s.ctx, m.Type+" "+m.Channel, err)
+	}
+	data, _ := json.Marshal(body)
+	s.send(Message{Type: "error", ID: m.ID, Channel: m.Channel, Data: data})
+}
+
+// subscribe starts following m.Channel. The subscribed ack is sent just
+// before the first event, once the follower has checked that the principal
+// may see what it follows; a channel it may not see is an error frame
+// with not_found.
+func (s *session) subscribe(m Message) {
+	kind, id, _ := strings.Cut(m.Channel, ":")
+	var permission string
+	switch {
+	case id == "":
+		s.failOn(m, fault.Invalid("channel", `must be "task:<id>" or "workspace:<id>"`))
+		return
+	case kind == "task":
+		permission = "task.read"
+	case kind == "workspace":
+		permission = "workspace.read"
+	default:
+		s.failOn(m, fault.Invalid("channel", `must be "task:<id>" or "workspace:<id>"`))
+		return
+	}
+	if m.Since < 0 {
+		s.failOn(m, fault.Invalid("since", "must be a log line's seq, a whole number from 0"))
+		return
+	}
+	if !access.Allows(s.p.Role, permission) {
+		s.failOn(m, fault.New(fault.ErrPermissionDenied, "your role (%s) does not grant %s", s.p.Role, permission))
+		return
+	}
+	s.mu.Lock()
+	if _, ok := s.subs[m.Channel]; ok {
+		s.mu.Unlock()
+		s.failOn(m, fault.New(fault.ErrConflict, "already subscribed to %s", m.Channel))
+		return
+	}
+	if len(s.subs) >= maxSubscriptions {
+		s.mu.Unlock()
+		s.failOn(m, fault.New(fault.ErrResourceExhausted, "at most %d subscriptions per connection", maxSubscriptions))
+		return
+	}
+	ctx, cancel := context.WithCancel(s.ctx)
+	sub := &subscription{cancel: cancel, done: make(chan struct{})}
+	s.subs[m.Channel] = sub
+	s.mu.Unlock()
+
+	s.wg.Go(func() {
+		defer close(sub.done)
+		defer cancel()
+		acked := false
+		emit := func(action string, data []byte) error {
+			if !acked {
+				acked = true
+				if !s.sendCtx(ctx, Message{Type: "subscribed", ID: m.ID, Channel: m.Channel}) {
+					return context.Canceled
+				}
+			}
+			if ctx.Err() != nil { // unsubscribed: not one event after the ack
+				return ctx.Err()
+			}
+			if !s.sendCtx(ctx, Message{Type: "event", Channel: m.Channel, Action: action, Data: data}) {
+				return context.Canceled
+			}
+			return nil
+		}
+		var err error
+		if kind == "task" {
+			err = s.followTask(ctx, id, m.Since, emit)
+		} else {
+			err = s.followWorkspace(ctx, id, emit)
+		}
+		s.mu.Lock()
+		if s.subs[m.Channel] == sub {
+			delete(s.subs, m.Channel)
+		}
+		s.mu.Unlock()
+		if err != nil && ctx.Err() == nil && !errors.Is(err, context.Canceled) {
+			if !acked {
+				s.failOn(m, err)
+			} else {
+				s.h.cfg.Logger.Warn("a WebSocket subscription failed", "channel", m.Channel, "error", err.Error())
+				s.failOn(Message{Type: "subscribe", Channel: m.Channel}, err)
+			}
+		}
+	})
+}
+
+// unsubscribe stops following m.Channel and acks once its follower is gone,
+// so no event of the channel comes after the ack.
+func (s *session) unsubscribe(m Message) {
+	s.mu.Lock()
+	sub, ok := s.subs[m.Channel]
+	delete(s.subs, m.Channel)
+	s.mu.Unlock()
+	if ok {
+		sub.cancel()
+		<-sub.done
+	}
+	s.send(Message{Type: "unsubscribed", ID: m.ID, Channel: m.Channel})
+}
