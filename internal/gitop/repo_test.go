@@ -69,7 +69,7 @@ func write(t *testing.T, name, content string) {
 func needGit(t *testing.T) {
 	t.Helper()
 	if _, err := exec.LookPath("git"); err != nil {
-		t.Skip("git not installed")
+		t.Fatal("git is not installed (Debian: git, installed by .ci/run)")
 	}
 }
 
