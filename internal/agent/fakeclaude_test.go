@@ -27,9 +27,6 @@ var (
 // as the container tests do.
 func buildFake(t *testing.T) string {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("builds a program")
-	}
 	fakeOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "fakeclaude")
 		if err != nil {

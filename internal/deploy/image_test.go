@@ -87,9 +87,6 @@ ENV A=b
 // own HEALTHCHECK, `berth healthcheck` by exec, the user, and a graceful
 // exit on SIGTERM.
 func TestImageRunsAndIsHealthy(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds berth and an image")
-	}
 	t.Parallel()
 	cli := sandboxtest.Engine(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)

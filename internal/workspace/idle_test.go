@@ -21,12 +21,17 @@ type clock struct{ t time.Time }
 
 func (c *clock) now() time.Time { return c.t }
 
-// TestIdleStopRespectsHolds: a running workspace is stopped once idle for
-// the timeout, but never while something holds it (a running task, an open
-// stream), and API activity restarts the count. This runs on the process
-// runtime; the Docker e2e test shows the same stop on a real container.
-func TestIdleStopRespectsHolds(t *testing.T) {
-	t.Parallel()
+// fixture is a workspace service on a fresh SQLite store and the process
+// runtime, with one owner account and a project directory "p" in its root.
+type fixture struct {
+	svc     *workspace.Service
+	clock   *clock
+	owner   access.Principal
+	project string
+}
+
+func newFixture(t *testing.T, containers workspace.Containers) *fixture {
+	t.Helper()
 	ctx := t.Context()
 	dir := t.TempDir()
 	st, err := store.Open(ctx, filepath.Join(dir, "berth.db"))
@@ -38,22 +43,34 @@ func TestIdleStopRespectsHolds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.MkdirAll(filepath.Join(roots[0], "p"), 0o755); err != nil {
+	project := filepath.Join(roots[0], "p")
+	if err := os.MkdirAll(project, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	c := &clock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	containers.Image, containers.Network = "unused", "none"
 	svc := workspace.NewService(workspace.Deps{
 		Store: st, Roots: roots, Runtime: process.New(), Bus: bus.New(),
-		Audit: audit.NewRecorder(st, logger, c.now), Logger: logger, Now: c.now,
-		Containers: workspace.Containers{Image: "unused", Network: "none", IdleTimeout: time.Minute, StopTimeout: time.Second},
+		Audit: audit.NewRecorder(st, logger, c.now), Logger: logger, Now: c.now, Containers: containers,
 	})
 	owner := &store.User{ID: "11111111-1111-4111-8111-111111111111", Email: "o@example.com", CreatedAt: c.t, UpdatedAt: c.t}
 	if err := st.CreateUser(ctx, owner); err != nil {
 		t.Fatal(err)
 	}
-	p := access.Principal{UserID: owner.ID, Role: owner.Role}
-	w, err := svc.Create(ctx, p, workspace.Spec{Name: "idle", Path: filepath.Join(roots[0], "p")})
+	return &fixture{svc: svc, clock: c, owner: access.Principal{UserID: owner.ID, Role: owner.Role}, project: project}
+}
+
+// TestIdleStopRespectsHolds: a running workspace is stopped once idle for
+// the timeout, but never while something holds it (a running task, an open
+// stream), and API activity restarts the count. This runs on the process
+// runtime; the Docker e2e test shows the same stop on a real container.
+func TestIdleStopRespectsHolds(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	f := newFixture(t, workspace.Containers{IdleTimeout: time.Minute, StopTimeout: time.Second})
+	svc, c, p := f.svc, f.clock, f.owner
+	w, err := svc.Create(ctx, p, workspace.Spec{Name: "idle", Path: f.project})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,17 +119,8 @@ func TestIdleStopRespectsHolds(t *testing.T) {
 func TestDiskUsageMeasured(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	dir := t.TempDir()
-	st, err := store.Open(ctx, filepath.Join(dir, "berth.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	roots, err := workspace.NewRoots([]string{filepath.Join(dir, "ws")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	project := filepath.Join(roots[0], "p")
+	f := newFixture(t, workspace.Containers{})
+	svc, p, project := f.svc, f.owner, f.project
 	if err := os.MkdirAll(filepath.Join(project, "sub"), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -121,18 +129,6 @@ func TestDiskUsageMeasured(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	c := &clock{t: time.Now()}
-	svc := workspace.NewService(workspace.Deps{
-		Store: st, Roots: roots, Runtime: process.New(), Bus: bus.New(),
-		Audit: audit.NewRecorder(st, logger, c.now), Logger: logger, Now: c.now,
-		Containers: workspace.Containers{Image: "unused", Network: "none"},
-	})
-	owner := &store.User{ID: "22222222-2222-4222-8222-222222222222", Email: "d@example.com", CreatedAt: c.t, UpdatedAt: c.t}
-	if err := st.CreateUser(ctx, owner); err != nil {
-		t.Fatal(err)
-	}
-	p := access.Principal{UserID: owner.ID, Role: owner.Role}
 	w, err := svc.Create(ctx, p, workspace.Spec{Name: "disk", Path: project})
 	if err != nil {
 		t.Fatal(err)
