@@ -43,6 +43,10 @@ var allowed = map[string][]string{
 	"internal/config":              {},
 	"internal/telemetry":           {},
 	"internal/version":             {},
+	"internal/testsvc":             {},
+	"internal/valkey":              {"internal/bus"},
+	"internal/cache":               {"internal/valkey"},
+	"internal/ratelimit":           {"internal/valkey"},
 
 	"internal/gen/berth/v1":                {},
 	"internal/gen/berth/v1/berthv1connect": {"internal/gen/berth/v1"},
