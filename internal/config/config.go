@@ -85,6 +85,8 @@ type Config struct {
 	Workspace Workspace
 	// Tasks configures the task runner.
 	Tasks Tasks
+	// Streams configures the live streams.
+	Streams Streams
 }
 
 // JWT configures the access tokens berth signs (Ed25519) and verifies.
@@ -225,6 +227,7 @@ func defaults() *Config {
 		Runtime:         RuntimeAuto,
 		Workspace:       defaultWorkspace(),
 		Tasks:           defaultTasks(),
+		Streams:         defaultStreams(),
 	}
 }
 
@@ -280,6 +283,9 @@ func (c *Config) LogValue() slog.Value {
 		slog.String("log-retention", formatDuration(c.Tasks.LogRetention)),
 		slog.Float64("budget-usd", c.Tasks.BudgetUSD),
 		slog.String("budget-period", formatDuration(c.Tasks.BudgetPeriod)),
+		slog.String("stream-heartbeat", formatDuration(c.Streams.Heartbeat)),
+		slog.String("stream-stall-timeout", formatDuration(c.Streams.StallTimeout)),
+		slog.String("ws-ping-interval", formatDuration(c.Streams.WSPingInterval)),
 	)
 }
 

@@ -105,6 +105,7 @@ func TestDefaults(t *testing.T) {
 			MaxRunning: 4, MaxRunningPerWorkspace: 1, Timeout: 30 * time.Minute, ClaudePath: "claude",
 			ClaudeIdleTimeout: 5 * time.Minute, LogRetention: 720 * time.Hour, BudgetPeriod: 720 * time.Hour,
 		},
+		Streams: config.Streams{Heartbeat: 15 * time.Second, StallTimeout: 30 * time.Second, WSPingInterval: 20 * time.Second},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("defaults:\n got %+v\nwant %+v", got, want)
@@ -156,6 +157,9 @@ func TestEnvTwins(t *testing.T) {
 		"BERTH_LOG_RETENTION":             "0",
 		"BERTH_BUDGET_USD":                "12.5",
 		"BERTH_BUDGET_PERIOD":             "24h",
+		"BERTH_STREAM_HEARTBEAT":          "5s",
+		"BERTH_STREAM_STALL_TIMEOUT":      "1m",
+		"BERTH_WS_PING_INTERVAL":          "250ms",
 	})
 	want := &config.Config{
 		Addr:              "0.0.0.0:8081",
@@ -194,6 +198,7 @@ func TestEnvTwins(t *testing.T) {
 			MaxRunning: 8, MaxRunningPerWorkspace: 2, Timeout: 10 * time.Minute, ClaudePath: "/opt/claude",
 			ClaudeIdleTimeout: time.Minute, AnthropicAPIKey: "sk-test-secret", BudgetUSD: 12.5, BudgetPeriod: 24 * time.Hour,
 		},
+		Streams: config.Streams{Heartbeat: 5 * time.Second, StallTimeout: time.Minute, WSPingInterval: 250 * time.Millisecond},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("from the environment:\n got %+v\nwant %+v", got, want)

@@ -114,6 +114,7 @@ func newFlagSet(c *Config, p *problems) *flagSet {
 		"After SIGINT or SIGTERM, time in-flight calls get to finish before connections are closed.")
 	s.addWorkspaceFlags(c)
 	s.addTaskFlags(c)
+	s.addStreamFlags(c)
 	return s
 }
 

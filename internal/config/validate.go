@@ -21,6 +21,7 @@ func (c *Config) resolve(p *problems) {
 	c.checkHTTP(p)
 	c.checkWorkspace(p)
 	c.checkTasks(p)
+	c.checkStreams(p)
 }
 
 func (c *Config) checkAddrs(p *problems) {

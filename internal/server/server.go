@@ -41,6 +41,7 @@ import (
 	"github.com/berthhq/berth/internal/oidc"
 	"github.com/berthhq/berth/internal/stats"
 	"github.com/berthhq/berth/internal/store"
+	"github.com/berthhq/berth/internal/stream"
 	"github.com/berthhq/berth/internal/stream/eventsource"
 	"github.com/berthhq/berth/internal/stream/ws"
 	"github.com/berthhq/berth/internal/task"
@@ -59,6 +60,7 @@ type Server struct {
 	runner     *task.Runner
 	streams    *eventsource.Handler
 	sockets    *ws.Handler
+	rpcStreams *drain
 	handler    http.Handler
 	admin      http.Handler
 	services   []string
@@ -122,8 +124,9 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg *prom
 		}
 	}()
 	events := bus.New()
+	streamMetrics := stream.NewMetrics(reg)
 	workspaces := workspace.NewService(workspace.Deps{
-		Store: st, Roots: roots, Runtime: rt, Bus: events, Audit: recorder, Logger: logger, Now: now,
+		Store: st, Roots: roots, Runtime: rt, Bus: events, Streams: streamMetrics, Audit: recorder, Logger: logger, Now: now,
 		Containers: workspace.Containers{
 			Image: cfg.Workspace.Image, Network: cfg.Workspace.Network, User: cfg.Workspace.User,
 			MemoryMB: cfg.Workspace.MemoryMB, CPUs: cfg.Workspace.CPUs, Pids: cfg.Workspace.Pids,
@@ -141,7 +144,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg *prom
 		APIKey:          cfg.Tasks.AnthropicAPIKey.Reveal(),
 		LogRetention:    cfg.Tasks.LogRetention,
 	})
-	tasks := task.NewService(st, runner, task.Budget{USD: cfg.Tasks.BudgetUSD, Period: cfg.Tasks.BudgetPeriod}, now)
+	tasks := task.NewService(st, runner, task.Budget{USD: cfg.Tasks.BudgetUSD, Period: cfg.Tasks.BudgetPeriod}, now, streamMetrics)
 	var loginMethods []auth.LoginMethod
 	for _, p := range signInWith.Providers() {
 		loginMethods = append(loginMethods, auth.LoginMethod(p))
@@ -167,9 +170,11 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg *prom
 	if err != nil {
 		return nil, fmt.Errorf("otelconnect: %w", err)
 	}
+	connectStreams := newDrain()
 	api := connect.NewServer(
 		otel,
 		errorInterceptor(logger),
+		connectStreams.interceptor(streamMetrics),
 		authInterceptor(rules, authSvc),
 		validate.NewServerInterceptor(),
 	)
@@ -208,7 +213,8 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg *prom
 			}
 			return authSvc.Authenticate(r.Context(), credentials(&h))
 		},
-		RedeemTicket: authSvc.RedeemStreamTicket, Store: st, Bus: events, Logger: logger,
+		RedeemTicket: authSvc.RedeemStreamTicket, Store: st, Bus: events, Logger: logger, Metrics: streamMetrics,
+		Heartbeat: cfg.Streams.Heartbeat, WriteTimeout: cfg.Streams.StallTimeout,
 	})
 	streams.Mount(mux)
 	sockets := ws.New(ws.Config{
@@ -218,6 +224,9 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg *prom
 		Tasks:          tasks,
 		Workspaces:     workspaces,
 		Logger:         logger,
+		Metrics:        streamMetrics,
+		PingEvery:      cfg.Streams.WSPingInterval,
+		StallTimeout:   cfg.Streams.StallTimeout,
 		Errors: func(ctx context.Context, action string, err error) ws.ErrorBody {
 			ce := toConnectError(ctx, logger, connect.Spec{Procedure: "ws " + action}, err).(*connect.Error)
 			return ws.ErrorBody{Code: ce.Code().String(), Message: ce.Message(), Reason: Reason(ce.Code())}
@@ -256,6 +265,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg *prom
 		runner:     runner,
 		streams:    streams,
 		sockets:    sockets,
+		rpcStreams: connectStreams,
 		handler:    handler,
 		admin:      adminMux,
 		services:   services,
@@ -296,8 +306,9 @@ func (s *Server) Serve(ctx context.Context, ln, adminLn net.Listener) error {
 		MaxHeaderBytes:    s.cfg.HTTP.MaxHeaderBytes,
 		ErrorLog:          errorLog,
 	}
-	api.RegisterOnShutdown(s.streams.Shutdown) // SSE streams end; clients resume elsewhere
-	api.RegisterOnShutdown(s.sockets.Shutdown) // WebSockets close with 1012
+	api.RegisterOnShutdown(s.streams.Shutdown)    // SSE streams end; clients resume elsewhere
+	api.RegisterOnShutdown(s.sockets.Shutdown)    // WebSockets close with 1012
+	api.RegisterOnShutdown(s.rpcStreams.Shutdown) // Connect streams end with Unavailable and a retry hint
 	servers := []*http.Server{api}
 	listeners := []net.Listener{ln}
 	if adminLn != nil {

@@ -53,8 +53,9 @@ type TaskEvent struct {
 
 // Task follows tasks' logs.
 type Task struct {
-	Store *store.Store
-	Bus   *bus.Bus
+	Store   *store.Store
+	Bus     *bus.Bus
+	Metrics *Metrics // may be nil
 }
 
 // Follow sends task id's log from seq fromSeq on (0 and 1 both mean the
@@ -96,6 +97,7 @@ func (t Task) Follow(ctx context.Context, id string, fromSeq int64, send func(Ta
 			// Events were dropped: what is queued is stale. Drop it and
 			// read everything again from the store, which holds every line
 			// that was published and the task's latest state.
+			t.Metrics.Lagged()
 			drain(sub)
 			if err := f.catchUp(ctx); err != nil {
 				return err
@@ -209,13 +211,20 @@ func drain(sub *bus.Subscription) {
 	}
 }
 
+// Watcher follows bus topics whose latest state can be read again, such as
+// a workspace's.
+type Watcher struct {
+	Bus     *bus.Bus
+	Metrics *Metrics // may be nil
+}
+
 // Watch sends current's value, then every event of topic on the bus until
 // ctx ends (it then returns ctx's error) or send fails. When the reader
 // falls behind and events are dropped, the queue is dropped too and
 // current's value sent again: the reader always ends up with the latest
 // state, and memory stays bounded.
-func Watch(ctx context.Context, b *bus.Bus, topic string, current func(context.Context) (any, error), send func(any) error) error {
-	sub := b.Subscribe(topic, queueSize)
+func (w Watcher) Watch(ctx context.Context, topic string, current func(context.Context) (any, error), send func(any) error) error {
+	sub := w.Bus.Subscribe(topic, queueSize)
 	defer sub.Close()
 	resync := func() error {
 		v, err := current(ctx)
@@ -235,6 +244,7 @@ func Watch(ctx context.Context, b *bus.Bus, topic string, current func(context.C
 		case v = <-sub.C:
 		}
 		if sub.Lagged() {
+			w.Metrics.Lagged()
 			drain(sub)
 			if err := resync(); err != nil {
 				return err

@@ -28,10 +28,11 @@ import (
 
 // Service is the task API's domain logic.
 type Service struct {
-	store  *store.Store
-	runner *Runner
-	budget Budget
-	now    func() time.Time
+	store   *store.Store
+	runner  *Runner
+	budget  Budget
+	now     func() time.Time
+	streams *stream.Metrics
 }
 
 // Budget caps what one user's claude_chat tasks may cost per period.
@@ -40,9 +41,10 @@ type Budget struct {
 	Period time.Duration
 }
 
-// NewService returns a Service that queues tasks for runner.
-func NewService(st *store.Store, runner *Runner, budget Budget, now func() time.Time) *Service {
-	return &Service{store: st, runner: runner, budget: budget, now: now}
+// NewService returns a Service that queues tasks for runner. streams
+// counts what its log followers do; it may be nil.
+func NewService(st *store.Store, runner *Runner, budget Budget, now func() time.Time, streams *stream.Metrics) *Service {
+	return &Service{store: st, runner: runner, budget: budget, now: now, streams: streams}
 }
 
 // Create validates a task, checks the caller may run tasks in its
@@ -240,7 +242,7 @@ func (s *Service) Follow(ctx context.Context, p access.Principal, id string, fro
 	if _, _, err := s.store.FindTask(ctx, id, p.Viewer()); err != nil {
 		return err
 	}
-	return stream.Task{Store: s.store, Bus: s.runner.bus}.Follow(ctx, id, fromSeq, send)
+	return stream.Task{Store: s.store, Bus: s.runner.bus, Metrics: s.streams}.Follow(ctx, id, fromSeq, send)
 }
 
 // workingDir turns a task's working_dir (relative to the workspace) into a

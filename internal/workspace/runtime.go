@@ -531,5 +531,5 @@ func (s *Service) Follow(ctx context.Context, p access.Principal, id string, sen
 		}
 		return Event{Kind: "workspace.status", Workspace: w, Time: s.now().UTC()}, nil
 	}
-	return stream.Watch(ctx, s.bus, Topic(id), current, send)
+	return stream.Watcher{Bus: s.bus, Metrics: s.streams}.Watch(ctx, Topic(id), current, send)
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/berthhq/berth/internal/page"
 	"github.com/berthhq/berth/internal/sandbox"
 	"github.com/berthhq/berth/internal/store"
+	"github.com/berthhq/berth/internal/stream"
 )
 
 // Service manages workspace records.
@@ -32,6 +33,7 @@ type Service struct {
 	runtime    Runtime
 	containers Containers
 	bus        *bus.Bus
+	streams    *stream.Metrics
 	audit      *audit.Recorder
 	logger     *slog.Logger
 	now        func() time.Time
@@ -45,6 +47,7 @@ type Deps struct {
 	Runtime    Runtime
 	Containers Containers
 	Bus        *bus.Bus
+	Streams    *stream.Metrics // may be nil
 	Audit      *audit.Recorder
 	Logger     *slog.Logger
 	Now        func() time.Time
@@ -54,7 +57,7 @@ type Deps struct {
 func NewService(d Deps) *Service {
 	return &Service{
 		store: d.Store, roots: d.Roots, runtime: d.Runtime, containers: d.Containers,
-		bus: d.Bus, audit: d.Audit, logger: d.Logger, now: d.Now,
+		bus: d.Bus, streams: d.Streams, audit: d.Audit, logger: d.Logger, now: d.Now,
 		activity: activity{last: make(map[string]time.Time), holds: make(map[string]int)},
 	}
 }

@@ -22,6 +22,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"os"
 	"strconv"
 	"sync"
 	"time"
@@ -63,8 +64,12 @@ type Config struct {
 	Store        *store.Store
 	Bus          *bus.Bus
 	Logger       *slog.Logger
+	Metrics      *stream.Metrics // may be nil
 	// Heartbeat overrides the default heartbeat period when positive.
 	Heartbeat time.Duration
+	// WriteTimeout overrides, when positive, how long one write may wait
+	// for a client that takes no bytes before it is dropped.
+	WriteTimeout time.Duration
 }
 
 // Handler serves the SSE streams.
@@ -131,7 +136,7 @@ func (h *Handler) taskLogs(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, fault.Invalid("since", "must be a log line's seq, a whole number from 0"))
 		return
 	}
-	follow := stream.Task{Store: h.Store, Bus: h.Bus}
+	follow := stream.Task{Store: h.Store, Bus: h.Bus, Metrics: h.Metrics}
 	h.serve(w, r, func(ctx context.Context, send func(*sse.Message) error) error {
 		return follow.Follow(ctx, id, since+1, func(ev stream.TaskEvent) error {
 			m := &sse.Message{}
@@ -181,7 +186,7 @@ func (h *Handler) workspaceEvents(w http.ResponseWriter, r *http.Request) {
 	}
 	statuses := map[string]store.TaskStatus{} // of the tasks seen running
 	h.serve(w, r, func(ctx context.Context, send func(*sse.Message) error) error {
-		return stream.Watch(ctx, h.Bus, workspace.Topic(id), current, func(v any) error {
+		return stream.Watcher{Bus: h.Bus, Metrics: h.Metrics}.Watch(ctx, workspace.Topic(id), current, func(v any) error {
 			var ev *berthv1.WorkspaceEvent
 			switch v := v.(type) {
 			case workspace.Event:
@@ -239,16 +244,32 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, follow func(cont
 	}
 	w.Header().Set("Cache-Control", "no-cache")
 	w.Header().Set("X-Accel-Buffering", "no")
+	defer h.Metrics.Opened(stream.TransportSSE)()
 
+	timeout := h.WriteTimeout
+	if timeout <= 0 {
+		timeout = writeTimeout
+	}
 	var mu sync.Mutex
 	send := func(m *sse.Message) error {
 		mu.Lock()
 		defer mu.Unlock()
-		_ = rc.SetWriteDeadline(time.Now().Add(writeTimeout))
-		if err := sess.Send(m); err != nil {
-			return err
+		_ = rc.SetWriteDeadline(time.Now().Add(timeout))
+		err := sess.Send(m)
+		if err == nil {
+			err = sess.Flush()
 		}
-		return sess.Flush()
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			h.Metrics.Dropped(stream.TransportSSE, "slow")
+		}
+		return err
+	}
+	sendEvent := func(m *sse.Message) error {
+		err := send(m)
+		if err == nil {
+			h.Metrics.Sent(stream.TransportSSE)
+		}
+		return err
 	}
 	if err := send(&sse.Message{Retry: Retry}); err != nil {
 		return
@@ -285,7 +306,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, follow func(cont
 			}
 		}
 	})
-	err = follow(ctx, send)
+	err = follow(ctx, sendEvent)
 	cancel()
 	beats.Wait()
 	if err != nil && ctx.Err() == nil && h.Logger != nil {

@@ -81,15 +81,31 @@ func createTask(ctx context.Context, h *Handler, p access.Principal, req proto.M
 func (s *session) command(m Message) {
 	res, err := s.runCommand(m)
 	if err != nil {
-		s.fail(m.ID, m.Action, err)
+		s.commandFailed(m, err)
 		return
 	}
 	b, err := marshal.Marshal(res)
 	if err != nil {
-		s.fail(m.ID, m.Action, err)
+		s.commandFailed(m, err)
 		return
 	}
+	s.h.cfg.Metrics.Command(actionLabel(m.Action), "ok")
 	s.send(Message{Type: "result", ID: m.ID, Action: m.Action, Data: b})
+}
+
+// commandFailed sends a command's error frame and counts the command.
+func (s *session) commandFailed(m Message, err error) {
+	body := s.fail(m.ID, m.Action, err)
+	s.h.cfg.Metrics.Command(actionLabel(m.Action), body.Code)
+}
+
+// actionLabel is a command's action as a metric label: the names clients
+// may choose are bounded to the known actions and "unknown".
+func actionLabel(action string) string {
+	if _, ok := commands[action]; ok {
+		return action
+	}
+	return "unknown"
 }
 
 func (s *session) runCommand(m Message) (proto.Message, error) {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/berthhq/berth/internal/access"
 	"github.com/berthhq/berth/internal/fault"
+	"github.com/berthhq/berth/internal/stream"
 	"github.com/berthhq/berth/internal/task"
 	"github.com/berthhq/berth/internal/workspace"
 )
@@ -33,10 +34,9 @@ const (
 	CommandBurst = 20
 	// QueueSize bounds a connection's queue of outgoing data frames.
 	QueueSize = 256
-	// stallTimeout is how long a frame may wait for room in a full queue,
-	// or for the client to take it, before the client is dropped as too
-	// slow (close 1008 with a reason).
-	stallTimeout = 15 * time.Second
+	// StallTimeout is how long a frame may wait for room in a full queue
+	// before the client is dropped as too slow (close 1008 with a reason).
+	StallTimeout = 15 * time.Second
 	// maxSubscriptions bounds one connection's subscriptions.
 	maxSubscriptions = 64
 	// maxCommands bounds one connection's commands in flight.
@@ -59,10 +59,12 @@ type Config struct {
 	Tasks          *task.Service
 	Workspaces     *workspace.Service
 	Logger         *slog.Logger
+	Metrics        *stream.Metrics // may be nil
 
-	// PingEvery, MaxMessageBytes, CommandRate, CommandBurst and QueueSize
-	// override the defaults when positive.
+	// PingEvery, StallTimeout, MaxMessageBytes, CommandRate, CommandBurst
+	// and QueueSize override the defaults when positive.
 	PingEvery       time.Duration
+	StallTimeout    time.Duration
 	MaxMessageBytes int64
 	CommandRate     float64
 	CommandBurst    int
@@ -80,6 +82,9 @@ type Handler struct {
 func New(cfg Config) *Handler {
 	if cfg.PingEvery <= 0 {
 		cfg.PingEvery = PingEvery
+	}
+	if cfg.StallTimeout <= 0 {
+		cfg.StallTimeout = StallTimeout
 	}
 	if cfg.MaxMessageBytes <= 0 {
 		cfg.MaxMessageBytes = MaxMessageBytes

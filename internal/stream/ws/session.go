@@ -13,6 +13,7 @@ import (
 
 	"github.com/berthhq/berth/internal/access"
 	"github.com/berthhq/berth/internal/fault"
+	"github.com/berthhq/berth/internal/stream"
 )
 
 // session is one open connection: a reader (run), one writer goroutine fed
@@ -53,7 +54,10 @@ func newSession(h *Handler, conn *websocket.Conn, p access.Principal) *session {
 }
 
 // close closes the connection once, with code and reason, and stops
-// everything the session runs.
+// everything the session runs. The close frame follows the data frame
+// being written, if any: coder/websocket writes one frame at a time and
+// kills the connection without a close frame when a write's context ends,
+// so no read or write of the connection runs under s.ctx.
 func (s *session) close(code websocket.StatusCode, reason string) {
 	s.closed.Do(func() {
 		s.cancel()
@@ -61,8 +65,19 @@ func (s *session) close(code websocket.StatusCode, reason string) {
 	})
 }
 
+// drop closes the connection of a client the server gives up on, with
+// 1008 and reason, and counts it.
+func (s *session) drop(why, reason string) {
+	s.closed.Do(func() {
+		s.h.cfg.Metrics.Dropped(stream.TransportWebSocket, why)
+		s.cancel()
+		go func() { _ = s.conn.Close(websocket.StatusPolicyViolation, reason) }()
+	})
+}
+
 func (s *session) run(ctx context.Context) {
 	s.ctx, s.cancel = context.WithCancel(ctx)
+	defer s.h.cfg.Metrics.Opened(stream.TransportWebSocket)()
 	defer s.wg.Wait()
 	defer s.cancel()
 	s.wg.Go(s.write)
@@ -75,7 +90,8 @@ func (s *session) run(ctx context.Context) {
 		}
 	})
 	for {
-		typ, b, err := s.conn.Read(s.ctx)
+		// Not s.ctx: see close. The read ends when the connection closes.
+		typ, b, err := s.conn.Read(context.WithoutCancel(ctx))
 		if err != nil {
 			// A frame over the limit was already answered with 1009 by
 			// coder/websocket; a closed or broken connection needs no
@@ -101,13 +117,13 @@ func (s *session) run(ctx context.Context) {
 			s.unsubscribe(m)
 		case "command":
 			if !s.limit.Allow() {
-				s.fail(m.ID, m.Action, fault.New(fault.ErrResourceExhausted, "too many commands on this connection; slow down"))
+				s.commandFailed(m, fault.New(fault.ErrResourceExhausted, "too many commands on this connection; slow down"))
 				continue
 			}
 			select {
 			case s.cmds <- struct{}{}:
 			default:
-				s.fail(m.ID, m.Action, fault.New(fault.ErrResourceExhausted, "%d commands are in flight on this connection; wait for their results", maxCommands))
+				s.commandFailed(m, fault.New(fault.ErrResourceExhausted, "%d commands are in flight on this connection; wait for their results", maxCommands))
 				continue
 			}
 			s.wg.Go(func() {
@@ -120,18 +136,17 @@ func (s *session) run(ctx context.Context) {
 	}
 }
 
-// write is the connection's one writer of data frames.
+// write is the connection's one writer of data frames. A write has no
+// deadline of its own (see close): a client that takes nothing fills the
+// queue behind it, and sendCtx drops it.
 func (s *session) write() {
 	for {
 		select {
 		case <-s.ctx.Done():
 			return
 		case b := <-s.out:
-			ctx, cancel := context.WithTimeout(s.ctx, stallTimeout)
-			err := s.conn.Write(ctx, websocket.MessageText, b)
-			cancel()
-			if err != nil {
-				s.close(websocket.StatusPolicyViolation, "client too slow: a frame was not taken in time")
+			if err := s.conn.Write(context.Background(), websocket.MessageText, b); err != nil {
+				s.close(websocket.StatusInternalError, "")
 				return
 			}
 		}
@@ -139,7 +154,7 @@ func (s *session) write() {
 }
 
 // keepAlive pings the client every PingEvery; a client that does not
-// answer within the period (or stallTimeout, if longer) is dropped.
+// answer within the period (or the stall timeout, if longer) is dropped.
 func (s *session) keepAlive() {
 	tick := time.NewTicker(s.h.cfg.PingEvery)
 	defer tick.Stop()
@@ -148,19 +163,21 @@ func (s *session) keepAlive() {
 		case <-s.ctx.Done():
 			return
 		case <-tick.C:
-			ctx, cancel := context.WithTimeout(s.ctx, max(s.h.cfg.PingEvery, stallTimeout))
+			ctx, cancel := context.WithTimeout(context.Background(), max(s.h.cfg.PingEvery, s.h.cfg.StallTimeout))
 			err := s.conn.Ping(ctx)
 			cancel()
 			if err != nil {
-				s.close(websocket.StatusPolicyViolation, "keep-alive ping not answered")
+				if s.ctx.Err() == nil {
+					s.drop("unresponsive", "keep-alive ping not answered")
+				}
 				return
 			}
 		}
 	}
 }
 
-// send queues a frame for the writer. It waits for room at most
-// stallTimeout: a client whose queue stays full is closed with 1008 and a
+// send queues a frame for the writer. It waits for room at most the stall
+// timeout: a client whose queue stays full is closed with 1008 and a
 // reason rather than left to stall. It reports whether the frame was
 // queued.
 func (s *session) send(m Message) bool { return s.sendCtx(s.ctx, m) }
@@ -178,7 +195,7 @@ func (s *session) sendCtx(ctx context.Context, m Message) bool {
 		return true
 	default:
 	}
-	stall := time.NewTimer(stallTimeout)
+	stall := time.NewTimer(s.h.cfg.StallTimeout)
 	defer stall.Stop()
 	select {
 	case s.out <- b:
@@ -186,19 +203,20 @@ func (s *session) sendCtx(ctx context.Context, m Message) bool {
 	case <-ctx.Done():
 		return false
 	case <-stall.C:
-		s.close(websocket.StatusPolicyViolation, "client too slow: its send queue overflowed")
+		s.drop("slow", "client too slow: its send queue overflowed")
 		return false
 	}
 }
 
-// fail sends an error frame for request id.
-func (s *session) fail(id, action string, err error) {
+// fail sends an error frame for request id, and returns its body.
+func (s *session) fail(id, action string, err error) ErrorBody {
 	body := ErrorBody{Code: "internal", Message: "internal error", Reason: "INTERNAL_ERROR"}
 	if s.h.cfg.Errors != nil {
 		body = s.h.cfg.Errors(s.ctx, action, err)
 	}
 	data, _ := json.Marshal(body)
 	s.send(Message{Type: "error", ID: id, Action: action, Data: data})
+	return body
 }
 
 // failOn sends an error frame for a subscription request.
@@ -271,6 +289,7 @@ func (s *session) subscribe(m Message) {
 			if !s.sendCtx(ctx, Message{Type: "event", Channel: m.Channel, Action: action, Data: data}) {
 				return context.Canceled
 			}
+			s.h.cfg.Metrics.Sent(stream.TransportWebSocket)
 			return nil
 		}
 		var err error

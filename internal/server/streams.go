@@ -1,0 +1,89 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"connectrpc.com/connect/v2"
+	"connectrpc.com/connect/v2/connectproto"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/berthhq/berth/internal/stream"
+)
+
+// reconnectAfter is the delay a stream ended by a shutdown suggests before
+// the client reconnects (to another instance, or this one restarted).
+const reconnectAfter = 2 * time.Second
+
+// drain ends the Connect server streams when the server shuts down, so a
+// graceful shutdown does not wait out its grace for streams that would
+// outlive it: every open stream's context is cancelled and the stream ends
+// with Unavailable and a RetryInfo hint, from which clients resume
+// (StreamTaskLogs from the last seq they received).
+type drain struct {
+	closing chan struct{}
+	once    sync.Once
+}
+
+func newDrain() *drain { return &drain{closing: make(chan struct{})} }
+
+// Shutdown ends every open Connect stream. Register it with
+// http.Server.RegisterOnShutdown.
+func (d *drain) Shutdown() { d.once.Do(func() { close(d.closing) }) }
+
+// interceptor counts the server streams (open, messages sent) and ends
+// them at shutdown. Unary calls pass through: Shutdown lets them finish.
+func (d *drain) interceptor(m *stream.Metrics) connect.ServerInterceptor {
+	return func(next connect.ServerFunc) connect.ServerFunc {
+		return func(ctx context.Context, spec connect.Spec, ss connect.ServerStream) error {
+			if spec.StreamType != connect.StreamTypeServer {
+				return next(ctx, spec, ss)
+			}
+			defer m.Opened(stream.TransportConnect)()
+			ctx, cancel := context.WithCancel(ctx)
+			defer cancel()
+			go func() {
+				select {
+				case <-d.closing:
+					cancel()
+				case <-ctx.Done():
+				}
+			}()
+			err := next(ctx, spec, countingStream{ServerStream: ss, m: m})
+			select {
+			case <-d.closing:
+				if err == nil || errors.Is(err, context.Canceled) {
+					return shuttingDown()
+				}
+			default:
+			}
+			return err
+		}
+	}
+}
+
+// shuttingDown is the error a stream ended by a shutdown returns.
+func shuttingDown() error {
+	err := connect.NewError(connect.CodeUnavailable, "the server is shutting down: reconnect and resume from the last seq you received")
+	if d, derr := connectproto.NewErrorDetail(&errdetails.RetryInfo{RetryDelay: durationpb.New(reconnectAfter)}); derr == nil {
+		err = err.WithDetail(d)
+	}
+	return err
+}
+
+// countingStream counts the messages a server stream sends.
+type countingStream struct {
+	connect.ServerStream
+	m *stream.Metrics
+}
+
+func (s countingStream) Send(msg any) error {
+	err := s.ServerStream.Send(msg)
+	if err == nil {
+		s.m.Sent(stream.TransportConnect)
+	}
+	return err
+}

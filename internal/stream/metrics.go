@@ -1,0 +1,91 @@
+package stream
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// The transports, as the metrics label them.
+const (
+	TransportSSE       = "sse"
+	TransportConnect   = "connect"
+	TransportWebSocket = "websocket"
+)
+
+// Metrics counts what the live streams do, for every transport. A nil
+// *Metrics counts nothing, so tests and tools may leave it out.
+type Metrics struct {
+	open     *prometheus.GaugeVec
+	sent     *prometheus.CounterVec
+	lagged   prometheus.Counter
+	dropped  *prometheus.CounterVec
+	commands *prometheus.CounterVec
+}
+
+// NewMetrics registers the stream metrics on reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		open: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "berth_stream_connections",
+			Help: "Live stream connections open now, by transport (sse, connect, websocket).",
+		}, []string{"transport"}),
+		sent: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "berth_stream_events_sent_total",
+			Help: "Events sent on live streams (log lines, status, progress, end, workspace events), by transport.",
+		}, []string{"transport"}),
+		lagged: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "berth_stream_lagged_total",
+			Help: "Times a stream subscriber fell behind the bus, dropped its queue and caught up from the store.",
+		}),
+		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "berth_stream_dropped_clients_total",
+			Help: "Stream clients the server disconnected, by transport and reason (slow: took no data in time; unresponsive: keep-alive not answered).",
+		}, []string{"transport", "reason"}),
+		commands: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "berth_websocket_commands_total",
+			Help: "WebSocket commands, by action and result (ok, or the Connect error code).",
+		}, []string{"action", "result"}),
+	}
+	for _, tr := range []string{TransportSSE, TransportConnect, TransportWebSocket} {
+		m.open.WithLabelValues(tr)
+		m.sent.WithLabelValues(tr)
+	}
+	reg.MustRegister(m.open, m.sent, m.lagged, m.dropped, m.commands)
+	return m
+}
+
+// Opened counts a new connection of transport; the returned function
+// counts it closed.
+func (m *Metrics) Opened(transport string) (closed func()) {
+	if m == nil {
+		return func() {}
+	}
+	g := m.open.WithLabelValues(transport)
+	g.Inc()
+	return g.Dec
+}
+
+// Sent counts one event sent on transport.
+func (m *Metrics) Sent(transport string) {
+	if m != nil {
+		m.sent.WithLabelValues(transport).Inc()
+	}
+}
+
+// Lagged counts a subscriber that fell behind.
+func (m *Metrics) Lagged() {
+	if m != nil {
+		m.lagged.Inc()
+	}
+}
+
+// Dropped counts a client the server disconnected, and why.
+func (m *Metrics) Dropped(transport, reason string) {
+	if m != nil {
+		m.dropped.WithLabelValues(transport, reason).Inc()
+	}
+}
+
+// Command counts a WebSocket command and its result.
+func (m *Metrics) Command(action, result string) {
+	if m != nil {
+		m.commands.WithLabelValues(action, result).Inc()
+	}
+}
