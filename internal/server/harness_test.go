@@ -52,6 +52,12 @@ type runningServer struct {
 // startServerUntil starts berth with extra flags; stop shuts it down.
 func startServerUntil(t testing.TB, flags ...string) *runningServer {
 	t.Helper()
+	return startServerClock(t, time.Now, flags...)
+}
+
+// startServerClock starts berth with extra flags on the clock now.
+func startServerClock(t testing.TB, now func() time.Time, flags ...string) *runningServer {
+	t.Helper()
 	dir := t.TempDir()
 	root := filepath.Join(dir, "workspaces")
 	args := append([]string{
@@ -73,7 +79,7 @@ func startServerUntil(t testing.TB, flags ...string) *runningServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := server.New(t.Context(), cfg, logger, telemetry.NewRegistry(), time.Now)
+	srv, err := server.New(t.Context(), cfg, logger, telemetry.NewRegistry(), now)
 	if err != nil {
 		t.Fatalf("server.New: %v", err)
 	}

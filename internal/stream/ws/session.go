@@ -145,6 +145,9 @@ func (s *session) write() {
 		case <-s.ctx.Done():
 			return
 		case b := <-s.out:
+			if s.ctx.Err() != nil {
+				return // closing: the close frame is next
+			}
 			if err := s.conn.Write(context.Background(), websocket.MessageText, b); err != nil {
 				s.close(websocket.StatusInternalError, "")
 				return

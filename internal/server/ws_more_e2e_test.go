@@ -1,0 +1,415 @@
+package server_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect/v2"
+	"connectrpc.com/connect/v2/connectproto"
+	"github.com/coder/websocket"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	berthv1 "github.com/berthhq/berth/internal/gen/berth/v1"
+)
+
+// metric reads the value of one sample from the admin listener's /metrics:
+// series is the name with its labels as Prometheus writes them, such as
+// `berth_stream_connections{transport="sse"}`. A missing series is 0.
+func metric(t *testing.T, srv *testServer, series string) float64 {
+	t.Helper()
+	res, err := http.Get(srv.AdminURL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	sc := bufio.NewScanner(res.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		name, value, ok := strings.Cut(sc.Text(), " ")
+		if ok && name == series {
+			v, err := strconv.ParseFloat(value, 64)
+			if err != nil {
+				t.Fatalf("%s: %v", sc.Text(), err)
+			}
+			return v
+		}
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return 0
+}
+
+// waitMetric waits until series has value want.
+func waitMetric(t *testing.T, srv *testServer, series string, want float64) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		got := metric(t, srv, series)
+		if got == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s = %v, want %v", series, got, want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestWSResume: a client that drops its WebSocket at random points and
+// subscribes again with since = its last seq gets every line exactly once.
+func TestWSResume(t *testing.T) {
+	t.Parallel()
+	e := newStreamEnv(t)
+	id := e.task(t, "ws resume [slow] [lines:40]")
+	var got []int64
+	var end berthv1.TaskEnd
+	done := false
+	for round := 0; !done; round++ {
+		if round > 200 {
+			t.Fatal("no end after 200 reconnects")
+		}
+		c := mustDialWS(t, e, e.token)
+		since := int64(len(got))
+		wsSend(t, c, wsMessage{Type: "subscribe", ID: "s", Channel: "task:" + id, Since: since})
+		if m := wsRead(t, c); m.Type != "subscribed" {
+			t.Fatalf("round %d: %+v", round, m)
+		}
+		take := 1 + rand.IntN(8)
+		for n := 0; n < take && !done; n++ {
+			m := wsRead(t, c)
+			switch m.Action {
+			case "log":
+				var entry berthv1.LogEntry
+				if err := protojson.Unmarshal(m.Data, &entry); err != nil {
+					t.Fatal(err)
+				}
+				got = append(got, entry.GetSeq())
+			case "end":
+				if err := protojson.Unmarshal(m.Data, &end); err != nil {
+					t.Fatal(err)
+				}
+				done = true
+			}
+		}
+		// Half the time a clean close, half the time the TCP connection
+		// just goes away.
+		if rand.IntN(2) == 0 {
+			_ = c.Close(websocket.StatusNormalClosure, "")
+		} else {
+			_ = c.CloseNow()
+		}
+	}
+	if end.GetStatus() != berthv1.TaskStatus_TASK_STATUS_SUCCEEDED {
+		t.Errorf("end = %v", &end)
+	}
+	checkSeqs(t, "websocket", got, end.GetLastSeq())
+}
+
+// TestWSSlowClientDropped: a client that stops reading while a task floods
+// its subscription is closed with 1008 and a reason once its queue stays
+// full for the stall timeout — it is not left to stall, and the task is
+// not slowed: it ends and its every line is stored.
+func TestWSSlowClientDropped(t *testing.T) {
+	t.Parallel()
+	e := newStreamEnv(t, "--stream-stall-timeout", "300ms")
+	c := mustDialWS(t, e, e.token)
+	id := e.task(t, "flood [lines:60000]")
+	wsSend(t, c, wsMessage{Type: "subscribe", ID: "s", Channel: "task:" + id})
+	// Read nothing until the server gives up on this client.
+	waitMetric(t, e.srv, `berth_stream_dropped_clients_total{reason="slow",transport="websocket"}`, 1)
+	var err error
+	for err == nil {
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		_, _, err = c.Read(ctx)
+		cancel()
+	}
+	var ce websocket.CloseError
+	if !errors.As(err, &ce) || ce.Code != websocket.StatusPolicyViolation || !strings.Contains(ce.Reason, "too slow") {
+		t.Fatalf("the connection ended with %v, want close 1008 with a reason", err)
+	}
+	waitTaskEnd(t, e, id)
+	if n := len(allLogs(t, e.c, e.ctx, id)); n < 60000 {
+		t.Errorf("%d lines stored, want 60000+", n)
+	}
+	waitMetric(t, e.srv, `berth_stream_connections{transport="websocket"}`, 0)
+}
+
+// TestWSServerPings: the server pings on its own every --ws-ping-interval,
+// and its pings keep flowing while a task floods the subscription.
+func TestWSServerPings(t *testing.T) {
+	t.Parallel()
+	e := newStreamEnv(t, "--ws-ping-interval", "50ms")
+	var pings atomic.Int64
+	url := "ws" + strings.TrimPrefix(e.srv.URL, "http") + "/ws"
+	c, _, err := websocket.Dial(t.Context(), url, &websocket.DialOptions{
+		HTTPHeader: bearer(e.token), Subprotocols: []string{"berth.v1.json"},
+		OnPingReceived: func(context.Context, []byte) bool { pings.Add(1); return true },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseNow()
+	id := e.task(t, "flood [lines:20000]")
+	wsSend(t, c, wsMessage{Type: "subscribe", ID: "s", Channel: "task:" + id})
+	var lines int64
+	var pingsDuringFlood int64
+	for {
+		m := wsRead(t, c)
+		if m.Action == "log" {
+			lines++
+			if lines == 1 {
+				pingsDuringFlood = -pings.Load()
+			}
+		}
+		if m.Action == "end" {
+			pingsDuringFlood += pings.Load()
+			break
+		}
+	}
+	if lines < 20000 {
+		t.Fatalf("%d lines, want 20000+", lines)
+	}
+	// Pings are read (and counted) by the same reader as the data frames,
+	// so they were received between log frames.
+	if pingsDuringFlood < 1 {
+		t.Errorf("no server ping arrived while %d lines were delivered", lines)
+	}
+	before := pings.Load()
+	time.Sleep(500 * time.Millisecond)
+	// The callback only runs while something reads the connection.
+	wsSend(t, c, wsMessage{Type: "ping", ID: "p"})
+	if m := wsRead(t, c); m.Type != "pong" {
+		t.Fatalf("got %+v", m)
+	}
+	if pings.Load() <= before {
+		t.Errorf("no server ping in 500ms at a 50ms interval")
+	}
+}
+
+// TestWSExpiredTicket: a stream ticket is refused once its minute is over.
+func TestWSExpiredTicket(t *testing.T) {
+	t.Parallel()
+	var offset atomic.Int64
+	now := func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
+	run := startServerClock(t, now, "--claude-path", "claude", "--anthropic-api-key", testAPIKey)
+	e := &streamEnv{srv: run.srv, c: run.srv.clients(protocols[0])}
+	e.token = register(t, e.c, "ticket@example.com").GetTokens().GetAccessToken()
+	e.ctx = as(t.Context(), e.token)
+	ticket, err := e.c.Auth.CreateStreamTicket(e.ctx, &berthv1.CreateStreamTicketRequest{Target: "ws"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	offset.Store(int64(61 * time.Second))
+	_, res, err := dialWS(t, e, "?ticket="+ticket.GetTicket(), nil)
+	if err == nil || res == nil || res.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("expired ticket: %v %v", res, err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	if !strings.Contains(string(body), "unauthenticated") {
+		t.Errorf("body %s", body)
+	}
+	// A fresh one still works at the new time.
+	fresh, err := e.c.Auth.CreateStreamTicket(e.ctx, &berthv1.CreateStreamTicketRequest{Target: "ws"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := dialWS(t, e, "?ticket="+fresh.GetTicket(), nil); err != nil {
+		t.Errorf("fresh ticket: %v", err)
+	}
+}
+
+// TestShutdownEndsStreams: on shutdown a WebSocket gets close 1012 and a
+// Connect stream ends with Unavailable and a retry hint — at once, not
+// after the shutdown grace — and each client resumes on a new server
+// without losing a line.
+func TestShutdownEndsStreams(t *testing.T) {
+	t.Parallel()
+	claude := fakeClaudeBinary(t)
+	dir := t.TempDir()
+	flags := []string{"--claude-path", claude, "--anthropic-api-key", testAPIKey, "--data-dir", dir + "/data", "--workspace-root", dir + "/ws"}
+	run := startServerUntil(t, flags...)
+	e := &streamEnv{srv: run.srv, c: run.srv.clients(protocols[0])}
+	e.token = register(t, e.c, "restart@example.com").GetTokens().GetAccessToken()
+	e.ctx = as(t.Context(), e.token)
+	w, err := e.c.Workspace.CreateWorkspace(e.ctx, &berthv1.CreateWorkspaceRequest{Name: "r", Path: e.srv.mkdir(t, "r")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.ws = w.GetWorkspace().GetId()
+	id := e.task(t, "done before [lines:3000]")
+	waitTaskEnd(t, e, id)
+
+	c := mustDialWS(t, e, e.token)
+	wsSend(t, c, wsMessage{Type: "subscribe", ID: "t", Channel: "task:" + id, Since: 0})
+	wsSend(t, c, wsMessage{Type: "subscribe", ID: "w", Channel: "workspace:" + e.ws})
+	rpc, err := e.c.Workspace.WatchWorkspace(e.ctx, &berthv1.WatchWorkspaceRequest{WorkspaceId: e.ws})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rpc.Receive(); err != nil {
+		t.Fatal(err)
+	}
+	// The WebSocket's task channel: read a few lines, then stop the server.
+	var got []int64
+	for len(got) < 5 {
+		m := wsRead(t, c)
+		if m.Action == "log" {
+			var entry berthv1.LogEntry
+			if err := protojson.Unmarshal(m.Data, &entry); err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, entry.GetSeq())
+		}
+	}
+	stopped := make(chan time.Duration, 1)
+	go func() {
+		start := time.Now()
+		run.stop()
+		stopped <- time.Since(start)
+	}()
+
+	// The Connect stream: Unavailable with RetryInfo.
+	for {
+		_, err := rpc.Receive()
+		if err == nil {
+			continue
+		}
+		if connect.CodeOf(err) != connect.CodeUnavailable {
+			t.Fatalf("WatchWorkspace ended with %v, want unavailable", err)
+		}
+		var ce *connect.Error
+		retry := false
+		if errors.As(err, &ce) {
+			for _, d := range ce.Details() {
+				if v, derr := connectproto.UnmarshalErrorDetail(d); derr == nil {
+					if ri, ok := v.(*errdetails.RetryInfo); ok && ri.GetRetryDelay().AsDuration() > 0 {
+						retry = true
+					}
+				}
+			}
+		}
+		if !retry {
+			t.Errorf("no RetryInfo in %v", err)
+		}
+		break
+	}
+	// The WebSocket: whole frames, then 1012.
+	for {
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		_, b, err := c.Read(ctx)
+		cancel()
+		if err != nil {
+			if websocket.CloseStatus(err) != websocket.StatusServiceRestart {
+				t.Fatalf("the WebSocket ended with %v, want 1012", err)
+			}
+			break
+		}
+		var m wsMessage
+		if err := json.Unmarshal(b, &m); err != nil {
+			t.Fatalf("a broken frame: %v", err)
+		}
+		if m.Action == "log" {
+			var entry berthv1.LogEntry
+			if err := protojson.Unmarshal(m.Data, &entry); err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, entry.GetSeq())
+		}
+	}
+	if d := <-stopped; d > 5*time.Second {
+		t.Errorf("shutdown took %s with streams open, want them ended at once", d)
+	}
+
+	// A new server on the same data: resume with since and finish.
+	next := startServer(t, flags...)
+	e2 := &streamEnv{srv: next, c: next.clients(protocols[0]), token: e.token, ctx: e.ctx, ws: e.ws}
+	c2 := mustDialWS(t, e2, e.token)
+	wsSend(t, c2, wsMessage{Type: "subscribe", ID: "t", Channel: "task:" + id, Since: int64(len(got))})
+	var end berthv1.TaskEnd
+	for {
+		m := wsRead(t, c2)
+		if m.Action == "log" {
+			var entry berthv1.LogEntry
+			if err := protojson.Unmarshal(m.Data, &entry); err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, entry.GetSeq())
+		}
+		if m.Action == "end" {
+			if err := protojson.Unmarshal(m.Data, &end); err != nil {
+				t.Fatal(err)
+			}
+			break
+		}
+	}
+	checkSeqs(t, "across the restart", got, end.GetLastSeq())
+}
+
+// TestStreamMetrics: open connections per transport, events sent and
+// WebSocket commands by action and result are on /metrics.
+func TestStreamMetrics(t *testing.T) {
+	t.Parallel()
+	e := newStreamEnv(t)
+	id := e.task(t, "metrics [lines:5]")
+	waitTaskEnd(t, e, id)
+
+	s, code := openSSE(t, e.ctx, e.srv.URL+"/api/v1/workspaces/"+e.ws+"/events", bearer(e.token))
+	if code != http.StatusOK {
+		t.Fatalf("status %d", code)
+	}
+	rpc, err := e.c.Workspace.WatchWorkspace(e.ctx, &berthv1.WatchWorkspaceRequest{WorkspaceId: e.ws})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rpc.Receive(); err != nil {
+		t.Fatal(err)
+	}
+	c := mustDialWS(t, e, e.token)
+	wsSend(t, c, wsMessage{Type: "ping"})
+	wsRead(t, c)
+	for _, tr := range []string{"sse", "connect", "websocket"} {
+		waitMetric(t, e.srv, `berth_stream_connections{transport="`+tr+`"}`, 1)
+	}
+	if v := metric(t, e.srv, `berth_stream_events_sent_total{transport="connect"}`); v < 1 {
+		t.Errorf("connect events sent = %v", v)
+	}
+
+	wantResult[berthv1.GetWorkspaceResponse](t, wsCommand(t, c, "1", "workspace.get", `{"id":"`+e.ws+`"}`))
+	wantWSError(t, wsCommand(t, c, "2", "workspace.get", `{"id":""}`), "invalid_argument", "VALIDATION_ERROR")
+	wantWSError(t, wsCommand(t, c, "3", "no.such.action", `{}`), "invalid_argument", "VALIDATION_ERROR")
+	if v := metric(t, e.srv, `berth_websocket_commands_total{action="workspace.get",result="ok"}`); v != 1 {
+		t.Errorf("ok workspace.get = %v", v)
+	}
+	if v := metric(t, e.srv, `berth_websocket_commands_total{action="workspace.get",result="invalid_argument"}`); v != 1 {
+		t.Errorf("invalid workspace.get = %v", v)
+	}
+	if v := metric(t, e.srv, `berth_websocket_commands_total{action="unknown",result="invalid_argument"}`); v != 1 {
+		t.Errorf("unknown action = %v", v)
+	}
+
+	wsSend(t, c, wsMessage{Type: "subscribe", ID: "t", Channel: "task:" + id})
+	for m := wsRead(t, c); m.Action != "end"; m = wsRead(t, c) {
+	}
+	if v := metric(t, e.srv, `berth_stream_events_sent_total{transport="websocket"}`); v < 6 {
+		t.Errorf("websocket events sent = %v, want the 5+ lines and the end", v)
+	}
+
+	s.close()
+	_ = rpc.Close()
+	_ = c.Close(websocket.StatusNormalClosure, "")
+	for _, tr := range []string{"sse", "connect", "websocket"} {
+		waitMetric(t, e.srv, `berth_stream_connections{transport="`+tr+`"}`, 0)
+	}
+}
