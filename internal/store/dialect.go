@@ -1,6 +1,7 @@
 package store
 
 import (
+	"database/sql"
 	"io/fs"
 	"strconv"
 	"strings"
@@ -28,7 +29,35 @@ type dialect interface {
 	// transaction writes: " FOR UPDATE" on Postgres, where concurrent
 	// transactions otherwise each see the other's rows as they were.
 	forUpdate() string
+	// skipLocked is forUpdate for a SELECT that picks one of several rows
+	// any of which would do, such as the next queued task: rows another
+	// transaction has locked are passed over instead of waited for.
+	skipLocked() string
+	// lockXact is a statement that takes the lock named key and holds it
+	// until the transaction ends, serialising the transactions that take
+	// it: "" where a write transaction already excludes every other one.
+	lockXact(key lockKey) string
+	// readTx is how a read-only transaction begins: one snapshot for all
+	// its statements.
+	readTx() *sql.TxOptions
+	// anyText returns a string as it is written to a column that holds
+	// text of any bytes, NUL included (a log line's message).
+	anyText(s string) any
 }
+
+// lockKey names a lock that lockXact takes. The values are arbitrary but
+// fixed: every berth process that shares a database must agree on them.
+type lockKey int64
+
+// The locks berth takes.
+const (
+	// lockMigrations serialises migrations: servers starting at once apply
+	// each one once, one after the other.
+	lockMigrations lockKey = 0x6265727468_0001 // "berth", 1
+	// lockUserCreation serialises account creation, so that of two
+	// accounts created at once on an empty server only one becomes admin.
+	lockUserCreation lockKey = 0x6265727468_0002
+)
 
 // rebindDollar rewrites ? placeholders into $1, $2, … as Postgres wants them.
 // A ? inside a string literal, a quoted identifier or a comment is left as it

@@ -72,10 +72,19 @@ func (s *Store) Migrate(ctx context.Context) (applied int, err error) {
 	if err != nil {
 		return 0, fmt.Errorf("migrate: %w", err)
 	}
-	if _, err := s.conn().exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
-		version    INTEGER NOT NULL PRIMARY KEY,
-		applied_at BIGINT  NOT NULL
-	)`); err != nil {
+	err = s.inTx(ctx, func(c conn) error {
+		// Under the lock: two Postgres servers creating the table at once
+		// would otherwise collide in the catalog.
+		if err := c.lock(ctx, lockMigrations); err != nil {
+			return err
+		}
+		_, err := c.exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+			version    INTEGER NOT NULL PRIMARY KEY,
+			applied_at BIGINT  NOT NULL
+		)`)
+		return err
+	})
+	if err != nil {
 		return 0, fmt.Errorf("migrate: create schema_migrations: %w", err)
 	}
 	current, err := s.SchemaVersion(ctx)
@@ -92,7 +101,12 @@ func (s *Store) Migrate(ctx context.Context) (applied int, err error) {
 		did := false
 		err := s.inTx(ctx, func(c conn) error {
 			// Another process may have applied it since SchemaVersion ran:
-			// the write lock this transaction holds settles who does.
+			// the lock this transaction holds (the write lock on SQLite, an
+			// advisory lock on Postgres) settles who does, and the count
+			// below, read after it is taken, sees the other's commit.
+			if err := c.lock(ctx, lockMigrations); err != nil {
+				return err
+			}
 			var n int
 			if err := c.queryRow(ctx, `SELECT COUNT(*) FROM schema_migrations WHERE version = ?`, m.version).Scan(&n); err != nil {
 				return err

@@ -121,6 +121,20 @@ func (sqliteDialect) isForeignKeyViolation(err error) bool {
 // write transaction holds the database's write lock from its BEGIN.
 func (sqliteDialect) forUpdate() string { return "" }
 
+// skipLocked is empty: the write transaction already holds the database.
+func (sqliteDialect) skipLocked() string { return "" }
+
+// lockXact takes nothing: a write transaction already holds the database's
+// write lock from its BEGIN.
+func (sqliteDialect) lockXact(lockKey) string { return "" }
+
+// readTx is a plain read-only transaction: in WAL mode a SQLite read
+// transaction sees one snapshot already.
+func (sqliteDialect) readTx() *sql.TxOptions { return &sql.TxOptions{ReadOnly: true} }
+
+// anyText keeps the string: SQLite's TEXT holds any bytes.
+func (sqliteDialect) anyText(s string) any { return s }
+
 func (sqliteDialect) migrations() (fs.FS, error) {
 	return fs.Sub(sqliteMigrations, "migrations/sqlite")
 }

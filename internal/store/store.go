@@ -2,8 +2,9 @@
 // sessions, API keys, stream tickets, workspaces, their members, tasks and the
 // audit log — in a SQL database, and is the only package that speaks SQL.
 //
-// One Store serves SQLite (the embedded default, see Open) and, later,
-// Postgres: queries are written once in portable SQL with ? placeholders and
+// One Store serves SQLite (the embedded default, see Open) and Postgres
+// (several servers sharing one database, see OpenPostgres; OpenURL picks
+// either from the server's configuration): queries are written once in portable SQL with ? placeholders and
 // pass through a dialect that adapts them to the engine. Times are stored as
 // BIGINT microseconds since the Unix epoch in UTC, booleans as INTEGER 0/1 and
 // JSON documents as TEXT, so the same statements read and write both engines.
@@ -90,6 +91,9 @@ func (s *Store) prepared(ctx context.Context, query string) (*sql.Stmt, error) {
 	return st, nil
 }
 
+// Engine names the SQL engine behind the store: "sqlite" or "postgres".
+func (s *Store) Engine() string { return s.d.name() }
+
 // Ping checks that the database answers, for readiness probes.
 func (s *Store) Ping(ctx context.Context) error {
 	if err := s.db.PingContext(ctx); err != nil {
@@ -157,6 +161,19 @@ func (c conn) queryRow(ctx context.Context, query string, args ...any) *sql.Row 
 	return c.q.QueryRowContext(ctx, query, args...)
 }
 
+// lock takes the dialect's transaction-scoped lock key, if it has one:
+// only inside a transaction, which holds it until it ends.
+func (c conn) lock(ctx context.Context, key lockKey) error {
+	q := c.d.lockXact(key)
+	if q == "" {
+		return nil
+	}
+	if _, err := c.exec(ctx, q); err != nil {
+		return fmt.Errorf("take lock %d: %w", int64(key), err)
+	}
+	return nil
+}
+
 // scanner is a *sql.Row or *sql.Rows.
 type scanner interface {
 	Scan(dest ...any) error
@@ -180,7 +197,7 @@ func (s *Store) inTx(ctx context.Context, fn func(c conn) error) error {
 // inReadTx runs fn in a read-only transaction, so that the several queries of
 // one read see one snapshot of the database.
 func (s *Store) inReadTx(ctx context.Context, fn func(c conn) error) error {
-	return s.runTx(ctx, &sql.TxOptions{ReadOnly: true}, fn)
+	return s.runTx(ctx, s.d.readTx(), fn)
 }
 
 func (s *Store) runTx(ctx context.Context, opts *sql.TxOptions, fn func(c conn) error) (err error) {

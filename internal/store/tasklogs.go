@@ -52,7 +52,7 @@ func (s *Store) AppendTaskLogs(ctx context.Context, entries []LogEntry) error {
 			args = args[:0]
 			for _, e := range chunk {
 				fields, _ := nullJSON(e.Fields) // checked above
-				args = append(args, e.TaskID, e.Seq, micros(e.Time), e.Level, e.Source, e.Message, fields)
+				args = append(args, e.TaskID, e.Seq, micros(e.Time), e.Level, e.Source, c.d.anyText(e.Message), fields)
 			}
 			var err error
 			if len(chunk) == logRowsPerInsert {

@@ -186,11 +186,13 @@ func (s *Store) ListTasks(ctx context.Context, f TaskFilter) ([]*TaskRecord, int
 // now and leased to owner until leaseUntil, and is returned as it now is.
 // An empty queue is fault.NotFound("queued task").
 //
-// Two runners never claim one task: the update only takes a task that is
-// still queued. The per-workspace count is taken after locking the
-// workspace's row (forUpdate), so on Postgres two runners cannot both start
-// the last allowed task of one workspace; on SQLite the write transaction
-// already excludes every other writer.
+// Two runners never claim one task: on Postgres the candidate row is
+// locked as it is read (skipLocked), so concurrent claimers each take a
+// different task rather than wait for the first one's, and the update only
+// takes a task that is still queued in any case. The per-workspace count is
+// taken after locking the workspace's row (forUpdate), so on Postgres two
+// runners cannot both start the last allowed task of one workspace; on
+// SQLite the write transaction already excludes every other writer.
 func (s *Store) ClaimTask(ctx context.Context, owner string, now, leaseUntil time.Time, maxPerWorkspace int, skip []string) (*TaskRecord, error) {
 	var claimed *TaskRecord
 	err := s.inTx(ctx, func(c conn) error {
@@ -215,7 +217,7 @@ func (s *Store) ClaimTask(ctx context.Context, owner string, now, leaseUntil tim
 				q += ` AND (SELECT COUNT(*) FROM tasks r WHERE r.workspace_id = t.workspace_id AND r.status = ?) < ?`
 				args = append(args, string(TaskRunning), maxPerWorkspace)
 			}
-			q += ` ORDER BY t.priority DESC, t.created_at ASC, t.id ASC LIMIT 1`
+			q += ` ORDER BY t.priority DESC, t.created_at ASC, t.id ASC LIMIT 1` + c.d.skipLocked()
 			t, err := scanTask(c.queryRow(ctx, q, args...))
 			if errors.Is(err, fault.ErrNotFound) {
 				return fault.NotFound("queued task")

@@ -50,7 +50,12 @@ func errUnknownRole() error {
 // stored precision. A taken email is a fault.ErrConflict.
 func (s *Store) CreateUser(ctx context.Context, u *User) error {
 	email := strings.ToLower(u.Email)
-	role, err := insertUser(ctx, s.conn(), u, nullString(email))
+	var role Role
+	err := s.inTx(ctx, func(c conn) error {
+		var err error
+		role, err = insertUser(ctx, c, u, nullString(email))
+		return err
+	})
 	if s.d.isUniqueViolation(err) {
 		return errDuplicateEmail
 	}
@@ -64,8 +69,13 @@ func (s *Store) CreateUser(ctx context.Context, u *User) error {
 }
 
 // insertUser inserts u with the given login email, deciding its role in the
-// statement when u.Role is empty, and returns the role stored.
+// statement when u.Role is empty, and returns the role stored. c must be a
+// transaction: it takes lockUserCreation first, without which two Postgres
+// transactions could each see no account and both make an admin.
 func insertUser(ctx context.Context, c conn, u *User, email sql.NullString) (Role, error) {
+	if err := c.lock(ctx, lockUserCreation); err != nil {
+		return "", err
+	}
 	var role string
 	err := c.queryRow(ctx, `
 		INSERT INTO users (id, email, name, password_hash, role, disabled, created_at, updated_at, last_login_at)

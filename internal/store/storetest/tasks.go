@@ -229,24 +229,27 @@ func testClaimSkip(t *testing.T, e *env) {
 	e.mustClaim(first, 0)
 }
 
+// testClaimConcurrent has many runners claim from many queued tasks at
+// once: every task is claimed, and by exactly one of them.
 func testClaimConcurrent(t *testing.T, e *env) {
+	const tasks, runners = 100, 16
 	owner := e.user()
 	var ws []*store.Workspace
 	for range 4 {
 		ws = append(ws, e.workspace(owner))
 	}
 	queued := map[string]bool{}
-	for i := range 20 {
+	for i := range tasks {
 		queued[e.queued(ws[i%len(ws)], store.TaskPriority(1+i%3)).ID] = true
 	}
 	var (
 		mu      sync.Mutex
 		claimed = map[string]int{}
 		wg      sync.WaitGroup
-		errs    = make(chan error, 8)
+		errs    = make(chan error, runners)
 	)
 	now := e.tick()
-	for r := range 8 {
+	for r := range runners {
 		wg.Go(func() {
 			for {
 				tr, err := e.s.ClaimTask(e.ctx, fmt.Sprintf("r%d", r), now, now.Add(time.Minute), 0, nil)
@@ -268,7 +271,7 @@ func testClaimConcurrent(t *testing.T, e *env) {
 	for err := range errs {
 		t.Fatalf("claim: %v", err)
 	}
-	equal(t, "tasks claimed", len(claimed), 20)
+	equal(t, "tasks claimed", len(claimed), tasks)
 	for id, n := range claimed {
 		if !queued[id] || n != 1 {
 			t.Fatalf("task %s claimed %d times (queued: %v)", id, n, queued[id])

@@ -22,6 +22,8 @@ CREATE TABLE users (
     updated_at    BIGINT  NOT NULL,
     last_login_at BIGINT
 );
+-- ListUsers pages oldest first
+CREATE INDEX users_created_at ON users (created_at, id);
 
 -- user_identities links an OIDC subject to an account. email is what the
 -- provider last said, shown for an account without a login email.
@@ -114,6 +116,8 @@ CREATE TABLE workspaces (
     UNIQUE (owner_id, name)
 );
 CREATE INDEX workspaces_created_at ON workspaces (created_at, id);
+-- ListWorkspaces sorted by name, which folds case
+CREATE INDEX workspaces_name ON workspaces (lower(name), name, id);
 CREATE INDEX workspaces_status ON workspaces (status);
 
 CREATE TABLE workspace_members (
@@ -155,8 +159,8 @@ CREATE TABLE tasks (
     completed_at     BIGINT
 );
 -- the runner's queue: by priority, then age
-CREATE INDEX tasks_queue ON tasks (status, priority DESC, created_at);
-CREATE INDEX tasks_workspace ON tasks (workspace_id, created_at);
+CREATE INDEX tasks_queue ON tasks (status, priority DESC, created_at, id);
+CREATE INDEX tasks_workspace ON tasks (workspace_id, created_at, id);
 -- "how many tasks this workspace runs", for the per-workspace limit
 CREATE INDEX tasks_workspace_status ON tasks (workspace_id, status);
 -- log retention: "tasks completed before"
