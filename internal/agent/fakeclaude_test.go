@@ -7,6 +7,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -225,6 +227,41 @@ func TestFakeClaude(t *testing.T) {
 		}
 		if r.err != nil || r.result.NumTurns != 4 {
 			t.Errorf("result %+v, %v", r.result, r.err)
+		}
+	})
+
+	t.Run("rate", func(t *testing.T) {
+		t.Parallel()
+		start := time.Now()
+		r := runFake(t, t.Context(), agent.Options{Prompt: "[lines:50] [rate:500]", MaxTurns: 1}, key)
+		end := time.Now()
+		// 50 lines at 500 a second: the last is due 49/500 s after the first.
+		if d := end.Sub(start); d < 98*time.Millisecond {
+			t.Errorf("50 lines at 500/s took %v", d)
+		}
+		var sent []int64
+		for _, msg := range logs(r.outputs, "assistant", "info") {
+			if !strings.HasPrefix(msg, "extra line ") {
+				continue
+			}
+			_, stamp, ok := strings.Cut(msg, " sent ")
+			ns, err := strconv.ParseInt(stamp, 10, 64)
+			if !ok || err != nil {
+				t.Fatalf("line %q carries no send time", msg)
+			}
+			sent = append(sent, ns)
+		}
+		if len(sent) != 50 {
+			t.Fatalf("%d extra lines, want 50", len(sent))
+		}
+		if sent[0] < start.UnixNano() || sent[49] > end.UnixNano() || !slices.IsSorted(sent) {
+			t.Errorf("send times %v not in order within [%d, %d]", sent, start.UnixNano(), end.UnixNano())
+		}
+		if d := time.Duration(sent[49] - sent[0]); d < 98*time.Millisecond {
+			t.Errorf("first to last line took %v, want 98ms or more", d)
+		}
+		if r.err != nil {
+			t.Error(r.err)
 		}
 	})
 

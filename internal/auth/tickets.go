@@ -90,3 +90,48 @@ func (s *Service) RedeemStreamTicket(ctx context.Context, ticket, target string)
 	}
 	return access.Principal{UserID: u.ID, Role: u.Role, SessionID: t.SessionID, Method: access.MethodTicket}, nil
 }
+
+// RecheckTicket re-validates, for a stream that stays open, the principal a
+// ticket was redeemed for: the session it was issued under must still be
+// live and the account enabled. It returns the principal with the
+// account's current role. Like Authenticate it reads through the principal
+// cache, so a long-lived stream can ask often.
+func (s *Service) RecheckTicket(ctx context.Context, p access.Principal) (access.Principal, error) {
+	if p.SessionID != "" {
+		cur, err := s.sessionPrincipal(ctx, "s:"+p.SessionID, func() (*store.Session, error) {
+			return s.store.FindSession(ctx, p.SessionID)
+		})
+		if err != nil {
+			if errors.Is(err, fault.ErrUnauthenticated) {
+				return access.Principal{}, errBadTicket
+			}
+			return access.Principal{}, err
+		}
+		cur.Method = p.Method
+		return cur, nil
+	}
+	now := s.now()
+	key := "u:" + p.UserID
+	e, ok := s.principals.get(key, now)
+	if !ok {
+		u, err := s.store.FindUserByID(ctx, p.UserID)
+		if err != nil && !errors.Is(err, fault.ErrNotFound) {
+			return access.Principal{}, err
+		}
+		e = principalEntry{userID: p.UserID}
+		if err != nil || u.Disabled {
+			e.err = errBadTicket
+		} else {
+			e.p = access.Principal{UserID: u.ID, Role: u.Role}
+		}
+		s.principals.put(key, e, now)
+	}
+	if e.err != nil {
+		return access.Principal{}, e.err
+	}
+	cur := p
+	if access.Rank(e.p.Role) < access.Rank(cur.Role) {
+		cur.Role = e.p.Role // never more than at redemption, never more than now
+	}
+	return cur, nil
+}

@@ -2,7 +2,9 @@ package server
 
 import (
 	"context"
+	"errors"
 	"net/http"
+	"time"
 
 	"connectrpc.com/connect/v2"
 
@@ -20,7 +22,7 @@ type authenticator interface {
 // is decoded: public RPCs pass; every other one needs credentials whose role
 // grants the declared permission. A procedure without a rule is refused
 // (NewRules already refuses to start with one, this is the belt to it).
-func authInterceptor(rules access.Rules, authn authenticator) connect.ServerInterceptor {
+func authInterceptor(rules access.Rules, authn authenticator, recheckEvery time.Duration) connect.ServerInterceptor {
 	return func(next connect.ServerFunc) connect.ServerFunc {
 		return func(ctx context.Context, spec connect.Spec, stream connect.ServerStream) error {
 			rule, ok := rules[spec.Procedure]
@@ -41,7 +43,40 @@ func authInterceptor(rules access.Rules, authn authenticator) connect.ServerInte
 			if !access.Allows(p.Role, rule.Permission) {
 				return fault.New(fault.ErrPermissionDenied, "your role (%s) does not grant %s", p.Role, rule.Permission)
 			}
-			return next(access.WithPrincipal(ctx, p), spec, stream)
+			if spec.StreamType != connect.StreamTypeServer {
+				return next(access.WithPrincipal(ctx, p), spec, stream)
+			}
+			// A server stream outlives this check: re-check its credentials
+			// every recheckEvery (through the auth cache), and end it when
+			// they stop working or stop granting the permission.
+			creds := credentials(call.RequestHeader())
+			ctx, cancel := context.WithCancelCause(ctx)
+			defer cancel(nil)
+			go func() {
+				tick := time.NewTicker(recheckEvery)
+				defer tick.Stop()
+				for {
+					select {
+					case <-ctx.Done():
+						return
+					case <-tick.C:
+					}
+					cur, err := authn.Authenticate(ctx, creds)
+					switch {
+					case errors.Is(err, fault.ErrUnauthenticated):
+						cancel(err)
+						return
+					case err == nil && !access.Allows(cur.Role, rule.Permission):
+						cancel(fault.New(fault.ErrPermissionDenied, "your role (%s) no longer grants %s", cur.Role, rule.Permission))
+						return
+					}
+				}
+			}()
+			err = next(access.WithPrincipal(ctx, p), spec, stream)
+			if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+				return cause
+			}
+			return err
 		}
 	}
 }

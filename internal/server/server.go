@@ -175,7 +175,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg *prom
 		otel,
 		errorInterceptor(logger),
 		connectStreams.interceptor(streamMetrics),
-		authInterceptor(rules, authSvc),
+		authInterceptor(rules, authSvc, cfg.Streams.Heartbeat),
 		validate.NewServerInterceptor(),
 	)
 	register(api)
@@ -213,13 +213,15 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg *prom
 			}
 			return authSvc.Authenticate(r.Context(), credentials(&h))
 		},
-		RedeemTicket: authSvc.RedeemStreamTicket, Store: st, Bus: events, Logger: logger, Metrics: streamMetrics,
+		RedeemTicket: authSvc.RedeemStreamTicket, RecheckTicket: authSvc.RecheckTicket,
+		Store: st, Bus: events, Logger: logger, Metrics: streamMetrics,
 		Heartbeat: cfg.Streams.Heartbeat, WriteTimeout: cfg.Streams.StallTimeout,
 	})
 	streams.Mount(mux)
 	sockets := ws.New(ws.Config{
 		Authenticate:   streams.Authenticate,
 		RedeemTicket:   authSvc.RedeemStreamTicket,
+		RecheckTicket:  authSvc.RecheckTicket,
 		AllowedOrigins: cfg.AllowedOrigins,
 		Tasks:          tasks,
 		Workspaces:     workspaces,

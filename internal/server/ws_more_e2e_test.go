@@ -413,3 +413,75 @@ func TestStreamMetrics(t *testing.T) {
 		waitMetric(t, e.srv, `berth_stream_connections{transport="`+tr+`"}`, 0)
 	}
 }
+
+// TestLogoutEndsOpenStreams: streams re-check their credentials while they
+// are open: after a logout, an SSE stream ends, a Connect stream ends with
+// Unauthenticated and WebSockets (bearer and ticket) close with 1008.
+func TestLogoutEndsOpenStreams(t *testing.T) {
+	t.Parallel()
+	e := newStreamEnv(t, "--stream-heartbeat", "100ms", "--ws-ping-interval", "100ms")
+	s, code := openSSE(t, e.ctx, e.srv.URL+"/api/v1/workspaces/"+e.ws+"/events", bearer(e.token))
+	if code != http.StatusOK {
+		t.Fatalf("status %d", code)
+	}
+	rpc, err := e.c.Workspace.WatchWorkspace(e.ctx, &berthv1.WatchWorkspaceRequest{WorkspaceId: e.ws})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rpc.Receive(); err != nil {
+		t.Fatal(err)
+	}
+	bearerWS := mustDialWS(t, e, e.token)
+	ticket, err := e.c.Auth.CreateStreamTicket(e.ctx, &berthv1.CreateStreamTicketRequest{Target: "ws"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ticketWS, _, err := dialWS(t, e, "?ticket="+ticket.GetTicket(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []*websocket.Conn{bearerWS, ticketWS} {
+		wsSend(t, c, wsMessage{Type: "subscribe", ID: "w", Channel: "workspace:" + e.ws})
+		if m := wsRead(t, c); m.Type != "subscribed" {
+			t.Fatalf("got %+v", m)
+		}
+	}
+	// Still open after several heartbeats and pings.
+	time.Sleep(400 * time.Millisecond)
+	if _, err := e.c.Auth.Logout(e.ctx, &berthv1.LogoutRequest{}); err != nil {
+		t.Fatal(err)
+	}
+
+	for {
+		_, err, ok := s.next()
+		if !ok {
+			break
+		}
+		if err != nil {
+			t.Fatalf("SSE ended with %v, want a clean end", err)
+		}
+	}
+	for {
+		if _, err := rpc.Receive(); err != nil {
+			if connect.CodeOf(err) != connect.CodeUnauthenticated {
+				t.Errorf("Connect stream ended with %v, want unauthenticated", err)
+			}
+			break
+		}
+	}
+	for name, c := range map[string]*websocket.Conn{"bearer": bearerWS, "ticket": ticketWS} {
+		for {
+			ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+			_, _, err := c.Read(ctx)
+			cancel()
+			if err != nil {
+				var ce websocket.CloseError
+				if !errors.As(err, &ce) || ce.Code != websocket.StatusPolicyViolation || !strings.Contains(ce.Reason, "sign in again") {
+					t.Errorf("%s WebSocket ended with %v, want 1008", name, err)
+				}
+				break
+			}
+		}
+	}
+	waitMetric(t, e.srv, `berth_stream_dropped_clients_total{reason="revoked",transport="websocket"}`, 2)
+}

@@ -14,15 +14,17 @@ import (
 )
 
 // openPostgres opens a store on a fresh Postgres database of the test's own.
-func openPostgres(t *testing.T) *store.Store {
-	t.Helper()
-	s, err := store.OpenPostgres(t.Context(), testsvc.Postgres(t), 4)
+func openPostgres(t *testing.T) *store.Store { return openPostgresTB(t) }
+
+func openPostgresTB(tb testing.TB) *store.Store {
+	tb.Helper()
+	s, err := store.OpenPostgres(tb.Context(), testsvc.Postgres(tb), 4)
 	if err != nil {
-		t.Fatalf("open: %v", err)
+		tb.Fatalf("open: %v", err)
 	}
-	t.Cleanup(func() {
+	tb.Cleanup(func() {
 		if err := s.Close(); err != nil {
-			t.Errorf("close: %v", err)
+			tb.Errorf("close: %v", err)
 		}
 	})
 	return s

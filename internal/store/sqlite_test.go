@@ -11,15 +11,17 @@ import (
 )
 
 // openSQLite opens a fresh SQLite store in the test's temporary directory.
-func openSQLite(t *testing.T) *store.Store {
-	t.Helper()
-	s, err := store.Open(t.Context(), filepath.Join(t.TempDir(), "berth.db"))
+func openSQLite(t *testing.T) *store.Store { return openSQLiteTB(t) }
+
+func openSQLiteTB(tb testing.TB) *store.Store {
+	tb.Helper()
+	s, err := store.Open(tb.Context(), filepath.Join(tb.TempDir(), "berth.db"))
 	if err != nil {
-		t.Fatalf("open: %v", err)
+		tb.Fatalf("open: %v", err)
 	}
-	t.Cleanup(func() {
+	tb.Cleanup(func() {
 		if err := s.Close(); err != nil {
-			t.Errorf("close: %v", err)
+			tb.Errorf("close: %v", err)
 		}
 	})
 	return s

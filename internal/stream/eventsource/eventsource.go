@@ -61,6 +61,10 @@ type Config struct {
 	Authenticate func(*http.Request) (access.Principal, error)
 	// RedeemTicket spends a stream ticket (?ticket=) for target.
 	RedeemTicket func(ctx context.Context, ticket, target string) (access.Principal, error)
+	// RecheckTicket re-validates the principal of a redeemed ticket; with
+	// Authenticate for other credentials it is asked at every heartbeat,
+	// so a logout, a revoked key or a disabled account ends open streams.
+	RecheckTicket func(ctx context.Context, p access.Principal) (access.Principal, error)
 	Store        *store.Store
 	Bus          *bus.Bus
 	Logger       *slog.Logger
@@ -97,27 +101,41 @@ func (h *Handler) Mount(mux *http.ServeMux) {
 var marshal = protojson.MarshalOptions{UseProtoNames: true}
 
 // principal authenticates a request: by its ticket for target when it has
-// one, else by its credentials; the role must grant permission.
-func (h *Handler) principal(r *http.Request, target, permission string) (access.Principal, error) {
-	var p access.Principal
-	var err error
+// one, else by its credentials; the role must grant permission. recheck
+// re-validates the same credentials later, for as long as the stream is
+// open.
+func (h *Handler) principal(r *http.Request, target, permission string) (p access.Principal, recheck func(context.Context) error, err error) {
 	if ticket := r.URL.Query().Get("ticket"); ticket != "" {
 		p, err = h.RedeemTicket(r.Context(), ticket, target)
+		recheck = func(ctx context.Context) error {
+			cur, err := h.RecheckTicket(ctx, p)
+			return allows(cur, err, permission)
+		}
 	} else {
 		p, err = h.Authenticate(r)
+		header := r.Header.Clone()
+		recheck = func(ctx context.Context) error {
+			cur, err := h.Authenticate((&http.Request{Header: header}).WithContext(ctx))
+			return allows(cur, err, permission)
+		}
 	}
+	return p, recheck, allows(p, err, permission)
+}
+
+// allows returns err, or an error when p's role does not grant permission.
+func allows(p access.Principal, err error, permission string) error {
 	if err != nil {
-		return p, err
+		return err
 	}
 	if !access.Allows(p.Role, permission) {
-		return p, fault.New(fault.ErrPermissionDenied, "your role (%s) does not grant %s", p.Role, permission)
+		return fault.New(fault.ErrPermissionDenied, "your role (%s) does not grant %s", p.Role, permission)
 	}
-	return p, nil
+	return nil
 }
 
 func (h *Handler) taskLogs(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	p, err := h.principal(r, "task:"+id, "task.read")
+	p, recheck, err := h.principal(r, "task:"+id, "task.read")
 	if err != nil {
 		h.fail(w, r, err)
 		return
@@ -137,7 +155,7 @@ func (h *Handler) taskLogs(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	follow := stream.Task{Store: h.Store, Bus: h.Bus, Metrics: h.Metrics}
-	h.serve(w, r, func(ctx context.Context, send func(*sse.Message) error) error {
+	h.serve(w, r, recheck, func(ctx context.Context, send func(*sse.Message) error) error {
 		return follow.Follow(ctx, id, since+1, func(ev stream.TaskEvent) error {
 			m := &sse.Message{}
 			var data proto.Message
@@ -168,7 +186,7 @@ func (h *Handler) taskLogs(w http.ResponseWriter, r *http.Request) {
 
 func (h *Handler) workspaceEvents(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	p, err := h.principal(r, "workspace:"+id, "workspace.read")
+	p, recheck, err := h.principal(r, "workspace:"+id, "workspace.read")
 	if err != nil {
 		h.fail(w, r, err)
 		return
@@ -185,7 +203,7 @@ func (h *Handler) workspaceEvents(w http.ResponseWriter, r *http.Request) {
 		return workspace.Event{Kind: "workspace.status", Workspace: ws, Time: time.Now().UTC()}, nil
 	}
 	statuses := map[string]store.TaskStatus{} // of the tasks seen running
-	h.serve(w, r, func(ctx context.Context, send func(*sse.Message) error) error {
+	h.serve(w, r, recheck, func(ctx context.Context, send func(*sse.Message) error) error {
 		return stream.Watcher{Bus: h.Bus, Metrics: h.Metrics}.Watch(ctx, workspace.Topic(id), current, func(v any) error {
 			var ev *berthv1.WorkspaceEvent
 			switch v := v.(type) {
@@ -229,8 +247,9 @@ func seq(s string) (int64, error) {
 
 // serve runs one stream: the SSE headers and a retry hint, then follow's
 // messages, with heartbeat comments in between, until follow ends (the
-// task ended, the client left or the server shuts down).
-func (h *Handler) serve(w http.ResponseWriter, r *http.Request, follow func(context.Context, func(*sse.Message) error) error) {
+// task ended, the client left, its credentials stopped working — checked
+// with recheck at every heartbeat — or the server shuts down).
+func (h *Handler) serve(w http.ResponseWriter, r *http.Request, recheck func(context.Context) error, follow func(context.Context, func(*sse.Message) error) error) {
 	rc := http.NewResponseController(w)
 	// The server's read and write timeouts are for requests, not for
 	// streams that live as long as the task: clear them, and bound each
@@ -299,6 +318,12 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, follow func(cont
 			case <-ctx.Done():
 				return
 			case <-tick.C:
+				if err := recheck(ctx); errors.Is(err, fault.ErrUnauthenticated) || errors.Is(err, fault.ErrPermissionDenied) {
+					cancel() // signed out, revoked, disabled or demoted: the stream ends
+					return
+				} else if err != nil && ctx.Err() == nil && h.Logger != nil {
+					h.Logger.WarnContext(ctx, "re-checking a stream's credentials failed", "error", err.Error())
+				}
 				if err := send(beat); err != nil {
 					cancel()
 					return

@@ -113,8 +113,12 @@ func (s *session) runCommand(m Message) (proto.Message, error) {
 	if !ok {
 		return nil, fault.New(fault.ErrInvalid, "unknown action %q (task.create, task.continue, task.cancel, workspace.start, workspace.stop, workspace.get)", m.Action)
 	}
-	if !access.Allows(s.p.Role, c.permission) {
-		return nil, fault.New(fault.ErrPermissionDenied, "your role (%s) does not grant %s", s.p.Role, c.permission)
+	p, err := s.principal()
+	if err != nil {
+		return nil, err
+	}
+	if !access.Allows(p.Role, c.permission) {
+		return nil, fault.New(fault.ErrPermissionDenied, "your role (%s) does not grant %s", p.Role, c.permission)
 	}
 	req := c.request()
 	data := m.Data
@@ -127,5 +131,5 @@ func (s *session) runCommand(m Message) (proto.Message, error) {
 	if err := protovalidate.Validate(req); err != nil {
 		return nil, connect.NewError(connect.CodeInvalidArgument, err.Error()).WithCause(err)
 	}
-	return c.run(s.ctx, s.h, s.p, req)
+	return c.run(s.ctx, s.h, p, req)
 }

@@ -8,6 +8,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/berthhq/berth/internal/access"
 	berthv1 "github.com/berthhq/berth/internal/gen/berth/v1"
 	"github.com/berthhq/berth/internal/store"
 	"github.com/berthhq/berth/internal/stream"
@@ -21,8 +22,8 @@ var marshal = protojson.MarshalOptions{UseProtoNames: true, EmitDefaultValues: t
 
 // followTask sends task id's log after seq since, its status and progress,
 // and its end, as the Connect stream StreamTaskLogs does.
-func (s *session) followTask(ctx context.Context, id string, since int64, emit func(string, []byte) error) error {
-	return s.h.cfg.Tasks.Follow(ctx, s.p, id, since+1, func(ev stream.TaskEvent) error {
+func (s *session) followTask(ctx context.Context, p access.Principal, id string, since int64, emit func(string, []byte) error) error {
+	return s.h.cfg.Tasks.Follow(ctx, p, id, since+1, func(ev stream.TaskEvent) error {
 		var action string
 		var data proto.Message
 		switch ev.Kind {
@@ -47,9 +48,9 @@ func (s *session) followTask(ctx context.Context, id string, since int64, emit f
 
 // followWorkspace sends workspace id's state, then its status changes and
 // its tasks' lifecycle events, as the Connect stream WatchWorkspace does.
-func (s *session) followWorkspace(ctx context.Context, id string, emit func(string, []byte) error) error {
+func (s *session) followWorkspace(ctx context.Context, p access.Principal, id string, emit func(string, []byte) error) error {
 	statuses := map[string]store.TaskStatus{} // of the tasks seen running
-	return s.h.cfg.Workspaces.Follow(ctx, s.p, id, func(v any) error {
+	return s.h.cfg.Workspaces.Follow(ctx, p, id, func(v any) error {
 		var ev *berthv1.WorkspaceEvent
 		switch v := v.(type) {
 		case workspace.Event:

@@ -50,6 +50,12 @@ type Config struct {
 	Authenticate func(*http.Request) (access.Principal, error)
 	// RedeemTicket spends a stream ticket (?ticket=) for target ("ws").
 	RedeemTicket func(ctx context.Context, ticket, target string) (access.Principal, error)
+	// RecheckTicket re-validates the principal of a redeemed ticket.
+	// Every command, every subscription and every keep-alive period
+	// re-checks the connection's credentials (Authenticate with the
+	// upgrade's headers, or RecheckTicket), so a logout, a revoked key, a
+	// disabled account or a role change applies to open connections too.
+	RecheckTicket func(ctx context.Context, p access.Principal) (access.Principal, error)
 	// Errors maps a command's or subscription's error to an error frame's
 	// body, with the RPCs' table (the server passes its own).
 	Errors func(ctx context.Context, action string, err error) ErrorBody
@@ -126,10 +132,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	var p access.Principal
 	var err error
+	var recheck func(context.Context) (access.Principal, error)
 	if ticket := r.URL.Query().Get("ticket"); ticket != "" {
 		p, err = h.cfg.RedeemTicket(r.Context(), ticket, "ws")
+		recheck = func(ctx context.Context) (access.Principal, error) { return h.cfg.RecheckTicket(ctx, p) }
 	} else {
 		p, err = h.cfg.Authenticate(r)
+		header := r.Header.Clone()
+		recheck = func(ctx context.Context) (access.Principal, error) {
+			return h.cfg.Authenticate((&http.Request{Header: header}).WithContext(ctx))
+		}
 	}
 	if err != nil {
 		status, code, msg := http.StatusInternalServerError, "internal", "internal error"
@@ -157,7 +169,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return // Accept answered the request
 	}
 	conn.SetReadLimit(h.cfg.MaxMessageBytes)
-	newSession(h, conn, p).run(context.WithoutCancel(r.Context()))
+	newSession(h, conn, recheck).run(context.WithoutCancel(r.Context()))
 }
 
 // originAllowed admits requests without an Origin (not from a browser),

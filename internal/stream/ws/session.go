@@ -22,10 +22,10 @@ import (
 // control frames (ping, pong, close) itself, between data frames, so they
 // never wait behind the queue.
 type session struct {
-	h     *Handler
-	conn  *websocket.Conn
-	p     access.Principal
-	out   chan []byte
+	h       *Handler
+	conn    *websocket.Conn
+	recheck func(context.Context) (access.Principal, error)
+	out     chan []byte
 	limit *rate.Limiter
 	cmds  chan struct{} // semaphore of commands in flight
 
@@ -43,9 +43,9 @@ type subscription struct {
 	done   chan struct{}
 }
 
-func newSession(h *Handler, conn *websocket.Conn, p access.Principal) *session {
+func newSession(h *Handler, conn *websocket.Conn, recheck func(context.Context) (access.Principal, error)) *session {
 	return &session{
-		h: h, conn: conn, p: p,
+		h: h, conn: conn, recheck: recheck,
 		out:   make(chan []byte, h.cfg.QueueSize),
 		limit: h.limiter(),
 		cmds:  make(chan struct{}, maxCommands),
@@ -175,8 +175,24 @@ func (s *session) keepAlive() {
 				}
 				return
 			}
+			// Subscriptions outlive the credentials' checks at upgrade:
+			// a logout, a revoked key or a disabled account ends them too.
+			if _, err := s.principal(); err != nil && s.ctx.Err() == nil && !errors.Is(err, fault.ErrUnauthenticated) {
+				s.h.cfg.Logger.Warn("re-checking a WebSocket's credentials failed", "error", err.Error())
+			}
 		}
 	}
+}
+
+// principal re-checks the connection's credentials (through the auth
+// cache, so this is cheap) and returns who it acts as now. Credentials
+// that stopped working close the connection with 1008.
+func (s *session) principal() (access.Principal, error) {
+	p, err := s.recheck(s.ctx)
+	if errors.Is(err, fault.ErrUnauthenticated) {
+		s.drop("revoked", "credentials no longer valid: sign in again")
+	}
+	return p, err
 }
 
 // send queues a frame for the writer. It waits for room at most the stall
@@ -255,8 +271,13 @@ func (s *session) subscribe(m Message) {
 		s.failOn(m, fault.Invalid("since", "must be a log line's seq, a whole number from 0"))
 		return
 	}
-	if !access.Allows(s.p.Role, permission) {
-		s.failOn(m, fault.New(fault.ErrPermissionDenied, "your role (%s) does not grant %s", s.p.Role, permission))
+	p, err := s.principal()
+	if err != nil {
+		s.failOn(m, err)
+		return
+	}
+	if !access.Allows(p.Role, permission) {
+		s.failOn(m, fault.New(fault.ErrPermissionDenied, "your role (%s) does not grant %s", p.Role, permission))
 		return
 	}
 	s.mu.Lock()
@@ -297,9 +318,9 @@ func (s *session) subscribe(m Message) {
 		}
 		var err error
 		if kind == "task" {
-			err = s.followTask(ctx, id, m.Since, emit)
+			err = s.followTask(ctx, p, id, m.Since, emit)
 		} else {
-			err = s.followWorkspace(ctx, id, emit)
+			err = s.followWorkspace(ctx, p, id, emit)
 		}
 		s.mu.Lock()
 		if s.subs[m.Channel] == sub {

@@ -30,9 +30,12 @@
 // workspace.start, workspace.stop and workspace.get; data is the RPC's
 // request as protojson.
 //
-// The connection's principal is decided once, at the upgrade, from the
-// Authorization header, the X-API-Key header, the session cookie or a
-// stream ticket (?ticket=) for the target "ws".
+// The connection authenticates at the upgrade, with the Authorization
+// header, the X-API-Key header, the session cookie or a stream ticket
+// (?ticket=) for the target "ws". Those credentials are checked again
+// (through the auth cache) before every command and subscription and at
+// every keep-alive ping: a logout, a revoked key or a disabled account
+// closes the connection with 1008, and a role change applies at once.
 //
 // ws imports internal/access, internal/fault, internal/store, internal/stream,
 // internal/task, internal/workspace and the generated API package from

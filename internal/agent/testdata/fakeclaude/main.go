@@ -13,6 +13,10 @@
 //	[noresult]  every event but the result, exit 0
 //	[slow]      200ms between events
 //	[lines:N]   N extra assistant text lines in the first turn
+//	[rate:R]    the [lines:N] lines paced at R a second, each written
+//	            at once and ending "sent <unix nanoseconds>", the time it
+//	            was written, so a reader on the same host can measure
+//	            the latency from the write to its receipt
 //
 // It never reads stdin, needs ANTHROPIC_API_KEY set (an error result and
 // exit 2 otherwise) and never prints the key. Standard library only, so
@@ -108,9 +112,12 @@ func run(cfg config, e *emitter, session string) int {
 	if strings.Contains(cfg.prompt, "[nonjson]") {
 		e.raw("Warning: this line is not JSON")
 	}
-	extra := 0
+	extra, rate := 0, 0
 	if m := regexp.MustCompile(`\[lines:(\d+)\]`).FindStringSubmatch(cfg.prompt); m != nil {
 		extra, _ = strconv.Atoi(m[1])
+	}
+	if m := regexp.MustCompile(`\[rate:(\d+)\]`).FindStringSubmatch(cfg.prompt); m != nil {
+		rate, _ = strconv.Atoi(m[1])
 	}
 	fail := strings.Contains(cfg.prompt, "[fail]")
 	answer := finalText
@@ -147,9 +154,7 @@ func run(cfg config, e *emitter, session string) int {
 		}
 		e.assistant(msgID, session, msgUsage, map[string]any{"type": "text", "text": tt.text})
 		if t == 0 {
-			for i := 1; i <= extra; i++ {
-				e.assistant(msgID, session, msgUsage, map[string]any{"type": "text", "text": fmt.Sprintf("extra line %d of %d", i, extra)})
-			}
+			e.extraLines(msgID, session, msgUsage, extra, rate)
 		}
 		toolID := fmt.Sprintf("toolu_%02d", t+1)
 		e.assistant(msgID, session, msgUsage, map[string]any{"type": "tool_use", "id": toolID, "name": tt.tool, "input": tt.input})
@@ -273,6 +278,29 @@ func (e *emitter) raw(line string) {
 	e.w.WriteByte('\n')
 	if e.slow {
 		e.w.Flush()
+	}
+}
+
+// extraLines writes the n lines of [lines:N]: at once, or, when rate is
+// positive, line i when (i-1)/rate seconds have passed, each flushed as it
+// is written and stamped with the time it was written. A line that falls
+// behind its schedule (a late wake-up) is written at once, so the average
+// rate holds.
+func (e *emitter) extraLines(msgID, session string, usage map[string]int, n, rate int) {
+	start := time.Now()
+	for i := 1; i <= n; i++ {
+		text := fmt.Sprintf("extra line %d of %d", i, n)
+		if rate > 0 {
+			due := start.Add(time.Duration(i-1) * time.Second / time.Duration(rate))
+			if d := time.Until(due); d > 0 {
+				time.Sleep(d)
+			}
+			text += fmt.Sprintf(" sent %d", time.Now().UnixNano())
+		}
+		e.assistant(msgID, session, usage, map[string]any{"type": "text", "text": text})
+		if rate > 0 {
+			e.w.Flush()
+		}
 	}
 }
 
