@@ -65,10 +65,10 @@ type Config struct {
 	// Authenticate for other credentials it is asked at every heartbeat,
 	// so a logout, a revoked key or a disabled account ends open streams.
 	RecheckTicket func(ctx context.Context, p access.Principal) (access.Principal, error)
-	Store        *store.Store
-	Bus          *bus.Bus
-	Logger       *slog.Logger
-	Metrics      *stream.Metrics // may be nil
+	Store         *store.Store
+	Bus           *bus.Bus
+	Logger        *slog.Logger
+	Metrics       *stream.Metrics // may be nil
 	// Heartbeat overrides the default heartbeat period when positive.
 	Heartbeat time.Duration
 	// WriteTimeout overrides, when positive, how long one write may wait

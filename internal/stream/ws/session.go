@@ -26,8 +26,8 @@ type session struct {
 	conn    *websocket.Conn
 	recheck func(context.Context) (access.Principal, error)
 	out     chan []byte
-	limit *rate.Limiter
-	cmds  chan struct{} // semaphore of commands in flight
+	limit   *rate.Limiter
+	cmds    chan struct{} // semaphore of commands in flight
 
 	ctx    context.Context
 	cancel context.CancelFunc
