@@ -87,6 +87,12 @@ type Config struct {
 	Tasks Tasks
 	// Streams configures the live streams.
 	Streams Streams
+	// Database chooses the record store (SQLite unless a Postgres URL).
+	Database Database
+	// Valkey configures the optional shared Valkey server.
+	Valkey Valkey
+	// RateLimits are the rate-limit classes and the trusted proxies.
+	RateLimits RateLimits
 }
 
 // JWT configures the access tokens berth signs (Ed25519) and verifies.
@@ -228,6 +234,8 @@ func defaults() *Config {
 		Workspace:       defaultWorkspace(),
 		Tasks:           defaultTasks(),
 		Streams:         defaultStreams(),
+		Database:        defaultDatabase(),
+		RateLimits:      defaultRateLimits(),
 	}
 }
 
@@ -237,7 +245,7 @@ func defaults() *Config {
 // A test fails when a flag is missing here, so each new flag gets this
 // decision made on purpose.
 func (c *Config) LogValue() slog.Value {
-	return slog.GroupValue(
+	return slog.GroupValue(append([]slog.Attr{
 		slog.String("addr", c.Addr),
 		slog.String("admin-addr", c.AdminAddr),
 		slog.String("data-dir", c.DataDir),
@@ -286,7 +294,7 @@ func (c *Config) LogValue() slog.Value {
 		slog.String("stream-heartbeat", formatDuration(c.Streams.Heartbeat)),
 		slog.String("stream-stall-timeout", formatDuration(c.Streams.StallTimeout)),
 		slog.String("ws-ping-interval", formatDuration(c.Streams.WSPingInterval)),
-	)
+	}, c.scaleLogAttrs()...)...)
 }
 
 // FlagError is one problem with one setting. Load reports all of them at

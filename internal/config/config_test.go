@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -104,8 +105,15 @@ func TestDefaults(t *testing.T) {
 		Tasks: config.Tasks{
 			MaxRunning: 4, MaxRunningPerWorkspace: 1, Timeout: 30 * time.Minute, ClaudePath: "claude",
 			ClaudeIdleTimeout: 5 * time.Minute, LogRetention: 720 * time.Hour, BudgetPeriod: 720 * time.Hour,
+			Lease: 30 * time.Second,
 		},
-		Streams: config.Streams{Heartbeat: 15 * time.Second, StallTimeout: 30 * time.Second, WSPingInterval: 20 * time.Second},
+		Streams:  config.Streams{Heartbeat: 15 * time.Second, StallTimeout: 30 * time.Second, WSPingInterval: 20 * time.Second},
+		Database: config.Database{MaxConns: 20},
+		RateLimits: config.RateLimits{
+			Anonymous: config.Rate{PerSecond: 20, Burst: 40}, AuthFailures: config.Rate{PerSecond: 0.2, Burst: 10},
+			Principal: config.Rate{PerSecond: 100, Burst: 200}, TaskCreate: config.Rate{PerSecond: 1, Burst: 20},
+			WSCommand: config.Rate{PerSecond: 10, Burst: 20},
+		},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("defaults:\n got %+v\nwant %+v", got, want)
@@ -160,6 +168,16 @@ func TestEnvTwins(t *testing.T) {
 		"BERTH_STREAM_HEARTBEAT":          "5s",
 		"BERTH_STREAM_STALL_TIMEOUT":      "1m",
 		"BERTH_WS_PING_INTERVAL":          "250ms",
+		"BERTH_DATABASE_URL":              "postgres://berth:pw@db.internal:5432/berth?sslmode=require",
+		"BERTH_DATABASE_MAX_CONNS":        "50",
+		"BERTH_VALKEY_URL":                "rediss://:pw@cache.internal:6380/2",
+		"BERTH_TASK_LEASE":                "10s",
+		"BERTH_RATE_ANONYMOUS":            "5:10",
+		"BERTH_RATE_AUTH_FAILURES":        "0.5:3",
+		"BERTH_RATE_PRINCIPAL":            "0",
+		"BERTH_RATE_TASK_CREATE":          "2:4",
+		"BERTH_RATE_WS_COMMAND":           "1:1",
+		"BERTH_TRUSTED_PROXIES":           "10.0.0.0/8, ::1, 10.0.0.0/8",
 	})
 	want := &config.Config{
 		Addr:              "0.0.0.0:8081",
@@ -197,6 +215,14 @@ func TestEnvTwins(t *testing.T) {
 		Tasks: config.Tasks{
 			MaxRunning: 8, MaxRunningPerWorkspace: 2, Timeout: 10 * time.Minute, ClaudePath: "/opt/claude",
 			ClaudeIdleTimeout: time.Minute, AnthropicAPIKey: "sk-test-secret", BudgetUSD: 12.5, BudgetPeriod: 24 * time.Hour,
+			Lease: 10 * time.Second,
+		},
+		Database: config.Database{URL: "postgres://berth:pw@db.internal:5432/berth?sslmode=require", MaxConns: 50},
+		Valkey:   config.Valkey{URL: "rediss://:pw@cache.internal:6380/2"},
+		RateLimits: config.RateLimits{
+			Anonymous: config.Rate{PerSecond: 5, Burst: 10}, AuthFailures: config.Rate{PerSecond: 0.5, Burst: 3},
+			TaskCreate: config.Rate{PerSecond: 2, Burst: 4}, WSCommand: config.Rate{PerSecond: 1, Burst: 1},
+			TrustedProxies: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("::1/128")},
 		},
 		Streams: config.Streams{Heartbeat: 5 * time.Second, StallTimeout: time.Minute, WSPingInterval: 250 * time.Millisecond},
 	}
@@ -582,5 +608,26 @@ func TestWorkspaceFlagsRejectNonsense(t *testing.T) {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not name %s:\n%v", want, err)
 		}
+	}
+}
+
+func TestScaleFlagsRejectNonsense(t *testing.T) {
+	t.Parallel()
+	_, err := config.LoadWithOutput([]string{
+		"--database-url", "mysql://root:hunter2@db/berth", "--database-max-conns", "0",
+		"--valkey-url", "http://:hunter2@cache:6379", "--task-lease", "10ms",
+		"--rate-anonymous", "fast", "--rate-principal", "10", "--rate-task-create", "-1:2",
+		"--trusted-proxies", "10.0.0.0/8,not-an-ip",
+	}, func(string) string { return "" }, io.Discard)
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	for _, want := range []string{"--database-url", "--database-max-conns", "--valkey-url", "--task-lease", "--rate-anonymous", "--rate-principal", "--rate-task-create", "--trusted-proxies", "rate:burst"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not name %s:\n%v", want, err)
+		}
+	}
+	if strings.Contains(err.Error(), "hunter2") {
+		t.Errorf("a password from a URL was printed:\n%v", err)
 	}
 }

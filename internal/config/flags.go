@@ -115,6 +115,7 @@ func newFlagSet(c *Config, p *problems) *flagSet {
 	s.addWorkspaceFlags(c)
 	s.addTaskFlags(c)
 	s.addStreamFlags(c)
+	s.addScaleFlags(c)
 	return s
 }
 

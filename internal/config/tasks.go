@@ -25,6 +25,9 @@ type Tasks struct {
 	// BudgetPeriod (0 = no budget).
 	BudgetUSD    float64
 	BudgetPeriod time.Duration
+	// Lease is how long a runner's claim on a running task lasts without
+	// a heartbeat.
+	Lease time.Duration
 }
 
 func defaultTasks() Tasks {
@@ -36,6 +39,7 @@ func defaultTasks() Tasks {
 		ClaudeIdleTimeout:      5 * time.Minute,
 		LogRetention:           30 * 24 * time.Hour,
 		BudgetPeriod:           30 * 24 * time.Hour,
+		Lease:                  30 * time.Second,
 	}
 }
 

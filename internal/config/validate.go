@@ -22,6 +22,7 @@ func (c *Config) resolve(p *problems) {
 	c.checkWorkspace(p)
 	c.checkTasks(p)
 	c.checkStreams(p)
+	c.checkScale(p)
 }
 
 func (c *Config) checkAddrs(p *problems) {
