@@ -6,7 +6,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -132,11 +134,49 @@ func (w *statusRecorder) Flush() {
 
 func (w *statusRecorder) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
+// sourceAddress is the address a request comes from: the peer's, unless
+// the peer is a trusted proxy, in which case X-Forwarded-For is read from
+// the right, skipping trusted proxies, and the first other address is the
+// client (entries further left were written by the client itself and are
+// not believed). Without trusted proxies the header is ignored.
+func sourceAddress(r *http.Request, trusted []netip.Prefix) string {
+	host := r.RemoteAddr
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	peer, err := netip.ParseAddr(host)
+	if err != nil || !isTrusted(peer, trusted) {
+		return host
+	}
+	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
+	for i := len(hops) - 1; i >= 0; i-- {
+		a, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
+		if err != nil {
+			return peer.String() // a malformed chain: believe only the peer
+		}
+		a = a.Unmap()
+		if !isTrusted(a, trusted) {
+			return a.String()
+		}
+	}
+	return peer.String()
+}
+
+func isTrusted(a netip.Addr, trusted []netip.Prefix) bool {
+	a = a.Unmap()
+	for _, p := range trusted {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
 // observe is the outermost middleware: it gives the request an id (the
 // client's X-Request-Id if usable, else a new UUID) echoed in the response,
 // recovers panics outside the RPC layer, records HTTP metrics and writes one
 // log line when the request is done.
-func observe(logger *slog.Logger, metrics *httpMetrics, next http.Handler) http.Handler {
+func observe(logger *slog.Logger, metrics *httpMetrics, trusted []netip.Prefix, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		id := r.Header.Get("X-Request-Id")
@@ -146,10 +186,7 @@ func observe(logger *slog.Logger, metrics *httpMetrics, next http.Handler) http.
 		info := &requestInfo{id: id}
 		w.Header().Set("X-Request-Id", id)
 		rec := &statusRecorder{ResponseWriter: w}
-		addr := r.RemoteAddr
-		if host, _, err := net.SplitHostPort(addr); err == nil {
-			addr = host
-		}
+		addr := sourceAddress(r, trusted)
 		ctx := context.WithValue(r.Context(), requestInfoKey{}, info)
 		ctx = access.WithRequest(ctx, access.Request{ID: id, SourceAddress: addr, UserAgent: r.UserAgent()})
 		r = r.WithContext(ctx)

@@ -252,7 +252,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg *prom
 	}
 	handler = withCORS(cfg.AllowedOrigins, handler)
 	handler = securityHeaders(handler)
-	handler = observe(logger, newHTTPMetrics(reg), handler)
+	handler = observe(logger, newHTTPMetrics(reg), cfg.RateLimits.TrustedProxies, handler)
 
 	adminMux := http.NewServeMux()
 	adminMux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
