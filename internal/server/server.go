@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"path/filepath"
@@ -64,6 +65,15 @@ type Server struct {
 	handler    http.Handler
 	admin      http.Handler
 	services   []string
+}
+
+// wsCommandRate is a WebSocket connection's command rate: a connection
+// lives on one instance, so its limiter is local to it. Off is no limit.
+func wsCommandRate(r config.Rate) float64 {
+	if r.Off() {
+		return math.Inf(1)
+	}
+	return r.PerSecond
 }
 
 // diskUsageEvery is how often workspace directories are measured.
@@ -228,6 +238,8 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg *prom
 		Logger:         logger,
 		Metrics:        streamMetrics,
 		PingEvery:      cfg.Streams.WSPingInterval,
+		CommandRate:    wsCommandRate(cfg.RateLimits.WSCommand),
+		CommandBurst:   cfg.RateLimits.WSCommand.Burst,
 		StallTimeout:   cfg.Streams.StallTimeout,
 		Errors: func(ctx context.Context, action string, err error) ws.ErrorBody {
 			ce := toConnectError(ctx, logger, connect.Spec{Procedure: "ws " + action}, err).(*connect.Error)

@@ -485,3 +485,20 @@ func TestLogoutEndsOpenStreams(t *testing.T) {
 	}
 	waitMetric(t, e.srv, `berth_stream_dropped_clients_total{reason="revoked",transport="websocket"}`, 2)
 }
+
+// TestWSCommandRate: --rate-ws-command bounds one connection's commands;
+// another connection has its own budget.
+func TestWSCommandRate(t *testing.T) {
+	t.Parallel()
+	e := newStreamEnv(t, "--rate-ws-command", "0.5:2")
+	c := mustDialWS(t, e, e.token)
+	get := `{"id":"` + e.ws + `"}`
+	wantResult[berthv1.GetWorkspaceResponse](t, wsCommand(t, c, "1", "workspace.get", get))
+	wantResult[berthv1.GetWorkspaceResponse](t, wsCommand(t, c, "2", "workspace.get", get))
+	wantWSError(t, wsCommand(t, c, "3", "workspace.get", get), "resource_exhausted", "RATE_LIMIT_EXCEEDED")
+	other := mustDialWS(t, e, e.token)
+	wantResult[berthv1.GetWorkspaceResponse](t, wsCommand(t, other, "1", "workspace.get", get))
+	if v := metric(t, e.srv, `berth_websocket_commands_total{action="workspace.get",result="resource_exhausted"}`); v != 1 {
+		t.Errorf("limited commands counted %v, want 1", v)
+	}
+}

@@ -11,9 +11,9 @@ import (
 	"github.com/berthhq/berth/internal/fault"
 )
 
-// logRowsPerInsert bounds the rows of one INSERT into task_logs: 200 rows of
-// 7 parameters stay well under every engine's limit on bound parameters
-// (SQLite's 32766, Postgres's 65535) while amortising each statement.
+// logRowsPerInsert bounds the rows of one multi-row INSERT into task_logs
+// (insertLogRows): 200 rows of 7 parameters stay well under SQLite's limit
+// of 32766 bound parameters while amortising each statement.
 const logRowsPerInsert = 200
 
 // logLevels and logSources are the values a LogEntry may hold.
@@ -31,7 +31,6 @@ func (s *Store) AppendTaskLogs(ctx context.Context, entries []LogEntry) error {
 	if len(entries) == 0 {
 		return nil
 	}
-	args := make([]any, 0, 7*min(len(entries), logRowsPerInsert))
 	for _, e := range entries {
 		if !logLevels[e.Level] {
 			return fault.Invalid("level", "must be debug, info, warn or error")
@@ -45,27 +44,12 @@ func (s *Store) AppendTaskLogs(ctx context.Context, entries []LogEntry) error {
 			}
 		}
 	}
-	fullInsert := logInsert(logRowsPerInsert)
-	err := s.inTx(ctx, func(c conn) error {
-		for start := 0; start < len(entries); start += logRowsPerInsert {
-			chunk := entries[start:min(start+logRowsPerInsert, len(entries))]
-			args = args[:0]
-			for _, e := range chunk {
-				fields, _ := nullJSON(e.Fields) // checked above
-				args = append(args, e.TaskID, e.Seq, micros(e.Time), e.Level, e.Source, c.d.anyText(e.Message), fields)
-			}
-			var err error
-			if len(chunk) == logRowsPerInsert {
-				err = c.execPrepared(ctx, fullInsert, args...)
-			} else {
-				_, err = c.exec(ctx, logInsert(len(chunk)), args...)
-			}
-			if err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	var err error
+	if s.d.logArrays() {
+		err = insertLogArrays(ctx, s.conn(), entries)
+	} else {
+		err = s.inTx(ctx, func(c conn) error { return insertLogRows(ctx, c, entries) })
+	}
 	switch {
 	case err == nil:
 		return nil
@@ -76,6 +60,57 @@ func (s *Store) AppendTaskLogs(ctx context.Context, entries []LogEntry) error {
 	default:
 		return fmt.Errorf("append task logs: %w", err)
 	}
+}
+
+// insertLogRows writes entries with multi-row INSERTs of up to
+// logRowsPerInsert rows each, on c, a transaction.
+func insertLogRows(ctx context.Context, c conn, entries []LogEntry) error {
+	args := make([]any, 0, 7*min(len(entries), logRowsPerInsert))
+	for start := 0; start < len(entries); start += logRowsPerInsert {
+		chunk := entries[start:min(start+logRowsPerInsert, len(entries))]
+		args = args[:0]
+		for _, e := range chunk {
+			fields, _ := nullJSON(e.Fields) // checked by the caller
+			args = append(args, e.TaskID, e.Seq, micros(e.Time), e.Level, e.Source, c.d.anyText(e.Message), fields)
+		}
+		var err error
+		if len(chunk) == logRowsPerInsert {
+			err = c.execPrepared(ctx, logInsert(logRowsPerInsert), args...)
+		} else {
+			_, err = c.exec(ctx, logInsert(len(chunk)), args...)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// logArraysInsert inserts the rows of seven parallel arrays, one per
+// column, in one statement of constant text whatever the batch's size.
+const logArraysInsert = `INSERT INTO task_logs (task_id, seq, time, level, source, message, fields)
+	SELECT * FROM unnest(?::text[], ?::bigint[], ?::bigint[], ?::text[], ?::text[], ?::bytea[], ?::text[])`
+
+// insertLogArrays writes entries in one statement that passes each column
+// as an array (see dialect.logArrays); a single statement needs no
+// transaction to be all or nothing.
+func insertLogArrays(ctx context.Context, c conn, entries []LogEntry) error {
+	n := len(entries)
+	var (
+		taskIDs, levels, sources = make([]string, n), make([]string, n), make([]string, n)
+		seqs, times              = make([]int64, n), make([]int64, n)
+		messages                 = make([][]byte, n)
+		fields                   = make([]*string, n) // nil is NULL
+	)
+	for i, e := range entries {
+		taskIDs[i], seqs[i], times[i], levels[i], sources[i] = e.TaskID, e.Seq, micros(e.Time), e.Level, e.Source
+		messages[i] = []byte(e.Message)
+		if len(e.Fields) > 0 {
+			fields[i] = ptrTo(string(e.Fields))
+		}
+	}
+	_, err := c.exec(ctx, logArraysInsert, taskIDs, seqs, times, levels, sources, messages, fields)
+	return err
 }
 
 // execPrepared runs a statement through the cache of prepared statements,

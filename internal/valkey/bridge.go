@@ -183,7 +183,7 @@ func (br *Bridge) send(ctx context.Context) {
 		if failed > 0 {
 			br.dropped.Store(true)
 			br.droppedOut.Add(float64(failed))
-			br.c.ReportFailure(pctx, firstErr)
+			br.c.ReportFailure(ctx, firstErr)
 		}
 		br.sent.Add(float64(len(cmds) - failed))
 		cancel()

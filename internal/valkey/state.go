@@ -66,14 +66,15 @@ func (c *Client) OnRecovery(fn func(ctx context.Context) error) {
 	ctx, cancel := context.WithTimeout(context.Background(), c.opts.HealthTimeout)
 	defer cancel()
 	if err := fn(ctx); err != nil {
-		c.ReportFailure(ctx, err)
+		c.ReportFailure(context.Background(), err)
 	}
 }
 
 // ReportFailure tells the client that a command failed: it goes Degraded
-// at once, without waiting for the health loop, which brings it back. An
-// error that ctx's end explains (the caller gave up) is not Valkey's and
-// is ignored, as is a nil error.
+// at once, without waiting for the health loop, which brings it back. ctx
+// is the context of the caller that wanted the command, not one with the
+// command's own timeout: a cancellation or deadline error while ctx has
+// ended is the caller's, not Valkey's, and is ignored, as is a nil error.
 func (c *Client) ReportFailure(ctx context.Context, err error) {
 	if err == nil || ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
 		return

@@ -77,7 +77,7 @@ func (c *Client) Sync(ctx context.Context) error {
 				ctx, cancel := context.WithTimeout(context.Background(), c.opts.HealthTimeout)
 				defer cancel()
 				if err := c.ping(ctx); err != nil {
-					c.ReportFailure(ctx, err)
+					c.ReportFailure(context.Background(), err)
 				}
 			}()
 		}
@@ -117,7 +117,7 @@ func (c *Client) syncNow(ctx context.Context) error {
 	f.err = c.ping(pctx)
 	cancel()
 	if f.err != nil {
-		c.ReportFailure(pctx, f.err)
+		c.ReportFailure(context.Background(), f.err)
 	}
 	s.mu.Lock()
 	s.flight = nil

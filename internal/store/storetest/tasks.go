@@ -34,6 +34,7 @@ var taskQueueTests = []test{
 var taskLogTests = []test{
 	{"AppendAndList", testTaskLogs},
 	{"AppendRefused", testTaskLogsRefused},
+	{"AppendLargeBatch", testTaskLogsLargeBatch},
 	{"Retention", testTaskLogRetention},
 }
 
@@ -444,6 +445,31 @@ func testTaskLogs(t *testing.T, e *env) {
 	page, err = e.s.ListTaskLogs(e.ctx, other.ID, 0, 10)
 	must(t, err)
 	equal(t, "other task", len(page), 3)
+}
+
+// testTaskLogsLargeBatch appends, in one call, more lines than one
+// statement of seven parameters a row could carry on any engine (SQLite
+// binds at most 32766 parameters, Postgres 65535).
+func testTaskLogsLargeBatch(t *testing.T, e *env) {
+	owner := e.user()
+	w := e.workspace(owner)
+	tr := e.task(w, store.TaskRunning)
+	entries := logs(tr, 1, 10000)
+	entries[9999].Fields = json.RawMessage(`{"last":true}`)
+	must(t, e.s.AppendTaskLogs(e.ctx, entries))
+	all, err := e.s.ListTaskLogs(e.ctx, tr.ID, 0, 0)
+	must(t, err)
+	equal(t, "stored", len(all), len(entries))
+	equal(t, "first", all[0], entries[0])
+	equal(t, "last", all[9999], entries[9999])
+
+	// A duplicate at the very end refuses the whole batch.
+	batch := logs(tr, 10001, 9999)
+	batch = append(batch, logs(tr, 1, 1)...)
+	wantFault(t, e.s.AppendTaskLogs(e.ctx, batch), fault.ErrConflict)
+	seq, err := e.s.LastLogSeq(e.ctx, tr.ID)
+	must(t, err)
+	equal(t, "last seq after a refused batch", seq, int64(10000))
 }
 
 func testTaskLogsRefused(t *testing.T, e *env) {

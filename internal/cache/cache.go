@@ -1,0 +1,241 @@
+// Package cache is berth's read-through cache for what the hot paths read
+// (workspace records, memberships and permissions, sessions and
+// revocations, stats): Get returns a key's value, calling the loader only
+// when it has none, and Invalidate, called after a write commits, makes
+// every later Get load again. Values are bytes; the caller encodes them.
+//
+// A Cache works in one of three modes, chosen on each call:
+//
+//   - No Valkey configured: a bounded LRU with a TTL, in this process.
+//     There is one instance, and its writes invalidate it.
+//   - Valkey configured and Up: values live in Valkey and are read with
+//     server-assisted client-side caching (valkey-go's DoCache), so a
+//     repeated read costs no round trip. A write deletes the key; Valkey
+//     then invalidates the copy every instance holds.
+//   - Valkey configured but Degraded: nothing is cached; every Get calls
+//     the loader. A per-instance copy could not be invalidated by the
+//     other instances' writes, so serving one would be serving stale data.
+//
+// # Coherence
+//
+// Valkey mode gives this guarantee, from every instance: a Get that starts
+// after Invalidate(k) returned never returns a value of k loaded before
+// that Invalidate began (it returns one loaded after the write committed).
+// Three mechanisms make it hold, each closing one way to break it:
+//
+//   - The invalidation push travels on its own: measured on loopback,
+//     about half the reads made on instance B right after instance A's
+//     DEL returned still found B's old local copy. Invalidate therefore
+//     waits valkey.Client's SyncWindow (Settle) after its DEL, and an
+//     instance serves a local copy only while its last answered PING was
+//     sent less than that window ago (valkey.Client.Sync). A reply comes
+//     after every push sent before on the same connection, so such an
+//     instance has applied every invalidation of a write that completed
+//     before the Get began. The cost: a PING per half window per busy
+//     instance, and SyncWindow (10ms by default) added to each Invalidate.
+//   - A reader can load an old value from the database, a writer commit
+//     and invalidate, and then the reader store the old value. Each key
+//     has a generation in Valkey: the reader reads it before loading, the
+//     writer replaces it (in the same script as its DEL), and the reader's
+//     store is a script that writes the value only if the generation is
+//     still the one it read.
+//   - An instance that lost Valkey cannot invalidate, and may have missed
+//     writes' invalidations. Each cache has an epoch in Valkey, part of
+//     every key; on each recovery (and at its first connection) an
+//     instance increments it before using Valkey again, so every entry
+//     from before the outage is abandoned (it expires with its TTL).
+//
+// What it does not cover: the instance that writes while it cannot reach
+// Valkey (other instances, which can, keep serving the old value until the
+// writer's client reconnects and flushes, or for at most the TTL), and a
+// write whose instance dies between the commit and Invalidate (the old
+// value lives for at most the TTL, or until any instance reconnects).
+// Reads are served from Valkey only when the whole path answers within the
+// window: when Valkey is slower than that, every Get loads.
+//
+// Without Valkey, the in-process LRU gives the same guarantee for its one
+// instance, with the same generation check against the load/invalidate
+// race.
+//
+// cache imports internal/valkey from berth.
+package cache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/berthhq/berth/internal/valkey"
+)
+
+// Options configure a Cache. The zero value of every field means its
+// default.
+type Options struct {
+	// Valkey is the shared server; nil keeps values in this process.
+	Valkey *valkey.Client
+	// TTL bounds how long a value is kept without being read again from
+	// the loader. Default 1 minute.
+	TTL time.Duration
+	// MaxEntries bounds the in-process LRU. Default 10,000.
+	MaxEntries int
+	// Registerer receives the cache's metrics; nil registers nothing.
+	Registerer prometheus.Registerer
+	// Logger receives failures to reach Valkey; nil discards them.
+	Logger *slog.Logger
+}
+
+// Cache is one named read-through cache. It is safe for concurrent use.
+type Cache struct {
+	name string
+	ttl  time.Duration
+	log  *slog.Logger
+
+	local  *lru           // without Valkey
+	remote *remote        // with Valkey
+	vk     *valkey.Client // nil without Valkey
+
+	hits, misses       atomic.Uint64
+	hitsM, clientHitsM prometheus.Counter
+	missesM            prometheus.Counter
+	ratio              prometheus.Gauge
+}
+
+// New returns the cache called name (a word, such as "workspaces": it is
+// the metrics' label and part of the Valkey keys).
+func New(name string, opts Options) (*Cache, error) {
+	if name == "" || strings.ContainsAny(name, ":{}* \t\n") {
+		return nil, fmt.Errorf("cache: invalid name %q", name)
+	}
+	if opts.TTL <= 0 {
+		opts.TTL = time.Minute
+	}
+	if opts.MaxEntries <= 0 {
+		opts.MaxEntries = 10_000
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	c := &Cache{name: name, ttl: opts.TTL, log: opts.Logger, vk: opts.Valkey}
+	c.registerMetrics(opts.Registerer)
+	if c.vk == nil {
+		c.local = newLRU(opts.MaxEntries)
+	} else {
+		c.remote = newRemote(c.vk, name, opts.TTL)
+		c.vk.OnRecovery(c.remote.flush)
+	}
+	return c, nil
+}
+
+// Get returns key's value: the cached one, or else load's, which it caches.
+// An error of load is returned as it is, and nothing is cached. Failures
+// of Valkey are not errors: Get then calls load, and the client goes
+// Degraded. The caller must not modify the returned bytes.
+func (c *Cache) Get(ctx context.Context, key string, load func(context.Context) ([]byte, error)) ([]byte, error) {
+	switch {
+	case c.vk == nil:
+		return c.local.get(ctx, key, c.ttl, load, c.counted)
+	case c.vk.Up():
+		return c.remote.get(ctx, key, load, c.counted)
+	}
+	// Degraded: a copy here could not be invalidated by the others.
+	c.counted(false, false)
+	return load(ctx)
+}
+
+// Invalidate makes every later Get of keys, on every instance, load again.
+// Call it after the write that changed them committed. With Valkey it
+// waits the client's SyncWindow, so that when it returns no instance
+// serves the old values (see the package doc). When Valkey cannot be
+// reached the invalidation is left to the flush that the client's
+// recovery does, and the failure is logged; ctx's end does not cut it
+// short, as the write has committed already.
+func (c *Cache) Invalidate(ctx context.Context, keys ...string) {
+	if len(keys) == 0 {
+		return
+	}
+	if c.vk == nil {
+		c.local.invalidate(keys)
+		return
+	}
+	if !c.vk.Up() {
+		return // the recovery flush abandons every entry
+	}
+	if err := c.remote.invalidate(context.WithoutCancel(ctx), keys); err != nil {
+		c.log.Warn("cache: invalidation failed; flushing when Valkey is back", "cache", c.name, "err", err)
+		return
+	}
+	c.vk.Settle()
+}
+
+// Stats returns the hits and misses counted since New.
+func (c *Cache) Stats() (hits, misses uint64) { return c.hits.Load(), c.misses.Load() }
+
+// counted records a hit (client: served from this process's memory) or a
+// miss.
+func (c *Cache) counted(hit, client bool) {
+	var h, m uint64
+	if hit {
+		h, m = c.hits.Add(1), c.misses.Load()
+		c.hitsM.Inc()
+		if client {
+			c.clientHitsM.Inc()
+		}
+	} else {
+		h, m = c.hits.Load(), c.misses.Add(1)
+		c.missesM.Inc()
+	}
+	c.ratio.Set(float64(h) / float64(h+m))
+}
+
+// registerMetrics creates the cache's metrics, labelled with its name, on
+// reg (when not nil).
+func (c *Cache) registerMetrics(reg prometheus.Registerer) {
+	hits := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "berth_cache_hits_total",
+		Help: "Cache reads answered without calling the loader.",
+	}, []string{"cache"})
+	clientHits := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "berth_cache_client_hits_total",
+		Help: "Cache hits served from this process's memory, without a round trip to Valkey.",
+	}, []string{"cache"})
+	misses := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "berth_cache_misses_total",
+		Help: "Cache reads that called the loader (including every read while Valkey is degraded).",
+	}, []string{"cache"})
+	ratio := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "berth_cache_hit_ratio",
+		Help: "Hits over reads since the process started.",
+	}, []string{"cache"})
+	if reg != nil {
+		hits = register(reg, hits)
+		clientHits = register(reg, clientHits)
+		misses = register(reg, misses)
+		ratio = register(reg, ratio)
+	}
+	c.hitsM = hits.WithLabelValues(c.name)
+	c.clientHitsM = clientHits.WithLabelValues(c.name)
+	c.missesM = misses.WithLabelValues(c.name)
+	c.ratio = ratio.WithLabelValues(c.name)
+}
+
+// register registers col on reg, or returns the collector registered
+// already under its name (another cache on the same registry).
+func register[C prometheus.Collector](reg prometheus.Registerer, col C) C {
+	if err := reg.Register(col); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(C); ok {
+				return existing
+			}
+		}
+		panic(err)
+	}
+	return col
+}
