@@ -84,7 +84,7 @@ const diskUsageEvery = 5 * time.Minute
 // releases what New opened.
 func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg *prometheus.Registry, now func() time.Time) (_ *Server, err error) {
 	logger = slog.New(requestIDHandler{logger.Handler()})
-	st, err := store.Open(ctx, filepath.Join(cfg.DataDir, "berth.db"))
+	st, err := store.OpenURL(ctx, cfg.Database.URL.Reveal(), filepath.Join(cfg.DataDir, "berth.db"), int(cfg.Database.MaxConns))
 	if err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
@@ -254,7 +254,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg *prom
 			logger.WarnContext(ctx, "readiness: store unreachable", "error", err.Error())
 			return "unreachable", false
 		}
-		return "ok (sqlite)", true
+		return "ok (" + st.Engine() + ")", true
 	}}, {name: "runtime", run: rt.check}}))
 
 	var handler http.Handler = eventsource.KeepOpen(mux, berthv1connect.TaskServiceStreamTaskLogsProcedure, berthv1connect.WorkspaceServiceWatchWorkspaceProcedure)
