@@ -146,11 +146,16 @@ func (r *remote) invalidate(ctx context.Context, keys []string) error {
 	return err
 }
 
-// flush abandons every entry by moving to a new epoch. It is the client's
-// recovery hook.
+// flush abandons every entry by moving to a new epoch, and settles, so
+// that no instance serves an entry of the old epoch after it returns. It
+// is the client's recovery hook.
 func (r *remote) flush(ctx context.Context) error {
 	vk := r.vk.Valkey()
-	return vk.Do(ctx, vk.B().Incr().Key(r.epochKey).Build()).Error()
+	if err := vk.Do(ctx, vk.B().Incr().Key(r.epochKey).Build()).Error(); err != nil {
+		return err
+	}
+	r.vk.Settle()
+	return nil
 }
 
 // newToken returns a random generation token.
