@@ -403,32 +403,68 @@ func (s *Store) SetTaskProgress(ctx context.Context, id string, progress json.Ra
 
 // FailInterrupted ends every RUNNING task leased to owner — to any owner
 // when owner is "" — as FAILED, completed at now with taskErr as its error
-// and no lease, and returns their ids, oldest first. A runner calls it when
-// it starts, for the tasks a previous process of it left behind.
+// and no lease, and returns their ids, oldest first. A runner that is alone
+// on its store calls it with "" when it starts: every task still RUNNING
+// was left behind by a process that is gone.
 func (s *Store) FailInterrupted(ctx context.Context, owner string, now time.Time, taskErr json.RawMessage) ([]string, error) {
-	doc, err := nullJSON(taskErr)
+	where, args := ``, []any(nil)
+	if owner != "" {
+		where, args = ` AND t.lease_owner = ?`, []any{owner}
+	}
+	ended, err := s.failRunning(ctx, where, args, now, taskErr)
 	if err != nil {
 		return nil, fmt.Errorf("fail interrupted tasks: %w", err)
 	}
-	ids := []string{}
+	ids := make([]string, len(ended))
+	for i, t := range ended {
+		ids[i] = t.ID
+	}
+	return ids, nil
+}
+
+// FailExpiredLeases ends every RUNNING task whose lease expired before now
+// — the runner that holds it, on whichever instance, stopped renewing it
+// and so is taken to be dead — as FAILED, completed at now with taskErr as
+// its error and no lease, and returns them as they now are, oldest first. A
+// RUNNING task without a lease has no runner that could renew one, and is
+// ended too. Every instance sweeps with it; of several at once, each task
+// is ended by one, and a task another transaction holds (being renewed or
+// finished) is left for the next sweep.
+//
+// It compares lease times written by other instances with now from this
+// one's clock: the instances' clocks must agree to well within a lease.
+func (s *Store) FailExpiredLeases(ctx context.Context, now time.Time, taskErr json.RawMessage) ([]*TaskRecord, error) {
+	ended, err := s.failRunning(ctx, ` AND (t.lease_expires_at IS NULL OR t.lease_expires_at < ?)`, []any{micros(now)}, now, taskErr)
+	if err != nil {
+		return nil, fmt.Errorf("fail expired leases: %w", err)
+	}
+	return ended, nil
+}
+
+// failRunning ends the RUNNING tasks that also match where (" AND …", on
+// the tasks table aliased t, with its args) as FAILED, completed at now
+// with taskErr as its error and no lease, in one write transaction, and
+// returns them as they now are, oldest first. The rows are locked as they
+// are read; rows another transaction holds are passed over (skipLocked).
+func (s *Store) failRunning(ctx context.Context, where string, whereArgs []any, now time.Time, taskErr json.RawMessage) ([]*TaskRecord, error) {
+	doc, err := nullJSON(taskErr)
+	if err != nil {
+		return nil, err
+	}
+	ended := []*TaskRecord{}
 	err = s.inTx(ctx, func(c conn) error {
-		q := `SELECT id FROM tasks WHERE status = ?`
-		args := []any{string(TaskRunning)}
-		if owner != "" {
-			q += ` AND lease_owner = ?`
-			args = append(args, owner)
-		}
-		rows, err := c.query(ctx, q+` ORDER BY created_at, id`+c.d.forUpdate(), args...)
+		rows, err := c.query(ctx, `SELECT `+taskColumns+` FROM tasks t WHERE t.status = ?`+where+
+			` ORDER BY t.created_at, t.id`+c.d.skipLocked(), append([]any{string(TaskRunning)}, whereArgs...)...)
 		if err != nil {
 			return err
 		}
 		defer rows.Close()
 		for rows.Next() {
-			var id string
-			if err := rows.Scan(&id); err != nil {
+			t, err := scanTask(rows)
+			if err != nil {
 				return err
 			}
-			ids = append(ids, id)
+			ended = append(ended, t)
 		}
 		if err := rows.Err(); err != nil {
 			return err
@@ -436,11 +472,11 @@ func (s *Store) FailInterrupted(ctx context.Context, owner string, now time.Time
 		if err := rows.Close(); err != nil {
 			return err
 		}
-		for start := 0; start < len(ids); start += statsBatch {
-			batch := ids[start:min(start+statsBatch, len(ids))]
+		for start := 0; start < len(ended); start += statsBatch {
+			batch := ended[start:min(start+statsBatch, len(ended))]
 			args := []any{string(TaskFailed), micros(now), doc}
-			for _, id := range batch {
-				args = append(args, id)
+			for _, t := range batch {
+				args = append(args, t.ID)
 			}
 			if _, err := c.exec(ctx, `UPDATE tasks SET status = ?, completed_at = ?, error = ?,
 				lease_owner = NULL, lease_expires_at = NULL
@@ -451,9 +487,15 @@ func (s *Store) FailInterrupted(ctx context.Context, owner string, now time.Time
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("fail interrupted tasks: %w", err)
+		return nil, err
 	}
-	return ids, nil
+	for _, t := range ended {
+		t.Status = TaskFailed
+		t.CompletedAt = ptrTo(storedTime(now))
+		t.Error = rawJSON(doc)
+		t.LeaseOwner, t.LeaseExpiresAt = "", nil
+	}
+	return ended, nil
 }
 
 // SumTaskCost returns what the claude_chat tasks userID created at or after

@@ -29,6 +29,8 @@ var taskQueueTests = []test{
 	{"RenewLease", testRenewLease},
 	{"Progress", testSetTaskProgress},
 	{"FailInterrupted", testFailInterrupted},
+	{"FailExpiredLeases", testFailExpiredLeases},
+	{"FailExpiredLeasesConcurrent", testFailExpiredLeasesConcurrent},
 }
 
 var taskLogTests = []test{
@@ -393,6 +395,105 @@ func testFailInterrupted(t *testing.T, e *env) {
 	got, err = e.s.FailInterrupted(e.ctx, "", now, taskErr)
 	must(t, err)
 	equal(t, "none left", got, []string{})
+}
+
+// leasedUntil sets a running task's lease owner and expiry.
+func leasedUntil(owner string, until time.Time) func(*store.TaskRecord) {
+	return func(tr *store.TaskRecord) {
+		tr.LeaseOwner = owner
+		tr.LeaseExpiresAt = &until
+	}
+}
+
+func testFailExpiredLeases(t *testing.T, e *env) {
+	owner := e.user()
+	w := e.workspace(owner)
+	now := epoch.Add(30 * time.Minute)
+	expired := e.task(w, store.TaskRunning, leasedUntil("a", now.Add(-time.Second)))
+	unleased := e.task(w, store.TaskRunning)
+	atNow := e.task(w, store.TaskRunning, leasedUntil("b", now))
+	live := e.task(w, store.TaskRunning, leasedUntil("a", now.Add(time.Minute)))
+	renewed := e.task(w, store.TaskRunning, leasedUntil("c", now.Add(-time.Minute)))
+	must(t, e.s.RenewLease(e.ctx, renewed.ID, "c", now.Add(time.Minute)))
+	q := e.task(w, store.TaskQueued)
+	done := e.task(w, store.TaskSucceeded, leasedUntil("a", now.Add(-time.Hour)))
+
+	taskErr := []byte(`{"code":"INTERRUPTED"}`)
+	got, err := e.s.FailExpiredLeases(e.ctx, now, taskErr)
+	must(t, err)
+	equal(t, "ended", ids(got), ids([]*store.TaskRecord{expired, unleased}))
+	for _, tr := range got {
+		stored := e.findTask(tr.ID)
+		equal(t, "returned as stored", tr, stored)
+		equal(t, "status", stored.Status, store.TaskFailed)
+		equal(t, "error", string(stored.Error), string(taskErr))
+		equal(t, "completed", stored.CompletedAt, ptr(micro(now)))
+		equal(t, "lease owner", stored.LeaseOwner, "")
+		equal(t, "lease", stored.LeaseExpiresAt, (*time.Time)(nil))
+	}
+	for _, tr := range []*store.TaskRecord{atNow, live, renewed} {
+		equal(t, "status of a task with a live lease", e.findTask(tr.ID).Status, store.TaskRunning)
+	}
+	equal(t, "queued", e.findTask(q.ID).Status, store.TaskQueued)
+	equal(t, "succeeded", e.findTask(done.ID).Status, store.TaskSucceeded)
+	wantMessage(t, e.s.RenewLease(e.ctx, expired.ID, "a", now.Add(time.Hour)), fault.ErrFailedPrecondition, "the task is failed")
+
+	got, err = e.s.FailExpiredLeases(e.ctx, now, taskErr)
+	must(t, err)
+	equal(t, "ended again", got, []*store.TaskRecord{})
+	got, err = e.s.FailExpiredLeases(e.ctx, now.Add(2*time.Minute), taskErr)
+	must(t, err)
+	equal(t, "ended later", ids(got), ids([]*store.TaskRecord{atNow, live, renewed}))
+}
+
+// testFailExpiredLeasesConcurrent has several instances sweep at once:
+// every expired task is ended by exactly one of them.
+func testFailExpiredLeasesConcurrent(t *testing.T, e *env) {
+	const tasks, sweepers = 40, 6
+	owner := e.user()
+	w := e.workspace(owner)
+	now := epoch.Add(time.Hour)
+	expired := map[string]bool{}
+	for i := range tasks {
+		expired[e.task(w, store.TaskRunning, leasedUntil(fmt.Sprint("r", i%3), now.Add(-time.Second))).ID] = true
+	}
+	var (
+		mu    sync.Mutex
+		ended = map[string]int{}
+		wg    sync.WaitGroup
+		errs  = make(chan error, sweepers)
+	)
+	for range sweepers {
+		wg.Go(func() {
+			got, err := e.s.FailExpiredLeases(e.ctx, now, []byte(`{}`))
+			if err != nil {
+				errs <- err
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			for _, tr := range got {
+				ended[tr.ID]++
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatalf("sweep: %v", err)
+	}
+	// A sweep that passed over rows another held leaves them to the next.
+	got, err := e.s.FailExpiredLeases(e.ctx, now, []byte(`{}`))
+	must(t, err)
+	for _, tr := range got {
+		ended[tr.ID]++
+	}
+	equal(t, "tasks ended", len(ended), tasks)
+	for id, n := range ended {
+		if !expired[id] || n != 1 {
+			t.Fatalf("task %s ended %d times (expired: %v)", id, n, expired[id])
+		}
+	}
 }
 
 // logs returns n entries of task tr numbered from first.
