@@ -79,5 +79,5 @@ func seconds(s float64) time.Duration {
 	if s <= 0 {
 		return 0
 	}
-	return time.Duration(math.Ceil(s * 1e6)) * time.Microsecond
+	return time.Duration(math.Ceil(s*1e6)) * time.Microsecond
 }
