@@ -8,10 +8,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -51,7 +53,30 @@ type RunnerConfig struct {
 	ClaudeIdle      time.Duration // the watchdog: no agent output for this long ends the run
 	APIKey          string        // ANTHROPIC_API_KEY for the claude CLI
 	LogRetention    time.Duration
+
+	// Lease is how long a task this runner claimed stays its own without a
+	// heartbeat; DefaultLease when 0. The runner renews the lease of each
+	// task it runs every Lease/3, and stops a run whose lease it lost. Every
+	// runner sweeps every Lease/2 (and once at start, in Recover) for
+	// RUNNING tasks whose lease ran out — their runner died — and ends them
+	// FAILED with code INTERRUPTED. A shorter lease notices a dead instance
+	// sooner; every instance sharing a store should use the same one, and
+	// their clocks must agree to well within it.
+	Lease time.Duration
+	// Exclusive says the runner is the only one on its store: every task
+	// RUNNING when it starts was left behind by a process that is gone, so
+	// Recover ends them all at once instead of waiting for their leases to
+	// run out. A runner on the embedded SQLite store always is; set it for
+	// a Postgres store only when no other instance shares the database.
+	Exclusive bool
 }
+
+// DefaultLease is RunnerConfig.Lease when it is not set.
+const DefaultLease = 30 * time.Second
+
+// interruptedCode is the TaskError code of a task whose run ended because
+// its server stopped or died.
+const interruptedCode = "INTERRUPTED"
 
 // Errors that end a run, told apart by the run's context cause.
 var (
@@ -59,6 +84,7 @@ var (
 	errTimedOut  = errors.New("timed out")
 	errShutdown  = errors.New("the server shut down")
 	errAgentIdle = errors.New("the agent printed nothing for too long")
+	errLeaseLost = errors.New("the runner lost the task's lease")
 )
 
 // Runner takes queued tasks by priority then age, under a global and a
@@ -71,7 +97,8 @@ type Runner struct {
 	logger  *slog.Logger
 	now     func() time.Time
 	cfg     RunnerConfig
-	owner   string // this instance, on leases
+	lease   time.Duration
+	owner   string // this runner, on leases: unique to it
 	metrics *metrics
 
 	wake chan struct{}
@@ -81,20 +108,44 @@ type Runner struct {
 	wg      sync.WaitGroup
 }
 
+// run is one task running here.
 type run struct {
 	cancel context.CancelCauseFunc
 	done   chan struct{}
+	// leaseUntil is when the task's lease, as last written, runs out; only
+	// the heartbeat reads and writes it.
+	leaseUntil time.Time
+	// ending is set once the run has decided how the task ended and is
+	// recording it: a lease renewal refused from then on is expected.
+	ending atomic.Bool
 }
 
 // NewRunner returns a Runner; Run starts it.
 func NewRunner(st *store.Store, rt Runtime, ws Workspaces, b *bus.Bus, reg prometheus.Registerer, logger *slog.Logger, now func() time.Time, cfg RunnerConfig) *Runner {
+	lease := cfg.Lease
+	if lease <= 0 {
+		lease = DefaultLease
+	}
+	cfg.Exclusive = cfg.Exclusive || st.Engine() == "sqlite"
 	return &Runner{
 		store: st, rt: rt, ws: ws, bus: b, logger: logger, now: now, cfg: cfg,
-		owner:   uuid.NewString(),
+		lease:   lease,
+		owner:   ownerID(),
 		metrics: newMetrics(reg),
 		wake:    make(chan struct{}, 1),
 		running: make(map[string]*run),
 	}
+}
+
+// ownerID names a runner on the leases it holds: the host and process, for
+// operators reading the tasks table, and a random UUID, which alone makes
+// it unique — to this Runner, even among several in one process.
+func ownerID() string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "unknown"
+	}
+	return fmt.Sprintf("%s/%d/%s", host, os.Getpid(), uuid.NewString())
 }
 
 // Wake tells the runner that a task was queued.
@@ -107,21 +158,69 @@ func (r *Runner) Wake() {
 
 // Recover ends the tasks a dead process left RUNNING: FAILED with code
 // INTERRUPTED; their stored logs stay as they are. Queued tasks simply run.
+// An Exclusive runner ends every RUNNING task; otherwise only those whose
+// lease ran out are ended, as the periodic sweep in Run does, since the
+// others belong to live instances.
 func (r *Runner) Recover(ctx context.Context) error {
+	if !r.cfg.Exclusive {
+		return r.sweep(ctx)
+	}
 	ids, err := r.store.FailInterrupted(ctx, "", r.now().UTC(), encode(&berthv1.TaskError{
-		Code: "INTERRUPTED", Message: "the server stopped while the task ran; its logs up to then are kept",
+		Code: interruptedCode, Message: "the server stopped while the task ran; its logs up to then are kept",
 	}))
+	if err != nil {
+		return err
+	}
 	for _, id := range ids {
 		r.logger.Warn("task interrupted by a server stop", "task", id)
+		if t, _, err := r.store.FindTask(ctx, id, store.Viewer{Admin: true}); err == nil {
+			r.published(t)
+		}
 	}
-	return err
+	return nil
+}
+
+// sweep ends the RUNNING tasks whose lease ran out, whichever instance held
+// it — that instance stopped renewing it, so it died — as FAILED with code
+// INTERRUPTED, and publishes each change.
+func (r *Runner) sweep(ctx context.Context) error {
+	ended, err := r.store.FailExpiredLeases(ctx, r.now().UTC(), encode(&berthv1.TaskError{
+		Code:    interruptedCode,
+		Message: "the server instance running the task stopped answering; its logs up to then are kept",
+	}))
+	if err != nil {
+		return err
+	}
+	for _, t := range ended {
+		r.logger.Warn("task interrupted: its runner's lease ran out", "task", t.ID, "runner", t.LeaseOwner)
+		r.metrics.finished.WithLabelValues(string(t.Type), string(t.Status)).Inc()
+		r.published(t)
+	}
+	return nil
 }
 
 // Run runs queued tasks until ctx ends; then it stops the running ones
-// (they end FAILED with code INTERRUPTED) and waits for them.
+// (they end FAILED with code INTERRUPTED) and waits for them. Meanwhile it
+// renews the leases of the tasks it runs and sweeps for tasks whose lease
+// ran out (see RunnerConfig.Lease).
 func (r *Runner) Run(ctx context.Context) {
+	// The heartbeat goes on until the runs have ended, shutdown included:
+	// a run that is still stopping keeps its lease.
+	beat, stopBeat := context.WithCancel(context.WithoutCancel(ctx))
+	beating := make(chan struct{})
+	go func() {
+		defer close(beating)
+		r.heartbeat(beat)
+	}()
+	defer func() {
+		stopBeat()
+		<-beating
+	}()
+
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
+	sweep := time.NewTicker(r.lease / 2)
+	defer sweep.Stop()
 	retention := time.NewTicker(time.Hour)
 	defer retention.Stop()
 	for {
@@ -137,6 +236,10 @@ func (r *Runner) Run(ctx context.Context) {
 			return
 		case <-r.wake:
 		case <-tick.C:
+		case <-sweep.C:
+			if err := r.sweep(ctx); err != nil && ctx.Err() == nil {
+				r.logger.Warn("sweeping for tasks whose lease ran out failed", "error", err.Error())
+			}
 		case <-retention.C:
 			if r.cfg.LogRetention > 0 {
 				if n, err := r.store.DeleteTaskLogsBefore(ctx, r.now().Add(-r.cfg.LogRetention)); err != nil {
@@ -145,6 +248,51 @@ func (r *Runner) Run(ctx context.Context) {
 					r.logger.Info("deleted old task logs", "lines", n)
 				}
 			}
+		}
+	}
+}
+
+// heartbeat renews the leases of the tasks running here every lease/3
+// until ctx ends.
+func (r *Runner) heartbeat(ctx context.Context) {
+	tick := time.NewTicker(r.lease / 3)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			r.renew(ctx)
+		}
+	}
+}
+
+// renew extends the lease of every task running here by r.lease. A run
+// whose lease is refused — another instance's sweep ended the task, or it
+// was ended by other means — is stopped: only one instance ever runs a
+// task. So is one whose renewals have failed until its lease ran out, as
+// another instance may end it any moment.
+func (r *Runner) renew(ctx context.Context) {
+	r.mu.Lock()
+	runs := make(map[string]*run, len(r.running))
+	maps.Copy(runs, r.running)
+	r.mu.Unlock()
+	for id, ru := range runs {
+		now := r.now()
+		until := now.Add(r.lease)
+		err := r.store.RenewLease(ctx, id, r.owner, until)
+		switch {
+		case err == nil:
+			ru.leaseUntil = until
+		case ru.ending.Load() || ctx.Err() != nil:
+		case errors.Is(err, fault.ErrFailedPrecondition), errors.Is(err, fault.ErrNotFound):
+			r.logger.Warn("stopping a task whose lease this instance lost", "task", id, "error", err.Error())
+			ru.cancel(errLeaseLost)
+		case !now.Before(ru.leaseUntil):
+			r.logger.Error("stopping a task whose lease ran out: renewing it failed", "task", id, "error", err.Error())
+			ru.cancel(errLeaseLost)
+		default:
+			r.logger.Warn("renewing a task's lease failed; trying again", "task", id, "error", err.Error())
 		}
 	}
 }
@@ -160,7 +308,7 @@ func (r *Runner) fill(ctx context.Context) {
 			return
 		}
 		now := r.now().UTC()
-		t, err := r.store.ClaimTask(ctx, r.owner, now, now.Add(time.Hour), r.cfg.MaxPerWorkspace, skip)
+		t, err := r.store.ClaimTask(ctx, r.owner, now, now.Add(r.lease), r.cfg.MaxPerWorkspace, skip)
 		if errors.Is(err, fault.ErrNotFound) {
 			r.measureQueue(ctx)
 			return
@@ -184,7 +332,7 @@ func (r *Runner) measureQueue(ctx context.Context) {
 
 func (r *Runner) start(parent context.Context, t *store.TaskRecord) {
 	ctx, cancel := context.WithCancelCause(context.WithoutCancel(parent))
-	ru := &run{cancel: cancel, done: make(chan struct{})}
+	ru := &run{cancel: cancel, done: make(chan struct{}), leaseUntil: *t.LeaseExpiresAt}
 	r.mu.Lock()
 	r.running[t.ID] = ru
 	r.metrics.running.Set(float64(len(r.running)))
@@ -199,7 +347,7 @@ func (r *Runner) start(parent context.Context, t *store.TaskRecord) {
 			close(ru.done)
 			r.Wake()
 		}()
-		r.execute(ctx, t)
+		r.execute(ctx, t, ru)
 	})
 	// Shutdown reaches runs through their own cancel (see Run), so a run
 	// is never cut off by the claim loop's context alone.
@@ -225,7 +373,7 @@ type outcome struct {
 	cost   *float64
 }
 
-func (r *Runner) execute(ctx context.Context, t *store.TaskRecord) {
+func (r *Runner) execute(ctx context.Context, t *store.TaskRecord, ru *run) {
 	started := r.now()
 	r.metrics.started.WithLabelValues(string(t.Type)).Inc()
 	r.published(t)
@@ -277,10 +425,13 @@ func (r *Runner) execute(ctx context.Context, t *store.TaskRecord) {
 	case errors.Is(cause, errTimedOut):
 		status, out.err = store.TaskTimedOut, &berthv1.TaskError{Code: "TIMED_OUT", Message: fmt.Sprintf("ran past its time limit of %s; its processes were stopped", timeout)}
 	case errors.Is(cause, errShutdown):
-		status, out.err = store.TaskFailed, &berthv1.TaskError{Code: "INTERRUPTED", Message: "the server shut down while the task ran"}
+		status, out.err = store.TaskFailed, &berthv1.TaskError{Code: interruptedCode, Message: "the server shut down while the task ran"}
+	case errors.Is(cause, errLeaseLost):
+		status, out.err = store.TaskFailed, &berthv1.TaskError{Code: interruptedCode, Message: "the server instance running the task lost its lease on it; its processes were stopped"}
 	case out.err != nil:
 		status = store.TaskFailed
 	}
+	ru.ending.Store(true)
 	if out.err != nil {
 		logs.Log("error", "system", "task "+string(status)+": "+out.err.GetMessage(), nil)
 	} else {
@@ -298,6 +449,11 @@ func (r *Runner) execute(ctx context.Context, t *store.TaskRecord) {
 		fin.Error = encode(out.err)
 	}
 	done, err := r.store.FinishTask(context.WithoutCancel(ctx), t.ID, []store.TaskStatus{store.TaskRunning}, status, fin)
+	if errors.Is(context.Cause(runCtx), errLeaseLost) && errors.Is(err, fault.ErrFailedPrecondition) {
+		// Whoever took the lease away ended the task already.
+		r.logger.Info("a task whose lease was lost stopped here", "task", t.ID)
+		return
+	}
 	if err != nil {
 		r.logger.Error("recording a task's end failed", "task", t.ID, "status", string(status), "error", err.Error())
 		return

@@ -1,0 +1,509 @@
+package task_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/berthhq/berth/internal/bus"
+	"github.com/berthhq/berth/internal/sandbox"
+	"github.com/berthhq/berth/internal/sandbox/process"
+	"github.com/berthhq/berth/internal/store"
+	"github.com/berthhq/berth/internal/task"
+	"github.com/berthhq/berth/internal/testsvc"
+)
+
+// claudeDir holds the stand-in claude this test binary builds; TestMain
+// removes it.
+var claudeDir string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "berth-task-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	claudeDir = dir
+	code := m.Run()
+	_ = os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+var fakeClaude struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+// claudeBinary builds the stand-in claude (internal/agent/testdata/fakeclaude)
+// once per test binary.
+func claudeBinary(t *testing.T) string {
+	t.Helper()
+	fakeClaude.once.Do(func() {
+		fakeClaude.path = filepath.Join(claudeDir, "claude")
+		_, file, _, _ := runtime.Caller(0)
+		cmd := exec.Command("go", "build", "-o", fakeClaude.path, ".")
+		cmd.Dir = filepath.Join(filepath.Dir(file), "..", "agent", "testdata", "fakeclaude")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			fakeClaude.err = fmt.Errorf("%w\n%s", err, out)
+		}
+	})
+	if fakeClaude.err != nil {
+		t.Fatalf("building the stand-in claude: %v", fakeClaude.err)
+	}
+	return fakeClaude.path
+}
+
+// engine opens stores of one kind; each call is another pool on the same
+// database, as another server instance would have.
+type engine struct {
+	name string
+	// database returns an opener for stores on one new database.
+	database func(t *testing.T) func(t *testing.T) *store.Store
+}
+
+var engines = []engine{
+	{"sqlite", func(t *testing.T) func(t *testing.T) *store.Store {
+		path := filepath.Join(t.TempDir(), "berth.db")
+		return func(t *testing.T) *store.Store {
+			s, err := store.Open(t.Context(), path)
+			if err != nil {
+				t.Fatalf("open sqlite: %v", err)
+			}
+			t.Cleanup(func() { _ = s.Close() })
+			return s
+		}
+	}},
+	{"postgres", func(t *testing.T) func(t *testing.T) *store.Store {
+		url := testsvc.Postgres(t)
+		return func(t *testing.T) *store.Store {
+			s, err := store.OpenPostgres(t.Context(), url, 4)
+			if err != nil {
+				t.Fatalf("open postgres: %v", err)
+			}
+			t.Cleanup(func() { _ = s.Close() })
+			return s
+		}
+	}},
+}
+
+// forEngine runs fn as a parallel subtest on each engine.
+func forEngine(t *testing.T, fn func(t *testing.T, open func(t *testing.T) *store.Store)) {
+	for _, e := range engines {
+		t.Run(e.name, func(t *testing.T) {
+			t.Parallel()
+			fn(t, e.database(t))
+		})
+	}
+}
+
+// fixture is a user and a workspace, whose directory is the project of
+// every instance's container.
+type fixture struct {
+	user *store.User
+	ws   *store.Workspace
+}
+
+func newFixture(t *testing.T, st *store.Store) *fixture {
+	t.Helper()
+	now := time.Now()
+	u := &store.User{ID: uuid.NewString(), Email: "lease@example.com", Name: "Lease", CreatedAt: now, UpdatedAt: now}
+	must(t, st.CreateUser(t.Context(), u))
+	w := &store.Workspace{ID: uuid.NewString(), OwnerID: u.ID, Name: "leases", Path: t.TempDir(),
+		Status: store.WorkspaceRunning, CreatedAt: now, UpdatedAt: now}
+	must(t, st.CreateWorkspace(t.Context(), w))
+	return &fixture{user: u, ws: w}
+}
+
+// queue stores a queued claude_chat task with the given prompt.
+func (f *fixture) queue(t *testing.T, st *store.Store, prompt string) *store.TaskRecord {
+	t.Helper()
+	tr := &store.TaskRecord{ID: uuid.NewString(), WorkspaceID: f.ws.ID, CreatedBy: f.user.ID,
+		Type: store.TaskClaudeChat, Status: store.TaskQueued, Priority: store.TaskPriorityMedium,
+		Prompt: prompt, CreatedAt: time.Now()}
+	must(t, st.CreateTaskRecord(t.Context(), tr))
+	return tr
+}
+
+// workspaces is the runner's view of the workspace service: the fixture's
+// workspace, always running in the instance's container.
+type workspaces struct {
+	st          *store.Store
+	containerID string
+}
+
+func (w workspaces) EnsureRunning(ctx context.Context, id string) (*store.Workspace, error) {
+	ws, err := w.st.FindWorkspace(ctx, id, store.Viewer{Admin: true})
+	if err != nil {
+		return nil, err
+	}
+	ws.ContainerID = w.containerID
+	return ws, nil
+}
+
+func (workspaces) Hold(string) func() { return func() {} }
+
+// instance is one server instance's runner: its own store pool, bus,
+// metrics and process runtime, like a separate berth process.
+type instance struct {
+	st     *store.Store
+	bus    *bus.Bus
+	reg    *prometheus.Registry
+	runner *task.Runner
+	events *bus.Subscription // the fixture workspace's events
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// startInstance starts a runner on st for the fixture's workspace, after
+// Recover when recover is true. It stops when the test ends.
+func startInstance(t *testing.T, st *store.Store, f *fixture, cfg task.RunnerConfig, recover bool) *instance {
+	t.Helper()
+	in := newInstance(t, st, f, cfg, recover)
+	in.start(t)
+	return in
+}
+
+// newInstance makes a runner on st for the fixture's workspace and runs
+// Recover when recover is true, as a server does before it serves; start
+// runs it.
+func newInstance(t *testing.T, st *store.Store, f *fixture, cfg task.RunnerConfig, recover bool) *instance {
+	t.Helper()
+	rt := process.New(process.WithKillGrace(100 * time.Millisecond))
+	id, err := rt.Create(t.Context(), sandbox.Spec{WorkspaceID: f.ws.ID, Name: f.ws.Name, HostPath: f.ws.Path})
+	must(t, err)
+	must(t, rt.Start(t.Context(), id))
+	t.Cleanup(func() { _ = rt.Remove(context.Background(), id) })
+
+	cfg.ClaudePath = claudeBinary(t)
+	cfg.APIKey = "sk-ant-test-lease"
+	cfg.DefaultTimeout = time.Minute
+	cfg.ClaudeIdle = time.Minute
+	in := &instance{st: st, bus: bus.New(), reg: prometheus.NewRegistry(), done: make(chan struct{})}
+	in.events = in.bus.Subscribe("workspace:"+f.ws.ID, 10000)
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	in.runner = task.NewRunner(st, rt, workspaces{st: st, containerID: id}, in.bus, in.reg, logger, time.Now, cfg)
+	if recover {
+		must(t, in.runner.Recover(t.Context()))
+	}
+	return in
+}
+
+// start runs the instance's runner until stop, or the end of the test.
+func (in *instance) start(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	in.cancel = cancel
+	go func() {
+		defer close(in.done)
+		in.runner.Run(ctx)
+	}()
+	t.Cleanup(in.stop)
+}
+
+// stop ends the instance's Run, as a shutdown does, and waits for it.
+func (in *instance) stop() {
+	in.cancel()
+	<-in.done
+}
+
+// statuses drains the status events published so far: each task's states,
+// in order.
+func (in *instance) statuses() map[string][]store.TaskStatus {
+	got := map[string][]store.TaskStatus{}
+	for {
+		select {
+		case v := <-in.events.C:
+			if ev, ok := v.(task.StatusEvent); ok {
+				got[ev.Task.ID] = append(got[ev.Task.ID], ev.Task.Status)
+			}
+		default:
+			return got
+		}
+	}
+}
+
+// running is the instance's berth_tasks_running gauge.
+func (in *instance) running(t *testing.T) float64 {
+	t.Helper()
+	families, err := in.reg.Gather()
+	must(t, err)
+	for _, f := range families {
+		if f.GetName() == "berth_tasks_running" {
+			return f.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	t.Fatal("no berth_tasks_running gauge")
+	return 0
+}
+
+// find reads a task as an admin.
+func find(t *testing.T, st *store.Store, id string) *store.TaskRecord {
+	t.Helper()
+	tr, _, err := st.FindTask(t.Context(), id, store.Viewer{Admin: true})
+	must(t, err)
+	return tr
+}
+
+// logs reads a task's whole stored log.
+func logs(t *testing.T, st *store.Store, id string) []store.LogEntry {
+	t.Helper()
+	entries, err := st.ListTaskLogs(t.Context(), id, 0, 0)
+	must(t, err)
+	return entries
+}
+
+// errorCode is the code of a task's stored error document.
+func errorCode(t *testing.T, tr *store.TaskRecord) string {
+	t.Helper()
+	var e struct {
+		Code string `json:"code"`
+	}
+	if err := json.Unmarshal(tr.Error, &e); err != nil {
+		t.Fatalf("task %s error %s: %v", tr.ID, tr.Error, err)
+	}
+	return e.Code
+}
+
+// eventually polls cond until it holds, failing the test after within.
+func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s", what, within)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Two instances share one store and its queue: every task runs, on exactly
+// one of them, once.
+func TestTwoRunnersRunEachTaskOnce(t *testing.T) {
+	t.Parallel()
+	forEngine(t, func(t *testing.T, open func(t *testing.T) *store.Store) {
+		const tasks = 24
+		st := open(t)
+		f := newFixture(t, st)
+		queued := map[string]bool{}
+		for i := range tasks {
+			queued[f.queue(t, st, fmt.Sprintf("task %d [lines:3]", i)).ID] = true
+		}
+		cfg := task.RunnerConfig{MaxRunning: 3, Lease: 10 * time.Second}
+		// Both start, and recover, before either runs a task: on SQLite
+		// each takes itself to be alone (see RunnerConfig.Exclusive).
+		a := newInstance(t, open(t), f, cfg, true)
+		b := newInstance(t, open(t), f, cfg, true)
+		a.start(t)
+		b.start(t)
+
+		eventually(t, 2*time.Minute, "every task ended", func() bool {
+			_, left, err := st.ListTasks(t.Context(), store.TaskFilter{Viewer: store.Viewer{Admin: true}, Status: store.TaskQueued})
+			must(t, err)
+			_, running, err := st.ListTasks(t.Context(), store.TaskFilter{Viewer: store.Viewer{Admin: true}, Status: store.TaskRunning})
+			must(t, err)
+			return left+running == 0
+		})
+		a.stop()
+		b.stop()
+
+		ranOn := map[string][]string{}
+		sa, sb := a.statuses(), b.statuses()
+		for name, all := range map[string]map[string][]store.TaskStatus{"a": sa, "b": sb} {
+			for id, states := range all {
+				// A run publishes RUNNING as it starts, then with each
+				// change of progress, then its end; a second run of the
+				// task here would log a second start, checked below.
+				if len(states) > 0 && states[0] == store.TaskRunning {
+					ranOn[id] = append(ranOn[id], name)
+				}
+			}
+		}
+		perInstance := map[string]int{}
+		for id := range queued {
+			if len(ranOn[id]) != 1 {
+				t.Errorf("task %s started on %v, want exactly one instance; events on a %v, on b %v", id, ranOn[id], sa[id], sb[id])
+				continue
+			}
+			perInstance[ranOn[id][0]]++
+			tr := find(t, st, id)
+			if tr.Status != store.TaskSucceeded || tr.LeaseOwner != "" {
+				t.Errorf("task %s: %s, lease %q; want succeeded with no lease", id, tr.Status, tr.LeaseOwner)
+			}
+			starts := 0
+			for _, e := range logs(t, st, id) {
+				if e.Source == store.LogSystem && strings.HasPrefix(e.Message, "task started") {
+					starts++
+				}
+			}
+			if starts != 1 {
+				t.Errorf("task %s logged %d starts", id, starts)
+			}
+		}
+		if perInstance["a"] == 0 || perInstance["b"] == 0 {
+			t.Errorf("tasks per instance %v: one instance ran them all", perInstance)
+		}
+	})
+}
+
+// An instance dies — it stops renewing its leases and never records the
+// end of its task — and another one, sweeping, ends that task FAILED with
+// code INTERRUPTED once the lease has run out; the lines the dead instance
+// stored stay as they were.
+func TestDeadRunnersTaskIsInterrupted(t *testing.T) {
+	t.Parallel()
+	forEngine(t, func(t *testing.T, open func(t *testing.T) *store.Store) {
+		st := open(t)
+		f := newFixture(t, st)
+		tr := f.queue(t, st, "wait for ever [hang]")
+		const lease = time.Second
+		deadStore := open(t)
+		dead := startInstance(t, deadStore, f, task.RunnerConfig{MaxRunning: 1, Lease: lease}, true)
+		eventually(t, 30*time.Second, "the task runs and logs", func() bool {
+			return find(t, st, tr.ID).Status == store.TaskRunning && len(logs(t, st, tr.ID)) >= 2
+		})
+		// Let it renew its lease a few times.
+		time.Sleep(2 * lease)
+		running := find(t, st, tr.ID)
+		if running.LeaseOwner == "" || running.LeaseExpiresAt == nil || !running.LeaseExpiresAt.After(running.StartedAt.Add(lease)) {
+			t.Fatalf("lease %q until %v, started %v: never renewed", running.LeaseOwner, running.LeaseExpiresAt, running.StartedAt)
+		}
+
+		// The instance dies: its store goes first, so nothing it does from
+		// now on reaches the database.
+		must(t, deadStore.Close())
+		// Its shutdown, left to run out (its log writer retries for a while
+		// before it gives up), cannot reach the database either.
+		dead.cancel()
+		before := logs(t, st, tr.ID)
+		if got := find(t, st, tr.ID); got.Status != store.TaskRunning {
+			t.Fatalf("the dead instance recorded its task as %s", got.Status)
+		}
+
+		// Its MaxRunning of 0 keeps it from running anything: it only sweeps.
+		sweeper := startInstance(t, open(t), f, task.RunnerConfig{MaxRunning: 0, Lease: lease}, false)
+		var ended *store.TaskRecord
+		eventually(t, 10*lease, "the sweep ends the task", func() bool {
+			ended = find(t, st, tr.ID)
+			return ended.Status != store.TaskRunning
+		})
+		if ended.Status != store.TaskFailed || errorCode(t, ended) != "INTERRUPTED" {
+			t.Fatalf("task ended %s with %s, want failed, INTERRUPTED", ended.Status, ended.Error)
+		}
+		lastLease := find(t, st, tr.ID).CompletedAt
+		if lastLease.Before(*running.LeaseExpiresAt) {
+			t.Errorf("ended at %v, before the lease it had ran out at %v", lastLease, running.LeaseExpiresAt)
+		}
+		if ended.LeaseOwner != "" {
+			t.Errorf("lease owner %q after the end", ended.LeaseOwner)
+		}
+		after := logs(t, st, tr.ID)
+		if len(after) != len(before) {
+			t.Fatalf("%d log lines before the sweep, %d after", len(before), len(after))
+		}
+		for i := range before {
+			if before[i].Seq != after[i].Seq || before[i].Message != after[i].Message {
+				t.Fatalf("line %d changed: %+v → %+v", i, before[i], after[i])
+			}
+		}
+		eventually(t, 5*time.Second, "the sweeper publishes the end", func() bool {
+			states := sweeper.statuses()[tr.ID]
+			return len(states) > 0 && states[len(states)-1] == store.TaskFailed
+		})
+	})
+}
+
+// A runner whose lease was taken — another instance's sweep judged it dead
+// — stops the run at its next renewal and leaves the record as the sweep
+// wrote it.
+func TestRunnerStopsARunWhoseLeaseItLost(t *testing.T) {
+	t.Parallel()
+	forEngine(t, func(t *testing.T, open func(t *testing.T) *store.Store) {
+		st := open(t)
+		f := newFixture(t, st)
+		tr := f.queue(t, st, "wait for ever [hang]")
+		in := startInstance(t, open(t), f, task.RunnerConfig{MaxRunning: 1, Lease: time.Second}, true)
+		eventually(t, 30*time.Second, "the task runs", func() bool {
+			return find(t, st, tr.ID).Status == store.TaskRunning && in.running(t) == 1
+		})
+
+		// Another instance, its clock an hour ahead, sweeps.
+		ended, err := st.FailExpiredLeases(t.Context(), time.Now().Add(time.Hour), []byte(`{"code":"SWEPT"}`))
+		must(t, err)
+		if len(ended) != 1 || ended[0].ID != tr.ID {
+			t.Fatalf("swept %v", ended)
+		}
+		eventually(t, 10*time.Second, "the run stops", func() bool { return in.running(t) == 0 })
+		got := find(t, st, tr.ID)
+		if got.Status != store.TaskFailed || errorCode(t, got) != "SWEPT" {
+			t.Fatalf("task %s with %s, want failed as the sweep left it", got.Status, got.Error)
+		}
+		entries := logs(t, st, tr.ID)
+		if last := entries[len(entries)-1]; !strings.Contains(last.Message, "lost its lease") {
+			t.Errorf("last log line %q, want the run's end for a lost lease", last.Message)
+		}
+	})
+}
+
+// Recover on start: a runner alone on its store (SQLite, or Exclusive) ends
+// every RUNNING task at once; one that shares a Postgres store ends only
+// those whose lease ran out, since the others have a live runner.
+func TestRecover(t *testing.T) {
+	t.Parallel()
+	forEngine(t, func(t *testing.T, open func(t *testing.T) *store.Store) {
+		st := open(t)
+		f := newFixture(t, st)
+		now := time.Now()
+		running := func(until time.Time) *store.TaskRecord {
+			tr := &store.TaskRecord{ID: uuid.NewString(), WorkspaceID: f.ws.ID, Type: store.TaskClaudeChat,
+				Status: store.TaskRunning, Priority: store.TaskPriorityLow, CreatedAt: now, StartedAt: &now,
+				LeaseOwner: "another", LeaseExpiresAt: &until}
+			must(t, st.CreateTaskRecord(t.Context(), tr))
+			return tr
+		}
+		expired, live := running(now.Add(-time.Second)), running(now.Add(time.Hour))
+		in := startInstance(t, open(t), f, task.RunnerConfig{MaxRunning: 0}, true)
+		if got := find(t, st, expired.ID); got.Status != store.TaskFailed || errorCode(t, got) != "INTERRUPTED" {
+			t.Errorf("expired lease: %s with %s, want failed, INTERRUPTED", got.Status, got.Error)
+		}
+		wantLive := store.TaskRunning
+		if st.Engine() == "sqlite" {
+			wantLive = store.TaskFailed
+		}
+		if got := find(t, st, live.ID); got.Status != wantLive {
+			t.Errorf("live lease on %s: %s, want %s", st.Engine(), got.Status, wantLive)
+		}
+		states := in.statuses()
+		if len(states[expired.ID]) != 1 || states[expired.ID][0] != store.TaskFailed {
+			t.Errorf("published for the expired lease: %v", states[expired.ID])
+		}
+
+		if st.Engine() == "postgres" {
+			// An Exclusive runner takes even a live lease to be left over.
+			startInstance(t, open(t), f, task.RunnerConfig{MaxRunning: 0, Exclusive: true}, true)
+			if got := find(t, st, live.ID); got.Status != store.TaskFailed || errorCode(t, got) != "INTERRUPTED" {
+				t.Errorf("live lease, exclusive runner: %s with %s", got.Status, got.Error)
+			}
+		}
+	})
+}
