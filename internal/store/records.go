@@ -60,7 +60,7 @@ type RefreshToken struct {
 // UserFilter selects and pages accounts for ListUsers.
 type UserFilter struct {
 	// Search matches a literal substring of the email or the name,
-	// case-insensitively.
+	// ignoring the case of ASCII letters.
 	Search string
 	// Role keeps only accounts with this role; "" keeps all.
 	Role Role
@@ -209,12 +209,14 @@ type Viewer struct {
 // WorkspaceFilter selects, sorts and pages workspaces.
 type WorkspaceFilter struct {
 	Viewer Viewer
-	// Search matches a substring of name or description, case-insensitively.
+	// Search matches a substring of name or description, ignoring the case
+	// of ASCII letters.
 	Search string
 	// Status is "", "active" (anything but archived) or one WorkspaceStatus.
 	Status string
 	// Sort is "name", "-name", "created_at" or "-created_at" (default).
-	// Names sort case-insensitively; ties are broken by id so pages are stable.
+	// Names sort by their bytes with ASCII letters folded to lower case;
+	// ties are broken by id so pages are stable.
 	Sort string
 	// Offset skips that many matching workspaces; a negative one counts as 0.
 	Offset int
@@ -234,6 +236,11 @@ type WorkspaceUpdate struct {
 	StatusReason *string
 	ContainerID  *string
 	DiskUsageMB  *int64
+	// IfStatus, when not empty, makes the update conditional: it applies
+	// only while the workspace's status is one of these, atomically, and
+	// fails with fault.ErrFailedPrecondition otherwise. Several instances
+	// use it to agree on who starts or stops a workspace.
+	IfStatus []WorkspaceStatus
 }
 
 // Member is a user a workspace is shared with.

@@ -136,7 +136,8 @@ func findWorkspace(ctx context.Context, c conn, id string, v *Viewer) (*Workspac
 // ListWorkspaces returns one page of the workspaces f.Viewer may see that
 // match f, each with the viewer's AccessRole and its task Stats, and the
 // number of matching workspaces on all pages. The search matches a literal
-// substring of the name or the description, case-insensitively. An unknown
+// substring of the name or the description, ignoring the case of ASCII
+// letters (see ListUsers). An unknown
 // Sort or Status is a fault.ErrInvalid.
 func (s *Store) ListWorkspaces(ctx context.Context, f WorkspaceFilter) ([]*Workspace, int64, error) {
 	order, ok := workspaceSorts[f.Sort]
@@ -162,9 +163,10 @@ func (s *Store) ListWorkspaces(ctx context.Context, f WorkspaceFilter) ([]*Works
 		return nil, 0, fault.Invalid("status", `must be empty, "active" or a workspace status`)
 	}
 	if f.Search != "" {
-		// lower() on both sides, by the same engine, so the two fold case alike.
-		where = append(where, `(lower(w.name) LIKE lower(?) ESCAPE '\' OR lower(w.description) LIKE lower(?) ESCAPE '\')`)
-		pattern := likeContains(f.Search)
+		// As in ListUsers: the engine folds the columns, foldASCII the
+		// pattern, by one rule.
+		where = append(where, `(lower(w.name) LIKE ? ESCAPE '\' OR lower(w.description) LIKE ? ESCAPE '\')`)
+		pattern := likeContains(foldASCII(f.Search))
 		args = append(args, pattern, pattern)
 	}
 	if len(where) > 0 {
@@ -239,16 +241,34 @@ func (s *Store) UpdateWorkspace(ctx context.Context, id string, upd WorkspaceUpd
 	}
 	set("updated_at", micros(now))
 	args = append(args, id)
+	where := `id = ?`
+	if len(upd.IfStatus) > 0 {
+		where += ` AND status IN (?` + strings.Repeat(`, ?`, len(upd.IfStatus)-1) + `)`
+		for _, st := range upd.IfStatus {
+			args = append(args, string(st))
+		}
+	}
 
 	var w *Workspace
 	err := s.inTx(ctx, func(c conn) error {
-		res, err := c.exec(ctx, `UPDATE workspaces SET `+strings.Join(sets, `, `)+` WHERE id = ?`, args...)
+		res, err := c.exec(ctx, `UPDATE workspaces SET `+strings.Join(sets, `, `)+` WHERE `+where, args...)
 		if err != nil {
 			return err
 		}
 		n, err := rowsAffected(res)
 		if err != nil {
 			return err
+		}
+		if n == 0 && len(upd.IfStatus) > 0 {
+			var status string
+			err := c.queryRow(ctx, `SELECT status FROM workspaces WHERE id = ?`, id).Scan(&status)
+			if errors.Is(err, sql.ErrNoRows) {
+				return fault.NotFound("workspace")
+			}
+			if err != nil {
+				return err
+			}
+			return fault.New(fault.ErrFailedPrecondition, "the workspace is %s now", strings.ToLower(status))
 		}
 		if n == 0 {
 			return fault.NotFound("workspace")
@@ -261,7 +281,7 @@ func (s *Store) UpdateWorkspace(ctx context.Context, id string, upd WorkspaceUpd
 	switch {
 	case err == nil:
 		return w, nil
-	case errors.Is(err, fault.ErrNotFound):
+	case errors.Is(err, fault.ErrNotFound), errors.Is(err, fault.ErrFailedPrecondition):
 		return nil, err
 	case upd.Name != nil && s.d.isUniqueViolation(err):
 		return nil, duplicateWorkspace(*upd.Name)

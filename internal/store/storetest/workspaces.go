@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"errors"
 	"slices"
 	"testing"
 
@@ -17,6 +18,7 @@ var workspaceTests = []test{
 	{"UnknownOwner", testWorkspaceUnknownOwner},
 	{"Visibility", testWorkspaceVisibility},
 	{"Search", testWorkspaceSearch},
+	{"SortBytes", testWorkspaceSortBytes},
 	{"Sort", testWorkspaceSort},
 	{"Pagination", testWorkspacePagination},
 	{"StatusFilter", testWorkspaceStatusFilter},
@@ -24,6 +26,7 @@ var workspaceTests = []test{
 	{"UpdateEachField", testWorkspaceUpdateEachField},
 	{"UpdateRenameConflict", testWorkspaceRenameConflict},
 	{"UpdateMissing", testWorkspaceUpdateMissing},
+	{"UpdateIfStatus", testWorkspaceUpdateIfStatus},
 	{"DeleteCascades", testWorkspaceDeleteCascades},
 }
 
@@ -194,6 +197,7 @@ func testWorkspaceSearch(t *testing.T, e *env) {
 		{"backslash", "no path"},
 		{"Payments API", "charges cards"},
 		{"billing", "The PAYMENTS back office"},
+		{"Émile Zola", "novels"},
 	} {
 		e.workspace(owner, named(w.name), func(ws *store.Workspace) { ws.Description = w.description })
 	}
@@ -212,12 +216,29 @@ func testWorkspaceSearch(t *testing.T, e *env) {
 		{"office", []string{"billing"}},
 		{"underscore", []string{"a_b", "axb"}},
 		{"nothing like it", []string{}},
+		// Case is folded for ASCII letters only, on every engine.
+		{"ZOLA", []string{"Émile Zola"}},
+		{"Émile", []string{"Émile Zola"}},
+		{"émile", []string{}},
 	}
 	for _, tt := range tests {
 		ws, total := e.list(store.WorkspaceFilter{Viewer: viewerOf(owner), Search: tt.search, Sort: "name"})
 		equal(t, "search "+tt.search, names(ws), tt.want)
 		equal(t, "total for "+tt.search, total, int64(len(tt.want)))
 	}
+}
+
+// testWorkspaceSortBytes: names sort by their bytes once ASCII letters
+// are folded, whatever the database's locale.
+func testWorkspaceSortBytes(t *testing.T, e *env) {
+	owner := e.user()
+	for _, name := range []string{"éa", "Éz", "Zeta", "alpha"} {
+		e.workspace(owner, named(name))
+	}
+	ws, _ := e.list(store.WorkspaceFilter{Viewer: viewerOf(owner), Sort: "name"})
+	equal(t, "by name", names(ws), []string{"alpha", "Zeta", "Éz", "éa"})
+	ws, _ = e.list(store.WorkspaceFilter{Viewer: viewerOf(owner), Sort: "-name"})
+	equal(t, "by name, descending", names(ws), []string{"éa", "Éz", "Zeta", "alpha"})
 }
 
 func testWorkspaceSort(t *testing.T, e *env) {
@@ -403,6 +424,54 @@ func testWorkspaceUpdateMissing(t *testing.T, e *env) {
 	wantMessage(t, err, fault.ErrNotFound, "workspace not found")
 	_, err = e.s.UpdateWorkspace(e.ctx, uuid.NewString(), store.WorkspaceUpdate{}, e.tick())
 	wantFault(t, err, fault.ErrNotFound)
+}
+
+// testWorkspaceUpdateIfStatus: a conditional update applies only from the
+// given statuses, and of many racing to claim one transition exactly one
+// wins.
+func testWorkspaceUpdateIfStatus(t *testing.T, e *env) {
+	w := e.workspace(e.user())
+	starting, running := store.WorkspaceStarting, store.WorkspaceRunning
+	got, err := e.s.UpdateWorkspace(e.ctx, w.ID, store.WorkspaceUpdate{Status: &starting, IfStatus: []store.WorkspaceStatus{store.WorkspaceStopped, store.WorkspaceError}}, e.tick())
+	must(t, err)
+	if got.Status != starting {
+		t.Fatalf("status %s, want starting", got.Status)
+	}
+	_, err = e.s.UpdateWorkspace(e.ctx, w.ID, store.WorkspaceUpdate{Status: &starting, IfStatus: []store.WorkspaceStatus{store.WorkspaceStopped}}, e.tick())
+	wantMessage(t, err, fault.ErrFailedPrecondition, "the workspace is starting now")
+	_, err = e.s.UpdateWorkspace(e.ctx, uuid.NewString(), store.WorkspaceUpdate{Status: &starting, IfStatus: []store.WorkspaceStatus{store.WorkspaceStopped}}, e.tick())
+	wantFault(t, err, fault.ErrNotFound)
+
+	must(t, func() error {
+		_, err := e.s.UpdateWorkspace(e.ctx, w.ID, store.WorkspaceUpdate{Status: &running}, e.tick())
+		return err
+	}())
+	stopped := store.WorkspaceStopped
+	must(t, func() error {
+		_, err := e.s.UpdateWorkspace(e.ctx, w.ID, store.WorkspaceUpdate{Status: &stopped}, e.tick())
+		return err
+	}())
+	const racers = 8
+	wins := make(chan bool, racers)
+	now := e.tick()
+	for range racers {
+		go func() {
+			_, err := e.s.UpdateWorkspace(e.ctx, w.ID, store.WorkspaceUpdate{Status: &starting, IfStatus: []store.WorkspaceStatus{store.WorkspaceStopped}}, now)
+			if err != nil && !errors.Is(err, fault.ErrFailedPrecondition) {
+				t.Errorf("racer: %v", err)
+			}
+			wins <- err == nil
+		}()
+	}
+	n := 0
+	for range racers {
+		if <-wins {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("%d racers moved the workspace from stopped to starting, want exactly 1", n)
+	}
 }
 
 func testWorkspaceDeleteCascades(t *testing.T, e *env) {
