@@ -143,6 +143,19 @@ func likeContains(term string) string {
 	return b.String()
 }
 
+// foldASCII lower-cases the ASCII letters of s and leaves every other
+// character as it is: what lower() does to berth's columns on both engines
+// (SQLite's built-in lower(), and Postgres's on columns that are COLLATE
+// "C"), so that a search folds case by one rule everywhere.
+func foldASCII(s string) string {
+	return strings.Map(func(r rune) rune {
+		if 'A' <= r && r <= 'Z' {
+			return r + ('a' - 'A')
+		}
+		return r
+	}, s)
+}
+
 // placeholders returns n comma-separated ? placeholders, for an IN list.
 func placeholders(n int) string {
 	if n <= 0 {

@@ -133,7 +133,8 @@ func (s *Store) findUser(ctx context.Context, op, query string, args ...any) (*U
 // ListUsers returns one page of the accounts that match f, oldest first
 // (ties by id, so pages neither repeat nor skip an account), and the number
 // of matching accounts on all pages. The search matches a literal substring
-// of the email (as User.Email gives it) or the name, case-insensitively. An
+// of the email (as User.Email gives it) or the name, ignoring the case of
+// ASCII letters (other letters match as they are, on every engine). An
 // unknown Role is a fault.ErrInvalid.
 func (s *Store) ListUsers(ctx context.Context, f UserFilter) ([]*User, int64, error) {
 	var (
@@ -148,9 +149,11 @@ func (s *Store) ListUsers(ctx context.Context, f UserFilter) ([]*User, int64, er
 		args = append(args, string(f.Role))
 	}
 	if f.Search != "" {
-		// lower() on both sides, by the same engine, so the two fold case alike.
-		where = append(where, `(lower(`+userEmail+`) LIKE lower(?) ESCAPE '\' OR lower(u.name) LIKE lower(?) ESCAPE '\')`)
-		pattern := likeContains(f.Search)
+		// lower() folds the columns' ASCII letters on both engines (see
+		// foldASCII); the pattern is folded alike here, not by the engine,
+		// whose lower() of a bare parameter follows the database's locale.
+		where = append(where, `(lower(`+userEmail+`) LIKE ? ESCAPE '\' OR lower(u.name) LIKE ? ESCAPE '\')`)
+		pattern := likeContains(foldASCII(f.Search))
 		args = append(args, pattern, pattern)
 	}
 	from := ` FROM users u`

@@ -226,12 +226,22 @@ func startCluster() (*cluster, error) {
 		}
 	}
 	data := filepath.Join(dir, "data")
-	initdb := exec.Command(filepath.Join(bin, "initdb"), "--pgdata", data, "--username", "berth",
-		"--auth", "trust", "--encoding", "UTF8", "--locale", "C", "--no-sync", "--no-instructions")
-	initdb.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
-	initdb.Env = serverEnv(dir)
-	if out, err := initdb.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("initdb: %w\n%s", err, out)
+	// C.UTF-8 rather than C, as a production database would have a UTF-8
+	// locale: the schema must not depend on the database's locale.
+	for _, locale := range []string{"C.UTF-8", "C"} {
+		initdb := exec.Command(filepath.Join(bin, "initdb"), "--pgdata", data, "--username", "berth",
+			"--auth", "trust", "--encoding", "UTF8", "--locale", locale, "--no-sync", "--no-instructions")
+		initdb.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+		initdb.Env = serverEnv(dir)
+		var out []byte
+		if out, err = initdb.CombinedOutput(); err == nil {
+			break
+		}
+		err = fmt.Errorf("initdb: %w\n%s", err, out)
+		_ = os.RemoveAll(data)
+	}
+	if err != nil {
+		return nil, err
 	}
 	var lastErr error
 	for range 3 { // a free port can be taken before the server binds it
