@@ -192,7 +192,7 @@ func (r *Runner) sweep(ctx context.Context) error {
 		return err
 	}
 	for _, t := range ended {
-		r.logger.Warn("task interrupted: its runner's lease ran out", "task", t.ID, "runner", t.LeaseOwner)
+		r.logger.Warn("task interrupted: the lease of the instance running it ran out", "task", t.ID)
 		r.metrics.finished.WithLabelValues(string(t.Type), string(t.Status)).Inc()
 		r.published(t)
 	}
