@@ -32,7 +32,7 @@ const usage = `usage: berth <command> [flags]
 
 commands:
   serve        run the server (berth serve --help lists every flag)
-  migrate      apply database migrations to the store in --data-dir and exit
+  migrate      apply database migrations to the store (--database-url, else --data-dir) and exit
   healthcheck  exit 0 when the server at --addr answers /ready
   version      print the version
 `
@@ -114,7 +114,7 @@ func migrate(args, environ []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	ctx := context.Background()
-	st, err := store.Open(ctx, filepath.Join(cfg.DataDir, "berth.db"))
+	st, err := store.OpenURL(ctx, cfg.Database.URL.Reveal(), filepath.Join(cfg.DataDir, "berth.db"), int(cfg.Database.MaxConns))
 	if err != nil {
 		return err
 	}

@@ -129,7 +129,19 @@ func transition(from, to store.WorkspaceStatus) error {
 
 // setStatus records a status (and reason) and publishes the change.
 func (s *Service) setStatus(ctx context.Context, w *store.Workspace, status store.WorkspaceStatus, reason string, containerID *string) (*store.Workspace, error) {
-	upd := store.WorkspaceUpdate{Status: &status, StatusReason: &reason, ContainerID: containerID}
+	return s.moveStatus(ctx, w, status, reason, containerID, nil)
+}
+
+// claimStatus moves w to status only if its status is still the one w was
+// read with: of several callers — on this instance or on others sharing the
+// store — racing to start or stop a workspace, exactly one wins; the others
+// get fault.ErrFailedPrecondition.
+func (s *Service) claimStatus(ctx context.Context, w *store.Workspace, status store.WorkspaceStatus) (*store.Workspace, error) {
+	return s.moveStatus(ctx, w, status, "", nil, []store.WorkspaceStatus{w.Status})
+}
+
+func (s *Service) moveStatus(ctx context.Context, w *store.Workspace, status store.WorkspaceStatus, reason string, containerID *string, ifStatus []store.WorkspaceStatus) (*store.Workspace, error) {
+	upd := store.WorkspaceUpdate{Status: &status, StatusReason: &reason, ContainerID: containerID, IfStatus: ifStatus}
 	updated, err := s.store.UpdateWorkspace(context.WithoutCancel(ctx), w.ID, upd, s.now().UTC())
 	if err != nil {
 		return nil, err
@@ -163,7 +175,7 @@ func (s *Service) Start(ctx context.Context, p access.Principal, id string) (*st
 
 func (s *Service) start(ctx context.Context, w *store.Workspace) (*store.Workspace, error) {
 	ctx = context.WithoutCancel(ctx) // a half-done start must finish its bookkeeping
-	w, err := s.setStatus(ctx, w, store.WorkspaceStarting, "", nil)
+	w, err := s.claimStatus(ctx, w, store.WorkspaceStarting)
 	if err != nil {
 		return nil, err
 	}
@@ -215,7 +227,7 @@ func (s *Service) Stop(ctx context.Context, p access.Principal, id string) (*sto
 
 func (s *Service) stop(ctx context.Context, w *store.Workspace) (*store.Workspace, error) {
 	ctx = context.WithoutCancel(ctx)
-	w, err := s.setStatus(ctx, w, store.WorkspaceStopping, "", nil)
+	w, err := s.claimStatus(ctx, w, store.WorkspaceStopping)
 	if err != nil {
 		return nil, err
 	}
@@ -501,21 +513,48 @@ func (s *Service) Run(ctx context.Context, diskEvery time.Duration) {
 // EnsureRunning starts a workspace for a task if it is not running (the
 // task's creator was already checked), and returns it running.
 func (s *Service) EnsureRunning(ctx context.Context, id string) (*store.Workspace, error) {
-	w, err := s.store.FindWorkspace(ctx, id, store.Viewer{Admin: true})
-	if err != nil {
-		return nil, err
-	}
 	s.Touch(id)
-	if w.Status == store.WorkspaceRunning {
-		if _, err := s.runtime.Inspect(ctx, w.ContainerID); err == nil {
-			return w, nil
+	deadline := s.now().Add(startWait)
+	for {
+		w, err := s.store.FindWorkspace(ctx, id, store.Viewer{Admin: true})
+		if err != nil {
+			return nil, err
 		}
+		switch w.Status {
+		case store.WorkspaceRunning:
+			if _, err := s.runtime.Inspect(ctx, w.ContainerID); err == nil {
+				return w, nil
+			}
+		case store.WorkspaceStarting, store.WorkspaceStopping:
+			// Another call — here or on another instance — is starting or
+			// stopping it: wait for that to finish, then look again.
+			if !s.now().Before(deadline) {
+				return nil, fault.New(fault.ErrUnavailable, "the workspace is still %s after %s; if it stays so, stop it and start it again", w.Status, startWait)
+			}
+			select {
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-time.After(startPoll):
+			}
+			continue
+		}
+		if err := transition(w.Status, store.WorkspaceStarting); err != nil {
+			return nil, err
+		}
+		started, err := s.start(ctx, w)
+		if errors.Is(err, fault.ErrFailedPrecondition) {
+			continue // another call claimed the start first
+		}
+		return started, err
 	}
-	if err := transition(w.Status, store.WorkspaceStarting); err != nil {
-		return nil, err
-	}
-	return s.start(ctx, w)
 }
+
+// startWait bounds how long EnsureRunning waits for another call's start
+// (or stop) of the same workspace; startPoll is how often it looks.
+const (
+	startWait = 2 * time.Minute
+	startPoll = 100 * time.Millisecond
+)
 
 // Follow sends a workspace the caller may see: its current state, then
 // every event published on its topic (its status changes and its tasks'
