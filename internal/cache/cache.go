@@ -21,40 +21,50 @@
 // Valkey mode gives this guarantee, from every instance: a Get that starts
 // after Invalidate(k) returned never returns a value of k loaded before
 // that Invalidate began (it returns one loaded after the write committed).
-// Three mechanisms make it hold, each closing one way to break it:
+// Four mechanisms make it hold, each closing one way to break it:
 //
 //   - The invalidation push travels on its own: measured on loopback,
-//     about half the reads made on instance B right after instance A's
-//     DEL returned still found B's old local copy. Invalidate therefore
-//     waits valkey.Client's SyncWindow (Settle) after its DEL, and an
-//     instance serves a local copy only while its last answered PING was
-//     sent less than that window ago (valkey.Client.Sync). A reply comes
-//     after every push sent before on the same connection, so such an
-//     instance has applied every invalidation of a write that completed
-//     before the Get began. The cost: a PING per half window per busy
-//     instance, and SyncWindow (10ms by default) added to each Invalidate.
+//     about 42% of the reads made on instance B right after instance A's
+//     write returned still found B's old local copy (valkey package,
+//     BenchmarkStaleReads). Invalidate therefore waits valkey.Client's
+//     SyncWindow (Settle) after its DEL, and an instance serves a local
+//     copy only while its last answered PING was sent less than that
+//     window ago (valkey.Client.Sync). A reply comes after every push
+//     sent before it on the same connection, so such an instance has
+//     applied every invalidation of a write that completed before the Get
+//     began. The cost: a PING per half window per busy instance, and
+//     SyncWindow (10ms by default) added to each Invalidate.
 //   - A reader can load an old value from the database, a writer commit
 //     and invalidate, and then the reader store the old value. Each key
 //     has a generation in Valkey: the reader reads it before loading, the
 //     writer replaces it (in the same script as its DEL), and the reader's
 //     store is a script that writes the value only if the generation is
 //     still the one it read.
-//   - An instance that lost Valkey cannot invalidate, and may have missed
-//     writes' invalidations. Each cache has an epoch in Valkey, part of
-//     every key; on each recovery (and at its first connection) an
-//     instance increments it before using Valkey again, so every entry
-//     from before the outage is abandoned (it expires with its TTL).
+//   - Valkey goes away. Reads on an instance that noticed load from the
+//     source. An instance that has not noticed yet cannot renew its lease,
+//     and Invalidate waits out the window even when its DEL failed, so
+//     that instance serves nothing from memory either. Instances notice the
+//     server's return at different times: Invalidate on an instance still
+//     Degraded tries its DEL anyway (with a 100ms timeout), so that the
+//     instances already back do not keep the old value.
+//   - An instance may have missed invalidations, or failed to send its
+//     own, while it could not reach Valkey. Each cache has an epoch in
+//     Valkey, part of every key; on each recovery (and at its first
+//     connection) an instance increments it and waits the window before it
+//     is Up again, so every entry from before the outage is abandoned (it
+//     expires with its TTL) on every instance.
 //
-// What it does not cover: the instance that writes while it cannot reach
-// Valkey (other instances, which can, keep serving the old value until the
-// writer's client reconnects and flushes, or for at most the TTL), and a
-// write whose instance dies between the commit and Invalidate (the old
-// value lives for at most the TTL, or until any instance reconnects).
-// Reads are served from Valkey only when the whole path answers within the
-// window: when Valkey is slower than that, every Get loads.
+// What it does not cover: an instance that writes while it cannot reach
+// Valkey but others can (a partition, or Valkey answering it slower than
+// the timeout): they serve the old value until the writer reconnects and
+// flushes, or for at most the TTL. And a write whose instance dies between
+// the commit and Invalidate: the old value lives until any instance
+// reconnects or starts, or for at most the TTL. Values are served from
+// memory only while round trips to Valkey take less than the window: when
+// Valkey is slower, every Get reads from Valkey or loads.
 //
 // Without Valkey, the in-process LRU gives the same guarantee for its one
-// instance, with the same generation check against the load/invalidate
+// instance, with a token per pending load against the load/invalidate
 // race.
 //
 // cache imports internal/valkey from berth.
@@ -152,10 +162,16 @@ func (c *Cache) Get(ctx context.Context, key string, load func(context.Context) 
 // Invalidate makes every later Get of keys, on every instance, load again.
 // Call it after the write that changed them committed. With Valkey it
 // waits the client's SyncWindow, so that when it returns no instance
-// serves the old values (see the package doc). When Valkey cannot be
-// reached the invalidation is left to the flush that the client's
-// recovery does, and the failure is logged; ctx's end does not cut it
-// short, as the write has committed already.
+// serves the old values (see the package doc). ctx's end does not cut it
+// short: the write has committed already.
+//
+// It invalidates in Valkey even while the client is Degraded (with a
+// shorter timeout): other instances may have reconnected before this one
+// noticed Valkey was back, and they must not keep the old value. When
+// Valkey cannot be reached, it still waits the window: an instance that
+// cannot reach Valkey either is then past its lease and serves nothing
+// from memory. What could not be invalidated is left to the flush of the
+// client's recovery; the failure is logged when the client was Up.
 func (c *Cache) Invalidate(ctx context.Context, keys ...string) {
 	if len(keys) == 0 {
 		return
@@ -164,15 +180,23 @@ func (c *Cache) Invalidate(ctx context.Context, keys ...string) {
 		c.local.invalidate(keys)
 		return
 	}
-	if !c.vk.Up() {
-		return // the recovery flush abandons every entry
+	defer c.vk.Settle()
+	up := c.vk.Up()
+	timeout := c.remote.timeout
+	if !up {
+		timeout = degradedTimeout
 	}
-	if err := c.remote.invalidate(context.WithoutCancel(ctx), keys); err != nil {
+	switch err := c.remote.invalidate(context.WithoutCancel(ctx), keys, timeout); {
+	case err != nil && up:
 		c.log.Warn("cache: invalidation failed; flushing when Valkey is back", "cache", c.name, "err", err)
-		return
+	case err == nil && !up:
+		c.vk.CheckNow() // Valkey answers again: recover sooner
 	}
-	c.vk.Settle()
 }
+
+// degradedTimeout bounds an invalidation attempted while the client is
+// Degraded, when Valkey is most likely still down.
+const degradedTimeout = 100 * time.Millisecond
 
 // Stats returns the hits and misses counted since New.
 func (c *Cache) Stats() (hits, misses uint64) { return c.hits.Load(), c.misses.Load() }

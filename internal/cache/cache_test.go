@@ -287,9 +287,12 @@ func TestOutage(t *testing.T) {
 		version++
 		d.set("k", version)
 		a.Invalidate(t.Context(), "k")
-		for range 5 {
+		for j := range 5 {
+			h0, m0 := b.Stats()
+			upB := vkB.Up()
 			if got := get(t, b, d, "k"); got != version {
-				t.Fatalf("version %d: B read %d", version, got)
+				h1, m1 := b.Stats()
+				t.Fatalf("version %d read %d: B read %d; A up %v, B up before %v after %v; hits +%d misses +%d", version, j, got, vkA.Up(), upB, vkB.Up(), h1-h0, m1-m0)
 			}
 			if got := get(t, a, d, "k"); got != version {
 				t.Fatalf("version %d: A read %d", version, got)
@@ -326,6 +329,53 @@ func TestOutage(t *testing.T) {
 	}
 }
 
+// TestInvalidateWhileDegraded has instance B reconnect after an outage
+// while A has not noticed Valkey's return yet: A's writes must still
+// invalidate B's values, and tell A's client that Valkey is back.
+func TestInvalidateWhileDegraded(t *testing.T) {
+	t.Parallel()
+	r := testsvc.StartRedis(t)
+	vkA, err := valkey.Open(t.Context(), r.URL(), valkey.Options{
+		Namespace:      "test-" + t.Name(),
+		HealthInterval: time.Hour, // A notices nothing by itself
+		SyncWindow:     testWindow,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(vkA.Close)
+	vkB := openValkey(t, r.URL())
+	a := newCache(t, "ws", vkA, cache.Options{})
+	b := newCache(t, "ws", vkB, cache.Options{})
+	d := newDB()
+
+	r.Stop()
+	vkA.ReportFailure(context.Background(), errors.New("connection refused (test)"))
+	waitFor(t, "B Degraded", func() bool { return !vkB.Up() })
+	r.Start()
+	if err := vkB.WaitUp(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if vkA.Up() {
+		t.Fatal("A recovered by itself; the test needs it Degraded")
+	}
+	d.set("k", 1)
+	for range 3 {
+		if got := get(t, b, d, "k"); got != 1 {
+			t.Fatalf("B read %d, want 1", got)
+		}
+	}
+	if h, _ := b.Stats(); h == 0 {
+		t.Fatal("B does not cache: the test proves nothing")
+	}
+	d.set("k", 2)
+	a.Invalidate(t.Context(), "k")
+	if got := get(t, b, d, "k"); got != 2 {
+		t.Errorf("after A's write B read %d, want 2", got)
+	}
+	waitFor(t, "A Up", vkA.Up)
+}
+
 // TestRecoveryFlushes leaves a value stale in Valkey (its write was not
 // invalidated, as when the writer could not reach Valkey) and has one
 // instance lose and regain Valkey: its recovery flushes every instance.
@@ -358,6 +408,18 @@ func TestRecoveryFlushes(t *testing.T) {
 	}
 	if got := get(t, a, d, "k"); got != 2 {
 		t.Errorf("after A's recovery A read %d, want 2", got)
+	}
+}
+
+// waitFor polls cond until it holds, failing the test after 10 seconds.
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
 

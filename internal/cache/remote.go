@@ -137,8 +137,9 @@ func (r *remote) epoch(ctx context.Context) (string, error) {
 }
 
 // invalidate gives keys new generations and deletes their values.
-func (r *remote) invalidate(ctx context.Context, keys []string) error {
-	opctx, cancel := context.WithTimeout(ctx, r.timeout)
+// timeout bounds the attempt.
+func (r *remote) invalidate(ctx context.Context, keys []string, timeout time.Duration) error {
+	opctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	args := append([]string{r.prefix, newToken(), ms(r.genTTL)}, keys...)
 	err := invalidateScript.Exec(opctx, r.vk.Valkey(), []string{r.epochKey}, args).Error()

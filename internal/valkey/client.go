@@ -96,6 +96,7 @@ type Client struct {
 	upGauge prometheus.Gauge
 	outages prometheus.Counter
 
+	kick     chan struct{} // CheckNow; capacity 1
 	stop     chan struct{}
 	done     chan struct{}
 	closeOne sync.Once
@@ -119,6 +120,7 @@ func Open(ctx context.Context, rawURL string, opts Options) (*Client, error) {
 		log:    opts.Logger,
 		id:     randomID(),
 		target: target,
+		kick:   make(chan struct{}, 1),
 		stop:   make(chan struct{}),
 		done:   make(chan struct{}),
 	}

@@ -103,7 +103,7 @@ func TestStateFollowsTheServer(t *testing.T) {
 	}
 
 	r.Stop()
-	waitFor(t, "Degraded", func() bool { return !c.Up() })
+	waitFor(t, "the loss hook", func() bool { return losses.Load() == 1 })
 	if c.Status() != valkey.StatusDegraded || up() != 0 || losses.Load() != 1 || value(t, reg, "berth_valkey_outages_total") != 1 {
 		t.Errorf("after stop: Status %q, gauge %v, losses %d, outages %v", c.Status(), up(), losses.Load(), value(t, reg, "berth_valkey_outages_total"))
 	}

@@ -83,7 +83,19 @@ func (c *Client) ReportFailure(ctx context.Context, err error) {
 	c.lose(err)
 }
 
-// run is the health loop: probe every HealthInterval until Close.
+// CheckNow asks the health loop to check the server now rather than at its
+// next tick, without waiting for it: a user that saw a command succeed
+// while the client is Degraded calls it, so that the client recovers
+// sooner.
+func (c *Client) CheckNow() {
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
+}
+
+// run is the health loop: probe every HealthInterval, or when kicked,
+// until Close.
 func (c *Client) run() {
 	defer close(c.done)
 	t := time.NewTicker(c.opts.HealthInterval)
@@ -93,6 +105,7 @@ func (c *Client) run() {
 		case <-c.stop:
 			return
 		case <-t.C:
+		case <-c.kick:
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), c.opts.HealthTimeout)
 		c.probe(ctx)
