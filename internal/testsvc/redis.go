@@ -3,10 +3,19 @@ package testsvc
 import (
 	"bufio"
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
+	"math/big"
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -33,6 +42,7 @@ type Redis struct {
 	bin      string
 	dir      string
 	port     int
+	tls      *tls.Config // for clients, when the server speaks only TLS
 
 	mu      sync.Mutex
 	cmd     *exec.Cmd
@@ -60,11 +70,31 @@ func StartRedis(t testing.TB) *Redis {
 	if u := os.Getenv(ValkeyURLEnv); u != "" {
 		return &Redis{t: t, external: u}
 	}
+	return startRedis(t, false)
+}
+
+// StartRedisTLS is StartRedis for a server that accepts only TLS, with a
+// certificate for 127.0.0.1 from a certificate authority made for it; URL
+// is then a rediss:// URL, and TLSConfig trusts that authority. It ignores
+// ValkeyURLEnv.
+func StartRedisTLS(t testing.TB) *Redis {
+	t.Helper()
+	return startRedis(t, true)
+}
+
+// startRedis starts a server of this test's.
+func startRedis(t testing.TB, withTLS bool) *Redis {
+	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		t.Fatalf("testsvc: redis-server not found (apt-get install redis-server): %v", err)
 	}
 	r := &Redis{t: t, bin: bin, dir: t.TempDir()}
+	if withTLS {
+		if r.tls, err = writeTestCerts(r.dir); err != nil {
+			t.Fatalf("testsvc: certificates for redis-server: %v", err)
+		}
+	}
 	t.Cleanup(r.kill)
 	// A free port can be taken by someone else between the probe and the
 	// server's bind: try a few.
@@ -84,12 +114,25 @@ func StartRedis(t testing.TB) *Redis {
 	}
 }
 
-// URL is the server's address as a redis:// URL with database 0.
+// URL is the server's address as a redis:// URL (rediss:// for a server
+// started with StartRedisTLS) with database 0.
 func (r *Redis) URL() string {
 	if r.external != "" {
 		return r.external
 	}
+	if r.tls != nil {
+		return "rediss://" + r.Addr() + "/0"
+	}
 	return "redis://" + r.Addr() + "/0"
+}
+
+// TLSConfig returns a client configuration that trusts the server started
+// by StartRedisTLS; nil for other servers.
+func (r *Redis) TLSConfig() *tls.Config {
+	if r.tls == nil {
+		return nil
+	}
+	return r.tls.Clone()
 }
 
 // Addr is the server's host:port. It fails the test for a server named by
@@ -147,13 +190,26 @@ func (r *Redis) start() error {
 	args := []string{
 		"--port", strconv.Itoa(r.port),
 		"--bind", "127.0.0.1",
+	}
+	if r.tls != nil {
+		args = []string{
+			"--port", "0",
+			"--tls-port", strconv.Itoa(r.port),
+			"--tls-cert-file", filepath.Join(r.dir, "server.crt"),
+			"--tls-key-file", filepath.Join(r.dir, "server.key"),
+			"--tls-ca-cert-file", filepath.Join(r.dir, "ca.crt"),
+			"--tls-auth-clients", "no",
+			"--bind", "127.0.0.1",
+		}
+	}
+	args = append(args,
 		"--save", "",
 		"--appendonly", "no",
 		"--dir", r.dir,
 		"--daemonize", "no",
 		"--logfile", "",
 		"--loglevel", "warning",
-	}
+	)
 	cmd := exec.Command(r.bin, args...)
 	log := &redisLog{}
 	cmd.Stdout, cmd.Stderr = log, log
@@ -190,7 +246,7 @@ func (r *Redis) start() error {
 			return fmt.Errorf("redis-server on port %d exited: %s", r.port, log.tail())
 		case <-time.After(10 * time.Millisecond):
 		}
-		if redisPing(net.JoinHostPort("127.0.0.1", strconv.Itoa(r.port))) == nil {
+		if redisPing(net.JoinHostPort("127.0.0.1", strconv.Itoa(r.port)), r.tls) == nil {
 			return nil
 		}
 		if time.Now().After(deadline) {
@@ -217,9 +273,16 @@ func (r *Redis) killLocked() {
 	r.cmd = nil
 }
 
-// redisPing sends PING to the server at addr and checks the answer.
-func redisPing(addr string) error {
-	conn, err := net.DialTimeout("tcp", addr, time.Second)
+// redisPing sends PING to the server at addr, over TLS with config when
+// it is not nil, and checks the answer.
+func redisPing(addr string, config *tls.Config) error {
+	var conn net.Conn
+	var err error
+	if config != nil {
+		conn, err = tls.DialWithDialer(&net.Dialer{Timeout: time.Second}, "tcp", addr, config)
+	} else {
+		conn, err = net.DialTimeout("tcp", addr, time.Second)
+	}
 	if err != nil {
 		return err
 	}
@@ -236,6 +299,67 @@ func redisPing(addr string) error {
 		return fmt.Errorf("PING answered %q", strings.TrimSpace(line))
 	}
 	return nil
+}
+
+// writeTestCerts writes a new certificate authority (ca.crt) and a
+// certificate for 127.0.0.1 it signed (server.crt, server.key) into dir,
+// and returns a client configuration that trusts the authority.
+func writeTestCerts(dir string) (*tls.Config, error) {
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	caTmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "berth test CA"},
+		NotBefore:             now.Add(-time.Hour),
+		NotAfter:              now.Add(24 * time.Hour),
+		IsCA:                  true,
+		KeyUsage:              x509.KeyUsageCertSign,
+		BasicConstraintsValid: true,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		return nil, err
+	}
+	ca, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		return nil, err
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	der, err := x509.CreateCertificate(rand.Reader, &x509.Certificate{
+		SerialNumber: big.NewInt(2),
+		Subject:      pkix.Name{CommonName: "127.0.0.1"},
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
+		NotBefore:    now.Add(-time.Hour),
+		NotAfter:     now.Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}, ca, &key.PublicKey, caKey)
+	if err != nil {
+		return nil, err
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return nil, err
+	}
+	files := map[string]*pem.Block{
+		"ca.crt":     {Type: "CERTIFICATE", Bytes: caDER},
+		"server.crt": {Type: "CERTIFICATE", Bytes: der},
+		"server.key": {Type: "EC PRIVATE KEY", Bytes: keyDER},
+	}
+	for name, block := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), pem.EncodeToMemory(block), 0o600); err != nil {
+			return nil, err
+		}
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(ca)
+	return &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, nil
 }
 
 // redisFreePort returns a loopback TCP port nothing listens on right now.

@@ -2,6 +2,7 @@ package testsvc_test
 
 import (
 	"bufio"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"os"
@@ -93,4 +94,27 @@ func ping(addr string) error {
 		return fmt.Errorf("PING answered %q", line)
 	}
 	return nil
+}
+
+func TestRedisTLS(t *testing.T) {
+	t.Parallel()
+	r := testsvc.StartRedisTLS(t)
+	if !strings.HasPrefix(r.URL(), "rediss://127.0.0.1:") {
+		t.Errorf("URL %q", r.URL())
+	}
+	if err := ping(r.Addr()); err == nil {
+		t.Error("a TLS server answered in plain text")
+	}
+	conn, err := tls.Dial("tcp", r.Addr(), r.TLSConfig())
+	if err != nil {
+		t.Fatalf("TLS with the test CA: %v", err)
+	}
+	conn.Close()
+	r.Stop()
+	r.Start()
+	conn, err = tls.Dial("tcp", r.Addr(), r.TLSConfig())
+	if err != nil {
+		t.Fatalf("TLS after a restart: %v", err)
+	}
+	conn.Close()
 }

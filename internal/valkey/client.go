@@ -23,6 +23,7 @@ package valkey
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -72,6 +73,11 @@ type Options struct {
 	SyncWindow time.Duration
 	// ClientCacheBytes bounds the client-side cache. Default 64 MiB.
 	ClientCacheBytes int
+	// TLSConfig is the TLS configuration for rediss:// and valkeys://
+	// URLs, such as the RootCAs of a private certificate authority; its
+	// ServerName defaults to the URL's host. Nil: the system's roots. It is
+	// ignored for plain-text URLs.
+	TLSConfig *tls.Config
 }
 
 // Client is a connection to Valkey with its health state. It is safe for
@@ -125,6 +131,14 @@ func Open(ctx context.Context, rawURL string, opts Options) (*Client, error) {
 		done:   make(chan struct{}),
 	}
 	c.sync.init(opts.SyncWindow)
+	if option.TLSConfig != nil && opts.TLSConfig != nil {
+		cfg := opts.TLSConfig.Clone()
+		if cfg.ServerName == "" {
+			cfg.ServerName = option.TLSConfig.ServerName
+		}
+		cfg.InsecureSkipVerify = cfg.InsecureSkipVerify || option.TLSConfig.InsecureSkipVerify
+		option.TLSConfig = cfg
+	}
 	// One ordered stream for replies and invalidation pushes (see the
 	// package doc and Sync).
 	option.ForceSingleClient = true

@@ -153,6 +153,26 @@ func TestFailingRecoveryHookKeepsDegraded(t *testing.T) {
 	}
 }
 
+func TestTLS(t *testing.T) {
+	t.Parallel()
+	r := testsvc.StartRedisTLS(t)
+	untrusted := open(t, r.URL(), valkey.Options{})
+	if untrusted.Up() {
+		t.Error("Up with a certificate from an authority it was not given")
+	}
+	c := open(t, r.URL(), valkey.Options{TLSConfig: r.TLSConfig()})
+	if !c.Up() {
+		t.Fatal("not Up over TLS with the server's authority")
+	}
+	vk := c.Valkey()
+	if err := vk.Do(t.Context(), vk.B().Set().Key(c.Key("k")).Value("v").Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := vk.DoCache(t.Context(), vk.B().Get().Key(c.Key("k")).Cache(), time.Minute).ToString(); err != nil || got != "v" {
+		t.Errorf("cached read over TLS: %q, %v", got, err)
+	}
+}
+
 func TestDatabaseAndPassword(t *testing.T) {
 	t.Parallel()
 	r := testsvc.StartRedis(t)
