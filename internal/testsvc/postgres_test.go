@@ -50,13 +50,15 @@ func connect(t *testing.T, url string) *pgx.Conn {
 	return conn
 }
 
-// ownCluster fails the test when the tests use a server of the caller's:
-// it checks the cluster testsvc starts.
-func ownCluster(t *testing.T) {
+// ownCluster returns the cluster testsvc starts, even when DatabaseURLEnv
+// points Postgres elsewhere: the tests that check it call it.
+func ownCluster(t *testing.T) *cluster {
 	t.Helper()
-	if os.Getenv(DatabaseURLEnv) != "" {
-		t.Fatalf("this test checks the cluster testsvc starts; unset %s to run it", DatabaseURLEnv)
+	c, err := sharedCluster()
+	if err != nil {
+		t.Fatalf("start postgres: %v", err)
 	}
+	return c
 }
 
 func TestPostgresGivesEachTestItsOwnDatabase(t *testing.T) {
@@ -99,8 +101,7 @@ func TestPostgresGivesEachTestItsOwnDatabase(t *testing.T) {
 
 func TestPostgresSettings(t *testing.T) {
 	t.Parallel()
-	ownCluster(t)
-	conn := connect(t, Postgres(t))
+	conn := connect(t, ownCluster(t).url("postgres"))
 	var listen, fsync, dataDir string
 	if err := conn.QueryRow(t.Context(), `SELECT current_setting('listen_addresses'), current_setting('fsync'),
 		current_setting('data_directory')`).Scan(&listen, &fsync, &dataDir); err != nil {
@@ -138,7 +139,6 @@ func TestPostgresRefusesOtherURLs(t *testing.T) {
 // cluster with it: the server stops and its directory is removed.
 func TestPostgresDiesWithTheTestBinary(t *testing.T) {
 	t.Parallel()
-	ownCluster(t)
 	cmd := exec.CommandContext(t.Context(), os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), helperEnv+"=1")
 	cmd.Stderr = os.Stderr
