@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -113,8 +114,8 @@ func (c *Config) checkScale(p *problems) {
 	}
 	if u := c.Valkey.URL.Reveal(); u != "" {
 		pu, err := url.Parse(u)
-		if err != nil || (pu.Scheme != "redis" && pu.Scheme != "rediss") || pu.Host == "" {
-			p.add("valkey-url", c.Valkey.URL.String(), "want redis://[user:password@]host:port/db or rediss:// for TLS")
+		if err != nil || !slices.Contains([]string{"redis", "rediss", "valkey", "valkeys"}, pu.Scheme) || pu.Host == "" {
+			p.add("valkey-url", c.Valkey.URL.String(), "want redis://[user:password@]host:port/db (or valkey://), rediss:// or valkeys:// for TLS")
 		}
 	}
 	if c.Tasks.Lease < time.Second || c.Tasks.Lease > time.Hour {

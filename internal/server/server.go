@@ -47,6 +47,7 @@ import (
 	"github.com/berthhq/berth/internal/stream/ws"
 	"github.com/berthhq/berth/internal/task"
 	"github.com/berthhq/berth/internal/telemetry"
+	"github.com/berthhq/berth/internal/valkey"
 	"github.com/berthhq/berth/internal/workspace"
 )
 
@@ -62,6 +63,8 @@ type Server struct {
 	streams    *eventsource.Handler
 	sockets    *ws.Handler
 	rpcStreams *drain
+	shared     *valkey.Client // nil without --valkey-url
+	bridge     *valkey.Bridge // nil without --valkey-url
 	handler    http.Handler
 	admin      http.Handler
 	services   []string
@@ -134,6 +137,21 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg *prom
 		}
 	}()
 	events := bus.New()
+	shared, err := openValkey(ctx, cfg, reg, logger)
+	if err != nil {
+		return nil, err
+	}
+	var bridge *valkey.Bridge
+	if shared != nil {
+		// Events cross instances: a task running here streams to clients
+		// connected anywhere.
+		bridge = valkey.NewBridge(shared, events, eventCodec{})
+	}
+	defer func() {
+		if err != nil {
+			closeShared(bridge, shared)
+		}
+	}()
 	streamMetrics := stream.NewMetrics(reg)
 	workspaces := workspace.NewService(workspace.Deps{
 		Store: st, Roots: roots, Runtime: rt, Bus: events, Streams: streamMetrics, Audit: recorder, Logger: logger, Now: now,
@@ -256,7 +274,10 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg *prom
 			return "unreachable", false
 		}
 		return "ok (" + st.Engine() + ")", true
-	}}, {name: "runtime", run: rt.check}}))
+	}}, {name: "runtime", run: rt.check}, {name: "valkey", run: func(context.Context) (string, bool) {
+		// Degraded is still ready: every use of Valkey has a local fallback.
+		return shared.Status(), true
+	}}}))
 
 	var handler http.Handler = eventsource.KeepOpen(mux, berthv1connect.TaskServiceStreamTaskLogsProcedure, berthv1connect.WorkspaceServiceWatchWorkspaceProcedure)
 	handler = limitBody(cfg.HTTP.MaxBodyBytes, handler)
@@ -281,6 +302,8 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg *prom
 		streams:    streams,
 		sockets:    sockets,
 		rpcStreams: connectStreams,
+		shared:     shared,
+		bridge:     bridge,
 		handler:    handler,
 		admin:      adminMux,
 		services:   services,
@@ -299,7 +322,36 @@ func (s *Server) Services() []string { return s.services }
 
 // Close releases the store and the meter provider.
 func (s *Server) Close() error {
+	closeShared(s.bridge, s.shared)
 	return errors.Join(s.meters.Shutdown(context.Background()), s.runtime.Close(), s.store.Close())
+}
+
+// closeShared closes the bridge, then the Valkey client; both may be nil.
+func closeShared(bridge *valkey.Bridge, c *valkey.Client) {
+	if bridge != nil {
+		bridge.Close()
+	}
+	if c != nil {
+		c.Close()
+	}
+}
+
+// openValkey connects to the configured Valkey, or returns nil when none
+// is. A server that does not answer is no error: the client starts
+// degraded and reconnects by itself, and berth runs on its local fallbacks
+// meanwhile.
+func openValkey(ctx context.Context, cfg *config.Config, reg prometheus.Registerer, logger *slog.Logger) (*valkey.Client, error) {
+	if cfg.Valkey.URL == "" {
+		return nil, nil
+	}
+	c, err := valkey.Open(ctx, cfg.Valkey.URL.Reveal(), valkey.Options{Registerer: reg, Logger: logger})
+	if err != nil {
+		return nil, fmt.Errorf("valkey: %w", err)
+	}
+	if !c.Up() {
+		logger.Warn("valkey does not answer; serving from local fallbacks until it does", "status", c.Status())
+	}
+	return c, nil
 }
 
 // Serve serves the API on ln and the admin handler on adminLn (nil to skip)
