@@ -1,0 +1,115 @@
+package server_test
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	berthv1 "github.com/berthhq/berth/internal/gen/berth/v1"
+	"github.com/berthhq/berth/internal/testsvc"
+)
+
+// pair is two berth instances sharing one Postgres database, one Valkey,
+// one signing key and one workspace root, as behind a load balancer.
+type pair struct {
+	flags  []string
+	redis  *testsvc.Redis
+	shared string
+}
+
+func newPair(t *testing.T, extra ...string) *pair {
+	t.Helper()
+	shared := t.TempDir()
+	redis := testsvc.StartRedis(t)
+	flags := append([]string{
+		"--database-url", testsvc.Postgres(t), "--valkey-url", redis.URL(),
+		"--jwt-key-file", filepath.Join(shared, "jwt.pem"), "--workspace-root", filepath.Join(shared, "workspaces"),
+		"--claude-path", fakeClaudeBinary(t), "--anthropic-api-key", testAPIKey,
+	}, extra...)
+	return &pair{flags: flags, redis: redis, shared: shared}
+}
+
+func (p *pair) start(t *testing.T) *testServer { t.Helper(); return startServer(t, p.flags...) }
+
+// mkdirIn makes a project directory in the shared workspace root.
+func (p *pair) mkdir(t *testing.T, name string) string {
+	t.Helper()
+	dir := filepath.Join(p.shared, "workspaces", name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// TestStreamAcrossInstances: a task runs on instance A; a client follows
+// its log on instance B over SSE and over a Connect stream, and receives
+// every line live, then the end — the lines reach B through Valkey.
+func TestStreamAcrossInstances(t *testing.T) {
+	t.Parallel()
+	p := newPair(t)
+	a := p.start(t)
+	ca := a.clients(protocols[0])
+	token := register(t, ca, "across@example.com").GetTokens().GetAccessToken()
+	ctx := as(t.Context(), token)
+	ws, err := ca.Workspace.CreateWorkspace(ctx, &berthv1.CreateWorkspaceRequest{Name: "x", Path: p.mkdir(t, "x")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Created while A is the only instance, so A runs it.
+	created, err := ca.Task.CreateTask(ctx, &berthv1.CreateTaskRequest{WorkspaceId: ws.GetWorkspace().GetId(), Type: berthv1.TaskType_TASK_TYPE_CLAUDE_CHAT, Prompt: "across [slow] [lines:30]"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := created.GetTask().GetId()
+	waitTask(t, ca, ctx, id, 20*time.Second, func(tk *berthv1.Task) bool { return tk.GetStatus() == berthv1.TaskStatus_TASK_STATUS_RUNNING })
+
+	b := p.start(t)
+	cb := b.clients(protocols[0])
+	s, code := openSSE(t, ctx, b.URL+"/api/v1/tasks/"+id+"/logs/stream", bearer(token))
+	if code != http.StatusOK {
+		t.Fatalf("SSE on B: %d", code)
+	}
+	rpc, err := cb.Task.StreamTaskLogs(ctx, &berthv1.StreamTaskLogsRequest{TaskId: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seqs, end := readSSETask(t, s, 0)
+	if end.GetStatus() != berthv1.TaskStatus_TASK_STATUS_SUCCEEDED {
+		t.Fatalf("end on B: %v", end)
+	}
+	checkSeqs(t, "SSE on B", seqs, end.GetLastSeq())
+	var rpcSeqs []int64
+	for {
+		res, err := rpc.Receive()
+		if err != nil {
+			if err != io.EOF && !strings.Contains(err.Error(), "EOF") {
+				t.Fatalf("Connect stream on B: %v", err)
+			}
+			break
+		}
+		if l := res.GetLog(); l != nil {
+			rpcSeqs = append(rpcSeqs, l.GetSeq())
+		}
+	}
+	checkSeqs(t, "Connect on B", rpcSeqs, end.GetLastSeq())
+	if v := metric(t, b, `berth_valkey_up`); v != 1 {
+		t.Errorf("berth_valkey_up on B = %v", v)
+	}
+	res, err := http.Get(b.URL + "/ready")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var ready map[string]any
+	if err := json.NewDecoder(res.Body).Decode(&ready); err != nil {
+		t.Fatal(err)
+	}
+	if got := ready["checks"].(map[string]any)["valkey"].(map[string]any)["state"]; got != "ok" {
+		t.Errorf("/ready valkey = %v", got)
+	}
+}
