@@ -11,6 +11,8 @@ import (
 	"github.com/berthhq/berth/internal/access"
 	"github.com/berthhq/berth/internal/auth"
 	"github.com/berthhq/berth/internal/fault"
+	"github.com/berthhq/berth/internal/gen/berth/v1/berthv1connect"
+	"github.com/berthhq/berth/internal/ratelimit"
 )
 
 // authenticator turns a request's credentials into a principal.
@@ -22,19 +24,41 @@ type authenticator interface {
 // is decoded: public RPCs pass; every other one needs credentials whose role
 // grants the declared permission. A procedure without a rule is refused
 // (NewRules already refuses to start with one, this is the belt to it).
-func authInterceptor(rules access.Rules, authn authenticator, recheckEvery time.Duration) connect.ServerInterceptor {
+func authInterceptor(rules access.Rules, authn authenticator, lim limiter, recheckEvery time.Duration) connect.ServerInterceptor {
 	return func(next connect.ServerFunc) connect.ServerFunc {
 		return func(ctx context.Context, spec connect.Spec, stream connect.ServerStream) error {
 			rule, ok := rules[spec.Procedure]
 			if !ok {
 				return fault.New(fault.ErrPermissionDenied, "%s has no access rule", spec.Procedure)
 			}
+			addr := access.RequestFrom(ctx).SourceAddress
+			// An address that used up its failed sign-ins is refused before
+			// anything is checked.
+			if err := lim.peek(ctx, ratelimit.AuthFailureAddress, addr); err != nil {
+				return err
+			}
 			if rule.Public {
-				return next(ctx, spec, stream)
+				if err := lim.allow(ctx, ratelimit.Anonymous, addr, callHeaders(ctx)); err != nil {
+					return err
+				}
+				if spec.Procedure == berthv1connect.AuthServiceLoginProcedure {
+					return lim.loginLimits(ctx, stream, func(s connect.ServerStream) error { return next(ctx, spec, s) })
+				}
+				err := next(ctx, spec, stream)
+				if errors.Is(err, fault.ErrUnauthenticated) {
+					lim.failed(ctx, addr, "") // a bad refresh token, for one
+				}
+				return err
 			}
 			call, _ := connect.CallInfoForServerContext(ctx)
 			p, err := authn.Authenticate(ctx, credentials(call.RequestHeader()))
 			if err != nil {
+				if errors.Is(err, fault.ErrUnauthenticated) {
+					lim.failed(ctx, addr, "")
+				}
+				return err
+			}
+			if err := lim.allow(ctx, ratelimit.Principal, principalKey(p), callHeaders(ctx)); err != nil {
 				return err
 			}
 			if info := requestInfoFrom(ctx); info != nil {

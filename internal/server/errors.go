@@ -11,8 +11,10 @@ import (
 	"connectrpc.com/connect/v2"
 	"connectrpc.com/connect/v2/connectproto"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/berthhq/berth/internal/fault"
+	"github.com/berthhq/berth/internal/ratelimit"
 )
 
 // errorDomain is the ErrorInfo domain of every berth error.
@@ -87,7 +89,13 @@ func toConnectError(ctx context.Context, logger *slog.Logger, spec connect.Spec,
 		out        *connect.Error
 		violations []*errdetails.BadRequest_FieldViolation
 	)
-	if f, ok := errors.AsType[*fault.Error](err); ok {
+	if le, ok := errors.AsType[*ratelimit.LimitedError](err); ok {
+		out = connect.NewError(connect.CodeResourceExhausted, "too many requests ("+limitNames[le.Class]+"); retry in "+
+			retryIn(le.Decision.RetryAfter)).WithCause(err)
+		if d, derr := connectproto.NewErrorDetail(&errdetails.RetryInfo{RetryDelay: durationpb.New(le.Decision.RetryAfter)}); derr == nil {
+			out = out.WithDetail(d)
+		}
+	} else if f, ok := errors.AsType[*fault.Error](err); ok {
 		out = connect.NewError(codeOfFault(f), f.Message).WithCause(err)
 		for _, v := range f.Violations {
 			violations = append(violations, &errdetails.BadRequest_FieldViolation{Field: v.Field, Description: v.Reason})

@@ -70,6 +70,9 @@ func startServerClock(t testing.TB, now func() time.Time, flags ...string) *runn
 		// The process runtime unless a test asks for Docker: most tests are
 		// about the API, not containers (docker_e2e_test.go covers those).
 		"--runtime", "process",
+		// No rate limits unless a test asks for them: tests send many
+		// requests from one address (rate_e2e_test.go covers the limits).
+		"--rate-anonymous", "0", "--rate-auth-failures", "0", "--rate-principal", "0", "--rate-task-create", "0",
 	}, flags...)
 	cfg, err := config.LoadWithOutput(args, func(string) string { return "" }, io.Discard)
 	if err != nil {

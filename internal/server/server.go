@@ -40,6 +40,7 @@ import (
 	"github.com/berthhq/berth/internal/config"
 	"github.com/berthhq/berth/internal/gen/berth/v1/berthv1connect"
 	"github.com/berthhq/berth/internal/oidc"
+	"github.com/berthhq/berth/internal/ratelimit"
 	"github.com/berthhq/berth/internal/stats"
 	"github.com/berthhq/berth/internal/store"
 	"github.com/berthhq/berth/internal/stream"
@@ -199,12 +200,16 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg *prom
 	if err != nil {
 		return nil, fmt.Errorf("otelconnect: %w", err)
 	}
+	limits := limiter{newLimiter(cfg.RateLimits, shared, reg, now)}
+	tasks.LimitCreation(func(ctx context.Context, userID string) error {
+		return limits.allow(ctx, ratelimit.TaskCreate, "user:"+userID, callHeaders(ctx))
+	})
 	connectStreams := newDrain()
 	api := connect.NewServer(
 		otel,
 		errorInterceptor(logger),
 		connectStreams.interceptor(streamMetrics),
-		authInterceptor(rules, authSvc, cfg.Streams.Heartbeat),
+		authInterceptor(rules, authSvc, limits, cfg.Streams.Heartbeat),
 		validate.NewServerInterceptor(),
 	)
 	register(api)
@@ -280,6 +285,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg *prom
 	}}}))
 
 	var handler http.Handler = eventsource.KeepOpen(mux, berthv1connect.TaskServiceStreamTaskLogsProcedure, berthv1connect.WorkspaceServiceWatchWorkspaceProcedure)
+	handler = limitHTTP(limits, handler)
 	handler = limitBody(cfg.HTTP.MaxBodyBytes, handler)
 	if handler, err = csrfProtect(cfg.AllowedOrigins, handler); err != nil {
 		return nil, err

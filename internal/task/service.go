@@ -33,6 +33,14 @@ type Service struct {
 	budget  Budget
 	now     func() time.Time
 	streams *stream.Metrics
+	admit   func(ctx context.Context, userID string) error // nil: no limit
+}
+
+// LimitCreation makes Create ask admit, with the creating user's id, before
+// it stores a task; an error from admit (a rate limit) refuses the task.
+// Call it before the service is used.
+func (s *Service) LimitCreation(admit func(ctx context.Context, userID string) error) {
+	s.admit = admit
 }
 
 // Budget caps what one user's claude_chat tasks may cost per period.
@@ -123,6 +131,12 @@ func (s *Service) Create(ctx context.Context, p access.Principal, req *berthv1.C
 	}
 	if req.GetContinueTaskId() != "" && typ != store.TaskClaudeChat {
 		return nil, fault.Invalid("continue_task_id", "only claude_chat tasks continue a session")
+	}
+	if s.admit != nil {
+		// Last, so that only a task that would be stored is counted.
+		if err := s.admit(ctx, p.UserID); err != nil {
+			return nil, err
+		}
 	}
 	if err := s.store.CreateTaskRecord(ctx, t); err != nil {
 		return nil, err

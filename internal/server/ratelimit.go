@@ -1,0 +1,184 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"math"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"connectrpc.com/connect/v2"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/berthhq/berth/internal/access"
+	"github.com/berthhq/berth/internal/auth"
+	"github.com/berthhq/berth/internal/config"
+	"github.com/berthhq/berth/internal/fault"
+	berthv1 "github.com/berthhq/berth/internal/gen/berth/v1"
+	"github.com/berthhq/berth/internal/ratelimit"
+	"github.com/berthhq/berth/internal/valkey"
+)
+
+// limitNames say, in a refused call's message, which budget ran out.
+var limitNames = map[string]string{
+	ratelimit.Anonymous:          "unauthenticated requests from your address",
+	ratelimit.AuthFailureAddress: "failed sign-ins from your address",
+	ratelimit.AuthFailureAccount: "failed sign-ins to this account",
+	ratelimit.Principal:          "requests by your account or key",
+	ratelimit.TaskCreate:         "tasks created by your account",
+}
+
+// retryIn is a wait as people read it: whole seconds, at least one.
+func retryIn(d time.Duration) string {
+	return strconv.FormatInt(max(int64(math.Ceil(d.Seconds())), 1), 10) + "s"
+}
+
+// newLimiter builds the limiter of the configured classes, shared through
+// Valkey when there is one. (WebSocket commands are limited per
+// connection, where the connection lives, by package ws.)
+func newLimiter(cfg config.RateLimits, shared *valkey.Client, reg prometheus.Registerer, now func() time.Time) *ratelimit.Limiter {
+	class := func(r config.Rate) ratelimit.Class { return ratelimit.Class{Rate: r.PerSecond, Burst: r.Burst} }
+	return ratelimit.New(map[string]ratelimit.Class{
+		ratelimit.Anonymous:          class(cfg.Anonymous),
+		ratelimit.AuthFailureAddress: class(cfg.AuthFailures),
+		ratelimit.AuthFailureAccount: class(cfg.AuthFailures),
+		ratelimit.Principal:          class(cfg.Principal),
+		ratelimit.TaskCreate:         class(cfg.TaskCreate),
+	}, ratelimit.Options{Valkey: shared, Registerer: reg, Now: now})
+}
+
+// limiter applies the rate limits to calls.
+type limiter struct{ l *ratelimit.Limiter }
+
+// allow counts one request of key in class and returns the refusal, if it
+// is one; set receives the decision's headers.
+func (l limiter) allow(ctx context.Context, class, key string, set func(ratelimit.Decision)) error {
+	d, err := l.l.Allow(ctx, class, key)
+	if err != nil {
+		return err
+	}
+	if set != nil {
+		set(d)
+	}
+	return d.Err(class)
+}
+
+// peek says whether one more request of key in class would be allowed,
+// without counting it: failures are counted when they happen.
+func (l limiter) peek(ctx context.Context, class, key string) error {
+	d, err := l.l.Peek(ctx, class, key)
+	if err != nil {
+		return err
+	}
+	return d.Err(class)
+}
+
+// failed counts a failed authentication from addr (and, when known, for
+// account).
+func (l limiter) failed(ctx context.Context, addr, account string) {
+	_, _ = l.l.Allow(ctx, ratelimit.AuthFailureAddress, addr)
+	if account != "" {
+		_, _ = l.l.Allow(ctx, ratelimit.AuthFailureAccount, account)
+	}
+}
+
+// principalKey is the budget a principal draws on: its API key's own, or
+// its account's.
+func principalKey(p access.Principal) string {
+	if p.APIKeyID != "" {
+		return "key:" + p.APIKeyID
+	}
+	return "user:" + p.UserID
+}
+
+// callHeaders returns a function that writes a decision's headers on the
+// call's response.
+func callHeaders(ctx context.Context) func(ratelimit.Decision) {
+	call, ok := connect.CallInfoForServerContext(ctx)
+	if !ok {
+		return nil
+	}
+	return func(d ratelimit.Decision) {
+		h := http.Header{}
+		ratelimit.SetHeaders(h, d)
+		for k, v := range h {
+			call.ResponseHeader().SetValues(k, v)
+		}
+	}
+}
+
+// loginLimits wraps the Login call's stream so that a sign-in to an
+// account that has used up its failures is refused before the password is
+// checked, and a failed one is counted for the account and the address.
+func (l limiter) loginLimits(ctx context.Context, stream connect.ServerStream, next func(connect.ServerStream) error) error {
+	addr := access.RequestFrom(ctx).SourceAddress
+	ls := &loginStream{ServerStream: stream, ctx: ctx, l: l}
+	err := next(ls)
+	if errors.Is(err, fault.ErrUnauthenticated) {
+		l.failed(ctx, addr, ls.account)
+	}
+	return err
+}
+
+// loginStream reads the account a Login call is for.
+type loginStream struct {
+	connect.ServerStream
+	ctx     context.Context
+	l       limiter
+	account string
+}
+
+func (s *loginStream) Receive(msg any) error {
+	if err := s.ServerStream.Receive(msg); err != nil {
+		return err
+	}
+	if req, ok := msg.(*berthv1.LoginRequest); ok {
+		s.account = "account:" + strings.ToLower(strings.TrimSpace(req.GetEmail()))
+		if err := s.l.peek(s.ctx, ratelimit.AuthFailureAccount, s.account); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// limitHTTP applies the anonymous budget to the plain-HTTP routes (SSE,
+// the WebSocket upgrade, OIDC) when a request presents no credentials:
+// those with credentials are checked by the handlers themselves. RPCs are
+// limited by the auth interceptor, and /health, /ready by nothing.
+func limitHTTP(l limiter, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if isRPC(r) || r.URL.Path == "/health" || r.URL.Path == "/ready" || hasCredentials(r) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		err := l.allow(r.Context(), ratelimit.Anonymous, access.RequestFrom(r.Context()).SourceAddress, func(d ratelimit.Decision) {
+			ratelimit.SetHeaders(w.Header(), d)
+		})
+		if le, ok := errors.AsType[*ratelimit.LimitedError](err); ok {
+			writeJSON(w, http.StatusTooManyRequests, map[string]string{
+				"code": "resource_exhausted", "reason": "RATE_LIMIT_EXCEEDED",
+				"message": "too many requests (" + limitNames[le.Class] + "); retry in " + retryIn(le.Decision.RetryAfter),
+			})
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// isRPC reports whether r is a Connect, gRPC or gRPC-Web call: its path is
+// /<package>.<Service>/<Method>.
+func isRPC(r *http.Request) bool {
+	svc, method, ok := strings.Cut(strings.TrimPrefix(r.URL.Path, "/"), "/")
+	return ok && strings.Contains(svc, ".") && method != "" && !strings.Contains(method, "/")
+}
+
+// hasCredentials reports whether r presents any credentials.
+func hasCredentials(r *http.Request) bool {
+	if r.Header.Get("Authorization") != "" || r.Header.Get("X-Api-Key") != "" || r.URL.Query().Get("ticket") != "" {
+		return true
+	}
+	_, err := r.Cookie(auth.SessionCookie)
+	return err == nil
+}
