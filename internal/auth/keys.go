@@ -43,6 +43,10 @@ func LoadOrCreateSigningKey(path string) (*SigningKey, error) {
 	return parseSigningKey(data)
 }
 
+// ParseSigningKey reads a PEM (PKCS #8) Ed25519 key given as text, such as
+// one handed to every instance by a secret store.
+func ParseSigningKey(pemData []byte) (*SigningKey, error) { return parseSigningKey(pemData) }
+
 func createSigningKey(path string) (*SigningKey, error) {
 	_, private, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {

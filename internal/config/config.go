@@ -110,6 +110,8 @@ type JWT struct {
 	// KeyFile is the absolute path of the PEM Ed25519 signing key. The
 	// server generates it (mode 0600) on first start when it is missing.
 	KeyFile string
+	// Key is the PEM signing key itself; when set, KeyFile is not used.
+	Key Secret
 }
 
 // HTTP holds the limits of the main listener. Timeouts of 0 mean none.
@@ -261,6 +263,7 @@ func (c *Config) LogValue() slog.Value {
 		slog.String("access-token-ttl", formatDuration(c.JWT.AccessTokenTTL)),
 		slog.String("refresh-token-ttl", formatDuration(c.JWT.RefreshTokenTTL)),
 		slog.String("jwt-key-file", c.JWT.KeyFile),
+		slog.Bool("jwt-key", c.JWT.Key != ""), // only whether it is set
 		slog.String("read-header-timeout", formatDuration(c.HTTP.ReadHeaderTimeout)),
 		slog.String("read-timeout", formatDuration(c.HTTP.ReadTimeout)),
 		slog.String("write-timeout", formatDuration(c.HTTP.WriteTimeout)),

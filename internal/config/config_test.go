@@ -617,12 +617,12 @@ func TestScaleFlagsRejectNonsense(t *testing.T) {
 		"--database-url", "mysql://root:hunter2@db/berth", "--database-max-conns", "0",
 		"--valkey-url", "http://:hunter2@cache:6379", "--task-lease", "10ms",
 		"--rate-anonymous", "fast", "--rate-principal", "10", "--rate-task-create", "-1:2",
-		"--trusted-proxies", "10.0.0.0/8,not-an-ip",
+		"--trusted-proxies", "10.0.0.0/8,not-an-ip", "--jwt-key", "hunter2",
 	}, func(string) string { return "" }, io.Discard)
 	if err == nil {
 		t.Fatal("accepted")
 	}
-	for _, want := range []string{"--database-url", "--database-max-conns", "--valkey-url", "--task-lease", "--rate-anonymous", "--rate-principal", "--rate-task-create", "--trusted-proxies", "rate:burst"} {
+	for _, want := range []string{"--database-url", "--database-max-conns", "--valkey-url", "--task-lease", "--rate-anonymous", "--rate-principal", "--rate-task-create", "--trusted-proxies", "rate:burst", "--jwt-key"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not name %s:\n%v", want, err)
 		}

@@ -96,6 +96,8 @@ func newFlagSet(c *Config, p *problems) *flagSet {
 		"Lifetime of a refresh token; must be longer than --access-token-ttl. Each use rotates it.")
 	s.add(&stringValue{&c.JWT.KeyFile}, "jwt-key-file", "path", "<data-dir>/jwt-ed25519.pem",
 		"PEM file holding the Ed25519 key that signs access tokens; generated (mode 0600) on first start when missing. Made absolute against the working directory.")
+	s.add(&secretValue{&c.JWT.Key}, "jwt-key", "pem", "",
+		"The Ed25519 signing key itself, PEM (PKCS #8), instead of --jwt-key-file: every instance behind one address needs the same key, and a secret store can hand it to each (prefer the variable). Never logged.")
 
 	s.section("HTTP limits")
 	s.add(&durationValue{&c.HTTP.ReadHeaderTimeout}, "read-header-timeout", "duration", formatDuration(c.HTTP.ReadHeaderTimeout),

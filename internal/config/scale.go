@@ -118,6 +118,9 @@ func (c *Config) checkScale(p *problems) {
 			p.add("valkey-url", c.Valkey.URL.String(), "want redis://[user:password@]host:port/db (or valkey://), rediss:// or valkeys:// for TLS")
 		}
 	}
+	if k := c.JWT.Key.Reveal(); k != "" && !strings.Contains(k, "-----BEGIN PRIVATE KEY-----") {
+		p.add("jwt-key", c.JWT.Key.String(), "want a PEM (PKCS #8) Ed25519 private key, -----BEGIN PRIVATE KEY----- …")
+	}
 	if c.Tasks.Lease < time.Second || c.Tasks.Lease > time.Hour {
 		p.add("task-lease", formatDuration(c.Tasks.Lease), "want a duration between 1s and 1h")
 	}

@@ -97,7 +97,12 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg *prom
 			st.Close()
 		}
 	}()
-	key, err := auth.LoadOrCreateSigningKey(cfg.JWT.KeyFile)
+	var key *auth.SigningKey
+	if cfg.JWT.Key != "" {
+		key, err = auth.ParseSigningKey([]byte(cfg.JWT.Key.Reveal()))
+	} else {
+		key, err = auth.LoadOrCreateSigningKey(cfg.JWT.KeyFile)
+	}
 	if err != nil {
 		return nil, err
 	}
