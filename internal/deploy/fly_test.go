@@ -173,6 +173,18 @@ func TestFlyTomlAgreesWithServer(t *testing.T) {
 	want("metrics.path", "/metrics") // internal/server: the admin listener serves GET /metrics
 	want("mounts.destination", imgEnv["BERTH_DATA_DIR"])
 	want("kill_signal", "SIGTERM") // cmd/berth: serve stops gracefully on SIGINT or SIGTERM
+	// Credentials come from `fly secrets set`, never from the file: none
+	// is in [env], and the file says which secrets scale-out needs.
+	for _, secret := range []string{"BERTH_DATABASE_URL", "BERTH_VALKEY_URL", "BERTH_JWT_KEY", "BERTH_ANTHROPIC_API_KEY"} {
+		if _, ok := fly["env."+secret]; ok {
+			t.Errorf("fly.toml: %s is in [env]; it is a secret: set it with fly secrets set", secret)
+		}
+	}
+	for _, secret := range []string{"BERTH_DATABASE_URL", "BERTH_VALKEY_URL", "BERTH_JWT_KEY"} {
+		if !strings.Contains(readRepoFile(t, "fly.toml"), "fly secrets set") || !strings.Contains(readRepoFile(t, "fly.toml"), secret) {
+			t.Errorf("fly.toml does not say to set %s with fly secrets set", secret)
+		}
+	}
 
 	// The check: at least one, and each a GET of /ready (the main listener's
 	// readiness endpoint, which `berth healthcheck` uses too).
