@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -42,7 +43,7 @@ type Service struct {
 	cfg        Config
 	audit      *audit.Recorder
 	now        func() time.Time
-	dummyHash  string
+	dummyHash  func() string
 	principals *principalCache
 	// accounts slows password guessing per account; addresses slows
 	// password and API key guessing per source address.
@@ -66,10 +67,17 @@ const (
 func NewService(st *store.Store, tokens *TokenIssuer, cfg Config, rec *audit.Recorder, now func() time.Time) (*Service, error) {
 	// A real hash of a random password: a login for an unknown email is
 	// verified against it so it costs as much as one for a known email.
-	dummy, err := HashPassword(rand.Text())
-	if err != nil {
-		return nil, err
-	}
+	// Hashing takes a while (argon2id is slow on purpose), so it is done in
+	// the background rather than on the start-up path; the first login
+	// that needs it waits for it.
+	dummy := sync.OnceValue(func() string {
+		h, err := HashPassword(rand.Text())
+		if err != nil {
+			panic("auth: hashing the dummy password: " + err.Error()) // only a broken crypto/rand fails
+		}
+		return h
+	})
+	go dummy()
 	return &Service{
 		store:      st,
 		tokens:     tokens,
@@ -186,14 +194,14 @@ func (s *Service) Login(ctx context.Context, email, password string, client Clie
 func (s *Service) checkPassword(ctx context.Context, email, password string) (*store.User, error) {
 	u, err := s.store.FindUserByEmail(ctx, email)
 	if errors.Is(err, fault.ErrNotFound) {
-		_, _ = VerifyPassword(s.dummyHash, password)
+		_, _ = VerifyPassword(s.dummyHash(), password)
 		return nil, errBadCredentials
 	}
 	if err != nil {
 		return nil, err
 	}
 	if u.PasswordHash == "" {
-		_, _ = VerifyPassword(s.dummyHash, password)
+		_, _ = VerifyPassword(s.dummyHash(), password)
 		return nil, errBadCredentials
 	}
 	ok, err := VerifyPassword(u.PasswordHash, password)
