@@ -255,12 +255,16 @@ func (c *Client) Key(parts ...string) string {
 	return c.opts.Namespace + ":" + strings.Join(parts, ":")
 }
 
-// Close stops the health loop and closes the connection. It is safe to
-// call twice.
+// Close stops the health loop and closes the connection; the client is no
+// longer Up (the loss hooks do not run). It is safe to call twice.
 func (c *Client) Close() {
 	c.closeOne.Do(func() {
 		close(c.stop)
 		<-c.done
+		c.mu.Lock()
+		c.up.Store(false)
+		c.upGauge.Set(0)
+		c.mu.Unlock()
 		c.vk.Close()
 	})
 }
