@@ -127,6 +127,11 @@ func TestBridgeCarriesEventsInOrder(t *testing.T) {
 		}
 	default:
 	}
+
+	// Cached reads share the subscribed connection and stay coherent.
+	if stale, _ := staleReads(t, a.c, b.c, 200, true); stale != 0 {
+		t.Errorf("%d stale cached reads on bridged clients", stale)
+	}
 }
 
 // TestBridgeOutage stops the server while events flow: subscribers on both
