@@ -7,10 +7,12 @@ import (
 	"errors"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -124,12 +126,30 @@ func TestWSResume(t *testing.T) {
 func TestWSSlowClientDropped(t *testing.T) {
 	t.Parallel()
 	e := newStreamEnv(t, "--stream-stall-timeout", "300ms")
-	c := mustDialWS(t, e, e.token)
+	// A small receive buffer, so that what the client does not read fills
+	// the connection soon, whatever the host's TCP autotuning allows.
+	dialer := &net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+		var serr error
+		if err := rc.Control(func(fd uintptr) {
+			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
+		}); err != nil {
+			return err
+		}
+		return serr
+	}}
+	url := "ws" + strings.TrimPrefix(e.srv.URL, "http") + "/ws"
+	c, _, err := websocket.Dial(t.Context(), url, &websocket.DialOptions{
+		HTTPHeader: bearer(e.token), Subprotocols: []string{"berth.v1.json"},
+		HTTPClient: &http.Client{Transport: &http.Transport{DialContext: dialer.DialContext}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseNow()
 	id := e.task(t, "flood [lines:60000]")
 	wsSend(t, c, wsMessage{Type: "subscribe", ID: "s", Channel: "task:" + id})
 	// Read nothing until the server gives up on this client.
 	waitMetric(t, e.srv, `berth_stream_dropped_clients_total{reason="slow",transport="websocket"}`, 1)
-	var err error
 	for err == nil {
 		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 		_, _, err = c.Read(ctx)
