@@ -86,6 +86,9 @@ func (s *Service) RevokeAPIKey(ctx context.Context, p access.Principal, id strin
 		return err
 	}
 	s.principals.forget("k:" + k.Prefix)
+	if s.shared != nil {
+		s.shared.keys.Invalidate(ctx, k.Prefix)
+	}
 	s.audit.Record(ctx, audit.Event{Action: audit.ActionAPIKeyRevoke, TargetType: "api_key", TargetID: k.ID})
 	return nil
 }

@@ -69,7 +69,7 @@ func (s *Service) authenticateToken(ctx context.Context, token string) (access.P
 		return access.Principal{}, errBadAccessToken(err)
 	}
 	p, err := s.sessionPrincipal(ctx, "s:"+claims.SessionID, func() (*store.Session, error) {
-		return s.store.FindSession(ctx, claims.SessionID)
+		return s.findSession(ctx, claims.SessionID)
 	})
 	if err != nil {
 		return access.Principal{}, err
@@ -84,7 +84,7 @@ func (s *Service) authenticateToken(ctx context.Context, token string) (access.P
 func (s *Service) authenticateCookie(ctx context.Context, cookie string) (access.Principal, error) {
 	hash := hashToken(cookie)
 	p, err := s.sessionPrincipal(ctx, "c:"+hex.EncodeToString(hash), func() (*store.Session, error) {
-		sess, err := s.store.FindSessionByCookie(ctx, hash)
+		sess, err := s.findSessionByCookie(ctx, hash)
 		if errors.Is(err, fault.ErrNotFound) {
 			return nil, errBadSession
 		}
@@ -104,7 +104,7 @@ func (s *Service) authenticateCookie(ctx context.Context, cookie string) (access
 // through the principal cache.
 func (s *Service) sessionPrincipal(ctx context.Context, key string, find func() (*store.Session, error)) (access.Principal, error) {
 	now := s.now()
-	if e, ok := s.principals.get(key, now); ok {
+	if e, ok := s.cachedPrincipal(key, now); ok {
 		if e.err != nil {
 			return access.Principal{}, e.err
 		}
@@ -116,7 +116,7 @@ func (s *Service) sessionPrincipal(ctx context.Context, key string, find func() 
 	}
 	if err != nil {
 		if errors.Is(err, fault.ErrUnauthenticated) {
-			s.principals.put(key, principalEntry{err: err}, now)
+			s.cachePrincipal(key, principalEntry{err: err}, now)
 		}
 		return access.Principal{}, err
 	}
@@ -124,7 +124,7 @@ func (s *Service) sessionPrincipal(ctx context.Context, key string, find func() 
 	if err != nil && !errors.Is(err, fault.ErrUnauthenticated) {
 		return access.Principal{}, err
 	}
-	s.principals.put(key, principalEntry{p: p, err: err, userID: sess.UserID}, now)
+	s.cachePrincipal(key, principalEntry{p: p, err: err, userID: sess.UserID}, now)
 	return p, err
 }
 
@@ -132,7 +132,7 @@ func (s *Service) livePrincipal(ctx context.Context, sess *store.Session, now ti
 	if sess.RevokedAt != nil || !now.Before(sess.ExpiresAt) {
 		return access.Principal{}, errBadAccessToken(errors.New("session revoked or expired"))
 	}
-	u, err := s.store.FindUserByID(ctx, sess.UserID)
+	u, err := s.findUser(ctx, sess.UserID)
 	if err != nil {
 		return access.Principal{}, err
 	}
@@ -154,14 +154,14 @@ func (s *Service) authenticateAPIKey(ctx context.Context, key string) (access.Pr
 	}
 	now := s.now()
 	hash := hashToken(key)
-	e, ok := s.principals.get("k:"+prefix, now)
+	e, ok := s.cachedPrincipal("k:"+prefix, now)
 	if !ok {
 		var err error
 		e, err = s.loadAPIKey(ctx, prefix, now)
 		if err != nil {
 			return access.Principal{}, err
 		}
-		s.principals.put("k:"+prefix, e, now)
+		s.cachePrincipal("k:"+prefix, e, now)
 	}
 	if e.keyHash == nil || subtle.ConstantTimeCompare(hash, e.keyHash) != 1 {
 		s.addresses.fail(addr)
@@ -179,7 +179,14 @@ func (s *Service) authenticateAPIKey(ctx context.Context, key string) (access.Pr
 // loadAPIKey reads a key and its account into a cache entry. An unknown
 // prefix is an entry that matches no key.
 func (s *Service) loadAPIKey(ctx context.Context, prefix string, now time.Time) (principalEntry, error) {
-	k, err := s.store.FindAPIKeyByPrefix(ctx, prefix)
+	// Loading from the store happens at most once per cache lifetime: a
+	// cheap place to note that the key was used.
+	k, err := s.findKey(ctx, prefix, func(k *store.APIKey) error {
+		if k.RevokedAt != nil {
+			return nil
+		}
+		return s.store.TouchAPIKey(ctx, k.ID, now.UTC())
+	})
 	if errors.Is(err, fault.ErrNotFound) {
 		return principalEntry{}, nil
 	}
@@ -191,7 +198,7 @@ func (s *Service) loadAPIKey(ctx context.Context, prefix string, now time.Time) 
 		e.err = errBadAPIKey
 		return e, nil
 	}
-	u, err := s.store.FindUserByID(ctx, k.UserID)
+	u, err := s.findUser(ctx, k.UserID)
 	if err != nil {
 		return principalEntry{}, err
 	}
@@ -204,12 +211,25 @@ func (s *Service) loadAPIKey(ctx context.Context, prefix string, now time.Time) 
 		role = u.Role // a key never outranks its owner, even after a demotion
 	}
 	e.p = access.Principal{UserID: u.ID, Role: role, APIKeyID: k.ID, Method: access.MethodAPIKey}
-	// Loading happens at most once per cache lifetime: a cheap place to
-	// note that the key was used.
-	if err := s.store.TouchAPIKey(ctx, k.ID, now.UTC()); err != nil {
-		return principalEntry{}, err
-	}
 	return e, nil
+}
+
+// cachedPrincipal looks key up in this instance's principal cache, which is
+// used only without a shared cache: other instances' changes cannot reach
+// it, while the shared cache's entries are invalidated everywhere.
+func (s *Service) cachedPrincipal(key string, now time.Time) (principalEntry, bool) {
+	if s.shared != nil {
+		return principalEntry{}, false
+	}
+	return s.principals.get(key, now)
+}
+
+// cachePrincipal remembers an entry in this instance's principal cache,
+// unless a shared cache is in use.
+func (s *Service) cachePrincipal(key string, e principalEntry, now time.Time) {
+	if s.shared == nil {
+		s.principals.put(key, e, now)
+	}
 }
 
 func tooManyAttempts(wait time.Duration) error {
@@ -283,7 +303,12 @@ func (c *principalCache) forgetUser(userID string) {
 
 // ForgetUser makes the next request of userID's sessions and keys read the
 // account afresh; call it after disabling an account or changing its role.
-func (s *Service) ForgetUser(userID string) { s.principals.forgetUser(userID) }
+func (s *Service) ForgetUser(userID string) {
+	s.principals.forgetUser(userID)
+	if s.shared != nil {
+		s.shared.users.Invalidate(context.Background(), userID)
+	}
+}
 
 // forgetSession drops a session from the cache, whichever way it is
 // presented.

@@ -45,6 +45,7 @@ type Service struct {
 	now        func() time.Time
 	dummyHash  func() string
 	principals *principalCache
+	shared     *sharedReads // nil: no shared cache (see UseSharedCache)
 	// accounts slows password guessing per account; addresses slows
 	// password and API key guessing per source address.
 	accounts  *throttle
@@ -268,6 +269,11 @@ func (s *Service) revokeReused(ctx context.Context, rt *store.RefreshToken, now 
 		return err
 	}
 	s.principals.forget("s:" + rt.SessionID)
+	if sess, err := s.store.FindSession(ctx, rt.SessionID); err == nil {
+		s.forgetSession(sess) // its cookie too, in the shared cache
+	} else {
+		s.invalidateSession(ctx, &store.Session{ID: rt.SessionID})
+	}
 	s.audit.Record(ctx, audit.Event{Action: audit.ActionRefreshReuse, Outcome: audit.Failure, ActorID: rt.UserID,
 		TargetType: "session", TargetID: rt.SessionID})
 	return errBadRefresh
@@ -287,6 +293,7 @@ func (s *Service) Logout(ctx context.Context, p access.Principal) error {
 		return err
 	}
 	s.forgetSession(sess)
+	s.invalidateSession(ctx, sess)
 	s.audit.Record(ctx, audit.Event{Action: audit.ActionLogout, TargetType: "session", TargetID: sess.ID})
 	return nil
 }

@@ -99,7 +99,7 @@ func (s *Service) RedeemStreamTicket(ctx context.Context, ticket, target string)
 func (s *Service) RecheckTicket(ctx context.Context, p access.Principal) (access.Principal, error) {
 	if p.SessionID != "" {
 		cur, err := s.sessionPrincipal(ctx, "s:"+p.SessionID, func() (*store.Session, error) {
-			return s.store.FindSession(ctx, p.SessionID)
+			return s.findSession(ctx, p.SessionID)
 		})
 		if err != nil {
 			if errors.Is(err, fault.ErrUnauthenticated) {
@@ -112,9 +112,9 @@ func (s *Service) RecheckTicket(ctx context.Context, p access.Principal) (access
 	}
 	now := s.now()
 	key := "u:" + p.UserID
-	e, ok := s.principals.get(key, now)
+	e, ok := s.cachedPrincipal(key, now)
 	if !ok {
-		u, err := s.store.FindUserByID(ctx, p.UserID)
+		u, err := s.findUser(ctx, p.UserID)
 		if err != nil && !errors.Is(err, fault.ErrNotFound) {
 			return access.Principal{}, err
 		}
@@ -124,7 +124,7 @@ func (s *Service) RecheckTicket(ctx context.Context, p access.Principal) (access
 		} else {
 			e.p = access.Principal{UserID: u.ID, Role: u.Role}
 		}
-		s.principals.put(key, e, now)
+		s.cachePrincipal(key, e, now)
 	}
 	if e.err != nil {
 		return access.Principal{}, e.err

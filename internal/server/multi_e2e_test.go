@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"connectrpc.com/connect/v2"
+
 	berthv1 "github.com/berthhq/berth/internal/gen/berth/v1"
 	"github.com/berthhq/berth/internal/testsvc"
 )
@@ -111,5 +113,63 @@ func TestStreamAcrossInstances(t *testing.T) {
 	}
 	if got := ready["checks"].(map[string]any)["valkey"].(map[string]any)["state"]; got != "ok" {
 		t.Errorf("/ready valkey = %v", got)
+	}
+}
+
+// TestAuthChangesReachEveryInstance: with Valkey, a role change, a
+// disabled account or a logout made through instance A applies on
+// instance B to the very next request, every time.
+func TestAuthChangesReachEveryInstance(t *testing.T) {
+	t.Parallel()
+	p := newPair(t)
+	a, b := p.start(t), p.start(t)
+	ca, cb := a.clients(protocols[0]), b.clients(protocols[0])
+	admin := as(t.Context(), register(t, ca, "root@example.com").GetTokens().GetAccessToken())
+	reg := register(t, ca, "worker@example.com")
+	userID := reg.GetUser().GetId()
+	worker := as(t.Context(), reg.GetTokens().GetAccessToken())
+	// Warm B's cache with the account as it is.
+	if _, err := cb.Auth.GetCurrentUser(worker, &berthv1.GetCurrentUserRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	create := &berthv1.CreateWorkspaceRequest{Name: "w", Path: "/nowhere/outside/the/roots"}
+	for i := range 40 {
+		role := []berthv1.Role{berthv1.Role_ROLE_VIEWER, berthv1.Role_ROLE_MEMBER}[i%2]
+		if _, err := ca.Admin.SetUserRole(admin, &berthv1.SetUserRoleRequest{UserId: userID, Role: role}); err != nil {
+			t.Fatal(err)
+		}
+		_, err := cb.Workspace.CreateWorkspace(worker, create)
+		if role == berthv1.Role_ROLE_VIEWER {
+			wantCode(t, err, connect.CodePermissionDenied, "FORBIDDEN") // a viewer may not create
+		} else {
+			wantCode(t, err, connect.CodeInvalidArgument, "VALIDATION_ERROR") // a member gets as far as the path
+		}
+	}
+	for range 20 {
+		if _, err := ca.Admin.DisableUser(admin, &berthv1.DisableUserRequest{UserId: userID}); err != nil {
+			t.Fatal(err)
+		}
+		_, err := cb.Auth.GetCurrentUser(worker, &berthv1.GetCurrentUserRequest{})
+		wantCode(t, err, connect.CodeUnauthenticated, "UNAUTHORIZED")
+		if _, err := ca.Admin.EnableUser(admin, &berthv1.EnableUserRequest{UserId: userID}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := cb.Auth.GetCurrentUser(worker, &berthv1.GetCurrentUserRequest{}); err != nil {
+			t.Fatalf("enabled again on A, refused on B: %v", err)
+		}
+	}
+	if _, err := ca.Auth.Logout(worker, &berthv1.LogoutRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := cb.Auth.GetCurrentUser(worker, &berthv1.GetCurrentUserRequest{})
+	wantCode(t, err, connect.CodeUnauthenticated, "UNAUTHORIZED")
+	// Unchanged records are served from memory.
+	for range 5 {
+		if _, err := cb.Auth.GetCurrentUser(admin, &berthv1.GetCurrentUserRequest{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if v := metric(t, b, `berth_cache_hits_total{cache="users"}`); v < 3 {
+		t.Errorf("B's users cache: %v hits after 5 reads of one account", v)
 	}
 }

@@ -37,6 +37,7 @@ import (
 	"github.com/berthhq/berth/internal/audit"
 	"github.com/berthhq/berth/internal/auth"
 	"github.com/berthhq/berth/internal/bus"
+	"github.com/berthhq/berth/internal/cache"
 	"github.com/berthhq/berth/internal/config"
 	"github.com/berthhq/berth/internal/gen/berth/v1/berthv1connect"
 	"github.com/berthhq/berth/internal/oidc"
@@ -152,6 +153,9 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg *prom
 		// Events cross instances: a task running here streams to clients
 		// connected anywhere.
 		bridge = valkey.NewBridge(shared, events, eventCodec{})
+		if err := shareAuthReads(authSvc, shared, reg, logger); err != nil {
+			return nil, err // the deferred cleanup closes bridge and client
+		}
 	}
 	defer func() {
 		if err != nil {
@@ -335,6 +339,22 @@ func (s *Server) Services() []string { return s.services }
 func (s *Server) Close() error {
 	closeShared(s.bridge, s.shared)
 	return errors.Join(s.meters.Shutdown(context.Background()), s.runtime.Close(), s.store.Close())
+}
+
+// shareAuthReads makes authentication read sessions, accounts and API keys
+// through Valkey-backed caches, so that every instance sees a logout, a
+// revocation, a disabled account or a role change on its next request.
+func shareAuthReads(authSvc *auth.Service, shared *valkey.Client, reg prometheus.Registerer, logger *slog.Logger) error {
+	caches := make([]*cache.Cache, 0, 3)
+	for _, name := range []string{"sessions", "users", "apikeys"} {
+		c, err := cache.New(name, cache.Options{Valkey: shared, TTL: 5 * time.Minute, Registerer: reg, Logger: logger})
+		if err != nil {
+			return err
+		}
+		caches = append(caches, c)
+	}
+	authSvc.UseSharedCache(caches[0], caches[1], caches[2])
+	return nil
 }
 
 // closeShared closes the bridge, then the Valkey client; both may be nil.
