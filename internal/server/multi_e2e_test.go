@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -171,5 +172,75 @@ func TestAuthChangesReachEveryInstance(t *testing.T) {
 	}
 	if v := metric(t, b, `berth_cache_hits_total{cache="users"}`); v < 3 {
 		t.Errorf("B's users cache: %v hits after 5 reads of one account", v)
+	}
+}
+
+// TestValkeyOutage: redis-server is killed in the middle of a request loop
+// on two instances and started again: no request fails because of it,
+// /ready says degraded meanwhile, and both instances come back to Valkey
+// by themselves, with caching working again.
+func TestValkeyOutage(t *testing.T) {
+	t.Parallel()
+	p := newPair(t)
+	a, b := p.start(t), p.start(t)
+	ca, cb := a.clients(protocols[0]), b.clients(protocols[0])
+	admin := as(t.Context(), register(t, ca, "outage@example.com").GetTokens().GetAccessToken())
+	ws, err := ca.Workspace.CreateWorkspace(admin, &berthv1.CreateWorkspaceRequest{Name: "o", Path: p.mkdir(t, "o")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := ws.GetWorkspace().GetId()
+	readyState := func(srv *testServer) string {
+		res, err := http.Get(srv.URL + "/ready")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		var ready map[string]any
+		if err := json.NewDecoder(res.Body).Decode(&ready); err != nil {
+			t.Fatal(err)
+		}
+		if res.StatusCode != http.StatusOK {
+			t.Errorf("/ready %d during the outage: %v", res.StatusCode, ready)
+		}
+		return ready["checks"].(map[string]any)["valkey"].(map[string]any)["state"].(string)
+	}
+	loop := func(n int) {
+		for i := range n {
+			c := []clients{ca, cb}[i%2]
+			if _, err := c.Auth.GetCurrentUser(admin, &berthv1.GetCurrentUserRequest{}); err != nil {
+				t.Fatalf("request %d: %v", i, err)
+			}
+			desc := "round " + strconv.Itoa(i)
+			if _, err := c.Workspace.UpdateWorkspace(admin, &berthv1.UpdateWorkspaceRequest{Id: id, Description: &desc}); err != nil {
+				t.Fatalf("update %d: %v", i, err)
+			}
+			got, err := []clients{cb, ca}[i%2].Workspace.GetWorkspace(admin, &berthv1.GetWorkspaceRequest{Id: id})
+			if err != nil {
+				t.Fatalf("read %d: %v", i, err)
+			}
+			if got.GetWorkspace().GetDescription() != desc {
+				t.Fatalf("read %d on the other instance: %q, want %q", i, got.GetWorkspace().GetDescription(), desc)
+			}
+		}
+	}
+	loop(20)
+	p.redis.Stop()
+	loop(40) // the instances notice on their own; nothing fails meanwhile
+	for _, srv := range []*testServer{a, b} {
+		eventually(t, 10*time.Second, "degraded in /ready", func() bool { return readyState(srv) == "degraded (using local fallback)" })
+	}
+	loop(20)
+	p.redis.Start()
+	for _, srv := range []*testServer{a, b} {
+		eventually(t, 20*time.Second, "ok in /ready", func() bool { return readyState(srv) == "ok" })
+		if v := metric(t, srv, `berth_valkey_up`); v != 1 {
+			t.Errorf("berth_valkey_up = %v after the restart", v)
+		}
+	}
+	before := metric(t, b, `berth_cache_hits_total{cache="users"}`)
+	loop(20)
+	if after := metric(t, b, `berth_cache_hits_total{cache="users"}`); after <= before {
+		t.Errorf("no cache hits on B after Valkey came back (%v before the loop, %v after)", before, after)
 	}
 }
