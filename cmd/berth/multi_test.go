@@ -19,7 +19,8 @@ import (
 )
 
 // cluster is several berth processes sharing one Postgres database, one
-// JWT key and one workspace root, as instances behind a load balancer.
+// Valkey, one Docker engine, one JWT key and one workspace root, as
+// instances behind a load balancer.
 type cluster struct {
 	args       []string
 	claude     string
@@ -42,7 +43,7 @@ func newCluster(t *testing.T, extra ...string) *cluster {
 		"--runtime", "docker", "--docker-host", cli.DaemonHost(), "--workspace-image", sandboxtest.Image(t),
 		"--workspace-network", "none", "--workspace-user", "1000:1000",
 		"--workspace-memory", "256", "--workspace-cpus", "0.5", "--workspace-pids", "128",
-		"--database-url", testsvc.Postgres(t),
+		"--database-url", testsvc.Postgres(t), "--valkey-url", testsvc.StartRedis(t).URL(),
 		"--jwt-key-file", filepath.Join(shared, "jwt.pem"), "--workspace-root", filepath.Join(shared, "workspaces"),
 		"--claude-path", "/workspace/.bin/claude", "--anthropic-api-key", "sk-test", "--claude-idle-timeout", "10m",
 		"--task-lease", "2s", "--max-running-tasks", "4", "--max-running-per-workspace", "4",
@@ -114,7 +115,8 @@ func logLinesOf(t *testing.T, addr, token, id string) []any {
 	return all
 }
 
-// TestInstancesShareTasks: two instances on one Postgres. Tasks created
+// TestInstancesShareTasks: two instances on one Postgres and one Valkey.
+// Tasks created
 // through both at once each run exactly once; when the instance running a
 // task is killed with SIGKILL, the other ends it FAILED/INTERRUPTED once
 // its lease expires, with its log intact; a task created while an
