@@ -237,6 +237,7 @@ func defaults() *Config {
 		Tasks:           defaultTasks(),
 		Streams:         defaultStreams(),
 		Database:        defaultDatabase(),
+		Valkey:          defaultValkey(),
 		RateLimits:      defaultRateLimits(),
 	}
 }

@@ -109,6 +109,7 @@ func TestDefaults(t *testing.T) {
 		},
 		Streams:  config.Streams{Heartbeat: 15 * time.Second, StallTimeout: 30 * time.Second, WSPingInterval: 20 * time.Second},
 		Database: config.Database{MaxConns: 20},
+		Valkey:   config.Valkey{CacheTTL: time.Minute},
 		RateLimits: config.RateLimits{
 			Anonymous: config.Rate{PerSecond: 20, Burst: 40}, AuthFailures: config.Rate{PerSecond: 0.2, Burst: 10},
 			Principal: config.Rate{PerSecond: 100, Burst: 200}, TaskCreate: config.Rate{PerSecond: 1, Burst: 20},
@@ -172,6 +173,7 @@ func TestEnvTwins(t *testing.T) {
 		"BERTH_DATABASE_MAX_CONNS":        "50",
 		"BERTH_VALKEY_URL":                "rediss://:pw@cache.internal:6380/2",
 		"BERTH_TASK_LEASE":                "10s",
+		"BERTH_CACHE_TTL":                 "30s",
 		"BERTH_RATE_ANONYMOUS":            "5:10",
 		"BERTH_RATE_AUTH_FAILURES":        "0.5:3",
 		"BERTH_RATE_PRINCIPAL":            "0",
@@ -218,7 +220,7 @@ func TestEnvTwins(t *testing.T) {
 			Lease: 10 * time.Second,
 		},
 		Database: config.Database{URL: "postgres://berth:pw@db.internal:5432/berth?sslmode=require", MaxConns: 50},
-		Valkey:   config.Valkey{URL: "rediss://:pw@cache.internal:6380/2"},
+		Valkey:   config.Valkey{URL: "rediss://:pw@cache.internal:6380/2", CacheTTL: 30 * time.Second},
 		RateLimits: config.RateLimits{
 			Anonymous: config.Rate{PerSecond: 5, Burst: 10}, AuthFailures: config.Rate{PerSecond: 0.5, Burst: 3},
 			TaskCreate: config.Rate{PerSecond: 2, Burst: 4}, WSCommand: config.Rate{PerSecond: 1, Burst: 1},

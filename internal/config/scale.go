@@ -26,6 +26,9 @@ type Valkey struct {
 	// URL is redis:// or rediss:// (TLS) with optional user:password and
 	// db number; empty means in-process caches, limits and events.
 	URL Secret
+	// CacheTTL bounds how long a cached workspace record lives; 0 turns
+	// the workspace read cache off.
+	CacheTTL time.Duration
 }
 
 // Rate is one rate-limit class: PerSecond requests a second on average,
@@ -66,6 +69,8 @@ type RateLimits struct {
 
 func defaultDatabase() Database { return Database{MaxConns: 20} }
 
+func defaultValkey() Valkey { return Valkey{CacheTTL: time.Minute} }
+
 func defaultRateLimits() RateLimits {
 	return RateLimits{
 		Anonymous:    Rate{PerSecond: 20, Burst: 40},
@@ -84,6 +89,8 @@ func (s *flagSet) addScaleFlags(c *Config) {
 		"Size of the Postgres connection pool.")
 	s.add(&secretValue{&c.Valkey.URL}, "valkey-url", "url", "",
 		"Valkey/Redis URL (redis://[user:pass@]host:6379/0, rediss:// for TLS) shared by instances for caches, rate limits and events; empty = in-process. Never logged.")
+	s.add(&durationValue{&c.Valkey.CacheTTL}, "cache-ttl", "duration", formatDuration(c.Valkey.CacheTTL),
+		"How long a cached workspace record lives (in Valkey, or in process without it); writes invalidate it at once everywhere. 0 turns the cache off.")
 	s.add(&durationValue{&c.Tasks.Lease}, "task-lease", "duration", formatDuration(c.Tasks.Lease),
 		"How long a runner's claim on a running task lasts without a heartbeat; another instance ends the task INTERRUPTED after it expires.")
 	r := &c.RateLimits
@@ -121,6 +128,9 @@ func (c *Config) checkScale(p *problems) {
 	if k := c.JWT.Key.Reveal(); k != "" && !strings.Contains(k, "-----BEGIN PRIVATE KEY-----") {
 		p.add("jwt-key", c.JWT.Key.String(), "want a PEM (PKCS #8) Ed25519 private key, -----BEGIN PRIVATE KEY----- …")
 	}
+	if c.Valkey.CacheTTL < 0 || c.Valkey.CacheTTL > 24*time.Hour {
+		p.add("cache-ttl", formatDuration(c.Valkey.CacheTTL), "want a duration from 0 (off) to 24h")
+	}
 	if c.Tasks.Lease < time.Second || c.Tasks.Lease > time.Hour {
 		p.add("task-lease", formatDuration(c.Tasks.Lease), "want a duration between 1s and 1h")
 	}
@@ -137,6 +147,7 @@ func (c *Config) scaleLogAttrs() []slog.Attr {
 		slog.Bool("database-url", c.Database.URL != ""), // only whether it is set
 		slog.Int64("database-max-conns", c.Database.MaxConns),
 		slog.Bool("valkey-url", c.Valkey.URL != ""), // only whether it is set
+		slog.String("cache-ttl", formatDuration(c.Valkey.CacheTTL)),
 		slog.String("task-lease", formatDuration(c.Tasks.Lease)),
 		slog.String("rate-anonymous", r.Anonymous.String()),
 		slog.String("rate-auth-failures", r.AuthFailures.String()),

@@ -12,6 +12,7 @@ import (
 
 	berthv1 "github.com/berthhq/berth/internal/gen/berth/v1"
 	"github.com/berthhq/berth/internal/sandbox/sandboxtest"
+	"github.com/berthhq/berth/internal/testsvc"
 )
 
 // getWorkspaceRequest builds the curl-style Connect JSON POST for
@@ -46,32 +47,50 @@ func roundTrip(b *testing.B, client *http.Client, req *http.Request) []byte {
 // JSON (middleware, JWT verification, access rule, validation, a SQLite read
 // and protojson) with a bare net/http handler that serves the same bytes on
 // the same kind of loopback listener. The ratio is berth's cost per request
-// over the floor of HTTP itself.
+// over the floor of HTTP itself. The berth figure is taken three ways: with
+// the workspace read cache off (--cache-ttl 0), in process (no Valkey),
+// and in Valkey (client-side cached).
 func BenchmarkGetWorkspace(b *testing.B) {
-	srv := startServer(b)
-	c := srv.clients(protocols[0])
-	token := register(b, c, "bench@example.com").GetTokens().GetAccessToken()
-	res, err := c.Workspace.CreateWorkspace(as(b.Context(), token), &berthv1.CreateWorkspaceRequest{
-		Name: "bench", Description: "benchmark workspace", Path: srv.mkdir(b, "bench"),
-		Tags: []string{"a", "b"}, Metadata: map[string]string{"k": "v"},
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	id := res.GetWorkspace().GetId()
 	client := &http.Client{}
-
-	newReq := getWorkspaceRequest(b, srv.URL+"/berth.v1.WorkspaceService/GetWorkspace", token, id)
-	payload := roundTrip(b, client, newReq())
-
-	b.Run("connect-json", func(b *testing.B) {
+	// setup starts berth with flags and returns a request factory for one
+	// workspace's GetWorkspace, and the answer's bytes.
+	setup := func(b *testing.B, flags ...string) (func() *http.Request, []byte, string, string) {
+		srv := startServer(b, flags...)
+		c := srv.clients(protocols[0])
+		token := register(b, c, "bench@example.com").GetTokens().GetAccessToken()
+		res, err := c.Workspace.CreateWorkspace(as(b.Context(), token), &berthv1.CreateWorkspaceRequest{
+			Name: "bench", Description: "benchmark workspace", Path: srv.mkdir(b, "bench"),
+			Tags: []string{"a", "b"}, Metadata: map[string]string{"k": "v"},
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		id := res.GetWorkspace().GetId()
+		newReq := getWorkspaceRequest(b, srv.URL+"/berth.v1.WorkspaceService/GetWorkspace", token, id)
+		return newReq, roundTrip(b, client, newReq()), token, id
+	}
+	run := func(b *testing.B, newReq func() *http.Request) {
 		b.ReportAllocs()
 		for b.Loop() {
 			roundTrip(b, client, newReq())
 		}
+	}
+	// The read cache off, in process (no Valkey), and in Valkey.
+	b.Run("connect-json/uncached", func(b *testing.B) {
+		newReq, _, _, _ := setup(b, "--cache-ttl", "0")
+		run(b, newReq)
+	})
+	b.Run("connect-json/cached-local", func(b *testing.B) {
+		newReq, _, _, _ := setup(b)
+		run(b, newReq)
+	})
+	b.Run("connect-json/cached-valkey", func(b *testing.B) {
+		newReq, _, _, _ := setup(b, "--valkey-url", testsvc.StartRedis(b).URL())
+		run(b, newReq)
 	})
 
 	b.Run("bare-net-http", func(b *testing.B) {
+		_, payload, token, id := setup(b)
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			b.Fatal(err)

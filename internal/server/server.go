@@ -173,6 +173,13 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg *prom
 			Ephemeral: rt.ephemeral,
 		},
 	})
+	if cfg.Valkey.CacheTTL > 0 {
+		records, err := cache.New("workspaces", cache.Options{Valkey: shared, TTL: cfg.Valkey.CacheTTL, Registerer: reg, Logger: logger})
+		if err != nil {
+			return nil, err
+		}
+		workspaces.UseCache(records)
+	}
 	runner := task.NewRunner(st, rt, workspaces, events, reg, logger, now, task.RunnerConfig{
 		MaxRunning:      int(cfg.Tasks.MaxRunning),
 		MaxPerWorkspace: int(cfg.Tasks.MaxRunningPerWorkspace),

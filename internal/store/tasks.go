@@ -433,8 +433,16 @@ func (s *Store) FailInterrupted(ctx context.Context, owner string, now time.Time
 //
 // It compares lease times written by other instances with now from this
 // one's clock: the instances' clocks must agree to well within a lease.
-func (s *Store) FailExpiredLeases(ctx context.Context, now time.Time, taskErr json.RawMessage) ([]*TaskRecord, error) {
-	ended, err := s.failRunning(ctx, ` AND (t.lease_expires_at IS NULL OR t.lease_expires_at < ?)`, []any{micros(now)}, now, taskErr)
+//
+// The tasks leased to the owners listed in except (the sweeping runner's
+// own, which it is alive to run) are left alone.
+func (s *Store) FailExpiredLeases(ctx context.Context, now time.Time, taskErr json.RawMessage, except ...string) ([]*TaskRecord, error) {
+	where, args := ` AND (t.lease_expires_at IS NULL OR t.lease_expires_at < ?)`, []any{micros(now)}
+	for _, owner := range except {
+		where += ` AND (t.lease_owner IS NULL OR t.lease_owner <> ?)`
+		args = append(args, owner)
+	}
+	ended, err := s.failRunning(ctx, where, args, now, taskErr)
 	if err != nil {
 		return nil, fmt.Errorf("fail expired leases: %w", err)
 	}

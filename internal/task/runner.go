@@ -184,10 +184,13 @@ func (r *Runner) Recover(ctx context.Context) error {
 // it — that instance stopped renewing it, so it died — as FAILED with code
 // INTERRUPTED, and publishes each change.
 func (r *Runner) sweep(ctx context.Context) error {
+	// Never this runner's own tasks: it is alive, and a run whose lease
+	// lapsed under load (renewals slowed down) stops itself if another
+	// instance may take it (see renew).
 	ended, err := r.store.FailExpiredLeases(ctx, r.now().UTC(), encode(&berthv1.TaskError{
 		Code:    interruptedCode,
 		Message: "the server instance running the task stopped answering; its logs up to then are kept",
-	}))
+	}), r.owner)
 	if err != nil {
 		return err
 	}
@@ -288,7 +291,9 @@ func (r *Runner) renew(ctx context.Context) {
 		case errors.Is(err, fault.ErrFailedPrecondition), errors.Is(err, fault.ErrNotFound):
 			r.logger.Warn("stopping a task whose lease this instance lost", "task", id, "error", err.Error())
 			ru.cancel(errLeaseLost)
-		case !now.Before(ru.leaseUntil):
+		case !now.Before(ru.leaseUntil) && !r.cfg.Exclusive:
+			// (An Exclusive runner has no one to hand the task to: it keeps
+			// running it, and renews again.)
 			r.logger.Error("stopping a task whose lease ran out: renewing it failed", "task", id, "error", err.Error())
 			ru.cancel(errLeaseLost)
 		default:

@@ -146,6 +146,7 @@ func (s *Service) moveStatus(ctx context.Context, w *store.Workspace, status sto
 	if err != nil {
 		return nil, err
 	}
+	s.forget(ctx, w.ID)
 	updated.AccessRole, updated.Stats = w.AccessRole, w.Stats
 	s.publish(updated)
 	return updated, nil
@@ -387,6 +388,7 @@ func (s *Service) MeasureDisk(ctx context.Context) error {
 		if _, err := s.store.UpdateWorkspace(ctx, w.ID, store.WorkspaceUpdate{DiskUsageMB: &mb}, w.UpdatedAt); err != nil && !errors.Is(err, fault.ErrNotFound) {
 			return err
 		}
+		s.forget(ctx, w.ID)
 	}
 	return nil
 }

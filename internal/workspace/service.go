@@ -19,6 +19,7 @@ import (
 	"github.com/berthhq/berth/internal/access"
 	"github.com/berthhq/berth/internal/audit"
 	"github.com/berthhq/berth/internal/bus"
+	"github.com/berthhq/berth/internal/cache"
 	"github.com/berthhq/berth/internal/fault"
 	"github.com/berthhq/berth/internal/page"
 	"github.com/berthhq/berth/internal/sandbox"
@@ -34,6 +35,7 @@ type Service struct {
 	containers Containers
 	bus        *bus.Bus
 	streams    *stream.Metrics
+	records    *cache.Cache // nil: Get reads the store (see UseCache)
 	audit      *audit.Recorder
 	logger     *slog.Logger
 	now        func() time.Time
@@ -136,7 +138,7 @@ func (s *Service) Create(ctx context.Context, p access.Principal, spec Spec) (*s
 
 // Get returns a workspace the caller may see; any other is not found.
 func (s *Service) Get(ctx context.Context, p access.Principal, id string) (*store.Workspace, error) {
-	w, err := s.store.FindWorkspace(ctx, id, p.Viewer())
+	w, err := s.find(ctx, p, id)
 	if err == nil {
 		s.Touch(id)
 	}
@@ -213,6 +215,7 @@ func (s *Service) Update(ctx context.Context, p access.Principal, id string, c C
 	if err != nil {
 		return nil, err
 	}
+	s.forget(ctx, id)
 	updated.AccessRole = w.AccessRole
 	updated.Stats = w.Stats
 	return updated, nil
@@ -237,6 +240,7 @@ func (s *Service) Delete(ctx context.Context, p access.Principal, id string) err
 	if err := s.store.DeleteWorkspace(ctx, id); err != nil {
 		return err
 	}
+	s.forget(ctx, id)
 	s.audit.Record(ctx, audit.Event{Action: audit.ActionWorkspaceDelete, TargetType: "workspace", TargetID: id,
 		Details: map[string]string{"name": w.Name, "owner_id": w.OwnerID}})
 	return nil
@@ -265,6 +269,7 @@ func (s *Service) AddMember(ctx context.Context, p access.Principal, workspaceID
 	if err := s.store.AddMember(ctx, m); err != nil {
 		return nil, err
 	}
+	s.forget(ctx, workspaceID)
 	s.audit.Record(ctx, audit.Event{Action: audit.ActionMemberAdd, TargetType: "workspace", TargetID: workspaceID,
 		Details: map[string]string{"user_id": userID, "role": string(role)}})
 	return m, nil
@@ -283,6 +288,7 @@ func (s *Service) RemoveMember(ctx context.Context, p access.Principal, workspac
 	if err := s.store.RemoveMember(ctx, workspaceID, userID); err != nil {
 		return err
 	}
+	s.forget(ctx, workspaceID)
 	s.audit.Record(ctx, audit.Event{Action: audit.ActionMemberRemove, TargetType: "workspace", TargetID: workspaceID,
 		Details: map[string]string{"user_id": userID}})
 	return nil

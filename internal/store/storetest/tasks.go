@@ -441,9 +441,14 @@ func testFailExpiredLeases(t *testing.T, e *env) {
 	got, err = e.s.FailExpiredLeases(e.ctx, now, taskErr)
 	must(t, err)
 	equal(t, "ended again", got, []*store.TaskRecord{})
+	// A sweeper's own tasks are left alone.
+	got, err = e.s.FailExpiredLeases(e.ctx, now.Add(2*time.Minute), taskErr, "a")
+	must(t, err)
+	equal(t, "ended later, except owner a's", ids(got), ids([]*store.TaskRecord{atNow, renewed}))
+	equal(t, "owner a's task", e.findTask(live.ID).Status, store.TaskRunning)
 	got, err = e.s.FailExpiredLeases(e.ctx, now.Add(2*time.Minute), taskErr)
 	must(t, err)
-	equal(t, "ended later", ids(got), ids([]*store.TaskRecord{atNow, live, renewed}))
+	equal(t, "ended at last", ids(got), ids([]*store.TaskRecord{live}))
 }
 
 // testFailExpiredLeasesConcurrent has several instances sweep at once:
