@@ -305,9 +305,27 @@ func (c *principalCache) forgetUser(userID string) {
 // account afresh; call it after disabling an account or changing its role.
 func (s *Service) ForgetUser(userID string) {
 	s.principals.forgetUser(userID)
-	if s.shared != nil {
-		s.shared.users.Invalidate(context.Background(), userID)
+	if s.shared == nil {
+		return
 	}
+	ctx := context.Background()
+	s.shared.users.Invalidate(ctx, userID)
+	// Disabling an account revokes its sessions in the store: every
+	// instance's copy of them goes too. Should listing them fail, the
+	// copies expire with the cache's TTL; the account's own record (just
+	// invalidated) still refuses them while it is disabled.
+	sessions, err := s.store.SessionKeys(ctx, userID)
+	if err != nil {
+		return
+	}
+	keys := make([]string, 0, 2*len(sessions))
+	for _, sess := range sessions {
+		keys = append(keys, "id:"+sess.ID)
+		if sess.CookieHash != nil {
+			keys = append(keys, "cookie:"+hex.EncodeToString(sess.CookieHash))
+		}
+	}
+	s.shared.sessions.Invalidate(ctx, keys...)
 }
 
 // forgetSession drops a session from the cache, whichever way it is

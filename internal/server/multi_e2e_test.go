@@ -146,7 +146,7 @@ func TestAuthChangesReachEveryInstance(t *testing.T) {
 			wantCode(t, err, connect.CodeInvalidArgument, "VALIDATION_ERROR") // a member gets as far as the path
 		}
 	}
-	for range 20 {
+	for i := range 20 {
 		if _, err := ca.Admin.DisableUser(admin, &berthv1.DisableUserRequest{UserId: userID}); err != nil {
 			t.Fatal(err)
 		}
@@ -155,8 +155,17 @@ func TestAuthChangesReachEveryInstance(t *testing.T) {
 		if _, err := ca.Admin.EnableUser(admin, &berthv1.EnableUserRequest{UserId: userID}); err != nil {
 			t.Fatal(err)
 		}
+		// Disabling revoked the account's sessions: the old token stays
+		// refused on B, though the account works again (a new sign-in).
+		_, err = cb.Auth.GetCurrentUser(worker, &berthv1.GetCurrentUserRequest{})
+		wantCode(t, err, connect.CodeUnauthenticated, "UNAUTHORIZED")
+		login, err := ca.Auth.Login(t.Context(), &berthv1.LoginRequest{Email: "worker@example.com", Password: "correct horse battery"})
+		if err != nil {
+			t.Fatalf("round %d: sign in again on A: %v", i, err)
+		}
+		worker = as(t.Context(), login.GetTokens().GetAccessToken())
 		if _, err := cb.Auth.GetCurrentUser(worker, &berthv1.GetCurrentUserRequest{}); err != nil {
-			t.Fatalf("enabled again on A, refused on B: %v", err)
+			t.Fatalf("round %d: enabled again on A, new token refused on B: %v", i, err)
 		}
 	}
 	if _, err := ca.Auth.Logout(worker, &berthv1.LogoutRequest{}); err != nil {
