@@ -15,6 +15,7 @@ import (
 	"github.com/berthhq/berth/internal/bus"
 	"github.com/berthhq/berth/internal/store"
 	"github.com/berthhq/berth/internal/tasklog"
+	"github.com/berthhq/berth/internal/testsvc"
 )
 
 // openStore opens a fresh SQLite store, closed at the end of the test.
@@ -326,8 +327,23 @@ func TestBackpressure(t *testing.T) {
 	}
 }
 
+// BenchmarkIngest measures log lines through the writer into a real store,
+// SQLite and Postgres (the test cluster: local, fsync off).
 func BenchmarkIngest(b *testing.B) {
-	s := openStore(b)
+	b.Run("sqlite", func(b *testing.B) { ingest(b, openStore(b)) })
+	b.Run("postgres", func(b *testing.B) {
+		s, err := store.OpenPostgres(b.Context(), testsvc.Postgres(b), 4)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { _ = s.Close() })
+		ingest(b, s)
+	})
+}
+
+// ingest writes lines through one task's log writer as fast as it takes
+// them and reports the rate.
+func ingest(b *testing.B, s *store.Store) {
 	tr := newTask(b, s, true)
 	w := tasklog.NewWriter(s, nil, tr.ID, 1, tasklog.Options{})
 	out := w.Stdout()
