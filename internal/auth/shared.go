@@ -85,17 +85,7 @@ func (s *Service) findSession(ctx context.Context, id string) (*store.Session, e
 	if s.shared == nil {
 		return s.store.FindSession(ctx, id)
 	}
-	c, err := sharedGet(ctx, s.shared.sessions, "id:"+id, func() (cachedSession, error) {
-		sess, err := s.store.FindSession(ctx, id)
-		if err != nil {
-			return cachedSession{}, err
-		}
-		return toCachedSession(sess), nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	return sessionOf(c), nil
+	return s.sharedSession(ctx, "id:"+id, func() (*store.Session, error) { return s.store.FindSession(ctx, id) })
 }
 
 // findSessionByCookie reads a browser session by its cookie's hash.
@@ -103,8 +93,15 @@ func (s *Service) findSessionByCookie(ctx context.Context, hash []byte) (*store.
 	if s.shared == nil {
 		return s.store.FindSessionByCookie(ctx, hash)
 	}
-	c, err := sharedGet(ctx, s.shared.sessions, "cookie:"+hex.EncodeToString(hash), func() (cachedSession, error) {
-		sess, err := s.store.FindSessionByCookie(ctx, hash)
+	return s.sharedSession(ctx, "cookie:"+hex.EncodeToString(hash), func() (*store.Session, error) {
+		return s.store.FindSessionByCookie(ctx, hash)
+	})
+}
+
+// sharedSession reads a session through the shared cache under key.
+func (s *Service) sharedSession(ctx context.Context, key string, load func() (*store.Session, error)) (*store.Session, error) {
+	c, err := sharedGet(ctx, s.shared.sessions, key, func() (cachedSession, error) {
+		sess, err := load()
 		if err != nil {
 			return cachedSession{}, err
 		}
