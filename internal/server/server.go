@@ -149,19 +149,19 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg *prom
 		return nil, err
 	}
 	var bridge *valkey.Bridge
-	if shared != nil {
-		// Events cross instances: a task running here streams to clients
-		// connected anywhere.
-		bridge = valkey.NewBridge(shared, events, eventCodec{})
-		if err := shareAuthReads(authSvc, shared, reg, logger); err != nil {
-			return nil, err // the deferred cleanup closes bridge and client
-		}
-	}
 	defer func() {
 		if err != nil {
 			closeShared(bridge, shared)
 		}
 	}()
+	if shared != nil {
+		// Events cross instances: a task running here streams to clients
+		// connected anywhere.
+		bridge = valkey.NewBridge(shared, events, eventCodec{})
+		if err := shareAuthReads(authSvc, shared, reg, logger); err != nil {
+			return nil, err
+		}
+	}
 	streamMetrics := stream.NewMetrics(reg)
 	workspaces := workspace.NewService(workspace.Deps{
 		Store: st, Roots: roots, Runtime: rt, Bus: events, Streams: streamMetrics, Audit: recorder, Logger: logger, Now: now,
