@@ -1,11 +1,13 @@
 package main_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -13,6 +15,8 @@ import (
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/client"
+	"github.com/docker/docker/pkg/stdcopy"
 
 	"github.com/berthhq/berth/internal/sandbox/sandboxtest"
 	"github.com/berthhq/berth/internal/testsvc"
@@ -22,6 +26,7 @@ import (
 // Valkey, one Docker engine, one JWT key and one workspace root, as
 // instances behind a load balancer.
 type cluster struct {
+	cli        *client.Client
 	args       []string
 	claude     string
 	project    string
@@ -49,7 +54,7 @@ func newCluster(t *testing.T, extra ...string) *cluster {
 		"--task-lease", "2s", "--max-running-tasks", "4", "--max-running-per-workspace", "4",
 		"--rate-task-create", "0", "--rate-principal", "0",
 	}, extra...)
-	c := &cluster{args: args, claude: claude, project: project}
+	c := &cluster{cli: cli, args: args, claude: claude, project: project}
 	t.Cleanup(func() {
 		// Workspace containers outlive a killed instance: remove them.
 		list, err := cli.ContainerList(context.Background(), container.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("label", "berth.workspace"))})
@@ -205,4 +210,41 @@ func TestInstancesShareTasks(t *testing.T) {
 	if got := waitStatus(t, b.addr, token, during, 30*time.Second); got["status"] != "TASK_STATUS_SUCCEEDED" {
 		t.Fatalf("task created while A was down: %v", got)
 	}
+	// The agent A had started in the shared container is stopped by B.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		ps := c.ps(t, "berth-"+wsID)
+		if !strings.Contains(ps, "hang here") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the interrupted task's agent still runs in the container:\n%s", ps)
+		}
+	}
+}
+
+// ps lists the processes of a container (pid, state, arguments), leaving
+// out zombies.
+func (c *cluster) ps(t *testing.T, ctr string) string {
+	t.Helper()
+	ctx := t.Context()
+	ex, err := c.cli.ContainerExecCreate(ctx, ctr, container.ExecOptions{Cmd: []string{"ps", "-e", "-o", "pid,stat,args"}, AttachStdout: true, AttachStderr: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	att, err := c.cli.ContainerExecAttach(ctx, ex.ID, container.ExecAttachOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer att.Close()
+	var out bytes.Buffer
+	if _, err := stdcopy.StdCopy(&out, &out, att.Reader); err != nil {
+		t.Fatal(err)
+	}
+	var live []string
+	for _, l := range strings.Split(out.String(), "\n") {
+		if f := strings.Fields(l); len(f) >= 3 && !strings.HasPrefix(f[1], "Z") {
+			live = append(live, l)
+		}
+	}
+	return strings.Join(live, "\n")
 }

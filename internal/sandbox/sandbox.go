@@ -93,7 +93,14 @@ type ExecSpec struct {
 	Stdin  io.Reader
 	Stdout io.Writer // receives stdout as it comes
 	Stderr io.Writer // receives stderr as it comes, kept apart from stdout
+	// Tag, when set, marks every process of the exec (TagVar=<tag> in its
+	// environment) so that StopTagged can stop them later — from any berth
+	// instance, such as one that takes over a task whose instance died.
+	Tag string
 }
+
+// TagVar is the environment variable that carries an exec's Tag.
+const TagVar = "BERTH_TAG"
 
 // ExitError is returned by an exec whose command exited non-zero.
 type ExitError struct {

@@ -33,6 +33,9 @@ import (
 // Runtime is what the runner needs of the container runtime.
 type Runtime interface {
 	Exec(ctx context.Context, containerID string, spec sandbox.ExecSpec) (int, error)
+	// StopTagged stops every process of the execs tagged tag in the
+	// container, whichever instance started them.
+	StopTagged(ctx context.Context, containerID, user, tag string) error
 	Build(ctx context.Context, contextDir, dockerfile, tag string, out io.Writer) (string, error)
 }
 
@@ -198,8 +201,27 @@ func (r *Runner) sweep(ctx context.Context) error {
 		r.logger.Warn("task interrupted: the lease of the instance running it ran out", "task", t.ID)
 		r.metrics.finished.WithLabelValues(string(t.Type), string(t.Status)).Inc()
 		r.published(t)
+		r.stopOrphans(ctx, t)
 	}
 	return nil
+}
+
+// stopOrphans stops, in the background, what the dead instance had
+// started for task t in its workspace's container: the processes of its
+// execs, all tagged with the task's id. The container, shared by every
+// instance, outlives the instance.
+func (r *Runner) stopOrphans(ctx context.Context, t *store.TaskRecord) {
+	w, err := r.store.FindWorkspace(ctx, t.WorkspaceID, store.Viewer{Admin: true})
+	if err != nil || w.ContainerID == "" {
+		return
+	}
+	r.wg.Go(func() {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer cancel()
+		if err := r.rt.StopTagged(ctx, w.ContainerID, "", t.ID); err != nil {
+			r.logger.Warn("stopping an interrupted task's processes failed", "task", t.ID, "error", err.Error())
+		}
+	})
 }
 
 // Run runs queued tasks until ctx ends; then it stops the running ones
@@ -551,7 +573,7 @@ func (r *Runner) runClaude(ctx context.Context, t *store.TaskRecord, cfg *berthv
 	}()
 	stderr := logs.Stderr()
 	argv := append([]string{r.cfg.ClaudePath}, agent.Args(opts)...)
-	code, err := r.rt.Exec(execCtx, w.ContainerID, sandbox.ExecSpec{Argv: argv, Dir: dir, Env: env, Stdout: pw, Stderr: stderr})
+	code, err := r.rt.Exec(execCtx, w.ContainerID, sandbox.ExecSpec{Argv: argv, Dir: dir, Env: env, Stdout: pw, Stderr: stderr, Tag: t.ID})
 	pw.Close()
 	<-parsed
 	if c, ok := stderr.(io.Closer); ok {
@@ -596,7 +618,7 @@ func (r *Runner) runGit(ctx context.Context, t *store.TaskRecord, cfg *berthv1.T
 	env := append(gitop.Env(), envOf(cfg)...)
 	for _, argv := range steps {
 		stdout, stderr := logs.Stdout(), logs.Stderr()
-		code, err := r.rt.Exec(ctx, w.ContainerID, sandbox.ExecSpec{Argv: argv, Dir: dir, Env: env, Stdout: stdout, Stderr: stderr})
+		code, err := r.rt.Exec(ctx, w.ContainerID, sandbox.ExecSpec{Argv: argv, Dir: dir, Env: env, Stdout: stdout, Stderr: stderr, Tag: t.ID})
 		closeAll(stdout, stderr)
 		if ctx.Err() != nil {
 			return outcome{}

@@ -100,13 +100,16 @@ func (r *Runtime) Exec(ctx context.Context, id string, spec sandbox.ExecSpec) (i
 	if err != nil {
 		return -1, err
 	}
-	env := make([]string, 0, len(spec.Env)+1)
+	env := make([]string, 0, len(spec.Env)+2)
 	for _, kv := range spec.Env {
-		if !strings.HasPrefix(kv, markerVar+"=") {
+		if !strings.HasPrefix(kv, markerVar+"=") && !strings.HasPrefix(kv, sandbox.TagVar+"=") {
 			env = append(env, kv)
 		}
 	}
 	env = append(env, marker)
+	if spec.Tag != "" {
+		env = append(env, sandbox.TagVar+"="+spec.Tag)
+	}
 	dir := spec.Dir
 	if !path.IsAbs(dir) {
 		dir = path.Join(sandbox.MountPath, dir) // "" and "sub" are in the project
@@ -198,6 +201,18 @@ func (r *Runtime) cancelled(ctx context.Context, id, user, marker string) error 
 		return fmt.Errorf("%w (and stopping the command failed: %v)", ctx.Err(), err)
 	}
 	return ctx.Err()
+}
+
+// StopTagged stops, as Exec's cancellation does (SIGTERM, then SIGKILL
+// after the kill grace), every process in container id whose environment
+// carries the exec tag tag, whoever started it; user is the user the
+// processes run as (empty: the container's). A container that is gone or
+// stopped has none left, which is success.
+func (r *Runtime) StopTagged(ctx context.Context, id, user, tag string) error {
+	if tag == "" {
+		return errors.New("docker stop tagged: no tag")
+	}
+	return r.stopExec(ctx, id, user, sandbox.TagVar+"="+tag)
 }
 
 // stopExec runs stopScript in the container for one exec's marker and

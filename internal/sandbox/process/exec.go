@@ -1,12 +1,14 @@
 package process
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -63,7 +65,11 @@ func (r *Runtime) Exec(ctx context.Context, id string, spec sandbox.ExecSpec) (i
 	}
 	cmd := exec.Command(spec.Argv[0], spec.Argv[1:]...)
 	cmd.Dir = dir
-	cmd.Env = environ(b.spec.Env, spec.Env)
+	var tag []string
+	if spec.Tag != "" {
+		tag = []string{sandbox.TagVar + "=" + spec.Tag} // last: it wins over spec.Env
+	}
+	cmd.Env = environ(b.spec.Env, spec.Env, tag)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = spec.Stdin, spec.Stdout, spec.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.WaitDelay = outputDrain
@@ -91,6 +97,62 @@ func (r *Runtime) Exec(ctx context.Context, id string, spec sandbox.ExecSpec) (i
 		go r.forgetWhenGone(b, g)
 		return -1, ctx.Err()
 	}
+}
+
+// StopTagged stops every process on the host (of those berth may signal)
+// whose environment carries the exec tag tag, whoever started it — a berth
+// process that died included: SIGTERM, then SIGKILL after the kill grace.
+// id and user are not needed on the host; id is accepted for symmetry with
+// the Docker runtime.
+func (r *Runtime) StopTagged(ctx context.Context, id, user, tag string) error {
+	if tag == "" {
+		return errors.New("process stop tagged: no tag")
+	}
+	want := []byte(sandbox.TagVar + "=" + tag)
+	find := func() []int {
+		entries, _ := os.ReadDir("/proc")
+		var pids []int
+		for _, e := range entries {
+			pid, err := strconv.Atoi(e.Name())
+			if err != nil || pid == os.Getpid() {
+				continue
+			}
+			env, err := os.ReadFile(filepath.Join("/proc", e.Name(), "environ"))
+			if err != nil {
+				continue // gone, or not ours to read
+			}
+			for kv := range bytes.SplitSeq(env, []byte{0}) {
+				if bytes.Equal(kv, want) {
+					pids = append(pids, pid)
+					break
+				}
+			}
+		}
+		return pids
+	}
+	signal := func(sig syscall.Signal) bool {
+		pids := find()
+		for _, pid := range pids {
+			_ = syscall.Kill(pid, sig)
+		}
+		return len(pids) > 0
+	}
+	if !signal(syscall.SIGTERM) {
+		return nil
+	}
+	deadline := time.Now().Add(r.grace)
+	for time.Now().Before(deadline) {
+		if len(find()) == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	signal(syscall.SIGKILL)
+	return nil
 }
 
 // forgetWhenGone drops g from b once no process is left in it.

@@ -31,6 +31,7 @@ type Runtime interface {
 	Inspect(ctx context.Context, id string) (sandbox.Info, error)
 	List(ctx context.Context) ([]sandbox.Info, error)
 	Exec(ctx context.Context, id string, spec sandbox.ExecSpec) (int, error)
+	StopTagged(ctx context.Context, id, user, tag string) error
 	Events(ctx context.Context) (<-chan sandbox.Event, <-chan error)
 }
 

@@ -39,6 +39,7 @@ func Run(t *testing.T, newRuntime func(t *testing.T) Runtime, base sandbox.Spec)
 		{"ExecWithoutStdin", testExecWithoutStdin},
 		{"ExecDirAndEnv", testExecDirAndEnv},
 		{"ExecCancelKillsChildren", testExecCancelKillsChildren},
+		{"StopTagged", testStopTagged},
 		{"StopEndsExecs", testStopEndsExecs},
 		{"Events", testEvents},
 	}
@@ -340,6 +341,61 @@ func testExecCancelKillsChildren(t *testing.T, rt Runtime, base sandbox.Spec) {
 	done`, "sh"}, pids...)...)
 	if strings.TrimSpace(alive.Stdout) != "" {
 		t.Errorf("pids still alive after the cancel: %s (children were %v)", alive.Stdout, pids)
+	}
+}
+
+// testStopTagged: the processes of a tagged exec — its command and what it
+// started — are stopped by StopTagged (as another berth instance would,
+// after the one running them died), and an exec with another tag is not.
+func testStopTagged(t *testing.T, rt Runtime, base sandbox.Spec) {
+	id, _ := StartContainer(t, rt, base)
+	tag, other := "task-"+randomHex(t, 6), "task-"+randomHex(t, 6)
+	d1, d2 := strconv.Itoa(100000+rand.IntN(400000)), strconv.Itoa(500000+rand.IntN(400000))
+	run := func(tag, d string) (<-chan int, *lines) {
+		out := newLines()
+		code := make(chan int, 1)
+		go func() {
+			c, err := rt.Exec(context.WithoutCancel(t.Context()), id, sandbox.ExecSpec{
+				Argv: []string{"sh", "-c", `sleep "$1" & echo started; wait`, "sh", d}, Stdout: out, Tag: tag,
+			})
+			if err != nil {
+				t.Errorf("exec: %v", err)
+			}
+			code <- c
+		}()
+		return code, out
+	}
+	tagged, out := run(tag, d1)
+	untagged, out2 := run(other, d2)
+	out.next(t, 30*time.Second)
+	out2.next(t, 30*time.Second)
+	if err := rt.StopTagged(t.Context(), id, "", tag); err != nil {
+		t.Fatalf("StopTagged: %v", err)
+	}
+	select {
+	case c := <-tagged:
+		if c == 0 {
+			t.Errorf("the stopped exec exited 0")
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("the tagged exec did not end")
+	}
+	r := Exec(t, rt, id, "ps", "-e", "-o", "pid,stat,args")
+	for _, l := range strings.Split(r.Stdout, "\n") {
+		f := strings.Fields(l)
+		if len(f) >= 3 && !strings.HasPrefix(f[1], "Z") && strings.Contains(l, "sleep "+d1) {
+			t.Errorf("a tagged process outlived StopTagged: %s", l)
+		}
+	}
+	if !strings.Contains(r.Stdout, "sleep "+d2) {
+		t.Errorf("the exec with another tag was stopped too:\n%s", r.Stdout)
+	}
+	if err := rt.StopTagged(t.Context(), id, "", other); err != nil {
+		t.Fatal(err)
+	}
+	<-untagged
+	if err := rt.StopTagged(t.Context(), id, "", "task-none"); err != nil {
+		t.Errorf("StopTagged with nothing to stop: %v", err)
 	}
 }
 
