@@ -253,3 +253,50 @@ func TestValkeyOutage(t *testing.T) {
 		t.Errorf("no cache hits on B after Valkey came back (%v before the loop, %v after)", before, after)
 	}
 }
+
+// TestStatsAcrossInstances: GetStats is cached, yet a workspace or task
+// created through A is counted by B's very next GetStats, every time.
+func TestStatsAcrossInstances(t *testing.T) {
+	t.Parallel()
+	p := newPair(t)
+	a, b := p.start(t), p.start(t)
+	ca, cb := a.clients(protocols[0]), b.clients(protocols[0])
+	ctx := as(t.Context(), register(t, ca, "counts@example.com").GetTokens().GetAccessToken())
+	var ws string
+	for i := range 15 {
+		res, err := ca.Workspace.CreateWorkspace(ctx, &berthv1.CreateWorkspaceRequest{Name: "c" + strconv.Itoa(i), Path: p.mkdir(t, "c"+strconv.Itoa(i))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ws = res.GetWorkspace().GetId()
+		got, err := cb.Stats.GetStats(ctx, &berthv1.GetStatsRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.GetWorkspaces() != int64(i+1) {
+			t.Fatalf("round %d: B counts %d workspaces right after A created its %dth", i, got.GetWorkspaces(), i+1)
+		}
+	}
+	for i := range 10 {
+		if _, err := ca.Task.CreateTask(ctx, &berthv1.CreateTaskRequest{WorkspaceId: ws, Type: berthv1.TaskType_TASK_TYPE_GIT_OPERATION,
+			Git: &berthv1.GitOperation{Operation: berthv1.GitOperationType_GIT_OPERATION_TYPE_STATUS}}); err != nil {
+			t.Fatal(err)
+		}
+		got, err := cb.Stats.GetStats(ctx, &berthv1.GetStatsRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.GetTasks() != int64(i+1) {
+			t.Fatalf("round %d: B counts %d tasks right after A created one more", i, got.GetTasks())
+		}
+	}
+	before := metric(t, b, `berth_cache_hits_total{cache="stats"}`)
+	for range 5 {
+		if _, err := cb.Stats.GetStats(ctx, &berthv1.GetStatsRequest{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if after := metric(t, b, `berth_cache_hits_total{cache="stats"}`); after < before+3 {
+		t.Errorf("repeated GetStats on B: %v hits before, %v after", before, after)
+	}
+}

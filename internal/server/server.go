@@ -173,12 +173,23 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg *prom
 			Ephemeral: rt.ephemeral,
 		},
 	})
+	statsSvc := stats.NewService(st)
 	if cfg.Valkey.CacheTTL > 0 {
 		records, err := cache.New("workspaces", cache.Options{Valkey: shared, TTL: cfg.Valkey.CacheTTL, Registerer: reg, Logger: logger})
 		if err != nil {
 			return nil, err
 		}
 		workspaces.UseCache(records)
+		counts, err := cache.New("stats", cache.Options{Valkey: shared, TTL: cfg.Valkey.CacheTTL, Registerer: reg, Logger: logger})
+		if err != nil {
+			return nil, err
+		}
+		statsSvc.UseCache(counts)
+		// Every write the counts depend on retires them, on every
+		// instance, before the writing call returns.
+		st.OnWrite([]string{"users", "workspaces", "workspace_members", "tasks"}, func(ctx context.Context) {
+			counts.Invalidate(ctx, stats.Generation)
+		})
 	}
 	runner := task.NewRunner(st, rt, workspaces, events, reg, logger, now, task.RunnerConfig{
 		MaxRunning:      int(cfg.Tasks.MaxRunning),
@@ -202,7 +213,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg *prom
 		berthv1connect.RegisterAuthServiceHandler(s, auth.NewHandler(authSvc, loginMethods))
 		berthv1connect.RegisterWorkspaceServiceHandler(s, workspace.NewHandler(workspaces))
 		berthv1connect.RegisterTaskServiceHandler(s, task.NewHandler(tasks))
-		berthv1connect.RegisterStatsServiceHandler(s, stats.NewHandler(stats.NewService(st)))
+		berthv1connect.RegisterStatsServiceHandler(s, stats.NewHandler(statsSvc))
 		berthv1connect.RegisterAdminServiceHandler(s, admin.NewHandler(admin.NewService(st, authSvc, recorder, now)))
 	}
 	bare := connect.NewServer()

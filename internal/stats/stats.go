@@ -1,13 +1,17 @@
 // Package stats answers StatsService: counts over the workspaces and tasks a
 // caller can see, or over the whole server for admins.
 //
-// stats imports internal/store, internal/access and internal/fault.
+// stats imports internal/store, internal/access, internal/cache and
+// internal/fault.
 package stats
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/json"
 
 	"github.com/berthhq/berth/internal/access"
+	"github.com/berthhq/berth/internal/cache"
 	"github.com/berthhq/berth/internal/fault"
 	berthv1 "github.com/berthhq/berth/internal/gen/berth/v1"
 	"github.com/berthhq/berth/internal/gen/berth/v1/berthv1connect"
@@ -16,11 +20,23 @@ import (
 
 // Service counts.
 type Service struct {
-	store *store.Store
+	store  *store.Store
+	counts *cache.Cache // nil: every Get counts in the store
 }
 
 // NewService returns a Service over st.
 func NewService(st *store.Store) *Service { return &Service{store: st} }
+
+// UseCache makes Get keep its counts in counts (Valkey-backed across
+// instances, or an in-process LRU). Entries live under a generation,
+// "gen", that the caller must invalidate after every write to the tables
+// the counts come from (users, workspaces, workspace_members, tasks):
+// store.OnWrite does it before the writing call returns, so no count older
+// than a completed write is served. Call it before the service is used.
+func (s *Service) UseCache(counts *cache.Cache) { s.counts = counts }
+
+// Generation is the cache key to invalidate after such a write.
+const Generation = "gen"
 
 // Get counts what p can see, or everything when global (admins only).
 func (s *Service) Get(ctx context.Context, p access.Principal, global bool) (*store.Stats, error) {
@@ -29,7 +45,35 @@ func (s *Service) Get(ctx context.Context, p access.Principal, global bool) (*st
 	}
 	// "Own" stats count the caller's own and shared workspaces, even for
 	// an admin, who could see every workspace.
-	return s.store.CountStats(ctx, store.Viewer{UserID: p.UserID}, global)
+	count := func(ctx context.Context) (*store.Stats, error) {
+		return s.store.CountStats(ctx, store.Viewer{UserID: p.UserID}, global)
+	}
+	if s.counts == nil {
+		return count(ctx)
+	}
+	gen, err := s.counts.Get(ctx, Generation, func(context.Context) ([]byte, error) { return []byte(rand.Text()), nil })
+	if err != nil {
+		return nil, err
+	}
+	scope := "user:" + p.UserID
+	if global {
+		scope = "global"
+	}
+	b, err := s.counts.Get(ctx, string(gen)+":"+scope, func(ctx context.Context) ([]byte, error) {
+		st, err := count(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return json.Marshal(st)
+	})
+	if err != nil {
+		return nil, err
+	}
+	var st store.Stats
+	if err := json.Unmarshal(b, &st); err != nil {
+		return nil, err
+	}
+	return &st, nil
 }
 
 // Handler serves berth.v1.StatsService.

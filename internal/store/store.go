@@ -45,6 +45,8 @@ type Store struct {
 	mu      sync.Mutex
 	closing bool
 	bg      sync.WaitGroup
+
+	watch *writeWatch // nil: no one to tell about writes (see OnWrite)
 }
 
 // Close closes the database, after any statement still being prepared in
@@ -112,10 +114,11 @@ type querier interface {
 // conn runs portable queries, rebinding their placeholders on the way, on
 // either the database or one transaction.
 type conn struct {
-	q  querier
-	d  dialect
-	s  *Store
-	tx *sql.Tx // nil outside a transaction
+	q       querier
+	d       dialect
+	s       *Store
+	tx      *sql.Tx // nil outside a transaction
+	touched *bool   // in a write transaction: set when it wrote a watched table
 }
 
 // stmt returns the cached statement for query, bound to the transaction
@@ -142,10 +145,15 @@ func (c conn) stmt(ctx context.Context, query string) (*sql.Stmt, bool) {
 }
 
 func (c conn) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	return c.q.ExecContext(ctx, c.d.rebind(query), args...)
+	res, err := c.q.ExecContext(ctx, c.d.rebind(query), args...)
+	if err == nil {
+		c.wrote(ctx, query)
+	}
+	return res, err
 }
 
 func (c conn) query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	c.wrote(ctx, query) // a write with RETURNING (reported early outside a transaction)
 	query = c.d.rebind(query)
 	if st, ok := c.stmt(ctx, query); ok {
 		return st.QueryContext(ctx, args...)
@@ -154,6 +162,7 @@ func (c conn) query(ctx context.Context, query string, args ...any) (*sql.Rows, 
 }
 
 func (c conn) queryRow(ctx context.Context, query string, args ...any) *sql.Row {
+	defer c.wrote(ctx, query) // a write with RETURNING (reported early outside a transaction)
 	query = c.d.rebind(query)
 	if st, ok := c.stmt(ctx, query); ok {
 		return st.QueryRowContext(ctx, args...)
@@ -212,11 +221,15 @@ func (s *Store) runTx(ctx context.Context, opts *sql.TxOptions, fn func(c conn) 
 			}
 		}
 	}()
-	if err := fn(conn{q: tx, d: s.d, s: s, tx: tx}); err != nil {
+	touched := false
+	if err := fn(conn{q: tx, d: s.d, s: s, tx: tx, touched: &touched}); err != nil {
 		return err
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("commit: %w", err)
+	}
+	if touched {
+		s.watch.fn(context.WithoutCancel(ctx))
 	}
 	return nil
 }
