@@ -44,9 +44,9 @@ var allowed = map[string][]string{
 	"internal/telemetry":           {},
 	"internal/version":             {},
 	"internal/testsvc":             {},
-	"internal/valkey":              {"internal/bus"},
-	"internal/cache":               {"internal/valkey"},
-	"internal/ratelimit":           {"internal/valkey"},
+	"internal/valkey":              {"internal/bus", "internal/telemetry"},
+	"internal/cache":               {"internal/telemetry", "internal/valkey"},
+	"internal/ratelimit":           {"internal/telemetry", "internal/valkey"},
 
 	"internal/gen/berth/v1":                {},
 	"internal/gen/berth/v1/berthv1connect": {"internal/gen/berth/v1"},

@@ -67,12 +67,11 @@
 // instance, with a token per pending load against the load/invalidate
 // race.
 //
-// cache imports internal/valkey from berth.
+// cache imports internal/valkey and internal/telemetry from berth.
 package cache
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -82,6 +81,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/berthhq/berth/internal/telemetry"
 	"github.com/berthhq/berth/internal/valkey"
 )
 
@@ -238,28 +238,13 @@ func (c *Cache) registerMetrics(reg prometheus.Registerer) {
 		Help: "Hits over reads since the process started.",
 	}, []string{"cache"})
 	if reg != nil {
-		hits = register(reg, hits)
-		clientHits = register(reg, clientHits)
-		misses = register(reg, misses)
-		ratio = register(reg, ratio)
+		hits = telemetry.Register(reg, hits)
+		clientHits = telemetry.Register(reg, clientHits)
+		misses = telemetry.Register(reg, misses)
+		ratio = telemetry.Register(reg, ratio)
 	}
 	c.hitsM = hits.WithLabelValues(c.name)
 	c.clientHitsM = clientHits.WithLabelValues(c.name)
 	c.missesM = misses.WithLabelValues(c.name)
 	c.ratio = ratio.WithLabelValues(c.name)
-}
-
-// register registers col on reg, or returns the collector registered
-// already under its name (another cache on the same registry).
-func register[C prometheus.Collector](reg prometheus.Registerer, col C) C {
-	if err := reg.Register(col); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing
-			}
-		}
-		panic(err)
-	}
-	return col
 }

@@ -13,7 +13,7 @@
 // get up to one budget per instance. A Valkey failure is never an error
 // for the caller: the decision falls back to the local budget.
 //
-// ratelimit imports internal/valkey from berth.
+// ratelimit imports internal/valkey and internal/telemetry from berth.
 package ratelimit
 
 import (
@@ -26,6 +26,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/berthhq/berth/internal/telemetry"
 	"github.com/berthhq/berth/internal/valkey"
 )
 
@@ -147,7 +148,7 @@ func New(classes map[string]Class, opts Options) *Limiter {
 		}, []string{"class"}),
 	}
 	if opts.Registerer != nil {
-		l.limited = register(opts.Registerer, l.limited)
+		l.limited = telemetry.Register(opts.Registerer, l.limited)
 	}
 	for name, c := range classes {
 		c.Burst = max(c.Burst, 1)
@@ -195,19 +196,4 @@ func (l *Limiter) decide(ctx context.Context, class, key string, take bool) (Dec
 		l.limited.WithLabelValues(class).Inc()
 	}
 	return d, nil
-}
-
-// register registers col on reg, or returns the collector registered
-// already under its name (another Limiter on the same registry).
-func register[C prometheus.Collector](reg prometheus.Registerer, col C) C {
-	if err := reg.Register(col); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing
-			}
-		}
-		panic(err)
-	}
-	return col
 }

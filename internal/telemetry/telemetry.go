@@ -8,6 +8,7 @@
 package telemetry
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -62,6 +63,22 @@ func NewRegistry() *prometheus.Registry {
 
 // NewMeterProvider returns an OpenTelemetry meter provider whose instruments
 // are exported through reg.
+// Register registers col on reg, or returns the collector registered there
+// already under its name: several caches, limiters or clients built on one
+// registry share their metric vectors.
+func Register[C prometheus.Collector](reg prometheus.Registerer, col C) C {
+	if err := reg.Register(col); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(C); ok {
+				return existing
+			}
+		}
+		panic(err)
+	}
+	return col
+}
+
 func NewMeterProvider(reg prometheus.Registerer) (*sdkmetric.MeterProvider, error) {
 	exporter, err := otelprom.New(otelprom.WithRegisterer(reg), otelprom.WithoutScopeInfo())
 	if err != nil {

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/berthhq/berth/internal/telemetry"
 )
 
@@ -34,4 +36,21 @@ func TestLoggerRedactsSecrets(t *testing.T) {
 	if _, err := telemetry.NewLogger(&buf, "xml", slog.LevelInfo); err == nil {
 		t.Error("unknown format accepted")
 	}
+}
+
+func TestRegisterSharesACollector(t *testing.T) {
+	t.Parallel()
+	reg := prometheus.NewRegistry()
+	opts := prometheus.CounterOpts{Name: "berth_test_total", Help: "A test counter."}
+	first := telemetry.Register(reg, prometheus.NewCounterVec(opts, []string{"k"}))
+	second := telemetry.Register(reg, prometheus.NewCounterVec(opts, []string{"k"}))
+	if first != second {
+		t.Fatal("a second registration under the same name got its own collector")
+	}
+	defer func() {
+		if recover() == nil {
+			t.Error("a different collector under a taken name did not panic")
+		}
+	}()
+	telemetry.Register(reg, prometheus.NewGauge(prometheus.GaugeOpts{Name: "berth_test_total", Help: "clash"}))
 }

@@ -11,6 +11,7 @@ import (
 	valkeygo "github.com/valkey-io/valkey-go"
 
 	"github.com/berthhq/berth/internal/bus"
+	"github.com/berthhq/berth/internal/telemetry"
 )
 
 // Codec turns bus events into bytes and back, for the Bridge. The server
@@ -289,8 +290,8 @@ func (br *Bridge) registerMetrics(reg prometheus.Registerer) {
 		Help: "Bus events not sent to (out) or not delivered from (in) other berth instances; their subscribers resynchronise from the store.",
 	}, []string{"direction"})
 	if reg != nil {
-		events = register(reg, events)
-		dropped = register(reg, dropped)
+		events = telemetry.Register(reg, events)
+		dropped = telemetry.Register(reg, dropped)
 	}
 	br.sent, br.received = events.WithLabelValues("out"), events.WithLabelValues("in")
 	br.droppedOut, br.droppedIn = dropped.WithLabelValues("out"), dropped.WithLabelValues("in")

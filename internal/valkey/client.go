@@ -17,7 +17,8 @@
 // to this client's commands then arrive in one ordered stream, which the
 // coherence of internal/cache relies on (see Sync).
 //
-// valkey imports internal/bus from berth, for the Bridge.
+// valkey imports internal/bus from berth, for the Bridge, and
+// internal/telemetry.
 package valkey
 
 import (

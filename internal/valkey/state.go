@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/berthhq/berth/internal/telemetry"
 )
 
 // Up reports whether Valkey answers and every recovery hook has run since
@@ -188,21 +190,6 @@ func (c *Client) registerMetrics(reg prometheus.Registerer) {
 	if reg == nil {
 		return
 	}
-	c.upGauge = register(reg, c.upGauge)
-	c.outages = register(reg, c.outages)
-}
-
-// register registers col on reg, or returns the collector registered
-// already under its name (another Client on the same registry).
-func register[C prometheus.Collector](reg prometheus.Registerer, col C) C {
-	if err := reg.Register(col); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing
-			}
-		}
-		panic(err)
-	}
-	return col
+	c.upGauge = telemetry.Register(reg, c.upGauge)
+	c.outages = telemetry.Register(reg, c.outages)
 }
