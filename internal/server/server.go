@@ -275,7 +275,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg *prom
 			return authSvc.Authenticate(r.Context(), credentials(&h))
 		},
 		RedeemTicket: authSvc.RedeemStreamTicket, RecheckTicket: authSvc.RecheckTicket,
-		Store: st, Bus: events, Logger: logger, Metrics: streamMetrics,
+		Store: st, Bus: events, Workspaces: workspaces, Logger: logger, Metrics: streamMetrics,
 		Heartbeat: cfg.Streams.Heartbeat, WriteTimeout: cfg.Streams.StallTimeout,
 	})
 	streams.Mount(mux)

@@ -192,12 +192,22 @@ func roleFromProto(r berthv1.WorkspaceRole) store.WorkspaceRole {
 // workspace's current state, then its status changes and its tasks'
 // lifecycle events until the client goes away.
 func (h *Handler) WatchWorkspace(ctx context.Context, req *berthv1.WatchWorkspaceRequest, out berthv1connect.WorkspaceServiceWatchWorkspaceServerStream) error {
+	return h.svc.FollowEvents(ctx, principal(ctx), req.GetWorkspaceId(), func(ev *berthv1.WorkspaceEvent) error {
+		return out.Send(&berthv1.WatchWorkspaceResponse{Event: ev})
+	})
+}
+
+// FollowEvents is Follow with what it sends turned into the API's
+// WorkspaceEvents, as WatchWorkspace, the SSE stream and the WebSocket all
+// send them: the workspace's state and status changes, and its tasks'
+// changes — "task.status" when a task's status changed, "task.progress"
+// when only its progress did.
+func (s *Service) FollowEvents(ctx context.Context, p access.Principal, id string, send func(*berthv1.WorkspaceEvent) error) error {
 	statuses := map[string]store.TaskStatus{} // of the tasks seen running
-	return h.svc.Follow(ctx, principal(ctx), req.GetWorkspaceId(), func(v any) error {
-		var ev *berthv1.WorkspaceEvent
+	return s.Follow(ctx, p, id, func(v any) error {
 		switch v := v.(type) {
 		case Event:
-			ev = &berthv1.WorkspaceEvent{Time: timestamppb.New(v.Time), Kind: v.Kind, Workspace: ToProto(v.Workspace)}
+			return send(&berthv1.WorkspaceEvent{Time: timestamppb.New(v.Time), Kind: v.Kind, Workspace: ToProto(v.Workspace)})
 		case task.StatusEvent: // only its ID and Status may be read: the runner goes on updating its progress
 			kind := "task.status"
 			if statuses[v.Task.ID] == v.Task.Status {
@@ -207,11 +217,10 @@ func (h *Handler) WatchWorkspace(ctx context.Context, req *berthv1.WatchWorkspac
 			if v.Task.Status.Terminal() {
 				delete(statuses, v.Task.ID)
 			}
-			ev = &berthv1.WorkspaceEvent{Time: timestamppb.New(h.svc.now()), Kind: kind, TaskId: v.Task.ID, TaskStatus: task.ToProto(&store.TaskRecord{Status: v.Task.Status}).GetStatus()}
-		default:
-			return nil
+			return send(&berthv1.WorkspaceEvent{Time: timestamppb.New(s.now()), Kind: kind, TaskId: v.Task.ID,
+				TaskStatus: task.ToProto(&store.TaskRecord{Status: v.Task.Status}).GetStatus()})
 		}
-		return out.Send(&berthv1.WatchWorkspaceResponse{Event: ev})
+		return nil
 	})
 }
 

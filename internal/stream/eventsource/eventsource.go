@@ -30,7 +30,6 @@ import (
 	sse "github.com/tmaxmax/go-sse"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/berthhq/berth/internal/access"
 	"github.com/berthhq/berth/internal/bus"
@@ -67,6 +66,7 @@ type Config struct {
 	RecheckTicket func(ctx context.Context, p access.Principal) (access.Principal, error)
 	Store         *store.Store
 	Bus           *bus.Bus
+	Workspaces    *workspace.Service
 	Logger        *slog.Logger
 	Metrics       *stream.Metrics // may be nil
 	// Heartbeat overrides the default heartbeat period when positive.
@@ -195,33 +195,8 @@ func (h *Handler) workspaceEvents(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	current := func(ctx context.Context) (any, error) {
-		ws, err := h.Store.FindWorkspace(ctx, id, p.Viewer())
-		if err != nil {
-			return nil, err
-		}
-		return workspace.Event{Kind: "workspace.status", Workspace: ws, Time: time.Now().UTC()}, nil
-	}
-	statuses := map[string]store.TaskStatus{} // of the tasks seen running
 	h.serve(w, r, recheck, func(ctx context.Context, send func(*sse.Message) error) error {
-		return stream.Watcher{Bus: h.Bus, Metrics: h.Metrics}.Watch(ctx, workspace.Topic(id), current, func(v any) error {
-			var ev *berthv1.WorkspaceEvent
-			switch v := v.(type) {
-			case workspace.Event:
-				ev = &berthv1.WorkspaceEvent{Time: timestamppb.New(v.Time), Kind: v.Kind, Workspace: workspace.ToProto(v.Workspace)}
-			case task.StatusEvent:
-				kind := "task.status"
-				if statuses[v.Task.ID] == v.Task.Status {
-					kind = "task.progress"
-				}
-				statuses[v.Task.ID] = v.Task.Status
-				if v.Task.Status.Terminal() {
-					delete(statuses, v.Task.ID)
-				}
-				ev = &berthv1.WorkspaceEvent{Time: timestamppb.Now(), Kind: kind, TaskId: v.Task.ID, TaskStatus: taskStatus(v.Task.Status)}
-			default:
-				return nil
-			}
+		return h.Workspaces.FollowEvents(ctx, p, id, func(ev *berthv1.WorkspaceEvent) error {
 			b, err := marshal.Marshal(ev)
 			if err != nil {
 				return err
@@ -369,13 +344,6 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(map[string]string{"code": code, "message": msg})
-}
-
-// taskStatus converts a task status to its API enum. (Of a published task
-// record only ID and Status may be read: its publisher goes on updating
-// its progress.)
-func taskStatus(s store.TaskStatus) berthv1.TaskStatus {
-	return task.ToProto(&store.TaskRecord{Status: s}).GetStatus()
 }
 
 // KeepOpen lifts the server's read and write timeouts from the requests to

@@ -2,18 +2,14 @@ package ws
 
 import (
 	"context"
-	"time"
 
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/berthhq/berth/internal/access"
 	berthv1 "github.com/berthhq/berth/internal/gen/berth/v1"
-	"github.com/berthhq/berth/internal/store"
 	"github.com/berthhq/berth/internal/stream"
 	"github.com/berthhq/berth/internal/task"
-	"github.com/berthhq/berth/internal/workspace"
 )
 
 // marshal writes API messages as the JSON codec of the RPCs does: proto
@@ -49,25 +45,7 @@ func (s *session) followTask(ctx context.Context, p access.Principal, id string,
 // followWorkspace sends workspace id's state, then its status changes and
 // its tasks' lifecycle events, as the Connect stream WatchWorkspace does.
 func (s *session) followWorkspace(ctx context.Context, p access.Principal, id string, emit func(string, []byte) error) error {
-	statuses := map[string]store.TaskStatus{} // of the tasks seen running
-	return s.h.cfg.Workspaces.Follow(ctx, p, id, func(v any) error {
-		var ev *berthv1.WorkspaceEvent
-		switch v := v.(type) {
-		case workspace.Event:
-			ev = &berthv1.WorkspaceEvent{Time: timestamppb.New(v.Time), Kind: v.Kind, Workspace: workspace.ToProto(v.Workspace)}
-		case task.StatusEvent: // only its ID and Status may be read: the runner goes on updating its progress
-			kind := "task.status"
-			if statuses[v.Task.ID] == v.Task.Status {
-				kind = "task.progress"
-			}
-			statuses[v.Task.ID] = v.Task.Status
-			if v.Task.Status.Terminal() {
-				delete(statuses, v.Task.ID)
-			}
-			ev = &berthv1.WorkspaceEvent{Time: timestamppb.New(time.Now()), Kind: kind, TaskId: v.Task.ID, TaskStatus: task.ToProto(&store.TaskRecord{Status: v.Task.Status}).GetStatus()}
-		default:
-			return nil
-		}
+	return s.h.cfg.Workspaces.FollowEvents(ctx, p, id, func(ev *berthv1.WorkspaceEvent) error {
 		b, err := marshal.Marshal(ev)
 		if err != nil {
 			return err
