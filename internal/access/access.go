@@ -105,6 +105,11 @@ const (
 	PermWorkspaceDelete = "workspace.delete"
 	PermWorkspaceOp     = "workspace.operate"
 	PermWorkspaceShare  = "workspace.share"
+	// PermWorkspaceImport allows naming an existing host directory as a
+	// workspace's directory (CreateWorkspace with a path). It is checked by
+	// the workspace service, not named by an RPC: every workspace
+	// directory is then berth's own unless an admin imported it.
+	PermWorkspaceImport = "workspace.import"
 	PermTaskRead        = "task.read"
 	PermTaskCreate      = "task.create"
 	PermTaskCancel      = "task.cancel"
@@ -120,6 +125,7 @@ var policy = map[store.Role][]string{
 	store.RoleAdmin: {
 		PermAccountSelf, PermAPIKeyManage,
 		PermWorkspaceRead, PermWorkspaceCreate, PermWorkspaceUpdate, PermWorkspaceDelete, PermWorkspaceOp, PermWorkspaceShare,
+		PermWorkspaceImport,
 		PermTaskRead, PermTaskCreate, PermTaskCancel,
 		PermStatsRead, PermAdminUsers, PermAdminAudit,
 	},

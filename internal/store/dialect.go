@@ -62,6 +62,10 @@ const (
 	// lockUserCreation serialises account creation, so that of two
 	// accounts created at once on an empty server only one becomes admin.
 	lockUserCreation lockKey = 0x6265727468_0002
+	// lockWorkspacePaths serialises workspace creation, so that of two
+	// workspaces created at once with overlapping directories only one is
+	// kept.
+	lockWorkspacePaths lockKey = 0x6265727468_0003
 )
 
 // rebindDollar rewrites ? placeholders into $1, $2, … as Postgres wants them.

@@ -176,7 +176,13 @@ type Workspace struct {
 	Tags         []string          // never nil when read from the store
 	Metadata     map[string]string // never nil when read from the store
 	Image        string
-	ContainerID  string
+	// ImageID is the image the container was last created from, resolved
+	// from Image (or the server default) when the workspace started.
+	ImageID     string
+	ContainerID string
+	// Managed says berth created Path for this workspace; otherwise an
+	// admin imported an existing host directory.
+	Managed      bool
 	MemoryMB     int64
 	CPUs         float64
 	Pids         int64
@@ -235,6 +241,7 @@ type WorkspaceUpdate struct {
 	Status       *WorkspaceStatus
 	StatusReason *string
 	ContainerID  *string
+	ImageID      *string
 	DiskUsageMB  *int64
 	// IfStatus, when not empty, makes the update conditional: it applies
 	// only while the workspace's status is one of these, atomically, and

@@ -13,7 +13,7 @@ import (
 
 // workspaceColumns are read with the table aliased as w, in scanWorkspace's order.
 const workspaceColumns = `w.id, w.owner_id, w.name, w.description, w.path, w.status, w.status_reason,
-	w.git_url, w.branch, w.tags, w.metadata, w.image, w.container_id,
+	w.git_url, w.branch, w.tags, w.metadata, w.image, w.image_id, w.container_id, w.managed,
 	w.memory_mb, w.cpus, w.pids, w.disk_usage_mb, w.created_at, w.updated_at`
 
 // viewerJoin joins the reading viewer's membership, if any, to each
@@ -49,7 +49,9 @@ func duplicateWorkspace(name string) error {
 
 // CreateWorkspace stores a new workspace. The caller fills every field but
 // Stats and AccessRole. A second workspace of the same owner with the same
-// name is a fault.ErrConflict; an owner that does not exist is
+// name is a fault.ErrConflict, and so is one whose Path is the path of
+// another workspace, or inside it, or around it (checked and inserted
+// atomically, whoever owns the other); an owner that does not exist is
 // fault.NotFound("user"). Nil Tags and Metadata are stored empty, and w's
 // times are set to their stored precision.
 func (s *Store) CreateWorkspace(ctx context.Context, w *Workspace) error {
@@ -61,15 +63,32 @@ func (s *Store) CreateWorkspace(ctx context.Context, w *Workspace) error {
 	if err != nil {
 		return fmt.Errorf("create workspace: %w", err)
 	}
-	_, err = s.conn().exec(ctx, `
-		INSERT INTO workspaces (id, owner_id, name, description, path, status, status_reason,
-			git_url, branch, tags, metadata, image, container_id,
-			memory_mb, cpus, pids, disk_usage_mb, created_at, updated_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		w.ID, w.OwnerID, w.Name, w.Description, w.Path, string(w.Status), w.StatusReason,
-		w.GitURL, w.Branch, tags, meta, w.Image, w.ContainerID,
-		w.MemoryMB, w.CPUs, w.Pids, w.DiskUsageMB, micros(w.CreatedAt), micros(w.UpdatedAt))
+	err = s.inTx(ctx, func(c conn) error {
+		if q := s.d.lockXact(lockWorkspacePaths); q != "" {
+			if _, err := c.exec(ctx, q); err != nil {
+				return fmt.Errorf("take lock: %w", err)
+			}
+		}
+		others, err := overlapping(ctx, c, w.Path, w.ID)
+		if err != nil {
+			return err
+		}
+		if len(others) > 0 {
+			return errOverlap
+		}
+		_, err = c.exec(ctx, `
+			INSERT INTO workspaces (id, owner_id, name, description, path, status, status_reason,
+				git_url, branch, tags, metadata, image, image_id, container_id, managed,
+				memory_mb, cpus, pids, disk_usage_mb, created_at, updated_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			w.ID, w.OwnerID, w.Name, w.Description, w.Path, string(w.Status), w.StatusReason,
+			w.GitURL, w.Branch, tags, meta, w.Image, w.ImageID, w.ContainerID, boolInt(w.Managed),
+			w.MemoryMB, w.CPUs, w.Pids, w.DiskUsageMB, micros(w.CreatedAt), micros(w.UpdatedAt))
+		return err
+	})
 	switch {
+	case errors.Is(err, errOverlap):
+		return err
 	case s.d.isUniqueViolation(err):
 		return duplicateWorkspace(w.Name)
 	case s.d.isForeignKeyViolation(err):
@@ -86,6 +105,48 @@ func (s *Store) CreateWorkspace(ctx context.Context, w *Workspace) error {
 	w.CreatedAt = storedTime(w.CreatedAt)
 	w.UpdatedAt = storedTime(w.UpdatedAt)
 	return nil
+}
+
+// errOverlap refuses a workspace directory that another workspace's
+// directory equals, contains or lies in. It names neither the other
+// workspace nor its owner.
+var errOverlap = &fault.Error{Kind: fault.ErrConflict, Message: "the directory is already used by another workspace, or lies inside or around one; workspaces never share or nest directories",
+	Violations: []fault.Violation{{Field: "path", Reason: "overlaps another workspace's directory"}}}
+
+// OverlappingWorkspaces returns the ids of the workspaces other than except
+// whose directory is path, lies inside path, or contains it — compared as
+// the cleaned, resolved paths the store keeps.
+func (s *Store) OverlappingWorkspaces(ctx context.Context, path, except string) ([]string, error) {
+	ids, err := overlapping(ctx, s.conn(), path, except)
+	if err != nil {
+		return nil, fmt.Errorf("overlapping workspaces: %w", err)
+	}
+	return ids, nil
+}
+
+// overlapping finds the workspaces whose path equals path, is an ancestor of
+// it or a descendant of it. Prefixes are compared with substr, not LIKE, so
+// that "%" and "_" in a path are plain characters.
+func overlapping(ctx context.Context, c conn, path, except string) ([]string, error) {
+	rows, err := c.query(ctx, `
+		SELECT id FROM workspaces
+		WHERE id <> ? AND (path = ?
+			OR substr(?, 1, length(path) + 1) = path || '/'
+			OR substr(path, 1, length(?) + 1) = ? || '/')`,
+		except, path, path, path, path)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	return ids, rows.Err()
 }
 
 // FindWorkspace returns the workspace with the given id as v sees it: with
@@ -236,6 +297,9 @@ func (s *Store) UpdateWorkspace(ctx context.Context, id string, upd WorkspaceUpd
 	if upd.ContainerID != nil {
 		set("container_id", *upd.ContainerID)
 	}
+	if upd.ImageID != nil {
+		set("image_id", *upd.ImageID)
+	}
 	if upd.DiskUsageMB != nil {
 		set("disk_usage_mb", *upd.DiskUsageMB)
 	}
@@ -331,9 +395,10 @@ func scanWorkspace(row scanner) (*Workspace, sql.NullString, error) {
 		tags, meta       string
 		created, updated int64
 		memberRole       sql.NullString
+		managed          int64
 	)
 	err := row.Scan(&w.ID, &w.OwnerID, &w.Name, &w.Description, &w.Path, &status, &w.StatusReason,
-		&w.GitURL, &w.Branch, &tags, &meta, &w.Image, &w.ContainerID,
+		&w.GitURL, &w.Branch, &tags, &meta, &w.Image, &w.ImageID, &w.ContainerID, &managed,
 		&w.MemoryMB, &w.CPUs, &w.Pids, &w.DiskUsageMB, &created, &updated, &memberRole)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, memberRole, fault.NotFound("workspace")
@@ -342,6 +407,7 @@ func scanWorkspace(row scanner) (*Workspace, sql.NullString, error) {
 		return nil, memberRole, err
 	}
 	w.Status = WorkspaceStatus(status)
+	w.Managed = managed != 0
 	if w.Tags, err = decodeTags(tags); err != nil {
 		return nil, memberRole, fmt.Errorf("workspace %s: %w", w.ID, err)
 	}

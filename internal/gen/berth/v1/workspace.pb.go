@@ -310,7 +310,7 @@ type Workspace struct {
 	Name string `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
 	// Description says what the workspace is for.
 	Description string `protobuf:"bytes,4,opt,name=description,proto3" json:"description,omitempty"`
-	// Path is the project directory on the host, absolute and resolved.
+	// Path is the workspace's directory on the host, absolute and resolved.
 	Path string `protobuf:"bytes,5,opt,name=path,proto3" json:"path,omitempty"`
 	// Status is the container's life-cycle state.
 	Status WorkspaceStatus `protobuf:"varint,6,opt,name=status,proto3,enum=berth.v1.WorkspaceStatus" json:"status,omitempty"`
@@ -326,16 +326,25 @@ type Workspace struct {
 	Metadata map[string]string `protobuf:"bytes,11,rep,name=metadata,proto3" json:"metadata,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// Stats counts the workspace's tasks.
 	Stats *WorkspaceStats `protobuf:"bytes,12,opt,name=stats,proto3" json:"stats,omitempty"`
-	// Image is the container image; empty means the server default.
+	// Image is the container image the workspace runs: the one it asked for,
+	// or the server default.
 	Image string `protobuf:"bytes,13,opt,name=image,proto3" json:"image,omitempty"`
 	// ContainerId is the engine's id of the workspace container, once created.
 	ContainerId string `protobuf:"bytes,14,opt,name=container_id,json=containerId,proto3" json:"container_id,omitempty"`
-	// Resources are the container limits asked for.
+	// Resources are the container limits in effect: those asked for, or the
+	// server defaults.
 	Resources *ResourceLimits `protobuf:"bytes,15,opt,name=resources,proto3" json:"resources,omitempty"`
 	// CreatedAt is when the workspace was created.
 	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,16,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
 	// UpdatedAt is when the workspace last changed.
-	UpdatedAt     *timestamppb.Timestamp `protobuf:"bytes,17,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	UpdatedAt *timestamppb.Timestamp `protobuf:"bytes,17,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	// ImageId is the ID of the image its container was created from, resolved
+	// from image when the workspace last started; empty until then, and on the
+	// process runtime, which runs no image.
+	ImageId string `protobuf:"bytes,18,opt,name=image_id,json=imageId,proto3" json:"image_id,omitempty"`
+	// Managed says berth created the workspace's directory; false for an
+	// imported host directory.
+	Managed       bool `protobuf:"varint,19,opt,name=managed,proto3" json:"managed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -489,6 +498,20 @@ func (x *Workspace) GetUpdatedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Workspace) GetImageId() string {
+	if x != nil {
+		return x.ImageId
+	}
+	return ""
+}
+
+func (x *Workspace) GetManaged() bool {
+	if x != nil {
+		return x.Managed
+	}
+	return false
+}
+
 // ListWorkspacesRequest filters, sorts and pages workspaces.
 type ListWorkspacesRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -636,9 +659,14 @@ type CreateWorkspaceRequest struct {
 	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	// Description is at most 500 characters.
 	Description string `protobuf:"bytes,2,opt,name=description,proto3" json:"description,omitempty"`
-	// Path is the project directory: absolute, existing, inside a workspace root.
+	// Path imports an existing host directory (absolute, inside a workspace
+	// root) as the workspace's directory; only callers with the
+	// workspace.import permission (admins) may set it. Empty, the usual case,
+	// means berth creates a new directory for the workspace.
 	Path string `protobuf:"bytes,3,opt,name=path,proto3" json:"path,omitempty"`
-	// GitUrl is the project's repository URL, if any.
+	// GitUrl is the project's repository URL, if any. On a workspace whose
+	// directory berth creates, it is cloned into the directory by the
+	// workspace's first task (a git_operation CLONE, of branch when set).
 	GitUrl string `protobuf:"bytes,4,opt,name=git_url,json=gitUrl,proto3" json:"git_url,omitempty"`
 	// Branch is the project's branch, if any.
 	Branch string `protobuf:"bytes,5,opt,name=branch,proto3" json:"branch,omitempty"`
@@ -1137,9 +1165,13 @@ func (x *UpdateWorkspaceResponse) GetWorkspace() *Workspace {
 type DeleteWorkspaceRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Id is the workspace's UUID.
-	Id            string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// DeleteDirectory also deletes the directory berth created for the
+	// workspace, with everything in it. An imported directory is never
+	// deleted: asking for it is FailedPrecondition.
+	DeleteDirectory bool `protobuf:"varint,2,opt,name=delete_directory,json=deleteDirectory,proto3" json:"delete_directory,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *DeleteWorkspaceRequest) Reset() {
@@ -1177,6 +1209,13 @@ func (x *DeleteWorkspaceRequest) GetId() string {
 		return x.Id
 	}
 	return ""
+}
+
+func (x *DeleteWorkspaceRequest) GetDeleteDirectory() bool {
+	if x != nil {
+		return x.DeleteDirectory
+	}
+	return false
 }
 
 // DeleteWorkspaceResponse confirms the deletion.
@@ -1966,7 +2005,7 @@ const file_berth_v1_workspace_proto_rawDesc = "" +
 	"\x0eResourceLimits\x12(\n" +
 	"\tmemory_mb\x18\x01 \x01(\x03B\v\xbaH\b\"\x06\x18\x80\x80@(\x00R\bmemoryMb\x12+\n" +
 	"\x04cpus\x18\x02 \x01(\x01B\x17\xbaH\x14\x12\x12\x19\x00\x00\x00\x00\x00\x00\x90@)\x00\x00\x00\x00\x00\x00\x00\x00R\x04cpus\x12\x1f\n" +
-	"\x04pids\x18\x03 \x01(\x03B\v\xbaH\b\"\x06\x18\xc0\x84=(\x00R\x04pids\"\xb0\x05\n" +
+	"\x04pids\x18\x03 \x01(\x03B\v\xbaH\b\"\x06\x18\xc0\x84=(\x00R\x04pids\"\xe5\x05\n" +
 	"\tWorkspace\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x19\n" +
 	"\bowner_id\x18\x02 \x01(\tR\aownerId\x12\x12\n" +
@@ -1987,7 +2026,9 @@ const file_berth_v1_workspace_proto_rawDesc = "" +
 	"\n" +
 	"created_at\x18\x10 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n" +
 	"\n" +
-	"updated_at\x18\x11 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x1a;\n" +
+	"updated_at\x18\x11 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x12\x19\n" +
+	"\bimage_id\x18\x12 \x01(\tR\aimageId\x12\x18\n" +
+	"\amanaged\x18\x13 \x01(\bR\amanaged\x1a;\n" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xaa\x02\n" +
@@ -2004,12 +2045,11 @@ const file_berth_v1_workspace_proto_rawDesc = "" +
 	"workspaces\x124\n" +
 	"\n" +
 	"pagination\x18\x02 \x01(\v2\x14.berth.v1.PaginationR\n" +
-	"pagination\"\xeb\x03\n" +
+	"pagination\"\xec\x03\n" +
 	"\x16CreateWorkspaceRequest\x12\x1d\n" +
 	"\x04name\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18dR\x04name\x12*\n" +
-	"\vdescription\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\xf4\x03R\vdescription\x12\x1e\n" +
-	"\x04path\x18\x03 \x01(\tB\n" +
-	"\xbaH\ar\x05\x10\x01\x18\x80 R\x04path\x12$\n" +
+	"\vdescription\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\xf4\x03R\vdescription\x12\x1f\n" +
+	"\x04path\x18\x03 \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\x18\x80 R\x04path\x12$\n" +
 	"\agit_url\x18\x04 \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\x88\x01\x01R\x06gitUrl\x12 \n" +
 	"\x06branch\x18\x05 \x01(\tB\b\xbaH\x05r\x03\x18\xff\x01R\x06branch\x12$\n" +
 	"\x04tags\x18\x06 \x03(\tB\x10\xbaH\r\x92\x01\n" +
@@ -2051,9 +2091,10 @@ const file_berth_v1_workspace_proto_rawDesc = "" +
 	"\a_branchB\v\n" +
 	"\t_archived\"L\n" +
 	"\x17UpdateWorkspaceResponse\x121\n" +
-	"\tworkspace\x18\x01 \x01(\v2\x13.berth.v1.WorkspaceR\tworkspace\"2\n" +
+	"\tworkspace\x18\x01 \x01(\v2\x13.berth.v1.WorkspaceR\tworkspace\"]\n" +
 	"\x16DeleteWorkspaceRequest\x12\x18\n" +
-	"\x02id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x02id\"\x19\n" +
+	"\x02id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x02id\x12)\n" +
+	"\x10delete_directory\x18\x02 \x01(\bR\x0fdeleteDirectory\"\x19\n" +
 	"\x17DeleteWorkspaceResponse\"1\n" +
 	"\x15StartWorkspaceRequest\x12\x18\n" +
 	"\x02id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x02id\"K\n" +

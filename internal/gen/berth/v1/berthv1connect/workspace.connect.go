@@ -147,10 +147,13 @@ type WorkspaceServiceClient interface {
 	// ListWorkspaces lists the workspaces the caller can see (admins see all),
 	// with search, a status filter, sorting and pagination.
 	ListWorkspaces(context.Context, *v1.ListWorkspacesRequest) (*v1.ListWorkspacesResponse, error)
-	// CreateWorkspace registers a project directory as a workspace owned by the
-	// caller. The path must be an existing directory inside one of the
-	// server's workspace roots. A second workspace with the same name for the
-	// same owner is AlreadyExists.
+	// CreateWorkspace makes a workspace owned by the caller. Without a path,
+	// berth creates a fresh directory for it inside a workspace root (and, when
+	// git_url is set, queues a clone of that repository into it as the
+	// workspace's first task). With a path, an existing host directory is
+	// imported: that needs the workspace.import permission, which only admins
+	// hold. No two workspaces share a directory or nest inside each other. A
+	// second workspace with the same name for the same owner is AlreadyExists.
 	CreateWorkspace(context.Context, *v1.CreateWorkspaceRequest) (*v1.CreateWorkspaceResponse, error)
 	// GetWorkspace returns one workspace. A workspace the caller may not see is
 	// NotFound.
@@ -159,7 +162,8 @@ type WorkspaceServiceClient interface {
 	// the others as they are.
 	UpdateWorkspace(context.Context, *v1.UpdateWorkspaceRequest) (*v1.UpdateWorkspaceResponse, error)
 	// DeleteWorkspace removes the workspace record (and its container). The
-	// project directory on the host is never deleted.
+	// directory is kept unless delete_directory is set, and an imported host
+	// directory is never deleted.
 	DeleteWorkspace(context.Context, *v1.DeleteWorkspaceRequest) (*v1.DeleteWorkspaceResponse, error)
 	// StartWorkspace starts the workspace's container.
 	StartWorkspace(context.Context, *v1.StartWorkspaceRequest) (*v1.StartWorkspaceResponse, error)
@@ -208,10 +212,13 @@ type WorkspaceServiceHandler interface {
 	// ListWorkspaces lists the workspaces the caller can see (admins see all),
 	// with search, a status filter, sorting and pagination.
 	ListWorkspaces(context.Context, *v1.ListWorkspacesRequest) (*v1.ListWorkspacesResponse, error)
-	// CreateWorkspace registers a project directory as a workspace owned by the
-	// caller. The path must be an existing directory inside one of the
-	// server's workspace roots. A second workspace with the same name for the
-	// same owner is AlreadyExists.
+	// CreateWorkspace makes a workspace owned by the caller. Without a path,
+	// berth creates a fresh directory for it inside a workspace root (and, when
+	// git_url is set, queues a clone of that repository into it as the
+	// workspace's first task). With a path, an existing host directory is
+	// imported: that needs the workspace.import permission, which only admins
+	// hold. No two workspaces share a directory or nest inside each other. A
+	// second workspace with the same name for the same owner is AlreadyExists.
 	CreateWorkspace(context.Context, *v1.CreateWorkspaceRequest) (*v1.CreateWorkspaceResponse, error)
 	// GetWorkspace returns one workspace. A workspace the caller may not see is
 	// NotFound.
@@ -220,7 +227,8 @@ type WorkspaceServiceHandler interface {
 	// the others as they are.
 	UpdateWorkspace(context.Context, *v1.UpdateWorkspaceRequest) (*v1.UpdateWorkspaceResponse, error)
 	// DeleteWorkspace removes the workspace record (and its container). The
-	// project directory on the host is never deleted.
+	// directory is kept unless delete_directory is set, and an imported host
+	// directory is never deleted.
 	DeleteWorkspace(context.Context, *v1.DeleteWorkspaceRequest) (*v1.DeleteWorkspaceResponse, error)
 	// StartWorkspace starts the workspace's container.
 	StartWorkspace(context.Context, *v1.StartWorkspaceRequest) (*v1.StartWorkspaceResponse, error)
