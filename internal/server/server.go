@@ -39,6 +39,7 @@ import (
 	"github.com/berthhq/berth/internal/bus"
 	"github.com/berthhq/berth/internal/cache"
 	"github.com/berthhq/berth/internal/config"
+	berthv1 "github.com/berthhq/berth/internal/gen/berth/v1"
 	"github.com/berthhq/berth/internal/gen/berth/v1/berthv1connect"
 	"github.com/berthhq/berth/internal/oidc"
 	"github.com/berthhq/berth/internal/ratelimit"
@@ -163,8 +164,10 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg *prom
 		}
 	}
 	streamMetrics := stream.NewMetrics(reg)
+	var cloneFirst workspace.FirstTask // set once the task service exists
 	workspaces := workspace.NewService(workspace.Deps{
 		Store: st, Roots: roots, Runtime: rt, Bus: events, Streams: streamMetrics, Audit: recorder, Logger: logger, Now: now,
+		FirstTask: &cloneFirst,
 		Containers: workspace.Containers{
 			Image: cfg.Workspace.Image, Network: cfg.Workspace.Network, User: cfg.Workspace.User,
 			MemoryMB: cfg.Workspace.MemoryMB, CPUs: cfg.Workspace.CPUs, Pids: cfg.Workspace.Pids,
@@ -202,6 +205,16 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg *prom
 		Lease:           cfg.Tasks.Lease,
 	})
 	tasks := task.NewService(st, runner, task.Budget{USD: cfg.Tasks.BudgetUSD, Period: cfg.Tasks.BudgetPeriod}, now, streamMetrics)
+	cloneFirst = func(ctx context.Context, p access.Principal, w *store.Workspace) error {
+		_, err := tasks.Create(ctx, p, &berthv1.CreateTaskRequest{
+			WorkspaceId: w.ID,
+			Type:        berthv1.TaskType_TASK_TYPE_GIT_OPERATION,
+			Priority:    berthv1.TaskPriority_TASK_PRIORITY_HIGH,
+			Git:         &berthv1.GitOperation{Operation: berthv1.GitOperationType_GIT_OPERATION_TYPE_CLONE, Url: w.GitURL, Ref: w.Branch},
+			Tags:        []string{"clone"},
+		})
+		return err
+	}
 	var loginMethods []auth.LoginMethod
 	for _, p := range signInWith.Providers() {
 		loginMethods = append(loginMethods, auth.LoginMethod(p))

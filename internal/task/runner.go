@@ -432,6 +432,8 @@ func (r *Runner) execute(ctx context.Context, t *store.TaskRecord, ru *run) {
 			msg = m
 		}
 		out.err = &berthv1.TaskError{Code: "WORKSPACE_UNAVAILABLE", Message: "the workspace could not be started: " + msg}
+	} else if err := checkWorkDir(w.Path, cfg.GetWorkingDir()); err != nil {
+		out.err = &berthv1.TaskError{Code: "WORKING_DIR", Message: err.Error()}
 	} else {
 		switch t.Type {
 		case store.TaskClaudeChat:

@@ -109,7 +109,7 @@ func (h *Handler) UpdateWorkspace(ctx context.Context, req *berthv1.UpdateWorksp
 
 // DeleteWorkspace implements berthv1connect.WorkspaceServiceHandler.
 func (h *Handler) DeleteWorkspace(ctx context.Context, req *berthv1.DeleteWorkspaceRequest) (*berthv1.DeleteWorkspaceResponse, error) {
-	if err := h.svc.Delete(ctx, principal(ctx), req.GetId()); err != nil {
+	if err := h.svc.Delete(ctx, principal(ctx), req.GetId(), req.GetDeleteDirectory()); err != nil {
 		return nil, err
 	}
 	return &berthv1.DeleteWorkspaceResponse{}, nil
@@ -250,6 +250,7 @@ func ToProto(w *store.Workspace) *berthv1.Workspace {
 		Resources:   &berthv1.ResourceLimits{MemoryMb: w.MemoryMB, Cpus: w.CPUs, Pids: w.Pids},
 		CreatedAt:   timestamppb.New(w.CreatedAt),
 		UpdatedAt:   timestamppb.New(w.UpdatedAt),
+		Managed:     w.Managed,
 	}
 }
 

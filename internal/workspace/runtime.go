@@ -180,6 +180,9 @@ func (s *Service) start(ctx context.Context, w *store.Workspace) (*store.Workspa
 	if err != nil {
 		return nil, err
 	}
+	if err := s.checkDir(ctx, w); err != nil {
+		return s.refuse(ctx, w, err)
+	}
 	containerID := w.ContainerID
 	if containerID != "" {
 		if _, err := s.runtime.Inspect(ctx, containerID); errors.Is(err, sandbox.ErrNotFound) {
@@ -209,6 +212,41 @@ func (s *Service) fail(ctx context.Context, w *store.Workspace, what string, cau
 		return nil, err
 	}
 	return nil, &fault.Error{Kind: fault.ErrUnavailable, Message: "the workspace " + reason, Cause: cause}
+}
+
+// errDirMoved is the public reason a workspace whose directory changed
+// under berth cannot start. It says what a person can do, and nothing of
+// where a link pointed.
+const errDirMoved = "its directory is no longer the directory berth made or imported for it (a symbolic link or another workspace was found on its path), so it was not started; restore the directory, or delete the workspace"
+
+// checkDir is the re-check of a workspace's directory before its container
+// is created or started — when the engine mounts it: still the real
+// directory stored (no symbolic link on the way, inside a root) and still
+// shared with or nested in no other workspace. The container then mounts
+// the stored path, which is that real path.
+func (s *Service) checkDir(ctx context.Context, w *store.Workspace) error {
+	if err := s.roots.Check(w.Path); err != nil {
+		return err
+	}
+	others, err := s.store.OverlappingWorkspaces(ctx, w.Path, w.ID)
+	if err != nil {
+		return err
+	}
+	if len(others) > 0 {
+		return fmt.Errorf("workspace: %s overlaps the directories of workspaces %v", w.Path, others)
+	}
+	return nil
+}
+
+// refuse records an ERROR status for a workspace whose directory failed
+// checkDir and answers FailedPrecondition: starting it again will not help
+// until the directory is fixed.
+func (s *Service) refuse(ctx context.Context, w *store.Workspace, cause error) (*store.Workspace, error) {
+	s.logger.Warn("workspace directory refused", "workspace", w.ID, "path", w.Path, "cause", cause.Error())
+	if _, err := s.setStatus(ctx, w, store.WorkspaceError, errDirMoved, nil); err != nil {
+		return nil, err
+	}
+	return nil, &fault.Error{Kind: fault.ErrFailedPrecondition, Message: "the workspace cannot start: " + errDirMoved, Cause: cause}
 }
 
 // Stop stops the workspace's container.
@@ -380,6 +418,9 @@ func (s *Service) MeasureDisk(ctx context.Context) error {
 	for _, w := range all {
 		if ctx.Err() != nil {
 			return ctx.Err()
+		}
+		if err := s.roots.Check(w.Path); err != nil {
+			continue // not walked: the next start reports it
 		}
 		mb := diskUsageMB(w.Path)
 		if mb == w.DiskUsageMB {

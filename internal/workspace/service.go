@@ -1,9 +1,8 @@
 // Package workspace holds the rules for workspaces: where their directories
-// may be, who may see and change them, and their records' life cycle.
-//
-// workspace imports internal/store, internal/access, internal/fault and
-// internal/page; its handler.go translates the generated WorkspaceService
-// to the Service here.
+// are (berth makes them, or an admin imports one; never shared, never
+// nested, checked again at every use), who may see and change them, and
+// their records' life cycle. Its handler.go translates the generated
+// WorkspaceService to the Service here.
 package workspace
 
 import (
@@ -21,6 +20,7 @@ import (
 	"github.com/berthhq/berth/internal/bus"
 	"github.com/berthhq/berth/internal/cache"
 	"github.com/berthhq/berth/internal/fault"
+	"github.com/berthhq/berth/internal/gitop"
 	"github.com/berthhq/berth/internal/page"
 	"github.com/berthhq/berth/internal/sandbox"
 	"github.com/berthhq/berth/internal/store"
@@ -40,7 +40,14 @@ type Service struct {
 	logger     *slog.Logger
 	now        func() time.Time
 	activity   activity
+	owner      Owner // who gets the directories berth makes
+	firstTask  FirstTask
 }
+
+// FirstTask queues the first task of a new workspace whose directory berth
+// made: the clone of its git_url. It runs as the creator, with the
+// creator's permissions and limits.
+type FirstTask func(ctx context.Context, p access.Principal, w *store.Workspace) error
 
 // Deps are the Service's collaborators.
 type Deps struct {
@@ -53,15 +60,38 @@ type Deps struct {
 	Audit      *audit.Recorder
 	Logger     *slog.Logger
 	Now        func() time.Time
+	// FirstTask, when set, queues the clone of a new managed workspace's
+	// git_url; it may be set after NewService returns and before the
+	// service is used (the task service that does it needs this one).
+	FirstTask *FirstTask
 }
 
-// NewService returns a Service.
+// NewService returns a Service. The directories it makes are given to the
+// container user (Containers.User) when it is numeric, except on the
+// process runtime, whose commands run as berth itself.
 func NewService(d Deps) *Service {
-	return &Service{
+	owner := Owner{UID: -1, GID: -1}
+	if !d.Containers.Ephemeral {
+		var ok bool
+		if owner, ok = ParseOwner(d.Containers.User); !ok && d.Containers.User != "" && d.Logger != nil {
+			d.Logger.Warn("the workspace user is not a numeric uid[:gid]; the directories berth makes for workspaces stay berth's own, and the container user may not be able to write them", "user", d.Containers.User)
+		}
+	}
+	s := &Service{
 		store: d.Store, roots: d.Roots, runtime: d.Runtime, containers: d.Containers,
 		bus: d.Bus, streams: d.Streams, audit: d.Audit, logger: d.Logger, now: d.Now,
 		activity: activity{last: make(map[string]time.Time), holds: make(map[string]int)},
+		owner:    owner,
 	}
+	if d.FirstTask != nil {
+		s.firstTask = func(ctx context.Context, p access.Principal, w *store.Workspace) error {
+			if *d.FirstTask == nil {
+				return errors.New("no task service to queue the clone")
+			}
+			return (*d.FirstTask)(ctx, p, w)
+		}
+	}
+	return s
 }
 
 // Spec is what a new workspace is made of.
@@ -79,9 +109,13 @@ type Spec struct {
 	Pids        int64
 }
 
-// Create registers a project directory as a workspace owned by the caller
-// and creates its (stopped) container. If the container cannot be created,
-// nothing is kept and the error says why.
+// Create makes a workspace owned by the caller and its (stopped)
+// container. Without spec.Path berth makes a new directory for it (and
+// queues the clone of spec.GitURL into it); with one, an existing host
+// directory is imported, which needs access.PermWorkspaceImport. Either
+// way no two workspaces share or nest directories (the store checks it
+// atomically). If the container cannot be created, nothing is kept — the
+// directory berth made included — and the error says why.
 func (s *Service) Create(ctx context.Context, p access.Principal, spec Spec) (*store.Workspace, error) {
 	name, err := cleanName(spec.Name)
 	if err != nil {
@@ -90,17 +124,59 @@ func (s *Service) Create(ctx context.Context, p access.Principal, spec Spec) (*s
 	if err := s.containers.checkLimits(spec); err != nil {
 		return nil, err
 	}
-	path, err := s.roots.Resolve(spec.Path)
-	if err != nil {
-		return nil, err
+	id := uuid.NewString()
+	managed := spec.Path == ""
+	var path string
+	if managed {
+		if spec.GitURL != "" {
+			if _, err := gitop.Argv(gitop.Op{Operation: gitop.Clone, URL: spec.GitURL, Ref: spec.Branch}); err != nil {
+				var ge *gitop.Error
+				if errors.As(err, &ge) && ge.Field == "ref" {
+					return nil, fault.Invalid("branch", ge.Reason)
+				}
+				if errors.As(err, &ge) {
+					return nil, fault.Invalid("git_url", ge.Reason)
+				}
+				return nil, fault.Invalid("git_url", err.Error())
+			}
+		}
+	} else {
+		if !access.Allows(p.Role, access.PermWorkspaceImport) {
+			return nil, fault.New(fault.ErrPermissionDenied, "importing an existing host directory (path) is for admins; leave path empty and berth makes a new directory for the workspace")
+		}
+		if path, err = s.roots.Resolve(spec.Path); err != nil {
+			if f, ok := errors.AsType[*fault.Error](err); ok && f.Cause != nil {
+				s.logger.Info("workspace path refused", "path", spec.Path, "cause", f.Cause.Error())
+			}
+			return nil, err
+		}
+	}
+	ctx = context.WithoutCancel(ctx) // the directory, the record and the container go together
+	if managed {
+		var opened bool
+		if path, opened, err = s.roots.Make(p.UserID, id, s.owner); err != nil {
+			return nil, err
+		}
+		if opened {
+			s.logger.Warn("berth cannot give the workspace directory to the container user (it does not run as root), so the directory is writable by all inside berth's own 0700 directory; run berth as root or with --workspace-user set to its own uid:gid",
+				"workspace", id, "user", s.containers.User)
+		}
+	}
+	discardDir := func() {
+		if managed {
+			if err := s.roots.Remove(path); err != nil {
+				s.logger.Error("removing the directory of a workspace that was not made", "workspace", id, "error", err.Error())
+			}
+		}
 	}
 	now := s.now().UTC()
 	w := &store.Workspace{
-		ID:          uuid.NewString(),
+		ID:          id,
 		OwnerID:     p.UserID,
 		Name:        name,
 		Description: spec.Description,
 		Path:        path,
+		Managed:     managed,
 		Status:      store.WorkspaceCreating,
 		GitURL:      spec.GitURL,
 		Branch:      spec.Branch,
@@ -116,15 +192,27 @@ func (s *Service) Create(ctx context.Context, p access.Principal, spec Spec) (*s
 	if w.Metadata == nil {
 		w.Metadata = map[string]string{}
 	}
+	// The record keeps the limits in effect, the server's defaults where the
+	// request left them zero, so what it shows is what the container gets.
+	if w.MemoryMB == 0 {
+		w.MemoryMB = s.containers.MemoryMB
+	}
+	if w.CPUs == 0 {
+		w.CPUs = s.containers.CPUs
+	}
+	if w.Pids == 0 {
+		w.Pids = s.containers.Pids
+	}
 	if err := s.store.CreateWorkspace(ctx, w); err != nil {
+		discardDir()
 		return nil, err
 	}
-	ctx = context.WithoutCancel(ctx) // the record and its container go together
 	containerID, err := s.runtime.Create(ctx, s.containers.containerSpec(w))
 	if err != nil {
 		if derr := s.store.DeleteWorkspace(ctx, w.ID); derr != nil {
 			s.logger.Error("removing a workspace whose container failed", "workspace", w.ID, "error", derr.Error())
 		}
+		discardDir()
 		return nil, &fault.Error{Kind: fault.ErrUnavailable, Message: "the workspace container could not be created: " + err.Error(), Cause: err}
 	}
 	w.AccessRole = store.WorkspaceOwner
@@ -133,6 +221,23 @@ func (s *Service) Create(ctx context.Context, p access.Principal, spec Spec) (*s
 		return nil, err
 	}
 	s.Touch(w.ID)
+	if managed && w.GitURL != "" && s.firstTask != nil {
+		if err := s.firstTask(ctx, p, created); err != nil {
+			// The workspace is made; the caller learns why its clone is
+			// missing and can run it as a git_operation task.
+			s.logger.Warn("queueing the clone of a new workspace failed", "workspace", w.ID, "error", err.Error())
+			msg := err.Error()
+			if m, ok := fault.Message(err); ok {
+				msg = m
+			}
+			reason := "the clone of git_url could not be queued (" + msg + "); run a git_operation CLONE task"
+			if c, err := s.store.UpdateWorkspace(ctx, w.ID, store.WorkspaceUpdate{StatusReason: &reason}, s.now().UTC()); err == nil {
+				s.forget(ctx, w.ID)
+				c.AccessRole = created.AccessRole
+				created = c
+			}
+		}
+	}
 	return created, nil
 }
 
@@ -222,8 +327,10 @@ func (s *Service) Update(ctx context.Context, p access.Principal, id string, c C
 }
 
 // Delete removes a workspace record; only its owner or an admin may. The
-// project directory is left untouched.
-func (s *Service) Delete(ctx context.Context, p access.Principal, id string) error {
+// directory stays unless deleteDir is set, and only a directory berth made
+// (Managed) may be deleted: asking to delete an imported one is refused
+// before anything is touched.
+func (s *Service) Delete(ctx context.Context, p access.Principal, id string, deleteDir bool) error {
 	w, err := s.store.FindWorkspace(ctx, id, p.Viewer())
 	if err != nil {
 		return err
@@ -231,10 +338,19 @@ func (s *Service) Delete(ctx context.Context, p access.Principal, id string) err
 	if !manages(w) {
 		return fault.New(fault.ErrPermissionDenied, "only the workspace's owner or an admin can delete it (your role: %s)", w.AccessRole)
 	}
+	if deleteDir && !w.Managed {
+		return fault.New(fault.ErrFailedPrecondition, "the workspace's directory was imported from the host, and berth never deletes an imported directory; delete the workspace without delete_directory")
+	}
 	ctx = context.WithoutCancel(ctx)
 	if w.ContainerID != "" {
 		if err := s.runtime.Remove(ctx, w.ContainerID); err != nil && !errors.Is(err, sandbox.ErrNotFound) {
 			return &fault.Error{Kind: fault.ErrUnavailable, Message: "the workspace container could not be removed: " + err.Error(), Cause: err}
+		}
+	}
+	if deleteDir {
+		if err := s.roots.Remove(w.Path); err != nil {
+			s.logger.Error("deleting a workspace directory failed", "workspace", id, "error", err.Error())
+			return &fault.Error{Kind: fault.ErrUnavailable, Message: "the workspace's directory could not be deleted completely; the workspace is kept, try again", Cause: err}
 		}
 	}
 	if err := s.store.DeleteWorkspace(ctx, id); err != nil {

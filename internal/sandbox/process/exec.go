@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/berthhq/berth/internal/hostpath"
 	"github.com/berthhq/berth/internal/sandbox"
 )
 
@@ -58,13 +59,19 @@ func (r *Runtime) Exec(ctx context.Context, id string, spec sandbox.ExecSpec) (i
 		r.mu.Unlock()
 		return -1, fmt.Errorf("process exec %s: %w", id, sandbox.ErrNotRunning)
 	}
-	dir, err := hostDir(b.spec.HostPath, spec.Dir)
+	// The directory is opened again for every command, beneath the
+	// workspace directory opened with no symbolic link on the way, and the
+	// command changes into that open directory: whatever a command before it
+	// did to the tree (replaced a directory with a link to /, say), this one
+	// runs inside the workspace or not at all.
+	dir, err := openWorkDir(b.spec.HostPath, spec.Dir)
 	if err != nil {
 		r.mu.Unlock()
 		return -1, fmt.Errorf("process exec %s: %w", id, err)
 	}
+	defer dir.Close()
 	cmd := exec.Command(spec.Argv[0], spec.Argv[1:]...)
-	cmd.Dir = dir
+	cmd.Dir = hostpath.FDPath(dir)
 	var tag []string
 	if spec.Tag != "" {
 		tag = []string{sandbox.TagVar + "=" + spec.Tag} // last: it wins over spec.Env
@@ -177,22 +184,29 @@ func exitCode(cmd *exec.Cmd, err error) (int, error) {
 	return cmd.ProcessState.ExitCode(), nil
 }
 
-// hostDir maps an exec's working directory, a path inside the container, to
-// the host.
-func hostDir(hostPath, dir string) (string, error) {
+// openWorkDir opens an exec's working directory, a path inside the
+// container (empty, /workspace, /workspace/sub or sub), on the host: the
+// workspace directory hostPath with no symbolic link on the way, then the
+// directory below it without leaving it (hostpath.OpenBeneath).
+func openWorkDir(hostPath, dir string) (*os.File, error) {
 	rel := dir
 	if filepath.IsAbs(dir) {
 		r, err := filepath.Rel(sandbox.MountPath, filepath.Clean(dir))
-		if err != nil {
-			return "", fmt.Errorf("working directory %q is outside %s", dir, sandbox.MountPath)
+		if err != nil || r == ".." || strings.HasPrefix(r, ".."+string(filepath.Separator)) {
+			return nil, fmt.Errorf("working directory %q is outside %s", dir, sandbox.MountPath)
 		}
 		rel = r
 	}
-	rel = filepath.Clean(rel)
-	if rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
-		return "", fmt.Errorf("working directory %q is outside %s", dir, sandbox.MountPath)
+	root, err := hostpath.OpenDir(hostPath)
+	if err != nil {
+		return nil, fmt.Errorf("the workspace directory: %w", err)
 	}
-	return filepath.Join(hostPath, rel), nil
+	defer root.Close()
+	wd, err := hostpath.OpenBeneath(root, filepath.Clean(rel))
+	if err != nil {
+		return nil, fmt.Errorf("working directory %q: %w", dir, err)
+	}
+	return wd, nil
 }
 
 // environ builds a command's environment: the allowed host variables, then

@@ -15,9 +15,10 @@
 // stderr kept apart, and stopping a command — cancelling its context —
 // sends SIGTERM to its whole group and SIGKILL after a grace period.
 // State lives in memory: a restarted berth sees no workspaces here.
-// Unix only.
-//
-// process imports only internal/sandbox from berth.
+// Every command's working directory is opened again, beneath the workspace
+// directory and with no symbolic link on the way to it (internal/hostpath),
+// so a command cannot make the next one run outside the workspace by
+// replacing a directory with a link. Linux only (openat2).
 package process
 
 import (
@@ -27,11 +28,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"sync"
 	"time"
 
+	"github.com/berthhq/berth/internal/hostpath"
 	"github.com/berthhq/berth/internal/sandbox"
 )
 
@@ -103,9 +104,11 @@ func (r *Runtime) Create(_ context.Context, spec sandbox.Spec) (string, error) {
 	if !filepath.IsAbs(spec.HostPath) {
 		return "", fmt.Errorf("process create: host path %q is not absolute", spec.HostPath)
 	}
-	if fi, err := os.Stat(spec.HostPath); err != nil || !fi.IsDir() {
-		return "", fmt.Errorf("process create: host path %q is not a directory", spec.HostPath)
+	f, err := hostpath.OpenDir(filepath.Clean(spec.HostPath))
+	if err != nil {
+		return "", fmt.Errorf("process create: host path: %w", err)
 	}
+	f.Close()
 	name := spec.Name
 	if name == "" {
 		name = "berth-" + spec.WorkspaceID

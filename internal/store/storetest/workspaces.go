@@ -3,6 +3,7 @@ package storetest
 import (
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/google/uuid"
@@ -28,6 +29,97 @@ var workspaceTests = []test{
 	{"UpdateMissing", testWorkspaceUpdateMissing},
 	{"UpdateIfStatus", testWorkspaceUpdateIfStatus},
 	{"DeleteCascades", testWorkspaceDeleteCascades},
+	{"PathsNeverOverlap", testWorkspacePathsNeverOverlap},
+	{"PathsNeverOverlapConcurrently", testWorkspacePathsNeverOverlapConcurrently},
+	{"ManagedAndImageID", testWorkspaceManagedAndImageID},
+}
+
+// at sets a workspace's path.
+func at(path string) func(*store.Workspace) {
+	return func(w *store.Workspace) { w.Path = path }
+}
+
+// Two workspaces never share a directory or nest, whoever owns them; a
+// path that only starts with the same letters is another directory.
+func testWorkspacePathsNeverOverlap(t *testing.T, e *env) {
+	alice, mallory := e.user(), e.user()
+	base := "/srv/" + uuid.NewString()
+	nest := e.workspace(alice, at(base+"/nest"))
+	for _, path := range []string{base + "/nest", base + "/nest/child", base + "/nest/a/b", base} {
+		w := e.newWorkspace(mallory, at(path))
+		err := e.s.CreateWorkspace(e.ctx, w)
+		wantFault(t, err, fault.ErrConflict)
+		if f, ok := errors.AsType[*fault.Error](err); !ok || strings.Contains(f.Message, nest.ID) || strings.Contains(f.Message, alice.ID) {
+			t.Errorf("the overlap refusal names the other workspace or its owner: %v", err)
+		}
+		if _, err := e.s.FindWorkspace(e.ctx, w.ID, store.Viewer{Admin: true}); !errors.Is(err, fault.ErrNotFound) {
+			t.Errorf("a refused workspace at %s was stored: %v", path, err)
+		}
+	}
+	// Siblings and look-alikes are fine; "%" and "_" are plain characters.
+	for _, path := range []string{base + "/nest2", base + "/nes", base + "/other", base + "/ne%t", base + "/nes_"} {
+		e.workspace(mallory, at(path))
+	}
+	got, err := e.s.OverlappingWorkspaces(e.ctx, base+"/nest/x", "")
+	if err != nil || !slices.Equal(got, []string{nest.ID}) {
+		t.Errorf("OverlappingWorkspaces(inside nest) = %v, %v; want [%s]", got, err, nest.ID)
+	}
+	if got, err := e.s.OverlappingWorkspaces(e.ctx, base+"/nest", nest.ID); err != nil || len(got) != 0 {
+		t.Errorf("OverlappingWorkspaces(nest, except itself) = %v, %v; want none", got, err)
+	}
+	if got, err := e.s.OverlappingWorkspaces(e.ctx, base+"/ne", ""); err != nil || len(got) != 0 {
+		t.Errorf("OverlappingWorkspaces(a prefix that is no parent) = %v, %v; want none", got, err)
+	}
+	// Once nest is gone its directory is free again.
+	if err := e.s.DeleteWorkspace(e.ctx, nest.ID); err != nil {
+		t.Fatal(err)
+	}
+	e.workspace(mallory, at(base+"/nest/child"))
+}
+
+// Of workspaces created at once in directories that nest, exactly one is
+// kept: the check and the insert are one step on every engine.
+func testWorkspacePathsNeverOverlapConcurrently(t *testing.T, e *env) {
+	owner := e.user()
+	base := "/srv/" + uuid.NewString()
+	paths := []string{base, base + "/a", base + "/a/b", base + "/a/b/c", base + "/a", base, base + "/a/b"}
+	errs := make(chan error, len(paths))
+	for _, p := range paths {
+		w := e.newWorkspace(owner, at(p))
+		go func() { errs <- e.s.CreateWorkspace(e.ctx, w) }()
+	}
+	made := 0
+	for range paths {
+		err := <-errs
+		switch {
+		case err == nil:
+			made++
+		case errors.Is(err, fault.ErrConflict):
+		default:
+			t.Errorf("CreateWorkspace: %v", err)
+		}
+	}
+	if made != 1 {
+		t.Fatalf("%d of %d nested workspaces were created at once; want exactly 1", made, len(paths))
+	}
+}
+
+func testWorkspaceManagedAndImageID(t *testing.T, e *env) {
+	owner := e.user()
+	w := e.workspace(owner, func(w *store.Workspace) { w.Managed = true })
+	got, err := e.s.FindWorkspace(e.ctx, w.ID, viewerOf(owner))
+	if err != nil || !got.Managed || got.ImageID != "" {
+		t.Fatalf("FindWorkspace = %+v, %v; want managed with no image id", got, err)
+	}
+	id := "sha256:" + strings.Repeat("ab", 32)
+	upd, err := e.s.UpdateWorkspace(e.ctx, w.ID, store.WorkspaceUpdate{ImageID: &id}, e.tick())
+	if err != nil || upd.ImageID != id || !upd.Managed {
+		t.Fatalf("UpdateWorkspace(ImageID) = %+v, %v", upd, err)
+	}
+	imported := e.workspace(owner)
+	if got, _ := e.s.FindWorkspace(e.ctx, imported.ID, viewerOf(owner)); got.Managed {
+		t.Error("an imported workspace reads back as managed")
+	}
 }
 
 // asSeen is w as a viewer with the given role reads it, with no tasks.
