@@ -182,13 +182,13 @@ type Workspace struct {
 	ContainerID string
 	// Managed says berth created Path for this workspace; otherwise an
 	// admin imported an existing host directory.
-	Managed      bool
-	MemoryMB     int64
-	CPUs         float64
-	Pids         int64
-	DiskUsageMB  int64
-	CreatedAt    time.Time
-	UpdatedAt    time.Time
+	Managed     bool
+	MemoryMB    int64
+	CPUs        float64
+	Pids        int64
+	DiskUsageMB int64
+	CreatedAt   time.Time
+	UpdatedAt   time.Time
 
 	// Stats is computed from the tasks table when the workspace is read.
 	Stats WorkspaceStats
