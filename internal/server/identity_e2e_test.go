@@ -198,7 +198,7 @@ func TestSharing(t *testing.T) {
 	editor := as(ctx, editorReg.GetTokens().GetAccessToken())
 	viewer := as(ctx, viewerReg.GetTokens().GetAccessToken())
 
-	res, err := c.Workspace.CreateWorkspace(owner, &berthv1.CreateWorkspaceRequest{Name: "shared", Path: srv.mkdir(t, "shared")})
+	res, err := c.Workspace.CreateWorkspace(owner, &berthv1.CreateWorkspaceRequest{Name: "shared"})
 	if err != nil {
 		t.Fatal(err)
 	}

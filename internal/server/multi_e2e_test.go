@@ -133,7 +133,8 @@ func TestAuthChangesReachEveryInstance(t *testing.T) {
 	if _, err := cb.Auth.GetCurrentUser(worker, &berthv1.GetCurrentUserRequest{}); err != nil {
 		t.Fatal(err)
 	}
-	create := &berthv1.CreateWorkspaceRequest{Name: "w", Path: "/nowhere/outside/the/roots"}
+	// Over --workspace-max-memory: refused after the role check.
+	create := &berthv1.CreateWorkspaceRequest{Name: "w", Resources: &berthv1.ResourceLimits{MemoryMb: 1 << 20}}
 	for i := range 40 {
 		role := []berthv1.Role{berthv1.Role_ROLE_VIEWER, berthv1.Role_ROLE_MEMBER}[i%2]
 		if _, err := ca.Admin.SetUserRole(admin, &berthv1.SetUserRoleRequest{UserId: userID, Role: role}); err != nil {
@@ -143,7 +144,7 @@ func TestAuthChangesReachEveryInstance(t *testing.T) {
 		if role == berthv1.Role_ROLE_VIEWER {
 			wantCode(t, err, connect.CodePermissionDenied, "FORBIDDEN") // a viewer may not create
 		} else {
-			wantCode(t, err, connect.CodeInvalidArgument, "VALIDATION_ERROR") // a member gets as far as the path
+			wantCode(t, err, connect.CodeInvalidArgument, "VALIDATION_ERROR") // a member gets as far as the limits
 		}
 	}
 	for i := range 20 {

@@ -120,7 +120,7 @@ func TestRateLimits(t *testing.T) {
 		t.Errorf("another principal: %d", res.StatusCode)
 	}
 	ctx := as(context.Background(), other)
-	w, err := c.Workspace.CreateWorkspace(ctx, &berthv1.CreateWorkspaceRequest{Name: "r", Path: srv.mkdir(t, "r")})
+	w, err := c.Workspace.CreateWorkspace(ctx, &berthv1.CreateWorkspaceRequest{Name: "r"})
 	if err != nil {
 		t.Fatal(err)
 	}

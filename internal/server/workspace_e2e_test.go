@@ -28,10 +28,17 @@ func (s *testServer) mkdir(t testing.TB, name string) string {
 func TestWorkspaceCRUD(t *testing.T) {
 	t.Parallel()
 	srv := startServer(t)
+	admin := as(t.Context(), register(t, srv.clients(protocols[0]), "admin@example.com").GetTokens().GetAccessToken())
 	for _, p := range protocols {
 		t.Run(p.name, func(t *testing.T) {
 			c := srv.clients(p)
-			ctx := as(t.Context(), register(t, c, p.name+"@example.com").GetTokens().GetAccessToken())
+			// Importing a directory (path) is an admin's act; with a path
+			// nothing clones git_url, which names no reachable server.
+			reg := register(t, c, p.name+"@example.com")
+			if _, err := c.Admin.SetUserRole(admin, &berthv1.SetUserRoleRequest{UserId: reg.GetUser().GetId(), Role: berthv1.Role_ROLE_ADMIN}); err != nil {
+				t.Fatal(err)
+			}
+			ctx := as(t.Context(), reg.GetTokens().GetAccessToken())
 			dir := srv.mkdir(t, p.name+"/project")
 
 			created, err := c.Workspace.CreateWorkspace(ctx, &berthv1.CreateWorkspaceRequest{
@@ -106,13 +113,13 @@ func TestWorkspaceVisibility(t *testing.T) {
 	alice := as(t.Context(), register(t, c, "alice@example.com").GetTokens().GetAccessToken())
 	bob := as(t.Context(), register(t, c, "bob@example.com").GetTokens().GetAccessToken())
 
-	res, err := c.Workspace.CreateWorkspace(alice, &berthv1.CreateWorkspaceRequest{Name: "alice", Path: srv.mkdir(t, "alice")})
+	res, err := c.Workspace.CreateWorkspace(alice, &berthv1.CreateWorkspaceRequest{Name: "alice"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	id := res.GetWorkspace().GetId()
 	// Bob may use the same name: names are unique per owner.
-	if _, err := c.Workspace.CreateWorkspace(bob, &berthv1.CreateWorkspaceRequest{Name: "alice", Path: srv.mkdir(t, "bob")}); err != nil {
+	if _, err := c.Workspace.CreateWorkspace(bob, &berthv1.CreateWorkspaceRequest{Name: "alice"}); err != nil {
 		t.Fatalf("same name, other owner: %v", err)
 	}
 
@@ -258,8 +265,10 @@ func TestWorkspaceListing(t *testing.T) {
 	}
 }
 
-// TestWorkspacePathRules rejects every path that is not an existing
-// directory inside a workspace root, saying why.
+// TestWorkspacePathRules rejects every imported path that is not an
+// existing directory inside a workspace root, saying which rule a person can
+// fix (absolute, no "..") and otherwise only that the path is not allowed —
+// never what is on the host. Only admins import paths at all.
 func TestWorkspacePathRules(t *testing.T) {
 	t.Parallel()
 	srv := startServer(t)
@@ -282,11 +291,12 @@ func TestWorkspacePathRules(t *testing.T) {
 	for _, tc := range []struct{ path, reason string }{
 		{"relative/dir", "is not an absolute path"},
 		{srv.Root + "/inside/../inside", `must not contain ".." elements`},
-		{filepath.Join(srv.Root, "escape"), "is not inside a workspace root"},
-		{file, "is not a directory"},
-		{filepath.Join(srv.Root, "missing"), "does not exist"},
-		{outside, "is not inside a workspace root"},
-		{srv.Root, "is not inside a workspace root"},
+		{filepath.Join(srv.Root, "escape"), "is not an allowed workspace directory"},
+		{file, "is not an allowed workspace directory"},
+		{filepath.Join(srv.Root, "missing"), "is not an allowed workspace directory"},
+		{outside, "is not an allowed workspace directory"},
+		{srv.Root, "is not an allowed workspace directory"},
+		{"/proc/self/cwd", "is not an allowed workspace directory"},
 	} {
 		_, err := c.Workspace.CreateWorkspace(ctx, &berthv1.CreateWorkspaceRequest{Name: "x", Path: tc.path})
 		details := wantCode(t, err, connect.CodeInvalidArgument, "VALIDATION_ERROR")
@@ -296,7 +306,15 @@ func TestWorkspacePathRules(t *testing.T) {
 		if got := fieldViolations(details); !slices.Equal(got, []string{"path"}) {
 			t.Errorf("path %q: field violations %v", tc.path, got)
 		}
+		for _, leak := range []string{"does not exist", "not a directory", "resolved", outside} {
+			if tc.path != outside && strings.Contains(errMessage(err), leak) {
+				t.Errorf("path %q: message %q tells about the host (%q)", tc.path, errMessage(err), leak)
+			}
+		}
 	}
+	member := as(t.Context(), register(t, c, "member@example.com").GetTokens().GetAccessToken())
+	_, err := c.Workspace.CreateWorkspace(member, &berthv1.CreateWorkspaceRequest{Name: "x", Path: inside})
+	wantCode(t, err, connect.CodePermissionDenied, "FORBIDDEN")
 
 	// A symlink that stays inside the root is stored resolved.
 	res, err := c.Workspace.CreateWorkspace(ctx, &berthv1.CreateWorkspaceRequest{Name: "alias", Path: filepath.Join(srv.Root, "alias")})

@@ -28,13 +28,15 @@ type fixture struct {
 	clock   *clock
 	owner   access.Principal
 	project string
+	dbPath  string
 }
 
 func newFixture(t *testing.T, containers workspace.Containers) *fixture {
 	t.Helper()
 	ctx := t.Context()
 	dir := t.TempDir()
-	st, err := store.Open(ctx, filepath.Join(dir, "berth.db"))
+	dbPath := filepath.Join(dir, "berth.db")
+	st, err := store.Open(ctx, dbPath)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,7 +60,7 @@ func newFixture(t *testing.T, containers workspace.Containers) *fixture {
 	if err := st.CreateUser(ctx, owner); err != nil {
 		t.Fatal(err)
 	}
-	return &fixture{svc: svc, clock: c, owner: access.Principal{UserID: owner.ID, Role: owner.Role}, project: project}
+	return &fixture{svc: svc, clock: c, owner: access.Principal{UserID: owner.ID, Role: owner.Role}, project: project, dbPath: dbPath}
 }
 
 // TestIdleStopRespectsHolds: a running workspace is stopped once idle for

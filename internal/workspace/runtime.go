@@ -178,7 +178,7 @@ func (s *Service) start(ctx context.Context, w *store.Workspace) (*store.Workspa
 	ctx = context.WithoutCancel(ctx) // a half-done start must finish its bookkeeping
 	w, err := s.claimStatus(ctx, w, store.WorkspaceStarting)
 	if err != nil {
-		return nil, err
+		return nil, &lostClaim{err}
 	}
 	if err := s.checkDir(ctx, w); err != nil {
 		return s.refuse(ctx, w, err)
@@ -213,6 +213,13 @@ func (s *Service) fail(ctx context.Context, w *store.Workspace, what string, cau
 	}
 	return nil, &fault.Error{Kind: fault.ErrUnavailable, Message: "the workspace " + reason, Cause: cause}
 }
+
+// lostClaim is the error of a start that another call — here or on another
+// instance — claimed first (a fault.ErrFailedPrecondition underneath).
+type lostClaim struct{ err error }
+
+func (e *lostClaim) Error() string { return e.err.Error() }
+func (e *lostClaim) Unwrap() error { return e.err }
 
 // errDirMoved is the public reason a workspace whose directory changed
 // under berth cannot start. It says what a person can do, and nothing of
@@ -585,7 +592,7 @@ func (s *Service) EnsureRunning(ctx context.Context, id string) (*store.Workspac
 			return nil, err
 		}
 		started, err := s.start(ctx, w)
-		if errors.Is(err, fault.ErrFailedPrecondition) {
+		if _, lost := errors.AsType[*lostClaim](err); lost {
 			continue // another call claimed the start first
 		}
 		return started, err

@@ -2,11 +2,13 @@ package process_test
 
 import (
 	"errors"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/berthhq/berth/internal/hostpath"
 	"github.com/berthhq/berth/internal/sandbox"
 	"github.com/berthhq/berth/internal/sandbox/process"
 	"github.com/berthhq/berth/internal/sandbox/sandboxtest"
@@ -52,6 +54,61 @@ func TestExecDirStaysInWorkspace(t *testing.T) {
 	if r := sandboxtest.Exec(t, rt, id, "pwd", "-P"); strings.TrimSpace(r.Stdout) != want {
 		t.Errorf("pwd = %q, want %q", r.Stdout, want)
 	}
+}
+
+// TestExecDirLinksOut: a working directory that leads out of the workspace
+// through a symbolic link — one made before the exec, as an earlier command
+// could — is refused at that exec, and so is a workspace directory that was
+// replaced by a link; nothing runs outside. A link that stays inside is
+// followed.
+func TestExecDirLinksOut(t *testing.T) {
+	t.Parallel()
+	rt := process.New()
+	id, spec := sandboxtest.StartContainer(t, rt, sandbox.Spec{})
+	outside := t.TempDir()
+	if err := os.Mkdir(filepath.Join(spec.HostPath, "sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, target := range map[string]string{"root": "/", "out": outside, "up": "..", "in": "sub"} {
+		if err := os.Symlink(target, filepath.Join(spec.HostPath, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, dir := range []string{"root", "root/tmp", "out", "up", sandbox.MountPath + "/out"} {
+		_, err := rt.Exec(t.Context(), id, sandbox.ExecSpec{Argv: []string{"touch", "pwned"}, Dir: dir})
+		if !errors.Is(err, hostpath.ErrEscapes) {
+			t.Errorf("Exec with Dir %q: err = %v, want hostpath.ErrEscapes", dir, err)
+		}
+	}
+	if entries, _ := os.ReadDir(outside); len(entries) != 0 {
+		t.Errorf("a command ran outside the workspace: %v", entries)
+	}
+	want, _ := filepath.EvalSymlinks(filepath.Join(spec.HostPath, "sub"))
+	if r, err := execOut(t, rt, id, "in"); err != nil || r != want {
+		t.Errorf("pwd in a link inside = %q, %v; want %q", r, err, want)
+	}
+
+	// The workspace directory itself replaced by a link to a look-alike.
+	moved := spec.HostPath + ".moved"
+	if err := os.Rename(spec.HostPath, moved); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(outside, spec.HostPath); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rt.Exec(t.Context(), id, sandbox.ExecSpec{Argv: []string{"touch", "pwned"}}); !errors.Is(err, hostpath.ErrSymlink) {
+		t.Errorf("Exec in a workspace directory replaced by a link: err = %v, want hostpath.ErrSymlink", err)
+	}
+	if entries, _ := os.ReadDir(outside); len(entries) != 0 {
+		t.Errorf("a command ran outside the workspace: %v", entries)
+	}
+}
+
+// execOut runs pwd -P in dir and returns its output.
+func execOut(t *testing.T, rt *process.Runtime, id, dir string) (string, error) {
+	var out strings.Builder
+	_, err := rt.Exec(t.Context(), id, sandbox.ExecSpec{Argv: []string{"pwd", "-P"}, Dir: dir, Stdout: &out})
+	return strings.TrimSpace(out.String()), err
 }
 
 func TestExecCommandMissing(t *testing.T) {
