@@ -95,12 +95,14 @@ func (h *Handler) GetStats(ctx context.Context, req *berthv1.GetStatsRequest) (*
 	}
 	out := &berthv1.GetStatsResponse{
 		Global:             req.GetGlobal(),
-		Users:              st.Users,
 		Workspaces:         st.Workspaces,
 		WorkspacesByStatus: make(map[string]int64, len(st.WorkspacesByStatus)),
 		Tasks:              st.Tasks,
 		TasksByStatus:      st.TasksByStatus,
 		TotalCostUsd:       st.TotalCostUSD,
+	}
+	if req.GetGlobal() {
+		out.Users = &st.Users
 	}
 	for status, n := range st.WorkspacesByStatus {
 		out.WorkspacesByStatus[string(status)] = n

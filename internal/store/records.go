@@ -202,7 +202,9 @@ type WorkspaceStats struct {
 	TotalTasks     int64
 	RunningTasks   int64
 	CompletedTasks int64 // succeeded
-	FailedTasks    int64 // failed, cancelled or timed out
+	FailedTasks    int64 // failed (not cancelled, not timed out)
+	CancelledTasks int64
+	TimedOutTasks  int64
 }
 
 // Viewer is who is reading: the store applies access control inside its

@@ -475,7 +475,11 @@ func (st *WorkspaceStats) add(status TaskStatus, n int64) {
 		st.RunningTasks += n
 	case TaskSucceeded:
 		st.CompletedTasks += n
-	case TaskFailed, TaskCancelled, TaskTimedOut:
+	case TaskFailed:
 		st.FailedTasks += n
+	case TaskCancelled:
+		st.CancelledTasks += n
+	case TaskTimedOut:
+		st.TimedOutTasks += n
 	}
 }

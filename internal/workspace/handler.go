@@ -243,6 +243,8 @@ func ToProto(w *store.Workspace) *berthv1.Workspace {
 			RunningTasks:   w.Stats.RunningTasks,
 			CompletedTasks: w.Stats.CompletedTasks,
 			FailedTasks:    w.Stats.FailedTasks,
+			CancelledTasks: w.Stats.CancelledTasks,
+			TimedOutTasks:  w.Stats.TimedOutTasks,
 			DiskUsageMb:    w.DiskUsageMB,
 		},
 		Image:       w.Image,

@@ -31,7 +31,7 @@ func testWorkspaceStats(t *testing.T, e *env) {
 	}
 	e.task(quiet, store.TaskSucceeded)
 	want := map[string]store.WorkspaceStats{
-		"busy":  {TotalTasks: 7, RunningTasks: 2, CompletedTasks: 1, FailedTasks: 3},
+		"busy":  {TotalTasks: 7, RunningTasks: 2, CompletedTasks: 1, FailedTasks: 1, CancelledTasks: 1, TimedOutTasks: 1},
 		"quiet": {TotalTasks: 1, CompletedTasks: 1},
 		"idle":  {},
 	}

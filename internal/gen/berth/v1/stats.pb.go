@@ -72,8 +72,9 @@ type GetStatsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Global is true when the counts cover the whole server.
 	Global bool `protobuf:"varint,1,opt,name=global,proto3" json:"global,omitempty"`
-	// Users is the number of accounts (global stats only).
-	Users int64 `protobuf:"varint,2,opt,name=users,proto3" json:"users,omitempty"`
+	// Users is the number of accounts; only global stats have it (it is left
+	// out of a caller's own stats, where it would mean nothing).
+	Users *int64 `protobuf:"varint,2,opt,name=users,proto3,oneof" json:"users,omitempty"`
 	// Workspaces is the number of workspaces.
 	Workspaces int64 `protobuf:"varint,3,opt,name=workspaces,proto3" json:"workspaces,omitempty"`
 	// WorkspacesByStatus counts workspaces per status, keyed by the status
@@ -128,8 +129,8 @@ func (x *GetStatsResponse) GetGlobal() bool {
 }
 
 func (x *GetStatsResponse) GetUsers() int64 {
-	if x != nil {
-		return x.Users
+	if x != nil && x.Users != nil {
+		return *x.Users
 	}
 	return 0
 }
@@ -175,10 +176,10 @@ const file_berth_v1_stats_proto_rawDesc = "" +
 	"\n" +
 	"\x14berth/v1/stats.proto\x12\bberth.v1\x1a\x15berth/v1/access.proto\")\n" +
 	"\x0fGetStatsRequest\x12\x16\n" +
-	"\x06global\x18\x01 \x01(\bR\x06global\"\xe2\x03\n" +
+	"\x06global\x18\x01 \x01(\bR\x06global\"\xf1\x03\n" +
 	"\x10GetStatsResponse\x12\x16\n" +
-	"\x06global\x18\x01 \x01(\bR\x06global\x12\x14\n" +
-	"\x05users\x18\x02 \x01(\x03R\x05users\x12\x1e\n" +
+	"\x06global\x18\x01 \x01(\bR\x06global\x12\x19\n" +
+	"\x05users\x18\x02 \x01(\x03H\x00R\x05users\x88\x01\x01\x12\x1e\n" +
 	"\n" +
 	"workspaces\x18\x03 \x01(\x03R\n" +
 	"workspaces\x12d\n" +
@@ -191,7 +192,8 @@ const file_berth_v1_stats_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\x1a@\n" +
 	"\x12TasksByStatusEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x012f\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01B\b\n" +
+	"\x06_users2f\n" +
 	"\fStatsService\x12V\n" +
 	"\bGetStats\x12\x19.berth.v1.GetStatsRequest\x1a\x1a.berth.v1.GetStatsResponse\"\x13\xa2\xbb\x18\f\x12\n" +
 	"stats.read\x90\x02\x01B8Z6github.com/berthhq/berth/internal/gen/berth/v1;berthv1b\x06proto3"
@@ -233,6 +235,7 @@ func file_berth_v1_stats_proto_init() {
 		return
 	}
 	file_berth_v1_access_proto_init()
+	file_berth_v1_stats_proto_msgTypes[1].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{

@@ -162,10 +162,15 @@ type WorkspaceStats struct {
 	RunningTasks int64 `protobuf:"varint,2,opt,name=running_tasks,json=runningTasks,proto3" json:"running_tasks,omitempty"`
 	// CompletedTasks is the number of tasks that succeeded.
 	CompletedTasks int64 `protobuf:"varint,3,opt,name=completed_tasks,json=completedTasks,proto3" json:"completed_tasks,omitempty"`
-	// FailedTasks is the number of tasks that failed, timed out or were cancelled.
+	// FailedTasks is the number of tasks that failed (cancelled and timed-out
+	// tasks are counted apart).
 	FailedTasks int64 `protobuf:"varint,4,opt,name=failed_tasks,json=failedTasks,proto3" json:"failed_tasks,omitempty"`
 	// DiskUsageMb is the size of the project directory in MiB, as last measured.
-	DiskUsageMb   int64 `protobuf:"varint,5,opt,name=disk_usage_mb,json=diskUsageMb,proto3" json:"disk_usage_mb,omitempty"`
+	DiskUsageMb int64 `protobuf:"varint,5,opt,name=disk_usage_mb,json=diskUsageMb,proto3" json:"disk_usage_mb,omitempty"`
+	// CancelledTasks is the number of tasks cancelled by a user.
+	CancelledTasks int64 `protobuf:"varint,6,opt,name=cancelled_tasks,json=cancelledTasks,proto3" json:"cancelled_tasks,omitempty"`
+	// TimedOutTasks is the number of tasks stopped at their time limit.
+	TimedOutTasks int64 `protobuf:"varint,7,opt,name=timed_out_tasks,json=timedOutTasks,proto3" json:"timed_out_tasks,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -231,6 +236,20 @@ func (x *WorkspaceStats) GetFailedTasks() int64 {
 func (x *WorkspaceStats) GetDiskUsageMb() int64 {
 	if x != nil {
 		return x.DiskUsageMb
+	}
+	return 0
+}
+
+func (x *WorkspaceStats) GetCancelledTasks() int64 {
+	if x != nil {
+		return x.CancelledTasks
+	}
+	return 0
+}
+
+func (x *WorkspaceStats) GetTimedOutTasks() int64 {
+	if x != nil {
+		return x.TimedOutTasks
 	}
 	return 0
 }
@@ -1994,14 +2013,16 @@ var File_berth_v1_workspace_proto protoreflect.FileDescriptor
 
 const file_berth_v1_workspace_proto_rawDesc = "" +
 	"\n" +
-	"\x18berth/v1/workspace.proto\x12\bberth.v1\x1a\x15berth/v1/access.proto\x1a\x15berth/v1/common.proto\x1a\x13berth/v1/task.proto\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc6\x01\n" +
+	"\x18berth/v1/workspace.proto\x12\bberth.v1\x1a\x15berth/v1/access.proto\x1a\x15berth/v1/common.proto\x1a\x13berth/v1/task.proto\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x97\x02\n" +
 	"\x0eWorkspaceStats\x12\x1f\n" +
 	"\vtotal_tasks\x18\x01 \x01(\x03R\n" +
 	"totalTasks\x12#\n" +
 	"\rrunning_tasks\x18\x02 \x01(\x03R\frunningTasks\x12'\n" +
 	"\x0fcompleted_tasks\x18\x03 \x01(\x03R\x0ecompletedTasks\x12!\n" +
 	"\ffailed_tasks\x18\x04 \x01(\x03R\vfailedTasks\x12\"\n" +
-	"\rdisk_usage_mb\x18\x05 \x01(\x03R\vdiskUsageMb\"\x88\x01\n" +
+	"\rdisk_usage_mb\x18\x05 \x01(\x03R\vdiskUsageMb\x12'\n" +
+	"\x0fcancelled_tasks\x18\x06 \x01(\x03R\x0ecancelledTasks\x12&\n" +
+	"\x0ftimed_out_tasks\x18\a \x01(\x03R\rtimedOutTasks\"\x88\x01\n" +
 	"\x0eResourceLimits\x12(\n" +
 	"\tmemory_mb\x18\x01 \x01(\x03B\v\xbaH\b\"\x06\x18\x80\x80@(\x00R\bmemoryMb\x12+\n" +
 	"\x04cpus\x18\x02 \x01(\x01B\x17\xbaH\x14\x12\x12\x19\x00\x00\x00\x00\x00\x00\x90@)\x00\x00\x00\x00\x00\x00\x00\x00R\x04cpus\x12\x1f\n" +

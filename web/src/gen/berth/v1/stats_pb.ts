@@ -11,7 +11,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file berth/v1/stats.proto.
  */
 export const file_berth_v1_stats: GenFile = /*@__PURE__*/
-  fileDesc("ChRiZXJ0aC92MS9zdGF0cy5wcm90bxIIYmVydGgudjEiIQoPR2V0U3RhdHNSZXF1ZXN0Eg4KBmdsb2JhbBgBIAEoCCL3AgoQR2V0U3RhdHNSZXNwb25zZRIOCgZnbG9iYWwYASABKAgSDQoFdXNlcnMYAiABKAMSEgoKd29ya3NwYWNlcxgDIAEoAxJQChR3b3Jrc3BhY2VzX2J5X3N0YXR1cxgEIAMoCzIyLmJlcnRoLnYxLkdldFN0YXRzUmVzcG9uc2UuV29ya3NwYWNlc0J5U3RhdHVzRW50cnkSDQoFdGFza3MYBSABKAMSRgoPdGFza3NfYnlfc3RhdHVzGAYgAygLMi0uYmVydGgudjEuR2V0U3RhdHNSZXNwb25zZS5UYXNrc0J5U3RhdHVzRW50cnkSFgoOdG90YWxfY29zdF91c2QYByABKAEaOQoXV29ya3NwYWNlc0J5U3RhdHVzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgDOgI4ARo0ChJUYXNrc0J5U3RhdHVzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgDOgI4ATJmCgxTdGF0c1NlcnZpY2USVgoIR2V0U3RhdHMSGS5iZXJ0aC52MS5HZXRTdGF0c1JlcXVlc3QaGi5iZXJ0aC52MS5HZXRTdGF0c1Jlc3BvbnNlIhOQAgGiuxgMEgpzdGF0cy5yZWFkQjhaNmdpdGh1Yi5jb20vYmVydGhocS9iZXJ0aC9pbnRlcm5hbC9nZW4vYmVydGgvdjE7YmVydGh2MWIGcHJvdG8z", [file_berth_v1_access]);
+  fileDesc("ChRiZXJ0aC92MS9zdGF0cy5wcm90bxIIYmVydGgudjEiIQoPR2V0U3RhdHNSZXF1ZXN0Eg4KBmdsb2JhbBgBIAEoCCKGAwoQR2V0U3RhdHNSZXNwb25zZRIOCgZnbG9iYWwYASABKAgSEgoFdXNlcnMYAiABKANIAIgBARISCgp3b3Jrc3BhY2VzGAMgASgDElAKFHdvcmtzcGFjZXNfYnlfc3RhdHVzGAQgAygLMjIuYmVydGgudjEuR2V0U3RhdHNSZXNwb25zZS5Xb3Jrc3BhY2VzQnlTdGF0dXNFbnRyeRINCgV0YXNrcxgFIAEoAxJGCg90YXNrc19ieV9zdGF0dXMYBiADKAsyLS5iZXJ0aC52MS5HZXRTdGF0c1Jlc3BvbnNlLlRhc2tzQnlTdGF0dXNFbnRyeRIWCg50b3RhbF9jb3N0X3VzZBgHIAEoARo5ChdXb3Jrc3BhY2VzQnlTdGF0dXNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAM6AjgBGjQKElRhc2tzQnlTdGF0dXNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAM6AjgBQggKBl91c2VyczJmCgxTdGF0c1NlcnZpY2USVgoIR2V0U3RhdHMSGS5iZXJ0aC52MS5HZXRTdGF0c1JlcXVlc3QaGi5iZXJ0aC52MS5HZXRTdGF0c1Jlc3BvbnNlIhOQAgGiuxgMEgpzdGF0cy5yZWFkQjhaNmdpdGh1Yi5jb20vYmVydGhocS9iZXJ0aC9pbnRlcm5hbC9nZW4vYmVydGgvdjE7YmVydGh2MWIGcHJvdG8z", [file_berth_v1_access]);
 
 /**
  * GetStatsRequest chooses the scope of the counts.
@@ -48,11 +48,12 @@ export type GetStatsResponse = Message<"berth.v1.GetStatsResponse"> & {
   global: boolean;
 
   /**
-   * Users is the number of accounts (global stats only).
+   * Users is the number of accounts; only global stats have it (it is left
+   * out of a caller's own stats, where it would mean nothing).
    *
-   * @generated from field: int64 users = 2;
+   * @generated from field: optional int64 users = 2;
    */
-  users: bigint;
+  users?: bigint | undefined;
 
   /**
    * Workspaces is the number of workspaces.
