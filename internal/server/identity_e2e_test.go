@@ -204,16 +204,24 @@ func TestSharing(t *testing.T) {
 	}
 	id := res.GetWorkspace().GetId()
 	// In this order: ListMembers lists members oldest first.
-	for _, m := range []struct {
-		who  string
-		role berthv1.WorkspaceRole
-	}{
-		{editorReg.GetUser().GetId(), berthv1.WorkspaceRole_WORKSPACE_ROLE_EDITOR},
-		{viewerReg.GetUser().GetId(), berthv1.WorkspaceRole_WORKSPACE_ROLE_VIEWER},
+	// The editor by id; the viewer by email, as an owner who is no admin
+	// (and so cannot list accounts) knows them.
+	if _, err := c.Workspace.AddMember(owner, &berthv1.AddMemberRequest{WorkspaceId: id, UserId: editorReg.GetUser().GetId(), Role: berthv1.WorkspaceRole_WORKSPACE_ROLE_EDITOR}); err != nil {
+		t.Fatal(err)
+	}
+	added, err := c.Workspace.AddMember(owner, &berthv1.AddMemberRequest{WorkspaceId: id, Email: "Viewer@example.com", Role: berthv1.WorkspaceRole_WORKSPACE_ROLE_VIEWER})
+	if err != nil || added.GetMember().GetUserId() != viewerReg.GetUser().GetId() {
+		t.Fatalf("AddMember by email = %v, %v", added, err)
+	}
+	_, err = c.Workspace.AddMember(owner, &berthv1.AddMemberRequest{WorkspaceId: id, Email: "nobody@example.com", Role: berthv1.WorkspaceRole_WORKSPACE_ROLE_VIEWER})
+	wantCode(t, err, connect.CodeNotFound, "NOT_FOUND")
+	for _, bad := range []*berthv1.AddMemberRequest{
+		{WorkspaceId: id, Role: berthv1.WorkspaceRole_WORKSPACE_ROLE_VIEWER},
+		{WorkspaceId: id, UserId: editorReg.GetUser().GetId(), Email: "editor@example.com", Role: berthv1.WorkspaceRole_WORKSPACE_ROLE_VIEWER},
+		{WorkspaceId: id, Email: "not an address", Role: berthv1.WorkspaceRole_WORKSPACE_ROLE_VIEWER},
 	} {
-		if _, err := c.Workspace.AddMember(owner, &berthv1.AddMemberRequest{WorkspaceId: id, UserId: m.who, Role: m.role}); err != nil {
-			t.Fatal(err)
-		}
+		_, err = c.Workspace.AddMember(owner, bad)
+		wantCode(t, err, connect.CodeInvalidArgument, "VALIDATION_ERROR")
 	}
 	_, err = c.Workspace.AddMember(owner, &berthv1.AddMemberRequest{WorkspaceId: id, UserId: viewerReg.GetUser().GetId(), Role: berthv1.WorkspaceRole_WORKSPACE_ROLE_EDITOR})
 	wantCode(t, err, connect.CodeAlreadyExists, "CONFLICT")
@@ -230,9 +238,16 @@ func TestSharing(t *testing.T) {
 	for _, m := range members.GetMembers() {
 		roles = append(roles, m.GetRole())
 	}
-	if !slices.Equal(roles, []berthv1.WorkspaceRole{berthv1.WorkspaceRole_WORKSPACE_ROLE_OWNER, berthv1.WorkspaceRole_WORKSPACE_ROLE_EDITOR, berthv1.WorkspaceRole_WORKSPACE_ROLE_VIEWER}) ||
-		members.GetMembers()[0].GetEmail() != "owner@example.com" {
+	if !slices.Equal(roles, []berthv1.WorkspaceRole{berthv1.WorkspaceRole_WORKSPACE_ROLE_OWNER, berthv1.WorkspaceRole_WORKSPACE_ROLE_EDITOR, berthv1.WorkspaceRole_WORKSPACE_ROLE_VIEWER}) {
 		t.Errorf("ListMembers = %v", members)
+	}
+	// A viewer sees their own address and nobody else's; the owner sees all.
+	if m := members.GetMembers(); m[0].GetEmail() != "" || m[1].GetEmail() != "" || m[2].GetEmail() != "viewer@example.com" {
+		t.Errorf("the viewer's ListMembers shows others' addresses: %v", members)
+	}
+	if all, err := c.Workspace.ListMembers(owner, &berthv1.ListMembersRequest{WorkspaceId: id}); err != nil ||
+		all.GetMembers()[0].GetEmail() != "owner@example.com" || all.GetMembers()[1].GetEmail() != "editor@example.com" {
+		t.Errorf("the owner's ListMembers = %v, %v", all, err)
 	}
 
 	// The viewer reads but does not change; the editor changes but neither

@@ -135,7 +135,7 @@ func (h *Handler) StopWorkspace(ctx context.Context, req *berthv1.StopWorkspaceR
 
 // AddMember implements berthv1connect.WorkspaceServiceHandler.
 func (h *Handler) AddMember(ctx context.Context, req *berthv1.AddMemberRequest) (*berthv1.AddMemberResponse, error) {
-	m, err := h.svc.AddMember(ctx, principal(ctx), req.GetWorkspaceId(), req.GetUserId(), roleFromProto(req.GetRole()))
+	m, err := h.svc.AddMember(ctx, principal(ctx), req.GetWorkspaceId(), req.GetUserId(), req.GetEmail(), roleFromProto(req.GetRole()))
 	if err != nil {
 		return nil, err
 	}

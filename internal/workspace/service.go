@@ -368,9 +368,10 @@ func manages(w *store.Workspace) bool {
 	return w.AccessRole == store.WorkspaceOwner || w.AccessRole == store.WorkspaceAdmin
 }
 
-// AddMember shares a workspace with another account as editor or viewer.
-// Only the owner or an admin may share.
-func (s *Service) AddMember(ctx context.Context, p access.Principal, workspaceID, userID string, role store.WorkspaceRole) (*store.Member, error) {
+// AddMember shares a workspace with another account as editor or viewer;
+// the account is named by id, or by email when userID is empty. Only the
+// owner or an admin may share.
+func (s *Service) AddMember(ctx context.Context, p access.Principal, workspaceID, userID, email string, role store.WorkspaceRole) (*store.Member, error) {
 	w, err := s.store.FindWorkspace(ctx, workspaceID, p.Viewer())
 	if err != nil {
 		return nil, err
@@ -380,6 +381,16 @@ func (s *Service) AddMember(ctx context.Context, p access.Principal, workspaceID
 	}
 	if role != store.WorkspaceEditor && role != store.WorkspaceViewer {
 		return nil, fault.Invalid("role", "must be editor or viewer")
+	}
+	if userID == "" {
+		u, err := s.store.FindUserByEmail(ctx, email)
+		if errors.Is(err, fault.ErrNotFound) || err == nil && u.Disabled {
+			return nil, fault.New(fault.ErrNotFound, "no account has the email address %q; ask the user to sign up first", email)
+		}
+		if err != nil {
+			return nil, err
+		}
+		userID = u.ID
 	}
 	m := &store.Member{WorkspaceID: workspaceID, UserID: userID, Role: role, CreatedAt: s.now().UTC()}
 	if err := s.store.AddMember(ctx, m); err != nil {
@@ -411,7 +422,8 @@ func (s *Service) RemoveMember(ctx context.Context, p access.Principal, workspac
 }
 
 // ListMembers lists who can use a workspace: its owner first, then the
-// members it is shared with, oldest first.
+// members it is shared with, oldest first. Email addresses are shown to the
+// owner and admins; other readers see only their own.
 func (s *Service) ListMembers(ctx context.Context, p access.Principal, workspaceID string) ([]*store.Member, error) {
 	w, err := s.store.FindWorkspace(ctx, workspaceID, p.Viewer())
 	if err != nil {
@@ -425,10 +437,20 @@ func (s *Service) ListMembers(ctx context.Context, p access.Principal, workspace
 	if err != nil {
 		return nil, err
 	}
-	return append([]*store.Member{{
+	all := append([]*store.Member{{
 		WorkspaceID: workspaceID, UserID: owner.ID, Email: owner.Email, Name: owner.Name,
 		Role: store.WorkspaceOwner, CreatedAt: w.CreatedAt,
-	}}, members...), nil
+	}}, members...)
+	if !manages(w) {
+		// Sharing a workspace with someone does not hand them the
+		// addresses of everyone else it is shared with.
+		for _, m := range all {
+			if m.UserID != p.UserID {
+				m.Email = ""
+			}
+		}
+	}
+	return all, nil
 }
 
 // archiveTransition is the one place that decides archive and unarchive

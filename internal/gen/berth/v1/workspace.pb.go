@@ -1463,7 +1463,8 @@ type Member struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// UserId is the member's UUID.
 	UserId string `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
-	// Email is the member's email address.
+	// Email is the member's email address, shown only to the workspace's
+	// owner and to admins (empty for other readers).
 	Email string `protobuf:"bytes,2,opt,name=email,proto3" json:"email,omitempty"`
 	// Name is the member's display name.
 	Name string `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
@@ -1540,7 +1541,8 @@ func (x *Member) GetCreatedAt() *timestamppb.Timestamp {
 	return nil
 }
 
-// AddMemberRequest shares a workspace.
+// AddMemberRequest shares a workspace with one user, named by id or by
+// email (exactly one of the two).
 type AddMemberRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// WorkspaceId is the workspace's UUID.
@@ -1548,7 +1550,11 @@ type AddMemberRequest struct {
 	// UserId is the UUID of the user to share with.
 	UserId string `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
 	// Role is the user's role in the workspace (editor or viewer).
-	Role          WorkspaceRole `protobuf:"varint,3,opt,name=role,proto3,enum=berth.v1.WorkspaceRole" json:"role,omitempty"`
+	Role WorkspaceRole `protobuf:"varint,3,opt,name=role,proto3,enum=berth.v1.WorkspaceRole" json:"role,omitempty"`
+	// Email is the email address of the user's account to share with, for an
+	// owner who does not know the user's id. An address with no enabled
+	// account is NotFound.
+	Email         string `protobuf:"bytes,4,opt,name=email,proto3" json:"email,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1602,6 +1608,13 @@ func (x *AddMemberRequest) GetRole() WorkspaceRole {
 		return x.Role
 	}
 	return WorkspaceRole_WORKSPACE_ROLE_UNSPECIFIED
+}
+
+func (x *AddMemberRequest) GetEmail() string {
+	if x != nil {
+		return x.Email
+	}
+	return ""
 }
 
 // AddMemberResponse is the new member.
@@ -2131,12 +2144,16 @@ const file_berth_v1_workspace_proto_rawDesc = "" +
 	"\x04name\x18\x03 \x01(\tR\x04name\x12+\n" +
 	"\x04role\x18\x04 \x01(\x0e2\x17.berth.v1.WorkspaceRoleR\x04role\x129\n" +
 	"\n" +
-	"created_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\"\x9b\x01\n" +
+	"created_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\"\xdc\x01\n" +
 	"\x10AddMemberRequest\x12+\n" +
-	"\fworkspace_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\vworkspaceId\x12!\n" +
-	"\auser_id\x18\x02 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x06userId\x127\n" +
+	"\fworkspace_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\vworkspaceId\x12$\n" +
+	"\auser_id\x18\x02 \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\xb0\x01\x01R\x06userId\x127\n" +
 	"\x04role\x18\x03 \x01(\x0e2\x17.berth.v1.WorkspaceRoleB\n" +
-	"\xbaH\a\x82\x01\x04\x18\x02\x18\x03R\x04role\"=\n" +
+	"\xbaH\a\x82\x01\x04\x18\x02\x18\x03R\x04role\x12#\n" +
+	"\x05email\x18\x04 \x01(\tB\r\xbaH\n" +
+	"\xd8\x01\x01r\x05\x18\xfe\x01`\x01R\x05email:\x17\xbaH\x14\"\x12\n" +
+	"\auser_id\n" +
+	"\x05email\x10\x01\"=\n" +
 	"\x11AddMemberResponse\x12(\n" +
 	"\x06member\x18\x01 \x01(\v2\x10.berth.v1.MemberR\x06member\"e\n" +
 	"\x13RemoveMemberRequest\x12+\n" +
