@@ -1,5 +1,5 @@
 // Package gitop builds the argv of berth's whitelisted git operations
-// (clone, fetch, pull, checkout, status, diff, log, commit) from typed,
+// (clone, fetch, pull, checkout, status, diff, log, commit, init) from typed,
 // validated arguments, so that no value from a request can become a git
 // option or reach a shell.
 //
@@ -34,7 +34,15 @@ const (
 	Diff     = "diff"
 	Log      = "log"
 	Commit   = "commit"
+	Init     = "init"
 )
+
+// operations names every operation, for refusals.
+const operations = "clone, fetch, pull, checkout, status, diff, log, commit, init"
+
+// DefaultBranch is the initial branch of a repository made by init without
+// a Ref: fixed, so it never depends on a git configuration.
+const DefaultBranch = "main"
 
 // LogLimit bounds how many commits a log operation lists.
 const LogLimit = 50
@@ -54,6 +62,7 @@ const LogFormat = "%H%x09%an%x09%aI%x09%s"
 //	diff      Ref (compare the working tree with it), Paths
 //	log       Ref (start there instead of HEAD), Paths
 //	commit    Message (required), Paths (commit only these; default all tracked changes)
+//	init      Ref (the initial branch, default DefaultBranch); in the working directory
 //
 // A field an operation does not take must be empty.
 type Op struct {
@@ -219,8 +228,14 @@ func Argv(op Op, opts ...Option) ([]string, error) {
 			return append(argv, "--all", "-m", op.Message), nil
 		}
 		return append(append(argv, "-m", op.Message, "--"), paths...), nil
+	case Init:
+		branch := op.Ref
+		if branch == "" {
+			branch = DefaultBranch
+		}
+		return append(argv, "init", "--initial-branch="+branch), nil
 	}
-	return nil, &Error{Field: "operation", Reason: fmt.Sprintf("%q is not one of clone, fetch, pull, checkout, status, diff, log, commit", op.Operation)}
+	return nil, &Error{Field: "operation", Reason: fmt.Sprintf("%q is not one of %s", op.Operation, operations)}
 }
 
 // Steps returns the argvs to run in order for op. It equals Argv except for
@@ -265,8 +280,10 @@ func allowedFields(op Op) error {
 		t = takes{ref: true, paths: true}
 	case Commit:
 		t = takes{message: true, paths: true}
+	case Init:
+		t = takes{ref: true}
 	default:
-		return &Error{Field: "operation", Reason: fmt.Sprintf("%q is not one of clone, fetch, pull, checkout, status, diff, log, commit", op.Operation)}
+		return &Error{Field: "operation", Reason: fmt.Sprintf("%q is not one of %s", op.Operation, operations)}
 	}
 	unused := func(field string) error {
 		return &Error{Field: field, Reason: "not used by " + op.Operation}
@@ -291,7 +308,7 @@ func CheckRef(ref string) error {
 	bad := func(reason string) error { return &Error{Field: "ref", Reason: reason} }
 	switch {
 	case ref == "":
-		return bad("empty")
+		return bad("must not be empty")
 	case len(ref) > 255:
 		return bad("longer than 255 bytes")
 	case !utf8.ValidString(ref):
@@ -420,7 +437,7 @@ func checkPaths(paths []string) ([]string, error) {
 		bad := func(reason string) error { return &Error{Field: fmt.Sprintf("paths[%d]", i), Reason: reason} }
 		switch {
 		case p == "":
-			return nil, bad("empty")
+			return nil, bad("must not be empty")
 		case len(p) > 4096:
 			return nil, bad("longer than 4096 bytes")
 		case !utf8.ValidString(p):
@@ -454,7 +471,7 @@ func checkMessage(msg string) error {
 	bad := func(reason string) error { return &Error{Field: "message", Reason: reason} }
 	switch {
 	case strings.TrimSpace(msg) == "":
-		return bad("empty")
+		return bad("a commit needs a message that is not blank")
 	case len(msg) > 64<<10:
 		return bad("longer than 64 KiB")
 	case !utf8.ValidString(msg):

@@ -207,3 +207,24 @@ func TestHeadArgv(t *testing.T) {
 		t.Errorf("HeadArgv = %q", got)
 	}
 }
+
+func TestInitArgv(t *testing.T) {
+	argv, err := gitop.Argv(gitop.Op{Operation: "init"})
+	if err != nil || argv[len(argv)-2] != "init" || argv[len(argv)-1] != "--initial-branch=main" {
+		t.Fatalf("init argv = %v, %v", argv, err)
+	}
+	argv, err = gitop.Argv(gitop.Op{Operation: "init", Ref: "trunk"})
+	if err != nil || argv[len(argv)-1] != "--initial-branch=trunk" {
+		t.Fatalf("init with a ref = %v, %v", argv, err)
+	}
+	for _, bad := range []gitop.Op{
+		{Operation: "init", Ref: "-x"},
+		{Operation: "init", Paths: []string{"sub"}},
+		{Operation: "init", URL: "https://example.com/r.git"},
+		{Operation: "init", Message: "m"},
+	} {
+		if _, err := gitop.Argv(bad); err == nil {
+			t.Errorf("Argv(%+v) accepted", bad)
+		}
+	}
+}

@@ -325,3 +325,34 @@ func TestManagedWorkspaceClonesGitURL(t *testing.T) {
 		t.Errorf("the member's directory holds %d workspace directories, want 1 (nothing made for a refused workspace)", len(entries))
 	}
 }
+
+// TestGitInit: a managed workspace starts empty; a git_operation INIT
+// makes it a repository on the branch asked for.
+func TestGitInit(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	c := srv.clients(protocols[0])
+	_ = register(t, c, "admin@example.com")
+	member := as(t.Context(), register(t, c, "member@example.com").GetTokens().GetAccessToken())
+	made, err := c.Workspace.CreateWorkspace(member, &berthv1.CreateWorkspaceRequest{Name: "fresh"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := made.GetWorkspace()
+	res, err := c.Task.CreateTask(member, &berthv1.CreateTaskRequest{WorkspaceId: w.GetId(), Type: berthv1.TaskType_TASK_TYPE_GIT_OPERATION,
+		Git: &berthv1.GitOperation{Operation: berthv1.GitOperationType_GIT_OPERATION_TYPE_INIT, Ref: "trunk"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := waitTask(t, c, member, res.GetTask().GetId(), 2*time.Minute, nil)
+	if done.GetStatus() != berthv1.TaskStatus_TASK_STATUS_SUCCEEDED {
+		t.Fatalf("init: %v %v", done.GetStatus(), done.GetError())
+	}
+	head, err := os.ReadFile(filepath.Join(w.GetPath(), ".git", "HEAD"))
+	if err != nil || strings.TrimSpace(string(head)) != "ref: refs/heads/trunk" {
+		t.Errorf(".git/HEAD = %q, %v; want the trunk branch", head, err)
+	}
+	_, err = c.Task.CreateTask(member, &berthv1.CreateTaskRequest{WorkspaceId: w.GetId(), Type: berthv1.TaskType_TASK_TYPE_GIT_OPERATION,
+		Git: &berthv1.GitOperation{Operation: berthv1.GitOperationType_GIT_OPERATION_TYPE_INIT, Paths: []string{"sub"}}})
+	wantCode(t, err, connect.CodeInvalidArgument, "VALIDATION_ERROR")
+}

@@ -229,6 +229,9 @@ const (
 	GitOperationType_GIT_OPERATION_TYPE_LOG GitOperationType = 7
 	// Commit paths (or all changes) with message.
 	GitOperationType_GIT_OPERATION_TYPE_COMMIT GitOperationType = 8
+	// Create an empty repository in the working directory; ref names its
+	// initial branch (default "main").
+	GitOperationType_GIT_OPERATION_TYPE_INIT GitOperationType = 9
 )
 
 // Enum value maps for GitOperationType.
@@ -243,6 +246,7 @@ var (
 		6: "GIT_OPERATION_TYPE_DIFF",
 		7: "GIT_OPERATION_TYPE_LOG",
 		8: "GIT_OPERATION_TYPE_COMMIT",
+		9: "GIT_OPERATION_TYPE_INIT",
 	}
 	GitOperationType_value = map[string]int32{
 		"GIT_OPERATION_TYPE_UNSPECIFIED": 0,
@@ -254,6 +258,7 @@ var (
 		"GIT_OPERATION_TYPE_DIFF":        6,
 		"GIT_OPERATION_TYPE_LOG":         7,
 		"GIT_OPERATION_TYPE_COMMIT":      8,
+		"GIT_OPERATION_TYPE_INIT":        9,
 	}
 )
 
@@ -2206,7 +2211,7 @@ const file_berth_v1_task_proto_rawDesc = "" +
 	"\x15TASK_STATUS_SUCCEEDED\x10\x03\x12\x16\n" +
 	"\x12TASK_STATUS_FAILED\x10\x04\x12\x19\n" +
 	"\x15TASK_STATUS_CANCELLED\x10\x05\x12\x19\n" +
-	"\x15TASK_STATUS_TIMED_OUT\x10\x06*\xa7\x02\n" +
+	"\x15TASK_STATUS_TIMED_OUT\x10\x06*\xc4\x02\n" +
 	"\x10GitOperationType\x12\"\n" +
 	"\x1eGIT_OPERATION_TYPE_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18GIT_OPERATION_TYPE_CLONE\x10\x01\x12\x1c\n" +
@@ -2216,7 +2221,8 @@ const file_berth_v1_task_proto_rawDesc = "" +
 	"\x19GIT_OPERATION_TYPE_STATUS\x10\x05\x12\x1b\n" +
 	"\x17GIT_OPERATION_TYPE_DIFF\x10\x06\x12\x1a\n" +
 	"\x16GIT_OPERATION_TYPE_LOG\x10\a\x12\x1d\n" +
-	"\x19GIT_OPERATION_TYPE_COMMIT\x10\b*\x9b\x01\n" +
+	"\x19GIT_OPERATION_TYPE_COMMIT\x10\b\x12\x1b\n" +
+	"\x17GIT_OPERATION_TYPE_INIT\x10\t*\x9b\x01\n" +
 	"\tLogSource\x12\x1a\n" +
 	"\x16LOG_SOURCE_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11LOG_SOURCE_STDOUT\x10\x01\x12\x15\n" +
