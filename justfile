@@ -19,7 +19,16 @@ default:
 # Run the server from source; arguments go to `berth serve` (just run --log-format text).
 [positional-arguments]
 run *args:
-    go run ./cmd/berth serve "$@"
+    #!/usr/bin/env bash
+    set -euo pipefail
+    # The first build compiles every dependency (a minute or two); say so
+    # rather than sit silent.
+    echo "just run: building berth (the first build takes a minute or two; later ones seconds)…" >&2
+    mkdir -p bin
+    start=$SECONDS
+    go build -o bin/berth-dev ./cmd/berth
+    echo "just run: built in $((SECONDS - start)) s; starting berth serve $*" >&2
+    exec bin/berth-dev serve "$@"
 
 # Build a static binary into bin/berth, stamped with `git describe`.
 build:
