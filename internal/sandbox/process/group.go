@@ -5,8 +5,10 @@ import (
 	"time"
 )
 
-// killWait bounds the wait for a process group to vanish after SIGKILL.
-const killWait = 2 * time.Second
+// killWait bounds the wait for a process group to vanish after SIGKILL:
+// generous, as a loaded machine may take seconds to schedule the exits, and
+// the wait ends as soon as the group is empty.
+const killWait = 10 * time.Second
 
 // group is the process group of one command: its first process and
 // everything that process started without leaving the group.
