@@ -73,14 +73,19 @@ func (t Task) Follow(ctx context.Context, id string, fromSeq int64, send func(Ta
 	defer sub.Close()
 	f := &follower{t: t, id: id, last: max(fromSeq, 1) - 1, send: send}
 
+	// The stored log first, then the task's state as it is after it: a
+	// reader never sees a status or progress before the lines it follows.
+	if _, err := f.find(ctx); err != nil {
+		return err // an unknown task sends nothing
+	}
+	if err := f.catchUp(ctx); err != nil {
+		return err
+	}
 	rec, err := f.find(ctx)
 	if err != nil {
 		return err
 	}
 	if err := f.state(rec); err != nil {
-		return err
-	}
-	if err := f.catchUp(ctx); err != nil {
 		return err
 	}
 	if rec.Status.Terminal() {
@@ -110,8 +115,12 @@ func (t Task) Follow(ctx context.Context, id string, fromSeq int64, send func(Ta
 				return err
 			}
 			continue
-		} else if rec, err = f.find(ctx); err != nil {
+		} else if err := f.catchUp(ctx); err != nil {
 			// Another event (a task.StatusEvent) says the task changed.
+			// The lines stored before the change go first, so progress
+			// never precedes the lines it describes.
+			return err
+		} else if rec, err = f.find(ctx); err != nil {
 			// The task is read from the store rather than from the event:
 			// the store is the source of truth, and the publisher may
 			// still be updating the record it published.
@@ -192,12 +201,18 @@ func (f *follower) state(rec *store.TaskRecord) error {
 }
 
 // end sends the lines stored since the last read (the task may have
-// finished between the catch-up and the status), then KindEnd.
+// finished between the catch-up and the status), then KindEnd with the
+// task's true last seq — not the reader's starting point when it asked to
+// start beyond the end.
 func (f *follower) end(ctx context.Context, rec *store.TaskRecord) error {
 	if err := f.catchUp(ctx); err != nil {
 		return err
 	}
-	return f.send(TaskEvent{Kind: KindEnd, Task: rec, LastSeq: f.last})
+	last, err := f.t.Store.LastLogSeq(ctx, f.id)
+	if err != nil {
+		return err
+	}
+	return f.send(TaskEvent{Kind: KindEnd, Task: rec, LastSeq: last})
 }
 
 // drain empties a subscription's queue without blocking.

@@ -156,6 +156,41 @@ func TestFollowFinishedTask(t *testing.T) {
 	}
 }
 
+// TestFollowOrder: the stored log comes first, then the task's status, and
+// the end names the task's true last line even to a reader that asked to
+// start far beyond it.
+func TestFollowOrder(t *testing.T) {
+	t.Parallel()
+	f, tr := running(t)
+	finish(t, f, tr, 11)
+	var kinds []stream.Kind
+	var end stream.TaskEvent
+	err := f.Follow(t.Context(), tr.ID, 0, func(ev stream.TaskEvent) error {
+		if len(kinds) == 0 || kinds[len(kinds)-1] != ev.Kind {
+			kinds = append(kinds, ev.Kind)
+		}
+		if ev.Kind == stream.KindEnd {
+			end = ev
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []stream.Kind{stream.KindLog, stream.KindStatus, stream.KindEnd}; fmt.Sprint(kinds) != fmt.Sprint(want) {
+		t.Errorf("event kinds in order %v, want %v (the log, then the status, then the end)", kinds, want)
+	}
+	if end.LastSeq != 11 {
+		t.Errorf("end.LastSeq = %d, want 11", end.LastSeq)
+	}
+	for _, from := range []int64{12, 999} {
+		seqs, end, err := collect(t.Context(), f, tr.ID, from, nil)
+		if err != nil || len(seqs) != 0 || end.LastSeq != 11 {
+			t.Errorf("from %d: %v, %d lines, end.LastSeq %d; want 11", from, err, len(seqs), end.LastSeq)
+		}
+	}
+}
+
 // TestFollowStopsWithContext: a reader that leaves ends Follow with its
 // context's error; the task is untouched.
 func TestFollowStopsWithContext(t *testing.T) {
