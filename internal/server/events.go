@@ -12,9 +12,9 @@ import (
 
 // eventCodec encodes the bus's events for the Valkey bridge, which carries
 // them to the other instances: log lines whole; a task's change as its id,
-// workspace and status only (followers read the task itself from the
-// store, and workspace watchers need no more); a workspace's status event
-// with its record.
+// workspace, status and progress only (followers read the task itself from
+// the store; workspace watchers need no more, but on "task.created", when
+// they read it); a workspace's status event with its record.
 type eventCodec struct{}
 
 // wireEvent is one event on the wire; exactly one field is set.
@@ -38,6 +38,7 @@ type wireTask struct {
 	ID          string           `json:"id"`
 	WorkspaceID string           `json:"ws"`
 	Status      store.TaskStatus `json:"st"`
+	Progress    json.RawMessage  `json:"p,omitempty"`
 }
 
 type wireWorkspace struct {
@@ -52,7 +53,7 @@ func (eventCodec) Encode(v any) ([]byte, error) {
 	case store.LogEntry:
 		e.Log = &wireLog{TaskID: v.TaskID, Seq: v.Seq, Time: v.Time, Level: v.Level, Source: v.Source, Message: v.Message, Fields: v.Fields}
 	case task.StatusEvent:
-		e.Task = &wireTask{ID: v.Task.ID, WorkspaceID: v.Task.WorkspaceID, Status: v.Task.Status}
+		e.Task = &wireTask{ID: v.Task.ID, WorkspaceID: v.Task.WorkspaceID, Status: v.Task.Status, Progress: v.Task.Progress}
 	case workspace.Event:
 		e.Workspace = &wireWorkspace{Kind: v.Kind, Workspace: v.Workspace, Time: v.Time}
 	default:
@@ -71,7 +72,7 @@ func (eventCodec) Decode(data []byte) (any, error) {
 		l := e.Log
 		return store.LogEntry{TaskID: l.TaskID, Seq: l.Seq, Time: l.Time, Level: l.Level, Source: l.Source, Message: l.Message, Fields: l.Fields}, nil
 	case e.Task != nil:
-		return task.StatusEvent{Task: &store.TaskRecord{ID: e.Task.ID, WorkspaceID: e.Task.WorkspaceID, Status: e.Task.Status}}, nil
+		return task.StatusEvent{Task: &store.TaskRecord{ID: e.Task.ID, WorkspaceID: e.Task.WorkspaceID, Status: e.Task.Status, Progress: e.Task.Progress}}, nil
 	case e.Workspace != nil && e.Workspace.Workspace != nil:
 		return workspace.Event{Kind: e.Workspace.Kind, Workspace: e.Workspace.Workspace, Time: e.Workspace.Time}, nil
 	}

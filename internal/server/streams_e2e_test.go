@@ -486,13 +486,38 @@ func TestWatchWorkspace(t *testing.T) {
 			return &out
 		},
 	} {
+		// Every kind of event a workspace stream carries is really sent
+		// (workspace.status came first), each with what it promises.
+		seen := map[string]bool{}
 		for {
 			ev := next()
-			if ev.GetTaskId() == id && ev.GetTaskStatus() == berthv1.TaskStatus_TASK_STATUS_SUCCEEDED {
+			if ev.GetTaskId() != id {
+				continue
+			}
+			seen[ev.GetKind()] = true
+			switch ev.GetKind() {
+			case "task.created":
+				if ev.GetTask().GetId() != id || ev.GetTask().GetStatus() != berthv1.TaskStatus_TASK_STATUS_QUEUED || ev.GetTask().GetPrompt() != "watched" {
+					t.Errorf("task.created carries %v", ev.GetTask())
+				}
+			case "task.progress":
+				if ev.GetTaskProgress() == nil || ev.GetTaskProgress().GetCurrent() == 0 {
+					t.Errorf("task.progress carries no progress: %v", ev)
+				}
+			case "task.status":
+			default:
+				t.Errorf("unknown event kind %q", ev.GetKind())
+			}
+			if ev.GetTaskStatus() == berthv1.TaskStatus_TASK_STATUS_SUCCEEDED {
 				if ev.GetKind() != "task.status" {
 					t.Errorf("kind %q", ev.GetKind())
 				}
 				break
+			}
+		}
+		for _, kind := range []string{"task.created", "task.status", "task.progress"} {
+			if !seen[kind] {
+				t.Errorf("no %s event (saw %v)", kind, seen)
 			}
 		}
 	}

@@ -141,6 +141,9 @@ func (s *Service) Create(ctx context.Context, p access.Principal, req *berthv1.C
 	if err := s.store.CreateTaskRecord(ctx, t); err != nil {
 		return nil, err
 	}
+	// Watchers of the workspace see the task queued (status QUEUED: the
+	// runner publishes every later change itself).
+	s.runner.published(t)
 	s.runner.Wake()
 	return t, nil
 }

@@ -200,25 +200,44 @@ func (h *Handler) WatchWorkspace(ctx context.Context, req *berthv1.WatchWorkspac
 // FollowEvents is Follow with what it sends turned into the API's
 // WorkspaceEvents, as WatchWorkspace, the SSE stream and the WebSocket all
 // send them: the workspace's state and status changes, and its tasks'
-// changes — "task.status" when a task's status changed, "task.progress"
-// when only its progress did.
+// changes — "task.created" when a task was queued (with the task),
+// "task.status" when a task's status changed, "task.progress" when only
+// its progress did (both with the progress).
 func (s *Service) FollowEvents(ctx context.Context, p access.Principal, id string, send func(*berthv1.WorkspaceEvent) error) error {
 	statuses := map[string]store.TaskStatus{} // of the tasks seen running
 	return s.Follow(ctx, p, id, func(v any) error {
 		switch v := v.(type) {
 		case Event:
 			return send(&berthv1.WorkspaceEvent{Time: timestamppb.New(v.Time), Kind: v.Kind, Workspace: ToProto(v.Workspace)})
-		case task.StatusEvent: // only its ID and Status may be read: the runner goes on updating its progress
-			kind := "task.status"
-			if statuses[v.Task.ID] == v.Task.Status {
-				kind = "task.progress"
+		case task.StatusEvent:
+			// The event's record is a copy whose ID, Status and Progress
+			// stay as published; the runner goes on updating its own.
+			ev := &berthv1.WorkspaceEvent{Time: timestamppb.New(s.now()), Kind: "task.status", TaskId: v.Task.ID,
+				TaskStatus: task.ToProto(&store.TaskRecord{Status: v.Task.Status}).GetStatus()}
+			switch {
+			case v.Task.Status == store.TaskQueued:
+				ev.Kind = "task.created"
+				rec := v.Task
+				if rec.CreatedAt.IsZero() {
+					// From another instance, which sent only the id and
+					// status: read the task.
+					found, _, err := s.store.FindTask(ctx, v.Task.ID, p.Viewer())
+					if err != nil {
+						return nil // gone meanwhile: nothing to tell
+					}
+					rec = found
+				}
+				ev.Task = task.ToProto(rec)
+				return send(ev)
+			case statuses[v.Task.ID] == v.Task.Status:
+				ev.Kind = "task.progress"
 			}
 			statuses[v.Task.ID] = v.Task.Status
 			if v.Task.Status.Terminal() {
 				delete(statuses, v.Task.ID)
 			}
-			return send(&berthv1.WorkspaceEvent{Time: timestamppb.New(s.now()), Kind: kind, TaskId: v.Task.ID,
-				TaskStatus: task.ToProto(&store.TaskRecord{Status: v.Task.Status}).GetStatus()})
+			ev.TaskProgress = task.ToProto(&store.TaskRecord{Progress: v.Task.Progress}).GetProgress()
+			return send(ev)
 		}
 		return nil
 	})

@@ -1898,15 +1898,22 @@ type WorkspaceEvent struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Time is when the change happened.
 	Time *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=time,proto3" json:"time,omitempty"`
-	// Kind names the change: "workspace.status", "task.created",
-	// "task.status" or "task.progress".
+	// Kind names the change: "workspace.status" (with workspace),
+	// "task.created" (a task was queued; with task), "task.status" (a task's
+	// status changed; with task_status) or "task.progress" (only its
+	// progress changed; with task_progress).
 	Kind string `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
 	// Workspace is the workspace after a status change.
 	Workspace *Workspace `protobuf:"bytes,3,opt,name=workspace,proto3" json:"workspace,omitempty"`
 	// TaskId names the task a task event is about.
 	TaskId string `protobuf:"bytes,4,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
 	// TaskStatus is the task's status after a task event.
-	TaskStatus    TaskStatus `protobuf:"varint,5,opt,name=task_status,json=taskStatus,proto3,enum=berth.v1.TaskStatus" json:"task_status,omitempty"`
+	TaskStatus TaskStatus `protobuf:"varint,5,opt,name=task_status,json=taskStatus,proto3,enum=berth.v1.TaskStatus" json:"task_status,omitempty"`
+	// Task is the new task, on "task.created".
+	Task *Task `protobuf:"bytes,6,opt,name=task,proto3" json:"task,omitempty"`
+	// TaskProgress is the task's progress after a "task.progress" or
+	// "task.status" event, when it has any.
+	TaskProgress  *TaskProgress `protobuf:"bytes,7,opt,name=task_progress,json=taskProgress,proto3" json:"task_progress,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1974,6 +1981,20 @@ func (x *WorkspaceEvent) GetTaskStatus() TaskStatus {
 		return x.TaskStatus
 	}
 	return TaskStatus_TASK_STATUS_UNSPECIFIED
+}
+
+func (x *WorkspaceEvent) GetTask() *Task {
+	if x != nil {
+		return x.Task
+	}
+	return nil
+}
+
+func (x *WorkspaceEvent) GetTaskProgress() *TaskProgress {
+	if x != nil {
+		return x.TaskProgress
+	}
+	return nil
 }
 
 // WatchWorkspaceResponse carries one event.
@@ -2165,14 +2186,16 @@ const file_berth_v1_workspace_proto_rawDesc = "" +
 	"\x13ListMembersResponse\x12*\n" +
 	"\amembers\x18\x01 \x03(\v2\x10.berth.v1.MemberR\amembers\"D\n" +
 	"\x15WatchWorkspaceRequest\x12+\n" +
-	"\fworkspace_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\vworkspaceId\"\xd7\x01\n" +
+	"\fworkspace_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\vworkspaceId\"\xb8\x02\n" +
 	"\x0eWorkspaceEvent\x12.\n" +
 	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x121\n" +
 	"\tworkspace\x18\x03 \x01(\v2\x13.berth.v1.WorkspaceR\tworkspace\x12\x17\n" +
 	"\atask_id\x18\x04 \x01(\tR\x06taskId\x125\n" +
 	"\vtask_status\x18\x05 \x01(\x0e2\x14.berth.v1.TaskStatusR\n" +
-	"taskStatus\"H\n" +
+	"taskStatus\x12\"\n" +
+	"\x04task\x18\x06 \x01(\v2\x0e.berth.v1.TaskR\x04task\x12;\n" +
+	"\rtask_progress\x18\a \x01(\v2\x16.berth.v1.TaskProgressR\ftaskProgress\"H\n" +
 	"\x16WatchWorkspaceResponse\x12.\n" +
 	"\x05event\x18\x01 \x01(\v2\x18.berth.v1.WorkspaceEventR\x05event*\x87\x02\n" +
 	"\x0fWorkspaceStatus\x12 \n" +
@@ -2254,6 +2277,8 @@ var file_berth_v1_workspace_proto_goTypes = []any{
 	(*timestamppb.Timestamp)(nil),   // 34: google.protobuf.Timestamp
 	(*Pagination)(nil),              // 35: berth.v1.Pagination
 	(TaskStatus)(0),                 // 36: berth.v1.TaskStatus
+	(*Task)(nil),                    // 37: berth.v1.Task
+	(*TaskProgress)(nil),            // 38: berth.v1.TaskProgress
 }
 var file_berth_v1_workspace_proto_depIdxs = []int32{
 	0,  // 0: berth.v1.Workspace.status:type_name -> berth.v1.WorkspaceStatus
@@ -2282,34 +2307,36 @@ var file_berth_v1_workspace_proto_depIdxs = []int32{
 	34, // 23: berth.v1.WorkspaceEvent.time:type_name -> google.protobuf.Timestamp
 	4,  // 24: berth.v1.WorkspaceEvent.workspace:type_name -> berth.v1.Workspace
 	36, // 25: berth.v1.WorkspaceEvent.task_status:type_name -> berth.v1.TaskStatus
-	29, // 26: berth.v1.WatchWorkspaceResponse.event:type_name -> berth.v1.WorkspaceEvent
-	5,  // 27: berth.v1.WorkspaceService.ListWorkspaces:input_type -> berth.v1.ListWorkspacesRequest
-	7,  // 28: berth.v1.WorkspaceService.CreateWorkspace:input_type -> berth.v1.CreateWorkspaceRequest
-	9,  // 29: berth.v1.WorkspaceService.GetWorkspace:input_type -> berth.v1.GetWorkspaceRequest
-	13, // 30: berth.v1.WorkspaceService.UpdateWorkspace:input_type -> berth.v1.UpdateWorkspaceRequest
-	15, // 31: berth.v1.WorkspaceService.DeleteWorkspace:input_type -> berth.v1.DeleteWorkspaceRequest
-	17, // 32: berth.v1.WorkspaceService.StartWorkspace:input_type -> berth.v1.StartWorkspaceRequest
-	19, // 33: berth.v1.WorkspaceService.StopWorkspace:input_type -> berth.v1.StopWorkspaceRequest
-	22, // 34: berth.v1.WorkspaceService.AddMember:input_type -> berth.v1.AddMemberRequest
-	24, // 35: berth.v1.WorkspaceService.RemoveMember:input_type -> berth.v1.RemoveMemberRequest
-	26, // 36: berth.v1.WorkspaceService.ListMembers:input_type -> berth.v1.ListMembersRequest
-	28, // 37: berth.v1.WorkspaceService.WatchWorkspace:input_type -> berth.v1.WatchWorkspaceRequest
-	6,  // 38: berth.v1.WorkspaceService.ListWorkspaces:output_type -> berth.v1.ListWorkspacesResponse
-	8,  // 39: berth.v1.WorkspaceService.CreateWorkspace:output_type -> berth.v1.CreateWorkspaceResponse
-	10, // 40: berth.v1.WorkspaceService.GetWorkspace:output_type -> berth.v1.GetWorkspaceResponse
-	14, // 41: berth.v1.WorkspaceService.UpdateWorkspace:output_type -> berth.v1.UpdateWorkspaceResponse
-	16, // 42: berth.v1.WorkspaceService.DeleteWorkspace:output_type -> berth.v1.DeleteWorkspaceResponse
-	18, // 43: berth.v1.WorkspaceService.StartWorkspace:output_type -> berth.v1.StartWorkspaceResponse
-	20, // 44: berth.v1.WorkspaceService.StopWorkspace:output_type -> berth.v1.StopWorkspaceResponse
-	23, // 45: berth.v1.WorkspaceService.AddMember:output_type -> berth.v1.AddMemberResponse
-	25, // 46: berth.v1.WorkspaceService.RemoveMember:output_type -> berth.v1.RemoveMemberResponse
-	27, // 47: berth.v1.WorkspaceService.ListMembers:output_type -> berth.v1.ListMembersResponse
-	30, // 48: berth.v1.WorkspaceService.WatchWorkspace:output_type -> berth.v1.WatchWorkspaceResponse
-	38, // [38:49] is the sub-list for method output_type
-	27, // [27:38] is the sub-list for method input_type
-	27, // [27:27] is the sub-list for extension type_name
-	27, // [27:27] is the sub-list for extension extendee
-	0,  // [0:27] is the sub-list for field type_name
+	37, // 26: berth.v1.WorkspaceEvent.task:type_name -> berth.v1.Task
+	38, // 27: berth.v1.WorkspaceEvent.task_progress:type_name -> berth.v1.TaskProgress
+	29, // 28: berth.v1.WatchWorkspaceResponse.event:type_name -> berth.v1.WorkspaceEvent
+	5,  // 29: berth.v1.WorkspaceService.ListWorkspaces:input_type -> berth.v1.ListWorkspacesRequest
+	7,  // 30: berth.v1.WorkspaceService.CreateWorkspace:input_type -> berth.v1.CreateWorkspaceRequest
+	9,  // 31: berth.v1.WorkspaceService.GetWorkspace:input_type -> berth.v1.GetWorkspaceRequest
+	13, // 32: berth.v1.WorkspaceService.UpdateWorkspace:input_type -> berth.v1.UpdateWorkspaceRequest
+	15, // 33: berth.v1.WorkspaceService.DeleteWorkspace:input_type -> berth.v1.DeleteWorkspaceRequest
+	17, // 34: berth.v1.WorkspaceService.StartWorkspace:input_type -> berth.v1.StartWorkspaceRequest
+	19, // 35: berth.v1.WorkspaceService.StopWorkspace:input_type -> berth.v1.StopWorkspaceRequest
+	22, // 36: berth.v1.WorkspaceService.AddMember:input_type -> berth.v1.AddMemberRequest
+	24, // 37: berth.v1.WorkspaceService.RemoveMember:input_type -> berth.v1.RemoveMemberRequest
+	26, // 38: berth.v1.WorkspaceService.ListMembers:input_type -> berth.v1.ListMembersRequest
+	28, // 39: berth.v1.WorkspaceService.WatchWorkspace:input_type -> berth.v1.WatchWorkspaceRequest
+	6,  // 40: berth.v1.WorkspaceService.ListWorkspaces:output_type -> berth.v1.ListWorkspacesResponse
+	8,  // 41: berth.v1.WorkspaceService.CreateWorkspace:output_type -> berth.v1.CreateWorkspaceResponse
+	10, // 42: berth.v1.WorkspaceService.GetWorkspace:output_type -> berth.v1.GetWorkspaceResponse
+	14, // 43: berth.v1.WorkspaceService.UpdateWorkspace:output_type -> berth.v1.UpdateWorkspaceResponse
+	16, // 44: berth.v1.WorkspaceService.DeleteWorkspace:output_type -> berth.v1.DeleteWorkspaceResponse
+	18, // 45: berth.v1.WorkspaceService.StartWorkspace:output_type -> berth.v1.StartWorkspaceResponse
+	20, // 46: berth.v1.WorkspaceService.StopWorkspace:output_type -> berth.v1.StopWorkspaceResponse
+	23, // 47: berth.v1.WorkspaceService.AddMember:output_type -> berth.v1.AddMemberResponse
+	25, // 48: berth.v1.WorkspaceService.RemoveMember:output_type -> berth.v1.RemoveMemberResponse
+	27, // 49: berth.v1.WorkspaceService.ListMembers:output_type -> berth.v1.ListMembersResponse
+	30, // 50: berth.v1.WorkspaceService.WatchWorkspace:output_type -> berth.v1.WatchWorkspaceResponse
+	40, // [40:51] is the sub-list for method output_type
+	29, // [29:40] is the sub-list for method input_type
+	29, // [29:29] is the sub-list for extension type_name
+	29, // [29:29] is the sub-list for extension extendee
+	0,  // [0:29] is the sub-list for field type_name
 }
 
 func init() { file_berth_v1_workspace_proto_init() }
