@@ -17,6 +17,10 @@
 //	            at once and ending "sent <unix nanoseconds>", the time it
 //	            was written, so a reader on the same host can measure
 //	            the latency from the write to its receipt
+//	[cost:J]    the result's total_cost_usd is the JSON text J as is
+//	            (-1000, 1e308, 1e400, "NaN"): a lying or broken CLI
+//	[turns:J]   the same for num_turns
+//	[tokens:J]  the same for usage.input_tokens
 //
 // It never reads stdin, needs ANTHROPIC_API_KEY set (an error result and
 // exit 2 otherwise) and never prints the key. Standard library only, so
@@ -176,12 +180,27 @@ func run(cfg config, e *emitter, session string) int {
 		subtype, text = "error_max_turns", ""
 	}
 	cost := float64(usage["input_tokens"])*3e-6 + float64(usage["output_tokens"])*15e-6
-	e.emit(map[string]any{
+	result := map[string]any{
 		"type": "result", "subtype": subtype, "is_error": isError,
 		"duration_ms": time.Since(start).Milliseconds(), "duration_api_ms": time.Since(start).Milliseconds(),
 		"num_turns": turns, "result": text, "session_id": session,
 		"total_cost_usd": cost, "usage": usage,
-	})
+	}
+	resultUsage := map[string]any{}
+	for k, v := range usage {
+		resultUsage[k] = v
+	}
+	result["usage"] = resultUsage
+	for marker, set := range map[string]func(json.RawMessage){
+		"cost":   func(j json.RawMessage) { result["total_cost_usd"] = j },
+		"turns":  func(j json.RawMessage) { result["num_turns"] = j },
+		"tokens": func(j json.RawMessage) { resultUsage["input_tokens"] = j },
+	} {
+		if m := regexp.MustCompile(`\[` + marker + `:([^\]\s]+)\]`).FindStringSubmatch(cfg.prompt); m != nil {
+			set(json.RawMessage(m[1]))
+		}
+	}
+	e.emit(result)
 	return code
 }
 
