@@ -21,6 +21,8 @@
 //	            (-1000, 1e308, 1e400, "NaN"): a lying or broken CLI
 //	[turns:J]   the same for num_turns
 //	[tokens:J]  the same for usage.input_tokens
+//	[env:NAME]  an assistant line "env NAME=<value>" (or "env NAME unset")
+//	            in the first turn, to show what reached the CLI
 //
 // It never reads stdin, needs ANTHROPIC_API_KEY set (an error result and
 // exit 2 otherwise) and never prints the key. Standard library only, so
@@ -159,6 +161,13 @@ func run(cfg config, e *emitter, session string) int {
 		e.assistant(msgID, session, msgUsage, map[string]any{"type": "text", "text": tt.text})
 		if t == 0 {
 			e.extraLines(msgID, session, msgUsage, extra, rate)
+			for _, m := range regexp.MustCompile(`\[env:(\w+)\]`).FindAllStringSubmatch(cfg.prompt, -1) {
+				text := "env " + m[1] + " unset"
+				if v, ok := os.LookupEnv(m[1]); ok {
+					text = "env " + m[1] + "=" + v
+				}
+				e.assistant(msgID, session, msgUsage, map[string]any{"type": "text", "text": text})
+			}
 		}
 		toolID := fmt.Sprintf("toolu_%02d", t+1)
 		e.assistant(msgID, session, msgUsage, map[string]any{"type": "tool_use", "id": toolID, "name": tt.tool, "input": tt.input})
