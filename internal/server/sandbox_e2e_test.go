@@ -421,6 +421,11 @@ func checkAgentLies(t *testing.T, srv *testServer, c clients, ctx context.Contex
 	if cost := metricValue(t, srv, "berth_agent_cost_usd_total"); strings.HasPrefix(cost, "-") || strings.Contains(cost, "Inf") {
 		t.Errorf("berth_agent_cost_usd_total = %s", cost)
 	}
+	for _, where := range []string{"runner", "agent-parser", "heartbeat", "sse", "websocket"} {
+		if want := `berth_panics_total{where="` + where + `"} 0`; !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
 	if want := `berth_tasks_finished_total{status="failed",type="claude_chat"} ` + fmt.Sprint(len(agentLies)); !strings.Contains(metrics, want) {
 		t.Errorf("/metrics lacks %s:\n%s", want, grepLines(metrics, "berth_tasks_finished_total"))
 	}

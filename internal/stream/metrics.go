@@ -53,7 +53,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.sent.WithLabelValues(tr)
 	}
 	reg.MustRegister(m.open, m.sent, m.lagged, m.dropped, m.commands)
-	m.panics = telemetry.NewPanics(reg)
+	m.panics = telemetry.NewPanics(reg, TransportSSE, TransportWebSocket)
 	return m
 }
 

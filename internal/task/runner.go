@@ -153,7 +153,7 @@ func NewRunner(st *store.Store, rt Runtime, ws Workspaces, b *bus.Bus, reg prome
 		lease:   lease,
 		owner:   ownerID(),
 		metrics: newMetrics(reg),
-		panics:  telemetry.NewPanics(reg),
+		panics:  telemetry.NewPanics(reg, "runner", "agent-parser", "heartbeat"),
 		env:     env,
 		wake:    make(chan struct{}, 1),
 		running: make(map[string]*run),

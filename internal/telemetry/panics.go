@@ -20,12 +20,18 @@ type Panics struct {
 }
 
 // NewPanics returns a Panics counting into berth_panics_total{where} on
-// reg. Every Panics built on one registry shares the counter.
-func NewPanics(reg prometheus.Registerer) *Panics {
-	return &Panics{count: Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+// reg. Every Panics built on one registry shares the counter. The series
+// of each of wheres starts at 0, so that an alert on its increase sees
+// the first panic too.
+func NewPanics(reg prometheus.Registerer, wheres ...string) *Panics {
+	p := &Panics{count: Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "berth_panics_total",
 		Help: "Panics recovered in berth's goroutines, by where they happened; each ended one task or stream, not the server.",
 	}, []string{"where"}))}
+	for _, w := range wheres {
+		p.count.WithLabelValues(w)
+	}
+	return p
 }
 
 // Recover, deferred at the top of a goroutine, stops a panic there: it

@@ -16,7 +16,7 @@ import (
 func TestPanicsRecover(t *testing.T) {
 	t.Parallel()
 	reg := telemetry.NewRegistry()
-	a, b := telemetry.NewPanics(reg), telemetry.NewPanics(reg) // one counter
+	a, b := telemetry.NewPanics(reg, "stream"), telemetry.NewPanics(reg) // one counter
 	var logs bytes.Buffer
 	logger := slog.New(slog.NewJSONHandler(&logs, nil))
 	var got any
@@ -51,8 +51,8 @@ func TestPanicsRecover(t *testing.T) {
 			counts[m.GetLabel()[0].GetValue()] = m.GetCounter().GetValue()
 		}
 	}
-	if len(counts) != 1 || counts["runner"] != 2 {
-		t.Errorf("berth_panics_total = %v, want runner 2 only", counts)
+	if len(counts) != 2 || counts["runner"] != 2 || counts["stream"] != 0 {
+		t.Errorf("berth_panics_total = %v, want runner 2 and stream 0", counts)
 	}
 	for _, w := range []string{`"level":"ERROR"`, `"task":"t-1"`, `"panic":"boom"`, "assignment to entry in nil map", `"stack":`} {
 		if !strings.Contains(logs.String(), w) {
