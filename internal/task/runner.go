@@ -683,7 +683,7 @@ func (r *Runner) runClaude(ctx context.Context, t *store.TaskRecord, cfg *berthv
 	}
 	cost := res.TotalCostUSD
 	if res.Failed() {
-		return outcome{cost: &cost, err: &berthv1.TaskError{Code: strings.ToUpper(res.Subtype), Message: redact(res.Text), Details: fmt.Sprintf("exit code %d, %d turns", code, res.NumTurns)}}
+		return outcome{cost: &cost, err: &berthv1.TaskError{Code: agentErrorCode(res.Subtype), Message: redact(res.Text), Details: fmt.Sprintf("exit code %d, %d turns", code, res.NumTurns)}}
 	}
 	details, _ := structpb.NewStruct(map[string]any{
 		"num_turns": res.NumTurns, "duration_ms": res.DurationMS, "total_cost_usd": res.TotalCostUSD,
@@ -693,6 +693,17 @@ func (r *Runner) runClaude(ctx context.Context, t *store.TaskRecord, cfg *berthv
 		details, _ = structpb.NewStruct(map[string]any{"num_turns": res.NumTurns, "session_id": res.SessionID})
 	}
 	return outcome{cost: &cost, result: &berthv1.TaskResult{Success: true, Summary: redact(res.Text), Details: details}}
+}
+
+// agentErrorCode is the TaskError code of a failed agent run: the CLI's
+// subtype in upper case (ERROR_MAX_TURNS), when it looks like one. The
+// subtype is the agent's output: anything else (a huge string, one
+// posing as berth's own codes' shape with other bytes) is AGENT_ERROR.
+func agentErrorCode(subtype string) string {
+	if len(subtype) == 0 || len(subtype) > 64 || strings.Trim(subtype, "abcdefghijklmnopqrstuvwxyz_") != "" {
+		return "AGENT_ERROR"
+	}
+	return strings.ToUpper(subtype)
 }
 
 // runGit runs one whitelisted git operation and records the resulting HEAD.
