@@ -117,6 +117,11 @@ type Runner struct {
 	metrics *metrics
 	panics  *telemetry.Panics
 	env     *taskenv.Rule
+	// faultHook, when set (by tests, before Run, through export_test.go),
+	// is called where a bug could panic in goroutines no real input
+	// reaches: "agent-parser" (with the task's id) for each line of the
+	// CLI's output, and "heartbeat" at each renewal.
+	faultHook func(where, taskID string)
 
 	wake chan struct{}
 
@@ -318,6 +323,9 @@ func (r *Runner) heartbeat(ctx context.Context) {
 // rules in renew) instead of taking the process down.
 func (r *Runner) renewRecovering(ctx context.Context) {
 	defer r.panics.Recover(r.logger, "heartbeat", nil)
+	if r.faultHook != nil {
+		r.faultHook("heartbeat", "")
+	}
 	r.renew(ctx)
 }
 
@@ -629,6 +637,9 @@ func (r *Runner) runClaude(ctx context.Context, t *store.TaskRecord, cfg *berthv
 		defer r.panics.Recover(r.logger, "agent-parser", func(any) { stop(errInternal) }, "task", t.ID)
 		_ = agent.Lines(pr, func(line []byte) {
 			idle.Reset(r.cfg.ClaudeIdle)
+			if r.faultHook != nil {
+				r.faultHook("agent-parser", t.ID)
+			}
 			for _, o := range parser.Line(line) {
 				switch o := o.(type) {
 				case agent.Log:
