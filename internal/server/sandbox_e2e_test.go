@@ -2,10 +2,13 @@ package server_test
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"maps"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -498,4 +501,50 @@ func grepLines(s, pattern string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// TestAPIKeyRedactedInEveryForm: an agent that prints the operator's key
+// encoded (base64, base64url, hex in both cases, URL-escaped) in its
+// output, and in plain text and base64 on stderr, each split across two
+// writes, leaves none of those forms in the task's log or record.
+func TestAPIKeyRedactedInEveryForm(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t, "--claude-path", fakeClaudeBinary(t), "--anthropic-api-key", testAPIKey)
+	c := srv.clients(protocols[0])
+	ctx := as(t.Context(), register(t, c, "leak@example.com").GetTokens().GetAccessToken())
+	ws, err := c.Workspace.CreateWorkspace(ctx, &berthv1.CreateWorkspaceRequest{Name: "leak", Path: srv.mkdir(t, "leak")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := c.Task.CreateTask(ctx, &berthv1.CreateTaskRequest{WorkspaceId: ws.GetWorkspace().GetId(), Type: berthv1.TaskType_TASK_TYPE_CLAUDE_CHAT, Prompt: "print it [leak]"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := waitTask(t, c, ctx, res.GetTask().GetId(), within(t), nil)
+	if done.GetStatus() != berthv1.TaskStatus_TASK_STATUS_SUCCEEDED {
+		t.Fatalf("task = %v", done)
+	}
+	b := []byte(testAPIKey)
+	forms := []string{testAPIKey, base64.StdEncoding.EncodeToString(b), base64.RawURLEncoding.EncodeToString(b),
+		hex.EncodeToString(b), strings.ToUpper(hex.EncodeToString(b)), url.QueryEscape(testAPIKey)}
+	redacted, stderr := 0, 0
+	for _, e := range allLogs(t, c, ctx, done.GetId()) {
+		for _, f := range forms {
+			if strings.Contains(e.String(), f) {
+				t.Errorf("log line %d holds the key as %q: %q", e.GetSeq(), f, e.GetMessage())
+			}
+		}
+		redacted += strings.Count(e.GetMessage(), "[REDACTED]")
+		if e.GetSource() == berthv1.LogSource_LOG_SOURCE_STDERR && e.GetMessage() == "stderr key [REDACTED] end" {
+			stderr++
+		}
+	}
+	if redacted != 7 || stderr != 2 {
+		t.Errorf("%d redactions (%d whole stderr lines), want 7 (2)", redacted, stderr)
+	}
+	for _, f := range forms {
+		if strings.Contains(done.String(), f) {
+			t.Errorf("the task record holds the key as %q", f)
+		}
+	}
 }

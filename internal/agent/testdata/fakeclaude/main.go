@@ -23,18 +23,24 @@
 //	[tokens:J]  the same for usage.input_tokens
 //	[env:NAME]  an assistant line "env NAME=<value>" (or "env NAME unset")
 //	            in the first turn, to show what reached the CLI
+//	[leak]      a misbehaving agent: the API key in the first turn's text,
+//	            encoded (base64, base64url, hex, URL-escaped), and in
+//	            plain text and base64 on stderr, each written in two
+//	            halves
 //
 // It never reads stdin, needs ANTHROPIC_API_KEY set (an error result and
-// exit 2 otherwise) and never prints the key. Standard library only, so
+// exit 2 otherwise) and never prints the key unless told to ([leak]). Standard library only, so
 // CGO_ENABLED=0 go build gives a static binary for a busybox container.
 package main
 
 import (
 	"bufio"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"net/url"
 	"os"
 	"regexp"
 	"strconv"
@@ -161,6 +167,9 @@ func run(cfg config, e *emitter, session string) int {
 		e.assistant(msgID, session, msgUsage, map[string]any{"type": "text", "text": tt.text})
 		if t == 0 {
 			e.extraLines(msgID, session, msgUsage, extra, rate)
+			if strings.Contains(cfg.prompt, "[leak]") {
+				e.leak(msgID, session, msgUsage)
+			}
 			for _, m := range regexp.MustCompile(`\[env:(\w+)\]`).FindAllStringSubmatch(cfg.prompt, -1) {
 				text := "env " + m[1] + " unset"
 				if v, ok := os.LookupEnv(m[1]); ok {
@@ -340,6 +349,26 @@ func (e *emitter) assistant(msgID, session string, usage map[string]int, block m
 			"content": []any{block}, "usage": usage,
 		},
 	})
+}
+
+// leak prints the API key in the forms a program might: encoded in the
+// assistant's text, and in halves on stderr.
+func (e *emitter) leak(msgID, session string, usage map[string]int) {
+	key := os.Getenv("ANTHROPIC_API_KEY")
+	b := []byte(key)
+	for _, form := range []string{
+		base64.StdEncoding.EncodeToString(b), base64.RawURLEncoding.EncodeToString(b),
+		hex.EncodeToString(b), strings.ToUpper(hex.EncodeToString(b)), url.QueryEscape(key),
+	} {
+		e.assistant(msgID, session, usage, map[string]any{"type": "text", "text": "the key is " + form})
+	}
+	e.w.Flush()
+	for _, form := range []string{key, base64.StdEncoding.EncodeToString(b)} {
+		half := len(form) / 2
+		os.Stderr.WriteString("stderr key " + form[:half])
+		time.Sleep(20 * time.Millisecond)
+		os.Stderr.WriteString(form[half:] + " end\n")
+	}
 }
 
 func newID() string {
