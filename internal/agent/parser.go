@@ -86,6 +86,9 @@ type Parser struct {
 	lastMsgID string
 	sessionID string
 	result    *Result
+	// bad is the first result whose numbers could not be believed; once
+	// set, Outcome returns it, whatever came after.
+	bad *OutputError
 }
 
 // NewParser returns a Parser that reports progress against maxTurns
@@ -102,8 +105,12 @@ func NewParser(maxTurns int) *Parser {
 func (p *Parser) SessionID() string { return p.sessionID }
 
 // Outcome returns the result event once the stream has ended, or
-// ErrNoResult when none came.
+// ErrNoResult when none came, or an *OutputError when a result event's
+// numbers (cost, turns, duration, token counts) were not believable.
 func (p *Parser) Outcome() (*Result, error) {
+	if p.bad != nil {
+		return nil, p.bad
+	}
 	if p.result == nil {
 		return nil, ErrNoResult
 	}
@@ -113,18 +120,20 @@ func (p *Parser) Outcome() (*Result, error) {
 
 // event is the union of the stream-json event fields berth reads.
 type event struct {
-	Type         string          `json:"type"`
-	Subtype      string          `json:"subtype"`
-	SessionID    string          `json:"session_id"`
-	Model        string          `json:"model"`
-	CWD          string          `json:"cwd"`
-	Tools        []string        `json:"tools"`
-	Message      json.RawMessage `json:"message"`
-	IsError      bool            `json:"is_error"`
-	NumTurns     int             `json:"num_turns"`
-	DurationMS   int64           `json:"duration_ms"`
-	TotalCostUSD float64         `json:"total_cost_usd"`
-	Usage        map[string]any  `json:"usage"`
+	Type      string          `json:"type"`
+	Subtype   string          `json:"subtype"`
+	SessionID string          `json:"session_id"`
+	Model     string          `json:"model"`
+	CWD       string          `json:"cwd"`
+	Tools     []string        `json:"tools"`
+	Message   json.RawMessage `json:"message"`
+	IsError   bool            `json:"is_error"`
+	// The result's numbers stay raw: finish reads them strictly (see
+	// numbers.go), where a wrong type must fail the run, not become 0.
+	NumTurns     json.RawMessage `json:"num_turns"`
+	DurationMS   json.RawMessage `json:"duration_ms"`
+	TotalCostUSD json.RawMessage `json:"total_cost_usd"`
+	Usage        json.RawMessage `json:"usage"`
 	Result       json.RawMessage `json:"result"`
 }
 
@@ -290,14 +299,24 @@ func (p *Parser) finish(ev *event) []Output {
 		text = string(ev.Result) // not a string: keep it readable anyway
 	}
 	r := Result{
-		Subtype:      ev.Subtype,
-		IsError:      ev.IsError,
-		NumTurns:     ev.NumTurns,
-		DurationMS:   ev.DurationMS,
-		TotalCostUSD: ev.TotalCostUSD,
-		Usage:        ev.Usage,
-		SessionID:    ev.SessionID,
-		Text:         text,
+		Subtype:   ev.Subtype,
+		IsError:   ev.IsError,
+		SessionID: ev.SessionID,
+		Text:      text,
+	}
+	if err := readNumbers(ev, &r); err != nil {
+		// Nothing of this result is kept: a run whose numbers are made up
+		// is not a result berth records, bills or counts.
+		if p.bad == nil {
+			p.bad = err
+		}
+		p.result = nil
+		return []Output{Log{
+			Level:   LevelError,
+			Source:  SourceSystem,
+			Message: "agent result refused: " + err.Error(),
+			Fields:  map[string]any{"field": err.Field, "reason": err.Reason},
+		}}
 	}
 	if r.SessionID == "" {
 		r.SessionID = p.sessionID

@@ -163,18 +163,70 @@ func TestParserMalformed(t *testing.T) {
 		}
 	})
 
-	t.Run("bad result fields", func(t *testing.T) {
+	t.Run("odd result text", func(t *testing.T) {
 		t.Parallel()
 		p := agent.NewParser(4)
-		p.Line([]byte(`{"type":"result","subtype":"success","num_turns":"three","total_cost_usd":0.5,"result":{"x":1}}`))
+		p.Line([]byte(`{"type":"result","subtype":"success","num_turns":3,"total_cost_usd":0.5,"result":{"x":1}}`))
 		res, err := p.Outcome()
 		if err != nil {
 			t.Fatal(err)
 		}
-		if res.NumTurns != 0 || res.TotalCostUSD != 0.5 || res.Text != `{"x":1}` {
+		if res.NumTurns != 3 || res.TotalCostUSD != 0.5 || res.Text != `{"x":1}` {
 			t.Errorf("result = %+v", res)
 		}
 	})
+}
+
+// TestParserRefusesUnbelievableNumbers: a result whose cost, turns,
+// duration or token counts are not finite, negative, fractional counts,
+// past their caps or not numbers at all is refused: Outcome names the
+// field, and no Result is given out — even when a good result follows.
+func TestParserRefusesUnbelievableNumbers(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ fields, field string }{
+		{`"total_cost_usd":-1000`, "total_cost_usd"},
+		{`"total_cost_usd":1e308`, "total_cost_usd"},
+		{`"total_cost_usd":1e400`, "total_cost_usd"},
+		{`"total_cost_usd":-1e400`, "total_cost_usd"},
+		{`"total_cost_usd":"NaN"`, "total_cost_usd"},
+		{`"total_cost_usd":"Infinity"`, "total_cost_usd"},
+		{`"total_cost_usd":10000.01`, "total_cost_usd"},
+		{`"total_cost_usd":{"a":1}`, "total_cost_usd"},
+		{`"num_turns":-1`, "num_turns"},
+		{`"num_turns":1.5`, "num_turns"},
+		{`"num_turns":"three"`, "num_turns"},
+		{`"num_turns":10001`, "num_turns"},
+		{`"duration_ms":-5`, "duration_ms"},
+		{`"duration_ms":1e19`, "duration_ms"},
+		{`"usage":{"input_tokens":-1}`, "usage.input_tokens"},
+		{`"usage":{"output_tokens":1e13}`, "usage.output_tokens"},
+		{`"usage":{"server_tool_use":{"web_search_requests":1e400}}`, "usage.server_tool_use.web_search_requests"},
+		{`"usage":[1]`, "usage"},
+	} {
+		p := agent.NewParser(4)
+		out := p.Line([]byte(`{"type":"result","subtype":"success","session_id":"s",` + tc.fields + `}`))
+		p.Line([]byte(`{"type":"result","subtype":"success","num_turns":1,"total_cost_usd":0.1}`))
+		res, err := p.Outcome()
+		var oe *agent.OutputError
+		if res != nil || !errors.As(err, &oe) || oe.Field != tc.field || oe.Reason == "" {
+			t.Errorf("%s: Outcome = %+v, %v; want an OutputError on %s", tc.fields, res, err, tc.field)
+		}
+		for _, o := range out {
+			if _, ok := o.(agent.Result); ok {
+				t.Errorf("%s: a Result was given out", tc.fields)
+			}
+		}
+		if len(out) != 1 || out[0].(agent.Log).Level != agent.LevelError || !strings.Contains(out[0].(agent.Log).Message, tc.field) {
+			t.Errorf("%s: outputs %#v", tc.fields, out)
+		}
+	}
+	// At the caps, and with nulls, it is a result.
+	p := agent.NewParser(4)
+	p.Line([]byte(`{"type":"result","subtype":"success","total_cost_usd":10000,"num_turns":10000,"duration_ms":null,"usage":{"input_tokens":1e12,"service_tier":"standard","x":null}}`))
+	res, err := p.Outcome()
+	if err != nil || res.TotalCostUSD != agent.MaxCostUSD || res.NumTurns != agent.MaxTurns || res.Usage["input_tokens"] != 1e12 || res.Usage["service_tier"] != "standard" {
+		t.Errorf("at the caps: %+v, %v", res, err)
+	}
 }
 
 func TestParserProgress(t *testing.T) {

@@ -295,6 +295,8 @@ func (c *Config) LogValue() slog.Value {
 		slog.String("log-retention", formatDuration(c.Tasks.LogRetention)),
 		slog.Float64("budget-usd", c.Tasks.BudgetUSD),
 		slog.String("budget-period", formatDuration(c.Tasks.BudgetPeriod)),
+		slog.Any("task-env-deny", c.Tasks.EnvDeny),
+		slog.Any("task-env-allow", c.Tasks.EnvAllow),
 		slog.String("stream-heartbeat", formatDuration(c.Streams.Heartbeat)),
 		slog.String("stream-stall-timeout", formatDuration(c.Streams.StallTimeout)),
 		slog.String("ws-ping-interval", formatDuration(c.Streams.WSPingInterval)),

@@ -180,6 +180,8 @@ func TestEnvTwins(t *testing.T) {
 		"BERTH_RATE_TASK_CREATE":          "2:4",
 		"BERTH_RATE_WS_COMMAND":           "1:1",
 		"BERTH_TRUSTED_PROXIES":           "10.0.0.0/8, ::1, 10.0.0.0/8",
+		"BERTH_TASK_ENV_DENY":             "*_TOKEN, secret",
+		"BERTH_TASK_ENV_ALLOW":            "PYTHONUNBUFFERED",
 	})
 	want := &config.Config{
 		Addr:              "0.0.0.0:8081",
@@ -217,7 +219,7 @@ func TestEnvTwins(t *testing.T) {
 		Tasks: config.Tasks{
 			MaxRunning: 8, MaxRunningPerWorkspace: 2, Timeout: 10 * time.Minute, ClaudePath: "/opt/claude",
 			ClaudeIdleTimeout: time.Minute, AnthropicAPIKey: "sk-test-secret", BudgetUSD: 12.5, BudgetPeriod: 24 * time.Hour,
-			Lease: 10 * time.Second,
+			Lease: 10 * time.Second, EnvDeny: []string{"*_TOKEN", "secret"}, EnvAllow: []string{"PYTHONUNBUFFERED"},
 		},
 		Database: config.Database{URL: "postgres://berth:pw@db.internal:5432/berth?sslmode=require", MaxConns: 50},
 		Valkey:   config.Valkey{URL: "rediss://:pw@cache.internal:6380/2", CacheTTL: 30 * time.Second},
@@ -631,5 +633,22 @@ func TestScaleFlagsRejectNonsense(t *testing.T) {
 	}
 	if strings.Contains(err.Error(), "hunter2") {
 		t.Errorf("a password from a URL was printed:\n%v", err)
+	}
+}
+
+func TestTaskEnvFlags(t *testing.T) {
+	t.Parallel()
+	got := load(t, []string{"--task-env-deny", "A_*", "--task-env-deny", "B,C", "--task-env-allow", "http_proxy"}, nil)
+	if !reflect.DeepEqual(got.Tasks.EnvDeny, []string{"A_*", "B", "C"}) || !reflect.DeepEqual(got.Tasks.EnvAllow, []string{"http_proxy"}) {
+		t.Errorf("deny %q, allow %q", got.Tasks.EnvDeny, got.Tasks.EnvAllow)
+	}
+	_, err := config.LoadWithOutput([]string{"--task-env-deny", "[A-", "--task-env-allow", "A/B"}, func(string) string { return "" }, io.Discard)
+	if err == nil {
+		t.Fatal("malformed patterns accepted")
+	}
+	for _, want := range []string{"--task-env-deny", "BERTH_TASK_ENV_DENY", "--task-env-allow", "[A-", "A/B"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not name %s:\n%v", want, err)
+		}
 	}
 }

@@ -1,7 +1,9 @@
 package config
 
 import (
+	"path"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -28,6 +30,12 @@ type Tasks struct {
 	// Lease is how long a runner's claim on a running task lasts without
 	// a heartbeat.
 	Lease time.Duration
+	// EnvDeny lists glob patterns of variable names a task's
+	// config.environment may not set, on top of the built-in rule.
+	EnvDeny []string
+	// EnvAllow lists glob patterns of variable names a task may set
+	// although the built-in rule refuses them.
+	EnvAllow []string
 }
 
 func defaultTasks() Tasks {
@@ -64,6 +72,10 @@ func (s *flagSet) addTaskFlags(c *Config) {
 		"Most one user's claude_chat tasks may cost per --budget-period; new ones are refused once it is spent (0 = no budget).")
 	s.add(&durationValue{&t.BudgetPeriod}, "budget-period", "duration", formatDuration(t.BudgetPeriod),
 		"The period --budget-usd applies to, counted back from now.")
+	s.add(&listValue{&t.EnvDeny}, "task-env-deny", "GLOB,...", "",
+		"Variable names a task's config.environment may not set, on top of the built-in rule (GIT_*, LD_*, NODE_*, SSH_*, ANTHROPIC_*, CLAUDE_*, PATH, HOME, *_PROXY, BERTH_* and others): shell globs, matched case-insensitively, comma-separated; the flag may be repeated. Wins over --task-env-allow.")
+	s.add(&listValue{&t.EnvAllow}, "task-env-allow", "GLOB,...", "",
+		"Variable names a task may set although the built-in rule refuses them, such as PYTHONUNBUFFERED: shell globs, matched case-insensitively, comma-separated; the flag may be repeated. BERTH_* and ANTHROPIC_API_KEY are never allowed. Widening the rule lets members steer the programs berth runs for them; allow only what you have read about.")
 }
 
 func (c *Config) checkTasks(p *problems) {
@@ -92,6 +104,27 @@ func (c *Config) checkTasks(p *problems) {
 	if t.BudgetPeriod <= 0 {
 		p.add("budget-period", formatDuration(t.BudgetPeriod), "want a positive duration")
 	}
+	for _, list := range []struct {
+		flag     string
+		patterns []string
+	}{{"task-env-deny", t.EnvDeny}, {"task-env-allow", t.EnvAllow}} {
+		for _, pat := range list.patterns {
+			if !validEnvPattern(pat) {
+				p.add(list.flag, pat, "want shell globs over variable names, such as FOO_* or *_TOKEN")
+			}
+		}
+	}
+}
+
+// validEnvPattern reports whether pat is a glob internal/taskenv accepts:
+// path.Match syntax, with no "/" (a variable name has none). It is
+// repeated here because config imports nothing of berth's.
+func validEnvPattern(pat string) bool {
+	if pat == "" || strings.Contains(pat, "/") {
+		return false
+	}
+	_, err := path.Match(strings.ToUpper(pat), "")
+	return err == nil
 }
 
 // secretValue holds a secret; its flag default and value never print.

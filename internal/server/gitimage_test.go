@@ -129,12 +129,10 @@ func TestGitTasksOnDocker(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "new.txt"), []byte("new\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	identity := map[string]string{"GIT_AUTHOR_NAME": "berth", "GIT_AUTHOR_EMAIL": "b@example.com", "GIT_COMMITTER_NAME": "berth", "GIT_COMMITTER_EMAIL": "b@example.com"}
 	before := git(t, dir, "rev-parse", "HEAD")
 	res, err := c.Task.CreateTask(ctx, &berthv1.CreateTaskRequest{
 		WorkspaceId: ws.GetWorkspace().GetId(), Type: berthv1.TaskType_TASK_TYPE_GIT_OPERATION,
-		Git:    &berthv1.GitOperation{Operation: berthv1.GitOperationType_GIT_OPERATION_TYPE_COMMIT, Message: "add new.txt"},
-		Config: &berthv1.TaskConfig{Environment: identity},
+		Git: &berthv1.GitOperation{Operation: berthv1.GitOperationType_GIT_OPERATION_TYPE_COMMIT, Message: "add new.txt"},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -147,6 +145,11 @@ func TestGitTasksOnDocker(t *testing.T) {
 	}
 	if files := git(t, dir, "show", "--name-only", "--format=", "HEAD"); files != "new.txt" {
 		t.Errorf("the commit holds %q, want new.txt", files)
+	}
+	// Authored by the account that created the task, inside the container
+	// too.
+	if who := git(t, dir, "log", "-1", "--format=%an <%ae> %cn <%ce>"); who != "dockergit <dockergit@example.com> dockergit <dockergit@example.com>" {
+		t.Errorf("commit identity %q", who)
 	}
 	status, err := c.Task.CreateTask(ctx, &berthv1.CreateTaskRequest{
 		WorkspaceId: ws.GetWorkspace().GetId(), Type: berthv1.TaskType_TASK_TYPE_GIT_OPERATION,

@@ -49,6 +49,7 @@ import (
 	"github.com/berthhq/berth/internal/stream/eventsource"
 	"github.com/berthhq/berth/internal/stream/ws"
 	"github.com/berthhq/berth/internal/task"
+	"github.com/berthhq/berth/internal/taskenv"
 	"github.com/berthhq/berth/internal/telemetry"
 	"github.com/berthhq/berth/internal/valkey"
 	"github.com/berthhq/berth/internal/workspace"
@@ -194,6 +195,10 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg *prom
 			counts.Invalidate(ctx, stats.Generation)
 		})
 	}
+	envRule, err := taskenv.New(cfg.Tasks.EnvDeny, cfg.Tasks.EnvAllow)
+	if err != nil {
+		return nil, fmt.Errorf("--task-env-deny/--task-env-allow: %w", err)
+	}
 	runner := task.NewRunner(st, rt, workspaces, events, reg, logger, now, task.RunnerConfig{
 		MaxRunning:      int(cfg.Tasks.MaxRunning),
 		MaxPerWorkspace: int(cfg.Tasks.MaxRunningPerWorkspace),
@@ -203,6 +208,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg *prom
 		APIKey:          cfg.Tasks.AnthropicAPIKey.Reveal(),
 		LogRetention:    cfg.Tasks.LogRetention,
 		Lease:           cfg.Tasks.Lease,
+		Env:             envRule,
 	})
 	tasks := task.NewService(st, runner, task.Budget{USD: cfg.Tasks.BudgetUSD, Period: cfg.Tasks.BudgetPeriod}, now, streamMetrics)
 	cloneFirst = func(ctx context.Context, p access.Principal, w *store.Workspace) error {

@@ -79,12 +79,16 @@ func TestGitTasks(t *testing.T) {
 		t.Errorf("diff = %v (line +two logged: %v)", diff, found)
 	}
 	before := git(t, dir, "rev-parse", "HEAD")
-	commit := run(&berthv1.GitOperation{Operation: berthv1.GitOperationType_GIT_OPERATION_TYPE_COMMIT, Message: "second", Paths: []string{"README"}},
-		map[string]string{"GIT_AUTHOR_NAME": "berth", "GIT_AUTHOR_EMAIL": "b@example.com", "GIT_COMMITTER_NAME": "berth", "GIT_COMMITTER_EMAIL": "b@example.com"})
+	// The commit's identity is the account's (its name defaults to the
+	// email's local part), never one from the environment.
+	commit := run(&berthv1.GitOperation{Operation: berthv1.GitOperationType_GIT_OPERATION_TYPE_COMMIT, Message: "second", Paths: []string{"README"}}, nil)
 	after := git(t, dir, "rev-parse", "HEAD")
 	if commit.GetStatus() != berthv1.TaskStatus_TASK_STATUS_SUCCEEDED || after == before ||
 		commit.GetResult().GetDetails().GetFields()["head"].GetStringValue() != after {
 		t.Errorf("commit = %v (HEAD %s → %s)", commit, before, after)
+	}
+	if who := git(t, dir, "log", "-1", "--format=%an <%ae> %cn <%ce>"); who != "git <git@example.com> git <git@example.com>" {
+		t.Errorf("commit identity %q", who)
 	}
 
 	// Option injection is refused at creation: nothing is queued or run.

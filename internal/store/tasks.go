@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -340,6 +341,9 @@ func (s *Store) FinishTask(ctx context.Context, id string, from []TaskStatus, to
 		set("session_id", nullString(*fin.SessionID))
 	}
 	if fin.CostUSD != nil {
+		if err := checkCost(*fin.CostUSD); err != nil {
+			return nil, fmt.Errorf("finish task: %w", err)
+		}
 		set("cost_usd", *fin.CostUSD)
 	}
 	if fin.CompletedAt != nil {
@@ -369,6 +373,17 @@ func (s *Store) FinishTask(ctx context.Context, id string, from []TaskStatus, to
 	return t, err
 }
 
+// checkCost refuses a cost that is negative or not finite: one such row
+// gives its user budget headroom, or makes every SUM over the tasks
+// infinite (and GetStats with it). The runner checks the agent's numbers
+// first; this keeps a bug from storing one anyway.
+func checkCost(c float64) error {
+	if c < 0 || math.IsNaN(c) || math.IsInf(c, 0) {
+		return fmt.Errorf("cost %v: want a finite amount of 0 or more", c)
+	}
+	return nil
+}
+
 // SetTaskProgress records a running task's progress, and its agent session
 // id and cost so far when they are not nil, whatever its state. A missing
 // task is fault.NotFound("task").
@@ -384,6 +399,9 @@ func (s *Store) SetTaskProgress(ctx context.Context, id string, progress json.Ra
 		args = append(args, nullString(*sessionID))
 	}
 	if costUSD != nil {
+		if err := checkCost(*costUSD); err != nil {
+			return fmt.Errorf("set task progress: %w", err)
+		}
 		sets = append(sets, `cost_usd = ?`)
 		args = append(args, *costUSD)
 	}

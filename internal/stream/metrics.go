@@ -1,6 +1,10 @@
 package stream
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/berthhq/berth/internal/telemetry"
+)
 
 // The transports, as the metrics label them.
 const (
@@ -17,6 +21,7 @@ type Metrics struct {
 	lagged   prometheus.Counter
 	dropped  *prometheus.CounterVec
 	commands *prometheus.CounterVec
+	panics   *telemetry.Panics
 }
 
 // NewMetrics registers the stream metrics on reg.
@@ -48,7 +53,20 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.sent.WithLabelValues(tr)
 	}
 	reg.MustRegister(m.open, m.sent, m.lagged, m.dropped, m.commands)
+	m.panics = telemetry.NewPanics(reg, TransportSSE, TransportWebSocket)
 	return m
+}
+
+// Panics counts the panics recovered in the streams' goroutines (on the
+// registry's shared berth_panics_total); nil for a nil *Metrics, which
+// still recovers. Defer its Recover directly at the top of a goroutine:
+//
+//	defer m.Panics().Recover(logger, stream.TransportSSE, endTheStream)
+func (m *Metrics) Panics() *telemetry.Panics {
+	if m == nil {
+		return nil
+	}
+	return m.panics
 }
 
 // Opened counts a new connection of transport; the returned function

@@ -5,10 +5,10 @@
 // ever holds a bounded bus queue, and when it falls behind it catches up
 // from the store instead of slowing the task or other readers.
 //
-// stream imports internal/bus and internal/store from berth. It knows
-// nothing of the event types of the task and workspace packages (they
-// import stream): on a task's topic, any event that is not a log line is
-// taken as "the task changed" and the task read again from the store.
+// stream knows nothing of the event types of the task and workspace
+// packages (they import stream): on a task's topic, any event that is not
+// a log line is taken as "the task changed" and the task read again from
+// the store.
 package stream
 
 import (

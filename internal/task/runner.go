@@ -27,7 +27,9 @@ import (
 	"github.com/berthhq/berth/internal/gitop"
 	"github.com/berthhq/berth/internal/sandbox"
 	"github.com/berthhq/berth/internal/store"
+	"github.com/berthhq/berth/internal/taskenv"
 	"github.com/berthhq/berth/internal/tasklog"
+	"github.com/berthhq/berth/internal/telemetry"
 )
 
 // Runtime is what the runner needs of the container runtime.
@@ -72,6 +74,10 @@ type RunnerConfig struct {
 	// run out. A runner on the embedded SQLite store always is; set it for
 	// a Postgres store only when no other instance shares the database.
 	Exclusive bool
+	// Env is the rule a task's config.environment must pass, checked when
+	// a task is created and again when it runs; the default rule
+	// (taskenv.New(nil, nil)) when nil.
+	Env *taskenv.Rule
 }
 
 // DefaultLease is RunnerConfig.Lease when it is not set.
@@ -88,7 +94,13 @@ var (
 	errShutdown  = errors.New("the server shut down")
 	errAgentIdle = errors.New("the agent printed nothing for too long")
 	errLeaseLost = errors.New("the runner lost the task's lease")
+	errInternal  = errors.New("berth failed while running the task")
 )
+
+// internalError is the TaskError of a run that a panic in berth ended.
+func internalError() *berthv1.TaskError {
+	return &berthv1.TaskError{Code: "INTERNAL", Message: "berth failed while running the task (an internal error, logged on the server); its processes were stopped"}
+}
 
 // Runner takes queued tasks by priority then age, under a global and a
 // per-workspace limit, and runs each with its own context and time limit.
@@ -103,6 +115,13 @@ type Runner struct {
 	lease   time.Duration
 	owner   string // this runner, on leases: unique to it
 	metrics *metrics
+	panics  *telemetry.Panics
+	env     *taskenv.Rule
+	// faultHook, when set (by tests, before Run, through export_test.go),
+	// is called where a bug could panic in goroutines no real input
+	// reaches: "agent-parser" (with the task's id) for each line of the
+	// CLI's output, and "heartbeat" at each renewal.
+	faultHook func(where, taskID string)
 
 	wake chan struct{}
 
@@ -130,11 +149,17 @@ func NewRunner(st *store.Store, rt Runtime, ws Workspaces, b *bus.Bus, reg prome
 		lease = DefaultLease
 	}
 	cfg.Exclusive = cfg.Exclusive || st.Engine() == "sqlite"
+	env := cfg.Env
+	if env == nil {
+		env, _ = taskenv.New(nil, nil) // no patterns: no error
+	}
 	return &Runner{
 		store: st, rt: rt, ws: ws, bus: b, logger: logger, now: now, cfg: cfg,
 		lease:   lease,
 		owner:   ownerID(),
 		metrics: newMetrics(reg),
+		panics:  telemetry.NewPanics(reg, "runner", "agent-parser", "heartbeat"),
+		env:     env,
 		wake:    make(chan struct{}, 1),
 		running: make(map[string]*run),
 	}
@@ -216,6 +241,7 @@ func (r *Runner) stopOrphans(ctx context.Context, t *store.TaskRecord) {
 		return
 	}
 	r.wg.Go(func() {
+		defer r.panics.Recover(r.logger, "runner", nil, "task", t.ID)
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 		defer cancel()
 		if err := r.rt.StopTagged(ctx, w.ContainerID, "", t.ID); err != nil {
@@ -287,9 +313,20 @@ func (r *Runner) heartbeat(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
-			r.renew(ctx)
+			r.renewRecovering(ctx)
 		}
 	}
+}
+
+// renewRecovering renews, and stops a panic in it: the heartbeat goes on
+// at the next tick (a run whose lease then runs out is stopped by the
+// rules in renew) instead of taking the process down.
+func (r *Runner) renewRecovering(ctx context.Context) {
+	defer r.panics.Recover(r.logger, "heartbeat", nil)
+	if r.faultHook != nil {
+		r.faultHook("heartbeat", "")
+	}
+	r.renew(ctx)
 }
 
 // renew extends the lease of every task running here by r.lease. A run
@@ -374,10 +411,32 @@ func (r *Runner) start(parent context.Context, t *store.TaskRecord) {
 			close(ru.done)
 			r.Wake()
 		}()
+		// A panic in an executor ends its task in execute (see dispatch);
+		// one while execute records the end still must not end the
+		// process: the task is failed here, as well as the store allows.
+		defer r.panics.Recover(r.logger, "runner", func(any) { r.failPanicked(t) }, "task", t.ID)
 		r.execute(ctx, t, ru)
 	})
 	// Shutdown reaches runs through their own cancel (see Run), so a run
 	// is never cut off by the claim loop's context alone.
+}
+
+// failPanicked ends task t FAILED with code INTERNAL after a panic outside
+// its executor, if it is still RUNNING.
+func (r *Runner) failPanicked(t *store.TaskRecord) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	done, err := r.store.FinishTask(ctx, t.ID, []store.TaskStatus{store.TaskRunning}, store.TaskFailed, store.TaskFinish{
+		CompletedAt: new(r.now().UTC()), Error: encode(internalError()),
+	})
+	if err != nil {
+		if !errors.Is(err, fault.ErrFailedPrecondition) {
+			r.logger.Error("recording the end of a task berth failed on failed", "task", t.ID, "error", err.Error())
+		}
+		return
+	}
+	r.metrics.finished.WithLabelValues(string(t.Type), string(store.TaskFailed)).Inc()
+	r.published(done)
 }
 
 // Cancel stops a task running here and returns a channel closed when it
@@ -424,28 +483,7 @@ func (r *Runner) execute(ctx context.Context, t *store.TaskRecord, ru *run) {
 
 	release := r.ws.Hold(t.WorkspaceID)
 	defer release()
-	var out outcome
-	w, err := r.ws.EnsureRunning(runCtx, t.WorkspaceID)
-	if err != nil {
-		msg := err.Error()
-		if m, ok := fault.Message(err); ok {
-			msg = m
-		}
-		out.err = &berthv1.TaskError{Code: "WORKSPACE_UNAVAILABLE", Message: "the workspace could not be started: " + msg}
-	} else if err := checkWorkDir(w.Path, cfg.GetWorkingDir()); err != nil {
-		out.err = &berthv1.TaskError{Code: "WORKING_DIR", Message: err.Error()}
-	} else {
-		switch t.Type {
-		case store.TaskClaudeChat:
-			out = r.runClaude(runCtx, t, cfg, w, logs)
-		case store.TaskGitOperation:
-			out = r.runGit(runCtx, t, cfg, w, logs)
-		case store.TaskDockerBuild:
-			out = r.runBuild(runCtx, t, w, logs)
-		default:
-			out.err = &berthv1.TaskError{Code: "UNKNOWN_TYPE", Message: "unknown task type " + string(t.Type)}
-		}
-	}
+	out := r.dispatch(runCtx, t, cfg, logs)
 
 	status := store.TaskSucceeded
 	switch cause := context.Cause(runCtx); {
@@ -495,6 +533,44 @@ func (r *Runner) execute(ctx context.Context, t *store.TaskRecord, ru *run) {
 	r.published(done)
 }
 
+// dispatch starts the task's workspace and runs the task's executor. A
+// panic in either ends the task, not the process: it is logged and
+// counted, the task's processes are stopped, and the outcome is an
+// INTERNAL error; execute then records it and closes the log as always.
+func (r *Runner) dispatch(ctx context.Context, t *store.TaskRecord, cfg *berthv1.TaskConfig, logs *tasklog.Writer) (out outcome) {
+	var w *store.Workspace
+	defer r.panics.Recover(r.logger, "runner", func(any) {
+		out = outcome{err: internalError()}
+		if w != nil && w.ContainerID != "" {
+			stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+			defer cancel()
+			if err := r.rt.StopTagged(stopCtx, w.ContainerID, "", t.ID); err != nil {
+				r.logger.Warn("stopping the processes of a task whose run panicked failed", "task", t.ID, "error", err.Error())
+			}
+		}
+	}, "task", t.ID)
+	w, err := r.ws.EnsureRunning(ctx, t.WorkspaceID)
+	if err != nil {
+		msg := err.Error()
+		if m, ok := fault.Message(err); ok {
+			msg = m
+		}
+		return outcome{err: &berthv1.TaskError{Code: "WORKSPACE_UNAVAILABLE", Message: "the workspace could not be started: " + msg}}
+	}
+	if err := checkWorkDir(w.Path, cfg.GetWorkingDir()); err != nil {
+		return outcome{err: &berthv1.TaskError{Code: "WORKING_DIR", Message: err.Error()}}
+	}
+	switch t.Type {
+	case store.TaskClaudeChat:
+		return r.runClaude(ctx, t, cfg, w, logs)
+	case store.TaskGitOperation:
+		return r.runGit(ctx, t, cfg, w, logs)
+	case store.TaskDockerBuild:
+		return r.runBuild(ctx, t, w, logs)
+	}
+	return outcome{err: &berthv1.TaskError{Code: "UNKNOWN_TYPE", Message: "unknown task type " + string(t.Type)}}
+}
+
 // StatusEvent is published on a task's and its workspace's bus topics when
 // a task's status or progress changes.
 type StatusEvent struct {
@@ -532,16 +608,15 @@ func (r *Runner) runClaude(ctx context.Context, t *store.TaskRecord, cfg *berthv
 		opts.ResumeSessionID = prev.SessionID
 	}
 	dir, _ := workingDir(cfg.GetWorkingDir())
-	env := envOf(cfg)
+	env, refused := r.envOf(cfg)
+	if refused != nil {
+		return outcome{err: refused}
+	}
 	if r.cfg.APIKey != "" {
+		// Last: a later value wins, and the rule refuses this name anyway.
 		env = append(env, "ANTHROPIC_API_KEY="+r.cfg.APIKey)
 	}
-	redact := func(s string) string {
-		if r.cfg.APIKey == "" {
-			return s
-		}
-		return strings.ReplaceAll(s, r.cfg.APIKey, "[REDACTED]")
-	}
+	redact := redactor(r.cfg.APIKey)
 
 	execCtx, stop := context.WithCancelCause(ctx)
 	defer stop(nil)
@@ -551,10 +626,23 @@ func (r *Runner) runClaude(ctx context.Context, t *store.TaskRecord, cfg *berthv
 	parser := agent.NewParser(maxTurns)
 	pr, pw := io.Pipe()
 	parsed := make(chan struct{})
+	// On every path, a panic included, the parser ends before runClaude
+	// returns: closing the pipe ends its read.
+	defer func() {
+		pw.Close()
+		<-parsed
+	}()
 	go func() {
 		defer close(parsed)
+		defer func() { _, _ = io.Copy(io.Discard, pr) }() // the CLI never blocks on a full pipe
+		// A panic while parsing ends the run (the CLI is stopped), not
+		// the process.
+		defer r.panics.Recover(r.logger, "agent-parser", func(any) { stop(errInternal) }, "task", t.ID)
 		_ = agent.Lines(pr, func(line []byte) {
 			idle.Reset(r.cfg.ClaudeIdle)
+			if r.faultHook != nil {
+				r.faultHook("agent-parser", t.ID)
+			}
 			for _, o := range parser.Line(line) {
 				switch o := o.(type) {
 				case agent.Log:
@@ -571,9 +659,11 @@ func (r *Runner) runClaude(ctx context.Context, t *store.TaskRecord, cfg *berthv
 				}
 			}
 		})
-		_, _ = io.Copy(io.Discard, pr)
 	}()
-	stderr := logs.Stderr()
+	var stderr io.Writer = logs.Stderr()
+	if r.cfg.APIKey != "" {
+		stderr = newRedactingWriter(stderr, r.cfg.APIKey)
+	}
 	argv := append([]string{r.cfg.ClaudePath}, agent.Args(opts)...)
 	code, err := r.rt.Exec(execCtx, w.ContainerID, sandbox.ExecSpec{Argv: argv, Dir: dir, Env: env, Stdout: pw, Stderr: stderr, Tag: t.ID})
 	pw.Close()
@@ -582,6 +672,9 @@ func (r *Runner) runClaude(ctx context.Context, t *store.TaskRecord, cfg *berthv
 		c.Close()
 	}
 
+	if errors.Is(context.Cause(execCtx), errInternal) && ctx.Err() == nil {
+		return outcome{err: internalError()}
+	}
 	if errors.Is(context.Cause(execCtx), errAgentIdle) && ctx.Err() == nil {
 		return outcome{err: &berthv1.TaskError{Code: "AGENT_IDLE", Message: fmt.Sprintf("the agent printed nothing for %s and was stopped", r.cfg.ClaudeIdle)}}
 	}
@@ -592,12 +685,19 @@ func (r *Runner) runClaude(ctx context.Context, t *store.TaskRecord, cfg *berthv
 		return outcome{err: &berthv1.TaskError{Code: "EXEC_FAILED", Message: "the claude CLI could not be run: " + redact(err.Error())}}
 	}
 	res, perr := parser.Outcome()
+	if oe, ok := errors.AsType[*agent.OutputError](perr); ok {
+		// No cost: a made-up number must not move the user's budget, the
+		// stats or the metrics.
+		return outcome{err: &berthv1.TaskError{Code: "AGENT_OUTPUT",
+			Message: fmt.Sprintf("the agent reported a %s that cannot be right (%s), so nothing of its result was recorded", oe.Field, oe.Reason),
+			Details: redact(oe.Error()) + fmt.Sprintf("; exit code %d", code)}}
+	}
 	if perr != nil {
 		return outcome{err: &berthv1.TaskError{Code: "NO_RESULT", Message: "the agent exited without a result", Details: fmt.Sprintf("exit code %d", code)}}
 	}
 	cost := res.TotalCostUSD
 	if res.Failed() {
-		return outcome{cost: &cost, err: &berthv1.TaskError{Code: strings.ToUpper(res.Subtype), Message: redact(res.Text), Details: fmt.Sprintf("exit code %d, %d turns", code, res.NumTurns)}}
+		return outcome{cost: &cost, err: &berthv1.TaskError{Code: agentErrorCode(res.Subtype), Message: redact(res.Text), Details: fmt.Sprintf("exit code %d, %d turns", code, res.NumTurns)}}
 	}
 	details, _ := structpb.NewStruct(map[string]any{
 		"num_turns": res.NumTurns, "duration_ms": res.DurationMS, "total_cost_usd": res.TotalCostUSD,
@@ -609,6 +709,17 @@ func (r *Runner) runClaude(ctx context.Context, t *store.TaskRecord, cfg *berthv
 	return outcome{cost: &cost, result: &berthv1.TaskResult{Success: true, Summary: redact(res.Text), Details: details}}
 }
 
+// agentErrorCode is the TaskError code of a failed agent run: the CLI's
+// subtype in upper case (ERROR_MAX_TURNS), when it looks like one. The
+// subtype is the agent's output: anything else (a huge string, one
+// posing as berth's own codes' shape with other bytes) is AGENT_ERROR.
+func agentErrorCode(subtype string) string {
+	if len(subtype) == 0 || len(subtype) > 64 || strings.Trim(subtype, "abcdefghijklmnopqrstuvwxyz_") != "" {
+		return "AGENT_ERROR"
+	}
+	return strings.ToUpper(subtype)
+}
+
 // runGit runs one whitelisted git operation and records the resulting HEAD.
 func (r *Runner) runGit(ctx context.Context, t *store.TaskRecord, cfg *berthv1.TaskConfig, w *store.Workspace, logs *tasklog.Writer) outcome {
 	g := decode[berthv1.GitOperation](t.Git)
@@ -617,7 +728,16 @@ func (r *Runner) runGit(ctx context.Context, t *store.TaskRecord, cfg *berthv1.T
 		return outcome{err: &berthv1.TaskError{Code: "INVALID", Message: err.Error()}}
 	}
 	dir, _ := workingDir(cfg.GetWorkingDir())
-	env := append(gitop.Env(), envOf(cfg)...)
+	if _, refused := r.envOf(cfg); refused != nil {
+		// A task stored before the rule: refused as at creation, though
+		// git would not see its variables.
+		return outcome{err: refused}
+	}
+	env, err := r.gitEnv(ctx, t)
+	if err != nil {
+		r.logger.Error("reading a git task's author failed", "task", t.ID, "user", t.CreatedBy, "error", err.Error())
+		return outcome{err: &berthv1.TaskError{Code: "NO_IDENTITY", Message: "the account that created the task could not be read for the commit identity"}}
+	}
 	for _, argv := range steps {
 		stdout, stderr := logs.Stdout(), logs.Stderr()
 		code, err := r.rt.Exec(ctx, w.ContainerID, sandbox.ExecSpec{Argv: argv, Dir: dir, Env: env, Stdout: stdout, Stderr: stderr, Tag: t.ID})
@@ -633,7 +753,7 @@ func (r *Runner) runGit(ctx context.Context, t *store.TaskRecord, cfg *berthv1.T
 		}
 	}
 	var head bytes.Buffer
-	if c, err := r.rt.Exec(ctx, w.ContainerID, sandbox.ExecSpec{Argv: gitop.HeadArgv(), Dir: dir, Stdout: &head, Stderr: io.Discard}); err != nil || c != 0 {
+	if c, err := r.rt.Exec(ctx, w.ContainerID, sandbox.ExecSpec{Argv: gitop.HeadArgv(), Dir: dir, Env: env, Stdout: &head, Stderr: io.Discard}); err != nil || c != 0 {
 		head.Reset()
 	}
 	details, _ := structpb.NewStruct(map[string]any{"operation": g.GetOperation().String(), "head": strings.TrimSpace(head.String())})
@@ -720,15 +840,71 @@ func (b *buildProgress) Write(p []byte) (int, error) {
 	return b.w.Write(p)
 }
 
-func envOf(cfg *berthv1.TaskConfig) []string {
+// envOf returns a task's config.environment as KEY=value pairs, or, when
+// the runner's rule refuses one of them, the TaskError that fails the
+// task. The rule was checked when the task was created; it is checked
+// again here because the task may have been stored before the rule, or
+// before the operator narrowed it.
+func (r *Runner) envOf(cfg *berthv1.TaskConfig) ([]string, *berthv1.TaskError) {
+	if refused := r.env.CheckAll(cfg.GetEnvironment()); len(refused) > 0 {
+		return nil, &berthv1.TaskError{Code: "ENV_REFUSED",
+			Message: fmt.Sprintf("config.environment[%q] is refused: %s", refused[0].Key, refused[0].Reason),
+			Details: fmt.Sprintf("%d variable(s) refused", len(refused))}
+	}
 	var env []string
 	for k, v := range cfg.GetEnvironment() {
-		if k == "ANTHROPIC_API_KEY" || strings.HasPrefix(k, "BERTH_") {
-			continue // never let a request override berth's own
-		}
 		env = append(env, k+"="+v)
 	}
-	return env
+	return env, nil
+}
+
+// gitHome is HOME for git operations: a directory that does not exist, so
+// no configuration is ever read from it — not the host's ~/.gitconfig on
+// the process runtime, not an ~/.ssh/config planted in a shared /tmp. (A
+// git operation never needs to write there.)
+const gitHome = "/nonexistent"
+
+// gitEnv is the whole environment of a git operation, fixed by berth:
+// never the task's config.environment, which could rewrite URLs to
+// commands (GIT_CONFIG_*), pick the ssh program (GIT_SSH_COMMAND) or
+// re-allow transports (GIT_ALLOW_PROTOCOL). No global or system
+// configuration is read, and commits are authored and committed by the
+// berth account that created the task. Runtimes add their own variables
+// first (the process runtime passes the host's HOME); these come later
+// and win.
+func (r *Runner) gitEnv(ctx context.Context, t *store.TaskRecord) ([]string, error) {
+	u, err := r.store.FindUserByID(ctx, t.CreatedBy)
+	if err != nil {
+		return nil, err
+	}
+	name, email := identity(u)
+	return append(gitop.Env(),
+		"HOME="+gitHome,
+		"XDG_CONFIG_HOME="+gitHome,
+		"GIT_CONFIG_GLOBAL=/dev/null",
+		"GIT_CONFIG_NOSYSTEM=1",
+		"GIT_TERMINAL_PROMPT=0",
+		"GIT_AUTHOR_NAME="+name, "GIT_AUTHOR_EMAIL="+email,
+		"GIT_COMMITTER_NAME="+name, "GIT_COMMITTER_EMAIL="+email,
+	), nil
+}
+
+// identity is the name and email git records for account u: its name, or
+// its email when it has none (git refuses an empty name), and a made-up
+// address in the reserved .invalid domain when it has no email. Bytes git
+// or an environment cannot carry (NUL, line breaks, angle brackets) are
+// dropped.
+func identity(u *store.User) (name, email string) {
+	clean := strings.NewReplacer("\x00", "", "\n", " ", "\r", " ", "<", "", ">", "")
+	name = strings.TrimSpace(clean.Replace(u.Name))
+	email = strings.TrimSpace(clean.Replace(u.Email))
+	if email == "" {
+		email = u.ID + "@users.berth.invalid"
+	}
+	if name == "" {
+		name = email
+	}
+	return name, email
 }
 
 func fieldsJSON(fields map[string]any, redact func(string) string) json.RawMessage {

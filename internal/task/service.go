@@ -3,10 +3,8 @@
 // executors, keeps their logs durably (through internal/tasklog), and
 // recovers tasks a dead process left running.
 //
-// task imports internal/store, internal/access, internal/fault, internal/page,
-// internal/sandbox, internal/agent, internal/gitop, internal/tasklog,
-// internal/bus and the generated API package; handler.go translates the
-// generated TaskService to the Service here.
+// handler.go translates the generated TaskService to the Service here;
+// internal/imports_test.go records what task may import.
 package task
 
 import (
@@ -75,6 +73,9 @@ func (s *Service) Create(ctx context.Context, p access.Principal, req *berthv1.C
 		cfg = &berthv1.TaskConfig{}
 	}
 	if _, err := workingDir(cfg.GetWorkingDir()); err != nil {
+		return nil, err
+	}
+	if err := s.checkEnv(typ, cfg.GetEnvironment()); err != nil {
 		return nil, err
 	}
 	t := &store.TaskRecord{

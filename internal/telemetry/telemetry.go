@@ -61,8 +61,6 @@ func NewRegistry() *prometheus.Registry {
 	return reg
 }
 
-// NewMeterProvider returns an OpenTelemetry meter provider whose instruments
-// are exported through reg.
 // Register registers col on reg, or returns the collector registered there
 // already under its name: several caches, limiters or clients built on one
 // registry share their metric vectors.
@@ -79,6 +77,8 @@ func Register[C prometheus.Collector](reg prometheus.Registerer, col C) C {
 	return col
 }
 
+// NewMeterProvider returns an OpenTelemetry meter provider whose instruments
+// are exported through reg.
 func NewMeterProvider(reg prometheus.Registerer) (*sdkmetric.MeterProvider, error) {
 	exporter, err := otelprom.New(otelprom.WithRegisterer(reg), otelprom.WithoutScopeInfo())
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"testing"
 	"time"
@@ -323,6 +324,17 @@ func testFinishTask(t *testing.T, e *env) {
 	if err == nil {
 		t.Fatal("a malformed error document was stored")
 	}
+	// A cost that would give budget headroom or an infinite sum is refused.
+	for _, c := range []float64{-1000, math.Inf(1), math.Inf(-1), math.NaN()} {
+		_, err = e.s.FinishTask(e.ctx, tr.ID, []store.TaskStatus{store.TaskSucceeded}, store.TaskFailed, store.TaskFinish{CostUSD: ptr(c)})
+		if err == nil {
+			t.Fatalf("cost %v was stored", c)
+		}
+		if err := e.s.SetTaskProgress(e.ctx, tr.ID, nil, nil, ptr(c)); err == nil {
+			t.Fatalf("cost %v was stored as progress", c)
+		}
+	}
+	equal(t, "after refused costs", e.findTask(tr.ID), want)
 
 	// A non-terminal move keeps the lease.
 	q := e.queued(w, store.TaskPriorityLow)

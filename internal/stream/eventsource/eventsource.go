@@ -284,6 +284,9 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, recheck func(con
 	}
 	var beats sync.WaitGroup
 	beats.Go(func() {
+		// A panic here ends this stream (the follow below sees ctx end),
+		// not the server; net/http's own goroutine is not this one.
+		defer h.Metrics.Panics().Recover(h.Logger, stream.TransportSSE, func(any) { cancel() }, "path", r.URL.Path)
 		tick := time.NewTicker(every)
 		defer tick.Stop()
 		beat := &sse.Message{}

@@ -75,14 +75,30 @@ func (s *session) drop(why, reason string) {
 	})
 }
 
+// failed ends the session after a panic in one of its goroutines (which
+// telemetry.Panics logged and counted): this connection closes with 1011,
+// and nothing else is affected.
+func (s *session) failed(any) {
+	s.close(websocket.StatusInternalError, "internal error")
+}
+
+// goSafe runs fn on the session's wait group; a panic in fn ends the
+// session, not the server.
+func (s *session) goSafe(fn func()) {
+	s.wg.Go(func() {
+		defer s.h.cfg.Metrics.Panics().Recover(s.h.cfg.Logger, stream.TransportWebSocket, s.failed)
+		fn()
+	})
+}
+
 func (s *session) run(ctx context.Context) {
 	s.ctx, s.cancel = context.WithCancel(ctx)
 	defer s.h.cfg.Metrics.Opened(stream.TransportWebSocket)()
 	defer s.wg.Wait()
 	defer s.cancel()
-	s.wg.Go(s.write)
-	s.wg.Go(s.keepAlive)
-	s.wg.Go(func() {
+	s.goSafe(s.write)
+	s.goSafe(s.keepAlive)
+	s.goSafe(func() {
 		select {
 		case <-s.h.closing:
 			s.close(websocket.StatusServiceRestart, "server restarting; reconnect and resume with since")
@@ -126,7 +142,7 @@ func (s *session) run(ctx context.Context) {
 				s.commandFailed(m, fault.New(fault.ErrResourceExhausted, "%d commands are in flight on this connection; wait for their results", maxCommands))
 				continue
 			}
-			s.wg.Go(func() {
+			s.goSafe(func() {
 				defer func() { <-s.cmds }()
 				s.command(m)
 			})
@@ -296,7 +312,7 @@ func (s *session) subscribe(m Message) {
 	s.subs[m.Channel] = sub
 	s.mu.Unlock()
 
-	s.wg.Go(func() {
+	s.goSafe(func() {
 		defer close(sub.done)
 		defer cancel()
 		acked := false

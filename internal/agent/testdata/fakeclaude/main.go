@@ -17,18 +17,30 @@
 //	            at once and ending "sent <unix nanoseconds>", the time it
 //	            was written, so a reader on the same host can measure
 //	            the latency from the write to its receipt
+//	[cost:J]    the result's total_cost_usd is the JSON text J as is
+//	            (-1000, 1e308, 1e400, "NaN"): a lying or broken CLI
+//	[turns:J]   the same for num_turns
+//	[tokens:J]  the same for usage.input_tokens
+//	[env:NAME]  an assistant line "env NAME=<value>" (or "env NAME unset")
+//	            in the first turn, to show what reached the CLI
+//	[leak]      a misbehaving agent: the API key in the first turn's text,
+//	            encoded (base64, base64url, hex, URL-escaped), and in
+//	            plain text and base64 on stderr, each written in two
+//	            halves
 //
 // It never reads stdin, needs ANTHROPIC_API_KEY set (an error result and
-// exit 2 otherwise) and never prints the key. Standard library only, so
+// exit 2 otherwise) and never prints the key unless told to ([leak]). Standard library only, so
 // CGO_ENABLED=0 go build gives a static binary for a busybox container.
 package main
 
 import (
 	"bufio"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"net/url"
 	"os"
 	"regexp"
 	"strconv"
@@ -155,6 +167,16 @@ func run(cfg config, e *emitter, session string) int {
 		e.assistant(msgID, session, msgUsage, map[string]any{"type": "text", "text": tt.text})
 		if t == 0 {
 			e.extraLines(msgID, session, msgUsage, extra, rate)
+			if strings.Contains(cfg.prompt, "[leak]") {
+				e.leak(msgID, session, msgUsage)
+			}
+			for _, m := range regexp.MustCompile(`\[env:(\w+)\]`).FindAllStringSubmatch(cfg.prompt, -1) {
+				text := "env " + m[1] + " unset"
+				if v, ok := os.LookupEnv(m[1]); ok {
+					text = "env " + m[1] + "=" + v
+				}
+				e.assistant(msgID, session, msgUsage, map[string]any{"type": "text", "text": text})
+			}
 		}
 		toolID := fmt.Sprintf("toolu_%02d", t+1)
 		e.assistant(msgID, session, msgUsage, map[string]any{"type": "tool_use", "id": toolID, "name": tt.tool, "input": tt.input})
@@ -176,12 +198,27 @@ func run(cfg config, e *emitter, session string) int {
 		subtype, text = "error_max_turns", ""
 	}
 	cost := float64(usage["input_tokens"])*3e-6 + float64(usage["output_tokens"])*15e-6
-	e.emit(map[string]any{
+	result := map[string]any{
 		"type": "result", "subtype": subtype, "is_error": isError,
 		"duration_ms": time.Since(start).Milliseconds(), "duration_api_ms": time.Since(start).Milliseconds(),
 		"num_turns": turns, "result": text, "session_id": session,
 		"total_cost_usd": cost, "usage": usage,
-	})
+	}
+	resultUsage := map[string]any{}
+	for k, v := range usage {
+		resultUsage[k] = v
+	}
+	result["usage"] = resultUsage
+	for marker, set := range map[string]func(json.RawMessage){
+		"cost":   func(j json.RawMessage) { result["total_cost_usd"] = j },
+		"turns":  func(j json.RawMessage) { result["num_turns"] = j },
+		"tokens": func(j json.RawMessage) { resultUsage["input_tokens"] = j },
+	} {
+		if m := regexp.MustCompile(`\[` + marker + `:([^\]\s]+)\]`).FindStringSubmatch(cfg.prompt); m != nil {
+			set(json.RawMessage(m[1]))
+		}
+	}
+	e.emit(result)
 	return code
 }
 
@@ -312,6 +349,26 @@ func (e *emitter) assistant(msgID, session string, usage map[string]int, block m
 			"content": []any{block}, "usage": usage,
 		},
 	})
+}
+
+// leak prints the API key in the forms a program might: encoded in the
+// assistant's text, and in halves on stderr.
+func (e *emitter) leak(msgID, session string, usage map[string]int) {
+	key := os.Getenv("ANTHROPIC_API_KEY")
+	b := []byte(key)
+	for _, form := range []string{
+		base64.StdEncoding.EncodeToString(b), base64.RawURLEncoding.EncodeToString(b),
+		hex.EncodeToString(b), strings.ToUpper(hex.EncodeToString(b)), url.QueryEscape(key),
+	} {
+		e.assistant(msgID, session, usage, map[string]any{"type": "text", "text": "the key is " + form})
+	}
+	e.w.Flush()
+	for _, form := range []string{key, base64.StdEncoding.EncodeToString(b)} {
+		half := len(form) / 2
+		os.Stderr.WriteString("stderr key " + form[:half])
+		time.Sleep(20 * time.Millisecond)
+		os.Stderr.WriteString(form[half:] + " end\n")
+	}
 }
 
 func newID() string {
