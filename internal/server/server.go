@@ -194,6 +194,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg *prom
 	runner := task.NewRunner(st, rt, workspaces, events, reg, logger, now, task.RunnerConfig{
 		MaxRunning:      int(cfg.Tasks.MaxRunning),
 		MaxPerWorkspace: int(cfg.Tasks.MaxRunningPerWorkspace),
+		MaxPerUser:      int(cfg.Quotas.MaxRunningPerUser),
 		DefaultTimeout:  cfg.Tasks.Timeout,
 		ClaudePath:      cfg.Tasks.ClaudePath,
 		ClaudeIdle:      cfg.Tasks.ClaudeIdleTimeout,
@@ -202,6 +203,8 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg *prom
 		Lease:           cfg.Tasks.Lease,
 	})
 	tasks := task.NewService(st, runner, task.Budget{USD: cfg.Tasks.BudgetUSD, Period: cfg.Tasks.BudgetPeriod}, now, streamMetrics)
+	tasks.LimitQueue(cfg.Quotas.MaxQueuedPerUser)
+	workspaces.LimitOwned(cfg.Quotas.MaxWorkspacesPerUser)
 	var loginMethods []auth.LoginMethod
 	for _, p := range signInWith.Providers() {
 		loginMethods = append(loginMethods, auth.LoginMethod(p))

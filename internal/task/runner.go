@@ -51,11 +51,14 @@ type Workspaces interface {
 type RunnerConfig struct {
 	MaxRunning      int
 	MaxPerWorkspace int
-	DefaultTimeout  time.Duration
-	ClaudePath      string
-	ClaudeIdle      time.Duration // the watchdog: no agent output for this long ends the run
-	APIKey          string        // ANTHROPIC_API_KEY for the claude CLI
-	LogRetention    time.Duration
+	// MaxPerUser caps one user's tasks running at once across the runners
+	// sharing the store (0: no cap); a user at the cap is passed over.
+	MaxPerUser     int
+	DefaultTimeout time.Duration
+	ClaudePath     string
+	ClaudeIdle     time.Duration // the watchdog: no agent output for this long ends the run
+	APIKey         string        // ANTHROPIC_API_KEY for the claude CLI
+	LogRetention   time.Duration
 
 	// Lease is how long a task this runner claimed stays its own without a
 	// heartbeat; DefaultLease when 0. The runner renews the lease of each
@@ -335,7 +338,7 @@ func (r *Runner) fill(ctx context.Context) {
 			return
 		}
 		now := r.now().UTC()
-		t, err := r.store.ClaimTask(ctx, r.owner, now, now.Add(r.lease), r.cfg.MaxPerWorkspace, skip)
+		t, err := r.store.ClaimTask(ctx, r.owner, now, now.Add(r.lease), r.cfg.MaxPerWorkspace, r.cfg.MaxPerUser, skip)
 		if errors.Is(err, fault.ErrNotFound) {
 			r.measureQueue(ctx)
 			return

@@ -40,6 +40,7 @@ type Service struct {
 	logger     *slog.Logger
 	now        func() time.Time
 	activity   activity
+	maxOwned   int64 // see LimitOwned
 }
 
 // Deps are the Service's collaborators.
@@ -116,7 +117,7 @@ func (s *Service) Create(ctx context.Context, p access.Principal, spec Spec) (*s
 	if w.Metadata == nil {
 		w.Metadata = map[string]string{}
 	}
-	if err := s.store.CreateWorkspace(ctx, w); err != nil {
+	if err := s.store.CreateWorkspaceWithin(ctx, w, s.ownedQuota(p)); err != nil {
 		return nil, err
 	}
 	ctx = context.WithoutCancel(ctx) // the record and its container go together
