@@ -200,6 +200,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg *prom
 		ClaudeIdle:      cfg.Tasks.ClaudeIdleTimeout,
 		APIKey:          cfg.Tasks.AnthropicAPIKey.Reveal(),
 		LogRetention:    cfg.Tasks.LogRetention,
+		MaxLogBytes:     cfg.Quotas.MaxTaskLogBytes,
 		Lease:           cfg.Tasks.Lease,
 	})
 	tasks := task.NewService(st, runner, task.Budget{USD: cfg.Tasks.BudgetUSD, Period: cfg.Tasks.BudgetPeriod}, now, streamMetrics)

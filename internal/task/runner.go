@@ -51,14 +51,11 @@ type Workspaces interface {
 type RunnerConfig struct {
 	MaxRunning      int
 	MaxPerWorkspace int
-	// MaxPerUser caps one user's tasks running at once across the runners
-	// sharing the store (0: no cap); a user at the cap is passed over.
-	MaxPerUser     int
-	DefaultTimeout time.Duration
-	ClaudePath     string
-	ClaudeIdle     time.Duration // the watchdog: no agent output for this long ends the run
-	APIKey         string        // ANTHROPIC_API_KEY for the claude CLI
-	LogRetention   time.Duration
+	DefaultTimeout  time.Duration
+	ClaudePath      string
+	ClaudeIdle      time.Duration // the watchdog: no agent output for this long ends the run
+	APIKey          string        // ANTHROPIC_API_KEY for the claude CLI
+	LogRetention    time.Duration
 
 	// Lease is how long a task this runner claimed stays its own without a
 	// heartbeat; DefaultLease when 0. The runner renews the lease of each
@@ -75,6 +72,15 @@ type RunnerConfig struct {
 	// run out. A runner on the embedded SQLite store always is; set it for
 	// a Postgres store only when no other instance shares the database.
 	Exclusive bool
+
+	// MaxPerUser caps one user's tasks running at once across the runners
+	// sharing the store (0: no cap); a user at the cap is passed over, so
+	// another user's task starts.
+	MaxPerUser int
+	// MaxLogBytes caps the message bytes of one task's log (0: no cap):
+	// past it the task goes on, its further output is dropped, and its
+	// result or error notes the truncation.
+	MaxLogBytes int64
 }
 
 // DefaultLease is RunnerConfig.Lease when it is not set.
@@ -422,7 +428,7 @@ func (r *Runner) execute(ctx context.Context, t *store.TaskRecord, ru *run) {
 	if err != nil {
 		r.logger.Error("reading a task's last log line failed", "task", t.ID, "error", err.Error())
 	}
-	logs := tasklog.NewWriter(r.store, r.bus, t.ID, last+1, tasklog.Options{Now: r.now})
+	logs := tasklog.NewWriter(r.store, r.bus, t.ID, last+1, tasklog.Options{Now: r.now, MaxBytes: r.cfg.MaxLogBytes})
 	logs.Log("info", "system", fmt.Sprintf("task started: %s, time limit %s", t.Type, timeout), nil)
 
 	release := r.ws.Hold(t.WorkspaceID)
@@ -460,6 +466,9 @@ func (r *Runner) execute(ctx context.Context, t *store.TaskRecord, ru *run) {
 		status, out.err = store.TaskFailed, &berthv1.TaskError{Code: interruptedCode, Message: "the server instance running the task lost its lease on it; its processes were stopped"}
 	case out.err != nil:
 		status = store.TaskFailed
+	}
+	if logs.Truncated() {
+		noteTruncated(&out, r.cfg.MaxLogBytes)
 	}
 	ru.ending.Store(true)
 	if out.err != nil {
