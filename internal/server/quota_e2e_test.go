@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -41,7 +42,7 @@ func newQuotaEnv(t *testing.T, flags ...string) *quotaEnv {
 
 // workspace creates a workspace of the admin's. The admin names its
 // directory, which admins may do whether members may or not.
-func (e *quotaEnv) workspace(t *testing.T, name string) string {
+func (e *quotaEnv) workspace(t testing.TB, name string) string {
 	t.Helper()
 	res, err := e.c.Workspace.CreateWorkspace(as(t.Context(), e.admin), &berthv1.CreateWorkspaceRequest{Name: name, Path: e.srv.mkdir(t, name)})
 	if err != nil {
@@ -567,4 +568,75 @@ func TestTaskLogCap(t *testing.T) {
 	if logs.GetHasMore() {
 		t.Error("more lines after the truncation line")
 	}
+}
+
+// TestConnectionCap: with --max-connections 20, streams may hold three
+// quarters of the connections (15) and no more, so /health still answers
+// while they do; connections past the cap are answered 503 with
+// Retry-After at once; closing connections makes room again.
+func TestConnectionCap(t *testing.T) {
+	t.Parallel()
+	e := newQuotaEnv(t, "--max-connections", "20")
+	var streams []attempt
+	t.Cleanup(func() { closeAttempts(streams) })
+	for i := range 15 {
+		a, err := e.openStream(t.Context(), e.admin, e.ws, i%2 == 1)
+		if err != nil || a.stream == nil {
+			t.Fatalf("stream %d of the 15 allowed: %v %d %s", i, err, a.status, a.body)
+		}
+		streams = append(streams, a)
+	}
+	a, err := e.openStream(t.Context(), e.admin, e.ws, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.status != http.StatusTooManyRequests || a.retryAfter == "" || !strings.Contains(a.body, "the server holds its most streams (15)") {
+		t.Fatalf("the 16th stream: %d %q %q, want 429 naming the server's stream cap", a.status, a.retryAfter, a.body)
+	}
+	health := func() (int, string) {
+		client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+		res, err := client.Get(e.srv.URL + "/health")
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer res.Body.Close()
+		_, _ = io.Copy(io.Discard, res.Body)
+		return res.StatusCode, res.Header.Get("Retry-After")
+	}
+	if status, _ := health(); status != http.StatusOK {
+		t.Fatalf("/health with the streams at their cap: %d", status)
+	}
+	// Idle connections take the rest; the next one is refused at once.
+	var idle []net.Conn
+	t.Cleanup(func() {
+		for _, c := range idle {
+			_ = c.Close()
+		}
+	})
+	refused := false
+	for range 10 {
+		c, err := net.Dial("tcp", strings.TrimPrefix(e.srv.URL, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		idle = append(idle, c)
+		if status, retry := health(); status == http.StatusServiceUnavailable {
+			if retry == "" {
+				t.Error("503 without Retry-After")
+			}
+			refused = true
+			break
+		}
+	}
+	if !refused {
+		t.Fatal("no connection was refused with 20 and more held open")
+	}
+	for _, c := range idle {
+		_ = c.Close()
+	}
+	idle = nil
+	eventually(t, 60*time.Second, "/health to answer once connections closed", func() bool {
+		status, _ := health()
+		return status == http.StatusOK
+	})
 }
