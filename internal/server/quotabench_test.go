@@ -32,7 +32,24 @@ const (
 //
 //	go test -run '^$' -bench StreamFlood -benchtime=1x ./internal/server/
 func BenchmarkStreamFlood(b *testing.B) {
-	p := startBerth(b, berthBinary(b))
+	bin := berthBinary(b)
+	for _, v := range []struct {
+		name  string
+		flags []string
+	}{
+		{"defaults", nil},
+		// The stream quota alone, with no request budget to stop the flood first.
+		{"quota-only", []string{"--rate-principal", "0"}},
+		// Neither: what a berth without the quotas does (the connection cap
+		// derived from the descriptor limit still applies).
+		{"no-quotas", []string{"--rate-principal", "0", "--max-streams-per-user", "0"}},
+	} {
+		b.Run(v.name, func(b *testing.B) { benchFlood(b, bin, v.flags...) })
+	}
+}
+
+func benchFlood(b *testing.B, bin string, flags ...string) {
+	p := startBerth(b, bin, flags...)
 	c := p.clients(protocols[0])
 	token := register(b, c, "flood@example.com").GetTokens().GetAccessToken()
 	e := &quotaEnv{srv: p.testServer, c: c, admin: token}
