@@ -640,3 +640,52 @@ func TestConnectionCap(t *testing.T) {
 		return status == http.StatusOK
 	})
 }
+
+// TestStreamQuotaShared: with Valkey, one user's streams count on one quota
+// across instances: streams open on A leave only the rest of the cap on B,
+// and a stream closed on A makes room on B.
+func TestStreamQuotaShared(t *testing.T) {
+	t.Parallel()
+	p := newPair(t, "--max-streams-per-user", "4")
+	a, b := p.start(t), p.start(t)
+	ca := a.clients(protocols[0])
+	token := register(t, ca, "shared-streams@example.com").GetTokens().GetAccessToken()
+	res, err := ca.Workspace.CreateWorkspace(as(t.Context(), token), &berthv1.CreateWorkspaceRequest{Name: "shared", Path: p.mkdir(t, "shared-streams")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ws := res.GetWorkspace().GetId()
+	ea, eb := &quotaEnv{srv: a, c: ca, ws: ws}, &quotaEnv{srv: b, c: b.clients(protocols[0]), ws: ws}
+	var open []attempt
+	t.Cleanup(func() { closeAttempts(open) })
+	for i := range 3 {
+		at, err := ea.openStream(t.Context(), token, ws, i == 1)
+		if err != nil || at.stream == nil {
+			t.Fatalf("stream %d on A: %v %d %s", i, err, at.status, at.body)
+		}
+		open = append(open, at)
+	}
+	at, err := eb.openStream(t.Context(), token, ws, true)
+	if err != nil || at.stream == nil {
+		t.Fatalf("the 4th stream, on B: %v %d %s", err, at.status, at.body)
+	}
+	open = append(open, at)
+	for _, socket := range []bool{false, true} {
+		at, err := eb.openStream(t.Context(), token, ws, socket)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if at.status != http.StatusTooManyRequests || !strings.Contains(at.body, "max-streams-per-user (4)") {
+			t.Fatalf("the 5th stream, on B (socket %v): %d %s", socket, at.status, at.body)
+		}
+	}
+	open[0].stream.Close()
+	eventually(t, 60*time.Second, "the slot closed on A to free up on B", func() bool {
+		at, err := eb.openStream(t.Context(), token, ws, false)
+		if err != nil || at.stream == nil {
+			return false
+		}
+		open = append(open, at)
+		return true
+	})
+}
