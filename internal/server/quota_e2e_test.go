@@ -689,3 +689,61 @@ func TestStreamQuotaShared(t *testing.T) {
 		return true
 	})
 }
+
+// TestConnectStreamSlots: the Connect server streams hold a slot while
+// they run and give it back when the client ends them, over Connect and
+// gRPC.
+func TestConnectStreamSlots(t *testing.T) {
+	t.Parallel()
+	e := newQuotaEnv(t, "--max-streams-per-user", "2")
+	for _, p := range []protocol{protocols[0], protocols[3]} {
+		t.Run(p.name, func(t *testing.T) {
+			c := e.srv.clients(p)
+			watch := func() (func(), error) {
+				ctx, cancel := context.WithCancel(as(t.Context(), e.admin))
+				s, err := c.Workspace.WatchWorkspace(ctx, &berthv1.WatchWorkspaceRequest{WorkspaceId: e.ws})
+				if err == nil {
+					_, err = s.Receive() // the workspace's state comes first
+				}
+				if err != nil {
+					cancel()
+					return nil, err
+				}
+				return func() { cancel(); _ = s.Close() }, nil
+			}
+			first, err := watch()
+			if err != nil {
+				t.Fatal(err)
+			}
+			second, err := watch()
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = watch()
+			wantCode(t, err, connect.CodeResourceExhausted, "RATE_LIMIT_EXCEEDED")
+			first()
+			eventually(t, 60*time.Second, "the ended stream's slot to come back", func() bool {
+				again, err := watch()
+				if err != nil {
+					return false
+				}
+				again()
+				return true
+			})
+			second()
+			eventually(t, 60*time.Second, "every slot to come back", func() bool {
+				a, err := watch()
+				if err != nil {
+					return false
+				}
+				defer a()
+				b, err := watch()
+				if err != nil {
+					return false
+				}
+				b()
+				return true
+			})
+		})
+	}
+}

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"math"
 	"net/http"
 	"strconv"
 
@@ -57,7 +58,7 @@ func streamSlots(slots *quota.Streams) connect.ServerInterceptor {
 			if err != nil {
 				if d, ok := fault.RetryAfter(err); ok {
 					if call, ok := connect.CallInfoForServerContext(ctx); ok {
-						call.ResponseHeader().Set("Retry-After", strconv.FormatInt(int64(d.Seconds()), 10))
+						call.ResponseHeader().Set("Retry-After", strconv.FormatInt(max(int64(math.Ceil(d.Seconds())), 1), 10))
 					}
 				}
 				return err
