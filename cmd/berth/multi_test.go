@@ -53,6 +53,9 @@ func newCluster(t *testing.T, extra ...string) *cluster {
 		"--claude-path", "/workspace/.bin/claude", "--anthropic-api-key", "sk-test", "--claude-idle-timeout", "10m",
 		"--task-lease", "2s", "--max-running-tasks", "4", "--max-running-per-workspace", "4",
 		"--rate-task-create", "0", "--rate-principal", "0",
+		// One account runs every task here, the hung one among them: no
+		// fair share, so they run as many at once as the instances allow.
+		"--max-running-per-user", "0",
 	}, extra...)
 	c := &cluster{cli: cli, args: args, claude: claude, project: project}
 	t.Cleanup(func() {

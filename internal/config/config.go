@@ -93,6 +93,8 @@ type Config struct {
 	Valkey Valkey
 	// RateLimits are the rate-limit classes and the trusted proxies.
 	RateLimits RateLimits
+	// Quotas bound what one user may hold at once, and the connections.
+	Quotas Quotas
 }
 
 // JWT configures the access tokens berth signs (Ed25519) and verifies.
@@ -239,6 +241,7 @@ func defaults() *Config {
 		Database:        defaultDatabase(),
 		Valkey:          defaultValkey(),
 		RateLimits:      defaultRateLimits(),
+		Quotas:          defaultQuotas(),
 	}
 }
 
@@ -300,7 +303,7 @@ func (c *Config) LogValue() slog.Value {
 		slog.String("stream-heartbeat", formatDuration(c.Streams.Heartbeat)),
 		slog.String("stream-stall-timeout", formatDuration(c.Streams.StallTimeout)),
 		slog.String("ws-ping-interval", formatDuration(c.Streams.WSPingInterval)),
-	}, c.scaleLogAttrs()...)...)
+	}, append(c.scaleLogAttrs(), c.quotaLogAttrs()...)...)...)
 }
 
 // FlagError is one problem with one setting. Load reports all of them at

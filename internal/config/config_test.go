@@ -115,6 +115,10 @@ func TestDefaults(t *testing.T) {
 			Principal: config.Rate{PerSecond: 100, Burst: 200}, TaskCreate: config.Rate{PerSecond: 1, Burst: 20},
 			WSCommand: config.Rate{PerSecond: 10, Burst: 20},
 		},
+		Quotas: config.Quotas{
+			MaxStreamsPerUser: 64, MaxRunningPerUser: 2, MaxQueuedPerUser: 100, MaxWorkspacesPerUser: 50,
+			MaxTaskLogBytes: 16 << 20,
+		},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("defaults:\n got %+v\nwant %+v", got, want)
@@ -182,6 +186,12 @@ func TestEnvTwins(t *testing.T) {
 		"BERTH_TRUSTED_PROXIES":           "10.0.0.0/8, ::1, 10.0.0.0/8",
 		"BERTH_TASK_ENV_DENY":             "*_TOKEN, secret",
 		"BERTH_TASK_ENV_ALLOW":            "PYTHONUNBUFFERED",
+		"BERTH_MAX_STREAMS_PER_USER":      "8",
+		"BERTH_MAX_CONNECTIONS":           "500",
+		"BERTH_MAX_RUNNING_PER_USER":      "1",
+		"BERTH_MAX_QUEUED_PER_USER":       "0",
+		"BERTH_MAX_WORKSPACES_PER_USER":   "3",
+		"BERTH_MAX_TASK_LOG_BYTES":        "65536",
 	})
 	want := &config.Config{
 		Addr:              "0.0.0.0:8081",
@@ -229,6 +239,10 @@ func TestEnvTwins(t *testing.T) {
 			TrustedProxies: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("::1/128")},
 		},
 		Streams: config.Streams{Heartbeat: 5 * time.Second, StallTimeout: time.Minute, WSPingInterval: 250 * time.Millisecond},
+		Quotas: config.Quotas{
+			MaxStreamsPerUser: 8, MaxConnections: 500, MaxRunningPerUser: 1, MaxQueuedPerUser: 0, MaxWorkspacesPerUser: 3,
+			MaxTaskLogBytes: 65536,
+		},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("from the environment:\n got %+v\nwant %+v", got, want)

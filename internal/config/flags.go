@@ -118,6 +118,7 @@ func newFlagSet(c *Config, p *problems) *flagSet {
 	s.addTaskFlags(c)
 	s.addStreamFlags(c)
 	s.addScaleFlags(c)
+	s.addQuotaFlags(c)
 	return s
 }
 

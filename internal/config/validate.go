@@ -23,6 +23,7 @@ func (c *Config) resolve(p *problems) {
 	c.checkTasks(p)
 	c.checkStreams(p)
 	c.checkScale(p)
+	c.checkQuotas(p)
 }
 
 func (c *Config) checkAddrs(p *problems) {

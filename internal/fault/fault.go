@@ -12,6 +12,7 @@ package fault
 import (
 	"errors"
 	"fmt"
+	"time"
 )
 
 // The kinds of error. Each maps to one Connect code and one of the seeds'
@@ -56,6 +57,10 @@ type Error struct {
 	Violations []Violation
 	// Cause is the underlying error, kept for logs and never shown.
 	Cause error
+	// RetryAfter, when positive, is how long the caller should wait before
+	// trying again (an ErrResourceExhausted quota that frees up as streams
+	// end); the edges send it as Retry-After and RetryInfo.
+	RetryAfter time.Duration
 }
 
 // Error returns the public message.
@@ -101,4 +106,14 @@ func Message(err error) (string, bool) {
 		return f.Message, true
 	}
 	return "", false
+}
+
+// RetryAfter returns the wait err suggests before a retry, if it is a fault
+// that suggests one.
+func RetryAfter(err error) (time.Duration, bool) {
+	var f *Error
+	if errors.As(err, &f) && f.RetryAfter > 0 {
+		return f.RetryAfter, true
+	}
+	return 0, false
 }

@@ -97,6 +97,11 @@ func toConnectError(ctx context.Context, logger *slog.Logger, spec connect.Spec,
 		}
 	} else if f, ok := errors.AsType[*fault.Error](err); ok {
 		out = connect.NewError(codeOfFault(f), f.Message).WithCause(err)
+		if f.RetryAfter > 0 {
+			if d, derr := connectproto.NewErrorDetail(&errdetails.RetryInfo{RetryDelay: durationpb.New(f.RetryAfter)}); derr == nil {
+				out = out.WithDetail(d)
+			}
+		}
 		for _, v := range f.Violations {
 			violations = append(violations, &errdetails.BadRequest_FieldViolation{Field: v.Field, Description: v.Reason})
 		}

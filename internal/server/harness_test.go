@@ -73,6 +73,9 @@ func startServerClock(t testing.TB, now func() time.Time, flags ...string) *runn
 		// No rate limits unless a test asks for them: tests send many
 		// requests from one address (rate_e2e_test.go covers the limits).
 		"--rate-anonymous", "0", "--rate-auth-failures", "0", "--rate-principal", "0", "--rate-task-create", "0",
+		// Nor per-user quotas: tests run many tasks and streams as one user
+		// (quota_e2e_test.go covers the quotas).
+		"--max-streams-per-user", "0", "--max-running-per-user", "0", "--max-queued-per-user", "0", "--max-workspaces-per-user", "0",
 	}, flags...)
 	cfg, err := config.LoadWithOutput(args, func(string) string { return "" }, io.Discard)
 	if err != nil {

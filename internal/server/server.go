@@ -42,6 +42,7 @@ import (
 	berthv1 "github.com/berthhq/berth/internal/gen/berth/v1"
 	"github.com/berthhq/berth/internal/gen/berth/v1/berthv1connect"
 	"github.com/berthhq/berth/internal/oidc"
+	"github.com/berthhq/berth/internal/quota"
 	"github.com/berthhq/berth/internal/ratelimit"
 	"github.com/berthhq/berth/internal/stats"
 	"github.com/berthhq/berth/internal/store"
@@ -69,6 +70,9 @@ type Server struct {
 	rpcStreams *drain
 	shared     *valkey.Client // nil without --valkey-url
 	bridge     *valkey.Bridge // nil without --valkey-url
+	slots      *quota.Streams
+	maxConns   int64 // the main listener's connection cap; 0: none
+	refused    func()
 	handler    http.Handler
 	admin      http.Handler
 	services   []string
@@ -202,11 +206,13 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg *prom
 	runner := task.NewRunner(st, rt, workspaces, events, reg, logger, now, task.RunnerConfig{
 		MaxRunning:      int(cfg.Tasks.MaxRunning),
 		MaxPerWorkspace: int(cfg.Tasks.MaxRunningPerWorkspace),
+		MaxPerUser:      int(cfg.Quotas.MaxRunningPerUser),
 		DefaultTimeout:  cfg.Tasks.Timeout,
 		ClaudePath:      cfg.Tasks.ClaudePath,
 		ClaudeIdle:      cfg.Tasks.ClaudeIdleTimeout,
 		APIKey:          cfg.Tasks.AnthropicAPIKey.Reveal(),
 		LogRetention:    cfg.Tasks.LogRetention,
+		MaxLogBytes:     cfg.Quotas.MaxTaskLogBytes,
 		Lease:           cfg.Tasks.Lease,
 		Env:             envRule,
 	})
@@ -221,6 +227,8 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg *prom
 		})
 		return err
 	}
+	tasks.LimitQueue(cfg.Quotas.MaxQueuedPerUser)
+	workspaces.LimitOwned(cfg.Quotas.MaxWorkspacesPerUser)
 	var loginMethods []auth.LoginMethod
 	for _, p := range signInWith.Providers() {
 		loginMethods = append(loginMethods, auth.LoginMethod(p))
@@ -247,6 +255,13 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg *prom
 		return nil, fmt.Errorf("otelconnect: %w", err)
 	}
 	limits := limiter{newLimiter(cfg.RateLimits, shared, reg, now)}
+	maxConns := connectionCap(cfg.Quotas.MaxConnections, descriptorLimit())
+	slots := quota.New(quota.Options{PerPrincipal: cfg.Quotas.MaxStreamsPerUser, Total: streamCap(maxConns), Valkey: shared, Registerer: reg, Logger: logger})
+	defer func() {
+		if err != nil {
+			slots.Close()
+		}
+	}()
 	tasks.LimitCreation(func(ctx context.Context, userID string) error {
 		return limits.allow(ctx, ratelimit.TaskCreate, "user:"+userID, callHeaders(ctx))
 	})
@@ -256,6 +271,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg *prom
 		errorInterceptor(logger),
 		connectStreams.interceptor(streamMetrics),
 		authInterceptor(rules, authSvc, limits, cfg.Streams.Heartbeat),
+		streamSlots(slots),
 		validate.NewServerInterceptor(),
 	)
 	register(api)
@@ -296,6 +312,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg *prom
 		RedeemTicket: authSvc.RedeemStreamTicket, RecheckTicket: authSvc.RecheckTicket,
 		Store: st, Bus: events, Workspaces: workspaces, Logger: logger, Metrics: streamMetrics,
 		Heartbeat: cfg.Streams.Heartbeat, WriteTimeout: cfg.Streams.StallTimeout,
+		Admit: admitStream(limits, slots),
 	})
 	streams.Mount(mux)
 	sockets := ws.New(ws.Config{
@@ -311,6 +328,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg *prom
 		CommandRate:    wsCommandRate(cfg.RateLimits.WSCommand),
 		CommandBurst:   cfg.RateLimits.WSCommand.Burst,
 		StallTimeout:   cfg.Streams.StallTimeout,
+		Admit:          admitStream(limits, slots),
 		Errors: func(ctx context.Context, action string, err error) ws.ErrorBody {
 			ce := toConnectError(ctx, logger, connect.Spec{Procedure: "ws " + action}, err).(*connect.Error)
 			return ws.ErrorBody{Code: ce.Code().String(), Message: ce.Message(), Reason: Reason(ce.Code())}
@@ -356,6 +374,9 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg *prom
 		rpcStreams: connectStreams,
 		shared:     shared,
 		bridge:     bridge,
+		slots:      slots,
+		maxConns:   maxConns,
+		refused:    connectionsRefused(reg),
 		handler:    handler,
 		admin:      adminMux,
 		services:   services,
@@ -374,6 +395,7 @@ func (s *Server) Services() []string { return s.services }
 
 // Close releases the store and the meter provider.
 func (s *Server) Close() error {
+	s.slots.Close()
 	closeShared(s.bridge, s.shared)
 	return errors.Join(s.meters.Shutdown(context.Background()), s.runtime.Close(), s.store.Close())
 }
@@ -445,7 +467,7 @@ func (s *Server) Serve(ctx context.Context, ln, adminLn net.Listener) error {
 	api.RegisterOnShutdown(s.sockets.Shutdown)    // WebSockets close with 1012
 	api.RegisterOnShutdown(s.rpcStreams.Shutdown) // Connect streams end with Unavailable and a retry hint
 	servers := []*http.Server{api}
-	listeners := []net.Listener{ln}
+	listeners := []net.Listener{newLimitListener(ln, s.maxConns, s.refused)}
 	if adminLn != nil {
 		servers = append(servers, &http.Server{
 			Handler:           s.admin,
@@ -466,7 +488,8 @@ func (s *Server) Serve(ctx context.Context, ln, adminLn net.Listener) error {
 			errs <- nil
 		}()
 	}
-	s.logger.Info("serving", "addr", ln.Addr().String(), "services", len(s.services), "runtime", s.runtime.name)
+	s.logger.Info("serving", "addr", ln.Addr().String(), "services", len(s.services), "runtime", s.runtime.name,
+		"max_connections", s.maxConns, "max_streams", streamCap(s.maxConns))
 
 	// Background work stops with the server, before the store closes.
 	background, stopBackground := context.WithCancel(context.WithoutCancel(ctx))

@@ -325,7 +325,10 @@ type benchEnv struct {
 
 func newBenchEnv(b *testing.B, bin string, flags ...string) *benchEnv {
 	b.Helper()
-	p := startBerth(b, bin, flags...)
+	// One account opens every stream here: no per-user stream quota and no
+	// request budget, which stream opens spend (quotabench_test.go measures
+	// those), unless flags set them.
+	p := startBerth(b, bin, append([]string{"--max-streams-per-user", "0", "--rate-principal", "0"}, flags...)...)
 	c := p.clients(protocols[0])
 	token := register(b, c, "bench@example.com").GetTokens().GetAccessToken()
 	ctx := as(b.Context(), token)

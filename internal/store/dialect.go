@@ -37,6 +37,10 @@ type dialect interface {
 	// until the transaction ends, serialising the transactions that take
 	// it: "" where a write transaction already excludes every other one.
 	lockXact(key lockKey) string
+	// lockXactFor is lockXact for one lock of a family, named by a string
+	// (a user's id): the statement has one ? placeholder, for the name.
+	// Names that collide only serialise a little more.
+	lockXactFor(family lockFamily) string
 	// readTx is how a read-only transaction begins: one snapshot for all
 	// its statements.
 	readTx() *sql.TxOptions
@@ -66,6 +70,27 @@ const (
 	// workspaces created at once with overlapping directories only one is
 	// kept.
 	lockWorkspacePaths lockKey = 0x6265727468_0003
+)
+
+// lockFamily names a family of locks that lockXactFor takes, one per name.
+// Like lockKey the values are fixed; they are 32-bit, Postgres's two-key
+// advisory locks, a space apart from lockKey's.
+type lockFamily int32
+
+// The families of locks berth takes.
+const (
+	// lockUserQueued serialises, per user, the count-then-insert of the
+	// queued-task quota.
+	lockUserQueued lockFamily = 0x62740001
+	// lockUserRunning serialises, per user, the count-then-claim of the
+	// running-task quota. It is apart from lockUserQueued because a claim
+	// holds a workspace row (workspaceFull) while it waits for it, and a
+	// task insert, holding lockUserQueued, waits for that row's key-share
+	// lock: one family for both could deadlock.
+	lockUserRunning lockFamily = 0x62740003
+	// lockUserWorkspaces serialises, per user, the count-then-insert of
+	// the workspace quota.
+	lockUserWorkspaces lockFamily = 0x62740002
 )
 
 // rebindDollar rewrites ? placeholders into $1, $2, … as Postgres wants them.

@@ -117,6 +117,12 @@ func (postgresDialect) lockXact(key lockKey) string {
 	return fmt.Sprintf("SELECT pg_advisory_xact_lock(%d)", int64(key))
 }
 
+// lockXactFor takes the advisory lock (family, hashtext(name)) until the
+// transaction ends.
+func (postgresDialect) lockXactFor(family lockFamily) string {
+	return fmt.Sprintf("SELECT pg_advisory_xact_lock(%d, hashtext(?))", int32(family))
+}
+
 // readTx is REPEATABLE READ: under Postgres's default, READ COMMITTED,
 // each statement sees the database anew, and a page could disagree with the
 // count read just before it.

@@ -128,6 +128,9 @@ func (sqliteDialect) skipLocked() string { return "" }
 // write lock from its BEGIN.
 func (sqliteDialect) lockXact(lockKey) string { return "" }
 
+// lockXactFor takes nothing, as lockXact.
+func (sqliteDialect) lockXactFor(lockFamily) string { return "" }
+
 // readTx is a plain read-only transaction: in WAL mode a SQLite read
 // transaction sees one snapshot already.
 func (sqliteDialect) readTx() *sql.TxOptions { return &sql.TxOptions{ReadOnly: true} }

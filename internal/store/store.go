@@ -183,6 +183,19 @@ func (c conn) lock(ctx context.Context, key lockKey) error {
 	return nil
 }
 
+// lockFor takes the dialect's transaction-scoped lock of family for name,
+// if it has one, as lock does.
+func (c conn) lockFor(ctx context.Context, family lockFamily, name string) error {
+	q := c.d.lockXactFor(family)
+	if q == "" {
+		return nil
+	}
+	if _, err := c.exec(ctx, q, name); err != nil {
+		return fmt.Errorf("take lock %d for %s: %w", int32(family), name, err)
+	}
+	return nil
+}
+
 // scanner is a *sql.Row or *sql.Rows.
 type scanner interface {
 	Scan(dest ...any) error

@@ -23,6 +23,17 @@ import (
 // fault.NotFound; a task id that is taken is a fault.ErrConflict. t's times
 // are set to their stored precision.
 func (s *Store) CreateTaskRecord(ctx context.Context, t *TaskRecord) error {
+	return s.CreateTaskRecordWithin(ctx, t, 0)
+}
+
+// CreateTaskRecordWithin is CreateTaskRecord under the creator's quota of
+// queued tasks: when maxQueued > 0 and t.CreatedBy already has maxQueued
+// tasks QUEUED, nothing is stored and the call is a
+// fault.ErrResourceExhausted naming the quota. The count and the insert are
+// one transaction, serialised per creator (on Postgres by an advisory lock;
+// on SQLite the write transaction excludes every other writer), so calls at
+// once never queue more than the quota.
+func (s *Store) CreateTaskRecordWithin(ctx context.Context, t *TaskRecord, maxQueued int64) error {
 	tags, err := encodeTags(t.Tags)
 	if err != nil {
 		return fmt.Errorf("create task: %w", err)
@@ -39,17 +50,41 @@ func (s *Store) CreateTaskRecord(ctx context.Context, t *TaskRecord) error {
 		}
 		docs[i] = v
 	}
-	_, err = s.conn().exec(ctx, `
+	insert := func(c conn) error {
+		_, err := c.exec(ctx, `
 		INSERT INTO tasks (id, workspace_id, created_by, type, status, priority, prompt,
 			config, git, docker_build, tags, metadata, progress, result, error,
 			session_id, continue_task_id, cost_usd, lease_owner, lease_expires_at,
 			created_at, started_at, completed_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		t.ID, t.WorkspaceID, nullString(t.CreatedBy), string(t.Type), string(t.Status), int64(t.Priority), t.Prompt,
-		docs[0], docs[1], docs[2], tags, meta, docs[3], docs[4], docs[5],
-		nullString(t.SessionID), nullString(t.ContinueTaskID), t.CostUSD, nullString(t.LeaseOwner), nullMicros(t.LeaseExpiresAt),
-		micros(t.CreatedAt), nullMicros(t.StartedAt), nullMicros(t.CompletedAt))
+			t.ID, t.WorkspaceID, nullString(t.CreatedBy), string(t.Type), string(t.Status), int64(t.Priority), t.Prompt,
+			docs[0], docs[1], docs[2], tags, meta, docs[3], docs[4], docs[5],
+			nullString(t.SessionID), nullString(t.ContinueTaskID), t.CostUSD, nullString(t.LeaseOwner), nullMicros(t.LeaseExpiresAt),
+			micros(t.CreatedAt), nullMicros(t.StartedAt), nullMicros(t.CompletedAt))
+		return err
+	}
+	if maxQueued > 0 && t.CreatedBy != "" && t.Status == TaskQueued {
+		err = s.inTx(ctx, func(c conn) error {
+			if err := c.lockFor(ctx, lockUserQueued, t.CreatedBy); err != nil {
+				return err
+			}
+			var n int64
+			if err := c.queryRow(ctx, `SELECT COUNT(*) FROM tasks WHERE created_by = ? AND status = ?`,
+				t.CreatedBy, string(TaskQueued)).Scan(&n); err != nil {
+				return fmt.Errorf("count queued tasks: %w", err)
+			}
+			if n >= maxQueued {
+				return fault.New(fault.ErrResourceExhausted,
+					"quota max-queued-per-user (%d) reached: you have %d tasks waiting in the queue; wait for some to start, or cancel some", maxQueued, n)
+			}
+			return insert(c)
+		})
+	} else {
+		err = insert(s.conn())
+	}
 	switch {
+	case isFault(err):
+		return err
 	case s.d.isUniqueViolation(err):
 		return fault.New(fault.ErrConflict, "a task with this id already exists")
 	case s.d.isForeignKeyViolation(err):
@@ -182,8 +217,10 @@ func (s *Store) ListTasks(ctx context.Context, f TaskFilter) ([]*TaskRecord, int
 
 // ClaimTask takes the next task off the queue for the runner owner: the
 // QUEUED task with the highest priority, then the oldest (ties by id), whose
-// workspace runs fewer than maxPerWorkspace tasks (0: no limit) and whose id
-// is not in skip. In one write transaction it becomes RUNNING, started at
+// workspace runs fewer than maxPerWorkspace tasks and whose creator runs
+// fewer than maxPerUser (0: no limit), and whose id is not in skip. A task
+// whose creator is at the quota is passed over, so another user's task
+// starts instead: the fair share. In one write transaction it becomes RUNNING, started at
 // now and leased to owner until leaseUntil, and is returned as it now is.
 // An empty queue is fault.NotFound("queued task").
 //
@@ -193,12 +230,13 @@ func (s *Store) ListTasks(ctx context.Context, f TaskFilter) ([]*TaskRecord, int
 // takes a task that is still queued in any case. The per-workspace count is
 // taken after locking the workspace's row (forUpdate), so on Postgres two
 // runners cannot both start the last allowed task of one workspace; on
-// SQLite the write transaction already excludes every other writer.
-func (s *Store) ClaimTask(ctx context.Context, owner string, now, leaseUntil time.Time, maxPerWorkspace int, skip []string) (*TaskRecord, error) {
+// SQLite the write transaction already excludes every other writer. The
+// per-user count likewise is taken under a per-user advisory lock.
+func (s *Store) ClaimTask(ctx context.Context, owner string, now, leaseUntil time.Time, maxPerWorkspace, maxPerUser int, skip []string) (*TaskRecord, error) {
 	var claimed *TaskRecord
 	err := s.inTx(ctx, func(c conn) error {
 		skipIDs := append([]string(nil), skip...)
-		var fullWorkspaces []string
+		var fullWorkspaces, fullUsers []string
 		for {
 			q := `SELECT ` + taskColumns + ` FROM tasks t WHERE t.status = ?`
 			args := []any{string(TaskQueued)}
@@ -214,9 +252,19 @@ func (s *Store) ClaimTask(ctx context.Context, owner string, now, leaseUntil tim
 					args = append(args, id)
 				}
 			}
+			if len(fullUsers) > 0 {
+				q += ` AND (t.created_by IS NULL OR t.created_by NOT IN (` + placeholders(len(fullUsers)) + `))`
+				for _, id := range fullUsers {
+					args = append(args, id)
+				}
+			}
 			if maxPerWorkspace > 0 {
 				q += ` AND (SELECT COUNT(*) FROM tasks r WHERE r.workspace_id = t.workspace_id AND r.status = ?) < ?`
 				args = append(args, string(TaskRunning), maxPerWorkspace)
+			}
+			if maxPerUser > 0 {
+				q += ` AND (t.created_by IS NULL OR (SELECT COUNT(*) FROM tasks r WHERE r.created_by = t.created_by AND r.status = ?) < ?)`
+				args = append(args, string(TaskRunning), maxPerUser)
 			}
 			q += ` ORDER BY t.priority DESC, t.created_at ASC, t.id ASC LIMIT 1` + c.d.skipLocked()
 			t, err := scanTask(c.queryRow(ctx, q, args...))
@@ -233,6 +281,16 @@ func (s *Store) ClaimTask(ctx context.Context, owner string, now, leaseUntil tim
 				}
 				if full {
 					fullWorkspaces = append(fullWorkspaces, t.WorkspaceID)
+					continue
+				}
+			}
+			if maxPerUser > 0 && t.CreatedBy != "" {
+				full, err := userFull(ctx, c, t.CreatedBy, maxPerUser)
+				if err != nil {
+					return err
+				}
+				if full {
+					fullUsers = append(fullUsers, t.CreatedBy)
 					continue
 				}
 			}
@@ -277,6 +335,20 @@ func workspaceFull(ctx context.Context, c conn, workspaceID string, limit int) (
 	var n int
 	if err := c.queryRow(ctx, `SELECT COUNT(*) FROM tasks WHERE workspace_id = ? AND status = ?`,
 		workspaceID, string(TaskRunning)).Scan(&n); err != nil {
+		return false, fmt.Errorf("count running tasks: %w", err)
+	}
+	return n >= limit, nil
+}
+
+// userFull takes the user's running-task lock until the transaction ends
+// and reports whether the user already runs limit tasks or more.
+func userFull(ctx context.Context, c conn, userID string, limit int) (bool, error) {
+	if err := c.lockFor(ctx, lockUserRunning, userID); err != nil {
+		return false, err
+	}
+	var n int
+	if err := c.queryRow(ctx, `SELECT COUNT(*) FROM tasks WHERE created_by = ? AND status = ?`,
+		userID, string(TaskRunning)).Scan(&n); err != nil {
 		return false, fmt.Errorf("count running tasks: %w", err)
 	}
 	return n >= limit, nil

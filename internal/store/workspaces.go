@@ -55,6 +55,15 @@ func duplicateWorkspace(name string) error {
 // fault.NotFound("user"). Nil Tags and Metadata are stored empty, and w's
 // times are set to their stored precision.
 func (s *Store) CreateWorkspace(ctx context.Context, w *Workspace) error {
+	return s.CreateWorkspaceWithin(ctx, w, 0)
+}
+
+// CreateWorkspaceWithin is CreateWorkspace under the owner's quota: when
+// maxOwned > 0 and w.OwnerID already owns maxOwned workspaces (archived
+// ones included), nothing is stored and the call is a
+// fault.ErrResourceExhausted naming the quota. The count and the insert are
+// one transaction, serialised per owner, so calls at once never exceed it.
+func (s *Store) CreateWorkspaceWithin(ctx context.Context, w *Workspace, maxOwned int64) error {
 	tags, err := encodeTags(w.Tags)
 	if err != nil {
 		return fmt.Errorf("create workspace: %w", err)
@@ -67,6 +76,19 @@ func (s *Store) CreateWorkspace(ctx context.Context, w *Workspace) error {
 		if q := s.d.lockXact(lockWorkspacePaths); q != "" {
 			if _, err := c.exec(ctx, q); err != nil {
 				return fmt.Errorf("take lock: %w", err)
+			}
+		}
+		if maxOwned > 0 {
+			if err := c.lockFor(ctx, lockUserWorkspaces, w.OwnerID); err != nil {
+				return err
+			}
+			var n int64
+			if err := c.queryRow(ctx, `SELECT COUNT(*) FROM workspaces WHERE owner_id = ?`, w.OwnerID).Scan(&n); err != nil {
+				return fmt.Errorf("count workspaces: %w", err)
+			}
+			if n >= maxOwned {
+				return fault.New(fault.ErrResourceExhausted,
+					"quota max-workspaces-per-user (%d) reached: you own %d workspaces (archived ones count); delete one first", maxOwned, n)
 			}
 		}
 		others, err := overlapping(ctx, c, w.Path, w.ID)
@@ -87,7 +109,7 @@ func (s *Store) CreateWorkspace(ctx context.Context, w *Workspace) error {
 		return err
 	})
 	switch {
-	case errors.Is(err, errOverlap):
+	case errors.Is(err, errOverlap), errors.Is(err, fault.ErrResourceExhausted):
 		return err
 	case s.d.isUniqueViolation(err):
 		return duplicateWorkspace(w.Name)

@@ -78,6 +78,15 @@ type RunnerConfig struct {
 	// a task is created and again when it runs; the default rule
 	// (taskenv.New(nil, nil)) when nil.
 	Env *taskenv.Rule
+
+	// MaxPerUser caps one user's tasks running at once across the runners
+	// sharing the store (0: no cap); a user at the cap is passed over, so
+	// another user's task starts.
+	MaxPerUser int
+	// MaxLogBytes caps the message bytes of one task's log (0: no cap):
+	// past it the task goes on, its further output is dropped, and its
+	// result or error notes the truncation.
+	MaxLogBytes int64
 }
 
 // DefaultLease is RunnerConfig.Lease when it is not set.
@@ -372,7 +381,7 @@ func (r *Runner) fill(ctx context.Context) {
 			return
 		}
 		now := r.now().UTC()
-		t, err := r.store.ClaimTask(ctx, r.owner, now, now.Add(r.lease), r.cfg.MaxPerWorkspace, skip)
+		t, err := r.store.ClaimTask(ctx, r.owner, now, now.Add(r.lease), r.cfg.MaxPerWorkspace, r.cfg.MaxPerUser, skip)
 		if errors.Is(err, fault.ErrNotFound) {
 			r.measureQueue(ctx)
 			return
@@ -478,7 +487,7 @@ func (r *Runner) execute(ctx context.Context, t *store.TaskRecord, ru *run) {
 	if err != nil {
 		r.logger.Error("reading a task's last log line failed", "task", t.ID, "error", err.Error())
 	}
-	logs := tasklog.NewWriter(r.store, r.bus, t.ID, last+1, tasklog.Options{Now: r.now})
+	logs := tasklog.NewWriter(r.store, r.bus, t.ID, last+1, tasklog.Options{Now: r.now, MaxBytes: r.cfg.MaxLogBytes})
 	logs.Log("info", "system", fmt.Sprintf("task started: %s, time limit %s", t.Type, timeout), nil)
 
 	release := r.ws.Hold(t.WorkspaceID)
@@ -497,6 +506,9 @@ func (r *Runner) execute(ctx context.Context, t *store.TaskRecord, ru *run) {
 		status, out.err = store.TaskFailed, &berthv1.TaskError{Code: interruptedCode, Message: "the server instance running the task lost its lease on it; its processes were stopped"}
 	case out.err != nil:
 		status = store.TaskFailed
+	}
+	if logs.Truncated() {
+		noteTruncated(&out, r.cfg.MaxLogBytes)
 	}
 	ru.ending.Store(true)
 	if out.err != nil {

@@ -32,6 +32,7 @@ type Service struct {
 	now     func() time.Time
 	streams *stream.Metrics
 	admit   func(ctx context.Context, userID string) error // nil: no limit
+	queued  int64                                          // see LimitQueue
 }
 
 // LimitCreation makes Create ask admit, with the creating user's id, before
@@ -139,7 +140,7 @@ func (s *Service) Create(ctx context.Context, p access.Principal, req *berthv1.C
 			return nil, err
 		}
 	}
-	if err := s.store.CreateTaskRecord(ctx, t); err != nil {
+	if err := s.store.CreateTaskRecordWithin(ctx, t, s.queued); err != nil {
 		return nil, err
 	}
 	// Watchers of the workspace see the task queued (status QUEUED: the

@@ -51,6 +51,12 @@ type Options struct {
 	Backoff time.Duration
 	// Now is the clock that stamps entries (default time.Now).
 	Now func() time.Time
+	// MaxBytes caps the bytes of messages this Writer stores (0: no cap),
+	// so that one task's output cannot fill the database. The entry that
+	// would pass it is not stored; in its place comes one system entry
+	// saying the log was truncated, and every later entry is dropped (the
+	// task itself goes on: see Truncated).
+	MaxBytes int64
 }
 
 // Defaults of Options.
@@ -123,6 +129,8 @@ type Writer struct {
 	nextSeq  int64 // the seq of the next entry
 	lastSeq  int64 // the last seq stored
 	closed   bool  // Close has begun: Log ignores further entries
+	bytes    int64 // message bytes taken, against MaxBytes
+	cutOff   bool  // MaxBytes was reached: Log drops further entries
 	failed   error // the store error the writer gave up on
 	lines    []*lineWriter
 	kick     chan struct{} // wakes the flusher; capacity 1
@@ -179,6 +187,9 @@ func (w *Writer) Log(level, source, message string, fields json.RawMessage) {
 			part = part[:cut(part, w.opts.MaxLine)]
 		}
 		message = message[len(part):]
+		if !w.withinCap(len(part), now) {
+			return
+		}
 		if !w.add(store.LogEntry{Level: level, Source: source, Message: part, Time: now, Fields: fields}) {
 			return
 		}
@@ -186,6 +197,31 @@ func (w *Writer) Log(level, source, message string, fields json.RawMessage) {
 			return
 		}
 	}
+}
+
+// withinCap reports whether n more message bytes fit under MaxBytes, and
+// counts them if so. The first time they do not, it logs the truncation
+// line instead. w.mu is held.
+func (w *Writer) withinCap(n int, now time.Time) bool {
+	if w.cutOff {
+		return false
+	}
+	if w.opts.MaxBytes <= 0 || w.bytes+int64(n) <= w.opts.MaxBytes {
+		w.bytes += int64(n)
+		return true
+	}
+	w.cutOff = true
+	w.add(store.LogEntry{Level: store.LogWarn, Source: store.LogSystem, Time: now,
+		Message: fmt.Sprintf("log truncated: this task's output passed the cap of %d bytes (max-task-log-bytes); the task goes on, its further output is not kept", w.opts.MaxBytes)})
+	return false
+}
+
+// Truncated reports whether the log reached Options.MaxBytes and dropped
+// output since.
+func (w *Writer) Truncated() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.cutOff
 }
 
 // add numbers and buffers one entry, waiting for room; it reports false

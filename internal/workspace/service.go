@@ -42,6 +42,7 @@ type Service struct {
 	activity   activity
 	owner      Owner // who gets the directories berth makes
 	firstTask  FirstTask
+	maxOwned   int64 // see LimitOwned
 }
 
 // FirstTask queues the first task of a new workspace whose directory berth
@@ -203,7 +204,7 @@ func (s *Service) Create(ctx context.Context, p access.Principal, spec Spec) (*s
 	if w.Pids == 0 {
 		w.Pids = s.containers.Pids
 	}
-	if err := s.store.CreateWorkspace(ctx, w); err != nil {
+	if err := s.store.CreateWorkspaceWithin(ctx, w, s.ownedQuota(p)); err != nil {
 		discardDir()
 		return nil, err
 	}

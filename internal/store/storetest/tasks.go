@@ -69,7 +69,7 @@ func (e *env) findTask(id string) *store.TaskRecord {
 // claim claims the next task for runner "r1" with a one-minute lease.
 func (e *env) claim(maxPerWorkspace int, skip ...string) (*store.TaskRecord, error) {
 	now := e.tick()
-	return e.s.ClaimTask(e.ctx, "r1", now, now.Add(time.Minute), maxPerWorkspace, skip)
+	return e.s.ClaimTask(e.ctx, "r1", now, now.Add(time.Minute), maxPerWorkspace, 0, skip)
 }
 
 // mustClaim claims the next task and checks it is want.
@@ -186,7 +186,7 @@ func testClaimOrder(t *testing.T, e *env) {
 	high2 := e.queued(w, store.TaskPriorityHigh, prompt("high, newer"))
 
 	now := e.tick()
-	got, err := e.s.ClaimTask(e.ctx, "runner-1", now, now.Add(time.Minute), 0, nil)
+	got, err := e.s.ClaimTask(e.ctx, "runner-1", now, now.Add(time.Minute), 0, 0, nil)
 	must(t, err)
 	want := *high1
 	want.Status = store.TaskRunning
@@ -256,7 +256,7 @@ func testClaimConcurrent(t *testing.T, e *env) {
 	for r := range runners {
 		wg.Go(func() {
 			for {
-				tr, err := e.s.ClaimTask(e.ctx, fmt.Sprintf("r%d", r), now, now.Add(time.Minute), 0, nil)
+				tr, err := e.s.ClaimTask(e.ctx, fmt.Sprintf("r%d", r), now, now.Add(time.Minute), 0, 0, nil)
 				if errors.Is(err, fault.ErrNotFound) {
 					return
 				}

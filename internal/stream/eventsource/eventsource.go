@@ -21,6 +21,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"math"
 	"net/http"
 	"os"
 	"strconv"
@@ -74,6 +75,12 @@ type Config struct {
 	// WriteTimeout overrides, when positive, how long one write may wait
 	// for a client that takes no bytes before it is dropped.
 	WriteTimeout time.Duration
+	// Admit, when set, is asked before a stream opens, with the headers of
+	// the response: it spends the principal's request budget and takes one
+	// of its stream slots, or refuses (fault.ErrResourceExhausted, answered
+	// 429 with Retry-After). release gives the slot back when the stream
+	// ends.
+	Admit func(ctx context.Context, p access.Principal, h http.Header) (release func(), err error)
 }
 
 // Handler serves the SSE streams.
@@ -144,6 +151,12 @@ func (h *Handler) taskLogs(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
+	release, err := h.admit(r.Context(), p, w.Header())
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	defer release()
 	// since is the last seq the client has; Last-Event-ID, sent by an
 	// EventSource reconnecting, wins over it.
 	since, err := seq(r.URL.Query().Get("since"))
@@ -195,6 +208,12 @@ func (h *Handler) workspaceEvents(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
+	release, err := h.admit(r.Context(), p, w.Header())
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	defer release()
 	h.serve(w, r, recheck, func(ctx context.Context, send func(*sse.Message) error) error {
 		return h.Workspaces.FollowEvents(ctx, p, id, func(ev *berthv1.WorkspaceEvent) error {
 			b, err := marshal.Marshal(ev)
@@ -206,6 +225,14 @@ func (h *Handler) workspaceEvents(w http.ResponseWriter, r *http.Request) {
 			return send(m)
 		})
 	})
+}
+
+// admit asks Config.Admit, if set, for a stream slot of p.
+func (h *Handler) admit(ctx context.Context, p access.Principal, header http.Header) (func(), error) {
+	if h.Admit == nil {
+		return func() {}, nil
+	}
+	return h.Admit(ctx, p, header)
 }
 
 // seq parses a seq given by a client; "" is 0.
@@ -330,6 +357,7 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 		{fault.ErrPermissionDenied, http.StatusForbidden, "permission_denied"},
 		{fault.ErrNotFound, http.StatusNotFound, "not_found"},
 		{fault.ErrInvalid, http.StatusBadRequest, "invalid_argument"},
+		{fault.ErrResourceExhausted, http.StatusTooManyRequests, "resource_exhausted"},
 		{fault.ErrUnavailable, http.StatusServiceUnavailable, "unavailable"},
 	} {
 		if errors.Is(err, k.kind) {
@@ -343,6 +371,9 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	if status == http.StatusInternalServerError && h.Logger != nil {
 		h.Logger.ErrorContext(r.Context(), "opening an event stream failed", "path", r.URL.Path, "error", err.Error())
+	}
+	if d, ok := fault.RetryAfter(err); ok {
+		w.Header().Set("Retry-After", strconv.FormatInt(int64(math.Ceil(d.Seconds())), 10))
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)

@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"math"
 	"net/http"
 	"net/url"
 	"path"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -75,6 +77,14 @@ type Config struct {
 	CommandRate     float64
 	CommandBurst    int
 	QueueSize       int
+
+	// Admit, when set, is asked for a stream slot of the principal at the
+	// upgrade (h, the response's headers) and for each subscription past
+	// a connection's first (h nil): a connection holds max(1, its
+	// subscriptions) slots. It spends the principal's request budget and
+	// takes a slot, or refuses with fault.ErrResourceExhausted — a 429
+	// with Retry-After at the upgrade, an error frame for a subscription.
+	Admit func(ctx context.Context, p access.Principal, h http.Header) (release func(), err error)
 }
 
 // Handler serves /ws.
@@ -156,6 +166,24 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		refuse(w, status, code, msg)
 		return
 	}
+	release, err := h.admit(r.Context(), p, w.Header())
+	if err != nil {
+		status, code, msg := http.StatusInternalServerError, "internal", "internal error"
+		if errors.Is(err, fault.ErrResourceExhausted) {
+			status, code, msg = http.StatusTooManyRequests, "resource_exhausted", err.Error()
+			if m, ok := fault.Message(err); ok {
+				msg = m
+			}
+			if d, ok := fault.RetryAfter(err); ok {
+				w.Header().Set("Retry-After", strconv.FormatInt(int64(math.Ceil(d.Seconds())), 10))
+			}
+		} else {
+			h.cfg.Logger.ErrorContext(r.Context(), "admitting a WebSocket failed", "error", err.Error())
+		}
+		refuse(w, status, code, msg)
+		return
+	}
+	defer release()
 	// The server's read and write timeouts are for requests, not for a
 	// connection that lives as long as its client wants.
 	rc := http.NewResponseController(w)
@@ -170,6 +198,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	conn.SetReadLimit(h.cfg.MaxMessageBytes)
 	newSession(h, conn, recheck).run(context.WithoutCancel(r.Context()))
+}
+
+// admit asks Config.Admit, if set, for a stream slot of p.
+func (h *Handler) admit(ctx context.Context, p access.Principal, header http.Header) (func(), error) {
+	if h.cfg.Admit == nil {
+		return func() {}, nil
+	}
+	return h.cfg.Admit(ctx, p, header)
 }
 
 // originAllowed admits requests without an Origin (not from a browser),

@@ -35,7 +35,10 @@ type session struct {
 
 	mu   sync.Mutex
 	subs map[string]*subscription
-	wg   sync.WaitGroup
+	// extra are the stream slots held past the connection's own, one per
+	// subscription past the first (see trim).
+	extra []func()
+	wg    sync.WaitGroup
 }
 
 type subscription struct {
@@ -94,6 +97,7 @@ func (s *session) goSafe(fn func()) {
 func (s *session) run(ctx context.Context) {
 	s.ctx, s.cancel = context.WithCancel(ctx)
 	defer s.h.cfg.Metrics.Opened(stream.TransportWebSocket)()
+	defer s.releaseExtra()
 	defer s.wg.Wait()
 	defer s.cancel()
 	s.goSafe(s.write)
@@ -307,9 +311,23 @@ func (s *session) subscribe(m Message) {
 		s.failOn(m, fault.New(fault.ErrResourceExhausted, "at most %d subscriptions per connection", maxSubscriptions))
 		return
 	}
+	if len(s.subs) >= 1+len(s.extra) {
+		// Past the connection's first subscription, each one takes a
+		// stream slot of its own. Subscriptions are made one at a time
+		// (by the read loop), so no other can be added meanwhile.
+		s.mu.Unlock()
+		release, err := s.h.admit(s.ctx, p, nil)
+		if err != nil {
+			s.failOn(m, err)
+			return
+		}
+		s.mu.Lock()
+		s.extra = append(s.extra, release)
+	}
 	ctx, cancel := context.WithCancel(s.ctx)
 	sub := &subscription{cancel: cancel, done: make(chan struct{})}
 	s.subs[m.Channel] = sub
+	s.trim()
 	s.mu.Unlock()
 
 	s.goSafe(func() {
@@ -342,6 +360,7 @@ func (s *session) subscribe(m Message) {
 		if s.subs[m.Channel] == sub {
 			delete(s.subs, m.Channel)
 		}
+		s.trim()
 		s.mu.Unlock()
 		if err != nil && ctx.Err() == nil && !errors.Is(err, context.Canceled) {
 			if !acked {
@@ -360,10 +379,32 @@ func (s *session) unsubscribe(m Message) {
 	s.mu.Lock()
 	sub, ok := s.subs[m.Channel]
 	delete(s.subs, m.Channel)
+	s.trim()
 	s.mu.Unlock()
 	if ok {
 		sub.cancel()
 		<-sub.done
 	}
 	s.send(Message{Type: "unsubscribed", ID: m.ID, Channel: m.Channel})
+}
+
+// trim gives back the extra stream slots the subscriptions no longer need:
+// a connection holds max(1, subscriptions) slots, its own and the extra.
+// s.mu is held.
+func (s *session) trim() {
+	for len(s.extra) > 0 && 1+len(s.extra) > max(1, len(s.subs)) {
+		last := len(s.extra) - 1
+		s.extra[last]()
+		s.extra = s.extra[:last]
+	}
+}
+
+// releaseExtra gives back every extra slot when the connection ends.
+func (s *session) releaseExtra() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, release := range s.extra {
+		release()
+	}
+	s.extra = nil
 }
