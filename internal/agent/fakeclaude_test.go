@@ -133,8 +133,8 @@ func TestFakeClaude(t *testing.T) {
 		if res.Failed() || res.NumTurns != 4 || res.TotalCostUSD <= 0 || res.Usage["output_tokens"] == nil || res.SessionID == "" || res.Text == "" {
 			t.Errorf("result %+v", res)
 		}
-		if n := count[agent.Progress](r.outputs); n != 4 {
-			t.Errorf("%d progress updates, want 4", n)
+		if n := count[agent.Progress](r.outputs); n != 5 {
+			t.Errorf("%d progress updates, want 5 (4 turns, then 100 %% at the result)", n)
 		}
 		if n := len(logs(r.outputs, "tool", "warn")); n != 1 {
 			t.Errorf("%d failed tool results, want 1", n)
@@ -222,8 +222,8 @@ func TestFakeClaude(t *testing.T) {
 		if n := len(logs(r.outputs, "assistant", "info")); n != 5000+4 {
 			t.Errorf("%d assistant lines, want 5004", n)
 		}
-		if n := count[agent.Progress](r.outputs); n != 4 {
-			t.Errorf("%d progress updates, want 4", n)
+		if n := count[agent.Progress](r.outputs); n != 5 {
+			t.Errorf("%d progress updates, want 5 (4 turns, then 100 %% at the result)", n)
 		}
 		if r.err != nil || r.result.NumTurns != 4 {
 			t.Errorf("result %+v, %v", r.result, r.err)

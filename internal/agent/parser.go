@@ -83,6 +83,7 @@ func (Result) output()   {}
 type Parser struct {
 	maxTurns  int
 	turns     int
+	inTurn    bool // an assistant message came since the last tool results
 	lastMsgID string
 	sessionID string
 	result    *Result
@@ -238,10 +239,15 @@ func decodeMessage(raw json.RawMessage) *message {
 
 func (p *Parser) assistant(msg *message) []Output {
 	var out []Output
-	// The CLI prints each content block of one message as its own event
-	// with the same message id; a turn is a new message id.
-	if id := msg.ID; id == "" || id != p.lastMsgID {
+	// A turn is one round trip: the model answers, berth's tools run, their
+	// results go back. So the first assistant message after tool results
+	// (or at the start) begins a turn, and the messages that follow it
+	// before the next tool results belong to it — as the CLI counts
+	// num_turns. (The CLI prints each content block of one message as its
+	// own event with the same id; those were never several turns.)
+	if id := msg.ID; !p.inTurn && (id == "" || id != p.lastMsgID) {
 		p.lastMsgID = id
+		p.inTurn = true
 		p.turns++
 		out = append(out, p.progress())
 	}
@@ -274,6 +280,7 @@ func (p *Parser) user(msg *message) []Output {
 	for _, b := range msg.Content {
 		switch b.Type {
 		case "tool_result":
+			p.inTurn = false // the next answer is the next turn
 			level := LevelInfo
 			if b.IsError {
 				level = LevelWarn
@@ -330,6 +337,11 @@ func (p *Parser) finish(ev *event) []Output {
 	level := LevelInfo
 	if r.Failed() {
 		level = LevelError
+	} else {
+		// Done: the CLI's own turn count, and 100 %.
+		p.turns = r.NumTurns
+		out = append(out, Progress{Current: r.NumTurns, Total: max(p.maxTurns, r.NumTurns), Percentage: 100,
+			Message: fmt.Sprintf("finished after %d turns", r.NumTurns)})
 	}
 	return append(out,
 		Log{
@@ -349,11 +361,14 @@ func (p *Parser) finish(ev *event) []Output {
 	)
 }
 
+// progress is the turns so far against the limit. A run that is still
+// going never shows 100 %: only its result does (see finish).
 func (p *Parser) progress() Progress {
 	pr := Progress{Current: p.turns, Total: p.maxTurns}
 	if p.maxTurns > 0 {
-		pr.Percentage = min(100, p.turns*100/p.maxTurns)
-		pr.Message = fmt.Sprintf("turn %d of %d", p.turns, p.maxTurns)
+		pr.Percentage = min(99, p.turns*100/p.maxTurns)
+		pr.Message = fmt.Sprintf("turn %d of %d", min(p.turns, p.maxTurns), p.maxTurns)
+		pr.Current = min(p.turns, p.maxTurns)
 	} else {
 		pr.Message = fmt.Sprintf("turn %d", p.turns)
 	}

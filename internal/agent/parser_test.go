@@ -69,6 +69,7 @@ func TestParserTranscript(t *testing.T) {
 			Fields: map[string]any{"tool_use_id": "toolu_03", "is_error": false}},
 		agent.Progress{Current: 4, Total: 10, Percentage: 40, Message: "turn 4 of 10"},
 		agent.Log{Level: "info", Source: "assistant", Message: "Done: I wrote SUMMARY.md."},
+		agent.Progress{Current: 4, Total: 10, Percentage: 100, Message: "finished after 4 turns"},
 		agent.Log{Level: "info", Source: "system", Message: "agent finished: success after 4 turns in 15234 ms, cost $0.0421",
 			Fields: map[string]any{"subtype": "success", "is_error": false, "num_turns": 4.0, "duration_ms": 15234.0,
 				"total_cost_usd": 0.0421, "session_id": sid}},
@@ -229,20 +230,36 @@ func TestParserRefusesUnbelievableNumbers(t *testing.T) {
 	}
 }
 
+// TestParserProgress: progress counts turns — round trips of the model and
+// berth's tools — not assistant messages; it never claims more turns than
+// the limit nor 100 % before the end, and the result sets the CLI's own
+// count at 100 %.
 func TestParserProgress(t *testing.T) {
 	t.Parallel()
 	p := agent.NewParser(2)
 	var progress []agent.Progress
-	for _, id := range []string{"a", "a", "b", "c", ""} {
-		for _, o := range p.Line([]byte(`{"type":"assistant","message":{"id":"` + id + `","content":[]}}`)) {
-			progress = append(progress, o.(agent.Progress))
+	assistant := func(id string) string {
+		return `{"type":"assistant","message":{"id":"` + id + `","content":[]}}`
+	}
+	toolResult := `{"type":"user","message":{"content":[{"type":"tool_result","tool_use_id":"t","content":"ok"}]}}`
+	for _, line := range []string{
+		assistant("a"), assistant("a"), assistant("b"), // one turn: no tool ran between them
+		toolResult, assistant("c"), // turn 2
+		toolResult, assistant("d"), toolResult, assistant("e"), // past the limit: shown at it
+		`{"type":"result","subtype":"success","num_turns":4,"total_cost_usd":0.01,"duration_ms":5}`,
+	} {
+		for _, o := range p.Line([]byte(line)) {
+			if pr, ok := o.(agent.Progress); ok {
+				progress = append(progress, pr)
+			}
 		}
 	}
 	want := []agent.Progress{
 		{Current: 1, Total: 2, Percentage: 50, Message: "turn 1 of 2"},
-		{Current: 2, Total: 2, Percentage: 100, Message: "turn 2 of 2"},
-		{Current: 3, Total: 2, Percentage: 100, Message: "turn 3 of 2"},
-		{Current: 4, Total: 2, Percentage: 100, Message: "turn 4 of 2"},
+		{Current: 2, Total: 2, Percentage: 99, Message: "turn 2 of 2"},
+		{Current: 2, Total: 2, Percentage: 99, Message: "turn 2 of 2"},
+		{Current: 2, Total: 2, Percentage: 99, Message: "turn 2 of 2"},
+		{Current: 4, Total: 4, Percentage: 100, Message: "finished after 4 turns"},
 	}
 	if !reflect.DeepEqual(progress, want) {
 		t.Errorf("progress = %+v", progress)

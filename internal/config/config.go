@@ -294,6 +294,7 @@ func (c *Config) LogValue() slog.Value {
 		slog.String("task-timeout", formatDuration(c.Tasks.Timeout)),
 		slog.String("claude-path", c.Tasks.ClaudePath),
 		slog.String("claude-idle-timeout", formatDuration(c.Tasks.ClaudeIdleTimeout)),
+		slog.Int64("claude-max-turns", c.Tasks.ClaudeMaxTurns),
 		slog.Bool("anthropic-api-key", c.Tasks.AnthropicAPIKey != ""), // only whether it is set
 		slog.String("log-retention", formatDuration(c.Tasks.LogRetention)),
 		slog.Float64("budget-usd", c.Tasks.BudgetUSD),

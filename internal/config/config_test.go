@@ -104,7 +104,7 @@ func TestDefaults(t *testing.T) {
 		},
 		Tasks: config.Tasks{
 			MaxRunning: 4, MaxRunningPerWorkspace: 1, Timeout: 30 * time.Minute, ClaudePath: "claude",
-			ClaudeIdleTimeout: 5 * time.Minute, LogRetention: 720 * time.Hour, BudgetPeriod: 720 * time.Hour,
+			ClaudeIdleTimeout: 5 * time.Minute, ClaudeMaxTurns: 50, LogRetention: 720 * time.Hour, BudgetPeriod: 720 * time.Hour,
 			Lease: 30 * time.Second,
 		},
 		Streams:  config.Streams{Heartbeat: 15 * time.Second, StallTimeout: 30 * time.Second, WSPingInterval: 20 * time.Second},
@@ -228,7 +228,7 @@ func TestEnvTwins(t *testing.T) {
 		},
 		Tasks: config.Tasks{
 			MaxRunning: 8, MaxRunningPerWorkspace: 2, Timeout: 10 * time.Minute, ClaudePath: "/opt/claude",
-			ClaudeIdleTimeout: time.Minute, AnthropicAPIKey: "sk-test-secret", BudgetUSD: 12.5, BudgetPeriod: 24 * time.Hour,
+			ClaudeIdleTimeout: time.Minute, ClaudeMaxTurns: 50, AnthropicAPIKey: "sk-test-secret", BudgetUSD: 12.5, BudgetPeriod: 24 * time.Hour,
 			Lease: 10 * time.Second, EnvDeny: []string{"*_TOKEN", "secret"}, EnvAllow: []string{"PYTHONUNBUFFERED"},
 		},
 		Database: config.Database{URL: "postgres://berth:pw@db.internal:5432/berth?sslmode=require", MaxConns: 50},

@@ -19,6 +19,9 @@ type Tasks struct {
 	ClaudePath string
 	// ClaudeIdleTimeout ends an agent run that prints nothing for this long.
 	ClaudeIdleTimeout time.Duration
+	// ClaudeMaxTurns is the --max-turns of a claude_chat task whose config
+	// sets none.
+	ClaudeMaxTurns int64
 	// AnthropicAPIKey is passed to the claude CLI as ANTHROPIC_API_KEY.
 	AnthropicAPIKey Secret
 	// LogRetention deletes the logs of tasks finished longer ago (0 = keep).
@@ -45,6 +48,10 @@ func defaultTasks() Tasks {
 		Timeout:                30 * time.Minute,
 		ClaudePath:             "claude",
 		ClaudeIdleTimeout:      5 * time.Minute,
+		// Agent work needs many turns (each tool call is one); 50 is the
+		// most a request may ask for, and the time limit, the idle
+		// watchdog and --budget-usd bound a run anyway.
+		ClaudeMaxTurns: 50,
 		LogRetention:           30 * 24 * time.Hour,
 		BudgetPeriod:           30 * 24 * time.Hour,
 		Lease:                  30 * time.Second,
@@ -64,6 +71,8 @@ func (s *flagSet) addTaskFlags(c *Config) {
 		"The claude CLI inside workspace containers: a name looked up on the container's PATH or an absolute path.")
 	s.add(&durationValue{&t.ClaudeIdleTimeout}, "claude-idle-timeout", "duration", formatDuration(t.ClaudeIdleTimeout),
 		"Watchdog: end an agent run that prints nothing for this long.")
+	s.add(&int64Value{&t.ClaudeMaxTurns}, "claude-max-turns", "count", strconv.FormatInt(t.ClaudeMaxTurns, 10),
+		"Turns (round trips of the model and its tools) a claude_chat task may take when its config.max_turns is 0; a request may ask for 1..50 itself.")
 	s.add(&secretValue{&t.AnthropicAPIKey}, "anthropic-api-key", "key", "",
 		"API key passed to the claude CLI as ANTHROPIC_API_KEY (prefer the environment variable: flags show in process lists). Never logged.")
 	s.add(&durationValue{&t.LogRetention}, "log-retention", "duration", formatDuration(t.LogRetention),
@@ -94,6 +103,9 @@ func (c *Config) checkTasks(p *problems) {
 	}
 	if t.ClaudeIdleTimeout <= 0 {
 		p.add("claude-idle-timeout", formatDuration(t.ClaudeIdleTimeout), "want a positive duration")
+	}
+	if t.ClaudeMaxTurns < 1 || t.ClaudeMaxTurns > 1000 {
+		p.add("claude-max-turns", strconv.FormatInt(t.ClaudeMaxTurns, 10), "want 1..1000")
 	}
 	if t.LogRetention < 0 {
 		p.add("log-retention", formatDuration(t.LogRetention), "want 0 (keep) or a positive duration")

@@ -356,3 +356,43 @@ func TestGitInit(t *testing.T) {
 		Git: &berthv1.GitOperation{Operation: berthv1.GitOperationType_GIT_OPERATION_TYPE_INIT, Paths: []string{"sub"}}})
 	wantCode(t, err, connect.CodeInvalidArgument, "VALIDATION_ERROR")
 }
+
+// TestTaskRecordsShowWhatIsInEffect: a claude_chat task that asks for no
+// limits is recorded with the limits it runs with (the server's
+// --claude-max-turns and --task-timeout), and its progress counts turns and
+// ends at 100 % with the CLI's own count.
+func TestTaskRecordsShowWhatIsInEffect(t *testing.T) {
+	t.Parallel()
+	e := newStreamEnv(t, "--claude-max-turns", "40", "--task-timeout", "20m")
+	res, err := e.c.Task.CreateTask(e.ctx, &berthv1.CreateTaskRequest{WorkspaceId: e.ws, Type: berthv1.TaskType_TASK_TYPE_CLAUDE_CHAT, Prompt: "summarise"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg := res.GetTask().GetConfig(); cfg.GetMaxTurns() != 40 || cfg.GetTimeout() != 1200 {
+		t.Errorf("the new task's config = %v; want max_turns 40 and timeout 1200 (the values in effect)", cfg)
+	}
+	done := waitTask(t, e.c, e.ctx, res.GetTask().GetId(), 2*time.Minute, nil)
+	if done.GetStatus() != berthv1.TaskStatus_TASK_STATUS_SUCCEEDED {
+		t.Fatalf("task: %v %v", done.GetStatus(), done.GetError())
+	}
+	turns := done.GetResult().GetDetails().GetFields()["num_turns"].GetNumberValue()
+	if p := done.GetProgress(); p.GetPercentage() != 100 || float64(p.GetCurrent()) != turns || turns == 0 {
+		t.Errorf("progress at the end = %v, want 100 %% at the CLI's %v turns", p, turns)
+	}
+	var limit bool
+	for _, l := range allLogs(t, e.c, e.ctx, done.GetId()) {
+		limit = limit || strings.Contains(l.GetMessage(), "time limit 20m0s")
+	}
+	if !limit {
+		t.Error("the log does not say the time limit in effect")
+	}
+	// A git task's record shows its time limit too (max_turns is for agents).
+	git, err := e.c.Task.CreateTask(e.ctx, &berthv1.CreateTaskRequest{WorkspaceId: e.ws, Type: berthv1.TaskType_TASK_TYPE_GIT_OPERATION,
+		Git: &berthv1.GitOperation{Operation: berthv1.GitOperationType_GIT_OPERATION_TYPE_STATUS}, Config: &berthv1.TaskConfig{Timeout: 60}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg := git.GetTask().GetConfig(); cfg.GetTimeout() != 60 || cfg.GetMaxTurns() != 0 {
+		t.Errorf("git task config = %v", cfg)
+	}
+}

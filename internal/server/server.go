@@ -210,6 +210,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg *prom
 		DefaultTimeout:  cfg.Tasks.Timeout,
 		ClaudePath:      cfg.Tasks.ClaudePath,
 		ClaudeIdle:      cfg.Tasks.ClaudeIdleTimeout,
+		ClaudeMaxTurns:  int(cfg.Tasks.ClaudeMaxTurns),
 		APIKey:          cfg.Tasks.AnthropicAPIKey.Reveal(),
 		LogRetention:    cfg.Tasks.LogRetention,
 		MaxLogBytes:     cfg.Quotas.MaxTaskLogBytes,

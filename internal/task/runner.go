@@ -56,6 +56,7 @@ type RunnerConfig struct {
 	DefaultTimeout  time.Duration
 	ClaudePath      string
 	ClaudeIdle      time.Duration // the watchdog: no agent output for this long ends the run
+	ClaudeMaxTurns  int           // --max-turns when a task's config sets none (DefaultMaxTurns when 0)
 	APIKey          string        // ANTHROPIC_API_KEY for the claude CLI
 	LogRetention    time.Duration
 
@@ -87,6 +88,17 @@ type RunnerConfig struct {
 	// past it the task goes on, its further output is dropped, and its
 	// result or error notes the truncation.
 	MaxLogBytes int64
+}
+
+// DefaultMaxTurns is RunnerConfig.ClaudeMaxTurns when it is not set.
+const DefaultMaxTurns = 50
+
+// maxTurns is the --max-turns of a claude_chat task that asks for none.
+func (r *Runner) maxTurns() int {
+	if r.cfg.ClaudeMaxTurns > 0 {
+		return r.cfg.ClaudeMaxTurns
+	}
+	return DefaultMaxTurns
 }
 
 // DefaultLease is RunnerConfig.Lease when it is not set.
@@ -606,7 +618,7 @@ func (r *Runner) published(t *store.TaskRecord) {
 func (r *Runner) runClaude(ctx context.Context, t *store.TaskRecord, cfg *berthv1.TaskConfig, w *store.Workspace, logs *tasklog.Writer) outcome {
 	maxTurns := int(cfg.GetMaxTurns())
 	if maxTurns == 0 {
-		maxTurns = 10
+		maxTurns = r.maxTurns() // a task stored before records said what is in effect
 	}
 	opts := agent.Options{
 		Prompt: t.Prompt, SystemPrompt: cfg.GetSystemPrompt(), Model: cfg.GetModel(), MaxTurns: maxTurns,
@@ -660,6 +672,7 @@ func (r *Runner) runClaude(ctx context.Context, t *store.TaskRecord, cfg *berthv
 				case agent.Log:
 					logs.Log(o.Level, o.Source, redact(o.Message), fieldsJSON(o.Fields, redact))
 				case agent.Progress:
+					logs.Sync() // the lines before the progress are stored first
 					p := encode(&berthv1.TaskProgress{Current: int32(o.Current), Total: int32(o.Total), Percentage: int32(o.Percentage), Message: o.Message})
 					if err := r.store.SetTaskProgress(context.WithoutCancel(ctx), t.ID, p, nil, nil); err == nil {
 						t.Progress = p

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/berthhq/berth/internal/access"
 	"github.com/berthhq/berth/internal/fault"
@@ -69,9 +70,17 @@ func (s *Service) Create(ctx context.Context, p access.Principal, req *berthv1.C
 		return nil, fault.New(fault.ErrFailedPrecondition, "the workspace is archived; unarchive it to run tasks")
 	}
 	typ := typeFromProto[req.GetType()]
-	cfg := req.GetConfig()
-	if cfg == nil {
-		cfg = &berthv1.TaskConfig{}
+	cfg := &berthv1.TaskConfig{}
+	if req.GetConfig() != nil {
+		cfg = proto.CloneOf(req.GetConfig())
+	}
+	// The record keeps the values in effect, not zeros meaning "the
+	// server's default": what GetTask shows is what the run gets.
+	if cfg.GetTimeout() == 0 {
+		cfg.Timeout = int32(s.runner.cfg.DefaultTimeout / time.Second)
+	}
+	if typ == store.TaskClaudeChat && cfg.GetMaxTurns() == 0 {
+		cfg.MaxTurns = int32(s.runner.maxTurns())
 	}
 	if _, err := workingDir(cfg.GetWorkingDir()); err != nil {
 		return nil, err

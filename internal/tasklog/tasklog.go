@@ -285,6 +285,25 @@ func (w *Writer) lineWriter(source string) io.Writer {
 	return lw
 }
 
+// Sync waits until every entry logged before it is stored (or the writer
+// gave up, or was closed). A task's state published after Sync — its
+// progress — then never reaches a reader before the lines it follows:
+// readers that get the state first find those lines in the store.
+func (w *Writer) Sync() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	target := w.nextSeq - 1
+	for w.lastSeq < target && w.failed == nil {
+		select {
+		case <-w.done:
+			return
+		case w.kick <- struct{}{}:
+		default:
+		}
+		w.room.Wait()
+	}
+}
+
 // Close logs the partial last lines of Stdout and Stderr, waits until every
 // entry is stored and published, stops the flusher and returns the store
 // error the writer gave up on, if any. It is safe to call more than once.

@@ -358,3 +358,27 @@ func ingest(b *testing.B, s *store.Store) {
 	}
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "lines/s")
 }
+
+// TestSync: Sync returns once every line logged before it is stored, long
+// before the flusher's own timer would write them.
+func TestSync(t *testing.T) {
+	t.Parallel()
+	s := openStore(t)
+	tr := newTask(t, s, true)
+	w := tasklog.NewWriter(s, nil, tr.ID, 1, tasklog.Options{FlushLines: 1 << 20, FlushEvery: time.Hour})
+	defer w.Close()
+	for round := 1; round <= 3; round++ {
+		for i := range 10 {
+			w.Log(store.LogInfo, store.LogStdout, fmt.Sprintf("round %d line %d", round, i), nil)
+		}
+		w.Sync()
+		if got := len(stored(t, s, tr.ID)); got != round*10 {
+			t.Fatalf("after Sync in round %d: %d lines stored, want %d", round, got, round*10)
+		}
+	}
+	w.Sync() // nothing new: returns at once
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	w.Sync() // after Close: returns
+}
