@@ -52,9 +52,9 @@ func defaultTasks() Tasks {
 		// most a request may ask for, and the time limit, the idle
 		// watchdog and --budget-usd bound a run anyway.
 		ClaudeMaxTurns: 50,
-		LogRetention:           30 * 24 * time.Hour,
-		BudgetPeriod:           30 * 24 * time.Hour,
-		Lease:                  30 * time.Second,
+		LogRetention:   30 * 24 * time.Hour,
+		BudgetPeriod:   30 * 24 * time.Hour,
+		Lease:          30 * time.Second,
 	}
 }
 
