@@ -337,6 +337,10 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg *prom
 	})
 	sockets.Mount(mux)
 	mux.HandleFunc("GET /health", handleHealth)
+	mux.Handle("GET /{$}", apiIndex(services, []string{
+		"GET /api/v1/tasks/{id}/logs/stream (SSE)", "GET /api/v1/workspaces/{id}/events (SSE)", "GET /ws (WebSocket, subprotocol berth.v1.json)",
+		"GET /auth/oidc/{provider}/login", "GET /auth/oidc/{provider}/callback", "GET /health", "GET /ready",
+	}))
 	mux.Handle("/auth/oidc/", signInWith)
 	mux.Handle("GET /ready", handleReady([]check{{name: "store", run: func(ctx context.Context) (string, bool) {
 		if err := st.Ping(ctx); err != nil {
@@ -357,6 +361,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg *prom
 	}
 	handler = withCORS(cfg.AllowedOrigins, handler)
 	handler = securityHeaders(handler)
+	handler = jsonErrors(handler)
 	handler = observe(logger, newHTTPMetrics(reg), cfg.RateLimits.TrustedProxies, handler)
 
 	adminMux := http.NewServeMux()
