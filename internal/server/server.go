@@ -200,6 +200,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg *prom
 		APIKey:          cfg.Tasks.AnthropicAPIKey.Reveal(),
 		LogRetention:    cfg.Tasks.LogRetention,
 		Lease:           cfg.Tasks.Lease,
+		Builds:          task.BuildDefaults{Network: cfg.Workspace.Network, MemoryMB: cfg.Workspace.MemoryMB, CPUs: cfg.Workspace.CPUs},
 	})
 	tasks := task.NewService(st, runner, task.Budget{USD: cfg.Tasks.BudgetUSD, Period: cfg.Tasks.BudgetPeriod}, now, streamMetrics)
 	var loginMethods []auth.LoginMethod

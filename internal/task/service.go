@@ -124,10 +124,19 @@ func (s *Service) Create(ctx context.Context, p access.Principal, req *berthv1.C
 		}
 		t.Git = encode(req.GetGit())
 	case store.TaskDockerBuild:
-		if _, err := workingDir(req.GetDockerBuild().GetContextDir()); err != nil {
+		b := req.GetDockerBuild()
+		if _, err := workingDir(b.GetContextDir()); err != nil {
 			return nil, fault.Invalid("docker_build.context_dir", "must be a relative path inside the workspace")
 		}
-		t.DockerBuild = encode(req.GetDockerBuild())
+		if err := checkDockerfile(b.GetDockerfile()); err != nil {
+			return nil, err
+		}
+		tag, err := buildTag(w.ID, t.ID, b.GetTag())
+		if err != nil {
+			return nil, err
+		}
+		// Stored with the full tag, so the task says what it will write.
+		t.DockerBuild = encode(&berthv1.DockerBuild{ContextDir: b.GetContextDir(), Dockerfile: b.GetDockerfile(), Tag: tag})
 	}
 	if req.GetContinueTaskId() != "" && typ != store.TaskClaudeChat {
 		return nil, fault.Invalid("continue_task_id", "only claude_chat tasks continue a session")
