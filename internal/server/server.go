@@ -166,7 +166,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg *prom
 	workspaces := workspace.NewService(workspace.Deps{
 		Store: st, Roots: roots, Runtime: rt, Bus: events, Streams: streamMetrics, Audit: recorder, Logger: logger, Now: now,
 		Containers: workspace.Containers{
-			Image: cfg.Workspace.Image, Network: cfg.Workspace.Network, User: cfg.Workspace.User,
+			Image: cfg.Workspace.Image, ImageAllow: cfg.Workspace.ImageAllow, Network: cfg.Workspace.Network, User: cfg.Workspace.User,
 			MemoryMB: cfg.Workspace.MemoryMB, CPUs: cfg.Workspace.CPUs, Pids: cfg.Workspace.Pids,
 			MaxMemoryMB: cfg.Workspace.MaxMemoryMB, MaxCPUs: cfg.Workspace.MaxCPUs, MaxPids: cfg.Workspace.MaxPids,
 			CapAdd: cfg.Workspace.CapAdd, StopTimeout: 10 * time.Second, IdleTimeout: cfg.Workspace.IdleTimeout,

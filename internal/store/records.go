@@ -182,13 +182,13 @@ type Workspace struct {
 	ContainerID string
 	// Managed says berth created Path for this workspace; otherwise an
 	// admin imported an existing host directory.
-	Managed      bool
-	MemoryMB     int64
-	CPUs         float64
-	Pids         int64
-	DiskUsageMB  int64
-	CreatedAt    time.Time
-	UpdatedAt    time.Time
+	Managed     bool
+	MemoryMB    int64
+	CPUs        float64
+	Pids        int64
+	DiskUsageMB int64
+	CreatedAt   time.Time
+	UpdatedAt   time.Time
 
 	// Stats is computed from the tasks table when the workspace is read.
 	Stats WorkspaceStats
@@ -241,8 +241,11 @@ type WorkspaceUpdate struct {
 	Status       *WorkspaceStatus
 	StatusReason *string
 	ContainerID  *string
-	ImageID      *string
-	DiskUsageMB  *int64
+	// Image is the image reference the workspace asks for ("" = the
+	// server's default).
+	Image       *string
+	ImageID     *string
+	DiskUsageMB *int64
 	// IfStatus, when not empty, makes the update conditional: it applies
 	// only while the workspace's status is one of these, atomically, and
 	// fails with fault.ErrFailedPrecondition otherwise. Several instances

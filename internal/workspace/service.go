@@ -90,6 +90,9 @@ func (s *Service) Create(ctx context.Context, p access.Principal, spec Spec) (*s
 	if err := s.containers.checkLimits(spec); err != nil {
 		return nil, err
 	}
+	if err := s.containers.checkImage("", spec.Image); err != nil {
+		return nil, err
+	}
 	path, err := s.roots.Resolve(spec.Path)
 	if err != nil {
 		return nil, err
@@ -120,15 +123,15 @@ func (s *Service) Create(ctx context.Context, p access.Principal, spec Spec) (*s
 		return nil, err
 	}
 	ctx = context.WithoutCancel(ctx) // the record and its container go together
-	containerID, err := s.runtime.Create(ctx, s.containers.containerSpec(w))
+	containerID, imageID, err := s.createContainer(ctx, w)
 	if err != nil {
 		if derr := s.store.DeleteWorkspace(ctx, w.ID); derr != nil {
 			s.logger.Error("removing a workspace whose container failed", "workspace", w.ID, "error", derr.Error())
 		}
-		return nil, &fault.Error{Kind: fault.ErrUnavailable, Message: "the workspace container could not be created: " + err.Error(), Cause: err}
+		return nil, containerFault("container could not be created", err)
 	}
 	w.AccessRole = store.WorkspaceOwner
-	created, err := s.setStatus(ctx, w, store.WorkspaceStopped, "", &containerID)
+	created, err := s.setContainer(ctx, w, store.WorkspaceStopped, containerID, imageID)
 	if err != nil {
 		return nil, err
 	}
