@@ -216,6 +216,11 @@ func (s *Service) start(ctx context.Context, w *store.Workspace) (*store.Workspa
 		switch {
 		case errors.Is(err, sandbox.ErrNotFound):
 			containerID = ""
+		case err == nil && info.State == sandbox.StateRunning:
+			// Never replaced under the tasks running in it (EnsureRunning
+			// restarts a RUNNING workspace whose container it could not
+			// inspect); the record says what it runs.
+			imageID = info.ImageID
 		case err == nil && imageID != "" && info.ImageID != imageID:
 			// Made from another image than the name gives now (the tag
 			// moved, or the workspace switched images): a new container
