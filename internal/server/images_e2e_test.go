@@ -380,3 +380,28 @@ func TestWorkspaceImagesAreResolvedAtStart(t *testing.T) {
 		t.Errorf("after a refused start: %v, %v", got, err)
 	}
 }
+
+// TestProcessWorkspacesRecordNoImageID: the process runtime runs no image,
+// so a workspace on it records none, while image still shows the image in
+// effect (the default) and the image rule still holds.
+func TestProcessWorkspacesRecordNoImageID(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	c := srv.clients(protocols[1])
+	admin := as(t.Context(), register(t, c, "admin@example.com").GetTokens().GetAccessToken())
+	_, err := c.Workspace.CreateWorkspace(admin, &berthv1.CreateWorkspaceRequest{Name: "p", Path: srv.mkdir(t, "p"), Image: "python:3.12"})
+	if !slices.Contains(fieldViolations(wantCode(t, err, connect.CodeInvalidArgument, "VALIDATION_ERROR")), "image") {
+		t.Errorf("an image not allowed: %v", err)
+	}
+	created, err := c.Workspace.CreateWorkspace(admin, &berthv1.CreateWorkspaceRequest{Name: "p", Path: srv.mkdir(t, "p")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	started, err := c.Workspace.StartWorkspace(admin, &berthv1.StartWorkspaceRequest{Id: created.GetWorkspace().GetId()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := started.GetWorkspace(); w.GetImage() != "berth-workspace:latest" || w.GetImageId() != "" || w.GetStatus() != berthv1.WorkspaceStatus_WORKSPACE_STATUS_RUNNING {
+		t.Errorf("started on the process runtime: image %q, image_id %q, status %v", w.GetImage(), w.GetImageId(), w.GetStatus())
+	}
+}
