@@ -9,6 +9,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/berthhq/berth/internal/hostpath"
 )
@@ -183,5 +186,32 @@ func TestContextLinks(t *testing.T) {
 	}
 	if len(want) > 0 {
 		t.Errorf("links not sent: %v", want)
+	}
+}
+
+// A file swapped for a named pipe after the check walk neither hangs the
+// tar walk (the open does not wait for a writer) nor is sent.
+func TestWalkContextRefusesAPipeSwappedIn(t *testing.T) {
+	t.Parallel()
+	root, dir, _ := contextTree(t)
+	p := filepath.Join(dir, "sub", "a.txt")
+	if err := os.Remove(p); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mkfifo(p, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- sendFile(root, "sub/a.txt", tar.NewWriter(io.Discard)) }()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "no longer a regular file") {
+			t.Errorf("sendFile of a pipe = %v, want it refused", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("sendFile of a pipe blocks") // (the goroutine stays blocked: the test binary ends anyway)
+	}
+	if err := walkContext(root, nil); err == nil || !strings.Contains(err.Error(), "named pipe") {
+		t.Errorf("walkContext with a pipe = %v, want it refused", err)
 	}
 }
