@@ -379,6 +379,18 @@ func TestWorkspaceImagesAreResolvedAtStart(t *testing.T) {
 	if err != nil || got.GetWorkspace().GetStatus() != berthv1.WorkspaceStatus_WORKSPACE_STATUS_ERROR || !strings.Contains(got.GetWorkspace().GetStatusReason(), im.notAllowedLike) {
 		t.Errorf("after a refused start: %v, %v", got, err)
 	}
+
+	// An allowed image the engine does not have: the start fails for good
+	// too (FailedPrecondition, not Unavailable), saying which image.
+	missing := strings.Replace(im.alt, ":", ":missing-", 1)
+	if _, err := c.Workspace.UpdateWorkspace(admin, &berthv1.UpdateWorkspaceRequest{Id: alt.GetWorkspace().GetId(), Image: &missing}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Workspace.StartWorkspace(admin, &berthv1.StartWorkspaceRequest{Id: alt.GetWorkspace().GetId()})
+	wantCode(t, err, connect.CodeFailedPrecondition, "CONFLICT")
+	if !strings.Contains(errMessage(err), missing) {
+		t.Errorf("start with a missing image: %v", err)
+	}
 }
 
 // TestProcessWorkspacesRecordNoImageID: the process runtime runs no image,
