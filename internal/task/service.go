@@ -3,10 +3,12 @@
 // executors, keeps their logs durably (through internal/tasklog), and
 // recovers tasks a dead process left running.
 //
-// task imports internal/store, internal/access, internal/fault, internal/page,
-// internal/sandbox, internal/agent, internal/gitop, internal/tasklog,
-// internal/bus and the generated API package; handler.go translates the
-// generated TaskService to the Service here.
+// A docker_build writes only its own workspace's image repository and reads
+// its context beneath the workspace directory (see image.go): a member who
+// can build must not be able to replace an image other workspaces run, nor
+// read host files into an image. handler.go translates the generated
+// TaskService to the Service here; internal/imports_test.go records what
+// task may import.
 package task
 
 import (
