@@ -257,6 +257,11 @@ func TestBuildsCannotPoisonImages(t *testing.T) {
 	if err != nil || updated.GetWorkspace().GetImage() != own {
 		t.Fatalf("a switching to its own build = %v, %v", updated, err)
 	}
+	events, err := c.Admin.ListAuditEvents(admin, &berthv1.ListAuditEventsRequest{Action: "workspace.image"})
+	if err != nil || len(events.GetEvents()) != 1 || events.GetEvents()[0].GetActorId() != memberReg.GetUser().GetId() ||
+		events.GetEvents()[0].GetTargetId() != a.GetId() || events.GetEvents()[0].GetDetails()["image"] != own {
+		t.Errorf("the image switch was not audited: %v, %v", events, err)
+	}
 	// (The builds started a; the new image is used from its next start.)
 	if _, err := c.Workspace.StopWorkspace(member, &berthv1.StopWorkspaceRequest{Id: a.GetId()}); err != nil {
 		t.Fatal(err)

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/berthhq/berth/internal/access"
+	"github.com/berthhq/berth/internal/audit"
 	"github.com/berthhq/berth/internal/fault"
 	berthv1 "github.com/berthhq/berth/internal/gen/berth/v1"
 	"github.com/berthhq/berth/internal/sandbox"
@@ -113,6 +114,8 @@ func (s *Service) SetImage(ctx context.Context, p access.Principal, id, image st
 		return nil, err
 	}
 	s.forget(ctx, id)
+	s.audit.Record(ctx, audit.Event{Action: audit.ActionWorkspaceImage, TargetType: "workspace", TargetID: id,
+		Details: map[string]string{"image": image, "previous": w.Image}})
 	updated.AccessRole, updated.Stats = w.AccessRole, w.Stats
 	return updated, nil
 }
