@@ -38,7 +38,7 @@ var allowed = map[string][]string{
 	"internal/bus":                 {},
 	"internal/sandbox":             {},
 	"internal/hostpath":            {},
-	"internal/sandbox/docker":      {"internal/sandbox"},
+	"internal/sandbox/docker":      {"internal/hostpath", "internal/sandbox"},
 	"internal/sandbox/process":     {"internal/hostpath", "internal/sandbox"},
 	"internal/sandbox/sandboxtest": {"internal/sandbox"},
 	"internal/oidc":                {"internal/auth", "internal/config", "internal/fault"},

@@ -33,6 +33,11 @@ const (
 	ActionWorkspaceDelete = "workspace.delete"
 )
 
+// ActionWorkspaceImage records a workspace switching the image it runs:
+// whoever chooses that image chooses the code that runs with the
+// workspace's files and keys.
+const ActionWorkspaceImage = "workspace.image"
+
 // The outcomes.
 const (
 	Success = "success"

@@ -288,6 +288,7 @@ func (c *Config) LogValue() slog.Value {
 		slog.Float64("workspace-max-cpus", c.Workspace.MaxCPUs),
 		slog.Int64("workspace-max-pids", c.Workspace.MaxPids),
 		slog.Any("workspace-cap-add", c.Workspace.CapAdd),
+		slog.Any("workspace-image-allow", c.Workspace.ImageAllow),
 		slog.String("workspace-idle-timeout", formatDuration(c.Workspace.IdleTimeout)),
 		slog.Int64("max-running-tasks", c.Tasks.MaxRunning),
 		slog.Int64("max-running-per-workspace", c.Tasks.MaxRunningPerWorkspace),

@@ -160,6 +160,7 @@ func TestEnvTwins(t *testing.T) {
 		"BERTH_WORKSPACE_MAX_CPUS":        "1",
 		"BERTH_WORKSPACE_MAX_PIDS":        "128",
 		"BERTH_WORKSPACE_CAP_ADD":         "chown, CAP_SETUID",
+		"BERTH_WORKSPACE_IMAGE_ALLOW":     "python:3.*, registry.local/team/*",
 		"BERTH_WORKSPACE_IDLE_TIMEOUT":    "0",
 		"BERTH_MAX_RUNNING_TASKS":         "8",
 		"BERTH_MAX_RUNNING_PER_WORKSPACE": "2",
@@ -224,7 +225,8 @@ func TestEnvTwins(t *testing.T) {
 		Workspace: config.Workspace{
 			Image: "img:1", Network: "none", User: "2000:2000",
 			MemoryMB: 512, CPUs: 0.5, Pids: 64, MaxMemoryMB: 1024, MaxCPUs: 1, MaxPids: 128,
-			CapAdd: []string{"CHOWN", "SETUID"},
+			CapAdd:     []string{"CHOWN", "SETUID"},
+			ImageAllow: []string{"python:3.*", "registry.local/team/*"},
 		},
 		Tasks: config.Tasks{
 			MaxRunning: 8, MaxRunningPerWorkspace: 2, Timeout: 10 * time.Minute, ClaudePath: "/opt/claude",
@@ -618,11 +620,12 @@ func TestWorkspaceFlagsRejectNonsense(t *testing.T) {
 	_, err := config.LoadWithOutput([]string{
 		"--runtime", "kubernetes", "--workspace-memory", "4096", "--workspace-max-memory", "1024",
 		"--workspace-cpus", "-1", "--workspace-cap-add", "not a cap", "--workspace-image", "",
+		"--workspace-image-allow", "python:3.*,registry.local/[team",
 	}, func(string) string { return "" }, io.Discard)
 	if err == nil {
 		t.Fatal("accepted")
 	}
-	for _, want := range []string{"--runtime", "BERTH_RUNTIME", "--workspace-memory", "--workspace-cpus", "--workspace-cap-add", "--workspace-image"} {
+	for _, want := range []string{"--runtime", "BERTH_RUNTIME", "--workspace-memory", "--workspace-cpus", "--workspace-cap-add", "--workspace-image", "--workspace-image-allow", "registry.local/[team"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not name %s:\n%v", want, err)
 		}

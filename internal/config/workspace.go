@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"path"
 	"regexp"
 	"strconv"
 	"strings"
@@ -34,6 +35,10 @@ type Workspace struct {
 	MaxPids     int64
 	// CapAdd lists the Linux capabilities kept; every other one is dropped.
 	CapAdd []string
+	// ImageAllow lists the glob patterns (path.Match: "*" stops at "/") of
+	// the images a workspace may name besides the default and its own
+	// builds; empty allows none.
+	ImageAllow []string
 	// IdleTimeout stops a running workspace nobody used for this long
 	// (0 = never).
 	IdleTimeout time.Duration
@@ -63,6 +68,8 @@ func (s *flagSet) addWorkspaceFlags(c *Config) {
 		"Docker engine to use, such as unix:///var/run/docker.sock or tcp://127.0.0.1:2375. Empty means the DOCKER_HOST variable, else the default socket.")
 	s.add(&stringValue{&w.Image}, "workspace-image", "image", w.Image,
 		"Default container image for workspaces (a workspace may name its own). It needs a POSIX sh; see docs/workspace-image.Dockerfile.")
+	s.add(&listValue{&w.ImageAllow}, "workspace-image-allow", "pattern,...", "",
+		`Images a workspace may name instead of the default, as glob patterns such as "python:3.*" or "registry.local/team/*" ("*" does not cross "/"); comma-separated or repeated. Empty: only the default image and the workspace's own builds (berth-build/<workspace id>:<tag>). Checked again at every start.`)
 	s.add(&stringValue{&w.Network}, "workspace-network", "mode", w.Network,
 		`Network mode of workspace containers: "bridge", "none" (no network at all), "host" or a network name.`)
 	s.add(&stringValue{&w.User}, "workspace-user", "uid:gid", w.User,
@@ -91,6 +98,11 @@ func (c *Config) checkWorkspace(p *problems) {
 	w := &c.Workspace
 	if w.Image == "" {
 		p.add("workspace-image", w.Image, "want an image reference such as berth-workspace:latest")
+	}
+	for _, pattern := range w.ImageAllow {
+		if _, err := path.Match(pattern, ""); err != nil {
+			p.add("workspace-image-allow", pattern, "want glob patterns such as python:3.* or registry.local/team/*")
+		}
 	}
 	if w.Network == "" {
 		p.add("workspace-network", w.Network, `want a network mode such as "bridge" or "none"`)

@@ -21,6 +21,7 @@ import (
 	"github.com/docker/docker/pkg/stdcopy"
 
 	"github.com/berthhq/berth/internal/config"
+	"github.com/berthhq/berth/internal/sandbox"
 	"github.com/berthhq/berth/internal/sandbox/docker"
 	"github.com/berthhq/berth/internal/sandbox/sandboxtest"
 )
@@ -124,8 +125,13 @@ func TestImageRunsAndIsHealthy(t *testing.T) {
 		t.Fatal(err)
 	}
 	tag := "berth-deploy-test:" + randomHex(t)
+	ctxDir, err := os.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ctxDir.Close()
 	var buildOut bytes.Buffer
-	imageID, err := rt.Build(ctx, dir, "Dockerfile", tag, &buildOut)
+	imageID, err := rt.Build(ctx, sandbox.BuildSpec{Context: ctxDir, Dockerfile: "Dockerfile", Tag: tag, Out: &buildOut})
 	if err != nil {
 		t.Fatalf("docker build of\n%s\n%v\n%s", dockerfile, err, buildOut.String())
 	}

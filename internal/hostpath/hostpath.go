@@ -62,10 +62,12 @@ func OpenBeneath(dir *os.File, rel string) (*os.File, error) {
 // rel inside dir with no symbolic link anywhere on the way (ErrSymlink) and
 // without leaving dir (ErrEscapes); a link at rel itself is not followed
 // either. It is for copying a tree out of a directory its owner may be
-// changing at the same time.
+// changing at the same time. The open never blocks (O_NONBLOCK): a named
+// pipe swapped in for a file is opened at once, for the caller to refuse
+// by its type, instead of waiting forever for a writer.
 func OpenFileBeneath(dir *os.File, rel string) (*os.File, error) {
 	how := unix.OpenHow{
-		Flags:   unix.O_RDONLY | unix.O_CLOEXEC | unix.O_NOFOLLOW,
+		Flags:   unix.O_RDONLY | unix.O_CLOEXEC | unix.O_NOFOLLOW | unix.O_NONBLOCK,
 		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS,
 	}
 	fd, err := unix.Openat2(int(dir.Fd()), rel, &how)

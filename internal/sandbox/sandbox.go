@@ -70,10 +70,13 @@ const (
 type Info struct {
 	ID          string
 	WorkspaceID string
-	State       State
-	ExitCode    int
-	Error       string // the runtime's reason, when it has one
-	StartedAt   time.Time
+	// ImageID is the id of the image the container was created from;
+	// empty on a runtime without images (process).
+	ImageID   string
+	State     State
+	ExitCode  int
+	Error     string // the runtime's reason, when it has one
+	StartedAt time.Time
 }
 
 // Event is a change of a container's state.

@@ -49,7 +49,7 @@ func eventually(t *testing.T, within time.Duration, what string, check func() bo
 func TestDockerWorkspaceLifecycle(t *testing.T) {
 	t.Parallel()
 	cli := sandboxtest.Engine(t)
-	srv := startServer(t, dockerFlags(t, cli)...)
+	srv := startServer(t, dockerFlags(t, cli, "--workspace-image-allow", "berth-test/does-not-*")...)
 	c := srv.clients(protocols[0])
 	ctx := as(t.Context(), register(t, c, "docker@example.com").GetTokens().GetAccessToken())
 	dir := srv.mkdir(t, "project")
@@ -124,10 +124,16 @@ func TestDockerWorkspaceLifecycle(t *testing.T) {
 		t.Errorf("the container survived DeleteWorkspace: %v", err)
 	}
 
-	// An image that does not exist: the create fails with the engine's
-	// reason and leaves no record behind.
+	// An image the server does not allow is refused up front.
+	_, err = c.Workspace.CreateWorkspace(ctx, &berthv1.CreateWorkspaceRequest{Name: "other", Path: dir, Image: "berth-test/not-allowed:1"})
+	if !slices.Contains(fieldViolations(wantCode(t, err, connect.CodeInvalidArgument, "VALIDATION_ERROR")), "image") {
+		t.Errorf("a create with an image not allowed: %v", err)
+	}
+	// An allowed image that does not exist: the create fails for good
+	// (FailedPrecondition: trying again cannot help) with the engine's
+	// reason, and leaves no record behind.
 	_, err = c.Workspace.CreateWorkspace(ctx, &berthv1.CreateWorkspaceRequest{Name: "ghost", Path: dir, Image: "berth-test/does-not-exist:1"})
-	wantCode(t, err, connect.CodeUnavailable, "SERVICE_UNAVAILABLE")
+	wantCode(t, err, connect.CodeFailedPrecondition, "CONFLICT")
 	if !strings.Contains(errMessage(err), "does-not-exist") {
 		t.Errorf("create with a missing image: %v", err)
 	}

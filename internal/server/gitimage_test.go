@@ -16,6 +16,7 @@ import (
 	"github.com/docker/docker/client"
 
 	berthv1 "github.com/berthhq/berth/internal/gen/berth/v1"
+	"github.com/berthhq/berth/internal/sandbox"
 	"github.com/berthhq/berth/internal/sandbox/docker"
 	"github.com/berthhq/berth/internal/sandbox/sandboxtest"
 )
@@ -96,8 +97,13 @@ func buildGitImage(t *testing.T, cli *client.Client, base string) (string, error
 	if err != nil {
 		return "", err
 	}
+	ctxDir, err := os.Open(dir)
+	if err != nil {
+		return "", err
+	}
+	defer ctxDir.Close()
 	var log bytes.Buffer
-	if _, err := rt.Build(t.Context(), dir, "Dockerfile", ref, &log); err != nil {
+	if _, err := rt.Build(t.Context(), sandbox.BuildSpec{Context: ctxDir, Dockerfile: "Dockerfile", Tag: ref, Out: &log}); err != nil {
 		return "", err
 	}
 	return ref, nil

@@ -45,9 +45,9 @@ type jsonErrorWriter struct {
 type errorMode int
 
 const (
-	passThrough errorMode = iota
-	replaceText           // not JSON: replace it
-	completeJSON          // JSON: add what it lacks
+	passThrough  errorMode = iota
+	replaceText            // not JSON: replace it
+	completeJSON           // JSON: add what it lacks
 )
 
 // maxHeldError bounds the body held back; a larger one passes as written.

@@ -12,11 +12,11 @@ import (
 // the plain-HTTP routes and where the documentation is.
 func apiIndex(services []string, routes []string) http.HandlerFunc {
 	body, _ := json.MarshalIndent(map[string]any{
-		"name":     "berth",
-		"version":  version.Version,
-		"about":    "An API server for AI-assisted development. Every RPC is POST /<service>/<method> with a JSON body (Connect), or gRPC / gRPC-Web on the same path; side-effect-free RPCs also answer GET.",
-		"services": services,
-		"routes":   routes,
+		"name":       "berth",
+		"version":    version.Version,
+		"about":      "An API server for AI-assisted development. Every RPC is POST /<service>/<method> with a JSON body (Connect), or gRPC / gRPC-Web on the same path; side-effect-free RPCs also answer GET.",
+		"services":   services,
+		"routes":     routes,
 		"reflection": "gRPC server reflection (v1 and v1alpha) is on: grpcurl -plaintext <host> list",
 	}, "", "  ")
 	return func(w http.ResponseWriter, _ *http.Request) {

@@ -174,7 +174,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg *prom
 		Store: st, Roots: roots, Runtime: rt, Bus: events, Streams: streamMetrics, Audit: recorder, Logger: logger, Now: now,
 		FirstTask: &cloneFirst,
 		Containers: workspace.Containers{
-			Image: cfg.Workspace.Image, Network: cfg.Workspace.Network, User: cfg.Workspace.User,
+			Image: cfg.Workspace.Image, ImageAllow: cfg.Workspace.ImageAllow, Network: cfg.Workspace.Network, User: cfg.Workspace.User,
 			MemoryMB: cfg.Workspace.MemoryMB, CPUs: cfg.Workspace.CPUs, Pids: cfg.Workspace.Pids,
 			MaxMemoryMB: cfg.Workspace.MaxMemoryMB, MaxCPUs: cfg.Workspace.MaxCPUs, MaxPids: cfg.Workspace.MaxPids,
 			CapAdd: cfg.Workspace.CapAdd, StopTimeout: 10 * time.Second, IdleTimeout: cfg.Workspace.IdleTimeout,
@@ -216,6 +216,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg *prom
 		MaxLogBytes:     cfg.Quotas.MaxTaskLogBytes,
 		Lease:           cfg.Tasks.Lease,
 		Env:             envRule,
+		Builds:          task.BuildDefaults{Network: cfg.Workspace.Network, MemoryMB: cfg.Workspace.MemoryMB, CPUs: cfg.Workspace.CPUs},
 	})
 	tasks := task.NewService(st, runner, task.Budget{USD: cfg.Tasks.BudgetUSD, Period: cfg.Tasks.BudgetPeriod}, now, streamMetrics)
 	cloneFirst = func(ctx context.Context, p access.Principal, w *store.Workspace) error {

@@ -221,10 +221,11 @@ func TestDockerBuildTask(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { removeContainer(cli, ws.GetWorkspace().GetContainerId()) })
-	tag := "berth-test/built:" + ws.GetWorkspace().GetId()[:8]
+	// A bare tag lands in the workspace's own build repository.
+	tag := "berth-build/" + ws.GetWorkspace().GetId() + ":v1"
 	res, err := c.Task.CreateTask(ctx, &berthv1.CreateTaskRequest{
 		WorkspaceId: ws.GetWorkspace().GetId(), Type: berthv1.TaskType_TASK_TYPE_DOCKER_BUILD,
-		DockerBuild: &berthv1.DockerBuild{ContextDir: "img", Tag: tag},
+		DockerBuild: &berthv1.DockerBuild{ContextDir: "img", Tag: "v1"},
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -243,8 +243,11 @@ type WorkspaceUpdate struct {
 	Status       *WorkspaceStatus
 	StatusReason *string
 	ContainerID  *string
-	ImageID      *string
-	DiskUsageMB  *int64
+	// Image is the image reference the workspace asks for ("" = the
+	// server's default).
+	Image       *string
+	ImageID     *string
+	DiskUsageMB *int64
 	// IfStatus, when not empty, makes the update conditional: it applies
 	// only while the workspace's status is one of these, atomically, and
 	// fails with fault.ErrFailedPrecondition otherwise. Several instances

@@ -319,6 +319,9 @@ func (s *Store) UpdateWorkspace(ctx context.Context, id string, upd WorkspaceUpd
 	if upd.ContainerID != nil {
 		set("container_id", *upd.ContainerID)
 	}
+	if upd.Image != nil {
+		set("image", *upd.Image)
+	}
 	if upd.ImageID != nil {
 		set("image_id", *upd.ImageID)
 	}

@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"maps"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -38,7 +37,8 @@ type Runtime interface {
 	// StopTagged stops every process of the execs tagged tag in the
 	// container, whichever instance started them.
 	StopTagged(ctx context.Context, containerID, user, tag string) error
-	Build(ctx context.Context, contextDir, dockerfile, tag string, out io.Writer) (string, error)
+	// Build builds an image from spec.Context and returns its id.
+	Build(ctx context.Context, spec sandbox.BuildSpec) (string, error)
 }
 
 // Workspaces is what the runner needs of the workspace service.
@@ -59,6 +59,10 @@ type RunnerConfig struct {
 	ClaudeMaxTurns  int           // --max-turns when a task's config sets none (DefaultMaxTurns when 0)
 	APIKey          string        // ANTHROPIC_API_KEY for the claude CLI
 	LogRetention    time.Duration
+
+	// Builds are the settings a docker_build runs under when its workspace
+	// sets none of its own.
+	Builds BuildDefaults
 
 	// Lease is how long a task this runner claimed stays its own without a
 	// heartbeat; DefaultLease when 0. The runner renews the lease of each
@@ -785,25 +789,43 @@ func (r *Runner) runGit(ctx context.Context, t *store.TaskRecord, cfg *berthv1.T
 	return outcome{result: &berthv1.TaskResult{Success: true, Summary: "git " + gitOp(g).Operation + " done", Details: details}}
 }
 
-// runBuild builds an image from a directory of the workspace.
+// runBuild builds an image from a directory of the workspace, under the
+// workspace's network mode and limits, into the workspace's own build
+// repository. The tag is checked again here, not only when the task was
+// created: a task stored before the rule existed must not slip through.
 func (r *Runner) runBuild(ctx context.Context, t *store.TaskRecord, w *store.Workspace, logs *tasklog.Writer) outcome {
 	b := decode[berthv1.DockerBuild](t.DockerBuild)
-	dir, err := hostContextDir(w.Path, b.GetContextDir())
+	tag, err := buildTag(w.ID, t.ID, b.GetTag())
+	if err != nil {
+		msg := err.Error()
+		if m, ok := fault.Message(err); ok {
+			msg = m
+		}
+		return outcome{err: &berthv1.TaskError{Code: "TAG_REFUSED", Message: msg}}
+	}
+	if err := checkDockerfile(b.GetDockerfile()); err != nil {
+		return outcome{err: &berthv1.TaskError{Code: "INVALID", Message: err.Error()}}
+	}
+	dir, err := openContext(w.Path, b.GetContextDir())
 	if err != nil {
 		return outcome{err: &berthv1.TaskError{Code: "INVALID", Message: err.Error()}}
 	}
-	tag := b.GetTag()
-	if tag == "" {
-		tag = "berth-build/" + t.ID[:8] + ":latest"
-	}
+	defer dir.Close()
 	out := logs.Stdout()
-	id, err := r.rt.Build(ctx, dir, b.GetDockerfile(), tag, &buildProgress{w: out, set: func(p *berthv1.TaskProgress) {
-		raw := encode(p)
-		if err := r.store.SetTaskProgress(context.WithoutCancel(ctx), t.ID, raw, nil, nil); err == nil {
-			t.Progress = raw
-			r.published(t)
-		}
-	}})
+	id, err := r.rt.Build(ctx, sandbox.BuildSpec{
+		Context:    dir,
+		Dockerfile: b.GetDockerfile(),
+		Tag:        tag,
+		Network:    r.cfg.Builds.Network,
+		Limits:     r.cfg.Builds.limits(w),
+		Out: &buildProgress{w: out, set: func(p *berthv1.TaskProgress) {
+			raw := encode(p)
+			if err := r.store.SetTaskProgress(context.WithoutCancel(ctx), t.ID, raw, nil, nil); err == nil {
+				t.Progress = raw
+				r.published(t)
+			}
+		}},
+	})
 	closeAll(out)
 	if ctx.Err() != nil {
 		return outcome{}
@@ -813,31 +835,6 @@ func (r *Runner) runBuild(ctx context.Context, t *store.TaskRecord, w *store.Wor
 	}
 	details, _ := structpb.NewStruct(map[string]any{"image_id": id, "tag": tag})
 	return outcome{result: &berthv1.TaskResult{Success: true, Summary: "built " + tag, Details: details}}
-}
-
-// hostContextDir resolves a build context inside the workspace directory,
-// following symlinks, and refuses anything outside it.
-func hostContextDir(root, rel string) (string, error) {
-	dir, err := workingDir(rel)
-	if err != nil {
-		return "", err
-	}
-	full := filepath.Join(root, strings.TrimPrefix(dir, "/workspace"))
-	resolved, err := filepath.EvalSymlinks(full)
-	if err != nil {
-		return "", fmt.Errorf("the build context %q does not exist in the workspace", rel)
-	}
-	rootResolved, err := filepath.EvalSymlinks(root)
-	if err != nil {
-		return "", err
-	}
-	if r, err := filepath.Rel(rootResolved, resolved); err != nil || r == ".." || strings.HasPrefix(r, "../") {
-		return "", fmt.Errorf("the build context %q leaves the workspace", rel)
-	}
-	if info, err := os.Stat(resolved); err != nil || !info.IsDir() {
-		return "", fmt.Errorf("the build context %q is not a directory", rel)
-	}
-	return resolved, nil
 }
 
 // buildProgress passes build output through and reports "Step N/M" lines

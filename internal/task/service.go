@@ -3,8 +3,12 @@
 // executors, keeps their logs durably (through internal/tasklog), and
 // recovers tasks a dead process left running.
 //
-// handler.go translates the generated TaskService to the Service here;
-// internal/imports_test.go records what task may import.
+// A docker_build writes only its own workspace's image repository and reads
+// its context beneath the workspace directory (see image.go): a member who
+// can build must not be able to replace an image other workspaces run, nor
+// read host files into an image. handler.go translates the generated
+// TaskService to the Service here; internal/imports_test.go records what
+// task may import.
 package task
 
 import (
@@ -135,10 +139,19 @@ func (s *Service) Create(ctx context.Context, p access.Principal, req *berthv1.C
 		}
 		t.Git = encode(req.GetGit())
 	case store.TaskDockerBuild:
-		if _, err := workingDir(req.GetDockerBuild().GetContextDir()); err != nil {
+		b := req.GetDockerBuild()
+		if _, err := workingDir(b.GetContextDir()); err != nil {
 			return nil, fault.Invalid("docker_build.context_dir", "must be a relative path inside the workspace")
 		}
-		t.DockerBuild = encode(req.GetDockerBuild())
+		if err := checkDockerfile(b.GetDockerfile()); err != nil {
+			return nil, err
+		}
+		tag, err := buildTag(w.ID, t.ID, b.GetTag())
+		if err != nil {
+			return nil, err
+		}
+		// Stored with the full tag, so the task says what it will write.
+		t.DockerBuild = encode(&berthv1.DockerBuild{ContextDir: b.GetContextDir(), Dockerfile: b.GetDockerfile(), Tag: tag})
 	}
 	if req.GetContinueTaskId() != "" && typ != store.TaskClaudeChat {
 		return nil, fault.Invalid("continue_task_id", "only claude_chat tasks continue a session")

@@ -45,7 +45,7 @@ func (h *Handler) ListWorkspaces(ctx context.Context, req *berthv1.ListWorkspace
 		Pagination: pg.Of(total).Proto(),
 	}
 	for _, w := range items {
-		out.Workspaces = append(out.Workspaces, ToProto(w))
+		out.Workspaces = append(out.Workspaces, h.svc.Proto(w))
 	}
 	return out, nil
 }
@@ -68,7 +68,7 @@ func (h *Handler) CreateWorkspace(ctx context.Context, req *berthv1.CreateWorksp
 	if err != nil {
 		return nil, err
 	}
-	return &berthv1.CreateWorkspaceResponse{Workspace: ToProto(w)}, nil
+	return &berthv1.CreateWorkspaceResponse{Workspace: h.svc.Proto(w)}, nil
 }
 
 // GetWorkspace implements berthv1connect.WorkspaceServiceHandler.
@@ -77,7 +77,7 @@ func (h *Handler) GetWorkspace(ctx context.Context, req *berthv1.GetWorkspaceReq
 	if err != nil {
 		return nil, err
 	}
-	return &berthv1.GetWorkspaceResponse{Workspace: ToProto(w)}, nil
+	return &berthv1.GetWorkspaceResponse{Workspace: h.svc.Proto(w)}, nil
 }
 
 // UpdateWorkspace implements berthv1connect.WorkspaceServiceHandler.
@@ -100,11 +100,22 @@ func (h *Handler) UpdateWorkspace(ctx context.Context, req *berthv1.UpdateWorksp
 		}
 		c.Metadata = &md
 	}
+	if req.Image != nil {
+		// Refused before anything is written; the image is set last.
+		if err := h.svc.containers.checkImage(req.GetId(), req.GetImage()); err != nil {
+			return nil, err
+		}
+	}
 	w, err := h.svc.Update(ctx, principal(ctx), req.GetId(), c)
 	if err != nil {
 		return nil, err
 	}
-	return &berthv1.UpdateWorkspaceResponse{Workspace: ToProto(w)}, nil
+	if req.Image != nil {
+		if w, err = h.svc.SetImage(ctx, principal(ctx), req.GetId(), req.GetImage()); err != nil {
+			return nil, err
+		}
+	}
+	return &berthv1.UpdateWorkspaceResponse{Workspace: h.svc.Proto(w)}, nil
 }
 
 // DeleteWorkspace implements berthv1connect.WorkspaceServiceHandler.
@@ -121,7 +132,7 @@ func (h *Handler) StartWorkspace(ctx context.Context, req *berthv1.StartWorkspac
 	if err != nil {
 		return nil, err
 	}
-	return &berthv1.StartWorkspaceResponse{Workspace: ToProto(w)}, nil
+	return &berthv1.StartWorkspaceResponse{Workspace: h.svc.Proto(w)}, nil
 }
 
 // StopWorkspace implements berthv1connect.WorkspaceServiceHandler.
@@ -130,7 +141,7 @@ func (h *Handler) StopWorkspace(ctx context.Context, req *berthv1.StopWorkspaceR
 	if err != nil {
 		return nil, err
 	}
-	return &berthv1.StopWorkspaceResponse{Workspace: ToProto(w)}, nil
+	return &berthv1.StopWorkspaceResponse{Workspace: h.svc.Proto(w)}, nil
 }
 
 // AddMember implements berthv1connect.WorkspaceServiceHandler.
@@ -208,7 +219,7 @@ func (s *Service) FollowEvents(ctx context.Context, p access.Principal, id strin
 	return s.Follow(ctx, p, id, func(v any) error {
 		switch v := v.(type) {
 		case Event:
-			return send(&berthv1.WorkspaceEvent{Time: timestamppb.New(v.Time), Kind: v.Kind, Workspace: ToProto(v.Workspace)})
+			return send(&berthv1.WorkspaceEvent{Time: timestamppb.New(v.Time), Kind: v.Kind, Workspace: s.Proto(v.Workspace)})
 		case task.StatusEvent:
 			// The event's record is a copy whose ID, Status and Progress
 			// stay as published; the runner goes on updating its own.
@@ -243,7 +254,9 @@ func (s *Service) FollowEvents(ctx context.Context, p access.Principal, id strin
 	})
 }
 
-// ToProto converts a workspace record to its API message.
+// ToProto converts a workspace record to its API message, with the image
+// as stored ("" for the server's default); Service.Proto fills in the
+// image in effect.
 func ToProto(w *store.Workspace) *berthv1.Workspace {
 	return &berthv1.Workspace{
 		Id:           w.ID,
@@ -267,6 +280,7 @@ func ToProto(w *store.Workspace) *berthv1.Workspace {
 			DiskUsageMb:    w.DiskUsageMB,
 		},
 		Image:       w.Image,
+		ImageId:     w.ImageID,
 		ContainerId: w.ContainerID,
 		Resources:   &berthv1.ResourceLimits{MemoryMb: w.MemoryMB, Cpus: w.CPUs, Pids: w.Pids},
 		CreatedAt:   timestamppb.New(w.CreatedAt),

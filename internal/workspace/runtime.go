@@ -26,12 +26,18 @@ type Runtime interface {
 	Inspect(ctx context.Context, id string) (sandbox.Info, error)
 	List(ctx context.Context) ([]sandbox.Info, error)
 	Events(ctx context.Context) (<-chan sandbox.Event, <-chan error)
+	// ImageID resolves an image reference to the id of the image the
+	// engine has under it now; "" on a runtime without images.
+	ImageID(ctx context.Context, ref string) (string, error)
 }
 
 // Containers are the container settings from the server configuration:
 // defaults for every workspace and the maxima a workspace may ask for.
 type Containers struct {
-	Image       string
+	Image string
+	// ImageAllow lists glob patterns (path.Match) of the images a
+	// workspace may name besides Image and its own builds.
+	ImageAllow  []string
 	Network     string
 	User        string
 	MemoryMB    int64
@@ -127,6 +133,22 @@ func transition(from, to store.WorkspaceStatus) error {
 	return nil
 }
 
+// setContainer records a status with the container w now has and the id
+// of the image it was created from, in one update, and publishes the
+// change.
+func (s *Service) setContainer(ctx context.Context, w *store.Workspace, status store.WorkspaceStatus, containerID, imageID string) (*store.Workspace, error) {
+	reason := ""
+	upd := store.WorkspaceUpdate{Status: &status, StatusReason: &reason, ContainerID: &containerID, ImageID: &imageID}
+	updated, err := s.store.UpdateWorkspace(context.WithoutCancel(ctx), w.ID, upd, s.now().UTC())
+	if err != nil {
+		return nil, err
+	}
+	s.forget(ctx, w.ID)
+	updated.AccessRole, updated.Stats = w.AccessRole, w.Stats
+	s.publish(updated)
+	return updated, nil
+}
+
 // setStatus records a status (and reason) and publishes the change.
 func (s *Service) setStatus(ctx context.Context, w *store.Workspace, status store.WorkspaceStatus, reason string, containerID *string) (*store.Workspace, error) {
 	return s.moveStatus(ctx, w, status, reason, containerID, nil)
@@ -158,7 +180,9 @@ func (s *Service) publish(w *store.Workspace) {
 	}
 }
 
-// Start starts the workspace's container, creating a new one if it is gone.
+// Start starts the workspace's container, creating a new one if it is gone
+// or was made from another image than the one its image reference names
+// now (see start).
 func (s *Service) Start(ctx context.Context, p access.Principal, id string) (*store.Workspace, error) {
 	w, err := s.operable(ctx, p, id)
 	if err != nil {
@@ -183,35 +207,63 @@ func (s *Service) start(ctx context.Context, w *store.Workspace) (*store.Workspa
 	if err := s.checkDir(ctx, w); err != nil {
 		return s.refuse(ctx, w, err)
 	}
+	// Every start resolves the workspace's image again: the rule may have
+	// changed, and so may the image its name points to.
+	imageID, err := s.resolveImage(ctx, w)
+	if err != nil {
+		return s.fail(ctx, w, "cannot use its image", err)
+	}
 	containerID := w.ContainerID
 	if containerID != "" {
-		if _, err := s.runtime.Inspect(ctx, containerID); errors.Is(err, sandbox.ErrNotFound) {
+		info, err := s.runtime.Inspect(ctx, containerID)
+		switch {
+		case errors.Is(err, sandbox.ErrNotFound):
+			containerID = ""
+		case err == nil && info.State == sandbox.StateRunning:
+			// Never replaced under the tasks running in it (EnsureRunning
+			// restarts a RUNNING workspace whose container it could not
+			// inspect); the record says what it runs.
+			imageID = info.ImageID
+		case err == nil && imageID != "" && info.ImageID != imageID:
+			// Made from another image than the name gives now (the tag
+			// moved, or the workspace switched images): a new container
+			// from the image now in effect, so that the record tells what
+			// runs. Only /workspace, the bind-mounted directory, carries
+			// over; whatever was changed inside the old container is gone.
+			if err := s.runtime.Remove(ctx, containerID); err != nil && !errors.Is(err, sandbox.ErrNotFound) {
+				return s.fail(ctx, w, "removing its container made from an older image failed", err)
+			}
 			containerID = ""
 		}
 	}
 	if containerID == "" {
-		if containerID, err = s.runtime.Create(ctx, s.containers.containerSpec(w)); err != nil {
+		if containerID, imageID, err = s.createContainer(ctx, w); err != nil {
 			return s.fail(ctx, w, "creating its container failed", err)
 		}
 	}
 	if err := s.runtime.Start(ctx, containerID); err != nil {
 		return s.fail(ctx, w, "starting its container failed", err, containerID)
 	}
-	return s.setStatus(ctx, w, store.WorkspaceRunning, "", &containerID)
+	return s.setContainer(ctx, w, store.WorkspaceRunning, containerID, imageID)
 }
 
-// fail records an ERROR status with a reason and answers Unavailable; the
-// runtime's own message is kept in the reason, where the user can read it.
+// fail records an ERROR status with a reason and answers Unavailable, or
+// FailedPrecondition when trying again cannot help (a missing or refused
+// image: see containerFault); the runtime's own message is kept in the
+// reason, where the user can read it.
 func (s *Service) fail(ctx context.Context, w *store.Workspace, what string, cause error, containerID ...string) (*store.Workspace, error) {
 	var cid *string
 	if len(containerID) > 0 {
 		cid = &containerID[0]
 	}
 	reason := what + ": " + cause.Error()
+	if m, ok := fault.Message(cause); ok {
+		reason = what + ": " + m
+	}
 	if _, err := s.setStatus(ctx, w, store.WorkspaceError, reason, cid); err != nil {
 		return nil, err
 	}
-	return nil, &fault.Error{Kind: fault.ErrUnavailable, Message: "the workspace " + reason, Cause: cause}
+	return nil, containerFault(what, cause)
 }
 
 // lostClaim is the error of a start that another call — here or on another
@@ -340,6 +392,9 @@ func (s *Service) apply(ctx context.Context, ev sandbox.Event) {
 		}
 		status = store.WorkspaceStopped
 	case sandbox.StateMissing:
+		if w.Status == store.WorkspaceStarting {
+			return // the start in progress decides (it may be replacing the container)
+		}
 		status, reason = store.WorkspaceError, "its container "+short(ev.ContainerID)+" was removed outside berth; start the workspace to create a new one"
 	default:
 		return

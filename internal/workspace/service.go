@@ -125,6 +125,9 @@ func (s *Service) Create(ctx context.Context, p access.Principal, spec Spec) (*s
 	if err := s.containers.checkLimits(spec); err != nil {
 		return nil, err
 	}
+	if err := s.containers.checkImage("", spec.Image); err != nil {
+		return nil, err
+	}
 	id := uuid.NewString()
 	managed := spec.Path == ""
 	var path string
@@ -208,16 +211,16 @@ func (s *Service) Create(ctx context.Context, p access.Principal, spec Spec) (*s
 		discardDir()
 		return nil, err
 	}
-	containerID, err := s.runtime.Create(ctx, s.containers.containerSpec(w))
+	containerID, imageID, err := s.createContainer(ctx, w)
 	if err != nil {
 		if derr := s.store.DeleteWorkspace(ctx, w.ID); derr != nil {
 			s.logger.Error("removing a workspace whose container failed", "workspace", w.ID, "error", derr.Error())
 		}
 		discardDir()
-		return nil, &fault.Error{Kind: fault.ErrUnavailable, Message: "the workspace container could not be created: " + err.Error(), Cause: err}
+		return nil, containerFault("container could not be created", err)
 	}
 	w.AccessRole = store.WorkspaceOwner
-	created, err := s.setStatus(ctx, w, store.WorkspaceStopped, "", &containerID)
+	created, err := s.setContainer(ctx, w, store.WorkspaceStopped, containerID, imageID)
 	if err != nil {
 		return nil, err
 	}

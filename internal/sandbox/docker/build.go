@@ -7,47 +7,53 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
-	"os"
-	"path"
-	"path/filepath"
 	"strings"
 
 	"github.com/docker/docker/api/types/build"
+
+	"github.com/berthhq/berth/internal/sandbox"
 )
 
-// Build builds an image from the directory contextDir with the Dockerfile at
-// the context-relative path dockerfile (default "Dockerfile"), tags it tag
-// when tag is not empty, and returns the image id ("sha256:…"). The build's
-// output is written to out line by line as the engine produces it. A failed
-// step is an error carrying the engine's message.
+// cpuPeriod is the CFS period a build's CPU quota is a share of (the
+// engine's own default, 100ms).
+const cpuPeriod = 100_000
+
+// Build builds an image from the directory spec.Context with the Dockerfile
+// at the context-relative path spec.Dockerfile (default "Dockerfile"), tags
+// it spec.Tag when that is not empty, and returns the image id
+// ("sha256:…"). The build's output is written to spec.Out line by line as
+// the engine produces it. A failed step is an error carrying the engine's
+// message.
+//
+// Every RUN step runs in spec.Network with spec.Limits' memory (swap
+// included) and CPU, as a workspace container does. The build lasts as long
+// as ctx: when ctx ends the request is cut, and the engine cancels the build
+// and (ForceRemove) removes the step's container, so a task's time limit or
+// cancel really stops the build on the engine.
 //
 // The whole directory is sent — nothing is skipped, and .dockerignore is not
-// applied. Files that cannot be sent faithfully are refused before anything
-// is sent: symbolic links that lead outside the directory, devices, sockets
-// and pipes. The classic builder is used (BuildKit needs a session the Engine
-// API alone does not provide).
-func (r *Runtime) Build(ctx context.Context, contextDir, dockerfile, tag string, out io.Writer) (string, error) {
-	root, err := filepath.Abs(contextDir)
-	if err == nil {
-		root, err = filepath.EvalSymlinks(root)
+// applied. Every file and directory is opened beneath spec.Context with no
+// symbolic link anywhere on its way (openat2), so a directory its owner
+// swaps for a link while the context is read fails the build instead of
+// sending what the link leads to; links themselves are sent as links, and
+// only when they stay inside the context. Files that cannot be sent
+// faithfully are refused before anything is sent: links leading outside,
+// devices, sockets and pipes. The classic builder is used (BuildKit needs a
+// session the Engine API alone does not provide).
+func (r *Runtime) Build(ctx context.Context, spec sandbox.BuildSpec) (string, error) {
+	if spec.Context == nil {
+		return "", errors.New("docker build: no context directory")
 	}
-	if err != nil {
-		return "", fmt.Errorf("docker build: context %q: %w", contextDir, err)
+	df := spec.Dockerfile
+	if df == "" {
+		df = "Dockerfile"
 	}
-	if fi, err := os.Stat(root); err != nil || !fi.IsDir() {
-		return "", fmt.Errorf("docker build: context %q is not a directory", contextDir)
-	}
-	if dockerfile == "" {
-		dockerfile = "Dockerfile"
-	}
-	df := path.Clean(filepath.ToSlash(dockerfile))
-	if path.IsAbs(df) || df == ".." || strings.HasPrefix(df, "../") {
-		return "", fmt.Errorf("docker build: Dockerfile %q is not inside the context", dockerfile)
+	if !sandbox.ContextPath(df) {
+		return "", fmt.Errorf("docker build: Dockerfile %q is not a clean relative path inside the context", spec.Dockerfile)
 	}
 	// Check everything first, so that a refused file stops the build
 	// before the engine sees a partial context.
-	if err := walkContext(root, nil); err != nil {
+	if err := walkContext(spec.Context, nil); err != nil {
 		return "", fmt.Errorf("docker build: %w", err)
 	}
 
@@ -55,7 +61,7 @@ func (r *Runtime) Build(ctx context.Context, contextDir, dockerfile, tag string,
 	tarred := make(chan error, 1)
 	go func() {
 		tw := tar.NewWriter(pw)
-		err := walkContext(root, tw)
+		err := walkContext(spec.Context, tw)
 		if err == nil {
 			err = tw.Close()
 		}
@@ -67,20 +73,29 @@ func (r *Runtime) Build(ctx context.Context, contextDir, dockerfile, tag string,
 		Remove:      true,
 		ForceRemove: true,
 		Version:     build.BuilderV1,
+		NetworkMode: spec.Network,
+		Memory:      spec.Limits.MemoryBytes,
 	}
-	if tag != "" {
-		opts.Tags = []string{tag}
+	if spec.Limits.MemoryBytes > 0 {
+		opts.MemorySwap = spec.Limits.MemoryBytes // no swap beyond the limit, as for containers
+	}
+	if spec.Limits.NanoCPUs > 0 {
+		opts.CPUPeriod = cpuPeriod
+		opts.CPUQuota = max(spec.Limits.NanoCPUs*cpuPeriod/1e9, 1000) // the engine's minimum quota is 1ms
+	}
+	if spec.Tag != "" {
+		opts.Tags = []string{spec.Tag}
 	}
 	resp, err := r.cli.ImageBuild(ctx, pr, opts)
 	if err != nil {
 		pr.CloseWithError(err)
-		if terr := <-tarred; terr != nil {
+		if terr := <-tarred; terr != nil && !errors.Is(terr, err) {
 			return "", fmt.Errorf("docker build: %w", terr)
 		}
 		return "", fmt.Errorf("docker build: %w", err)
 	}
 	defer resp.Body.Close()
-	id, err := readBuildOutput(resp.Body, orDiscard(out))
+	id, err := readBuildOutput(resp.Body, orDiscard(spec.Out))
 	pr.Close() // the engine has answered; the context writer may stop
 	if terr := <-tarred; terr != nil && !errors.Is(terr, io.ErrClosedPipe) {
 		return "", fmt.Errorf("docker build: %w", terr)
@@ -88,8 +103,8 @@ func (r *Runtime) Build(ctx context.Context, contextDir, dockerfile, tag string,
 	if err != nil {
 		return "", err
 	}
-	if id == "" && tag != "" {
-		img, ierr := r.cli.ImageInspect(ctx, tag)
+	if id == "" && spec.Tag != "" {
+		img, ierr := r.cli.ImageInspect(ctx, spec.Tag)
 		if ierr != nil {
 			return "", fmt.Errorf("docker build: finding the image built: %w", ierr)
 		}
@@ -149,98 +164,4 @@ func readBuildOutput(body io.Reader, out io.Writer) (string, error) {
 			}
 		}
 	}
-}
-
-// walkContext visits every file under root and, when tw is not nil, writes
-// it to tw as a build context entry (owned by root, as the docker CLI does).
-// It refuses what it cannot send faithfully rather than skipping it.
-func walkContext(root string, tw *tar.Writer) error {
-	return filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, err := filepath.Rel(root, p)
-		if err != nil {
-			return err
-		}
-		if rel == "." {
-			return nil
-		}
-		name := filepath.ToSlash(rel)
-		fi, err := d.Info()
-		if err != nil {
-			return err
-		}
-		var link string
-		switch mode := fi.Mode(); {
-		case mode.IsRegular(), mode.IsDir():
-		case mode&fs.ModeSymlink != 0:
-			if link, err = contextLink(root, p); err != nil {
-				return err
-			}
-		default:
-			return fmt.Errorf("%s: cannot send a %v to the engine", name, mode.Type())
-		}
-		if tw == nil {
-			return nil
-		}
-		hdr, err := tar.FileInfoHeader(fi, link)
-		if err != nil {
-			return fmt.Errorf("%s: %w", name, err)
-		}
-		hdr.Name = name
-		if fi.IsDir() {
-			hdr.Name += "/"
-		}
-		hdr.Uid, hdr.Gid, hdr.Uname, hdr.Gname = 0, 0, "", ""
-		if err := tw.WriteHeader(hdr); err != nil {
-			return err
-		}
-		if !fi.Mode().IsRegular() {
-			return nil
-		}
-		f, err := os.Open(p)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		if _, err := io.CopyN(tw, f, hdr.Size); err != nil {
-			return fmt.Errorf("%s: %w", name, err)
-		}
-		return nil
-	})
-}
-
-// contextLink returns the target to record for the symbolic link at p, or
-// an error when the link leads outside root. An absolute target inside root
-// is rewritten relative, so that it means the same inside the image.
-func contextLink(root, p string) (string, error) {
-	target, err := os.Readlink(p)
-	if err != nil {
-		return "", err
-	}
-	resolved := target
-	if !filepath.IsAbs(target) {
-		resolved = filepath.Join(filepath.Dir(p), target)
-	}
-	resolved = filepath.Clean(resolved)
-	// Both the link read as written and, when it leads somewhere, the path
-	// the system actually reaches through it (other links included).
-	physical, perr := filepath.EvalSymlinks(p)
-	if !inside(root, resolved) || (perr == nil && !inside(root, physical)) {
-		name, _ := filepath.Rel(root, p)
-		return "", fmt.Errorf("%s: symbolic link to %q leads outside the build context", filepath.ToSlash(name), target)
-	}
-	if filepath.IsAbs(target) {
-		if target, err = filepath.Rel(filepath.Dir(p), resolved); err != nil {
-			return "", err
-		}
-	}
-	return filepath.ToSlash(target), nil
-}
-
-// inside reports whether p is root or below it; both are clean and absolute.
-func inside(root, p string) bool {
-	rel, err := filepath.Rel(root, p)
-	return err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator))
 }

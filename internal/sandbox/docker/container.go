@@ -88,7 +88,7 @@ func (r *Runtime) Create(ctx context.Context, spec sandbox.Spec) (string, error)
 		return "", fmt.Errorf("docker create %s: %w (%w)", name, sandbox.ErrConflict, err)
 	case cerrdefs.IsNotFound(err):
 		// The only thing create can miss is the image.
-		return "", fmt.Errorf("docker create %s: image %q is not on the engine (build or pull it first): %w", name, spec.Image, err)
+		return "", fmt.Errorf("docker create %s: image %q: %w: build it or pull it on the engine first (%w)", name, spec.Image, sandbox.ErrImageNotFound, err)
 	default:
 		return "", fmt.Errorf("docker create %s: %w", name, err)
 	}
@@ -126,7 +126,7 @@ func (r *Runtime) Inspect(ctx context.Context, id string) (sandbox.Info, error) 
 	if err != nil {
 		return sandbox.Info{}, containerError("inspect", id, err)
 	}
-	info := sandbox.Info{ID: c.ID, State: sandbox.StateMissing}
+	info := sandbox.Info{ID: c.ID, ImageID: c.Image, State: sandbox.StateMissing}
 	if c.Config != nil {
 		info.WorkspaceID = c.Config.Labels[sandbox.LabelWorkspace]
 	}

@@ -8,7 +8,8 @@
 // script; see Exec). The engine must have docker-init (it ships with Docker Engine),
 // because containers run with Init so that orphaned processes are reaped.
 //
-// docker imports only internal/sandbox from berth.
+// Builds read their context through internal/hostpath, beneath an open
+// directory, because the workspace that owns the context may be changing it.
 package docker
 
 import (

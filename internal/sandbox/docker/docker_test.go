@@ -243,7 +243,7 @@ func TestBuild(t *testing.T) {
 	}
 	tag := "berth-test/build:" + strings.ToLower(t.Name())
 	var out strings.Builder
-	id, err := rt.Build(t.Context(), dir, "", tag, &out)
+	id, err := rt.Build(t.Context(), sandbox.BuildSpec{Context: openDir(t, dir), Tag: tag, Out: &out})
 	if err != nil {
 		t.Fatalf("Build: %v\n%s", err, out.String())
 	}
@@ -270,7 +270,7 @@ func TestBuildFailure(t *testing.T) {
 	dir := t.TempDir()
 	writeFiles(t, dir, map[string]string{"build/Dockerfile": "FROM scratch\nCOPY missing.txt /\n"})
 	var out strings.Builder
-	_, err := rt.Build(t.Context(), dir, "build/Dockerfile", "", &out)
+	_, err := rt.Build(t.Context(), sandbox.BuildSpec{Context: openDir(t, dir), Dockerfile: "build/Dockerfile", Out: &out})
 	if err == nil || !strings.Contains(err.Error(), "missing.txt") {
 		t.Errorf("Build = %v, want an error naming missing.txt\n%s", err, out.String())
 	}
@@ -296,12 +296,12 @@ func TestBuildRefusesWhatItCannotSend(t *testing.T) {
 		if err := os.Symlink(link, filepath.Join(dir, "link")); err != nil {
 			t.Fatal(err)
 		}
-		_, err := rt.Build(t.Context(), dir, "", "", nil)
+		_, err := rt.Build(t.Context(), sandbox.BuildSpec{Context: openDir(t, dir)})
 		if err == nil || !strings.Contains(err.Error(), "outside the build context") {
 			t.Errorf("%s (%s): Build = %v, want a refusal", name, link, err)
 		}
 	}
-	if _, err := rt.Build(t.Context(), outside, "../Dockerfile", "", nil); err == nil {
+	if _, err := rt.Build(t.Context(), sandbox.BuildSpec{Context: openDir(t, outside), Dockerfile: "../Dockerfile"}); err == nil {
 		t.Error("a Dockerfile outside the context was accepted")
 	}
 }
@@ -333,4 +333,15 @@ func writeFiles(t *testing.T, dir string, files map[string]string) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// openDir opens dir for a build context and closes it when the test ends.
+func openDir(t *testing.T, dir string) *os.File {
+	t.Helper()
+	f, err := os.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return f
 }

@@ -27,7 +27,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"path/filepath"
 	"sync"
 	"time"
@@ -240,9 +239,13 @@ func (r *Runtime) List(context.Context) ([]sandbox.Info, error) {
 }
 
 // Build always fails: building an image needs a container engine.
-func (r *Runtime) Build(context.Context, string, string, string, io.Writer) (string, error) {
+func (r *Runtime) Build(context.Context, sandbox.BuildSpec) (string, error) {
 	return "", errors.New("process: the process runtime cannot build images; run berth with the docker runtime")
 }
+
+// ImageID returns "" and no error: the process runtime runs no images, so
+// there is nothing to resolve and a workspace records no image id.
+func (r *Runtime) ImageID(context.Context, string) (string, error) { return "", nil }
 
 func (r *Runtime) box(op, id string) (*box, error) {
 	r.mu.Lock()

@@ -25,7 +25,7 @@ func TestSuite(t *testing.T) {
 
 func TestBuildRefuses(t *testing.T) {
 	t.Parallel()
-	_, err := process.New().Build(t.Context(), t.TempDir(), "Dockerfile", "x:1", nil)
+	_, err := process.New().Build(t.Context(), sandbox.BuildSpec{Dockerfile: "Dockerfile", Tag: "x:1"})
 	if err == nil || !strings.Contains(err.Error(), "cannot build images") {
 		t.Errorf("Build = %v, want an error saying the process runtime cannot build images", err)
 	}

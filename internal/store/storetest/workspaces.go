@@ -474,6 +474,11 @@ func testWorkspaceUpdateEachField(t *testing.T, e *env) {
 		{"status reason", store.WorkspaceUpdate{StatusReason: ptr("container exited")}, func(w *store.Workspace) { w.StatusReason = "container exited" }},
 		{"container id", store.WorkspaceUpdate{ContainerID: ptr("c0ffee")}, func(w *store.Workspace) { w.ContainerID = "c0ffee" }},
 		{"disk usage", store.WorkspaceUpdate{DiskUsageMB: ptr(int64(4096))}, func(w *store.Workspace) { w.DiskUsageMB = 4096 }},
+		{"image", store.WorkspaceUpdate{Image: ptr("berth-build/x:v1")}, func(w *store.Workspace) { w.Image = "berth-build/x:v1" }},
+		{"image cleared", store.WorkspaceUpdate{Image: ptr("")}, func(w *store.Workspace) { w.Image = "" }},
+		{"container and image id", store.WorkspaceUpdate{ContainerID: ptr("c0ffee2"), ImageID: ptr("sha256:ab")}, func(w *store.Workspace) {
+			w.ContainerID, w.ImageID = "c0ffee2", "sha256:ab"
+		}},
 		{"several", store.WorkspaceUpdate{Status: ptr(store.WorkspaceError), StatusReason: ptr("oom"), ContainerID: ptr("")}, func(w *store.Workspace) {
 			w.Status, w.StatusReason, w.ContainerID = store.WorkspaceError, "oom", ""
 		}},

@@ -12,7 +12,6 @@ import (
 	"github.com/berthhq/berth/internal/fault"
 	berthv1 "github.com/berthhq/berth/internal/gen/berth/v1"
 	"github.com/berthhq/berth/internal/task"
-	"github.com/berthhq/berth/internal/workspace"
 )
 
 // command is one action a client may run: the permission of the RPC it
@@ -47,7 +46,7 @@ var commands = map[string]command{
 			if err != nil {
 				return nil, err
 			}
-			return &berthv1.StartWorkspaceResponse{Workspace: workspace.ToProto(w)}, nil
+			return &berthv1.StartWorkspaceResponse{Workspace: h.cfg.Workspaces.Proto(w)}, nil
 		}},
 	"workspace.stop": {"workspace.operate", func() proto.Message { return &berthv1.StopWorkspaceRequest{} },
 		func(ctx context.Context, h *Handler, p access.Principal, req proto.Message) (proto.Message, error) {
@@ -55,7 +54,7 @@ var commands = map[string]command{
 			if err != nil {
 				return nil, err
 			}
-			return &berthv1.StopWorkspaceResponse{Workspace: workspace.ToProto(w)}, nil
+			return &berthv1.StopWorkspaceResponse{Workspace: h.cfg.Workspaces.Proto(w)}, nil
 		}},
 	"workspace.get": {"workspace.read", func() proto.Message { return &berthv1.GetWorkspaceRequest{} },
 		func(ctx context.Context, h *Handler, p access.Principal, req proto.Message) (proto.Message, error) {
@@ -63,7 +62,7 @@ var commands = map[string]command{
 			if err != nil {
 				return nil, err
 			}
-			return &berthv1.GetWorkspaceResponse{Workspace: workspace.ToProto(w)}, nil
+			return &berthv1.GetWorkspaceResponse{Workspace: h.cfg.Workspaces.Proto(w)}, nil
 		}},
 }
 

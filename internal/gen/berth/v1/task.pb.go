@@ -612,9 +612,15 @@ type DockerBuild struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// ContextDir is the build context, relative to the workspace root.
 	ContextDir string `protobuf:"bytes,1,opt,name=context_dir,json=contextDir,proto3" json:"context_dir,omitempty"`
-	// Dockerfile is the Dockerfile's path inside the context; default "Dockerfile".
+	// Dockerfile is the Dockerfile's path inside the context; default
+	// "Dockerfile". It must be a clean relative path without ".." elements.
 	Dockerfile string `protobuf:"bytes,2,opt,name=dockerfile,proto3" json:"dockerfile,omitempty"`
-	// Tag names the built image.
+	// Tag names the built image. A build writes only its workspace's own
+	// repository, berth-build/<workspace id>: tag is empty (the image is
+	// tagged berth-build/<workspace id>:<first 8 characters of the task id>),
+	// a bare tag such as "v1" (berth-build/<workspace id>:v1), or the full
+	// "berth-build/<workspace id>:<tag>". Anything else is InvalidArgument.
+	// The full tag is stored with the task and recorded in its result.
 	Tag           string `protobuf:"bytes,3,opt,name=tag,proto3" json:"tag,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

@@ -346,7 +346,8 @@ type Workspace struct {
 	// Stats counts the workspace's tasks.
 	Stats *WorkspaceStats `protobuf:"bytes,12,opt,name=stats,proto3" json:"stats,omitempty"`
 	// Image is the container image the workspace runs: the one it asked for,
-	// or the server default.
+	// or the server default. Every start resolves it to an image id again
+	// (see image_id).
 	Image string `protobuf:"bytes,13,opt,name=image,proto3" json:"image,omitempty"`
 	// ContainerId is the engine's id of the workspace container, once created.
 	ContainerId string `protobuf:"bytes,14,opt,name=container_id,json=containerId,proto3" json:"container_id,omitempty"`
@@ -694,6 +695,11 @@ type CreateWorkspaceRequest struct {
 	// Metadata is free-form key/value data: at most 50 pairs.
 	Metadata map[string]string `protobuf:"bytes,7,rep,name=metadata,proto3" json:"metadata,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// Image is the container image; empty means the server default.
+	// Otherwise it must match an image the server allows
+	// (--workspace-image-allow): a workspace runs with its owner's files,
+	// prompts and API key, so it may only run what an operator chose or what
+	// it built itself (see UpdateWorkspaceRequest.image). Anything else is
+	// InvalidArgument.
 	Image string `protobuf:"bytes,8,opt,name=image,proto3" json:"image,omitempty"`
 	// Resources overrides the server's default container limits.
 	Resources     *ResourceLimits `protobuf:"bytes,9,opt,name=resources,proto3" json:"resources,omitempty"`
@@ -1043,7 +1049,14 @@ type UpdateWorkspaceRequest struct {
 	// Metadata, when set, replaces all metadata.
 	Metadata *MetadataMap `protobuf:"bytes,7,opt,name=metadata,proto3" json:"metadata,omitempty"`
 	// Archived, when set, archives (true) or unarchives (false) the workspace.
-	Archived      *bool `protobuf:"varint,8,opt,name=archived,proto3,oneof" json:"archived,omitempty"`
+	Archived *bool `protobuf:"varint,8,opt,name=archived,proto3,oneof" json:"archived,omitempty"`
+	// Image, when set, is the image the workspace runs from its next start
+	// ("" = the server default): an image the server allows
+	// (--workspace-image-allow), or one of this workspace's own builds,
+	// "berth-build/<this workspace's id>:<tag>". Anything else is
+	// InvalidArgument. A running workspace keeps its container until it is
+	// started again, which then makes a new one from the image.
+	Image         *string `protobuf:"bytes,9,opt,name=image,proto3,oneof" json:"image,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1132,6 +1145,13 @@ func (x *UpdateWorkspaceRequest) GetArchived() bool {
 		return *x.Archived
 	}
 	return false
+}
+
+func (x *UpdateWorkspaceRequest) GetImage() string {
+	if x != nil && x.Image != nil {
+		return *x.Image
+	}
+	return ""
 }
 
 // UpdateWorkspaceResponse is the workspace after the change.
@@ -2128,7 +2148,7 @@ const file_berth_v1_workspace_proto_rawDesc = "" +
 	"\x06values\x18\x01 \x03(\v2!.berth.v1.MetadataMap.ValuesEntryB\x17\xbaH\x14\x9a\x01\x11\x102\"\x06r\x04\x10\x01\x18d*\x05r\x03\x18\xe8\aR\x06values\x1a9\n" +
 	"\vValuesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xdd\x03\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x8c\x04\n" +
 	"\x16UpdateWorkspaceRequest\x12\x18\n" +
 	"\x02id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x02id\x12\"\n" +
 	"\x04name\x18\x02 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18dH\x00R\x04name\x88\x01\x01\x12/\n" +
@@ -2138,13 +2158,15 @@ const file_berth_v1_workspace_proto_rawDesc = "" +
 	"\x06branch\x18\x05 \x01(\tB\b\xbaH\x05r\x03\x18\xff\x01H\x03R\x06branch\x88\x01\x01\x12%\n" +
 	"\x04tags\x18\x06 \x01(\v2\x11.berth.v1.TagListR\x04tags\x121\n" +
 	"\bmetadata\x18\a \x01(\v2\x15.berth.v1.MetadataMapR\bmetadata\x12\x1f\n" +
-	"\barchived\x18\b \x01(\bH\x04R\barchived\x88\x01\x01B\a\n" +
+	"\barchived\x18\b \x01(\bH\x04R\barchived\x88\x01\x01\x12#\n" +
+	"\x05image\x18\t \x01(\tB\b\xbaH\x05r\x03\x18\xff\x01H\x05R\x05image\x88\x01\x01B\a\n" +
 	"\x05_nameB\x0e\n" +
 	"\f_descriptionB\n" +
 	"\n" +
 	"\b_git_urlB\t\n" +
 	"\a_branchB\v\n" +
-	"\t_archived\"L\n" +
+	"\t_archivedB\b\n" +
+	"\x06_image\"L\n" +
 	"\x17UpdateWorkspaceResponse\x121\n" +
 	"\tworkspace\x18\x01 \x01(\v2\x13.berth.v1.WorkspaceR\tworkspace\"]\n" +
 	"\x16DeleteWorkspaceRequest\x12\x18\n" +

@@ -152,14 +152,20 @@ export type DockerBuild = Message<"berth.v1.DockerBuild"> & {
   contextDir: string;
 
   /**
-   * Dockerfile is the Dockerfile's path inside the context; default "Dockerfile".
+   * Dockerfile is the Dockerfile's path inside the context; default
+   * "Dockerfile". It must be a clean relative path without ".." elements.
    *
    * @generated from field: string dockerfile = 2;
    */
   dockerfile: string;
 
   /**
-   * Tag names the built image.
+   * Tag names the built image. A build writes only its workspace's own
+   * repository, berth-build/<workspace id>: tag is empty (the image is
+   * tagged berth-build/<workspace id>:<first 8 characters of the task id>),
+   * a bare tag such as "v1" (berth-build/<workspace id>:v1), or the full
+   * "berth-build/<workspace id>:<tag>". Anything else is InvalidArgument.
+   * The full tag is stored with the task and recorded in its result.
    *
    * @generated from field: string tag = 3;
    */
