@@ -98,7 +98,7 @@ func TestDefaults(t *testing.T) {
 		ShutdownTimeout: 30 * time.Second,
 		Runtime:         config.RuntimeAuto,
 		Workspace: config.Workspace{
-			Image: "berth-workspace:latest", Network: "bridge", User: "1000:1000",
+			Image: "berth-workspace:latest", Network: "bridge", User: config.DefaultWorkspaceUser(),
 			MemoryMB: 2048, CPUs: 2, Pids: 512, MaxMemoryMB: 16384, MaxCPUs: 8, MaxPids: 4096,
 			IdleTimeout: 30 * time.Minute,
 		},

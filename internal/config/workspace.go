@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"os"
 	"path"
 	"regexp"
 	"strconv"
@@ -48,7 +49,7 @@ func defaultWorkspace() Workspace {
 	return Workspace{
 		Image:       "berth-workspace:latest",
 		Network:     "bridge",
-		User:        "1000:1000",
+		User:        DefaultWorkspaceUser(),
 		MemoryMB:    2048,
 		CPUs:        2,
 		Pids:        512,
@@ -90,6 +91,18 @@ func (s *flagSet) addWorkspaceFlags(c *Config) {
 		"Linux capabilities kept in workspace containers, comma-separated (such as CHOWN); every other capability is dropped.")
 	s.add(&durationValue{&w.IdleTimeout}, "workspace-idle-timeout", "duration", formatDuration(w.IdleTimeout),
 		"Stop a running workspace when nothing used it for this long: no running task, open stream or API call (0 = never). Named apart from --idle-timeout, which is about HTTP connections.")
+}
+
+// DefaultWorkspaceUser is --workspace-user's default: 1000:1000 when berth
+// runs as root, which gives each workspace directory it makes to that
+// user; otherwise berth's own uid:gid, as a berth that is not root can make
+// directories only it owns, and the container user must own its directory
+// (git refuses to work in a repository of "dubious ownership").
+func DefaultWorkspaceUser() string {
+	if uid := os.Geteuid(); uid != 0 {
+		return strconv.Itoa(uid) + ":" + strconv.Itoa(os.Getegid())
+	}
+	return "1000:1000"
 }
 
 var capName = regexp.MustCompile(`^[A-Z_]+$`)

@@ -118,7 +118,11 @@ func Env() []string {
 // Transports are whitelisted with protocol.allow, which also covers
 // submodules and remotes already configured in the repository.
 // --literal-pathspecs makes a path only ever a path (no globs, no ":(…)"
-// magic).
+// magic). safe.directory=* lets git work in a workspace directory that
+// the command's user does not own (a berth that is not root cannot give
+// the directories it makes away): git's ownership check guards against
+// running another user's repository configuration, which the overrides
+// here already neutralise, and a workspace is its owner's anyway.
 func prefix(o options) []string {
 	argv := []string{
 		"git",
@@ -126,6 +130,7 @@ func prefix(o options) []string {
 		"--literal-pathspecs",
 		"-c", "core.hooksPath=/dev/null",
 		"-c", "core.fsmonitor=false",
+		"-c", "safe.directory=*",
 		"-c", "protocol.allow=never",
 		"-c", "protocol.https.allow=always",
 		"-c", "protocol.http.allow=always",

@@ -12,7 +12,7 @@ import (
 // pre is the fixed start of every argv.
 var pre = []string{
 	"git", "--no-pager", "--literal-pathspecs",
-	"-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false",
+	"-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false", "-c", "safe.directory=*",
 	"-c", "protocol.allow=never", "-c", "protocol.https.allow=always", "-c", "protocol.http.allow=always",
 	"-c", "protocol.ssh.allow=always", "-c", "protocol.git.allow=always",
 }

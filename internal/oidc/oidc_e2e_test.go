@@ -3,6 +3,7 @@ package oidc_test
 import (
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/json"
 	"net/http"
 	"net/url"
 	"strings"
@@ -58,8 +59,16 @@ func wantRefused(t *testing.T, p *page, status int) {
 	if c := p.session(); c != nil {
 		t.Errorf("a refused sign-in set the session cookie %v", c)
 	}
-	if got := p.Header.Get("Content-Type"); !strings.HasPrefix(got, "text/plain") {
-		t.Errorf("Content-Type = %q, want text/plain", got)
+	// Like every error berth writes, a Connect-style JSON body whose
+	// message is for people.
+	if got := p.Header.Get("Content-Type"); !strings.HasPrefix(got, "application/json") {
+		t.Errorf("Content-Type = %q, want application/json", got)
+	}
+	var body struct {
+		Code, Message string
+	}
+	if err := json.Unmarshal([]byte(p.Body), &body); err != nil || body.Code == "" || body.Message == "" {
+		t.Errorf("body %q is not an error with a code and a message: %v", p.Body, err)
 	}
 	// The message is for people: no error chains, no protocol internals.
 	for _, leak := range []string{"oauth2", "invalid_grant", "audience", "nonce", "securecookie", "token", "error:"} {
