@@ -70,16 +70,17 @@ func TestDefaults(t *testing.T) {
 	got := load(t, nil, nil)
 	dataDir := abs(t, "data")
 	want := &config.Config{
-		Addr:              "127.0.0.1:8080",
-		AdminAddr:         "127.0.0.1:9090",
-		DataDir:           dataDir,
-		WorkspaceRoots:    []string{filepath.Join(dataDir, "workspaces")},
-		LogFormat:         config.LogFormatJSON,
-		LogLevel:          slog.LevelInfo,
-		AllowedOrigins:    []string{},
-		AllowRegistration: true,
-		SecureCookies:     true,
-		PublicURL:         "http://127.0.0.1:8080",
+		Addr:                  "127.0.0.1:8080",
+		AdminAddr:             "127.0.0.1:9090",
+		DataDir:               dataDir,
+		WorkspaceRoots:        []string{filepath.Join(dataDir, "workspaces")},
+		LogFormat:             config.LogFormatJSON,
+		LogLevel:              slog.LevelInfo,
+		AllowedOrigins:        []string{},
+		AllowRegistration:     true,
+		PasswordHashMemoryMiB: 256,
+		SecureCookies:         true,
+		PublicURL:             "http://127.0.0.1:8080",
 		JWT: config.JWT{
 			Issuer:          "berth",
 			Audience:        "berth-api",
@@ -180,18 +181,20 @@ func TestEnvTwins(t *testing.T) {
 		"BERTH_RATE_TASK_CREATE":          "2:4",
 		"BERTH_RATE_WS_COMMAND":           "1:1",
 		"BERTH_TRUSTED_PROXIES":           "10.0.0.0/8, ::1, 10.0.0.0/8",
+		"BERTH_PASSWORD_HASH_MEMORY":      "64",
 	})
 	want := &config.Config{
-		Addr:              "0.0.0.0:8081",
-		AdminAddr:         "",
-		DataDir:           dir,
-		WorkspaceRoots:    []string{filepath.Join(dir, "workspaces")},
-		LogFormat:         config.LogFormatText,
-		LogLevel:          slog.LevelDebug,
-		AllowedOrigins:    []string{"https://console.example.com", "http://localhost:5173"},
-		AllowRegistration: false,
-		SecureCookies:     false,
-		PublicURL:         "http://localhost:8081",
+		Addr:                  "0.0.0.0:8081",
+		AdminAddr:             "",
+		DataDir:               dir,
+		WorkspaceRoots:        []string{filepath.Join(dir, "workspaces")},
+		LogFormat:             config.LogFormatText,
+		LogLevel:              slog.LevelDebug,
+		AllowedOrigins:        []string{"https://console.example.com", "http://localhost:5173"},
+		AllowRegistration:     false,
+		PasswordHashMemoryMiB: 64,
+		SecureCookies:         false,
+		PublicURL:             "http://localhost:8081",
 		JWT: config.JWT{
 			Issuer:          "https://berth.example.com",
 			Audience:        "aud",
@@ -631,5 +634,16 @@ func TestScaleFlagsRejectNonsense(t *testing.T) {
 	}
 	if strings.Contains(err.Error(), "hunter2") {
 		t.Errorf("a password from a URL was printed:\n%v", err)
+	}
+}
+
+func TestPasswordHashMemoryHoldsOneHash(t *testing.T) {
+	t.Parallel()
+	_, err := config.LoadWithOutput([]string{"--password-hash-memory", "18"}, func(string) string { return "" }, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "--password-hash-memory") || !strings.Contains(err.Error(), "at least 19") {
+		t.Fatalf("--password-hash-memory 18: %v, want a problem naming the flag and its minimum", err)
+	}
+	if _, err := config.LoadWithOutput([]string{"--password-hash-memory", "19"}, func(string) string { return "" }, io.Discard); err != nil {
+		t.Fatalf("--password-hash-memory 19: %v", err)
 	}
 }

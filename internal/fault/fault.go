@@ -12,6 +12,7 @@ package fault
 import (
 	"errors"
 	"fmt"
+	"time"
 )
 
 // The kinds of error. Each maps to one Connect code and one of the seeds'
@@ -56,6 +57,10 @@ type Error struct {
 	Violations []Violation
 	// Cause is the underlying error, kept for logs and never shown.
 	Cause error
+	// RetryAfter, when positive, is how long the caller should wait before
+	// trying again (for ErrUnavailable and ErrResourceExhausted); the edge
+	// sends it as Retry-After and a google.rpc.RetryInfo.
+	RetryAfter time.Duration
 }
 
 // Error returns the public message.

@@ -32,7 +32,30 @@ var limitNames = map[string]string{
 
 // retryIn is a wait as people read it: whole seconds, at least one.
 func retryIn(d time.Duration) string {
-	return strconv.FormatInt(max(int64(math.Ceil(d.Seconds())), 1), 10) + "s"
+	return retrySeconds(d) + "s"
+}
+
+// retrySeconds is a wait as Retry-After gives it: whole seconds, rounded
+// up, at least one.
+func retrySeconds(d time.Duration) string {
+	return strconv.FormatInt(max(int64(math.Ceil(d.Seconds())), 1), 10)
+}
+
+// limitOf returns the rate limit that refused err, if one did: a
+// *ratelimit.LimitedError, or the account throttle of the auth service
+// (failed sign-ins to one account, with a growing wait), which is
+// answered as a refusal of the failed-sign-ins-to-this-account class with
+// the throttle's own numbers.
+func limitOf(err error) (*ratelimit.LimitedError, bool) {
+	if le, ok := errors.AsType[*ratelimit.LimitedError](err); ok {
+		return le, true
+	}
+	if te, ok := errors.AsType[*auth.ThrottledError](err); ok {
+		return &ratelimit.LimitedError{Class: ratelimit.AuthFailureAccount, Decision: ratelimit.Decision{
+			Limit: te.Free, Remaining: 0, Reset: te.Wait, RetryAfter: te.Wait,
+		}}, true
+	}
+	return nil, false
 }
 
 // newLimiter builds the limiter of the configured classes, shared through

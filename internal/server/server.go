@@ -124,8 +124,9 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg *prom
 	recorder := audit.NewRecorder(st, logger, now)
 	tokens := auth.NewTokenIssuer(key, cfg.JWT.Issuer, cfg.JWT.Audience, cfg.JWT.AccessTokenTTL, now)
 	authSvc, err := auth.NewService(st, tokens, auth.Config{
-		AllowRegistration: cfg.AllowRegistration,
-		RefreshTTL:        cfg.JWT.RefreshTokenTTL,
+		AllowRegistration:     cfg.AllowRegistration,
+		RefreshTTL:            cfg.JWT.RefreshTokenTTL,
+		PasswordHashMemoryMiB: cfg.PasswordHashMemoryMiB,
 	}, recorder, now)
 	if err != nil {
 		return nil, err
