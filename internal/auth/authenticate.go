@@ -192,7 +192,7 @@ func (s *Service) loadAPIKey(ctx context.Context, prefix string, now time.Time) 
 		return principalEntry{}, err
 	}
 	e := principalEntry{keyHash: k.KeyHash, keyExpires: k.ExpiresAt, userID: k.UserID}
-	if k.RevokedAt != nil {
+	if k.RevokedAt != nil || k.AncestorRevoked {
 		e.err = errBadAPIKey
 		return e, nil
 	}

@@ -99,7 +99,9 @@ func (h *Handler) CreateApiKey(ctx context.Context, req *berthv1.CreateApiKeyReq
 		t := req.GetExpiresAt().AsTime()
 		expires = &t
 	}
-	key, k, err := h.svc.CreateAPIKey(ctx, p, req.GetName(), access.RoleFromProto(req.GetRole()), expires)
+	key, k, err := h.svc.CreateAPIKey(ctx, p, NewAPIKey{
+		Name: req.GetName(), Role: access.RoleFromProto(req.GetRole()), ExpiresAt: expires, ManageKeys: req.GetManageKeys(),
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -165,6 +167,8 @@ func apiKeyToProto(k *store.APIKey) *berthv1.ApiKey {
 		LastUsedAt: access.OptionalTime(k.LastUsedAt),
 		ExpiresAt:  access.OptionalTime(k.ExpiresAt),
 		RevokedAt:  access.OptionalTime(k.RevokedAt),
+		ManageKeys: k.ManageKeys,
+		ParentId:   k.ParentID,
 	}
 }
 

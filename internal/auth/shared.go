@@ -52,6 +52,9 @@ type cachedKey struct {
 	Role      store.Role `json:"r"`
 	ExpiresAt *time.Time `json:"exp,omitempty"`
 	RevokedAt *time.Time `json:"rev,omitempty"`
+	// AncestorRevoked: a key above this one is revoked (see
+	// store.APIKey).
+	AncestorRevoked bool `json:"ar,omitempty"`
 }
 
 // sharedGet reads key through c, loading it with load and encoding it as
@@ -151,12 +154,14 @@ func (s *Service) findKey(ctx context.Context, prefix string, touch func(*store.
 		if err := touch(k); err != nil {
 			return cachedKey{}, err
 		}
-		return cachedKey{ID: k.ID, UserID: k.UserID, KeyHash: k.KeyHash, Role: k.Role, ExpiresAt: k.ExpiresAt, RevokedAt: k.RevokedAt}, nil
+		return cachedKey{ID: k.ID, UserID: k.UserID, KeyHash: k.KeyHash, Role: k.Role, ExpiresAt: k.ExpiresAt, RevokedAt: k.RevokedAt,
+			AncestorRevoked: k.AncestorRevoked}, nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	return &store.APIKey{ID: c.ID, UserID: c.UserID, Prefix: prefix, KeyHash: c.KeyHash, Role: c.Role, ExpiresAt: c.ExpiresAt, RevokedAt: c.RevokedAt}, nil
+	return &store.APIKey{ID: c.ID, UserID: c.UserID, Prefix: prefix, KeyHash: c.KeyHash, Role: c.Role, ExpiresAt: c.ExpiresAt, RevokedAt: c.RevokedAt,
+		AncestorRevoked: c.AncestorRevoked}, nil
 }
 
 // invalidateSession drops a session from the shared cache, both ways it is

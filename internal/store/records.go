@@ -94,6 +94,15 @@ type APIKey struct {
 	LastUsedAt *time.Time
 	ExpiresAt  *time.Time // nil: never expires
 	RevokedAt  *time.Time
+	// ManageKeys lets the key create, list and revoke its account's keys.
+	ManageKeys bool
+	// ParentID is the key that created this one; empty for a key created
+	// by a signed-in session.
+	ParentID string
+	// AncestorRevoked is set by FindAPIKeyByPrefix when a key that created
+	// this one, directly or through others, is revoked: such a key no
+	// longer works, even if a revocation raced its creation and missed it.
+	AncestorRevoked bool
 }
 
 // StreamTicket is a short-lived, single-use ticket that opens one stream for
@@ -182,13 +191,13 @@ type Workspace struct {
 	ContainerID string
 	// Managed says berth created Path for this workspace; otherwise an
 	// admin imported an existing host directory.
-	Managed      bool
-	MemoryMB     int64
-	CPUs         float64
-	Pids         int64
-	DiskUsageMB  int64
-	CreatedAt    time.Time
-	UpdatedAt    time.Time
+	Managed     bool
+	MemoryMB    int64
+	CPUs        float64
+	Pids        int64
+	DiskUsageMB int64
+	CreatedAt   time.Time
+	UpdatedAt   time.Time
 
 	// Stats is computed from the tasks table when the workspace is read.
 	Stats WorkspaceStats

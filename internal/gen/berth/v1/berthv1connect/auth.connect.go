@@ -143,11 +143,15 @@ type AuthServiceClient interface {
 	// GetCurrentUser returns the account the request is authenticated as.
 	GetCurrentUser(context.Context, *v1.GetCurrentUserRequest) (*v1.GetCurrentUserResponse, error)
 	// CreateApiKey creates an API key for the caller. The key itself is in the
-	// response and is never shown again.
+	// response and is never shown again. An API key may call CreateApiKey,
+	// ListApiKeys and RevokeApiKey only if it was created with manage_keys
+	// and its role is member or admin; a key it creates expires no later than
+	// it does, and ends when it is revoked.
 	CreateApiKey(context.Context, *v1.CreateApiKeyRequest) (*v1.CreateApiKeyResponse, error)
 	// ListApiKeys lists the caller's API keys (never the keys themselves).
 	ListApiKeys(context.Context, *v1.ListApiKeysRequest) (*v1.ListApiKeysResponse, error)
-	// RevokeApiKey revokes one of the caller's API keys at once.
+	// RevokeApiKey revokes one of the caller's API keys at once, and with it
+	// every key that key created, directly or through other keys.
 	RevokeApiKey(context.Context, *v1.RevokeApiKeyRequest) (*v1.RevokeApiKeyResponse, error)
 	// CreateStreamTicket issues a single-use ticket, valid for 60 seconds, for
 	// clients that cannot send headers (EventSource, browser WebSocket).
@@ -181,11 +185,15 @@ type AuthServiceHandler interface {
 	// GetCurrentUser returns the account the request is authenticated as.
 	GetCurrentUser(context.Context, *v1.GetCurrentUserRequest) (*v1.GetCurrentUserResponse, error)
 	// CreateApiKey creates an API key for the caller. The key itself is in the
-	// response and is never shown again.
+	// response and is never shown again. An API key may call CreateApiKey,
+	// ListApiKeys and RevokeApiKey only if it was created with manage_keys
+	// and its role is member or admin; a key it creates expires no later than
+	// it does, and ends when it is revoked.
 	CreateApiKey(context.Context, *v1.CreateApiKeyRequest) (*v1.CreateApiKeyResponse, error)
 	// ListApiKeys lists the caller's API keys (never the keys themselves).
 	ListApiKeys(context.Context, *v1.ListApiKeysRequest) (*v1.ListApiKeysResponse, error)
-	// RevokeApiKey revokes one of the caller's API keys at once.
+	// RevokeApiKey revokes one of the caller's API keys at once, and with it
+	// every key that key created, directly or through other keys.
 	RevokeApiKey(context.Context, *v1.RevokeApiKeyRequest) (*v1.RevokeApiKeyResponse, error)
 	// CreateStreamTicket issues a single-use ticket, valid for 60 seconds, for
 	// clients that cannot send headers (EventSource, browser WebSocket).
