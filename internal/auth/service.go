@@ -35,7 +35,7 @@ type Config struct {
 	// unused.
 	RefreshTTL time.Duration
 	// PasswordHashMemoryMiB is the memory password hashing may take at
-	// once (see hashGate); 0 means 256 MiB.
+	// once (see HashSlots); 0 means 160 MiB.
 	PasswordHashMemoryMiB int64
 }
 
@@ -76,7 +76,7 @@ func NewService(st *store.Store, tokens *TokenIssuer, cfg Config, rec *audit.Rec
 	// that needs it waits for it. It takes a hashing slot like any other
 	// hash, waiting as long as it must.
 	if cfg.PasswordHashMemoryMiB <= 0 {
-		cfg.PasswordHashMemoryMiB = 256
+		cfg.PasswordHashMemoryMiB = 160
 	}
 	hashes := newHashGate(cfg.PasswordHashMemoryMiB)
 	dummy := sync.OnceValue(func() string {

@@ -54,8 +54,8 @@ type Config struct {
 	// AllowRegistration says whether Register accepts new accounts.
 	AllowRegistration bool
 	// PasswordHashMemoryMiB is the memory, in MiB, that password hashing
-	// (argon2id, 19 MiB per hash) may take at once; it sets how many
-	// hashes run concurrently.
+	// (argon2id) may take at once; it sets how many hashes run
+	// concurrently, each counted as 38 MiB (see auth.HashSlots).
 	PasswordHashMemoryMiB int64
 	// SecureCookies marks session cookies Secure (sent over HTTPS only).
 	// Turn it off only for plain-HTTP development on localhost.
@@ -220,7 +220,7 @@ func defaults() *Config {
 		LogFormat:             LogFormatJSON,
 		LogLevel:              slog.LevelInfo,
 		AllowRegistration:     true,
-		PasswordHashMemoryMiB: 256,
+		PasswordHashMemoryMiB: 160,
 		SecureCookies:         true,
 		JWT: JWT{
 			Issuer:          "berth",

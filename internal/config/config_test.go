@@ -78,7 +78,7 @@ func TestDefaults(t *testing.T) {
 		LogLevel:              slog.LevelInfo,
 		AllowedOrigins:        []string{},
 		AllowRegistration:     true,
-		PasswordHashMemoryMiB: 256,
+		PasswordHashMemoryMiB: 160,
 		SecureCookies:         true,
 		PublicURL:             "http://127.0.0.1:8080",
 		JWT: config.JWT{
@@ -639,11 +639,11 @@ func TestScaleFlagsRejectNonsense(t *testing.T) {
 
 func TestPasswordHashMemoryHoldsOneHash(t *testing.T) {
 	t.Parallel()
-	_, err := config.LoadWithOutput([]string{"--password-hash-memory", "18"}, func(string) string { return "" }, io.Discard)
-	if err == nil || !strings.Contains(err.Error(), "--password-hash-memory") || !strings.Contains(err.Error(), "at least 19") {
-		t.Fatalf("--password-hash-memory 18: %v, want a problem naming the flag and its minimum", err)
+	_, err := config.LoadWithOutput([]string{"--password-hash-memory", "37"}, func(string) string { return "" }, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "--password-hash-memory") || !strings.Contains(err.Error(), "at least 38") {
+		t.Fatalf("--password-hash-memory 37: %v, want a problem naming the flag and its minimum", err)
 	}
-	if _, err := config.LoadWithOutput([]string{"--password-hash-memory", "19"}, func(string) string { return "" }, io.Discard); err != nil {
-		t.Fatalf("--password-hash-memory 19: %v", err)
+	if _, err := config.LoadWithOutput([]string{"--password-hash-memory", "38"}, func(string) string { return "" }, io.Discard); err != nil {
+		t.Fatalf("--password-hash-memory 38: %v", err)
 	}
 }
