@@ -112,6 +112,7 @@ type StreamTicket struct {
 	TicketHash []byte // SHA-256 of the ticket
 	UserID     string
 	SessionID  string // the session that asked for it; empty for an API key
+	APIKeyID   string // the API key that asked for it; empty for a session
 	Target     string // the stream it opens, such as "task:<id>" or "ws"
 	CreatedAt  time.Time
 	ExpiresAt  time.Time
