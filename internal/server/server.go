@@ -95,7 +95,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg *prom
 	}
 	defer func() {
 		if err != nil {
-			st.Close()
+			st.Close() // #nosec G104 -- cleanup after a failed start: err is the error to report
 		}
 	}()
 	var key *auth.SigningKey
@@ -141,7 +141,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg *prom
 	}
 	defer func() {
 		if err != nil {
-			rt.Close()
+			rt.Close() // #nosec G104 -- cleanup after a failed start: err is the error to report
 		}
 	}()
 	events := bus.New()

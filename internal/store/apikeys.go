@@ -10,7 +10,8 @@ import (
 	"github.com/berthhq/berth/internal/fault"
 )
 
-const apiKeyColumns = `id, user_id, name, prefix, key_hash, role, created_at, last_used_at, expires_at, revoked_at, manage_keys, parent_id`
+// apiKeyColumns are the api_keys columns in scanAPIKey's order.
+const apiKeyColumns = `id, user_id, name, prefix, key_hash, role, created_at, last_used_at, expires_at, revoked_at, manage_keys, parent_id` // #nosec G101 -- column names, not a credential
 
 // ErrParentKeyRevoked is what CreateAPIKey says when the key creating the
 // new one is revoked, or is not a key of the same account.

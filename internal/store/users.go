@@ -288,7 +288,7 @@ func (s *Store) changeUser(ctx context.Context, op, id string, change func(c con
 				disabled    int64
 			)
 			if err := rows.Scan(&rowID, &role, &disabled); err != nil {
-				rows.Close()
+				rows.Close() // #nosec G104 -- the Scan error is the one to report; Close only releases the rows
 				return err
 			}
 			st := userState{role: Role(role), disabled: disabled != 0}
