@@ -208,7 +208,7 @@ func (s *Service) loadAPIKey(ctx context.Context, prefix string, now time.Time) 
 	if access.Rank(u.Role) < access.Rank(role) {
 		role = u.Role // a key never outranks its owner, even after a demotion
 	}
-	e.p = access.Principal{UserID: u.ID, Role: role, APIKeyID: k.ID, Method: access.MethodAPIKey}
+	e.p = access.Principal{UserID: u.ID, Role: role, APIKeyID: k.ID, ManageKeys: k.ManageKeys, Method: access.MethodAPIKey}
 	return e, nil
 }
 

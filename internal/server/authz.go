@@ -71,6 +71,10 @@ func authInterceptor(rules access.Rules, authn authenticator, lim limiter, reche
 			if !access.Allows(p.Role, rule.Permission) {
 				return fault.New(fault.ErrPermissionDenied, "your role (%s) does not grant %s", p.Role, rule.Permission)
 			}
+			if !access.KeyMay(p, rule.Permission) {
+				return fault.New(fault.ErrPermissionDenied,
+					"this API key cannot manage API keys: only a member or admin key created with manage_keys can; sign in, or use such a key")
+			}
 			if spec.StreamType != connect.StreamTypeServer {
 				return next(access.WithPrincipal(ctx, p), spec, stream)
 			}
