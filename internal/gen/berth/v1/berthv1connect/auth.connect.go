@@ -129,10 +129,17 @@ type AuthServiceClient interface {
 	// Register creates a password account and signs it in. The first account
 	// registered on an empty server becomes an admin; later accounts are
 	// members. Fails with PermissionDenied when registration is closed and
-	// AlreadyExists when the email is taken.
+	// AlreadyExists when the email is taken (which counts as a failed sign-in
+	// against the caller's address). Password hashing is bounded: when the
+	// server is busy hashing, the call fails with Unavailable (HTTP 503) and
+	// a RetryInfo and Retry-After saying when to try again.
 	Register(context.Context, *v1.RegisterRequest) (*v1.RegisterResponse, error)
 	// Login exchanges an email and password for an access token and a refresh
-	// token. A wrong password and an unknown email get the same error.
+	// token. A wrong password and an unknown email get the same error. Too
+	// many failures for the account or from the address fail with
+	// ResourceExhausted (HTTP 429) with RetryInfo, Retry-After and the
+	// refusing budget's RateLimit-* headers; a server busy hashing passwords
+	// answers Unavailable (HTTP 503) with RetryInfo and Retry-After.
 	Login(context.Context, *v1.LoginRequest) (*v1.LoginResponse, error)
 	// RefreshToken exchanges a refresh token for a new access token and a new
 	// refresh token. Each refresh token works once: the one presented is
@@ -171,10 +178,17 @@ type AuthServiceHandler interface {
 	// Register creates a password account and signs it in. The first account
 	// registered on an empty server becomes an admin; later accounts are
 	// members. Fails with PermissionDenied when registration is closed and
-	// AlreadyExists when the email is taken.
+	// AlreadyExists when the email is taken (which counts as a failed sign-in
+	// against the caller's address). Password hashing is bounded: when the
+	// server is busy hashing, the call fails with Unavailable (HTTP 503) and
+	// a RetryInfo and Retry-After saying when to try again.
 	Register(context.Context, *v1.RegisterRequest) (*v1.RegisterResponse, error)
 	// Login exchanges an email and password for an access token and a refresh
-	// token. A wrong password and an unknown email get the same error.
+	// token. A wrong password and an unknown email get the same error. Too
+	// many failures for the account or from the address fail with
+	// ResourceExhausted (HTTP 429) with RetryInfo, Retry-After and the
+	// refusing budget's RateLimit-* headers; a server busy hashing passwords
+	// answers Unavailable (HTTP 503) with RetryInfo and Retry-After.
 	Login(context.Context, *v1.LoginRequest) (*v1.LoginResponse, error)
 	// RefreshToken exchanges a refresh token for a new access token and a new
 	// refresh token. Each refresh token works once: the one presented is

@@ -740,7 +740,10 @@ export const AuthService: GenService<{
    * Register creates a password account and signs it in. The first account
    * registered on an empty server becomes an admin; later accounts are
    * members. Fails with PermissionDenied when registration is closed and
-   * AlreadyExists when the email is taken.
+   * AlreadyExists when the email is taken (which counts as a failed sign-in
+   * against the caller's address). Password hashing is bounded: when the
+   * server is busy hashing, the call fails with Unavailable (HTTP 503) and
+   * a RetryInfo and Retry-After saying when to try again.
    *
    * @generated from rpc berth.v1.AuthService.Register
    */
@@ -751,7 +754,11 @@ export const AuthService: GenService<{
   },
   /**
    * Login exchanges an email and password for an access token and a refresh
-   * token. A wrong password and an unknown email get the same error.
+   * token. A wrong password and an unknown email get the same error. Too
+   * many failures for the account or from the address fail with
+   * ResourceExhausted (HTTP 429) with RetryInfo, Retry-After and the
+   * refusing budget's RateLimit-* headers; a server busy hashing passwords
+   * answers Unavailable (HTTP 503) with RetryInfo and Retry-After.
    *
    * @generated from rpc berth.v1.AuthService.Login
    */
