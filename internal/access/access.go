@@ -37,6 +37,9 @@ type Principal struct {
 	SessionID string
 	// APIKeyID is the key a request authenticated with; empty otherwise.
 	APIKeyID string
+	// ManageKeys says the API key was created with manage_keys (see
+	// KeyMay); meaningless for other credentials.
+	ManageKeys bool
 	// Method says how the request authenticated.
 	Method Method
 }
@@ -158,6 +161,19 @@ func Rank(r store.Role) int {
 // Allows reports whether role grants permission.
 func Allows(role store.Role, permission string) bool {
 	return slices.Contains(policy[role], permission)
+}
+
+// KeyMay reports whether p may use permission as far as its credential is
+// concerned (its role is Allows' business). Only PermAPIKeyManage is
+// narrowed: an API key holds it only if it was created with manage_keys
+// and does not act as a viewer, so that a leaked key — a read-only one
+// above all — cannot mint, list or revoke keys. Sessions hold whatever
+// their role grants.
+func KeyMay(p Principal, permission string) bool {
+	if p.APIKeyID == "" || permission != PermAPIKeyManage {
+		return true
+	}
+	return p.ManageKeys && p.Role != store.RoleViewer
 }
 
 // Roles lists the global roles in the policy table, most powerful first.

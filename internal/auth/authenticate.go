@@ -142,14 +142,13 @@ func (s *Service) livePrincipal(ctx context.Context, sess *store.Session, now ti
 	return access.Principal{UserID: u.ID, Role: u.Role, SessionID: sess.ID}, nil
 }
 
+// authenticateAPIKey checks an API key. Guessing is limited by the
+// server's failed-sign-in budget per source address, which every front
+// spends on an Unauthenticated answer; a key is 256 random bits, so the
+// budget is there against floods rather than against a lucky guess.
 func (s *Service) authenticateAPIKey(ctx context.Context, key string) (access.Principal, error) {
-	addr := access.RequestFrom(ctx).SourceAddress
-	if d := s.addresses.wait(addr); d > 0 {
-		return access.Principal{}, tooManyAttempts(d)
-	}
 	prefix, ok := apiKeyLookupPrefix(key)
 	if !ok {
-		s.addresses.fail(addr)
 		return access.Principal{}, errBadAPIKey
 	}
 	now := s.now()
@@ -164,7 +163,6 @@ func (s *Service) authenticateAPIKey(ctx context.Context, key string) (access.Pr
 		s.cachePrincipal("k:"+prefix, e, now)
 	}
 	if e.keyHash == nil || subtle.ConstantTimeCompare(hash, e.keyHash) != 1 {
-		s.addresses.fail(addr)
 		return access.Principal{}, errBadAPIKey
 	}
 	if e.err != nil {
@@ -194,7 +192,7 @@ func (s *Service) loadAPIKey(ctx context.Context, prefix string, now time.Time) 
 		return principalEntry{}, err
 	}
 	e := principalEntry{keyHash: k.KeyHash, keyExpires: k.ExpiresAt, userID: k.UserID}
-	if k.RevokedAt != nil {
+	if k.RevokedAt != nil || k.AncestorRevoked {
 		e.err = errBadAPIKey
 		return e, nil
 	}
@@ -210,7 +208,7 @@ func (s *Service) loadAPIKey(ctx context.Context, prefix string, now time.Time) 
 	if access.Rank(u.Role) < access.Rank(role) {
 		role = u.Role // a key never outranks its owner, even after a demotion
 	}
-	e.p = access.Principal{UserID: u.ID, Role: role, APIKeyID: k.ID, Method: access.MethodAPIKey}
+	e.p = access.Principal{UserID: u.ID, Role: role, APIKeyID: k.ID, ManageKeys: k.ManageKeys, Method: access.MethodAPIKey}
 	return e, nil
 }
 
@@ -230,10 +228,6 @@ func (s *Service) cachePrincipal(key string, e principalEntry, now time.Time) {
 	if s.shared == nil {
 		s.principals.put(key, e, now)
 	}
-}
-
-func tooManyAttempts(wait time.Duration) error {
-	return fault.New(fault.ErrResourceExhausted, "too many failed attempts; try again in %s", wait.Round(time.Second)+time.Second)
 }
 
 // principalTTL bounds how long another instance's revocation can go unseen

@@ -73,6 +73,11 @@ func (h *Handler) Logout(ctx context.Context, _ *berthv1.LogoutRequest) (*berthv
 	if p.Method == access.MethodCookie {
 		// Tell the browser to drop the cookie of the ended session.
 		if info, ok := connect.CallInfoForServerContext(ctx); ok {
+			// #nosec G124 -- this Set-Cookie deletes the cookie (no value,
+			// MaxAge -1). Secure is left off so that the deletion also takes
+			// on a plain-HTTP development server (--secure-cookies=false),
+			// where a browser ignores a Secure Set-Cookie; on HTTPS it takes
+			// either way. HttpOnly and SameSite match the cookie it deletes.
 			info.ResponseHeader().Add("Set-Cookie", (&http.Cookie{
 				Name: SessionCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteLaxMode,
 			}).String())
@@ -99,7 +104,9 @@ func (h *Handler) CreateApiKey(ctx context.Context, req *berthv1.CreateApiKeyReq
 		t := req.GetExpiresAt().AsTime()
 		expires = &t
 	}
-	key, k, err := h.svc.CreateAPIKey(ctx, p, req.GetName(), access.RoleFromProto(req.GetRole()), expires)
+	key, k, err := h.svc.CreateAPIKey(ctx, p, NewAPIKey{
+		Name: req.GetName(), Role: access.RoleFromProto(req.GetRole()), ExpiresAt: expires, ManageKeys: req.GetManageKeys(),
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -165,6 +172,8 @@ func apiKeyToProto(k *store.APIKey) *berthv1.ApiKey {
 		LastUsedAt: access.OptionalTime(k.LastUsedAt),
 		ExpiresAt:  access.OptionalTime(k.ExpiresAt),
 		RevokedAt:  access.OptionalTime(k.RevokedAt),
+		ManageKeys: k.ManageKeys,
+		ParentId:   k.ParentID,
 	}
 }
 

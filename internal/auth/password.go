@@ -58,10 +58,17 @@ func VerifyPassword(hash, password string) (bool, error) {
 	if err != nil {
 		return false, errBadHash
 	}
-	want, err := base64.RawStdEncoding.DecodeString(parts[5])
-	if err != nil || len(want) == 0 {
+	// The hashing budget (hashGate) counts every hash at argonMemoryKiB:
+	// a stored hash that asks for more memory is refused rather than let
+	// through the budget's back door. (Raise argonMemoryKiB and the budget
+	// together.)
+	if memory > argonMemoryKiB || threads == 0 {
 		return false, errBadHash
 	}
-	got := argon2.IDKey([]byte(password), salt, passes, memory, threads, uint32(len(want)))
+	want, err := base64.RawStdEncoding.DecodeString(parts[5])
+	if err != nil || len(want) < 16 || len(want) > 64 {
+		return false, errBadHash
+	}
+	got := argon2.IDKey([]byte(password), salt, passes, memory, threads, uint32(len(want))) // #nosec G115 -- len(want) is at most 64, checked above
 	return subtle.ConstantTimeCompare(got, want) == 1, nil
 }

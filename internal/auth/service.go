@@ -34,6 +34,9 @@ type Config struct {
 	// RefreshTTL is how long a refresh token (and so a session) lives
 	// unused.
 	RefreshTTL time.Duration
+	// PasswordHashMemoryMiB is the memory password hashing may take at
+	// once (see HashSlots); 0 means 160 MiB.
+	PasswordHashMemoryMiB int64
 }
 
 // Service signs people in and authenticates requests.
@@ -44,20 +47,20 @@ type Service struct {
 	audit      *audit.Recorder
 	now        func() time.Time
 	dummyHash  func() string
+	hashes     *hashGate
 	principals *principalCache
 	shared     *sharedReads // nil: no shared cache (see UseSharedCache)
-	// accounts slows password guessing per account; addresses slows
-	// password and API key guessing per source address.
-	accounts  *throttle
-	addresses *throttle
+	// accounts slows password guessing per account. Guessing per source
+	// address (passwords, API keys, tokens, tickets) is limited by the
+	// server's failed-sign-in budget, which every protocol front spends.
+	accounts *throttle
 }
 
 // Throttling: per account, 5 failures are free, then each failure doubles
-// the wait (1s, 2s, 4s … up to 15 minutes); per source address, 20 are free.
-// Failures are forgotten 15 minutes after the last one.
+// the wait (1s, 2s, 4s … up to 15 minutes). Failures are forgotten 15
+// minutes after the last one.
 const (
 	freeAccountFailures = 5
-	freeAddressFailures = 20
 	throttleBase        = time.Second
 	throttleMax         = 15 * time.Minute
 	throttleForget      = 15 * time.Minute
@@ -70,9 +73,18 @@ func NewService(st *store.Store, tokens *TokenIssuer, cfg Config, rec *audit.Rec
 	// verified against it so it costs as much as one for a known email.
 	// Hashing takes a while (argon2id is slow on purpose), so it is done in
 	// the background rather than on the start-up path; the first login
-	// that needs it waits for it.
+	// that needs it waits for it. It takes a hashing slot like any other
+	// hash, waiting as long as it must.
+	if cfg.PasswordHashMemoryMiB <= 0 {
+		cfg.PasswordHashMemoryMiB = 160
+	}
+	hashes := newHashGate(cfg.PasswordHashMemoryMiB)
 	dummy := sync.OnceValue(func() string {
-		h, err := HashPassword(rand.Text())
+		var (
+			h   string
+			err error
+		)
+		_ = hashes.run(context.Background(), -1, func() { h, err = HashPassword(rand.Text()) }) // waits forever: no error
 		if err != nil {
 			panic("auth: hashing the dummy password: " + err.Error()) // only a broken crypto/rand fails
 		}
@@ -86,9 +98,9 @@ func NewService(st *store.Store, tokens *TokenIssuer, cfg Config, rec *audit.Rec
 		audit:      rec,
 		now:        now,
 		dummyHash:  dummy,
+		hashes:     hashes,
 		principals: newPrincipalCache(),
 		accounts:   newThrottle(freeAccountFailures, throttleBase, throttleMax, throttleForget, now),
-		addresses:  newThrottle(freeAddressFailures, throttleBase, throttleMax, throttleForget, now),
 	}, nil
 }
 
@@ -114,24 +126,29 @@ var errBadCredentials = fault.New(fault.ErrUnauthenticated, "invalid email or pa
 var errBadRefresh = fault.New(fault.ErrUnauthenticated, "refresh token is invalid, expired or already used; sign in again")
 
 // Register creates a password account and signs it in.
+//
+// Every attempt that gets as far as the password costs exactly one hash,
+// taken before the email is looked at: a taken email costs what a new one
+// costs, and answers no faster. (The AlreadyExists answer itself says that
+// the email is taken, as any sign-up must; the server spends the caller's
+// failed-sign-in budget on it, so emails cannot be probed in bulk.) With
+// registration closed, a server that has an account refuses before hashing
+// — a refusal that says nothing about any email — and the rule is checked
+// again, atomically, when the account is stored.
 func (s *Service) Register(ctx context.Context, email, password, name string, client Client) (*store.User, *Tokens, error) {
 	email = normalizeEmail(email)
 	if strings.EqualFold(password, email) {
 		return nil, nil, fault.Invalid("password", "must not be the same as the email")
 	}
-	if !s.cfg.AllowRegistration {
-		n, err := s.store.CountUsers(ctx)
-		if err != nil {
-			return nil, nil, err
-		}
-		if n > 0 {
-			return nil, nil, fault.New(fault.ErrPermissionDenied, "registration is closed on this server; ask an administrator for an account")
-		}
+	if open, err := s.RegistrationOpen(ctx); err != nil {
+		return nil, nil, err
+	} else if !open {
+		return nil, nil, store.ErrRegistrationClosed
 	}
 	if name = strings.TrimSpace(name); name == "" {
 		name, _, _ = strings.Cut(email, "@")
 	}
-	hash, err := HashPassword(password)
+	hash, err := s.hashes.hash(ctx, password)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -144,7 +161,11 @@ func (s *Service) Register(ctx context.Context, email, password, name string, cl
 		CreatedAt:    now,
 		UpdatedAt:    now,
 	}
-	if err := s.store.CreateUser(ctx, u); err != nil {
+	create := s.store.CreateUser
+	if !s.cfg.AllowRegistration {
+		create = s.store.CreateFirstUser // only while no account exists, decided in the INSERT
+	}
+	if err := create(ctx, u); err != nil {
 		return nil, nil, err
 	}
 	tokens, err := s.startSession(ctx, u, client)
@@ -155,21 +176,22 @@ func (s *Service) Register(ctx context.Context, email, password, name string, cl
 }
 
 // Login checks an email and password and starts a session. Failures are
-// throttled per account and per source address (see the constants above);
-// whether the account exists never changes the answer or its cost.
+// throttled per account (see the constants above; per source address the
+// server's failed-sign-in budget applies, before Login is called); whether
+// the account exists never changes the answer or its cost. A refusal for
+// lack of a hashing slot is no failure: it is not counted.
 func (s *Service) Login(ctx context.Context, email, password string, client Client) (*store.User, *Tokens, error) {
 	email = normalizeEmail(email)
-	acct, addr := email, client.SourceAddress
-	if d := max(s.accounts.wait(acct), s.addresses.wait(addr)); d > 0 {
+	acct := email
+	if d := s.accounts.wait(acct); d > 0 {
 		s.audit.Record(ctx, audit.Event{Action: audit.ActionLogin, Outcome: audit.Failure,
 			Details: map[string]string{"email": email, "reason": "throttled"}})
-		return nil, nil, tooManyAttempts(d)
+		return nil, nil, &ThrottledError{Free: freeAccountFailures, Wait: d}
 	}
 	u, err := s.checkPassword(ctx, email, password)
 	if err != nil {
 		if errors.Is(err, errBadCredentials) {
 			s.accounts.fail(acct)
-			s.addresses.fail(addr)
 			s.audit.Record(ctx, audit.Event{Action: audit.ActionLogin, Outcome: audit.Failure,
 				Details: map[string]string{"email": email}})
 		}
@@ -194,20 +216,23 @@ func (s *Service) Login(ctx context.Context, email, password string, client Clie
 // work either way.
 func (s *Service) checkPassword(ctx context.Context, email, password string) (*store.User, error) {
 	u, err := s.store.FindUserByEmail(ctx, email)
-	if errors.Is(err, fault.ErrNotFound) {
-		_, _ = VerifyPassword(s.dummyHash(), password)
+	if errors.Is(err, fault.ErrNotFound) || err == nil && u.PasswordHash == "" {
+		// The same work, in the same kind of slot, as a real check. Its
+		// only errors are the gate's (busy, or the caller gave up).
+		if _, err := s.hashes.verify(ctx, s.dummyHash(), password); err != nil {
+			return nil, err
+		}
 		return nil, errBadCredentials
 	}
 	if err != nil {
 		return nil, err
 	}
-	if u.PasswordHash == "" {
-		_, _ = VerifyPassword(s.dummyHash(), password)
-		return nil, errBadCredentials
-	}
-	ok, err := VerifyPassword(u.PasswordHash, password)
-	if err != nil {
+	ok, err := s.hashes.verify(ctx, u.PasswordHash, password)
+	if errors.Is(err, errBadHash) {
 		return nil, fmt.Errorf("auth: verify password of %s: %w", u.ID, err)
+	}
+	if err != nil {
+		return nil, err // busy, or the caller gave up: not a failed sign-in
 	}
 	if !ok || u.Disabled {
 		return nil, errBadCredentials

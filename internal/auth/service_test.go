@@ -207,3 +207,55 @@ func TestExternalSignIn(t *testing.T) {
 		t.Errorf("password login: %v", err)
 	}
 }
+
+// TestKeyTickets: a stream ticket asked for by an API key acts as that key
+// — with the key's role, not the account's — and stops working, at
+// redemption and at every re-check, once the key is revoked.
+func TestKeyTickets(t *testing.T) {
+	t.Parallel()
+	svc, _ := newService(t, true)
+	ctx := t.Context()
+	_, tok := signUp(t, svc, "admin@example.com") // the first account: an admin
+	session := principalOf(t, svc, tok)
+	key, k, err := svc.CreateAPIKey(ctx, session, auth.NewAPIKey{Name: "read-only", Role: store.RoleViewer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := svc.Authenticate(ctx, auth.Credentials{APIKey: key})
+	if err != nil || p.Role != store.RoleViewer || p.APIKeyID != k.ID {
+		t.Fatalf("the viewer key authenticates as %+v, %v", p, err)
+	}
+
+	redeem := func() (access.Principal, error) {
+		t.Helper()
+		ticket, _, err := svc.CreateStreamTicket(ctx, p, "ws")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return svc.RedeemStreamTicket(ctx, ticket, "ws")
+	}
+	got, err := redeem()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Role != store.RoleViewer || got.APIKeyID != k.ID || got.UserID != session.UserID {
+		t.Fatalf("a viewer key's ticket redeems as %+v, want the key's viewer role", got)
+	}
+	if cur, err := svc.RecheckTicket(ctx, got); err != nil || cur.Role != store.RoleViewer {
+		t.Fatalf("RecheckTicket = %+v, %v", cur, err)
+	}
+	unused, _, err := svc.CreateStreamTicket(ctx, p, "ws")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	if err := svc.RevokeAPIKey(ctx, session, k.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.RecheckTicket(ctx, got); !errors.Is(err, fault.ErrUnauthenticated) {
+		t.Errorf("re-check of an open stream after the key was revoked: %v, want unauthenticated", err)
+	}
+	if _, err := svc.RedeemStreamTicket(ctx, unused, "ws"); !errors.Is(err, fault.ErrUnauthenticated) {
+		t.Errorf("a revoked key's ticket redeemed: %v, want unauthenticated", err)
+	}
+}

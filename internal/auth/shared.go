@@ -52,6 +52,12 @@ type cachedKey struct {
 	Role      store.Role `json:"r"`
 	ExpiresAt *time.Time `json:"exp,omitempty"`
 	RevokedAt *time.Time `json:"rev,omitempty"`
+	// AncestorRevoked: a key above this one is revoked (see
+	// store.APIKey).
+	AncestorRevoked bool `json:"ar,omitempty"`
+	// ManageKeys: the key was created with manage_keys. Absent in entries
+	// cached before it existed, which then read as false: the safe side.
+	ManageKeys bool `json:"mk,omitempty"`
 }
 
 // sharedGet reads key through c, loading it with load and encoding it as
@@ -151,12 +157,14 @@ func (s *Service) findKey(ctx context.Context, prefix string, touch func(*store.
 		if err := touch(k); err != nil {
 			return cachedKey{}, err
 		}
-		return cachedKey{ID: k.ID, UserID: k.UserID, KeyHash: k.KeyHash, Role: k.Role, ExpiresAt: k.ExpiresAt, RevokedAt: k.RevokedAt}, nil
+		return cachedKey{ID: k.ID, UserID: k.UserID, KeyHash: k.KeyHash, Role: k.Role, ExpiresAt: k.ExpiresAt, RevokedAt: k.RevokedAt,
+			AncestorRevoked: k.AncestorRevoked, ManageKeys: k.ManageKeys}, nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	return &store.APIKey{ID: c.ID, UserID: c.UserID, Prefix: prefix, KeyHash: c.KeyHash, Role: c.Role, ExpiresAt: c.ExpiresAt, RevokedAt: c.RevokedAt}, nil
+	return &store.APIKey{ID: c.ID, UserID: c.UserID, Prefix: prefix, KeyHash: c.KeyHash, Role: c.Role, ExpiresAt: c.ExpiresAt, RevokedAt: c.RevokedAt,
+		AncestorRevoked: c.AncestorRevoked, ManageKeys: c.ManageKeys}, nil
 }
 
 // invalidateSession drops a session from the shared cache, both ways it is

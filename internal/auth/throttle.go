@@ -1,9 +1,34 @@
 package auth
 
 import (
+	"fmt"
+	"math"
 	"sync"
 	"time"
+
+	"github.com/berthhq/berth/internal/fault"
 )
+
+// ThrottledError is a sign-in refused because the account has failed too
+// often lately: Free failures were allowed, and the next attempt is checked
+// only after Wait. The server answers it like a rate limit of the failed
+// sign-ins to the account (429 / ResourceExhausted with Retry-After and
+// RateLimit-* headers describing this throttle).
+type ThrottledError struct {
+	Free int
+	Wait time.Duration
+}
+
+// Error implements error.
+func (e *ThrottledError) Error() string {
+	return fmt.Sprintf("too many failed sign-ins to this account; try again in %ds", max(int64(math.Ceil(e.Wait.Seconds())), 1))
+}
+
+// Unwrap returns the fault it is: ResourceExhausted, with the wait as its
+// retry hint.
+func (e *ThrottledError) Unwrap() error {
+	return &fault.Error{Kind: fault.ErrResourceExhausted, Message: e.Error(), RetryAfter: e.Wait}
+}
 
 // throttle slows down guessing. Each key (an account, a source address)
 // gets some failures free; after that every further failure doubles the time

@@ -48,6 +48,7 @@ func (s *Service) CreateStreamTicket(ctx context.Context, p access.Principal, ta
 		TicketHash: hashToken(ticket),
 		UserID:     p.UserID,
 		SessionID:  p.SessionID,
+		APIKeyID:   p.APIKeyID,
 		Target:     target,
 		CreatedAt:  now,
 		ExpiresAt:  now.Add(TicketTTL),
@@ -61,9 +62,11 @@ func (s *Service) CreateStreamTicket(ctx context.Context, p access.Principal, ta
 var errBadTicket = fault.New(fault.ErrUnauthenticated, "stream ticket is invalid, expired, already used or for another stream")
 
 // RedeemStreamTicket spends a ticket for target and returns the principal
-// it was issued to, with the account's current role. A ticket works once,
-// for its own target, within its lifetime, and only while the account (and
-// the session it was issued under) is still good.
+// it was issued to, with the account's current role — or, for a ticket an
+// API key asked for, the lower of the key's role and the account's, so a
+// viewer key's ticket opens a viewer's stream. A ticket works once, for its
+// own target, within its lifetime, and only while the account (and the
+// session or key it was issued under) is still good.
 func (s *Service) RedeemStreamTicket(ctx context.Context, ticket, target string) (access.Principal, error) {
 	t, err := s.store.RedeemStreamTicket(ctx, hashToken(ticket), s.now().UTC())
 	if errors.Is(err, fault.ErrNotFound) {
@@ -88,7 +91,34 @@ func (s *Service) RedeemStreamTicket(ctx context.Context, ticket, target string)
 			return access.Principal{}, errBadTicket
 		}
 	}
-	return access.Principal{UserID: u.ID, Role: u.Role, SessionID: t.SessionID, Method: access.MethodTicket}, nil
+	p := access.Principal{UserID: u.ID, Role: u.Role, SessionID: t.SessionID, APIKeyID: t.APIKeyID, Method: access.MethodTicket}
+	if t.APIKeyID != "" {
+		if p.Role, err = s.keyRole(ctx, u.ID, t.APIKeyID, u.Role); err != nil {
+			return access.Principal{}, err
+		}
+	}
+	return p, nil
+}
+
+// keyRole returns the role a ticket of the API key id acts with: the lower
+// of the key's and userRole; errBadTicket once the key is revoked (or a
+// key above it is) or expired. The key is read from the store, not the
+// cache: tickets are redeemed once and re-checked every heartbeat at most.
+func (s *Service) keyRole(ctx context.Context, userID, id string, userRole store.Role) (store.Role, error) {
+	k, err := s.store.FindAPIKey(ctx, userID, id)
+	if errors.Is(err, fault.ErrNotFound) {
+		return "", errBadTicket
+	}
+	if err != nil {
+		return "", err
+	}
+	if k.RevokedAt != nil || k.AncestorRevoked || k.ExpiresAt != nil && !s.now().Before(*k.ExpiresAt) {
+		return "", errBadTicket
+	}
+	if access.Rank(k.Role) < access.Rank(userRole) {
+		return k.Role, nil
+	}
+	return userRole, nil
 }
 
 // RecheckTicket re-validates, for a stream that stays open, the principal a
@@ -132,6 +162,13 @@ func (s *Service) RecheckTicket(ctx context.Context, p access.Principal) (access
 	cur := p
 	if access.Rank(e.p.Role) < access.Rank(cur.Role) {
 		cur.Role = e.p.Role // never more than at redemption, never more than now
+	}
+	if p.APIKeyID != "" {
+		role, err := s.keyRole(ctx, p.UserID, p.APIKeyID, cur.Role)
+		if err != nil {
+			return access.Principal{}, err
+		}
+		cur.Role = role
 	}
 	return cur, nil
 }

@@ -165,6 +165,18 @@ func TestPasswordHash(t *testing.T) {
 	if _, err := auth.VerifyPassword("$bcrypt$nope", "x"); err == nil {
 		t.Error("malformed hash accepted")
 	}
+	// A stored hash that asks for more memory than the hashing budget
+	// counts per hash (4 GiB here), or for a key of unbounded length, is
+	// refused before anything is allocated.
+	parts := strings.Split(hash, "$")
+	for _, bad := range []string{
+		strings.Replace(hash, "m=19456", "m=4194304", 1),
+		strings.Join(append(parts[:5:5], strings.Repeat("A", 200)), "$"),
+	} {
+		if _, err := auth.VerifyPassword(bad, "correct horse battery"); err == nil {
+			t.Errorf("hash %q accepted", bad)
+		}
+	}
 }
 
 // TestVerifiedTokenExpires: a token verified (and so cached) once is still

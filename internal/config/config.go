@@ -53,6 +53,10 @@ type Config struct {
 	AllowedOrigins []string
 	// AllowRegistration says whether Register accepts new accounts.
 	AllowRegistration bool
+	// PasswordHashMemoryMiB is the memory, in MiB, that password hashing
+	// (argon2id) may take at once; it sets how many hashes run
+	// concurrently, each counted as 38 MiB (see auth.HashSlots).
+	PasswordHashMemoryMiB int64
 	// SecureCookies marks session cookies Secure (sent over HTTPS only).
 	// Turn it off only for plain-HTTP development on localhost.
 	SecureCookies bool
@@ -212,13 +216,14 @@ func load(args []string, getenv func(string) string, environ []string, w io.Writ
 // Defaults that depend on the data directory are filled in by resolve.
 func defaults() *Config {
 	return &Config{
-		Addr:              "127.0.0.1:8080",
-		AdminAddr:         "127.0.0.1:9090",
-		DataDir:           "./data",
-		LogFormat:         LogFormatJSON,
-		LogLevel:          slog.LevelInfo,
-		AllowRegistration: true,
-		SecureCookies:     true,
+		Addr:                  "127.0.0.1:8080",
+		AdminAddr:             "127.0.0.1:9090",
+		DataDir:               "./data",
+		LogFormat:             LogFormatJSON,
+		LogLevel:              slog.LevelInfo,
+		AllowRegistration:     true,
+		PasswordHashMemoryMiB: 160,
+		SecureCookies:         true,
 		JWT: JWT{
 			Issuer:          "berth",
 			Audience:        "berth-api",
@@ -260,6 +265,7 @@ func (c *Config) LogValue() slog.Value {
 		slog.String("log-level", c.LogLevel.String()),
 		slog.Any("allowed-origins", c.AllowedOrigins),
 		slog.Bool("allow-registration", c.AllowRegistration),
+		slog.Int64("password-hash-memory", c.PasswordHashMemoryMiB),
 		slog.Bool("secure-cookies", c.SecureCookies),
 		slog.String("public-url", c.PublicURL),
 		slog.String("jwt-issuer", c.JWT.Issuer),

@@ -70,16 +70,17 @@ func TestDefaults(t *testing.T) {
 	got := load(t, nil, nil)
 	dataDir := abs(t, "data")
 	want := &config.Config{
-		Addr:              "127.0.0.1:8080",
-		AdminAddr:         "127.0.0.1:9090",
-		DataDir:           dataDir,
-		WorkspaceRoots:    []string{filepath.Join(dataDir, "workspaces")},
-		LogFormat:         config.LogFormatJSON,
-		LogLevel:          slog.LevelInfo,
-		AllowedOrigins:    []string{},
-		AllowRegistration: true,
-		SecureCookies:     true,
-		PublicURL:         "http://127.0.0.1:8080",
+		Addr:                  "127.0.0.1:8080",
+		AdminAddr:             "127.0.0.1:9090",
+		DataDir:               dataDir,
+		WorkspaceRoots:        []string{filepath.Join(dataDir, "workspaces")},
+		LogFormat:             config.LogFormatJSON,
+		LogLevel:              slog.LevelInfo,
+		AllowedOrigins:        []string{},
+		AllowRegistration:     true,
+		PasswordHashMemoryMiB: 160,
+		SecureCookies:         true,
+		PublicURL:             "http://127.0.0.1:8080",
 		JWT: config.JWT{
 			Issuer:          "berth",
 			Audience:        "berth-api",
@@ -193,18 +194,20 @@ func TestEnvTwins(t *testing.T) {
 		"BERTH_MAX_QUEUED_PER_USER":       "0",
 		"BERTH_MAX_WORKSPACES_PER_USER":   "3",
 		"BERTH_MAX_TASK_LOG_BYTES":        "65536",
+		"BERTH_PASSWORD_HASH_MEMORY":      "64",
 	})
 	want := &config.Config{
-		Addr:              "0.0.0.0:8081",
-		AdminAddr:         "",
-		DataDir:           dir,
-		WorkspaceRoots:    []string{filepath.Join(dir, "workspaces")},
-		LogFormat:         config.LogFormatText,
-		LogLevel:          slog.LevelDebug,
-		AllowedOrigins:    []string{"https://console.example.com", "http://localhost:5173"},
-		AllowRegistration: false,
-		SecureCookies:     false,
-		PublicURL:         "http://localhost:8081",
+		Addr:                  "0.0.0.0:8081",
+		AdminAddr:             "",
+		DataDir:               dir,
+		WorkspaceRoots:        []string{filepath.Join(dir, "workspaces")},
+		LogFormat:             config.LogFormatText,
+		LogLevel:              slog.LevelDebug,
+		AllowedOrigins:        []string{"https://console.example.com", "http://localhost:5173"},
+		AllowRegistration:     false,
+		PasswordHashMemoryMiB: 64,
+		SecureCookies:         false,
+		PublicURL:             "http://localhost:8081",
 		JWT: config.JWT{
 			Issuer:          "https://berth.example.com",
 			Audience:        "aud",
@@ -667,5 +670,16 @@ func TestTaskEnvFlags(t *testing.T) {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not name %s:\n%v", want, err)
 		}
+	}
+}
+
+func TestPasswordHashMemoryHoldsOneHash(t *testing.T) {
+	t.Parallel()
+	_, err := config.LoadWithOutput([]string{"--password-hash-memory", "37"}, func(string) string { return "" }, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "--password-hash-memory") || !strings.Contains(err.Error(), "at least 38") {
+		t.Fatalf("--password-hash-memory 37: %v, want a problem naming the flag and its minimum", err)
+	}
+	if _, err := config.LoadWithOutput([]string{"--password-hash-memory", "38"}, func(string) string { return "" }, io.Discard); err != nil {
+		t.Fatalf("--password-hash-memory 38: %v", err)
 	}
 }

@@ -80,6 +80,8 @@ func newFlagSet(c *Config, p *problems) *flagSet {
 		`Exact browser origins (scheme://host[:port], no path) allowed to call the API from another origin, comma-separated; the flag may be repeated. Empty means same-origin only. "*" is refused: cross-origin calls carry credentials, and a wildcard would hand them to any site.`)
 	s.add(&boolValue{&c.AllowRegistration}, "allow-registration", "", strconv.FormatBool(c.AllowRegistration),
 		"Let anyone create an account with Register. Use --allow-registration=false to close sign-ups.")
+	s.add(&int64Value{&c.PasswordHashMemoryMiB}, "password-hash-memory", "MiB", strconv.FormatInt(c.PasswordHashMemoryMiB, 10),
+		"Memory, in MiB, that password hashing (argon2id for Register and Login) may take at once. Each hash is counted as 38 MiB (its 19 MiB, plus as much again of garbage until the next collection), and no more hashes run at once than there are CPUs: 160 allows 4. Callers beyond it wait up to 2s, then get UNAVAILABLE (HTTP 503) with Retry-After. At least 38.")
 	s.add(&boolValue{&c.SecureCookies}, "secure-cookies", "", strconv.FormatBool(c.SecureCookies),
 		"Mark session cookies Secure (HTTPS only). Turn off only for plain-HTTP development on localhost.")
 	s.add(&stringValue{&c.PublicURL}, "public-url", "url", "http://<addr>",

@@ -18,6 +18,10 @@ func (c *Config) resolve(p *problems) {
 	c.resolvePaths(p)
 	c.checkOrigins(p)
 	c.checkTokens(p)
+	if c.PasswordHashMemoryMiB < 38 {
+		p.add("password-hash-memory", strconv.FormatInt(c.PasswordHashMemoryMiB, 10),
+			"want at least 38 (MiB): one argon2id hash takes 19 MiB, counted twice for the garbage it leaves until the next collection")
+	}
 	c.checkHTTP(p)
 	c.checkWorkspace(p)
 	c.checkTasks(p)

@@ -58,8 +58,8 @@ type Error struct {
 	// Cause is the underlying error, kept for logs and never shown.
 	Cause error
 	// RetryAfter, when positive, is how long the caller should wait before
-	// trying again (an ErrResourceExhausted quota that frees up as streams
-	// end); the edges send it as Retry-After and RetryInfo.
+	// trying again (for ErrUnavailable and ErrResourceExhausted); the edge
+	// sends it as Retry-After and a google.rpc.RetryInfo.
 	RetryAfter time.Duration
 }
 

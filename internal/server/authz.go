@@ -31,7 +31,7 @@ func authInterceptor(rules access.Rules, authn authenticator, lim limiter, reche
 			if !ok {
 				return fault.New(fault.ErrPermissionDenied, "%s has no access rule", spec.Procedure)
 			}
-			addr := access.RequestFrom(ctx).SourceAddress
+			addr := clientKey(ctx)
 			// An address that used up its failed sign-ins is refused before
 			// anything is checked.
 			if err := lim.peek(ctx, ratelimit.AuthFailureAddress, addr); err != nil {
@@ -45,8 +45,12 @@ func authInterceptor(rules access.Rules, authn authenticator, lim limiter, reche
 					return lim.loginLimits(ctx, stream, func(s connect.ServerStream) error { return next(ctx, spec, s) })
 				}
 				err := next(ctx, spec, stream)
-				if errors.Is(err, fault.ErrUnauthenticated) {
-					lim.failed(ctx, addr, "") // a bad refresh token, for one
+				// A bad refresh token fails a sign-in; so does a Register
+				// for a taken email, which would otherwise let an address
+				// probe for accounts at the anonymous rate.
+				if errors.Is(err, fault.ErrUnauthenticated) ||
+					spec.Procedure == berthv1connect.AuthServiceRegisterProcedure && errors.Is(err, fault.ErrConflict) {
+					lim.failed(ctx, addr, "")
 				}
 				return err
 			}
@@ -66,6 +70,10 @@ func authInterceptor(rules access.Rules, authn authenticator, lim limiter, reche
 			}
 			if !access.Allows(p.Role, rule.Permission) {
 				return fault.New(fault.ErrPermissionDenied, "your role (%s) does not grant %s", p.Role, rule.Permission)
+			}
+			if !access.KeyMay(p, rule.Permission) {
+				return fault.New(fault.ErrPermissionDenied,
+					"this API key cannot manage API keys: only a member or admin key created with manage_keys can; sign in, or use such a key")
 			}
 			if spec.StreamType != connect.StreamTypeServer {
 				return next(access.WithPrincipal(ctx, p), spec, stream)

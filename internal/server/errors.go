@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"runtime/debug"
+	"time"
 
 	"buf.build/go/protovalidate"
 	"connectrpc.com/connect/v2"
@@ -72,6 +74,7 @@ func errorInterceptor(logger *slog.Logger) connect.ServerInterceptor {
 					err = fmt.Errorf("panic: %v\n%s", r, debug.Stack())
 				}
 				if err != nil {
+					setRetryHeaders(ctx, err)
 					err = toConnectError(ctx, logger, spec, err)
 					if info := requestInfoFrom(ctx); info != nil {
 						info.setCode(connect.CodeOf(err))
@@ -89,18 +92,14 @@ func toConnectError(ctx context.Context, logger *slog.Logger, spec connect.Spec,
 		out        *connect.Error
 		violations []*errdetails.BadRequest_FieldViolation
 	)
-	if le, ok := errors.AsType[*ratelimit.LimitedError](err); ok {
+	if le, ok := limitOf(err); ok {
 		out = connect.NewError(connect.CodeResourceExhausted, "too many requests ("+limitNames[le.Class]+"); retry in "+
 			retryIn(le.Decision.RetryAfter)).WithCause(err)
-		if d, derr := connectproto.NewErrorDetail(&errdetails.RetryInfo{RetryDelay: durationpb.New(le.Decision.RetryAfter)}); derr == nil {
-			out = out.WithDetail(d)
-		}
+		out = withRetryInfo(out, le.Decision.RetryAfter)
 	} else if f, ok := errors.AsType[*fault.Error](err); ok {
 		out = connect.NewError(codeOfFault(f), f.Message).WithCause(err)
 		if f.RetryAfter > 0 {
-			if d, derr := connectproto.NewErrorDetail(&errdetails.RetryInfo{RetryDelay: durationpb.New(f.RetryAfter)}); derr == nil {
-				out = out.WithDetail(d)
-			}
+			out = withRetryInfo(out, f.RetryAfter)
 		}
 		for _, v := range f.Violations {
 			violations = append(violations, &errdetails.BadRequest_FieldViolation{Field: v.Field, Description: v.Reason})
@@ -141,6 +140,35 @@ func toConnectError(ctx context.Context, logger *slog.Logger, spec connect.Spec,
 		}
 	}
 	return out
+}
+
+// withRetryInfo adds a google.rpc.RetryInfo with the delay to e, which
+// gRPC clients and Connect's retry helpers read.
+func withRetryInfo(e *connect.Error, delay time.Duration) *connect.Error {
+	if d, err := connectproto.NewErrorDetail(&errdetails.RetryInfo{RetryDelay: durationpb.New(delay)}); err == nil {
+		return e.WithDetail(d)
+	}
+	return e
+}
+
+// setRetryHeaders writes, on the response of a call that failed with err,
+// the headers of the limit that refused it (RateLimit-* of that class and
+// Retry-After, replacing those of any class that allowed the call before)
+// or, for another fault with a retry hint, Retry-After.
+func setRetryHeaders(ctx context.Context, err error) {
+	call, ok := connect.CallInfoForServerContext(ctx)
+	if !ok {
+		return
+	}
+	h := http.Header{}
+	if le, ok := limitOf(err); ok {
+		ratelimit.SetHeaders(h, le.Decision)
+	} else if f, ok := errors.AsType[*fault.Error](err); ok && f.RetryAfter > 0 {
+		h.Set("Retry-After", retrySeconds(f.RetryAfter))
+	}
+	for k, v := range h {
+		call.ResponseHeader().SetValues(k, v)
+	}
 }
 
 func codeOfFault(f *fault.Error) connect.Code {

@@ -291,7 +291,8 @@ func csrfProtect(trusted []string, next http.Handler) (http.Handler, error) {
 
 // withCORS allows the configured origins (never "*": credentials are
 // allowed) to call the API from browsers, with the header lists that the
-// Connect, gRPC-Web and gRPC protocols need.
+// Connect, gRPC-Web and gRPC protocols need; the rate-limit headers are
+// exposed too, so a browser client can pace itself.
 func withCORS(origins []string, next http.Handler) http.Handler {
 	if len(origins) == 0 {
 		return next
@@ -300,7 +301,7 @@ func withCORS(origins []string, next http.Handler) http.Handler {
 		AllowedOrigins:   origins,
 		AllowedMethods:   append(connectcors.AllowedMethods(), http.MethodOptions),
 		AllowedHeaders:   append(connectcors.AllowedHeaders(), "Authorization", "X-Api-Key", "X-Request-Id", "Connect-Accept-Encoding", "Connect-Content-Encoding", "Grpc-Accept-Encoding", "Grpc-Encoding"),
-		ExposedHeaders:   append(connectcors.ExposedHeaders(), "X-Request-Id", "Connect-Content-Encoding", "Grpc-Encoding"),
+		ExposedHeaders:   append(connectcors.ExposedHeaders(), "X-Request-Id", "Connect-Content-Encoding", "Grpc-Encoding", "RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset", "Retry-After"),
 		AllowCredentials: true,
 		MaxAge:           7200,
 	}).Handler(next)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -32,7 +33,30 @@ var limitNames = map[string]string{
 
 // retryIn is a wait as people read it: whole seconds, at least one.
 func retryIn(d time.Duration) string {
-	return strconv.FormatInt(max(int64(math.Ceil(d.Seconds())), 1), 10) + "s"
+	return retrySeconds(d) + "s"
+}
+
+// retrySeconds is a wait as Retry-After gives it: whole seconds, rounded
+// up, at least one.
+func retrySeconds(d time.Duration) string {
+	return strconv.FormatInt(max(int64(math.Ceil(d.Seconds())), 1), 10)
+}
+
+// limitOf returns the rate limit that refused err, if one did: a
+// *ratelimit.LimitedError, or the account throttle of the auth service
+// (failed sign-ins to one account, with a growing wait), which is
+// answered as a refusal of the failed-sign-ins-to-this-account class with
+// the throttle's own numbers.
+func limitOf(err error) (*ratelimit.LimitedError, bool) {
+	if le, ok := errors.AsType[*ratelimit.LimitedError](err); ok {
+		return le, true
+	}
+	if te, ok := errors.AsType[*auth.ThrottledError](err); ok {
+		return &ratelimit.LimitedError{Class: ratelimit.AuthFailureAccount, Decision: ratelimit.Decision{
+			Limit: te.Free, Remaining: 0, Reset: te.Wait, RetryAfter: te.Wait,
+		}}, true
+	}
+	return nil, false
 }
 
 // newLimiter builds the limiter of the configured classes, shared through
@@ -109,11 +133,32 @@ func callHeaders(ctx context.Context) func(ratelimit.Decision) {
 	}
 }
 
+// addressKey is the key under which a source address's budgets are kept:
+// the address itself for IPv4, and its /64 for IPv6, since one subscriber
+// or host is routinely given a whole /64 and could otherwise draw on 2^64
+// budgets. Anything that does not parse is its own key.
+func addressKey(addr string) string {
+	a, err := netip.ParseAddr(addr)
+	if err != nil || !a.Is6() || a.Is4In6() {
+		return addr
+	}
+	p, err := a.WithZone("").Prefix(64)
+	if err != nil {
+		return addr
+	}
+	return p.String()
+}
+
+// clientKey is the budget key of the address the request comes from.
+func clientKey(ctx context.Context) string {
+	return addressKey(access.RequestFrom(ctx).SourceAddress)
+}
+
 // loginLimits wraps the Login call's stream so that a sign-in to an
 // account that has used up its failures is refused before the password is
 // checked, and a failed one is counted for the account and the address.
 func (l limiter) loginLimits(ctx context.Context, stream connect.ServerStream, next func(connect.ServerStream) error) error {
-	addr := access.RequestFrom(ctx).SourceAddress
+	addr := clientKey(ctx)
 	ls := &loginStream{ServerStream: stream, ctx: ctx, l: l}
 	err := next(ls)
 	if errors.Is(err, fault.ErrUnauthenticated) {
@@ -143,29 +188,96 @@ func (s *loginStream) Receive(msg any) error {
 	return nil
 }
 
-// limitHTTP applies the anonymous budget to the plain-HTTP routes (SSE,
-// the WebSocket upgrade, OIDC) when a request presents no credentials:
-// those with credentials are checked by the handlers themselves. RPCs are
-// limited by the auth interceptor, and /health, /ready by nothing.
+// limitHTTP applies the budgets to the plain-HTTP routes (SSE, the
+// WebSocket upgrade, OIDC, the console); RPCs are limited by the auth
+// interceptor, and /health, /ready by nothing. A request without
+// credentials, and every request to the OIDC routes (which never read the
+// credentials a request carries), spends the anonymous budget. A request
+// with credentials — checked by the SSE and WebSocket handlers themselves
+// — is refused while its address is out of failed sign-ins, and when it
+// is answered 401 it spends that budget, as a failed RPC does; so a flood
+// of bad tokens, keys or tickets on a stream route ends in 429.
 func limitHTTP(l limiter, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if isRPC(r) || r.URL.Path == "/health" || r.URL.Path == "/ready" || hasCredentials(r) {
+		if isRPC(r) || r.URL.Path == "/health" || r.URL.Path == "/ready" {
 			next.ServeHTTP(w, r)
 			return
 		}
-		err := l.allow(r.Context(), ratelimit.Anonymous, access.RequestFrom(r.Context()).SourceAddress, func(d ratelimit.Decision) {
-			ratelimit.SetHeaders(w.Header(), d)
-		})
-		if le, ok := errors.AsType[*ratelimit.LimitedError](err); ok {
-			writeJSON(w, http.StatusTooManyRequests, map[string]string{
-				"code": "resource_exhausted", "reason": "RATE_LIMIT_EXCEEDED",
-				"message": "too many requests (" + limitNames[le.Class] + "); retry in " + retryIn(le.Decision.RetryAfter),
-			})
+		ctx := r.Context()
+		key := clientKey(ctx)
+		creds := hasCredentials(r)
+		if creds {
+			if err := l.peek(ctx, ratelimit.AuthFailureAddress, key); err != nil {
+				writeLimited(w, err)
+				return
+			}
+		}
+		if !creds || strings.HasPrefix(r.URL.Path, "/auth/oidc/") {
+			err := l.allow(ctx, ratelimit.Anonymous, key, func(d ratelimit.Decision) { ratelimit.SetHeaders(w.Header(), d) })
+			if err != nil {
+				writeLimited(w, err)
+				return
+			}
+		}
+		if !creds {
+			next.ServeHTTP(w, r)
 			return
 		}
-		next.ServeHTTP(w, r)
+		rec := &failureRecorder{ResponseWriter: w}
+		next.ServeHTTP(rec, r)
+		if rec.status == http.StatusUnauthorized {
+			l.failed(ctx, key, "")
+		}
 	})
 }
+
+// writeLimited answers a plain-HTTP request that a rate limit refused: 429
+// with the refusing class's RateLimit-* headers and Retry-After, and the
+// same JSON error body as the streams' other refusals. Any other error
+// (an unknown class: a bug) is a 500.
+func writeLimited(w http.ResponseWriter, err error) {
+	le, ok := limitOf(err)
+	if !ok {
+		writeJSON(w, http.StatusInternalServerError, map[string]string{"code": "internal", "message": "internal error"})
+		return
+	}
+	ratelimit.SetHeaders(w.Header(), le.Decision)
+	writeJSON(w, http.StatusTooManyRequests, map[string]string{
+		"code": "resource_exhausted", "reason": "RATE_LIMIT_EXCEEDED",
+		"message": "too many requests (" + limitNames[le.Class] + "); retry in " + retryIn(le.Decision.RetryAfter),
+	})
+}
+
+// failureRecorder remembers the status a handler answered with, so that a
+// 401 can be counted as a failed sign-in. Unwrap lets the SSE handler
+// reach the flusher, and the WebSocket upgrade the hijacker, of the real
+// writer.
+type failureRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *failureRecorder) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *failureRecorder) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *failureRecorder) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (w *failureRecorder) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // isRPC reports whether r is a Connect, gRPC or gRPC-Web call: its path is
 // /<package>.<Service>/<Method>.

@@ -101,7 +101,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg *prom
 	}
 	defer func() {
 		if err != nil {
-			st.Close()
+			st.Close() // #nosec G104 -- cleanup after a failed start: err is the error to report
 		}
 	}()
 	var key *auth.SigningKey
@@ -130,8 +130,9 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg *prom
 	recorder := audit.NewRecorder(st, logger, now)
 	tokens := auth.NewTokenIssuer(key, cfg.JWT.Issuer, cfg.JWT.Audience, cfg.JWT.AccessTokenTTL, now)
 	authSvc, err := auth.NewService(st, tokens, auth.Config{
-		AllowRegistration: cfg.AllowRegistration,
-		RefreshTTL:        cfg.JWT.RefreshTokenTTL,
+		AllowRegistration:     cfg.AllowRegistration,
+		RefreshTTL:            cfg.JWT.RefreshTokenTTL,
+		PasswordHashMemoryMiB: cfg.PasswordHashMemoryMiB,
 	}, recorder, now)
 	if err != nil {
 		return nil, err
@@ -146,7 +147,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg *prom
 	}
 	defer func() {
 		if err != nil {
-			rt.Close()
+			rt.Close() // #nosec G104 -- cleanup after a failed start: err is the error to report
 		}
 	}()
 	events := bus.New()

@@ -94,6 +94,15 @@ type APIKey struct {
 	LastUsedAt *time.Time
 	ExpiresAt  *time.Time // nil: never expires
 	RevokedAt  *time.Time
+	// ManageKeys lets the key create, list and revoke its account's keys.
+	ManageKeys bool
+	// ParentID is the key that created this one; empty for a key created
+	// by a signed-in session.
+	ParentID string
+	// AncestorRevoked is set by FindAPIKeyByPrefix when a key that created
+	// this one, directly or through others, is revoked: such a key no
+	// longer works, even if a revocation raced its creation and missed it.
+	AncestorRevoked bool
 }
 
 // StreamTicket is a short-lived, single-use ticket that opens one stream for
@@ -103,6 +112,7 @@ type StreamTicket struct {
 	TicketHash []byte // SHA-256 of the ticket
 	UserID     string
 	SessionID  string // the session that asked for it; empty for an API key
+	APIKeyID   string // the API key that asked for it; empty for a session
 	Target     string // the stream it opens, such as "task:<id>" or "ws"
 	CreatedAt  time.Time
 	ExpiresAt  time.Time

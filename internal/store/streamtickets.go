@@ -10,7 +10,7 @@ import (
 	"github.com/berthhq/berth/internal/fault"
 )
 
-const streamTicketColumns = `ticket_hash, user_id, session_id, target, created_at, expires_at, used_at`
+const streamTicketColumns = `ticket_hash, user_id, session_id, target, created_at, expires_at, used_at, api_key_id`
 
 // errNoTicket is what RedeemStreamTicket says of a ticket that is missing,
 // used or expired alike, so a caller learns nothing about which.
@@ -21,8 +21,8 @@ var errNoTicket = fault.NotFound("stream ticket")
 // that is taken is a fault.ErrConflict. t's times are set to their stored
 // precision.
 func (s *Store) CreateStreamTicket(ctx context.Context, t *StreamTicket) error {
-	_, err := s.conn().exec(ctx, `INSERT INTO stream_tickets (`+streamTicketColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-		t.TicketHash, t.UserID, t.SessionID, t.Target, micros(t.CreatedAt), micros(t.ExpiresAt), nullMicros(t.UsedAt))
+	_, err := s.conn().exec(ctx, `INSERT INTO stream_tickets (`+streamTicketColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+		t.TicketHash, t.UserID, t.SessionID, t.Target, micros(t.CreatedAt), micros(t.ExpiresAt), nullMicros(t.UsedAt), t.APIKeyID)
 	switch {
 	case s.d.isForeignKeyViolation(err):
 		return fault.NotFound("user")
@@ -83,7 +83,7 @@ func scanStreamTicket(row scanner) (*StreamTicket, error) {
 		created, expires int64
 		used             sql.NullInt64
 	)
-	if err := row.Scan(&t.TicketHash, &t.UserID, &t.SessionID, &t.Target, &created, &expires, &used); err != nil {
+	if err := row.Scan(&t.TicketHash, &t.UserID, &t.SessionID, &t.Target, &created, &expires, &used, &t.APIKeyID); err != nil {
 		return nil, err
 	}
 	t.CreatedAt = fromMicros(created)

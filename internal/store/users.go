@@ -49,15 +49,37 @@ func errUnknownRole() error {
 // role stored is written back into u.Role, and u's times are set to their
 // stored precision. A taken email is a fault.ErrConflict.
 func (s *Store) CreateUser(ctx context.Context, u *User) error {
+	return s.createUser(ctx, u, false)
+}
+
+// ErrRegistrationClosed is what CreateFirstUser says once an account
+// exists.
+var ErrRegistrationClosed = fault.New(fault.ErrPermissionDenied,
+	"registration is closed on this server; ask an administrator for an account")
+
+// CreateFirstUser is CreateUser for a server whose registration is closed:
+// it stores u only while no account exists, and is ErrRegistrationClosed
+// otherwise. The check is a condition of the INSERT itself, made under
+// lockUserCreation, so of many accounts created at once on an empty server
+// (on one instance or several sharing a database) exactly one is stored.
+func (s *Store) CreateFirstUser(ctx context.Context, u *User) error {
+	return s.createUser(ctx, u, true)
+}
+
+// createUser is CreateUser, or CreateFirstUser when onlyFirst.
+func (s *Store) createUser(ctx context.Context, u *User, onlyFirst bool) error {
 	email := strings.ToLower(u.Email)
 	var role Role
 	err := s.inTx(ctx, func(c conn) error {
 		var err error
-		role, err = insertUser(ctx, c, u, nullString(email))
+		role, err = insertUserIf(ctx, c, u, nullString(email), onlyFirst)
 		return err
 	})
 	if s.d.isUniqueViolation(err) {
 		return errDuplicateEmail
+	}
+	if onlyFirst && errors.Is(err, sql.ErrNoRows) {
+		return ErrRegistrationClosed
 	}
 	if err != nil {
 		return fmt.Errorf("create user: %w", err)
@@ -73,6 +95,13 @@ func (s *Store) CreateUser(ctx context.Context, u *User) error {
 // transaction: it takes lockUserCreation first, without which two Postgres
 // transactions could each see no account and both make an admin.
 func insertUser(ctx context.Context, c conn, u *User, email sql.NullString) (Role, error) {
+	return insertUserIf(ctx, c, u, email, false)
+}
+
+// insertUserIf is insertUser that, when onlyFirst, inserts nothing (and is
+// sql.ErrNoRows) if any account exists: the rule is checked by the same
+// statement, under the same lock, that decides the first admin.
+func insertUserIf(ctx context.Context, c conn, u *User, email sql.NullString, onlyFirst bool) (Role, error) {
 	if err := c.lock(ctx, lockUserCreation); err != nil {
 		return "", err
 	}
@@ -82,9 +111,10 @@ func insertUser(ctx context.Context, c conn, u *User, email sql.NullString) (Rol
 		SELECT ?, ?, ?, ?,
 		       COALESCE(NULLIF(?, ''), CASE WHEN EXISTS (SELECT 1 FROM users) THEN 'member' ELSE 'admin' END),
 		       ?, ?, ?, ?
+		WHERE ? = 0 OR NOT EXISTS (SELECT 1 FROM users)
 		RETURNING role`,
 		u.ID, email, u.Name, u.PasswordHash, string(u.Role), boolInt(u.Disabled),
-		micros(u.CreatedAt), micros(u.UpdatedAt), nullMicros(u.LastLoginAt),
+		micros(u.CreatedAt), micros(u.UpdatedAt), nullMicros(u.LastLoginAt), boolInt(onlyFirst),
 	).Scan(&role)
 	return Role(role), err
 }
@@ -258,7 +288,7 @@ func (s *Store) changeUser(ctx context.Context, op, id string, change func(c con
 				disabled    int64
 			)
 			if err := rows.Scan(&rowID, &role, &disabled); err != nil {
-				rows.Close()
+				rows.Close() // #nosec G104 -- the Scan error is the one to report; Close only releases the rows
 				return err
 			}
 			st := userState{role: Role(role), disabled: disabled != 0}

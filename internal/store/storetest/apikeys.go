@@ -17,6 +17,8 @@ var apiKeyTests = []test{
 	{"List", testListAPIKeys},
 	{"Revoke", testRevokeAPIKey},
 	{"Touch", testTouchAPIKey},
+	{"Children", testAPIKeyChildren},
+	{"RevokeCascades", testRevokeAPIKeyCascades},
 }
 
 // apiKey creates an API key of u with defaults, as changed by mods.
@@ -95,8 +97,9 @@ func testListAPIKeys(t *testing.T, e *env) {
 	ka := e.apiKey(u, func(k *store.APIKey) { k.ID, k.CreatedAt = "a-"+k.ID, at })
 	kz := e.apiKey(u, func(k *store.APIKey) { k.ID, k.CreatedAt = "z-"+k.ID, at })
 	e.apiKey(other)
-	revoked, err := e.s.RevokeAPIKey(e.ctx, u.ID, k2.ID, e.tick())
+	revokedKeys, err := e.s.RevokeAPIKey(e.ctx, u.ID, k2.ID, e.tick())
 	must(t, err)
+	revoked := revokedKeys[0]
 
 	keys, err := e.s.ListAPIKeys(e.ctx, u.ID)
 	must(t, err)
@@ -121,12 +124,12 @@ func testRevokeAPIKey(t *testing.T, e *env) {
 	must(t, err)
 	want := *k
 	want.RevokedAt = ptr(micro(first))
-	equal(t, "revoked", got, &want)
+	equal(t, "revoked", got, []*store.APIKey{&want})
 	equal(t, "stored", e.findKey(k.Prefix), &want)
 
 	got, err = e.s.RevokeAPIKey(e.ctx, u.ID, k.ID, e.tick())
 	must(t, err)
-	equal(t, "revoked again keeps the first time", got, &want)
+	equal(t, "revoked again keeps the first time", got, []*store.APIKey{&want})
 
 	_, err = e.s.RevokeAPIKey(e.ctx, u.ID, uuid.NewString(), e.tick())
 	wantMessage(t, err, fault.ErrNotFound, "API key not found")
@@ -142,4 +145,60 @@ func testTouchAPIKey(t *testing.T, e *env) {
 	must(t, e.s.TouchAPIKey(e.ctx, k.ID, t3))
 	equal(t, "a newer touch moves it on", e.findKey(k.Prefix).LastUsedAt, ptr(micro(t3)))
 	wantMessage(t, e.s.TouchAPIKey(e.ctx, uuid.NewString(), t3), fault.ErrNotFound, "API key not found")
+}
+
+func testAPIKeyChildren(t *testing.T, e *env) {
+	u, other := e.user(), e.user()
+	parent := e.apiKey(u, func(k *store.APIKey) { k.ManageKeys = true })
+	child := e.apiKey(u, func(k *store.APIKey) { k.ParentID = parent.ID })
+	equal(t, "found with its scope", e.findKey(parent.Prefix), parent)
+	equal(t, "found with its parent", e.findKey(child.Prefix), child)
+	byID, err := e.s.FindAPIKey(e.ctx, u.ID, child.ID)
+	must(t, err)
+	equal(t, "found by id", byID, child)
+	_, err = e.s.FindAPIKey(e.ctx, other.ID, child.ID)
+	wantMessage(t, err, fault.ErrNotFound, "API key not found")
+
+	// A parent of another account, or one that does not exist, creates
+	// nothing.
+	for _, parentID := range []string{e.apiKey(other).ID, uuid.NewString()} {
+		k := e.newAPIKey(u, func(k *store.APIKey) { k.ParentID = parentID })
+		wantFault(t, e.s.CreateAPIKey(e.ctx, k), fault.ErrUnauthenticated)
+		_, err := e.s.FindAPIKeyByPrefix(e.ctx, k.Prefix)
+		wantFault(t, err, fault.ErrNotFound)
+	}
+}
+
+func testRevokeAPIKeyCascades(t *testing.T, e *env) {
+	u := e.user()
+	root := e.apiKey(u, func(k *store.APIKey) { k.ManageKeys = true })
+	child := e.apiKey(u, func(k *store.APIKey) { k.ParentID, k.ManageKeys = root.ID, true })
+	grandchild := e.apiKey(u, func(k *store.APIKey) { k.ParentID = child.ID })
+	sibling := e.apiKey(u)
+
+	at := e.tick()
+	got, err := e.s.RevokeAPIKey(e.ctx, u.ID, child.ID, at)
+	must(t, err)
+	if len(got) != 2 || got[0].ID != child.ID || got[1].ID != grandchild.ID {
+		t.Fatalf("revoking the child revoked %v, want the child, then the grandchild", got)
+	}
+	for _, k := range got {
+		equal(t, "revoked at", k.RevokedAt, ptr(micro(at)))
+	}
+	equal(t, "root untouched", e.findKey(root.Prefix).RevokedAt, (*time.Time)(nil))
+	equal(t, "sibling untouched", e.findKey(sibling.Prefix).RevokedAt, (*time.Time)(nil))
+	equal(t, "grandchild sees a revoked ancestor", e.findKey(grandchild.Prefix).AncestorRevoked, true)
+
+	// A revoked key creates nothing.
+	late := e.newAPIKey(u, func(k *store.APIKey) { k.ParentID = child.ID })
+	wantFault(t, e.s.CreateAPIKey(e.ctx, late), fault.ErrUnauthenticated)
+
+	// Revoking the root reaches every key below it.
+	got, err = e.s.RevokeAPIKey(e.ctx, u.ID, root.ID, e.tick())
+	must(t, err)
+	if len(got) != 3 || got[0].ID != root.ID {
+		t.Fatalf("revoking the root returned %v, want it and its two descendants", got)
+	}
+	equal(t, "an earlier revocation keeps its time", e.findKey(grandchild.Prefix).RevokedAt, ptr(micro(at)))
+	equal(t, "the root has no ancestor", e.findKey(root.Prefix).AncestorRevoked, false)
 }

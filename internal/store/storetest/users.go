@@ -18,6 +18,8 @@ var userTests = []test{
 	{"FirstIsAdmin", testFirstUserIsAdmin},
 	{"FirstWithRoleKeepsIt", testFirstUserWithRole},
 	{"ConcurrentFirstUsers", testConcurrentFirstUsers},
+	{"ClosedRegistration", testClosedRegistration},
+	{"ConcurrentClosedRegistration", testConcurrentClosedRegistration},
 	{"DuplicateEmail", testDuplicateEmail},
 	{"Find", testFindUser},
 	{"LastLogin", testUserLastLogin},
@@ -126,6 +128,65 @@ func (e *env) raceFirstUsers(t *testing.T, round, n int) {
 	}
 	if admins != 1 {
 		t.Fatalf("round %d: %d of %d users created at once on an empty store became admin, want exactly 1", round, admins, n)
+	}
+}
+
+func testClosedRegistration(t *testing.T, e *env) {
+	now := e.tick()
+	first := &store.User{ID: uuid.NewString(), Email: "first@example.com", Name: "First", CreatedAt: now, UpdatedAt: now}
+	must(t, e.s.CreateFirstUser(e.ctx, first))
+	equal(t, "first role", first.Role, store.RoleAdmin)
+	second := &store.User{ID: uuid.NewString(), Email: "second@example.com", Name: "Second", CreatedAt: now, UpdatedAt: now}
+	wantMessage(t, e.s.CreateFirstUser(e.ctx, second), fault.ErrPermissionDenied,
+		"registration is closed on this server; ask an administrator for an account")
+	_, err := e.s.FindUserByID(e.ctx, second.ID)
+	wantFault(t, err, fault.ErrNotFound)
+	// The closed rule is only CreateFirstUser's: CreateUser (an admin
+	// adding an account) still works.
+	must(t, e.s.CreateUser(e.ctx, second))
+	equal(t, "second role", second.Role, store.RoleMember)
+}
+
+func testConcurrentClosedRegistration(t *testing.T, e *env) {
+	// 20 registrations at once on an empty store with registration closed:
+	// exactly one account, the admin. Run on several empty stores, as a
+	// race is not lost every time.
+	const rounds, n = 5, 20
+	for round := range rounds {
+		r := e
+		if round > 0 {
+			r = e.fresh()
+		}
+		warmUp(t, r, n)
+		users := make([]*store.User, n)
+		errs := make([]error, n)
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		for i := range n {
+			id := uuid.NewString()
+			now := r.tick()
+			users[i] = &store.User{ID: id, Email: "closed-" + id[:8] + "@example.com", Name: "Racer", CreatedAt: now, UpdatedAt: now}
+			wg.Go(func() {
+				<-start
+				errs[i] = r.s.CreateFirstUser(r.ctx, users[i])
+			})
+		}
+		close(start)
+		wg.Wait()
+		created := 0
+		for i, err := range errs {
+			if err == nil {
+				created++
+				equal(t, "role of the one account", users[i].Role, store.RoleAdmin)
+				continue
+			}
+			wantFault(t, err, fault.ErrPermissionDenied)
+		}
+		count, err := r.s.CountUsers(r.ctx)
+		must(t, err)
+		if created != 1 || count != 1 {
+			t.Fatalf("round %d: %d of %d registrations succeeded and %d accounts exist, want exactly 1", round, created, n, count)
+		}
 	}
 }
 

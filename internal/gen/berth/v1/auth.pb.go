@@ -711,7 +711,14 @@ type ApiKey struct {
 	// ExpiresAt is when the key stops working; unset means never.
 	ExpiresAt *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
 	// RevokedAt is when the key was revoked; unset while it works.
-	RevokedAt     *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=revoked_at,json=revokedAt,proto3" json:"revoked_at,omitempty"`
+	RevokedAt *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=revoked_at,json=revokedAt,proto3" json:"revoked_at,omitempty"`
+	// ManageKeys says the key may create, list and revoke the account's keys
+	// (see CreateApiKeyRequest.manage_keys).
+	ManageKeys bool `protobuf:"varint,9,opt,name=manage_keys,json=manageKeys,proto3" json:"manage_keys,omitempty"`
+	// ParentId is the id of the API key that created this key; empty for a
+	// key created by a signed-in session. Revoking the parent revokes this
+	// key, and this key never outlives the parent's expiry.
+	ParentId      string `protobuf:"bytes,10,opt,name=parent_id,json=parentId,proto3" json:"parent_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -802,6 +809,20 @@ func (x *ApiKey) GetRevokedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *ApiKey) GetManageKeys() bool {
+	if x != nil {
+		return x.ManageKeys
+	}
+	return false
+}
+
+func (x *ApiKey) GetParentId() string {
+	if x != nil {
+		return x.ParentId
+	}
+	return ""
+}
+
 // CreateApiKeyRequest asks for a new API key.
 type CreateApiKeyRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -811,7 +832,14 @@ type CreateApiKeyRequest struct {
 	Role Role `protobuf:"varint,2,opt,name=role,proto3,enum=berth.v1.Role" json:"role,omitempty"`
 	// ExpiresAt is when the key stops working; unset means never. It must be in
 	// the future.
-	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	ExpiresAt *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	// ManageKeys lets the new key create, list and revoke the account's API
+	// keys. Without it (the default) a key can do everything its role allows
+	// except manage keys, so a leaked key cannot mint itself successors that
+	// outlive its revocation. Only a signed-in session or a key that has
+	// manage_keys may set it, and not on a viewer key: viewer keys can never
+	// manage keys.
+	ManageKeys    bool `protobuf:"varint,4,opt,name=manage_keys,json=manageKeys,proto3" json:"manage_keys,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -865,6 +893,13 @@ func (x *CreateApiKeyRequest) GetExpiresAt() *timestamppb.Timestamp {
 		return x.ExpiresAt
 	}
 	return nil
+}
+
+func (x *CreateApiKeyRequest) GetManageKeys() bool {
+	if x != nil {
+		return x.ManageKeys
+	}
+	return false
 }
 
 // CreateApiKeyResponse carries the key, shown only this once.
@@ -1395,7 +1430,7 @@ const file_berth_v1_auth_proto_rawDesc = "" +
 	"\x0eLogoutResponse\"\x17\n" +
 	"\x15GetCurrentUserRequest\"<\n" +
 	"\x16GetCurrentUserResponse\x12\"\n" +
-	"\x04user\x18\x01 \x01(\v2\x0e.berth.v1.UserR\x04user\"\xd7\x02\n" +
+	"\x04user\x18\x01 \x01(\v2\x0e.berth.v1.UserR\x04user\"\x95\x03\n" +
 	"\x06ApiKey\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x16\n" +
@@ -1408,12 +1443,18 @@ const file_berth_v1_auth_proto_rawDesc = "" +
 	"\n" +
 	"expires_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x129\n" +
 	"\n" +
-	"revoked_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\trevokedAt\"\xa7\x01\n" +
+	"revoked_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\trevokedAt\x12\x1f\n" +
+	"\vmanage_keys\x18\t \x01(\bR\n" +
+	"manageKeys\x12\x1b\n" +
+	"\tparent_id\x18\n" +
+	" \x01(\tR\bparentId\"\xc8\x01\n" +
 	"\x13CreateApiKeyRequest\x12\x1d\n" +
 	"\x04name\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18dR\x04name\x12,\n" +
 	"\x04role\x18\x02 \x01(\x0e2\x0e.berth.v1.RoleB\b\xbaH\x05\x82\x01\x02\x10\x01R\x04role\x12C\n" +
 	"\n" +
-	"expires_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampB\b\xbaH\x05\xb2\x01\x02@\x01R\texpiresAt\"S\n" +
+	"expires_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampB\b\xbaH\x05\xb2\x01\x02@\x01R\texpiresAt\x12\x1f\n" +
+	"\vmanage_keys\x18\x04 \x01(\bR\n" +
+	"manageKeys\"S\n" +
 	"\x14CreateApiKeyResponse\x12)\n" +
 	"\aapi_key\x18\x01 \x01(\v2\x10.berth.v1.ApiKeyR\x06apiKey\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\tR\x03key\"\x14\n" +

@@ -129,10 +129,17 @@ type AuthServiceClient interface {
 	// Register creates a password account and signs it in. The first account
 	// registered on an empty server becomes an admin; later accounts are
 	// members. Fails with PermissionDenied when registration is closed and
-	// AlreadyExists when the email is taken.
+	// AlreadyExists when the email is taken (which counts as a failed sign-in
+	// against the caller's address). Password hashing is bounded: when the
+	// server is busy hashing, the call fails with Unavailable (HTTP 503) and
+	// a RetryInfo and Retry-After saying when to try again.
 	Register(context.Context, *v1.RegisterRequest) (*v1.RegisterResponse, error)
 	// Login exchanges an email and password for an access token and a refresh
-	// token. A wrong password and an unknown email get the same error.
+	// token. A wrong password and an unknown email get the same error. Too
+	// many failures for the account or from the address fail with
+	// ResourceExhausted (HTTP 429) with RetryInfo, Retry-After and the
+	// refusing budget's RateLimit-* headers; a server busy hashing passwords
+	// answers Unavailable (HTTP 503) with RetryInfo and Retry-After.
 	Login(context.Context, *v1.LoginRequest) (*v1.LoginResponse, error)
 	// RefreshToken exchanges a refresh token for a new access token and a new
 	// refresh token. Each refresh token works once: the one presented is
@@ -143,11 +150,15 @@ type AuthServiceClient interface {
 	// GetCurrentUser returns the account the request is authenticated as.
 	GetCurrentUser(context.Context, *v1.GetCurrentUserRequest) (*v1.GetCurrentUserResponse, error)
 	// CreateApiKey creates an API key for the caller. The key itself is in the
-	// response and is never shown again.
+	// response and is never shown again. An API key may call CreateApiKey,
+	// ListApiKeys and RevokeApiKey only if it was created with manage_keys
+	// and its role is member or admin; a key it creates expires no later than
+	// it does, and ends when it is revoked.
 	CreateApiKey(context.Context, *v1.CreateApiKeyRequest) (*v1.CreateApiKeyResponse, error)
 	// ListApiKeys lists the caller's API keys (never the keys themselves).
 	ListApiKeys(context.Context, *v1.ListApiKeysRequest) (*v1.ListApiKeysResponse, error)
-	// RevokeApiKey revokes one of the caller's API keys at once.
+	// RevokeApiKey revokes one of the caller's API keys at once, and with it
+	// every key that key created, directly or through other keys.
 	RevokeApiKey(context.Context, *v1.RevokeApiKeyRequest) (*v1.RevokeApiKeyResponse, error)
 	// CreateStreamTicket issues a single-use ticket, valid for 60 seconds, for
 	// clients that cannot send headers (EventSource, browser WebSocket).
@@ -167,10 +178,17 @@ type AuthServiceHandler interface {
 	// Register creates a password account and signs it in. The first account
 	// registered on an empty server becomes an admin; later accounts are
 	// members. Fails with PermissionDenied when registration is closed and
-	// AlreadyExists when the email is taken.
+	// AlreadyExists when the email is taken (which counts as a failed sign-in
+	// against the caller's address). Password hashing is bounded: when the
+	// server is busy hashing, the call fails with Unavailable (HTTP 503) and
+	// a RetryInfo and Retry-After saying when to try again.
 	Register(context.Context, *v1.RegisterRequest) (*v1.RegisterResponse, error)
 	// Login exchanges an email and password for an access token and a refresh
-	// token. A wrong password and an unknown email get the same error.
+	// token. A wrong password and an unknown email get the same error. Too
+	// many failures for the account or from the address fail with
+	// ResourceExhausted (HTTP 429) with RetryInfo, Retry-After and the
+	// refusing budget's RateLimit-* headers; a server busy hashing passwords
+	// answers Unavailable (HTTP 503) with RetryInfo and Retry-After.
 	Login(context.Context, *v1.LoginRequest) (*v1.LoginResponse, error)
 	// RefreshToken exchanges a refresh token for a new access token and a new
 	// refresh token. Each refresh token works once: the one presented is
@@ -181,11 +199,15 @@ type AuthServiceHandler interface {
 	// GetCurrentUser returns the account the request is authenticated as.
 	GetCurrentUser(context.Context, *v1.GetCurrentUserRequest) (*v1.GetCurrentUserResponse, error)
 	// CreateApiKey creates an API key for the caller. The key itself is in the
-	// response and is never shown again.
+	// response and is never shown again. An API key may call CreateApiKey,
+	// ListApiKeys and RevokeApiKey only if it was created with manage_keys
+	// and its role is member or admin; a key it creates expires no later than
+	// it does, and ends when it is revoked.
 	CreateApiKey(context.Context, *v1.CreateApiKeyRequest) (*v1.CreateApiKeyResponse, error)
 	// ListApiKeys lists the caller's API keys (never the keys themselves).
 	ListApiKeys(context.Context, *v1.ListApiKeysRequest) (*v1.ListApiKeysResponse, error)
-	// RevokeApiKey revokes one of the caller's API keys at once.
+	// RevokeApiKey revokes one of the caller's API keys at once, and with it
+	// every key that key created, directly or through other keys.
 	RevokeApiKey(context.Context, *v1.RevokeApiKeyRequest) (*v1.RevokeApiKeyResponse, error)
 	// CreateStreamTicket issues a single-use ticket, valid for 60 seconds, for
 	// clients that cannot send headers (EventSource, browser WebSocket).

@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file berth/v1/auth.proto.
  */
 export const file_berth_v1_auth: GenFile = /*@__PURE__*/
-  fileDesc("ChNiZXJ0aC92MS9hdXRoLnByb3RvEghiZXJ0aC52MSLyAQoEVXNlchIKCgJpZBgBIAEoCRINCgVlbWFpbBgCIAEoCRIMCgRuYW1lGAMgASgJEhwKBHJvbGUYBCABKA4yDi5iZXJ0aC52MS5Sb2xlEhAKCGRpc2FibGVkGAUgASgIEi4KCmNyZWF0ZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnVwZGF0ZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjEKDWxhc3RfbG9naW5fYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIsQBCgZUb2tlbnMSFAoMYWNjZXNzX3Rva2VuGAEgASgJEhIKCnRva2VuX3R5cGUYAiABKAkSOwoXYWNjZXNzX3Rva2VuX2V4cGlyZXNfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhUKDXJlZnJlc2hfdG9rZW4YBCABKAkSPAoYcmVmcmVzaF90b2tlbl9leHBpcmVzX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJhCg9SZWdpc3RlclJlcXVlc3QSGQoFZW1haWwYASABKAlCCrpIB3IFGP4BYAESHAoIcGFzc3dvcmQYAiABKAlCCrpIB3IFEAwYgAISFQoEbmFtZRgDIAEoCUIHukgEcgIYZCJSChBSZWdpc3RlclJlc3BvbnNlEhwKBHVzZXIYASABKAsyDi5iZXJ0aC52MS5Vc2VyEiAKBnRva2VucxgCIAEoCzIQLmJlcnRoLnYxLlRva2VucyJHCgxMb2dpblJlcXVlc3QSGQoFZW1haWwYASABKAlCCrpIB3IFEAEY/gESHAoIcGFzc3dvcmQYAiABKAlCCrpIB3IFEAEYgAIiTwoNTG9naW5SZXNwb25zZRIcCgR1c2VyGAEgASgLMg4uYmVydGgudjEuVXNlchIgCgZ0b2tlbnMYAiABKAsyEC5iZXJ0aC52MS5Ub2tlbnMiOAoTUmVmcmVzaFRva2VuUmVxdWVzdBIhCg1yZWZyZXNoX3Rva2VuGAEgASgJQgq6SAdyBRABGIAEIjgKFFJlZnJlc2hUb2tlblJlc3BvbnNlEiAKBnRva2VucxgBIAEoCzIQLmJlcnRoLnYxLlRva2VucyIPCg1Mb2dvdXRSZXF1ZXN0IhAKDkxvZ291dFJlc3BvbnNlIhcKFUdldEN1cnJlbnRVc2VyUmVxdWVzdCI2ChZHZXRDdXJyZW50VXNlclJlc3BvbnNlEhwKBHVzZXIYASABKAsyDi5iZXJ0aC52MS5Vc2VyIpICCgZBcGlLZXkSCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCRIOCgZwcmVmaXgYAyABKAkSHAoEcm9sZRgEIAEoDjIOLmJlcnRoLnYxLlJvbGUSLgoKY3JlYXRlZF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMAoMbGFzdF91c2VkX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpleHBpcmVzX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpyZXZva2VkX2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKQAQoTQ3JlYXRlQXBpS2V5UmVxdWVzdBIXCgRuYW1lGAEgASgJQgm6SAZyBBABGGQSJgoEcm9sZRgCIAEoDjIOLmJlcnRoLnYxLlJvbGVCCLpIBYIBAhABEjgKCmV4cGlyZXNfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgi6SAWyAQJAASJGChRDcmVhdGVBcGlLZXlSZXNwb25zZRIhCgdhcGlfa2V5GAEgASgLMhAuYmVydGgudjEuQXBpS2V5EgsKA2tleRgCIAEoCSIUChJMaXN0QXBpS2V5c1JlcXVlc3QiOQoTTGlzdEFwaUtleXNSZXNwb25zZRIiCghhcGlfa2V5cxgBIAMoCzIQLmJlcnRoLnYxLkFwaUtleSIrChNSZXZva2VBcGlLZXlSZXF1ZXN0EhQKAmlkGAEgASgJQgi6SAVyA7ABASIWChRSZXZva2VBcGlLZXlSZXNwb25zZSI2ChlDcmVhdGVTdHJlYW1UaWNrZXRSZXF1ZXN0EhkKBnRhcmdldBgBIAEoCUIJukgGcgQQARhkIlwKGkNyZWF0ZVN0cmVhbVRpY2tldFJlc3BvbnNlEg4KBnRpY2tldBgBIAEoCRIuCgpleHBpcmVzX2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCIaChhMaXN0QXV0aFByb3ZpZGVyc1JlcXVlc3QiRQoMQXV0aFByb3ZpZGVyEgwKBG5hbWUYASABKAkSFAoMZGlzcGxheV9uYW1lGAIgASgJEhEKCWxvZ2luX3VybBgDIAEoCSJhChlMaXN0QXV0aFByb3ZpZGVyc1Jlc3BvbnNlEikKCXByb3ZpZGVycxgBIAMoCzIWLmJlcnRoLnYxLkF1dGhQcm92aWRlchIZChFyZWdpc3RyYXRpb25fb3BlbhgCIAEoCDK4BwoLQXV0aFNlcnZpY2USSQoIUmVnaXN0ZXISGS5iZXJ0aC52MS5SZWdpc3RlclJlcXVlc3QaGi5iZXJ0aC52MS5SZWdpc3RlclJlc3BvbnNlIgaiuxgCCAESQAoFTG9naW4SFi5iZXJ0aC52MS5Mb2dpblJlcXVlc3QaFy5iZXJ0aC52MS5Mb2dpblJlc3BvbnNlIgaiuxgCCAESVQoMUmVmcmVzaFRva2VuEh0uYmVydGgudjEuUmVmcmVzaFRva2VuUmVxdWVzdBoeLmJlcnRoLnYxLlJlZnJlc2hUb2tlblJlc3BvbnNlIgaiuxgCCAESTwoGTG9nb3V0EhcuYmVydGgudjEuTG9nb3V0UmVxdWVzdBoYLmJlcnRoLnYxLkxvZ291dFJlc3BvbnNlIhKiuxgOEgxhY2NvdW50LnNlbGYSagoOR2V0Q3VycmVudFVzZXISHy5iZXJ0aC52MS5HZXRDdXJyZW50VXNlclJlcXVlc3QaIC5iZXJ0aC52MS5HZXRDdXJyZW50VXNlclJlc3BvbnNlIhWQAgGiuxgOEgxhY2NvdW50LnNlbGYSYgoMQ3JlYXRlQXBpS2V5Eh0uYmVydGgudjEuQ3JlYXRlQXBpS2V5UmVxdWVzdBoeLmJlcnRoLnYxLkNyZWF0ZUFwaUtleVJlc3BvbnNlIhOiuxgPEg1hcGlrZXkubWFuYWdlEmIKC0xpc3RBcGlLZXlzEhwuYmVydGgudjEuTGlzdEFwaUtleXNSZXF1ZXN0Gh0uYmVydGgudjEuTGlzdEFwaUtleXNSZXNwb25zZSIWkAIBorsYDxINYXBpa2V5Lm1hbmFnZRJiCgxSZXZva2VBcGlLZXkSHS5iZXJ0aC52MS5SZXZva2VBcGlLZXlSZXF1ZXN0Gh4uYmVydGgudjEuUmV2b2tlQXBpS2V5UmVzcG9uc2UiE6K7GA8SDWFwaWtleS5tYW5hZ2UScwoSQ3JlYXRlU3RyZWFtVGlja2V0EiMuYmVydGgudjEuQ3JlYXRlU3RyZWFtVGlja2V0UmVxdWVzdBokLmJlcnRoLnYxLkNyZWF0ZVN0cmVhbVRpY2tldFJlc3BvbnNlIhKiuxgOEgxhY2NvdW50LnNlbGYSZwoRTGlzdEF1dGhQcm92aWRlcnMSIi5iZXJ0aC52MS5MaXN0QXV0aFByb3ZpZGVyc1JlcXVlc3QaIy5iZXJ0aC52MS5MaXN0QXV0aFByb3ZpZGVyc1Jlc3BvbnNlIgmQAgGiuxgCCAFCOFo2Z2l0aHViLmNvbS9iZXJ0aGhxL2JlcnRoL2ludGVybmFsL2dlbi9iZXJ0aC92MTtiZXJ0aHYxYgZwcm90bzM", [file_berth_v1_access, file_berth_v1_common, file_buf_validate_validate, file_google_protobuf_timestamp]);
+  fileDesc("ChNiZXJ0aC92MS9hdXRoLnByb3RvEghiZXJ0aC52MSLyAQoEVXNlchIKCgJpZBgBIAEoCRINCgVlbWFpbBgCIAEoCRIMCgRuYW1lGAMgASgJEhwKBHJvbGUYBCABKA4yDi5iZXJ0aC52MS5Sb2xlEhAKCGRpc2FibGVkGAUgASgIEi4KCmNyZWF0ZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnVwZGF0ZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjEKDWxhc3RfbG9naW5fYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIsQBCgZUb2tlbnMSFAoMYWNjZXNzX3Rva2VuGAEgASgJEhIKCnRva2VuX3R5cGUYAiABKAkSOwoXYWNjZXNzX3Rva2VuX2V4cGlyZXNfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhUKDXJlZnJlc2hfdG9rZW4YBCABKAkSPAoYcmVmcmVzaF90b2tlbl9leHBpcmVzX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJhCg9SZWdpc3RlclJlcXVlc3QSGQoFZW1haWwYASABKAlCCrpIB3IFGP4BYAESHAoIcGFzc3dvcmQYAiABKAlCCrpIB3IFEAwYgAISFQoEbmFtZRgDIAEoCUIHukgEcgIYZCJSChBSZWdpc3RlclJlc3BvbnNlEhwKBHVzZXIYASABKAsyDi5iZXJ0aC52MS5Vc2VyEiAKBnRva2VucxgCIAEoCzIQLmJlcnRoLnYxLlRva2VucyJHCgxMb2dpblJlcXVlc3QSGQoFZW1haWwYASABKAlCCrpIB3IFEAEY/gESHAoIcGFzc3dvcmQYAiABKAlCCrpIB3IFEAEYgAIiTwoNTG9naW5SZXNwb25zZRIcCgR1c2VyGAEgASgLMg4uYmVydGgudjEuVXNlchIgCgZ0b2tlbnMYAiABKAsyEC5iZXJ0aC52MS5Ub2tlbnMiOAoTUmVmcmVzaFRva2VuUmVxdWVzdBIhCg1yZWZyZXNoX3Rva2VuGAEgASgJQgq6SAdyBRABGIAEIjgKFFJlZnJlc2hUb2tlblJlc3BvbnNlEiAKBnRva2VucxgBIAEoCzIQLmJlcnRoLnYxLlRva2VucyIPCg1Mb2dvdXRSZXF1ZXN0IhAKDkxvZ291dFJlc3BvbnNlIhcKFUdldEN1cnJlbnRVc2VyUmVxdWVzdCI2ChZHZXRDdXJyZW50VXNlclJlc3BvbnNlEhwKBHVzZXIYASABKAsyDi5iZXJ0aC52MS5Vc2VyIroCCgZBcGlLZXkSCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCRIOCgZwcmVmaXgYAyABKAkSHAoEcm9sZRgEIAEoDjIOLmJlcnRoLnYxLlJvbGUSLgoKY3JlYXRlZF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMAoMbGFzdF91c2VkX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpleHBpcmVzX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpyZXZva2VkX2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBITCgttYW5hZ2Vfa2V5cxgJIAEoCBIRCglwYXJlbnRfaWQYCiABKAkipQEKE0NyZWF0ZUFwaUtleVJlcXVlc3QSFwoEbmFtZRgBIAEoCUIJukgGcgQQARhkEiYKBHJvbGUYAiABKA4yDi5iZXJ0aC52MS5Sb2xlQgi6SAWCAQIQARI4CgpleHBpcmVzX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIIukgFsgECQAESEwoLbWFuYWdlX2tleXMYBCABKAgiRgoUQ3JlYXRlQXBpS2V5UmVzcG9uc2USIQoHYXBpX2tleRgBIAEoCzIQLmJlcnRoLnYxLkFwaUtleRILCgNrZXkYAiABKAkiFAoSTGlzdEFwaUtleXNSZXF1ZXN0IjkKE0xpc3RBcGlLZXlzUmVzcG9uc2USIgoIYXBpX2tleXMYASADKAsyEC5iZXJ0aC52MS5BcGlLZXkiKwoTUmV2b2tlQXBpS2V5UmVxdWVzdBIUCgJpZBgBIAEoCUIIukgFcgOwAQEiFgoUUmV2b2tlQXBpS2V5UmVzcG9uc2UiNgoZQ3JlYXRlU3RyZWFtVGlja2V0UmVxdWVzdBIZCgZ0YXJnZXQYASABKAlCCbpIBnIEEAEYZCJcChpDcmVhdGVTdHJlYW1UaWNrZXRSZXNwb25zZRIOCgZ0aWNrZXQYASABKAkSLgoKZXhwaXJlc19hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiGgoYTGlzdEF1dGhQcm92aWRlcnNSZXF1ZXN0IkUKDEF1dGhQcm92aWRlchIMCgRuYW1lGAEgASgJEhQKDGRpc3BsYXlfbmFtZRgCIAEoCRIRCglsb2dpbl91cmwYAyABKAkiYQoZTGlzdEF1dGhQcm92aWRlcnNSZXNwb25zZRIpCglwcm92aWRlcnMYASADKAsyFi5iZXJ0aC52MS5BdXRoUHJvdmlkZXISGQoRcmVnaXN0cmF0aW9uX29wZW4YAiABKAgyuAcKC0F1dGhTZXJ2aWNlEkkKCFJlZ2lzdGVyEhkuYmVydGgudjEuUmVnaXN0ZXJSZXF1ZXN0GhouYmVydGgudjEuUmVnaXN0ZXJSZXNwb25zZSIGorsYAggBEkAKBUxvZ2luEhYuYmVydGgudjEuTG9naW5SZXF1ZXN0GhcuYmVydGgudjEuTG9naW5SZXNwb25zZSIGorsYAggBElUKDFJlZnJlc2hUb2tlbhIdLmJlcnRoLnYxLlJlZnJlc2hUb2tlblJlcXVlc3QaHi5iZXJ0aC52MS5SZWZyZXNoVG9rZW5SZXNwb25zZSIGorsYAggBEk8KBkxvZ291dBIXLmJlcnRoLnYxLkxvZ291dFJlcXVlc3QaGC5iZXJ0aC52MS5Mb2dvdXRSZXNwb25zZSISorsYDhIMYWNjb3VudC5zZWxmEmoKDkdldEN1cnJlbnRVc2VyEh8uYmVydGgudjEuR2V0Q3VycmVudFVzZXJSZXF1ZXN0GiAuYmVydGgudjEuR2V0Q3VycmVudFVzZXJSZXNwb25zZSIVkAIBorsYDhIMYWNjb3VudC5zZWxmEmIKDENyZWF0ZUFwaUtleRIdLmJlcnRoLnYxLkNyZWF0ZUFwaUtleVJlcXVlc3QaHi5iZXJ0aC52MS5DcmVhdGVBcGlLZXlSZXNwb25zZSITorsYDxINYXBpa2V5Lm1hbmFnZRJiCgtMaXN0QXBpS2V5cxIcLmJlcnRoLnYxLkxpc3RBcGlLZXlzUmVxdWVzdBodLmJlcnRoLnYxLkxpc3RBcGlLZXlzUmVzcG9uc2UiFpACAaK7GA8SDWFwaWtleS5tYW5hZ2USYgoMUmV2b2tlQXBpS2V5Eh0uYmVydGgudjEuUmV2b2tlQXBpS2V5UmVxdWVzdBoeLmJlcnRoLnYxLlJldm9rZUFwaUtleVJlc3BvbnNlIhOiuxgPEg1hcGlrZXkubWFuYWdlEnMKEkNyZWF0ZVN0cmVhbVRpY2tldBIjLmJlcnRoLnYxLkNyZWF0ZVN0cmVhbVRpY2tldFJlcXVlc3QaJC5iZXJ0aC52MS5DcmVhdGVTdHJlYW1UaWNrZXRSZXNwb25zZSISorsYDhIMYWNjb3VudC5zZWxmEmcKEUxpc3RBdXRoUHJvdmlkZXJzEiIuYmVydGgudjEuTGlzdEF1dGhQcm92aWRlcnNSZXF1ZXN0GiMuYmVydGgudjEuTGlzdEF1dGhQcm92aWRlcnNSZXNwb25zZSIJkAIBorsYAggBQjhaNmdpdGh1Yi5jb20vYmVydGhocS9iZXJ0aC9pbnRlcm5hbC9nZW4vYmVydGgvdjE7YmVydGh2MWIGcHJvdG8z", [file_berth_v1_access, file_berth_v1_common, file_buf_validate_validate, file_google_protobuf_timestamp]);
 
 /**
  * User is an account.
@@ -426,6 +426,23 @@ export type ApiKey = Message<"berth.v1.ApiKey"> & {
    * @generated from field: google.protobuf.Timestamp revoked_at = 8;
    */
   revokedAt?: Timestamp | undefined;
+
+  /**
+   * ManageKeys says the key may create, list and revoke the account's keys
+   * (see CreateApiKeyRequest.manage_keys).
+   *
+   * @generated from field: bool manage_keys = 9;
+   */
+  manageKeys: boolean;
+
+  /**
+   * ParentId is the id of the API key that created this key; empty for a
+   * key created by a signed-in session. Revoking the parent revokes this
+   * key, and this key never outlives the parent's expiry.
+   *
+   * @generated from field: string parent_id = 10;
+   */
+  parentId: string;
 };
 
 /**
@@ -462,6 +479,18 @@ export type CreateApiKeyRequest = Message<"berth.v1.CreateApiKeyRequest"> & {
    * @generated from field: google.protobuf.Timestamp expires_at = 3;
    */
   expiresAt?: Timestamp | undefined;
+
+  /**
+   * ManageKeys lets the new key create, list and revoke the account's API
+   * keys. Without it (the default) a key can do everything its role allows
+   * except manage keys, so a leaked key cannot mint itself successors that
+   * outlive its revocation. Only a signed-in session or a key that has
+   * manage_keys may set it, and not on a viewer key: viewer keys can never
+   * manage keys.
+   *
+   * @generated from field: bool manage_keys = 4;
+   */
+  manageKeys: boolean;
 };
 
 /**
@@ -711,7 +740,10 @@ export const AuthService: GenService<{
    * Register creates a password account and signs it in. The first account
    * registered on an empty server becomes an admin; later accounts are
    * members. Fails with PermissionDenied when registration is closed and
-   * AlreadyExists when the email is taken.
+   * AlreadyExists when the email is taken (which counts as a failed sign-in
+   * against the caller's address). Password hashing is bounded: when the
+   * server is busy hashing, the call fails with Unavailable (HTTP 503) and
+   * a RetryInfo and Retry-After saying when to try again.
    *
    * @generated from rpc berth.v1.AuthService.Register
    */
@@ -722,7 +754,11 @@ export const AuthService: GenService<{
   },
   /**
    * Login exchanges an email and password for an access token and a refresh
-   * token. A wrong password and an unknown email get the same error.
+   * token. A wrong password and an unknown email get the same error. Too
+   * many failures for the account or from the address fail with
+   * ResourceExhausted (HTTP 429) with RetryInfo, Retry-After and the
+   * refusing budget's RateLimit-* headers; a server busy hashing passwords
+   * answers Unavailable (HTTP 503) with RetryInfo and Retry-After.
    *
    * @generated from rpc berth.v1.AuthService.Login
    */
@@ -765,7 +801,10 @@ export const AuthService: GenService<{
   },
   /**
    * CreateApiKey creates an API key for the caller. The key itself is in the
-   * response and is never shown again.
+   * response and is never shown again. An API key may call CreateApiKey,
+   * ListApiKeys and RevokeApiKey only if it was created with manage_keys
+   * and its role is member or admin; a key it creates expires no later than
+   * it does, and ends when it is revoked.
    *
    * @generated from rpc berth.v1.AuthService.CreateApiKey
    */
@@ -785,7 +824,8 @@ export const AuthService: GenService<{
     output: typeof ListApiKeysResponseSchema;
   },
   /**
-   * RevokeApiKey revokes one of the caller's API keys at once.
+   * RevokeApiKey revokes one of the caller's API keys at once, and with it
+   * every key that key created, directly or through other keys.
    *
    * @generated from rpc berth.v1.AuthService.RevokeApiKey
    */
