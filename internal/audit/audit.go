@@ -19,6 +19,7 @@ import (
 
 // The recorded actions.
 const (
+	ActionRegister        = "auth.register"
 	ActionLogin           = "auth.login"
 	ActionLogout          = "auth.logout"
 	ActionOIDCLogin       = "auth.oidc_login"

@@ -166,13 +166,28 @@ func (s *Service) Register(ctx context.Context, email, password, name string, cl
 		create = s.store.CreateFirstUser // only while no account exists, decided in the INSERT
 	}
 	if err := create(ctx, u); err != nil {
+		s.audit.Record(ctx, audit.Event{Action: audit.ActionRegister, Outcome: audit.Failure,
+			Details: map[string]string{"email": email, "reason": registerFailure(err)}})
 		return nil, nil, err
 	}
+	s.audit.Record(ctx, audit.Event{Action: audit.ActionRegister, Outcome: audit.Success, ActorID: u.ID,
+		TargetType: "user", TargetID: u.ID, Details: map[string]string{"email": u.Email, "role": string(u.Role)}})
 	tokens, err := s.startSession(ctx, u, client)
 	if err != nil {
 		return nil, nil, err
 	}
 	return u, tokens, nil
+}
+
+// registerFailure names, for the audit log, why an account was not made.
+func registerFailure(err error) string {
+	switch {
+	case errors.Is(err, store.ErrRegistrationClosed):
+		return "registration closed"
+	case errors.Is(err, fault.ErrConflict):
+		return "email taken"
+	}
+	return "error"
 }
 
 // Login checks an email and password and starts a session. Failures are

@@ -300,6 +300,9 @@ func TestAuditLog(t *testing.T) {
 	adminReg := register(t, c, "admin@example.com")
 	admin := as(ctx, adminReg.GetTokens().GetAccessToken())
 	bob := register(t, c, "bob@example.com")
+	if _, err := c.Auth.Register(ctx, &berthv1.RegisterRequest{Email: "bob@example.com", Password: "another horse battery"}); err == nil {
+		t.Fatal("a second account with bob's email")
+	}
 
 	_, _ = c.Auth.Login(ctx, &berthv1.LoginRequest{Email: "bob@example.com", Password: "wrong password!"})
 	if _, err := c.Auth.Login(ctx, &berthv1.LoginRequest{Email: "bob@example.com", Password: "correct horse battery"}); err != nil {
@@ -352,12 +355,16 @@ func TestAuditLog(t *testing.T) {
 		}
 	}
 	for _, want := range []string{
+		"auth.register/success", "auth.register/failure",
 		"auth.login/failure", "auth.login/success", "auth.logout/success", "api_key.create/success", "api_key.revoke/success",
 		"user.role/success", "user.disable/success", "workspace.member_add/success", "workspace.member_remove/success", "workspace.delete/success",
 	} {
 		if seen[want] == 0 {
 			t.Errorf("no %s event (have %v)", want, seen)
 		}
+	}
+	if seen["auth.register/success"] != 2 {
+		t.Errorf("%d auth.register successes, want 2 (admin and bob)", seen["auth.register/success"])
 	}
 	byActor, err := c.Admin.ListAuditEvents(admin, &berthv1.ListAuditEventsRequest{Action: "user.role", ActorId: adminReg.GetUser().GetId()})
 	if err != nil || byActor.GetPagination().GetTotal() != 1 || byActor.GetEvents()[0].GetTargetId() != bob.GetUser().GetId() ||
