@@ -95,3 +95,24 @@ func TestEveryErrorHasABody(t *testing.T) {
 		t.Errorf("GET / = %d %+v, %v", res.StatusCode, index, err)
 	}
 }
+
+// TestValidationMessagesReadWell: a required field left empty says so in
+// words a person reads ("value is required", "must not be empty"), not
+// "must be at least 1 characters".
+func TestValidationMessagesReadWell(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	token := register(t, srv.clients(protocols[0]), "words@example.com").GetTokens().GetAccessToken()
+	for _, tc := range []struct{ procedure, body, field, says string }{
+		{"/berth.v1.AuthService/Login", `{"email":"","password":"x"}`, "email", "is required"},
+		{"/berth.v1.AuthService/RefreshToken", `{}`, "refresh_token", "is required"},
+		{"/berth.v1.WorkspaceService/CreateWorkspace", `{"name":""}`, "name", "is required"},
+		{"/berth.v1.WorkspaceService/UpdateWorkspace", `{"id":"00000000-0000-4000-8000-000000000000","name":""}`, "name", "must not be empty"},
+	} {
+		status, body, _ := post(t, srv.URL, tc.procedure, token, tc.body)
+		msg, _ := body["message"].(string)
+		if status != 400 || !strings.Contains(msg, tc.field) || !strings.Contains(msg, tc.says) || strings.Contains(msg, "characters") {
+			t.Errorf("%s %s: %d %q; want 400 saying %q of %s", tc.procedure, tc.body, status, msg, tc.says, tc.field)
+		}
+	}
+}

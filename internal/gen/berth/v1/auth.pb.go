@@ -1412,18 +1412,15 @@ const file_berth_v1_auth_proto_rawDesc = "" +
 	"\x04name\x18\x03 \x01(\tB\a\xbaH\x04r\x02\x18dR\x04name\"`\n" +
 	"\x10RegisterResponse\x12\"\n" +
 	"\x04user\x18\x01 \x01(\v2\x0e.berth.v1.UserR\x04user\x12(\n" +
-	"\x06tokens\x18\x02 \x01(\v2\x10.berth.v1.TokensR\x06tokens\"X\n" +
-	"\fLoginRequest\x12 \n" +
-	"\x05email\x18\x01 \x01(\tB\n" +
-	"\xbaH\ar\x05\x10\x01\x18\xfe\x01R\x05email\x12&\n" +
-	"\bpassword\x18\x02 \x01(\tB\n" +
-	"\xbaH\ar\x05\x10\x01\x18\x80\x02R\bpassword\"]\n" +
+	"\x06tokens\x18\x02 \x01(\v2\x10.berth.v1.TokensR\x06tokens\"Z\n" +
+	"\fLoginRequest\x12!\n" +
+	"\x05email\x18\x01 \x01(\tB\v\xbaH\b\xc8\x01\x01r\x03\x18\xfe\x01R\x05email\x12'\n" +
+	"\bpassword\x18\x02 \x01(\tB\v\xbaH\b\xc8\x01\x01r\x03\x18\x80\x02R\bpassword\"]\n" +
 	"\rLoginResponse\x12\"\n" +
 	"\x04user\x18\x01 \x01(\v2\x0e.berth.v1.UserR\x04user\x12(\n" +
-	"\x06tokens\x18\x02 \x01(\v2\x10.berth.v1.TokensR\x06tokens\"F\n" +
-	"\x13RefreshTokenRequest\x12/\n" +
-	"\rrefresh_token\x18\x01 \x01(\tB\n" +
-	"\xbaH\ar\x05\x10\x01\x18\x80\x04R\frefreshToken\"@\n" +
+	"\x06tokens\x18\x02 \x01(\v2\x10.berth.v1.TokensR\x06tokens\"G\n" +
+	"\x13RefreshTokenRequest\x120\n" +
+	"\rrefresh_token\x18\x01 \x01(\tB\v\xbaH\b\xc8\x01\x01r\x03\x18\x80\x04R\frefreshToken\"@\n" +
 	"\x14RefreshTokenResponse\x12(\n" +
 	"\x06tokens\x18\x01 \x01(\v2\x10.berth.v1.TokensR\x06tokens\"\x0f\n" +
 	"\rLogoutRequest\"\x10\n" +
@@ -1447,9 +1444,10 @@ const file_berth_v1_auth_proto_rawDesc = "" +
 	"\vmanage_keys\x18\t \x01(\bR\n" +
 	"manageKeys\x12\x1b\n" +
 	"\tparent_id\x18\n" +
-	" \x01(\tR\bparentId\"\xc8\x01\n" +
-	"\x13CreateApiKeyRequest\x12\x1d\n" +
-	"\x04name\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18dR\x04name\x12,\n" +
+	" \x01(\tR\bparentId\"\xc9\x01\n" +
+	"\x13CreateApiKeyRequest\x12\x1e\n" +
+	"\x04name\x18\x01 \x01(\tB\n" +
+	"\xbaH\a\xc8\x01\x01r\x02\x18dR\x04name\x12,\n" +
 	"\x04role\x18\x02 \x01(\x0e2\x0e.berth.v1.RoleB\b\xbaH\x05\x82\x01\x02\x10\x01R\x04role\x12C\n" +
 	"\n" +
 	"expires_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampB\b\xbaH\x05\xb2\x01\x02@\x01R\texpiresAt\x12\x1f\n" +
@@ -1463,9 +1461,10 @@ const file_berth_v1_auth_proto_rawDesc = "" +
 	"\bapi_keys\x18\x01 \x03(\v2\x10.berth.v1.ApiKeyR\aapiKeys\"/\n" +
 	"\x13RevokeApiKeyRequest\x12\x18\n" +
 	"\x02id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x02id\"\x16\n" +
-	"\x14RevokeApiKeyResponse\">\n" +
-	"\x19CreateStreamTicketRequest\x12!\n" +
-	"\x06target\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18dR\x06target\"o\n" +
+	"\x14RevokeApiKeyResponse\"?\n" +
+	"\x19CreateStreamTicketRequest\x12\"\n" +
+	"\x06target\x18\x01 \x01(\tB\n" +
+	"\xbaH\a\xc8\x01\x01r\x02\x18dR\x06target\"o\n" +
 	"\x1aCreateStreamTicketResponse\x12\x16\n" +
 	"\x06ticket\x18\x01 \x01(\tR\x06ticket\x129\n" +
 	"\n" +
