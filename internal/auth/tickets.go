@@ -18,6 +18,12 @@ import (
 // TicketTTL is how long an unused stream ticket works.
 const TicketTTL = 60 * time.Second
 
+// ResumeTTL is how long the resume ticket an SSE stream opened with a
+// ticket hands its browser (in a cookie) works: long enough for a stream
+// that drops after hours to resume, and never past the session or key it
+// stands for, which every redemption and heartbeat checks again.
+const ResumeTTL = 12 * time.Hour
+
 // CheckTicketTarget validates a stream target: "ws", "task:<uuid>" or
 // "workspace:<uuid>".
 func CheckTicketTarget(target string) error {
@@ -37,6 +43,18 @@ func CheckTicketTarget(target string) error {
 // lets a client which cannot send headers (EventSource, a browser
 // WebSocket) open one stream target as the principal.
 func (s *Service) CreateStreamTicket(ctx context.Context, p access.Principal, target string) (string, time.Time, error) {
+	return s.issueTicket(ctx, p, target, TicketTTL)
+}
+
+// ResumeTicket issues the single-use ticket, valid for ResumeTTL, with
+// which an SSE stream that p opened with a ticket for target is resumed
+// after the browser's automatic reconnect (whose URL still carries the
+// spent ticket). Each resumption spends it and gets a new one.
+func (s *Service) ResumeTicket(ctx context.Context, p access.Principal, target string) (string, time.Time, error) {
+	return s.issueTicket(ctx, p, target, ResumeTTL)
+}
+
+func (s *Service) issueTicket(ctx context.Context, p access.Principal, target string, ttl time.Duration) (string, time.Time, error) {
 	if err := CheckTicketTarget(target); err != nil {
 		return "", time.Time{}, err
 	}
@@ -51,7 +69,7 @@ func (s *Service) CreateStreamTicket(ctx context.Context, p access.Principal, ta
 		APIKeyID:   p.APIKeyID,
 		Target:     target,
 		CreatedAt:  now,
-		ExpiresAt:  now.Add(TicketTTL),
+		ExpiresAt:  now.Add(ttl),
 	}
 	if err := s.store.CreateStreamTicket(ctx, t); err != nil {
 		return "", time.Time{}, err

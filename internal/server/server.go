@@ -313,6 +313,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg *prom
 			return authSvc.Authenticate(r.Context(), credentials(&h))
 		},
 		RedeemTicket: authSvc.RedeemStreamTicket, RecheckTicket: authSvc.RecheckTicket,
+		ResumeTicket: authSvc.ResumeTicket, SecureCookies: cfg.SecureCookies,
 		Store: st, Bus: events, Workspaces: workspaces, Logger: logger, Metrics: streamMetrics,
 		Heartbeat: cfg.Streams.Heartbeat, WriteTimeout: cfg.Streams.StallTimeout,
 		Admit: admitStream(limits, slots),

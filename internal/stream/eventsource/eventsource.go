@@ -65,6 +65,13 @@ type Config struct {
 	// Authenticate for other credentials it is asked at every heartbeat,
 	// so a logout, a revoked key or a disabled account ends open streams.
 	RecheckTicket func(ctx context.Context, p access.Principal) (access.Principal, error)
+	// ResumeTicket, when set, issues the ticket a stream opened with a
+	// ticket hands its browser in a cookie (see resumeCookie), so that an
+	// EventSource reconnecting to the same URL, whose ticket is spent,
+	// resumes.
+	ResumeTicket func(ctx context.Context, p access.Principal, target string) (string, time.Time, error)
+	// SecureCookies marks the resume cookie Secure (HTTPS only).
+	SecureCookies bool
 	Store         *store.Store
 	Bus           *bus.Bus
 	Workspaces    *workspace.Service
@@ -107,13 +114,27 @@ func (h *Handler) Mount(mux *http.ServeMux) {
 
 var marshal = protojson.MarshalOptions{UseProtoNames: true}
 
+// endID is the id of a task stream's end event: an EventSource sends it
+// back as Last-Event-ID when it reconnects after the end, and gets 204.
+const endID = "end"
+
+// resumeCookie names the cookie that carries a stream's resume ticket. It
+// is HttpOnly, SameSite=Strict and scoped to the stream's own path, so only
+// a reconnect of that very stream sends it.
+const resumeCookie = "berth_resume"
+
 // principal authenticates a request: by its ticket for target when it has
-// one, else by its credentials; the role must grant permission. recheck
-// re-validates the same credentials later, for as long as the stream is
-// open.
-func (h *Handler) principal(r *http.Request, target, permission string) (p access.Principal, recheck func(context.Context) error, err error) {
+// one — the resume cookie's first, as an EventSource that reconnects sends
+// the spent ticket of its URL again —, else by its credentials; the role
+// must grant permission. recheck re-validates the same credentials later,
+// for as long as the stream is open. ticketed says a ticket was used.
+func (h *Handler) principal(r *http.Request, target, permission string) (p access.Principal, recheck func(context.Context) error, ticketed bool, err error) {
 	if ticket := r.URL.Query().Get("ticket"); ticket != "" {
+		ticketed = true
 		p, err = h.RedeemTicket(r.Context(), ticket, target)
+		if c, cerr := r.Cookie(resumeCookie); err != nil && cerr == nil && c.Value != "" {
+			p, err = h.RedeemTicket(r.Context(), c.Value, target)
+		}
 		recheck = func(ctx context.Context) error {
 			cur, err := h.RecheckTicket(ctx, p)
 			return allows(cur, err, permission)
@@ -126,7 +147,27 @@ func (h *Handler) principal(r *http.Request, target, permission string) (p acces
 			return allows(cur, err, permission)
 		}
 	}
-	return p, recheck, allows(p, err, permission)
+	return p, recheck, ticketed, allows(p, err, permission)
+}
+
+// resume hands the browser of a stream opened with a ticket a new ticket
+// for the same target in the resume cookie, before the stream's headers go
+// out. Without it the stream works, but an EventSource cannot reconnect.
+func (h *Handler) resume(w http.ResponseWriter, r *http.Request, p access.Principal, target string) {
+	if h.ResumeTicket == nil {
+		return
+	}
+	ticket, expires, err := h.ResumeTicket(r.Context(), p, target)
+	if err != nil {
+		if h.Logger != nil {
+			h.Logger.WarnContext(r.Context(), "issuing a stream's resume ticket failed", "target", target, "error", err.Error())
+		}
+		return
+	}
+	http.SetCookie(w, &http.Cookie{
+		Name: resumeCookie, Value: ticket, Path: r.URL.Path, Expires: expires, MaxAge: int(time.Until(expires).Seconds()),
+		HttpOnly: true, Secure: h.SecureCookies, SameSite: http.SameSiteStrictMode,
+	})
 }
 
 // allows returns err, or an error when p's role does not grant permission.
@@ -142,21 +183,24 @@ func allows(p access.Principal, err error, permission string) error {
 
 func (h *Handler) taskLogs(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	p, recheck, err := h.principal(r, "task:"+id, "task.read")
+	p, recheck, ticketed, err := h.principal(r, "task:"+id, "task.read")
 	if err != nil {
 		h.fail(w, r, err)
 		return
 	}
-	if _, _, err := h.Store.FindTask(r.Context(), id, p.Viewer()); err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	release, err := h.admit(r.Context(), p, w.Header())
+	t, _, err := h.Store.FindTask(r.Context(), id, p.Viewer())
 	if err != nil {
 		h.fail(w, r, err)
 		return
 	}
-	defer release()
+	if r.Header.Get("Last-Event-ID") == endID && t.Status.Terminal() {
+		// An EventSource reconnecting after it got the end (whose id it
+		// sends back) is told there is nothing more: 204 No Content stops
+		// it for good, where a replayed end would make it reconnect for
+		// ever.
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
 	// since is the last seq the client has; Last-Event-ID, sent by an
 	// EventSource reconnecting, wins over it.
 	since, err := seq(r.URL.Query().Get("since"))
@@ -166,6 +210,15 @@ func (h *Handler) taskLogs(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		h.fail(w, r, fault.Invalid("since", "must be a log line's seq, a whole number from 0"))
 		return
+	}
+	release, err := h.admit(r.Context(), p, w.Header())
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	defer release()
+	if ticketed {
+		h.resume(w, r, p, "task:"+id)
 	}
 	follow := stream.Task{Store: h.Store, Bus: h.Bus, Metrics: h.Metrics}
 	h.serve(w, r, recheck, func(ctx context.Context, send func(*sse.Message) error) error {
@@ -184,6 +237,7 @@ func (h *Handler) taskLogs(w http.ResponseWriter, r *http.Request) {
 				m.Type = sse.Type("progress")
 				data = task.ToProto(ev.Task).GetProgress()
 			case stream.KindEnd:
+				m.ID = sse.ID(endID)
 				m.Type = sse.Type("end")
 				data = &berthv1.TaskEnd{Status: task.ToProto(ev.Task).GetStatus(), LastSeq: ev.LastSeq}
 			}
@@ -199,7 +253,7 @@ func (h *Handler) taskLogs(w http.ResponseWriter, r *http.Request) {
 
 func (h *Handler) workspaceEvents(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	p, recheck, err := h.principal(r, "workspace:"+id, "workspace.read")
+	p, recheck, ticketed, err := h.principal(r, "workspace:"+id, "workspace.read")
 	if err != nil {
 		h.fail(w, r, err)
 		return
@@ -214,6 +268,9 @@ func (h *Handler) workspaceEvents(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer release()
+	if ticketed {
+		h.resume(w, r, p, "workspace:"+id)
+	}
 	h.serve(w, r, recheck, func(ctx context.Context, send func(*sse.Message) error) error {
 		return h.Workspaces.FollowEvents(ctx, p, id, func(ev *berthv1.WorkspaceEvent) error {
 			b, err := marshal.Marshal(ev)
