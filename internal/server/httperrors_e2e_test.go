@@ -31,6 +31,8 @@ func TestEveryErrorHasABody(t *testing.T) {
 		{"body over the limit", "POST", "/berth.v1.AuthService/Login", "application/json", `{"email":"` + big + `"}`, nil, 413, "resource_exhausted", "too large"},
 		{"cookie call from a foreign site", "POST", "/berth.v1.AuthService/GetCurrentUser", "application/json", "{}",
 			map[string]string{"Sec-Fetch-Site": "cross-site", "Origin": "https://evil.example.com", "Cookie": "berth_session=x"}, 403, "permission_denied", "cross-origin"},
+		{"CORS preflight from a foreign origin", "OPTIONS", "/berth.v1.AuthService/Login", "", "",
+			map[string]string{"Origin": "https://evil.example.com", "Access-Control-Request-Method": "POST"}, 403, "permission_denied", "not allowed"},
 		{"WebSocket from a foreign origin", "GET", "/ws", "", "",
 			map[string]string{"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13", "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
 				"Sec-WebSocket-Protocol": "berth.v1.json", "Origin": "https://evil.example.com", "Authorization": "Bearer " + token}, 403, "permission_denied", ""},

@@ -294,17 +294,34 @@ func csrfProtect(trusted []string, next http.Handler) (http.Handler, error) {
 // Connect, gRPC-Web and gRPC protocols need; the rate-limit headers are
 // exposed too, so a browser client can pace itself.
 func withCORS(origins []string, next http.Handler) http.Handler {
-	if len(origins) == 0 {
-		return next
+	allowed := make(map[string]bool, len(origins))
+	for _, o := range origins {
+		allowed[o] = true
 	}
-	return cors.New(cors.Options{
+	// A preflight from an origin that is not allowed is refused with 403
+	// and a message (jsonErrors gives it the error body), not a bare 204
+	// the browser then quietly refuses.
+	refuseForeign := func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if origin := r.Header.Get("Origin"); r.Method == http.MethodOptions && origin != "" &&
+				r.Header.Get("Access-Control-Request-Method") != "" && !allowed[origin] {
+				http.Error(w, "cross-origin requests from "+origin+" are not allowed (the server's --allowed-origins does not list it)", http.StatusForbidden)
+				return
+			}
+			h.ServeHTTP(w, r)
+		})
+	}
+	if len(origins) == 0 {
+		return refuseForeign(next)
+	}
+	return refuseForeign(cors.New(cors.Options{
 		AllowedOrigins:   origins,
 		AllowedMethods:   append(connectcors.AllowedMethods(), http.MethodOptions),
 		AllowedHeaders:   append(connectcors.AllowedHeaders(), "Authorization", "X-Api-Key", "X-Request-Id", "Connect-Accept-Encoding", "Connect-Content-Encoding", "Grpc-Accept-Encoding", "Grpc-Encoding"),
 		ExposedHeaders:   append(connectcors.ExposedHeaders(), "X-Request-Id", "Connect-Content-Encoding", "Grpc-Encoding", "RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset", "Retry-After"),
 		AllowCredentials: true,
 		MaxAge:           7200,
-	}).Handler(next)
+	}).Handler(next))
 }
 
 // requestIDHandler adds the request id to every log record made with a
