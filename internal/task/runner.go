@@ -767,7 +767,14 @@ func (r *Runner) runGit(ctx context.Context, t *store.TaskRecord, cfg *berthv1.T
 		r.logger.Error("reading a git task's author failed", "task", t.ID, "user", t.CreatedBy, "error", err.Error())
 		return outcome{err: &berthv1.TaskError{Code: "NO_IDENTITY", Message: "the account that created the task could not be read for the commit identity"}}
 	}
-	for _, argv := range steps {
+	for i, argv := range steps {
+		if i > 0 {
+			// The step before may have changed the tree: the working
+			// directory is checked again before every exec.
+			if err := checkWorkDir(w.Path, cfg.GetWorkingDir()); err != nil {
+				return outcome{err: &berthv1.TaskError{Code: "WORKING_DIR", Message: err.Error()}}
+			}
+		}
 		stdout, stderr := logs.Stdout(), logs.Stderr()
 		code, err := r.rt.Exec(ctx, w.ContainerID, sandbox.ExecSpec{Argv: argv, Dir: dir, Env: env, Stdout: stdout, Stderr: stderr, Tag: t.ID})
 		closeAll(stdout, stderr)
