@@ -1,0 +1,173 @@
+package task
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/berthhq/berth/internal/agent"
+	berthv1 "github.com/berthhq/berth/internal/gen/berth/v1"
+	"github.com/berthhq/berth/internal/sandbox"
+	"github.com/berthhq/berth/internal/store"
+	"github.com/berthhq/berth/internal/tasklog"
+)
+
+// DefaultMaxTurns is RunnerConfig.ClaudeMaxTurns when it is not set.
+const DefaultMaxTurns = 50
+
+// maxTurns is the --max-turns of a claude_chat task that asks for none.
+func (r *Runner) maxTurns() int {
+	if r.cfg.ClaudeMaxTurns > 0 {
+		return r.cfg.ClaudeMaxTurns
+	}
+	return DefaultMaxTurns
+}
+
+// runClaude runs the claude CLI headless and turns its stream-json output
+// into log lines, progress and the result.
+func (r *Runner) runClaude(ctx context.Context, t *store.TaskRecord, cfg *berthv1.TaskConfig, w *store.Workspace, logs *tasklog.Writer) outcome {
+	maxTurns := int(cfg.GetMaxTurns())
+	if maxTurns == 0 {
+		maxTurns = r.maxTurns() // a task stored before records said what is in effect
+	}
+	opts := agent.Options{
+		Prompt: t.Prompt, SystemPrompt: cfg.GetSystemPrompt(), Model: cfg.GetModel(), MaxTurns: maxTurns,
+		AllowedTools: cfg.GetAllowedTools(), MaxBudgetUSD: cfg.GetMaxBudgetUsd(),
+	}
+	if t.ContinueTaskID != "" {
+		prev, _, err := r.store.FindTask(ctx, t.ContinueTaskID, store.Viewer{Admin: true})
+		if err != nil || prev.SessionID == "" {
+			return outcome{err: &berthv1.TaskError{Code: "NO_SESSION", Message: "the task to continue has no agent session any more"}}
+		}
+		opts.ResumeSessionID = prev.SessionID
+	}
+	dir, _ := workingDir(cfg.GetWorkingDir())
+	env, refused := r.envOf(cfg)
+	if refused != nil {
+		return outcome{err: refused}
+	}
+	if r.cfg.APIKey != "" {
+		// Last: a later value wins, and the rule refuses this name anyway.
+		env = append(env, "ANTHROPIC_API_KEY="+r.cfg.APIKey)
+	}
+	redact := redactor(r.cfg.APIKey)
+
+	execCtx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	idle := time.AfterFunc(r.cfg.ClaudeIdle, func() { stop(errAgentIdle) })
+	defer idle.Stop()
+
+	parser := agent.NewParser(maxTurns)
+	pr, pw := io.Pipe()
+	parsed := make(chan struct{})
+	// On every path, a panic included, the parser ends before runClaude
+	// returns: closing the pipe ends its read.
+	defer func() {
+		pw.Close()
+		<-parsed
+	}()
+	go func() {
+		defer close(parsed)
+		defer func() { _, _ = io.Copy(io.Discard, pr) }() // the CLI never blocks on a full pipe
+		// A panic while parsing ends the run (the CLI is stopped), not
+		// the process.
+		defer r.panics.Recover(r.logger, "agent-parser", func(any) { stop(errInternal) }, "task", t.ID)
+		_ = agent.Lines(pr, func(line []byte) {
+			idle.Reset(r.cfg.ClaudeIdle)
+			if r.faultHook != nil {
+				r.faultHook("agent-parser", t.ID)
+			}
+			for _, o := range parser.Line(line) {
+				switch o := o.(type) {
+				case agent.Log:
+					logs.Log(o.Level, o.Source, redact(o.Message), fieldsJSON(o.Fields, redact))
+				case agent.Progress:
+					logs.Sync() // the lines before the progress are stored first
+					p := encode(&berthv1.TaskProgress{Current: int32(o.Current), Total: int32(o.Total), Percentage: int32(o.Percentage), Message: o.Message})
+					if err := r.store.SetTaskProgress(context.WithoutCancel(ctx), t.ID, p, nil, nil); err == nil {
+						t.Progress = p
+						r.published(t)
+					}
+				case agent.Session:
+					id := o.ID
+					_ = r.store.SetTaskProgress(context.WithoutCancel(ctx), t.ID, nil, &id, nil)
+				}
+			}
+		})
+	}()
+	var stderr io.Writer = logs.Stderr()
+	if r.cfg.APIKey != "" {
+		stderr = newRedactingWriter(stderr, r.cfg.APIKey)
+	}
+	argv := append([]string{r.cfg.ClaudePath}, agent.Args(opts)...)
+	code, err := r.rt.Exec(execCtx, w.ContainerID, sandbox.ExecSpec{Argv: argv, Dir: dir, Env: env, Stdout: pw, Stderr: stderr, Tag: t.ID})
+	pw.Close()
+	<-parsed
+	if c, ok := stderr.(io.Closer); ok {
+		c.Close()
+	}
+
+	if errors.Is(context.Cause(execCtx), errInternal) && ctx.Err() == nil {
+		return outcome{err: internalError()}
+	}
+	if errors.Is(context.Cause(execCtx), errAgentIdle) && ctx.Err() == nil {
+		return outcome{err: &berthv1.TaskError{Code: "AGENT_IDLE", Message: fmt.Sprintf("the agent printed nothing for %s and was stopped", r.cfg.ClaudeIdle)}}
+	}
+	if ctx.Err() != nil {
+		return outcome{}
+	}
+	if err != nil {
+		return outcome{err: &berthv1.TaskError{Code: "EXEC_FAILED", Message: "the claude CLI could not be run: " + redact(err.Error())}}
+	}
+	res, perr := parser.Outcome()
+	if oe, ok := errors.AsType[*agent.OutputError](perr); ok {
+		// No cost: a made-up number must not move the user's budget, the
+		// stats or the metrics.
+		return outcome{err: &berthv1.TaskError{Code: "AGENT_OUTPUT",
+			Message: fmt.Sprintf("the agent reported a %s that cannot be right (%s), so nothing of its result was recorded", oe.Field, oe.Reason),
+			Details: redact(oe.Error()) + fmt.Sprintf("; exit code %d", code)}}
+	}
+	if perr != nil {
+		return outcome{err: &berthv1.TaskError{Code: "NO_RESULT", Message: "the agent exited without a result", Details: fmt.Sprintf("exit code %d", code)}}
+	}
+	cost := res.TotalCostUSD
+	if res.Failed() {
+		return outcome{cost: &cost, err: &berthv1.TaskError{Code: agentErrorCode(res.Subtype), Message: redact(res.Text), Details: fmt.Sprintf("exit code %d, %d turns", code, res.NumTurns)}}
+	}
+	details, _ := structpb.NewStruct(map[string]any{
+		"num_turns": res.NumTurns, "duration_ms": res.DurationMS, "total_cost_usd": res.TotalCostUSD,
+		"session_id": res.SessionID, "usage": res.Usage,
+	})
+	if details == nil {
+		details, _ = structpb.NewStruct(map[string]any{"num_turns": res.NumTurns, "session_id": res.SessionID})
+	}
+	return outcome{cost: &cost, result: &berthv1.TaskResult{Success: true, Summary: redact(res.Text), Details: details}}
+}
+
+// agentErrorCode is the TaskError code of a failed agent run: the CLI's
+// subtype in upper case (ERROR_MAX_TURNS), when it looks like one. The
+// subtype is the agent's output: anything else (a huge string, one
+// posing as berth's own codes' shape with other bytes) is AGENT_ERROR.
+func agentErrorCode(subtype string) string {
+	if len(subtype) == 0 || len(subtype) > 64 || strings.Trim(subtype, "abcdefghijklmnopqrstuvwxyz_") != "" {
+		return "AGENT_ERROR"
+	}
+	return strings.ToUpper(subtype)
+}
+
+func fieldsJSON(fields map[string]any, redact func(string) string) json.RawMessage {
+	if len(fields) == 0 {
+		return nil
+	}
+	b, err := json.Marshal(fields)
+	if err != nil {
+		return nil
+	}
+	return json.RawMessage(redact(string(b)))
+}
