@@ -61,7 +61,8 @@ lint: _protovalidate check-generated
     @echo '--- buf format'
     buf format -d --exit-code
 
-# Regenerate internal/gen (Go) and web/src/gen (TypeScript) from proto/.
+# Regenerate internal/gen (Go), web/src/gen (TypeScript) and the OpenAPI
+# document in internal/openapi/spec from proto/.
 generate: _protovalidate
     test -d web/node_modules || npm ci --prefix web --no-audit --no-fund
     buf generate --path proto/berth
@@ -69,8 +70,8 @@ generate: _protovalidate
 # Fail when the committed generated code differs from what `just generate` writes.
 check-generated: generate
     @echo '--- generated code matches proto/'
-    git diff --exit-code -- internal/gen web/src/gen
-    @untracked="$(git ls-files --others --exclude-standard -- internal/gen web/src/gen)"; \
+    git diff --exit-code -- internal/gen web/src/gen internal/openapi/spec
+    @untracked="$(git ls-files --others --exclude-standard -- internal/gen web/src/gen internal/openapi/spec)"; \
         test -z "$untracked" || { printf 'generated files not committed:\n%s\n' "$untracked"; exit 1; }
 
 # Copy buf/validate/validate.proto out of the Go module cache into build/protovalidate.
