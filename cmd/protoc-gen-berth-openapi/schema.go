@@ -126,6 +126,9 @@ func (s *schemas) field(fd protoreflect.FieldDescriptor) *object {
 		desc = join(desc, "Optional: absent means unset, which differs from the zero value.")
 	}
 	desc = join(desc, rules.notes())
+	if shape, ok := o.get("description").(string); ok {
+		desc = join(desc, shape) // a well-known type's note on its JSON shape
+	}
 	o = rules.ignoreIfZero(o, fd)
 	return prepend(o, "description", nonEmpty(desc))
 }
@@ -212,15 +215,17 @@ func wellKnown(name protoreflect.FullName) *object {
 	return nil
 }
 
-// prepend puts key first in o (for readability: a field's description
-// above its type).
+// prepend puts key first in o, replacing any value it had (for
+// readability: a field's description above its type).
 func prepend(o *object, key string, v any) *object {
 	if v == nil {
 		return o
 	}
 	n := obj(key, v)
 	for _, k := range o.keys {
-		n.set(k, o.vals[k])
+		if k != key {
+			n.set(k, o.vals[k])
+		}
 	}
 	return n
 }
