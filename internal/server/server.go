@@ -42,6 +42,7 @@ import (
 	berthv1 "github.com/berthhq/berth/internal/gen/berth/v1"
 	"github.com/berthhq/berth/internal/gen/berth/v1/berthv1connect"
 	"github.com/berthhq/berth/internal/oidc"
+	"github.com/berthhq/berth/internal/openapi"
 	"github.com/berthhq/berth/internal/ratelimit"
 	"github.com/berthhq/berth/internal/stats"
 	"github.com/berthhq/berth/internal/store"
@@ -71,6 +72,7 @@ type Server struct {
 	handler    http.Handler
 	admin      http.Handler
 	services   []string
+	routes     []string
 }
 
 // wsCommandRate is a WebSocket connection's command rate: a connection
@@ -276,7 +278,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg *prom
 		connecthttp.WithReadMaxBytes(int(cfg.HTTP.MaxBodyBytes)),
 	}
 
-	mux := http.NewServeMux()
+	mux := newRouteMux()
 	connecthttp.Mount(mux, api, mountOpts...)
 	connecthttp.Mount(mux, reflection, mountOpts...)
 	streams := eventsource.New(eventsource.Config{
@@ -312,6 +314,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg *prom
 	})
 	sockets.Mount(mux)
 	mux.HandleFunc("GET /health", handleHealth)
+	openapi.Mount(mux)
 	mux.Handle("/auth/oidc/", signInWith)
 	mux.Handle("GET /ready", handleReady([]check{{name: "store", run: func(ctx context.Context) (string, bool) {
 		if err := st.Ping(ctx); err != nil {
@@ -353,11 +356,12 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg *prom
 		handler:    handler,
 		admin:      adminMux,
 		services:   services,
+		routes:     mux.patterns,
 	}, nil
 }
 
-// Handler is the main listener's handler: the API, reflection, /health and
-// /ready behind the middleware.
+// Handler is the main listener's handler: the API, reflection, /health,
+// /ready and the OpenAPI document behind the middleware.
 func (s *Server) Handler() http.Handler { return s.handler }
 
 // AdminHandler is the admin listener's handler: /metrics.
