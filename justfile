@@ -48,8 +48,9 @@ test:
 bench:
     go test -run '^$' -bench . -benchmem ./...
 
-# gofmt, go vet, staticcheck, buf lint, buf format and the generated-code check.
-lint: _protovalidate check-generated
+# gofmt, go vet, staticcheck, buf lint, buf format, the generated-code check
+# and Redocly's lint of the OpenAPI document.
+lint: _protovalidate check-generated lint-openapi
     @echo '--- gofmt'
     @test -z "$(gofmt -l .)" || { echo 'gofmt -l: these files need `gofmt -w`:'; gofmt -l .; exit 1; }
     @echo '--- go vet'
@@ -73,6 +74,16 @@ check-generated: generate
     git diff --exit-code -- internal/gen web/src/gen internal/openapi/spec
     @untracked="$(git ls-files --others --exclude-standard -- internal/gen web/src/gen internal/openapi/spec)"; \
         test -z "$untracked" || { printf 'generated files not committed:\n%s\n' "$untracked"; exit 1; }
+
+# Lint the generated OpenAPI document with Redocly (tools/openapi: its
+# version pinned in package-lock.json, its rules in redocly.yaml). No
+# telemetry, no update check: lint talks to no one.
+lint-openapi:
+    test -d tools/openapi/node_modules || npm ci --prefix tools/openapi --no-audit --no-fund
+    @echo '--- redocly lint'
+    REDOCLY_TELEMETRY=off REDOCLY_SUPPRESS_UPDATE_NOTICE=true \
+        tools/openapi/node_modules/.bin/redocly lint --config tools/openapi/redocly.yaml \
+        internal/openapi/spec/openapi.yaml internal/openapi/spec/openapi.json
 
 # Copy buf/validate/validate.proto out of the Go module cache into build/protovalidate.
 _protovalidate:
