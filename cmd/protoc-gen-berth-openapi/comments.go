@@ -12,12 +12,16 @@ import (
 type comments struct{}
 
 // of returns d's leading comment, each line trimmed of the one space after
-// "//", or "".
+// "//", or "". Lines that are directives to buf ("buf:lint:ignore …") are
+// left out: they are for the linter, not for readers.
 func (comments) of(d protoreflect.Descriptor) string {
 	loc := d.ParentFile().SourceLocations().ByDescriptor(d)
-	lines := strings.Split(strings.TrimRight(loc.LeadingComments, "\n"), "\n")
-	for i, l := range lines {
-		lines[i] = strings.TrimPrefix(strings.TrimRight(l, " "), " ")
+	var lines []string
+	for l := range strings.SplitSeq(strings.TrimRight(loc.LeadingComments, "\n"), "\n") {
+		l = strings.TrimPrefix(strings.TrimRight(l, " "), " ")
+		if !strings.HasPrefix(l, "buf:") {
+			lines = append(lines, l)
+		}
 	}
 	return strings.TrimSpace(strings.Join(lines, "\n"))
 }
