@@ -63,10 +63,11 @@ lint: _protovalidate check-generated lint-openapi
     buf format -d --exit-code
 
 # Regenerate internal/gen (Go), web/src/gen (TypeScript) and the OpenAPI
-# document in internal/openapi/spec from proto/.
+# document in internal/openapi/spec from proto/ (berth's API and its copy of
+# the gRPC health protocol).
 generate: _protovalidate
     test -d web/node_modules || npm ci --prefix web --no-audit --no-fund
-    buf generate --path proto/berth
+    buf generate --path proto/berth --path proto/grpc
 
 # Fail when the committed generated code differs from what `just generate` writes.
 check-generated: generate

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/types/descriptorpb"
 
 	berthv1 "github.com/berthhq/berth/internal/gen/berth/v1"
+	healthv1 "github.com/berthhq/berth/internal/gen/grpc/health/v1"
 	"github.com/berthhq/berth/internal/openapi"
 )
 
@@ -41,18 +42,23 @@ func (d doc) at(keys ...string) any {
 	return v
 }
 
-// berthFiles are the compiled descriptors of package berth.v1 (linked in by
-// importing the generated package), the API the server registers.
+// berthFiles are the compiled descriptors of the packages the server
+// registers (linked in by importing the generated packages): berth.v1 and
+// its copy of grpc.health.v1.
 func berthFiles(t *testing.T) []protoreflect.FileDescriptor {
 	t.Helper()
 	_ = berthv1.File_berth_v1_access_proto
+	_ = healthv1.File_grpc_health_v1_health_proto
 	var files []protoreflect.FileDescriptor
-	protoregistry.GlobalFiles.RangeFilesByPackage("berth.v1", func(fd protoreflect.FileDescriptor) bool {
-		files = append(files, fd)
-		return true
-	})
-	if len(files) == 0 {
-		t.Fatal("no files of package berth.v1 are registered")
+	for _, pkg := range []protoreflect.FullName{"berth.v1", "grpc.health.v1"} {
+		n := len(files)
+		protoregistry.GlobalFiles.RangeFilesByPackage(pkg, func(fd protoreflect.FileDescriptor) bool {
+			files = append(files, fd)
+			return true
+		})
+		if len(files) == n {
+			t.Fatalf("no files of package %s are registered", pkg)
+		}
 	}
 	return files
 }
