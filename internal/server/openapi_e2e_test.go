@@ -176,7 +176,8 @@ func bearerPresent(_ context.Context, in *openapi3filter.AuthenticationInput) er
 
 // TestOpenAPIAnswersMatchTheDocument calls a real server the way the
 // document says, and checks the answers, successes and errors, against the
-// documented response schemas.
+// documented response schemas: RPCs by POST and by Connect GET, health,
+// readiness and the SSE routes' errors.
 func TestOpenAPIAnswersMatchTheDocument(t *testing.T) {
 	t.Parallel()
 	doc := loadDocument(t)
@@ -230,6 +231,18 @@ func TestOpenAPIAnswersMatchTheDocument(t *testing.T) {
 		map[string]any{"email": "ada@example.com", "password": "not the password"}, http.StatusUnauthorized)
 	if refused["code"] != "unauthenticated" {
 		t.Fatalf("Login with a wrong password: %v, want code unauthenticated", refused)
+	}
+
+	// The plain-HTTP routes, from the hand-written part of the document.
+	c.call(http.MethodGet, "/health", nil, "", nil, http.StatusOK)
+	if ready := c.call(http.MethodGet, "/ready", nil, "", nil, http.StatusOK); ready["status"] != "ready" {
+		t.Fatalf("/ready: %v", ready)
+	}
+	if gone := c.call(http.MethodGet, "/api/v1/tasks/"+uuid.NewString()+"/logs/stream", nil, token, nil, http.StatusNotFound); gone["code"] != "not_found" {
+		t.Fatalf("SSE of an unknown task: %v, want code not_found", gone)
+	}
+	if gone := c.call(http.MethodGet, "/api/v1/workspaces/"+uuid.NewString()+"/events", nil, token, nil, http.StatusNotFound); gone["code"] != "not_found" {
+		t.Fatalf("SSE of an unknown workspace: %v, want code not_found", gone)
 	}
 
 	// The documented rules refuse what protovalidate refuses.
