@@ -10,7 +10,7 @@
 // routes that do not come from the proto (SSE, WebSocket, OIDC, health,
 // reflection, the document itself) and the Connect protocol's shared parts
 // (error body, headers, security schemes) are written by hand in
-// fragment.yaml, embedded here and merged in.
+// routes.yaml and protocol.yaml, embedded here and merged in.
 //
 // `just generate` runs it through buf.gen.yaml; `just check-generated` fails
 // when the committed document differs from what it writes.
@@ -31,8 +31,13 @@ import (
 	"google.golang.org/protobuf/types/pluginpb"
 )
 
-//go:embed fragment.yaml
-var fragment []byte
+// The hand-written parts: top-level keys of the document, none in both.
+var (
+	//go:embed routes.yaml
+	routesYAML []byte
+	//go:embed protocol.yaml
+	protocolYAML []byte
+)
 
 func main() {
 	if err := run(os.Stdin, os.Stdout); err != nil {
@@ -84,15 +89,27 @@ func generate(req *pluginpb.CodeGeneratorRequest) (js, yml []byte, err error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("descriptors: %w", err)
 	}
-	var root yaml.Node
-	if err := yaml.Unmarshal(fragment, &root); err != nil {
-		return nil, nil, fmt.Errorf("fragment.yaml: %w", err)
+	frag := obj()
+	for _, f := range []struct {
+		name string
+		src  []byte
+	}{{"routes.yaml", routesYAML}, {"protocol.yaml", protocolYAML}} {
+		name, src := f.name, f.src
+		var root yaml.Node
+		if err := yaml.Unmarshal(src, &root); err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", name, err)
+		}
+		v, err := fromYAML(&root)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", name, err)
+		}
+		for _, k := range v.(*object).keys {
+			if frag.get(k) != nil {
+				return nil, nil, fmt.Errorf("%s: %s is in both hand-written files", name, k)
+			}
+			frag.set(k, v.(*object).get(k))
+		}
 	}
-	v, err := fromYAML(&root)
-	if err != nil {
-		return nil, nil, fmt.Errorf("fragment.yaml: %w", err)
-	}
-	frag := v.(*object)
 
 	g := &generator{schemas: newSchemas(comments{})}
 	paths := obj()

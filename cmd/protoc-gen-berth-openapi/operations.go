@@ -12,7 +12,7 @@ import (
 )
 
 // errorStatuses are the HTTP statuses a Connect unary call can answer with,
-// each a response in components (fragment.yaml) carrying the Connect error
+// each a response in components (protocol.yaml) carrying the Connect error
 // body. The codes behind each status follow connect-go's
 // connectCodeToHTTP (connecthttp/protocol_connect.go).
 var errorStatuses = []struct{ status, response string }{
