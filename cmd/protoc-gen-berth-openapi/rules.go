@@ -299,7 +299,10 @@ func (f fieldRule) ignoreIfZero(o *object, fd protoreflect.FieldDescriptor) *obj
 	}
 	base, rules := obj(), obj()
 	for _, k := range o.keys {
-		if slices.Contains(constraintKeys, k) {
+		// A number's format and a 64-bit integer's string pattern describe
+		// its type, not a rule: they hold for the zero value too.
+		typeInfo := fd.Kind() != protoreflect.StringKind && (k == "format" || k == "pattern")
+		if slices.Contains(constraintKeys, k) && !typeInfo {
 			rules.set(k, o.vals[k])
 		} else {
 			base.set(k, o.vals[k])
