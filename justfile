@@ -48,8 +48,9 @@ test:
 bench:
     go test -run '^$' -bench . -benchmem ./...
 
-# gofmt, go vet, staticcheck, buf lint, buf format and the generated-code check.
-lint: _protovalidate check-generated
+# gofmt, go vet, staticcheck, buf lint, buf format, the generated-code check
+# and Redocly's lint of the OpenAPI document.
+lint: _protovalidate check-generated lint-openapi
     @echo '--- gofmt'
     @test -z "$(gofmt -l .)" || { echo 'gofmt -l: these files need `gofmt -w`:'; gofmt -l .; exit 1; }
     @echo '--- go vet'
@@ -61,17 +62,29 @@ lint: _protovalidate check-generated
     @echo '--- buf format'
     buf format -d --exit-code
 
-# Regenerate internal/gen (Go) and web/src/gen (TypeScript) from proto/.
+# Regenerate internal/gen (Go), web/src/gen (TypeScript) and the OpenAPI
+# document in internal/openapi/spec from proto/ (berth's API and its copy of
+# the gRPC health protocol).
 generate: _protovalidate
     test -d web/node_modules || npm ci --prefix web --no-audit --no-fund
-    buf generate --path proto/berth
+    buf generate --path proto/berth --path proto/grpc
 
 # Fail when the committed generated code differs from what `just generate` writes.
 check-generated: generate
     @echo '--- generated code matches proto/'
-    git diff --exit-code -- internal/gen web/src/gen
-    @untracked="$(git ls-files --others --exclude-standard -- internal/gen web/src/gen)"; \
+    git diff --exit-code -- internal/gen web/src/gen internal/openapi/spec
+    @untracked="$(git ls-files --others --exclude-standard -- internal/gen web/src/gen internal/openapi/spec)"; \
         test -z "$untracked" || { printf 'generated files not committed:\n%s\n' "$untracked"; exit 1; }
+
+# Lint the generated OpenAPI document with Redocly (tools/openapi: its
+# version pinned in package-lock.json, its rules in redocly.yaml). No
+# telemetry, no update check: lint talks to no one.
+lint-openapi:
+    test -d tools/openapi/node_modules || npm ci --prefix tools/openapi --no-audit --no-fund
+    @echo '--- redocly lint'
+    REDOCLY_TELEMETRY=off REDOCLY_SUPPRESS_UPDATE_NOTICE=true \
+        tools/openapi/node_modules/.bin/redocly lint --config tools/openapi/redocly.yaml \
+        internal/openapi/spec/openapi.yaml internal/openapi/spec/openapi.json
 
 # Copy buf/validate/validate.proto out of the Go module cache into build/protovalidate.
 _protovalidate:

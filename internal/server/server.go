@@ -41,7 +41,10 @@ import (
 	"github.com/berthhq/berth/internal/config"
 	berthv1 "github.com/berthhq/berth/internal/gen/berth/v1"
 	"github.com/berthhq/berth/internal/gen/berth/v1/berthv1connect"
+	"github.com/berthhq/berth/internal/gen/grpc/health/v1/healthv1connect"
+	"github.com/berthhq/berth/internal/health"
 	"github.com/berthhq/berth/internal/oidc"
+	"github.com/berthhq/berth/internal/openapi"
 	"github.com/berthhq/berth/internal/quota"
 	"github.com/berthhq/berth/internal/ratelimit"
 	"github.com/berthhq/berth/internal/stats"
@@ -76,6 +79,7 @@ type Server struct {
 	handler    http.Handler
 	admin      http.Handler
 	services   []string
+	routes     []string
 }
 
 // wsCommandRate is a WebSocket connection's command rate: a connection
@@ -281,10 +285,10 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg *prom
 	services := serviceNames(api)
 
 	// Reflection lives on its own server: it is public and has no berth
-	// access rules, and it describes the API services plus itself.
+	// access rules, and it describes the API services, health and itself.
 	reflection := connect.NewServer()
 	grpcreflect.Register(reflection, grpcreflect.WithNamer(grpcreflect.NamerFunc(func() []string {
-		return append(append([]string(nil), services...), grpcreflect.ReflectV1ServiceName, grpcreflect.ReflectV1AlphaServiceName)
+		return append(append([]string(nil), services...), healthv1connect.HealthName, grpcreflect.ReflectV1ServiceName, grpcreflect.ReflectV1AlphaServiceName)
 	})))
 
 	jsonCodec := connectproto.NewJSONCodec()
@@ -301,7 +305,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg *prom
 		connecthttp.WithReadMaxBytes(int(cfg.HTTP.MaxBodyBytes)),
 	}
 
-	mux := http.NewServeMux()
+	mux := newRouteMux()
 	connecthttp.Mount(mux, api, mountOpts...)
 	connecthttp.Mount(mux, reflection, mountOpts...)
 	streams := eventsource.New(eventsource.Config{
@@ -340,12 +344,10 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg *prom
 	})
 	sockets.Mount(mux)
 	mux.HandleFunc("GET /health", handleHealth)
-	mux.Handle("GET /{$}", apiIndex(services, []string{
-		"GET /api/v1/tasks/{id}/logs/stream (SSE)", "GET /api/v1/workspaces/{id}/events (SSE)", "GET /ws (WebSocket, subprotocol berth.v1.json)",
-		"GET /auth/oidc/{provider}/login", "GET /auth/oidc/{provider}/callback", "GET /health", "GET /ready",
-	}))
+	mux.Handle("GET /{$}", apiIndex(services, func() []string { return mux.patterns }))
+	openapi.Mount(mux)
 	mux.Handle("/auth/oidc/", signInWith)
-	mux.Handle("GET /ready", handleReady([]check{{name: "store", run: func(ctx context.Context) (string, bool) {
+	readiness := []check{{name: "store", run: func(ctx context.Context) (string, bool) {
 		if err := st.Ping(ctx); err != nil {
 			logger.WarnContext(ctx, "readiness: store unreachable", "error", err.Error())
 			return "unreachable", false
@@ -354,9 +356,20 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg *prom
 	}}, {name: "runtime", run: rt.check}, {name: "valkey", run: func(context.Context) (string, bool) {
 		// Degraded is still ready: every use of Valkey has a local fallback.
 		return shared.Status(), true
-	}}}))
+	}}}
+	mux.Handle("GET /ready", handleReady(readiness))
+	// The gRPC health protocol reports the same checks. Like reflection it
+	// is public and lives on its own server, without berth's access rules;
+	// the drain ends its Watch streams at shutdown.
+	probes := connect.NewServer(connectStreams.interceptor(nil))
+	healthChecks := make([]health.Check, len(readiness))
+	for i, c := range readiness {
+		healthChecks[i] = c.run
+	}
+	healthv1connect.RegisterHealthHandler(probes, health.New(services, cfg.Streams.Heartbeat, healthChecks...))
+	connecthttp.Mount(mux, probes, mountOpts...)
 
-	var handler http.Handler = eventsource.KeepOpen(mux, berthv1connect.TaskServiceStreamTaskLogsProcedure, berthv1connect.WorkspaceServiceWatchWorkspaceProcedure)
+	var handler http.Handler = eventsource.KeepOpen(mux, berthv1connect.TaskServiceStreamTaskLogsProcedure, berthv1connect.WorkspaceServiceWatchWorkspaceProcedure, healthv1connect.HealthWatchProcedure)
 	handler = limitHTTP(limits, handler)
 	handler = limitBody(cfg.HTTP.MaxBodyBytes, handler)
 	if handler, err = csrfProtect(cfg.AllowedOrigins, handler); err != nil {
@@ -389,11 +402,12 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg *prom
 		handler:    handler,
 		admin:      adminMux,
 		services:   services,
+		routes:     mux.patterns,
 	}, nil
 }
 
-// Handler is the main listener's handler: the API, reflection, /health and
-// /ready behind the middleware.
+// Handler is the main listener's handler: the API, reflection, /health,
+// /ready and the OpenAPI document behind the middleware.
 func (s *Server) Handler() http.Handler { return s.handler }
 
 // AdminHandler is the admin listener's handler: /metrics.

@@ -106,8 +106,14 @@ func New(cfg Config) *Handler { return &Handler{Config: cfg, closing: make(chan 
 // with http.Server.RegisterOnShutdown.
 func (h *Handler) Shutdown() { h.shutdown.Do(func() { close(h.closing) }) }
 
+// Mux is where Mount registers the streams (an *http.ServeMux, or the
+// server's mux that records its routes).
+type Mux interface {
+	HandleFunc(pattern string, handler func(http.ResponseWriter, *http.Request))
+}
+
 // Mount registers the streams on mux.
-func (h *Handler) Mount(mux *http.ServeMux) {
+func (h *Handler) Mount(mux Mux) {
 	mux.HandleFunc("GET /api/v1/tasks/{id}/logs/stream", h.taskLogs)
 	mux.HandleFunc("GET /api/v1/workspaces/{id}/events", h.workspaceEvents)
 }

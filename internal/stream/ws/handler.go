@@ -126,8 +126,9 @@ func New(cfg Config) *Handler {
 // hijacked connections.
 func (h *Handler) Shutdown() { h.shutdown.Do(func() { close(h.closing) }) }
 
-// Mount registers GET /ws on mux.
-func (h *Handler) Mount(mux *http.ServeMux) { mux.Handle("GET /ws", h) }
+// Mount registers GET /ws on mux (an *http.ServeMux, or the server's mux
+// that records its routes).
+func (h *Handler) Mount(mux interface{ Handle(string, http.Handler) }) { mux.Handle("GET /ws", h) }
 
 // ServeHTTP checks the origin, the subprotocol and the credentials, then
 // upgrades and serves the connection until either side closes it.
