@@ -217,15 +217,11 @@ func (h *Handler) taskLogs(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, fault.Invalid("since", "must be a log line's seq, a whole number from 0"))
 		return
 	}
-	release, err := h.admit(r.Context(), p, w.Header())
-	if err != nil {
-		h.fail(w, r, err)
+	release, ok := h.open(w, r, p, "task:"+id, ticketed)
+	if !ok {
 		return
 	}
 	defer release()
-	if ticketed {
-		h.resume(w, r, p, "task:"+id)
-	}
 	follow := stream.Task{Store: h.Store, Bus: h.Bus, Metrics: h.Metrics}
 	h.serve(w, r, recheck, func(ctx context.Context, send func(*sse.Message) error) error {
 		return follow.Follow(ctx, id, since+1, func(ev stream.TaskEvent) error {
@@ -268,15 +264,11 @@ func (h *Handler) workspaceEvents(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	release, err := h.admit(r.Context(), p, w.Header())
-	if err != nil {
-		h.fail(w, r, err)
+	release, ok := h.open(w, r, p, "workspace:"+id, ticketed)
+	if !ok {
 		return
 	}
 	defer release()
-	if ticketed {
-		h.resume(w, r, p, "workspace:"+id)
-	}
 	h.serve(w, r, recheck, func(ctx context.Context, send func(*sse.Message) error) error {
 		return h.Workspaces.FollowEvents(ctx, p, id, func(ev *berthv1.WorkspaceEvent) error {
 			b, err := marshal.Marshal(ev)
@@ -288,6 +280,22 @@ func (h *Handler) workspaceEvents(w http.ResponseWriter, r *http.Request) {
 			return send(m)
 		})
 	})
+}
+
+// open admits p's stream to target (a slot and the request budget) and,
+// for a stream opened with a ticket, hands the browser its resume cookie.
+// It answers the refusal itself and reports false; otherwise the caller
+// must call release when the stream ends.
+func (h *Handler) open(w http.ResponseWriter, r *http.Request, p access.Principal, target string, ticketed bool) (release func(), ok bool) {
+	release, err := h.admit(r.Context(), p, w.Header())
+	if err != nil {
+		h.fail(w, r, err)
+		return nil, false
+	}
+	if ticketed {
+		h.resume(w, r, p, target)
+	}
+	return release, true
 }
 
 // admit asks Config.Admit, if set, for a stream slot of p.
