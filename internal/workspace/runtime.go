@@ -138,15 +138,7 @@ func transition(from, to store.WorkspaceStatus) error {
 // change.
 func (s *Service) setContainer(ctx context.Context, w *store.Workspace, status store.WorkspaceStatus, containerID, imageID string) (*store.Workspace, error) {
 	reason := ""
-	upd := store.WorkspaceUpdate{Status: &status, StatusReason: &reason, ContainerID: &containerID, ImageID: &imageID}
-	updated, err := s.store.UpdateWorkspace(context.WithoutCancel(ctx), w.ID, upd, s.now().UTC())
-	if err != nil {
-		return nil, err
-	}
-	s.forget(ctx, w.ID)
-	updated.AccessRole, updated.Stats = w.AccessRole, w.Stats
-	s.publish(updated)
-	return updated, nil
+	return s.update(ctx, w, store.WorkspaceUpdate{Status: &status, StatusReason: &reason, ContainerID: &containerID, ImageID: &imageID})
 }
 
 // setStatus records a status (and reason) and publishes the change.
@@ -163,7 +155,12 @@ func (s *Service) claimStatus(ctx context.Context, w *store.Workspace, status st
 }
 
 func (s *Service) moveStatus(ctx context.Context, w *store.Workspace, status store.WorkspaceStatus, reason string, containerID *string, ifStatus []store.WorkspaceStatus) (*store.Workspace, error) {
-	upd := store.WorkspaceUpdate{Status: &status, StatusReason: &reason, ContainerID: containerID, IfStatus: ifStatus}
+	return s.update(ctx, w, store.WorkspaceUpdate{Status: &status, StatusReason: &reason, ContainerID: containerID, IfStatus: ifStatus})
+}
+
+// update applies upd to w's record, retires its cached copies, keeps the
+// reader's view (access role, stats) on the result and publishes it.
+func (s *Service) update(ctx context.Context, w *store.Workspace, upd store.WorkspaceUpdate) (*store.Workspace, error) {
 	updated, err := s.store.UpdateWorkspace(context.WithoutCancel(ctx), w.ID, upd, s.now().UTC())
 	if err != nil {
 		return nil, err
