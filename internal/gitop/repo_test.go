@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/berthhq/berth/internal/gitop"
 )
@@ -214,9 +215,20 @@ func TestHooksDoNotRun(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// Sanity: a plain git commit does run them.
+	// Sanity: a plain git commit does run them. A hook just written may be
+	// "busy" for a moment: a process forked meanwhile by a parallel test
+	// can hold its write descriptor until it execs (golang/go#22315).
 	write(t, filepath.Join(work, "a.txt"), "x\n")
-	run(t, work, []string{"git", "commit", "-q", "-a", "-m", "plain"})
+	for attempt := 0; ; attempt++ {
+		out, err := try(work, []string{"git", "commit", "-q", "-a", "-m", "plain"})
+		if err == nil {
+			break
+		}
+		if !strings.Contains(out, "Text file busy") || attempt == 50 {
+			t.Fatalf("plain git commit: %v\n%s", err, out)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	if _, err := os.Stat(marker); err != nil {
 		t.Fatalf("the hook did not run for plain git, so this test proves nothing: %v", err)
 	}
