@@ -99,7 +99,7 @@ func serve(args, environ []string, stderr io.Writer) error {
 	var adminLn net.Listener
 	if cfg.AdminAddr != "" {
 		if adminLn, err = net.Listen("tcp", cfg.AdminAddr); err != nil {
-			ln.Close()
+			_ = ln.Close() // the listen error is the one to report
 			return fmt.Errorf("listen on --admin-addr %s: %w", cfg.AdminAddr, err)
 		}
 		logger.Info("admin listener", "addr", adminLn.Addr().String())

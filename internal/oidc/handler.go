@@ -130,6 +130,9 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) {
 		h.refuse(w, r, p, status, msg, "sign-in refused for subject "+clip(id.Subject), err)
 		return
 	}
+	// #nosec G124 -- HttpOnly always; Secure follows --secure-cookies (off only
+	// for plain-HTTP development); Lax, as the sign-in ends in a redirect
+	// from the provider, which Strict would strip the cookie from.
 	http.SetCookie(w, &http.Cookie{
 		Name:     auth.SessionCookie,
 		Value:    session.Cookie,
@@ -239,7 +242,7 @@ func writeText(w http.ResponseWriter, status int, msg string) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
-	_, _ = w.Write([]byte(msg + "\n"))
+	_, _ = w.Write([]byte(msg + "\n")) // #nosec G705 -- text/plain with nosniff, and msg is berth's own wording
 }
 
 // noStore keeps sign-in responses, which carry one-time cookies, out of

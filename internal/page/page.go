@@ -63,10 +63,10 @@ func (r Request) Of(total int64) Info {
 // Proto converts the page description to its API message.
 func (i Info) Proto() *berthv1.Pagination {
 	return &berthv1.Pagination{
-		Page:       int32(i.Number),
-		PageSize:   int32(i.Size),
+		Page:       int32(i.Number), // #nosec G115 -- from the request's int32
+		PageSize:   int32(i.Size),   // #nosec G115 -- at most 100
 		Total:      i.Total,
-		TotalPages: int32(i.TotalPages),
+		TotalPages: int32(i.TotalPages), // #nosec G115 -- rows / page size; 2^31 pages is beyond any store
 		HasPrev:    i.HasPrev,
 		HasNext:    i.HasNext,
 	}

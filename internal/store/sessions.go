@@ -22,6 +22,7 @@ const sessionColumns = `id, user_id, created_at, expires_at, revoked_at, source_
 // OIDC login has the method "oidc:" followed by the provider's name.
 const MethodPassword = "password"
 
+// #nosec G101 -- column names, not a credential
 const refreshTokenColumns = `id, session_id, user_id, token_hash, created_at, expires_at, used_at`
 
 // CreateSession stores a new session and, when first is not nil, its first

@@ -87,7 +87,7 @@ func (s *Store) prepared(ctx context.Context, query string) (*sql.Stmt, error) {
 		return nil, err
 	}
 	if prev, loaded := s.stmts.LoadOrStore(query, st); loaded {
-		st.Close()
+		_ = st.Close() // a duplicate prepared meanwhile; the cached one is used
 		return prev.(*sql.Stmt), nil
 	}
 	return st, nil

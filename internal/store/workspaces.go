@@ -474,7 +474,7 @@ func loadWorkspaceStats(ctx context.Context, c conn, ws []*Workspace) error {
 				n          int64
 			)
 			if err := rows.Scan(&id, &status, &n); err != nil {
-				rows.Close()
+				_ = rows.Close() // the scan error is the one to report
 				return fmt.Errorf("count tasks: %w", err)
 			}
 			if w := byID[id]; w != nil {

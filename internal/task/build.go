@@ -63,6 +63,10 @@ func (r *Runner) runBuild(ctx context.Context, t *store.TaskRecord, w *store.Wor
 	return outcome{result: &berthv1.TaskResult{Success: true, Summary: "built " + tag, Details: details}}
 }
 
+// maxBuildSteps bounds the "Step N/M" a build may report as progress; a
+// Dockerfile has far fewer instructions.
+const maxBuildSteps = 100000
+
 // buildProgress passes build output through and reports "Step N/M" lines
 // as progress.
 type buildProgress struct {
@@ -80,9 +84,11 @@ func (b *buildProgress) Write(p []byte) (int, error) {
 		}
 		line := string(b.partial[:i])
 		b.partial = b.partial[i+1:]
+		// The numbers come from the build's output, which the workspace's
+		// Dockerfile controls: only a believable step count is progress.
 		var cur, total int
-		if _, err := fmt.Sscanf(line, "Step %d/%d", &cur, &total); err == nil && total > 0 {
-			b.set(&berthv1.TaskProgress{Current: int32(cur), Total: int32(total), Percentage: int32(cur * 100 / total), Message: line})
+		if _, err := fmt.Sscanf(line, "Step %d/%d", &cur, &total); err == nil && total > 0 && total <= maxBuildSteps && cur >= 0 && cur <= total {
+			b.set(&berthv1.TaskProgress{Current: int32(cur), Total: int32(total), Percentage: int32(cur * 100 / total), Message: line}) // #nosec G115 -- bounded just above
 		}
 	}
 	return b.w.Write(p)

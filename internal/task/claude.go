@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"strings"
 	"time"
 
@@ -69,7 +70,7 @@ func (r *Runner) runClaude(ctx context.Context, t *store.TaskRecord, cfg *berthv
 	// On every path, a panic included, the parser ends before runClaude
 	// returns: closing the pipe ends its read.
 	defer func() {
-		pw.Close()
+		_ = pw.Close() // a pipe writer's Close never fails
 		<-parsed
 	}()
 	go func() {
@@ -89,7 +90,7 @@ func (r *Runner) runClaude(ctx context.Context, t *store.TaskRecord, cfg *berthv
 					logs.Log(o.Level, o.Source, redact(o.Message), fieldsJSON(o.Fields, redact))
 				case agent.Progress:
 					logs.Sync() // the lines before the progress are stored first
-					p := encode(&berthv1.TaskProgress{Current: int32(o.Current), Total: int32(o.Total), Percentage: int32(o.Percentage), Message: o.Message})
+					p := encode(&berthv1.TaskProgress{Current: clamp32(o.Current), Total: clamp32(o.Total), Percentage: clamp32(o.Percentage), Message: o.Message})
 					if err := r.store.SetTaskProgress(context.WithoutCancel(ctx), t.ID, p, nil, nil); err == nil {
 						t.Progress = p
 						r.published(t)
@@ -107,10 +108,10 @@ func (r *Runner) runClaude(ctx context.Context, t *store.TaskRecord, cfg *berthv
 	}
 	argv := append([]string{r.cfg.ClaudePath}, agent.Args(opts)...)
 	code, err := r.rt.Exec(execCtx, w.ContainerID, sandbox.ExecSpec{Argv: argv, Dir: dir, Env: env, Stdout: pw, Stderr: stderr, Tag: t.ID})
-	pw.Close()
+	_ = pw.Close() // a pipe writer's Close never fails
 	<-parsed
 	if c, ok := stderr.(io.Closer); ok {
-		c.Close()
+		_ = c.Close() // a log line writer: it flushes its partial line, and cannot fail
 	}
 
 	if errors.Is(context.Cause(execCtx), errInternal) && ctx.Err() == nil {
@@ -170,4 +171,10 @@ func fieldsJSON(fields map[string]any, redact func(string) string) json.RawMessa
 		return nil
 	}
 	return json.RawMessage(redact(string(b)))
+}
+
+// clamp32 is n as an int32, within 0..MaxInt32: turn counts come from the
+// agent's output, whose length nothing bounds.
+func clamp32(n int) int32 {
+	return int32(max(0, min(n, math.MaxInt32))) // #nosec G115 -- clamped
 }

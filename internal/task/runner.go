@@ -478,7 +478,7 @@ func (r *Runner) published(t *store.TaskRecord) {
 func closeAll(ws ...io.Writer) {
 	for _, w := range ws {
 		if c, ok := w.(io.Closer); ok {
-			c.Close()
+			_ = c.Close() // a log line writer: it flushes its partial line, and cannot fail
 		}
 	}
 }

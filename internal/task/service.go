@@ -81,10 +81,10 @@ func (s *Service) Create(ctx context.Context, p access.Principal, req *berthv1.C
 	// The record keeps the values in effect, not zeros meaning "the
 	// server's default": what GetTask shows is what the run gets.
 	if cfg.GetTimeout() == 0 {
-		cfg.Timeout = int32(s.runner.cfg.DefaultTimeout / time.Second)
+		cfg.Timeout = int32(s.runner.cfg.DefaultTimeout / time.Second) // #nosec G115 -- config allows at most 1h: 3600
 	}
 	if typ == store.TaskClaudeChat && cfg.GetMaxTurns() == 0 {
-		cfg.MaxTurns = int32(s.runner.maxTurns())
+		cfg.MaxTurns = int32(s.runner.maxTurns()) // #nosec G115 -- config allows 1..1000
 	}
 	if _, err := workingDir(cfg.GetWorkingDir()); err != nil {
 		return nil, err

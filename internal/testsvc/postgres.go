@@ -229,6 +229,7 @@ func startCluster() (*cluster, error) {
 	// C.UTF-8 rather than C, as a production database would have a UTF-8
 	// locale: the schema must not depend on the database's locale.
 	for _, locale := range []string{"C.UTF-8", "C"} {
+		// #nosec G204 -- G204: test support starting the service binaries and commands it builds the argv of
 		initdb := exec.Command(filepath.Join(bin, "initdb"), "--pgdata", data, "--username", "berth",
 			"--auth", "trust", "--encoding", "UTF8", "--locale", locale, "--no-sync", "--no-instructions")
 		initdb.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
@@ -309,6 +310,7 @@ func freePort() (int, error) {
 // the server and removes dir.
 func (c *cluster) start(bin, dir string, cred *syscall.Credential) error {
 	logPath := filepath.Join(dir, "postgres.log")
+	// #nosec G302 G304 -- G302: a test file the container user must read or run; G304: a file this test support made or was pointed at by the test
 	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
 	if err != nil {
 		return err
@@ -317,6 +319,7 @@ func (c *cluster) start(bin, dir string, cred *syscall.Credential) error {
 	if cred != nil {
 		_ = os.Chown(logPath, int(cred.Uid), int(cred.Gid))
 	}
+	// #nosec G204 -- G204: test support starting the service binaries and commands it builds the argv of
 	cmd := exec.Command(filepath.Join(bin, "postgres"), "-D", filepath.Join(dir, "data"),
 		"-p", strconv.Itoa(c.port),
 		"-c", "listen_addresses=127.0.0.1",
@@ -357,10 +360,12 @@ func (c *cluster) start(bin, dir string, cred *syscall.Credential) error {
 	for {
 		select {
 		case err := <-exited:
+			// #nosec G304 -- G304: a file this test support made or was pointed at by the test
 			out, _ := os.ReadFile(logPath)
 			return fmt.Errorf("postgres exited: %v\n%s", err, tail(out, 4096))
 		case <-ctx.Done():
 			_ = cmd.Process.Signal(syscall.SIGQUIT)
+			// #nosec G304 -- G304: a file this test support made or was pointed at by the test
 			out, _ := os.ReadFile(logPath)
 			return fmt.Errorf("postgres did not take connections within a minute\n%s", tail(out, 4096))
 		case <-time.After(50 * time.Millisecond):
@@ -392,10 +397,12 @@ func watch(pid int, dir string) error {
 		return err
 	}
 	defer r.Close()
+	// #nosec G204 -- G204: test support starting the service binaries and commands it builds the argv of
 	cmd := exec.Command("/bin/sh", "-c", watchdog, "watchdog", strconv.Itoa(pid), dir)
 	cmd.Stdin = r
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
+		// #nosec G104 -- G104: best-effort cleanup or output in test support; a failure shows in the test
 		w.Close()
 		return fmt.Errorf("start the postgres watchdog: %w", err)
 	}

@@ -210,6 +210,7 @@ func (r *Redis) start() error {
 		"--logfile", "",
 		"--loglevel", "warning",
 	)
+	// #nosec G204 -- G204: test support starting the service binaries and commands it builds the argv of
 	cmd := exec.Command(r.bin, args...)
 	log := &redisLog{}
 	cmd.Stdout, cmd.Stderr = log, log

@@ -72,6 +72,7 @@ func (c *Client) Sync(ctx context.Context) error {
 		return nil
 	case age < int64(s.window):
 		if s.refreshing.CompareAndSwap(false, true) {
+			// #nosec G118 -- a refresh shared by every caller outlives each one; bounded by HealthTimeout
 			go func() {
 				defer s.refreshing.Store(false)
 				ctx, cancel := context.WithTimeout(context.Background(), c.opts.HealthTimeout)

@@ -181,7 +181,7 @@ func (r Roots) Remove(dir string) error {
 	if err != nil {
 		return err
 	}
-	f.Close()
+	_ = f.Close() // read-only, opened only to check the path
 	if !r.holds(dir) {
 		return fmt.Errorf("workspace: %s is not inside a workspace root", dir)
 	}

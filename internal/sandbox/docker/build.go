@@ -88,7 +88,7 @@ func (r *Runtime) Build(ctx context.Context, spec sandbox.BuildSpec) (string, er
 	}
 	resp, err := r.cli.ImageBuild(ctx, pr, opts)
 	if err != nil {
-		pr.CloseWithError(err)
+		_ = pr.CloseWithError(err) // a pipe reader's Close never fails
 		if terr := <-tarred; terr != nil && !errors.Is(terr, err) {
 			return "", fmt.Errorf("docker build: %w", terr)
 		}
@@ -96,7 +96,7 @@ func (r *Runtime) Build(ctx context.Context, spec sandbox.BuildSpec) (string, er
 	}
 	defer resp.Body.Close()
 	id, err := readBuildOutput(resp.Body, orDiscard(spec.Out))
-	pr.Close() // the engine has answered; the context writer may stop
+	_ = pr.Close() // the engine has answered; the context writer may stop
 	if terr := <-tarred; terr != nil && !errors.Is(terr, io.ErrClosedPipe) {
 		return "", fmt.Errorf("docker build: %w", terr)
 	}

@@ -89,7 +89,7 @@ func New(ctx context.Context, opts ...Option) (*Runtime, error) {
 	pctx, cancel := context.WithTimeout(ctx, pingTimeout)
 	defer cancel()
 	if _, err := r.cli.Ping(pctx); err != nil {
-		r.Close()
+		_ = r.Close() // the ping's error is the one to report
 		return nil, fmt.Errorf("docker: no engine answers at %s: %w", r.host, err)
 	}
 	return r, nil

@@ -107,7 +107,7 @@ func (r *Runtime) Create(_ context.Context, spec sandbox.Spec) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("process create: host path: %w", err)
 	}
-	f.Close()
+	_ = f.Close() // read-only, opened only to check the path
 	name := spec.Name
 	if name == "" {
 		name = "berth-" + spec.WorkspaceID

@@ -105,11 +105,13 @@ func startEngine(dockerd string, opts []client.Opt) error {
 		return nil
 	}
 	logPath := filepath.Join(EngineDir, "dockerd.log")
+	// #nosec G304 -- G304: a file this test support made or was pointed at by the test
 	log, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return err
 	}
 	defer log.Close()
+	// #nosec G204 -- G204: test support starting the service binaries and commands it builds the argv of
 	cmd := exec.Command(dockerd,
 		"--bridge=none", "--iptables=false", "--ip6tables=false",
 		"--data-root", filepath.Join(EngineDir, "data"),
@@ -162,6 +164,7 @@ func ping(opts []client.Opt) error {
 // lockFile takes an exclusive lock shared by every process on the machine,
 // waiting for it, and returns its release.
 func lockFile(path string) (func(), error) {
+	// #nosec G304 -- G304: a file this test support made or was pointed at by the test
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
 		return nil, err
@@ -173,8 +176,10 @@ func lockFile(path string) (func(), error) {
 		}
 	}
 	if err != nil {
+		// #nosec G104 -- G104: best-effort cleanup or output in test support; a failure shows in the test
 		f.Close()
 		return nil, fmt.Errorf("locking %s: %w", path, err)
 	}
+	// #nosec G104 -- G104: best-effort cleanup or output in test support; a failure shows in the test
 	return func() { f.Close() }, nil
 }

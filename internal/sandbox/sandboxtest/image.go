@@ -35,6 +35,7 @@ const recipeVersion = "berth-test-busybox/1"
 // passwd and group give the image root and a non-root user berth (uid and
 // gid 1000), as a production workspace image has.
 const (
+	// #nosec G101 -- G101: test data, not a credential
 	passwd = "root:x:0:0:root:/root:/bin/sh\nberth:x:1000:1000:berth:/home/berth:/bin/sh\n"
 	group  = "root:x:0:\nberth:x:1000:\n"
 )
@@ -103,6 +104,7 @@ func ensureImage(cli *client.Client) (string, error) {
 		},
 	})
 	if err != nil {
+		// #nosec G104 -- G104: best-effort cleanup or output in test support; a failure shows in the test
 		pr.CloseWithError(err)
 		return "", fmt.Errorf("importing %s: %w", ref, err)
 	}
@@ -132,6 +134,7 @@ func newRootfs() (*rootfs, error) {
 	if err != nil {
 		bin = "/usr/bin/busybox"
 	}
+	// #nosec G304 -- G304: a file this test support made or was pointed at by the test
 	content, err := os.ReadFile(bin)
 	if err != nil {
 		return nil, errNoBusybox
@@ -142,6 +145,7 @@ func newRootfs() (*rootfs, error) {
 	} else if slices.ContainsFunc(f.Progs, func(p *elf.Prog) bool { return p.Type == elf.PT_INTERP }) {
 		return nil, fmt.Errorf("%w: %s is dynamically linked", errNoBusybox, bin)
 	}
+	// #nosec G204 -- G204: test support starting the service binaries and commands it builds the argv of
 	list, err := exec.Command(bin, "--list-full").Output()
 	if err != nil {
 		return nil, fmt.Errorf("%s --list-full: %w", bin, err)

@@ -46,6 +46,7 @@ func NewSpec(t testing.TB, base sandbox.Spec) sandbox.Spec {
 	spec := base
 	spec.WorkspaceID = "t" + randomHex(t, 8)
 	spec.HostPath = t.TempDir()
+	// #nosec G302 -- G302: a test file the container user must read or run
 	if err := os.Chmod(spec.HostPath, 0o777); err != nil {
 		t.Fatal(err)
 	}

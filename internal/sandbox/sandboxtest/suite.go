@@ -54,6 +54,7 @@ func Run(t *testing.T, newRuntime func(t *testing.T) Runtime, base sandbox.Spec)
 func testLifecycle(t *testing.T, rt Runtime, base sandbox.Spec) {
 	ctx := t.Context()
 	id, spec := CreateContainer(t, rt, base)
+	// #nosec G306 -- G306: a test file the container user must read
 	if err := os.WriteFile(filepath.Join(spec.HostPath, "kept.txt"), []byte("mine"), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -209,6 +210,7 @@ func testExecStreamsLive(t *testing.T, rt Runtime, base sandbox.Spec) {
 	if _, err := io.WriteString(pw, "hello\n"); err != nil {
 		t.Fatal(err)
 	}
+	// #nosec G104 -- G104: best-effort cleanup or output in test support; a failure shows in the test
 	pw.Close()
 	if line := stdout.next(t, 30*time.Second); line != "got hello" {
 		t.Errorf("second line %q, want %q", line, "got hello")
@@ -269,9 +271,11 @@ func testExecDirAndEnv(t *testing.T, rt Runtime, base sandbox.Spec) {
 	base.Env = append(slices.Clone(base.Env), "BERTH_TEST_FROM_SPEC=spec", "BERTH_TEST_OVERRIDDEN=spec")
 	id, spec := StartContainer(t, rt, base)
 	sub := filepath.Join(spec.HostPath, "sub")
+	// #nosec G301 -- G301: a test directory the container user must enter
 	if err := os.Mkdir(sub, 0o777); err != nil {
 		t.Fatal(err)
 	}
+	// #nosec G302 -- G302: a test file the container user must read or run
 	if err := os.Chmod(sub, 0o777); err != nil { // whatever the umask
 		t.Fatal(err)
 	}
@@ -306,6 +310,7 @@ const spawner = `sleep "$1" & echo $!; (trap '' TERM; sleep "$2") & echo $!; wai
 func testExecCancelKillsChildren(t *testing.T, rt Runtime, base sandbox.Spec) {
 	id, _ := StartContainer(t, rt, base)
 	// Durations no other test uses, to find these sleeps among all processes.
+	// #nosec G404 -- G404: random test values (names, durations), not a secret
 	d1, d2 := strconv.Itoa(100000+rand.IntN(400000)), strconv.Itoa(500000+rand.IntN(400000))
 	ctx, cancel := context.WithCancel(t.Context())
 	stdout := newLines()
@@ -350,6 +355,7 @@ func testExecCancelKillsChildren(t *testing.T, rt Runtime, base sandbox.Spec) {
 func testStopTagged(t *testing.T, rt Runtime, base sandbox.Spec) {
 	id, _ := StartContainer(t, rt, base)
 	tag, other := "task-"+randomHex(t, 6), "task-"+randomHex(t, 6)
+	// #nosec G404 -- G404: random test values (names, durations), not a secret
 	d1, d2 := strconv.Itoa(100000+rand.IntN(400000)), strconv.Itoa(500000+rand.IntN(400000))
 	run := func(tag, d string) (<-chan int, *lines) {
 		out := newLines()

@@ -109,6 +109,7 @@ func (e *env) user(mods ...func(*store.User)) *store.User {
 	e.t.Helper()
 	now := e.tick()
 	id := uuid.NewString()
+	// #nosec G101 -- G101: test data, not a credential
 	u := &store.User{
 		ID:           id,
 		Email:        "user-" + id[:8] + "@example.com",

@@ -170,6 +170,7 @@ func (h *Handler) resume(w http.ResponseWriter, r *http.Request, p access.Princi
 		}
 		return
 	}
+	// #nosec G124 -- HttpOnly and SameSite=Strict always; Secure follows --secure-cookies (off only for plain-HTTP development)
 	http.SetCookie(w, &http.Cookie{
 		Name: resumeCookie, Value: ticket, Path: r.URL.Path, Expires: expires, MaxAge: int(time.Until(expires).Seconds()),
 		HttpOnly: true, Secure: h.SecureCookies, SameSite: http.SameSiteStrictMode,

@@ -92,10 +92,12 @@ func main() {
 			"num_turns": 0, "duration_ms": 1, "total_cost_usd": 0, "session_id": session,
 			"result": "Invalid API key · ANTHROPIC_API_KEY is not set",
 		})
+		// #nosec G104 -- G104: best-effort cleanup or output in test support; a failure shows in the test
 		out.Flush()
 		os.Exit(2)
 	}
 	code := run(cfg, e, session)
+	// #nosec G104 -- G104: best-effort cleanup or output in test support; a failure shows in the test
 	out.Flush()
 	os.Exit(code)
 }
@@ -111,11 +113,13 @@ func run(cfg config, e *emitter, session string) int {
 		tools = strings.Split(cfg.allowedTools, ",")
 	}
 	cwd, _ := os.Getwd()
+	// #nosec G101 -- G101: test data, not a credential
 	e.emit(map[string]any{
 		"type": "system", "subtype": "init", "session_id": session, "cwd": cwd,
 		"model": model, "tools": tools, "permissionMode": "default", "apiKeySource": "ANTHROPIC_API_KEY",
 	})
 	if strings.Contains(cfg.prompt, "[hang]") {
+		// #nosec G104 -- G104: best-effort cleanup or output in test support; a failure shows in the test
 		e.w.Flush()
 		for {
 			time.Sleep(time.Hour)
@@ -307,13 +311,17 @@ func (e *emitter) emit(v map[string]any) {
 
 func (e *emitter) raw(line string) {
 	if e.slow && e.n > 0 {
+		// #nosec G104 -- G104: best-effort cleanup or output in test support; a failure shows in the test
 		e.w.Flush()
 		time.Sleep(200 * time.Millisecond)
 	}
 	e.n++
+	// #nosec G104 -- G104: best-effort cleanup or output in test support; a failure shows in the test
 	e.w.WriteString(line)
+	// #nosec G104 -- G104: best-effort cleanup or output in test support; a failure shows in the test
 	e.w.WriteByte('\n')
 	if e.slow {
+		// #nosec G104 -- G104: best-effort cleanup or output in test support; a failure shows in the test
 		e.w.Flush()
 	}
 }
@@ -336,6 +344,7 @@ func (e *emitter) extraLines(msgID, session string, usage map[string]int, n, rat
 		}
 		e.assistant(msgID, session, usage, map[string]any{"type": "text", "text": text})
 		if rate > 0 {
+			// #nosec G104 -- G104: best-effort cleanup or output in test support; a failure shows in the test
 			e.w.Flush()
 		}
 	}
@@ -362,11 +371,14 @@ func (e *emitter) leak(msgID, session string, usage map[string]int) {
 	} {
 		e.assistant(msgID, session, usage, map[string]any{"type": "text", "text": "the key is " + form})
 	}
+	// #nosec G104 -- G104: best-effort cleanup or output in test support; a failure shows in the test
 	e.w.Flush()
 	for _, form := range []string{key, base64.StdEncoding.EncodeToString(b)} {
 		half := len(form) / 2
+		// #nosec G104 -- G104: best-effort cleanup or output in test support; a failure shows in the test
 		os.Stderr.WriteString("stderr key " + form[:half])
 		time.Sleep(20 * time.Millisecond)
+		// #nosec G104 -- G104: best-effort cleanup or output in test support; a failure shows in the test
 		os.Stderr.WriteString(form[half:] + " end\n")
 	}
 }
