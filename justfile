@@ -48,7 +48,7 @@ test:
 bench:
     go test -run '^$' -bench . -benchmem ./...
 
-# gofmt, go vet, staticcheck, buf lint, buf format, the generated-code check
+# gofmt, go vet, staticcheck, buf lint, buf format, gosec, the generated-code check
 # and Redocly's lint of the OpenAPI document.
 lint: _protovalidate check-generated lint-openapi
     @echo '--- gofmt'
@@ -61,6 +61,8 @@ lint: _protovalidate check-generated lint-openapi
     buf lint
     @echo '--- buf format'
     buf format -d --exit-code
+    @echo '--- gosec'
+    gosec -quiet -exclude-dir internal/gen -exclude-generated ./...
 
 # Regenerate internal/gen (Go), web/src/gen (TypeScript) and the OpenAPI
 # document in internal/openapi/spec from proto/ (berth's API and its copy of
