@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -64,6 +65,7 @@ const (
 	sendJSON  = iota // POST application/json (server streams: application/connect+json, enveloped)
 	sendProto        // POST application/proto (server streams: application/connect+proto)
 	sendGET          // GET ?encoding=json&message=…, for side-effect-free unary methods; else as sendJSON
+	sendGzip         // POST application/json with Content-Encoding: gzip, the bytes as they are; server streams as sendJSON
 	sendKinds
 )
 
@@ -96,6 +98,16 @@ func unsafeToSend(m protoreflect.MethodDescriptor, kind int, body []byte) bool {
 	case "CreateTask", "CreateWorkspace", "UpdateWorkspace":
 	default:
 		return false
+	}
+	if kind == sendGzip {
+		zr, err := gzip.NewReader(bytes.NewReader(body))
+		if err != nil {
+			return false
+		}
+		// berth reads at most --max-body-bytes (4 MiB) of it.
+		if body, err = io.ReadAll(io.LimitReader(zr, 4<<20+1)); err != nil || len(body) > 4<<20 {
+			return false
+		}
 	}
 	msg := dynamicpb.NewMessage(m.Input())
 	var err error
@@ -236,12 +248,31 @@ func FuzzAPI(f *testing.F) {
 		f.Add(index("CreateWorkspace"), uint8(sendProto), uint8(asMember), b)
 	}
 
-	client := &http.Client{Timeout: 2 * time.Minute}
+	// Compressed bodies: a real one, a bomb (64 MiB of JSON whitespace
+	// in 64 KiB, past the 4 MiB limit once inflated), and a broken one.
+	gz := func(b []byte) []byte {
+		var buf bytes.Buffer
+		zw := gzip.NewWriter(&buf)
+		_, _ = zw.Write(b)
+		_ = zw.Close()
+		return buf.Bytes()
+	}
+	for _, b := range [][]byte{
+		gz([]byte(`{"name":"fuzz-gz"}`)),
+		gz(append(append([]byte("{"), bytes.Repeat([]byte(" "), 64<<20)...), '}')),
+		gz([]byte("{}"))[:10],
+	} {
+		f.Add(index("CreateWorkspace"), uint8(sendGzip), uint8(asMember), b)
+		f.Add(index("ListWorkspaces"), uint8(sendGzip), uint8(asMember), b)
+	}
+
+	// DisableCompression: the fuzzer's Content-Encoding is sent as set.
+	client := &http.Client{Timeout: 2 * time.Minute, Transport: &http.Transport{DisableCompression: true}}
 	f.Fuzz(func(t *testing.T, proc, kind, tok uint8, body []byte) {
 		p := procs[int(proc)%len(procs)]
 		k := int(kind) % sendKinds
 		stream := p.method.IsStreamingServer()
-		if k == sendGET && (stream || !sideEffectFree(p.method)) {
+		if k == sendGET && (stream || !sideEffectFree(p.method)) || k == sendGzip && stream {
 			k = sendJSON
 		}
 		if unsafeToSend(p.method, k, body) {
@@ -281,6 +312,17 @@ func FuzzAPI(f *testing.F) {
 		}
 		if err != nil && !(stream && errors.Is(err, context.DeadlineExceeded)) {
 			t.Fatalf("%s %s: reading the answer: %v", req.Method, p.path, err)
+		}
+		if res.Header.Get("Content-Encoding") == "gzip" {
+			// Compressed as the request was (the client sent no
+			// Accept-Encoding).
+			zr, err := gzip.NewReader(bytes.NewReader(got))
+			if err != nil {
+				t.Fatalf("%s: gzip answer: %v", p.path, err)
+			}
+			if got, err = io.ReadAll(zr); err != nil {
+				t.Fatalf("%s: gzip answer: %v", p.path, err)
+			}
 		}
 		checkAnswer(t, p, k, stream, res, got)
 
@@ -324,6 +366,9 @@ func fuzzRequest(t *testing.T, ctx context.Context, target string, kind int, str
 	if method == http.MethodPost {
 		req.Header.Set("Content-Type", contentType)
 		req.Header.Set("Connect-Protocol-Version", "1")
+	}
+	if kind == sendGzip {
+		req.Header.Set("Content-Encoding", "gzip")
 	}
 	return req
 }
