@@ -44,6 +44,16 @@ build:
 test:
     go test -race -count=1 -timeout 15m ./...
 
+# go test -fuzz takes one target per run. A crash is saved under the
+# package's testdata/fuzz/<target>/: commit it with the fix, as a seed.
+# Run each fuzz target for fuzztime (just fuzz 2m); `just test` replays their seeds.
+fuzz fuzztime="20s":
+    go test -run '^$' -fuzz '^FuzzAPI$' -fuzztime {{ fuzztime }} ./internal/server
+    go test -run '^$' -fuzz '^FuzzArgv$' -fuzztime {{ fuzztime }} ./internal/gitop
+    go test -run '^$' -fuzz '^FuzzReturnPath$' -fuzztime {{ fuzztime }} ./internal/oidc
+    go test -run '^$' -fuzz '^FuzzSeq$' -fuzztime {{ fuzztime }} ./internal/stream/eventsource
+    go test -run '^$' -fuzz '^FuzzFrame$' -fuzztime {{ fuzztime }} ./internal/stream/ws
+
 # Run the benchmarks, and no tests.
 bench:
     go test -run '^$' -bench . -benchmem ./...

@@ -14,6 +14,7 @@ package stream
 import (
 	"bytes"
 	"context"
+	"math"
 
 	"github.com/berthhq/berth/internal/bus"
 	"github.com/berthhq/berth/internal/store"
@@ -49,6 +50,17 @@ type TaskEvent struct {
 	Log     store.LogEntry    // KindLog
 	Task    *store.TaskRecord // KindStatus, KindProgress, KindEnd
 	LastSeq int64             // KindEnd: the seq of the task's last line
+}
+
+// After is the seq to follow from for a client that already has every
+// line up to seq since (the SSE Last-Event-ID, the WebSocket since):
+// since+1, except that the largest int64 stays itself rather than wrap
+// round to a negative number, which Follow would read as "the whole log".
+func After(since int64) int64 {
+	if since == math.MaxInt64 {
+		return since
+	}
+	return since + 1
 }
 
 // Task follows tasks' logs.

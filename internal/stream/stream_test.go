@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -207,5 +208,17 @@ func TestFollowStopsWithContext(t *testing.T) {
 	got, _, err := f.Store.FindTask(t.Context(), tr.ID, store.Viewer{Admin: true})
 	if err != nil || got.Status != store.TaskRunning {
 		t.Fatalf("task %v, %v", got, err)
+	}
+}
+
+// TestAfter: the seq to resume from is the next one, and the largest seq
+// does not wrap round to a negative one (which Follow reads as the whole
+// log).
+func TestAfter(t *testing.T) {
+	t.Parallel()
+	for since, want := range map[int64]int64{0: 1, 41: 42, math.MaxInt64 - 1: math.MaxInt64, math.MaxInt64: math.MaxInt64} {
+		if got := stream.After(since); got != want {
+			t.Errorf("After(%d) = %d, want %d", since, got, want)
+		}
 	}
 }

@@ -225,7 +225,7 @@ func (h *Handler) taskLogs(w http.ResponseWriter, r *http.Request) {
 	defer release()
 	follow := stream.Task{Store: h.Store, Bus: h.Bus, Metrics: h.Metrics}
 	h.serve(w, r, recheck, func(ctx context.Context, send func(*sse.Message) error) error {
-		return follow.Follow(ctx, id, since+1, func(ev stream.TaskEvent) error {
+		return follow.Follow(ctx, id, stream.After(since), func(ev stream.TaskEvent) error {
 			m := &sse.Message{}
 			var data proto.Message
 			switch ev.Kind {

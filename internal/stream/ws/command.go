@@ -2,6 +2,7 @@ package ws
 
 import (
 	"context"
+	"encoding/json"
 
 	"buf.build/go/protovalidate"
 	"connectrpc.com/connect/v2"
@@ -119,8 +120,18 @@ func (s *session) runCommand(m Message) (proto.Message, error) {
 	if !access.Allows(p.Role, c.permission) {
 		return nil, fault.New(fault.ErrPermissionDenied, "your role (%s) does not grant %s", p.Role, c.permission)
 	}
+	req, err := c.decode(m.Data)
+	if err != nil {
+		return nil, err
+	}
+	return c.run(s.ctx, s.h, p, req)
+}
+
+// decode reads a command frame's data as the command's request (absent
+// data is an empty request) and validates it with the request's rules, as
+// the RPC would.
+func (c command) decode(data json.RawMessage) (proto.Message, error) {
 	req := c.request()
-	data := m.Data
 	if len(data) == 0 {
 		data = []byte("{}")
 	}
@@ -130,5 +141,5 @@ func (s *session) runCommand(m Message) (proto.Message, error) {
 	if err := protovalidate.Validate(req); err != nil {
 		return nil, connect.NewError(connect.CodeInvalidArgument, err.Error()).WithCause(err)
 	}
-	return c.run(s.ctx, s.h, p, req)
+	return req, nil
 }

@@ -19,7 +19,7 @@ var marshal = protojson.MarshalOptions{UseProtoNames: true, EmitDefaultValues: t
 // followTask sends task id's log after seq since, its status and progress,
 // and its end, as the Connect stream StreamTaskLogs does.
 func (s *session) followTask(ctx context.Context, p access.Principal, id string, since int64, emit func(string, []byte) error) error {
-	return s.h.cfg.Tasks.Follow(ctx, p, id, since+1, func(ev stream.TaskEvent) error {
+	return s.h.cfg.Tasks.Follow(ctx, p, id, stream.After(since), func(ev stream.TaskEvent) error {
 		var action string
 		var data proto.Message
 		switch ev.Kind {

@@ -119,13 +119,9 @@ func (s *session) run(ctx context.Context) {
 			s.close(websocket.StatusNormalClosure, "")
 			return
 		}
-		if typ != websocket.MessageText {
-			s.fail("", "", fault.New(fault.ErrInvalid, "frames are JSON text"))
-			continue
-		}
-		var m Message
-		if err := json.Unmarshal(b, &m); err != nil {
-			s.fail("", "", fault.New(fault.ErrInvalid, "a frame is a JSON object {type, action, id, data}: %v", err))
+		m, err := decodeFrame(typ, b)
+		if err != nil {
+			s.fail("", "", err)
 			continue
 		}
 		switch m.Type {
@@ -273,22 +269,9 @@ func (s *session) failOn(m Message, err error) {
 // may see what it follows; a channel it may not see is an error frame
 // with not_found.
 func (s *session) subscribe(m Message) {
-	kind, id, _ := strings.Cut(m.Channel, ":")
-	var permission string
-	switch {
-	case id == "":
-		s.failOn(m, fault.Invalid("channel", `must be "task:<id>" or "workspace:<id>"`))
-		return
-	case kind == "task":
-		permission = "task.read"
-	case kind == "workspace":
-		permission = "workspace.read"
-	default:
-		s.failOn(m, fault.Invalid("channel", `must be "task:<id>" or "workspace:<id>"`))
-		return
-	}
-	if m.Since < 0 {
-		s.failOn(m, fault.Invalid("since", "must be a log line's seq, a whole number from 0"))
+	kind, id, permission, err := checkSubscribe(m)
+	if err != nil {
+		s.failOn(m, err)
 		return
 	}
 	p, err := s.principal()
@@ -371,6 +354,40 @@ func (s *session) subscribe(m Message) {
 			}
 		}
 	})
+}
+
+// decodeFrame reads a frame from the client: JSON text shaped like
+// Message. Anything else is an invalid_argument fault for an error frame.
+func decodeFrame(typ websocket.MessageType, b []byte) (Message, error) {
+	if typ != websocket.MessageText {
+		return Message{}, fault.New(fault.ErrInvalid, "frames are JSON text")
+	}
+	var m Message
+	if err := json.Unmarshal(b, &m); err != nil {
+		return Message{}, fault.New(fault.ErrInvalid, "a frame is a JSON object {type, action, id, data}: %v", err)
+	}
+	return m, nil
+}
+
+// checkSubscribe checks a subscribe frame's channel and since, and returns
+// what it follows (kind "task" or "workspace", and the id) and the
+// permission that takes.
+func checkSubscribe(m Message) (kind, id, permission string, err error) {
+	kind, id, _ = strings.Cut(m.Channel, ":")
+	switch {
+	case id == "":
+		return "", "", "", fault.Invalid("channel", `must be "task:<id>" or "workspace:<id>"`)
+	case kind == "task":
+		permission = "task.read"
+	case kind == "workspace":
+		permission = "workspace.read"
+	default:
+		return "", "", "", fault.Invalid("channel", `must be "task:<id>" or "workspace:<id>"`)
+	}
+	if m.Since < 0 {
+		return "", "", "", fault.Invalid("since", "must be a log line's seq, a whole number from 0")
+	}
+	return kind, id, permission, nil
 }
 
 // unsubscribe stops following m.Channel and acks once its follower is gone,
