@@ -53,6 +53,9 @@ fuzz fuzztime="20s":
     go test -run '^$' -fuzz '^FuzzReturnPath$' -fuzztime {{ fuzztime }} ./internal/oidc
     go test -run '^$' -fuzz '^FuzzSeq$' -fuzztime {{ fuzztime }} ./internal/stream/eventsource
     go test -run '^$' -fuzz '^FuzzFrame$' -fuzztime {{ fuzztime }} ./internal/stream/ws
+    go test -run '^$' -fuzz '^FuzzResolve$' -fuzztime {{ fuzztime }} ./internal/workspace
+    go test -run '^$' -fuzz '^FuzzEnvRule$' -fuzztime {{ fuzztime }} ./internal/taskenv
+    go test -run '^$' -fuzz '^FuzzParser$' -fuzztime {{ fuzztime }} ./internal/agent
 
 # Run the benchmarks, and no tests.
 bench:
