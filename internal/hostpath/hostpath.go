@@ -58,6 +58,24 @@ func OpenBeneath(dir *os.File, rel string) (*os.File, error) {
 	return openat2(int(dir.Fd()), rel, rel, unix.RESOLVE_BENEATH|unix.RESOLVE_NO_MAGICLINKS)
 }
 
+// ErrRoot marks an OpenIn error about the outer directory itself (a link
+// on its path, or gone), as opposed to the path inside it.
+var ErrRoot = errors.New("hostpath: the directory itself cannot be opened")
+
+// OpenIn opens the directory rel inside the directory at the absolute,
+// clean path root: root with no symbolic link on the way (OpenDir), then
+// rel beneath it (OpenBeneath). It is the one way berth opens a directory
+// of a workspace — a working directory, a build context — at the moment it
+// uses it. An error about root itself also matches ErrRoot.
+func OpenIn(root, rel string) (*os.File, error) {
+	dir, err := OpenDir(root)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrRoot, err)
+	}
+	defer dir.Close()
+	return OpenBeneath(dir, rel)
+}
+
 // OpenFileBeneath opens the regular file (or whatever is there, for reading)
 // rel inside dir with no symbolic link anywhere on the way (ErrSymlink) and
 // without leaving dir (ErrEscapes); a link at rel itself is not followed

@@ -174,3 +174,34 @@ func TestWithin(t *testing.T) {
 		}
 	}
 }
+
+// TestOpenIn: the outer directory must be reached with no link (ErrRoot
+// and ErrSymlink), the inner one without leaving it (ErrEscapes).
+func TestOpenIn(t *testing.T) {
+	root := realTemp(t)
+	ws := filepath.Join(root, "ws")
+	if err := os.MkdirAll(filepath.Join(ws, "sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/", filepath.Join(ws, "out")); err != nil {
+		t.Fatal(err)
+	}
+	f, err := hostpath.OpenIn(ws, "sub")
+	if err != nil {
+		t.Fatalf("OpenIn(ws, sub): %v", err)
+	}
+	if got, _ := hostpath.Real(f); got != filepath.Join(ws, "sub") {
+		t.Errorf("OpenIn opened %q", got)
+	}
+	f.Close()
+	if _, err := hostpath.OpenIn(ws, "out"); !errors.Is(err, hostpath.ErrEscapes) || errors.Is(err, hostpath.ErrRoot) {
+		t.Errorf("OpenIn(ws, out): %v, want ErrEscapes only", err)
+	}
+	link := filepath.Join(root, "link")
+	if err := os.Symlink(ws, link); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := hostpath.OpenIn(link, "sub"); !errors.Is(err, hostpath.ErrRoot) || !errors.Is(err, hostpath.ErrSymlink) {
+		t.Errorf("OpenIn(link, sub): %v, want ErrRoot and ErrSymlink", err)
+	}
+}

@@ -74,7 +74,7 @@ func TestEventSourceWithTicketReconnects(t *testing.T) {
 
 	var seqs []int64
 	var end *berthv1.TaskEnd
-	deadline := time.Now().Add(2 * time.Minute)
+	deadline := time.Now().Add(within(t))
 	for drops := 0; end == nil; drops++ {
 		if time.Now().After(deadline) {
 			t.Fatalf("no end after %d reconnects and %d lines", drops, len(seqs))

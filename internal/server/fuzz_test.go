@@ -276,11 +276,11 @@ func FuzzAPI(f *testing.F) {
 			k = sendJSON
 		}
 		if unsafeToSend(p.method, k, body) {
-			t.Skip("would start an agent, a build or a network fetch")
+			return // not sent: it would start an agent, a build or a network fetch
 		}
 		if name := p.method.Name(); (name == "DisableUser" || name == "SetUserRole") &&
 			slices.ContainsFunc(ownIDs, func(id []byte) bool { return bytes.Contains(body, id) }) {
-			t.Skip("would disable or demote the fuzzer's own account")
+			return // not sent: it would disable or demote the fuzzer's own account
 		}
 		ctx := t.Context()
 		if stream {

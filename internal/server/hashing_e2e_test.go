@@ -47,9 +47,6 @@ func mustPeakRSS(t *testing.T, pid int) int64 {
 // the expected refusal, or UNAVAILABLE when no hashing slot came free in
 // time; nothing else.
 func TestPasswordFloodMemory(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and floods a berth process")
-	}
 	t.Parallel()
 	p := startBerth(t, buildBerth(t), "--rate-anonymous", "0", "--rate-auth-failures", "0", "--rate-principal", "0")
 	c := p.clients(protocols[0])

@@ -78,15 +78,12 @@ func openContext(root, rel string) (*os.File, error) {
 	if _, err := workingDir(rel); err != nil {
 		return nil, fmt.Errorf("the build context %q is not a relative path inside the workspace", rel)
 	}
-	ws, err := hostpath.OpenDir(root)
-	if err != nil {
-		return nil, fmt.Errorf("the workspace directory cannot be opened: %w", err)
-	}
-	defer ws.Close()
-	dir, err := hostpath.OpenBeneath(ws, strings.TrimSuffix(rel, "/"))
+	dir, err := hostpath.OpenIn(root, strings.TrimSuffix(rel, "/"))
 	switch {
 	case err == nil:
 		return dir, nil
+	case errors.Is(err, hostpath.ErrRoot):
+		return nil, fmt.Errorf("the workspace directory cannot be opened: %w", err)
 	case errors.Is(err, hostpath.ErrEscapes):
 		return nil, fmt.Errorf("the build context %q leaves the workspace", rel)
 	case errors.Is(err, hostpath.ErrNotExist):

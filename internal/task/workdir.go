@@ -1,6 +1,7 @@
 package task
 
 import (
+	"errors"
 	"fmt"
 	"path"
 	"strings"
@@ -23,12 +24,10 @@ func checkWorkDir(workspaceDir, workingDirConfig string) error {
 		return err
 	}
 	rel := strings.TrimPrefix(strings.TrimPrefix(path.Clean(dir), sandbox.MountPath), "/")
-	root, err := hostpath.OpenDir(workspaceDir)
-	if err != nil {
+	wd, err := hostpath.OpenIn(workspaceDir, rel)
+	if errors.Is(err, hostpath.ErrRoot) {
 		return fmt.Errorf("the workspace directory is not usable: %w", err)
 	}
-	defer root.Close()
-	wd, err := hostpath.OpenBeneath(root, rel)
 	if err != nil {
 		return fmt.Errorf("the working directory %q is not a directory inside the workspace: %w", rel, err)
 	}

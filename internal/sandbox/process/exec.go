@@ -198,12 +198,10 @@ func openWorkDir(hostPath, dir string) (*os.File, error) {
 		}
 		rel = r
 	}
-	root, err := hostpath.OpenDir(hostPath)
-	if err != nil {
+	wd, err := hostpath.OpenIn(hostPath, filepath.Clean(rel))
+	if errors.Is(err, hostpath.ErrRoot) {
 		return nil, fmt.Errorf("the workspace directory: %w", err)
 	}
-	defer root.Close()
-	wd, err := hostpath.OpenBeneath(root, filepath.Clean(rel))
 	if err != nil {
 		return nil, fmt.Errorf("working directory %q: %w", dir, err)
 	}
