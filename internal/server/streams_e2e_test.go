@@ -327,7 +327,7 @@ func TestManySSESubscribers(t *testing.T) {
 	e := newStreamEnv(t)
 	id := e.task(t, "many [slow] [lines:20]")
 	url := e.srv.URL + "/api/v1/tasks/" + id + "/logs/stream"
-	ctx, cancel := context.WithTimeout(e.ctx, 60*time.Second)
+	ctx, cancel := context.WithTimeout(e.ctx, within(t))
 	defer cancel()
 	start := time.Now()
 	var wg sync.WaitGroup
@@ -444,7 +444,7 @@ func TestStreamsDoNotAffectTasks(t *testing.T) {
 func TestWatchWorkspace(t *testing.T) {
 	t.Parallel()
 	e := newStreamEnv(t)
-	ctx, cancel := context.WithTimeout(e.ctx, 30*time.Second)
+	ctx, cancel := context.WithTimeout(e.ctx, within(t))
 	defer cancel()
 	w, err := e.c.Workspace.WatchWorkspace(ctx, &berthv1.WatchWorkspaceRequest{WorkspaceId: e.ws})
 	if err != nil {
@@ -461,6 +461,11 @@ func TestWatchWorkspace(t *testing.T) {
 	events, code := openSSE(t, ctx, e.srv.URL+"/api/v1/workspaces/"+e.ws+"/events", bearer(e.token))
 	if code != http.StatusOK {
 		t.Fatalf("status %d", code)
+	}
+	// The SSE stream is subscribed once its first event (the workspace's
+	// state) arrives; the headers come before that.
+	if ev, err, ok := events.next(); !ok || err != nil || ev.Type != "workspace.status" {
+		t.Fatalf("first sse event %v %v", ev, err)
 	}
 	id := e.task(t, "watched")
 	for _, next := range []func() *berthv1.WorkspaceEvent{

@@ -37,7 +37,7 @@ func dialWS(t *testing.T, e *streamEnv, query string, header http.Header, subpro
 		subprotocols = []string{"berth.v1.json"}
 	}
 	url := "ws" + strings.TrimPrefix(e.srv.URL, "http") + "/ws" + query
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), within(t))
 	defer cancel()
 	c, res, err := websocket.Dial(ctx, url, &websocket.DialOptions{HTTPHeader: header, Subprotocols: subprotocols})
 	if err == nil {
@@ -68,7 +68,7 @@ func wsSend(t *testing.T, c *websocket.Conn, m wsMessage) {
 
 func wsRead(t *testing.T, c *websocket.Conn) wsMessage {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), within(t))
 	defer cancel()
 	_, b, err := c.Read(ctx)
 	if err != nil {
@@ -356,7 +356,7 @@ func TestWSHandshake(t *testing.T) {
 	// Oversize: 1009.
 	big := `{"type":"ping","id":"` + strings.Repeat("x", 70<<10) + `"}`
 	_ = c.Write(t.Context(), websocket.MessageText, []byte(big))
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), within(t))
 	defer cancel()
 	_, _, err = c.Read(ctx)
 	if got := websocket.CloseStatus(err); got != websocket.StatusMessageTooBig {
@@ -397,7 +397,7 @@ func TestWSKeepAlive(t *testing.T) {
 		}
 	}()
 	for i := 0; ; i++ {
-		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+		ctx, cancel := context.WithTimeout(t.Context(), within(t))
 		err := c.Ping(ctx)
 		cancel()
 		if err != nil {
@@ -413,7 +413,7 @@ func TestWSKeepAlive(t *testing.T) {
 			if i == 0 {
 				t.Log("the task ended before the first ping round")
 			}
-			ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+			ctx, cancel := context.WithTimeout(t.Context(), within(t))
 			defer cancel()
 			if err := c.Ping(ctx); err != nil {
 				t.Fatalf("after the flood: %v", err)

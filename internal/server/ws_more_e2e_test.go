@@ -159,7 +159,7 @@ func TestWSSlowClientDropped(t *testing.T) {
 	// loaded machine).
 	waitMetricWithin(t, e.srv, `berth_stream_dropped_clients_total{reason="slow",transport="websocket"}`, 1, 2*time.Minute)
 	for err == nil {
-		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		ctx, cancel := context.WithTimeout(t.Context(), within(t))
 		_, _, err = c.Read(ctx)
 		cancel()
 	}
@@ -335,7 +335,7 @@ func TestShutdownEndsStreams(t *testing.T) {
 	}
 	// The WebSocket: whole frames, then 1012.
 	for {
-		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		ctx, cancel := context.WithTimeout(t.Context(), within(t))
 		_, b, err := c.Read(ctx)
 		cancel()
 		if err != nil {
@@ -499,7 +499,7 @@ func TestLogoutEndsOpenStreams(t *testing.T) {
 	}
 	for name, c := range map[string]*websocket.Conn{"bearer": bearerWS, "ticket": ticketWS} {
 		for {
-			ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+			ctx, cancel := context.WithTimeout(t.Context(), within(t))
 			_, _, err := c.Read(ctx)
 			cancel()
 			if err != nil {
