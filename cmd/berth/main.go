@@ -1,9 +1,11 @@
-// Command berth is the berth API server.
+// Command berth is the berth API server and its terminal client.
 //
 //	berth serve        run the server (berth serve --help lists every flag)
 //	berth migrate      apply database migrations and exit
 //	berth healthcheck  exit 0 when the server at --addr answers /ready
 //	berth version      print the version
+//	berth login, ws, task, key, admin, stats …  the client (internal/cli;
+//	                   berth --help lists them)
 package main
 
 import (
@@ -21,6 +23,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/berthhq/berth/internal/cli"
 	"github.com/berthhq/berth/internal/config"
 	"github.com/berthhq/berth/internal/server"
 	"github.com/berthhq/berth/internal/store"
@@ -35,6 +38,9 @@ commands:
   migrate      apply database migrations to the store (--database-url, else --data-dir) and exit
   healthcheck  exit 0 when the server at --addr answers /ready
   version      print the version
+
+client commands (berth --help lists them all):
+  login, logout, whoami, workspace (ws), task, key, admin, stats, completion
 `
 
 func main() {
@@ -49,6 +55,10 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	var err error
+	// The server's commands are dispatched here, before the client's
+	// command tree, so their flag parsing and output stay exactly as they
+	// were; everything else is the client (internal/cli), which lists
+	// these four in berth --help and hands them back through serverCommands.
 	switch cmd, rest := args[0], args[1:]; cmd {
 	case "serve":
 		err = serve(rest, environ, stderr)
@@ -58,11 +68,8 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 		err = healthcheck(rest, environ, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "berth", version.Version)
-	case "help", "--help", "-h", "-help":
-		fmt.Fprint(stdout, usage)
 	default:
-		fmt.Fprintf(stderr, "berth: unknown command %q\n\n%s", cmd, usage)
-		return 2
+		return cli.Run(context.Background(), args, environ, cli.IO{In: os.Stdin, Out: stdout, Err: stderr}, serverCommands(environ, stdout, stderr))
 	}
 	switch {
 	case err == nil:
@@ -72,6 +79,20 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 	default:
 		fmt.Fprintln(stderr, "berth:", err)
 		return 1
+	}
+}
+
+// serverCommands are the server's own commands as the client's help lists
+// them; running one goes back through run.
+func serverCommands(environ []string, stdout, stderr io.Writer) []cli.ServerCommand {
+	again := func(name string) func([]string) int {
+		return func(args []string) int { return run(append([]string{name}, args...), environ, stdout, stderr) }
+	}
+	return []cli.ServerCommand{
+		{Name: "serve", Short: "Run the server (berth serve --help lists every flag)", Run: again("serve")},
+		{Name: "migrate", Short: "Apply database migrations to the store and exit", Run: again("migrate")},
+		{Name: "healthcheck", Short: "Exit 0 when the server at --addr answers /ready", Run: again("healthcheck")},
+		{Name: "version", Short: "Print the version", Run: again("version")},
 	}
 }
 
