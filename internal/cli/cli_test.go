@@ -326,9 +326,13 @@ func TestFollowResumesAfterRestart(t *testing.T) {
 	if !restarted || end == nil {
 		t.Fatalf("restarted %v, end %v; stderr:\n%s", restarted, end, stderr.String())
 	}
+	if len(seqs) <= 5 {
+		t.Errorf("no line arrived after the restart: %v", seqs)
+	}
 	if !strings.Contains(stderr.String(), "reconnecting from line") {
 		t.Errorf("the CLI never lost its stream:\n%s", stderr.String())
 	}
+	t.Logf("the task ended %v after %d lines; the CLI said:\n%s", end.GetStatus(), len(seqs), stderr.String())
 	for i, s := range seqs {
 		if s != int64(i+1) {
 			t.Fatalf("seqs are not 1..n without gap or duplicate: %v", seqs)

@@ -92,6 +92,7 @@ func (s credentialStore) update(change func(*credentialsFile)) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("creating %s: %w", dir, err)
 	}
+	// #nosec G302 -- G302: a directory needs its x bit; 0700 is owner-only
 	if err := os.Chmod(dir, 0o700); err != nil { // an older, wider directory
 		return fmt.Errorf("securing %s: %w", dir, err)
 	}
