@@ -95,7 +95,7 @@ func writeTable(w io.Writer, t *table, cols int) error {
 		}
 	}
 	if cols > 0 {
-		fit(widths, cols-2*(n-1))
+		fit(widths, t.header, cols-2*(n-1))
 	}
 	var b strings.Builder
 	line := func(row []string) {
@@ -121,19 +121,33 @@ func writeTable(w io.Writer, t *table, cols int) error {
 	return nil
 }
 
-// fit shrinks the widest column one rune at a time until the widths sum to
-// at most total, keeping every column at least 4 runes wide.
-func fit(widths []int, total int) {
+// fit cuts columns until the widths sum to at most total: the widest
+// column above its floor (its header, at least 6 runes) loses a rune at a
+// time; the first column (the id people copy into the next command) is cut
+// only when every other is at its floor, and never below 8 runes. A table
+// that still does not fit overflows rather than losing more.
+func fit(widths []int, header []string, total int) {
+	floor := make([]int, len(widths))
+	for i, wd := range widths {
+		floor[i] = min(wd, max(6, utf8.RuneCountInString(header[i])))
+	}
+	floor[0] = min(widths[0], 8)
 	for {
-		sum, widest := 0, 0
+		sum, widest := 0, -1
 		for i, wd := range widths {
 			sum += wd
-			if wd > widths[widest] {
+			if i > 0 && wd > floor[i] && (widest < 0 || wd > widths[widest]) {
 				widest = i
 			}
 		}
-		if sum <= total || widths[widest] <= 4 {
+		if sum <= total {
 			return
+		}
+		if widest < 0 {
+			if widths[0] <= floor[0] {
+				return
+			}
+			widest = 0
 		}
 		widths[widest]--
 	}

@@ -39,6 +39,7 @@ BERTH_TOKEN (an API key or access token) overrides stored credentials.`,
 		root.AddCommand(&cobra.Command{
 			Use:                s.Name,
 			Short:              s.Short,
+			Example:            "  berth " + s.Name + " --help",
 			GroupID:            "server",
 			DisableFlagParsing: true,
 			RunE: func(_ *cobra.Command, args []string) error {
@@ -51,5 +52,13 @@ BERTH_TOKEN (an API key or access token) overrides stored credentials.`,
 	}
 	root.SetHelpCommandGroupID("client")
 	root.SetCompletionCommandGroupID("client")
+	root.InitDefaultCompletionCmd()
+	for _, c := range root.Commands() {
+		if c.Name() == "completion" {
+			c.Example = `  source <(berth completion bash)
+  berth completion zsh > "${fpath[1]}/_berth"
+  berth completion fish > ~/.config/fish/completions/berth.fish`
+		}
+	}
 	return root
 }
