@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -226,11 +227,16 @@ func TestCLI(t *testing.T) {
 		}
 	})
 
+	t.Run("on a terminal: follow by default, colour, progress, Ctrl-C asks", func(t *testing.T) {
+		ada.t = t
+		terminalCancel(t, ada)
+	})
+
 	t.Run("stats", func(t *testing.T) {
 		ada.t = t
 		var stats berthv1.GetStatsResponse
 		parse(t, ada.ok("stats", "-o", "json").stdout, &stats)
-		if stats.GetTasks() != 3 || stats.GetWorkspaces() != 1 || stats.GetTotalCostUsd() <= 0 {
+		if stats.GetTasks() != 4 || stats.GetWorkspaces() != 1 || stats.GetTotalCostUsd() <= 0 {
 			t.Errorf("stats: %v", &stats)
 		}
 	})
@@ -355,5 +361,64 @@ func TestFollowResumesAfterRestart(t *testing.T) {
 	}
 	if code != want {
 		t.Errorf("exit %d for a %v task, want %d; stderr:\n%s", code, end.GetStatus(), want, stderr.String())
+	}
+}
+
+// terminalCancel runs task run under script(1), which gives berth a real
+// pseudo-terminal: with no --follow it follows, in colour, with a progress
+// line; Ctrl-C (^C typed into the terminal) asks cancel-or-detach, "c"
+// cancels, and berth exits 4 when the task ends CANCELLED.
+func terminalCancel(t *testing.T, u *user) {
+	t.Helper()
+	script, err := exec.LookPath("script")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("script(1) from util-linux is needed for the terminal test")
+		}
+		t.Skip("script(1) from util-linux is not installed")
+	}
+	berth, _ := binaries(t)
+	ctx, cancel := context.WithTimeout(t.Context(), within(t))
+	defer cancel()
+	cmd := exec.CommandContext(ctx, script, "-qfec", "exec "+berth+` task run demo --claude "[hang] wait to be cancelled"`, "/dev/null")
+	cmd.Env = append(append([]string(nil), u.env...), "TERM=xterm")
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stdin.Close()
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var seen strings.Builder
+	buf := make([]byte, 4096)
+	waitFor := func(want string) {
+		t.Helper()
+		for !strings.Contains(seen.String(), want) {
+			n, err := stdout.Read(buf)
+			seen.Write(buf[:n])
+			if err != nil {
+				t.Fatalf("the terminal never showed %q (%v):\n%q", want, err, seen.String())
+			}
+		}
+	}
+	waitFor("\x1b[2m· agent session")                 // the stand-in started, dimmed; it now hangs
+	waitFor("\x1b[1m▸ running · ")                    // the progress line, bold
+	if _, err := stdin.Write([]byte{3}); err != nil { // ^C
+		t.Fatal(err)
+	}
+	waitFor("Cancel the task [c], detach")
+	if _, err := stdin.Write([]byte("c\n")); err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(&seen, stdout) // to the end
+	err = cmd.Wait()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 4 || !strings.Contains(seen.String(), "Cancelling; following to the end.") || !strings.Contains(seen.String(), "cancelled") {
+		t.Fatalf("cancel from the terminal: %v\n%s", err, seen.String())
 	}
 }
