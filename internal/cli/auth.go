@@ -117,13 +117,12 @@ func (a *app) logoutCmd() *cobra.Command {
 				fmt.Fprintf(a.io.Err, "Not logged in to %s.\n", server)
 				return nil
 			}
-			// Revoke on the server first; the local tokens go whatever it says,
-			// so a dead server cannot keep anyone logged in here.
-			src := &tokenSource{static: creds.AccessToken}
-			revokeErr := error(nil)
-			if _, err := newClients(server, a.http, src).auth.Logout(cmd.Context(), &berthv1.LogoutRequest{}); err != nil {
-				revokeErr = err
-			}
+			// Revoke on the server first (with the stored tokens, refreshed
+			// if need be, never BERTH_TOKEN); the local tokens go whatever it
+			// says, so a dead server cannot keep anyone logged in here.
+			plain := newClients(server, a.http, nil)
+			src := &tokenSource{server: server, store: store, auth: plain.auth, now: a.now, creds: creds}
+			_, revokeErr := newClients(server, a.http, src).auth.Logout(cmd.Context(), &berthv1.LogoutRequest{})
 			if err := store.update(func(f *credentialsFile) {
 				delete(f.Servers, server)
 				if f.Current == server {

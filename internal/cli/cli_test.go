@@ -172,12 +172,17 @@ func TestCLI(t *testing.T) {
 
 	t.Run("tokens refresh and rotate", func(t *testing.T) {
 		ada.t = t
-		for _, spoil := range []func(map[string]any){
-			func(c map[string]any) { c["access_token"] = "garbage" },                                 // refused: 401, refresh, retry
-			func(c map[string]any) { c["expiry"] = time.Now().Add(-time.Hour).Format(time.RFC3339) }, // expired: refreshed first
+		garbage := func(c map[string]any) { c["access_token"] = "garbage" }
+		for _, step := range []struct {
+			spoil func(map[string]any)
+			args  []string
+		}{
+			{garbage, []string{"whoami"}}, // refused: 401, refresh, retry
+			{func(c map[string]any) { c["expiry"] = time.Now().Add(-time.Hour).Format(time.RFC3339) }, []string{"whoami"}}, // expired: refreshed first
+			{garbage, []string{"task", "logs", "--follow", okTask}},                                                        // a refused stream: refresh, reconnect
 		} {
-			before := editCredentials(t, credsPath, srv.url, spoil)
-			ada.ok("whoami")
+			before := editCredentials(t, credsPath, srv.url, step.spoil)
+			ada.ok(step.args...)
 			after := editCredentials(t, credsPath, srv.url, func(map[string]any) {})
 			if after["refresh_token"] == before["refresh_token"] || after["access_token"] == before["access_token"] {
 				t.Errorf("the tokens were not rotated: %v → %v", before, after)
@@ -243,9 +248,15 @@ func TestCLI(t *testing.T) {
 
 	t.Run("logout", func(t *testing.T) {
 		ada.t = t
+		old := editCredentials(t, credsPath, srv.url, func(map[string]any) {})
 		ada.ok("logout")
 		if res := ada.run("", "whoami"); res.code != 1 || !strings.Contains(res.stderr, "not logged in") {
 			t.Errorf("whoami after logout: %s", res)
+		}
+		// The server revoked the session: the old access token is refused.
+		stale := newUser(t, "BERTH_TOKEN="+old["access_token"].(string), "BERTH_SERVER="+srv.url)
+		if res := stale.run("", "whoami"); res.code != 1 || !strings.Contains(res.stderr, "not authenticated") {
+			t.Errorf("the logged-out access token still works: %s", res)
 		}
 	})
 }

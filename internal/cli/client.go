@@ -100,8 +100,8 @@ func (s *tokenSource) canRefresh() bool {
 // token returns the bearer token to send; "" when there is none (the call
 // goes out anonymous and the server says what it needs). force renews it
 // even when it has not expired, after the server refused it; refused is
-// the token that was refused, so that of two calls refused at once only
-// the first refreshes.
+// the token that was refused ("" when unknown), so that of two calls
+// refused at once only the first refreshes.
 func (s *tokenSource) token(ctx context.Context, force bool, refused string) (string, error) {
 	if s == nil {
 		return "", nil
@@ -115,7 +115,7 @@ func (s *tokenSource) token(ctx context.Context, force bool, refused string) (st
 		return "", nil
 	}
 	stale := s.now().Add(refreshMargin).After(s.creds.Expiry)
-	if force && s.creds.AccessToken != refused {
+	if force && refused != "" && s.creds.AccessToken != refused {
 		return s.creds.AccessToken, nil // another call refreshed already
 	}
 	if !stale && !force {
