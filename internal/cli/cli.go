@@ -107,8 +107,9 @@ func (a *app) exitCode(err error) int {
 	}
 	fmt.Fprintln(a.io.Err, "berth:", describe(err))
 	var usage usageError
-	if errors.As(err, &usage) || isCobraUsage(err) {
-		return ExitUsage
+	var ce *connect.Error
+	if errors.As(err, &usage) || !errors.As(err, &ce) && isCobraUsage(err) {
+		return ExitUsage // a server's answer is never a usage error, whatever its words
 	}
 	return ExitError
 }

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bytes"
+	"errors"
 	"flag"
 	"os"
 	"path/filepath"
@@ -9,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"connectrpc.com/connect/v2"
 	"github.com/spf13/cobra"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -106,6 +108,25 @@ func TestNormalizeServer(t *testing.T) {
 	for _, bad := range []string{"127.0.0.1:8080", "ftp://x", "http://", "http://u:p@host", "http://host/?q=1"} {
 		if _, err := normalizeServer(bad); err == nil {
 			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+// TestExitCode: cobra's own complaints and usageError exit 2, whatever a
+// server says exits 1, even in words cobra uses.
+func TestExitCode(t *testing.T) {
+	t.Parallel()
+	var stderr bytes.Buffer
+	a := &app{io: IO{Err: &stderr}}
+	for err, want := range map[error]int{
+		usageError{errors.New("-o xml")}:                                                      2,
+		errors.New(`unknown command "frobnicate" for "berth"`):                                2,
+		connect.NewError(connect.CodeFailedPrecondition, "this requires a running workspace"): 1,
+		connect.NewError(connect.CodeInvalidArgument, "invalid argument: name"):               1,
+		exitError{code: 4}: 4,
+	} {
+		if got := a.exitCode(err); got != want {
+			t.Errorf("%v: exit %d, want %d", err, got, want)
 		}
 	}
 }
