@@ -237,11 +237,73 @@ func TestCLI(t *testing.T) {
 		terminalCancel(t, ada)
 	})
 
+	t.Run("ws watch prints task events live", func(t *testing.T) {
+		ada.t = t
+		berth, _ := binaries(t)
+		ctx, cancel := context.WithTimeout(t.Context(), within(t))
+		defer cancel()
+		cmd := exec.CommandContext(ctx, berth, "ws", "watch", "demo", "-o", "json")
+		cmd.Env = ada.env
+		stdout, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		sc := bufio.NewScanner(stdout)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		next := func() *berthv1.WorkspaceEvent {
+			t.Helper()
+			if !sc.Scan() {
+				t.Fatalf("watch ended: %v %s", sc.Err(), stderr.String())
+			}
+			var ev berthv1.WatchWorkspaceResponse
+			if err := protojson.Unmarshal(sc.Bytes(), &ev); err != nil {
+				t.Fatalf("watch event %q: %v", sc.Text(), err)
+			}
+			return ev.GetEvent()
+		}
+		if ev := next(); ev.GetKind() != "workspace.status" || ev.GetWorkspace().GetId() != wsID { // subscribed
+			t.Fatalf("first event: %v", ev)
+		}
+		res := ada.run("", "task", "run", "demo", "--claude", "watch me", "--follow")
+		if res.code != 0 {
+			t.Fatalf("task run: %s", res)
+		}
+		id := taskIDFrom(t, res.stderr)
+		var kinds []string
+		for {
+			ev := next()
+			if ev.GetTaskId() != id && ev.GetTask().GetId() != id {
+				continue
+			}
+			kinds = append(kinds, ev.GetKind())
+			if ev.GetTaskStatus() == berthv1.TaskStatus_TASK_STATUS_SUCCEEDED {
+				break
+			}
+		}
+		if kinds[0] != "task.created" {
+			t.Errorf("task events: %v", kinds)
+		}
+		if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+			t.Fatal(err)
+		}
+		for sc.Scan() {
+		}
+		var exit *exec.ExitError
+		if err := cmd.Wait(); !errors.As(err, &exit) || exit.ExitCode() != 130 {
+			t.Errorf("watch after Ctrl-C: %v %s", err, stderr.String())
+		}
+	})
+
 	t.Run("stats", func(t *testing.T) {
 		ada.t = t
 		var stats berthv1.GetStatsResponse
 		parse(t, ada.ok("stats", "-o", "json").stdout, &stats)
-		if stats.GetTasks() != 4 || stats.GetWorkspaces() != 1 || stats.GetTotalCostUsd() <= 0 {
+		if stats.GetTasks() != 5 || stats.GetWorkspaces() != 1 || stats.GetTotalCostUsd() <= 0 {
 			t.Errorf("stats: %v", &stats)
 		}
 	})

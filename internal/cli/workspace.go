@@ -237,7 +237,7 @@ func (a *app) workspaceCmd() *cobra.Command {
 			return a.print(res, func() *table { return a.membersTable(res.GetMembers()) })
 		},
 	}
-	cmd.AddCommand(list, createCmd, get, start, stop, del, share, members)
+	cmd.AddCommand(list, createCmd, get, start, stop, del, share, members, a.workspaceWatchCmd())
 	return cmd
 }
 
