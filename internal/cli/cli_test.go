@@ -145,6 +145,15 @@ func TestCLI(t *testing.T) {
 		}
 	})
 
+	t.Run("git tasks", func(t *testing.T) {
+		ada.t = t
+		ada.ok("task", "run", "demo", "--git", "init", "--follow")
+		res := ada.ok("task", "run", "demo", "--git", "status", "--follow")
+		if !strings.Contains(res.stdout, "No commits yet") {
+			t.Errorf("git status output:\n%s", res.stdout)
+		}
+	})
+
 	t.Run("an API key in BERTH_TOKEN works without login", func(t *testing.T) {
 		ada.t = t
 		key := strings.TrimSpace(ada.ok("key", "create", "ci").stdout)
@@ -303,7 +312,7 @@ func TestCLI(t *testing.T) {
 		ada.t = t
 		var stats berthv1.GetStatsResponse
 		parse(t, ada.ok("stats", "-o", "json").stdout, &stats)
-		if stats.GetTasks() != 5 || stats.GetWorkspaces() != 1 || stats.GetTotalCostUsd() <= 0 {
+		if stats.GetTasks() != 7 || stats.GetWorkspaces() != 1 || stats.GetTotalCostUsd() <= 0 {
 			t.Errorf("stats: %v", &stats)
 		}
 	})
