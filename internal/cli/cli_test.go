@@ -46,6 +46,18 @@ func TestCLI(t *testing.T) {
 		if who.GetUser().GetEmail() != "ada@example.com" {
 			t.Errorf("whoami: %v", &who)
 		}
+		// On a terminal the password is asked for and not echoed.
+		srv.register(t, "cy@example.com")
+		cy := newUser(t)
+		term := startTerminal(t, cy, "login --server "+srv.url+" --email cy@example.com")
+		term.waitFor("Password: ")
+		term.write(password + "\n")
+		if code, seen := term.wait(); code != 0 || strings.Contains(seen, password) || !strings.Contains(seen, "Logged in to") {
+			t.Errorf("login on a terminal: exit %d\n%q", code, seen)
+		}
+		if _, err := os.Stat(filepath.Join(cy.config, "berth", "credentials.json")); err != nil {
+			t.Errorf("login on a terminal stored nothing: %v", err)
+		}
 		if res := ada.run("wrong\n", "login", "--server", srv.url, "--email", "ada@example.com", "--password-stdin"); res.code != 1 || !strings.Contains(res.stderr, "unauthenticated") && !strings.Contains(res.stderr, "not authenticated") {
 			t.Errorf("login with a wrong password: %s", res)
 		}

@@ -108,55 +108,89 @@ func TestFollowResumesAfterRestart(t *testing.T) {
 // cancels, and berth exits 4 when the task ends CANCELLED.
 func terminalCancel(t *testing.T, u *user) {
 	t.Helper()
+	term := startTerminal(t, u, `task run demo --claude "[hang] wait to be cancelled"`)
+	term.waitFor("\x1b[2m· agent session") // the stand-in started, dimmed; it now hangs
+	term.waitFor("\x1b[1m▸ running · ")    // the progress line, bold
+	term.write("\x03")                     // ^C
+	term.waitFor("Cancel the task [c], detach")
+	term.write("c\n")
+	code, seen := term.wait()
+	if code != 4 || !strings.Contains(seen, "Cancelling; following to the end.") || !strings.Contains(seen, "cancelled") {
+		t.Fatalf("cancel from the terminal: exit %d\n%s", code, seen)
+	}
+}
+
+// terminal is berth running on a pseudo-terminal made by script(1).
+type terminal struct {
+	t     *testing.T
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	out   io.Reader
+	seen  strings.Builder
+}
+
+// startTerminal runs berth with args (shell words) under script(1).
+func startTerminal(t *testing.T, u *user, args string) *terminal {
+	t.Helper()
 	script, err := exec.LookPath("script")
 	if err != nil {
 		if os.Getenv("CI") == "true" {
-			t.Fatal("script(1) from util-linux is needed for the terminal test")
+			t.Fatal("script(1) from util-linux is needed for the terminal tests")
 		}
 		t.Skip("script(1) from util-linux is not installed")
 	}
 	berth, _ := binaries(t)
 	ctx, cancel := context.WithTimeout(t.Context(), within(t))
-	defer cancel()
-	cmd := exec.CommandContext(ctx, script, "-qfec", "exec "+berth+` task run demo --claude "[hang] wait to be cancelled"`, "/dev/null")
+	t.Cleanup(cancel)
+	// exec: berth is script's child, so its exit status is script's.
+	cmd := exec.CommandContext(ctx, script, "-qfec", "exec "+berth+" "+args, "/dev/null")
 	cmd.Env = append(append([]string(nil), u.env...), "TERM=xterm")
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
+	term := &terminal{t: t, cmd: cmd}
+	if term.stdin, err = cmd.StdinPipe(); err != nil {
 		t.Fatal(err)
 	}
-	defer stdin.Close()
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
+	if term.out, err = cmd.StdoutPipe(); err != nil {
 		t.Fatal(err)
 	}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	var seen strings.Builder
+	return term
+}
+
+// waitFor reads the terminal until it has shown want.
+func (term *terminal) waitFor(want string) {
+	term.t.Helper()
 	buf := make([]byte, 4096)
-	waitFor := func(want string) {
-		t.Helper()
-		for !strings.Contains(seen.String(), want) {
-			n, err := stdout.Read(buf)
-			seen.Write(buf[:n])
-			if err != nil {
-				t.Fatalf("the terminal never showed %q (%v):\n%q", want, err, seen.String())
-			}
+	for !strings.Contains(term.seen.String(), want) {
+		n, err := term.out.Read(buf)
+		term.seen.Write(buf[:n])
+		if err != nil {
+			term.t.Fatalf("the terminal never showed %q (%v):\n%q", want, err, term.seen.String())
 		}
 	}
-	waitFor("\x1b[2m· agent session")                 // the stand-in started, dimmed; it now hangs
-	waitFor("\x1b[1m▸ running · ")                    // the progress line, bold
-	if _, err := stdin.Write([]byte{3}); err != nil { // ^C
-		t.Fatal(err)
+}
+
+// write types s.
+func (term *terminal) write(s string) {
+	term.t.Helper()
+	if _, err := io.WriteString(term.stdin, s); err != nil {
+		term.t.Fatal(err)
 	}
-	waitFor("Cancel the task [c], detach")
-	if _, err := stdin.Write([]byte("c\n")); err != nil {
-		t.Fatal(err)
-	}
-	_, _ = io.Copy(&seen, stdout) // to the end
-	err = cmd.Wait()
+}
+
+// wait reads to the end and returns berth's exit status and all it showed.
+func (term *terminal) wait() (int, string) {
+	term.t.Helper()
+	_, _ = io.Copy(&term.seen, term.out) // to the end; Wait reports what matters
+	_ = term.stdin.Close()               // a pipe script may have closed already
+	err := term.cmd.Wait()
 	var exit *exec.ExitError
-	if !errors.As(err, &exit) || exit.ExitCode() != 4 || !strings.Contains(seen.String(), "Cancelling; following to the end.") || !strings.Contains(seen.String(), "cancelled") {
-		t.Fatalf("cancel from the terminal: %v\n%s", err, seen.String())
+	switch {
+	case errors.As(err, &exit):
+		return exit.ExitCode(), term.seen.String()
+	case err != nil:
+		term.t.Fatal(err)
 	}
+	return 0, term.seen.String()
 }
