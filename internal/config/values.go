@@ -66,7 +66,9 @@ func bytesFlag[T int | int64](s *flagSet, p *T, name string, value T, usage stri
 // not in an error, not in the log.
 func (s *flagSet) secret(p *Secret, name, arg, usage string) *flag.Flag {
 	s.fs.Func(name, usage, func(v string) error { *p = Secret(v); return nil })
-	return s.define(name, arg, "", false, func() any { return *p })
+	f := s.define(name, arg, "", false, func() any { return *p })
+	f.Value.(*reported).secret = true
+	return f
 }
 
 // list defines a comma-separated list; repeating the flag appends, and
@@ -138,6 +140,8 @@ type reported struct {
 	problems *problems
 	// fromEnv parses the variable where that differs from the flag.
 	fromEnv func(string) error
+	// secret keeps the value out of the problem reported for it.
+	secret bool
 }
 
 func (r *reported) Set(s string) error {
@@ -165,6 +169,9 @@ func (r *reported) record(s string, set func(string) error) {
 	err := set(v)
 	if _, typed := r.Value.(flag.Getter); err != nil && typed {
 		_ = r.Value.Set(before) // String gives what Set reads back
+	}
+	if r.secret {
+		s = Secret(s).String()
 	}
 	switch {
 	case err == nil:
