@@ -61,9 +61,11 @@ fuzz fuzztime="20s":
 bench:
     go test -run '^$' -bench . -benchmem ./...
 
-# gofmt, go vet, staticcheck, buf lint, buf format, gosec, the generated-code check,
-# the README flag-table check and Redocly's lint of the OpenAPI document.
-lint: _protovalidate check-generated check-flagtable lint-openapi
+# gofmt, go vet, staticcheck, buf lint, buf format, gosec, the README flag-table
+# check, the generated-code check and Redocly's lint of the OpenAPI document.
+# check-flagtable comes before check-generated, whose `just generate` rewrites
+# the table.
+lint: _protovalidate check-flagtable check-generated lint-openapi
     @echo '--- gofmt'
     @test -z "$(gofmt -l .)" || { echo 'gofmt -l: these files need `gofmt -w`:'; gofmt -l .; exit 1; }
     @echo '--- go vet'
