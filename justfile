@@ -61,9 +61,11 @@ fuzz fuzztime="20s":
 bench:
     go test -run '^$' -bench . -benchmem ./...
 
-# gofmt, go vet, staticcheck, buf lint, buf format, gosec, the generated-code check
-# and Redocly's lint of the OpenAPI document.
-lint: _protovalidate check-generated lint-openapi
+# gofmt, go vet, staticcheck, buf lint, buf format, gosec, the README flag-table
+# check, the generated-code check and Redocly's lint of the OpenAPI document.
+# check-flagtable comes before check-generated, whose `just generate` rewrites
+# the table.
+lint: _protovalidate check-flagtable check-generated lint-openapi
     @echo '--- gofmt'
     @test -z "$(gofmt -l .)" || { echo 'gofmt -l: these files need `gofmt -w`:'; gofmt -l .; exit 1; }
     @echo '--- go vet'
@@ -79,10 +81,20 @@ lint: _protovalidate check-generated lint-openapi
 
 # Regenerate internal/gen (Go), web/src/gen (TypeScript) and the OpenAPI
 # document in internal/openapi/spec from proto/ (berth's API and its copy of
-# the gRPC health protocol).
-generate: _protovalidate
+# the gRPC health protocol), and the README's flag table.
+generate: _protovalidate flagtable
     test -d web/node_modules || npm ci --prefix web --no-audit --no-fund
     buf generate --path proto/berth --path proto/grpc
+
+# Rewrite the README's configuration table (between <!-- flags:begin --> and
+# <!-- flags:end -->) from the flags of `berth serve`.
+flagtable:
+    go run ./internal/config/cmd/flagtable README.md
+
+# Fail when the README's configuration table differs from the flags of `berth serve`.
+check-flagtable:
+    @echo '--- README flag table matches the flags'
+    go run ./internal/config/cmd/flagtable -check README.md
 
 # Fail when the committed generated code differs from what `just generate` writes.
 check-generated: generate

@@ -61,6 +61,7 @@ var allowed = map[string][]string{
 	"internal/gen/grpc/health/v1/healthv1connect": {"internal/gen/grpc/health/v1"},
 	"cmd/protoc-gen-berth-openapi":                {"internal/gen/berth/v1"},
 	"internal/deploy":                             {"internal/config", "internal/sandbox/docker", "internal/sandbox/sandboxtest"},
+	"internal/config/cmd/flagtable":               {"internal/config"},
 }
 
 func TestImportGraph(t *testing.T) {

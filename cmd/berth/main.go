@@ -158,7 +158,7 @@ func healthcheck(args, environ []string, stderr io.Writer) error {
 		}
 	}
 	if def == "" {
-		def = "127.0.0.1:8080"
+		def = config.Flags().Lookup("addr").DefValue // berth serve's default
 	}
 	addr := fs.String("addr", def, "address of the server to check (env BERTH_ADDR)")
 	timeout := fs.Duration("timeout", 3*time.Second, "how long to wait for an answer")

@@ -7,8 +7,6 @@
 // what the outputs mean for the task record. Keeping the CLI's wire format
 // here means a change in the CLI touches one package.
 //
-// agent is a leaf: it imports only the standard library and no internal
-// package. Its tests use a stand-in claude program (testdata/fakeclaude)
-// that emits the same stream-json format, because no model can be reached
-// from tests.
+// Its tests use a stand-in claude program (testdata/fakeclaude) that emits
+// the same stream-json format, because no model can be reached from tests.
 package agent

@@ -8,9 +8,13 @@
 // its variable, what is expected and the rejected value, so an operator can
 // fix a deployment in one pass.
 //
-// config is a leaf package: it imports nothing from berth, and it does not
-// touch the file system beyond making paths absolute; creating the data
-// directory or the JWT key is the job of the code that uses them.
+// Each flag is described once, in its definition (name, default, usage);
+// --help, the start-up log line and the README's configuration table
+// (go run ./internal/config/cmd/flagtable) are all made from the flag set.
+//
+// config does not touch the file system beyond making paths absolute;
+// creating the data directory or the JWT key is the job of the code that
+// uses them.
 package config
 
 import (
@@ -20,7 +24,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"strings"
 	"time"
 )
 
@@ -187,9 +190,9 @@ func load(args []string, getenv func(string) string, environ []string, w io.Writ
 	if getenv == nil {
 		getenv = func(string) string { return "" }
 	}
-	c := defaults()
+	c := new(Config)
 	var problems problems
-	s := newFlagSet(c, &problems)
+	s := newFlagSet(c, &problems) // sets every default
 	if err := s.fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			s.usage(w)
@@ -210,163 +213,4 @@ func load(args []string, getenv func(string) string, environ []string, w io.Writ
 		return nil, problems
 	}
 	return c, nil
-}
-
-// defaults returns the configuration before flags and variables apply.
-// Defaults that depend on the data directory are filled in by resolve.
-func defaults() *Config {
-	return &Config{
-		Addr:                  "127.0.0.1:8080",
-		AdminAddr:             "127.0.0.1:9090",
-		DataDir:               "./data",
-		LogFormat:             LogFormatJSON,
-		LogLevel:              slog.LevelInfo,
-		AllowRegistration:     true,
-		PasswordHashMemoryMiB: 160,
-		SecureCookies:         true,
-		JWT: JWT{
-			Issuer:          "berth",
-			Audience:        "berth-api",
-			AccessTokenTTL:  15 * time.Minute,
-			RefreshTokenTTL: 30 * 24 * time.Hour,
-		},
-		HTTP: HTTP{
-			ReadHeaderTimeout: 10 * time.Second,
-			ReadTimeout:       60 * time.Second,
-			WriteTimeout:      0,
-			IdleTimeout:       120 * time.Second,
-			MaxHeaderBytes:    1 << 20,
-			MaxBodyBytes:      4 << 20,
-		},
-		ShutdownTimeout: 30 * time.Second,
-		Runtime:         RuntimeAuto,
-		Workspace:       defaultWorkspace(),
-		Tasks:           defaultTasks(),
-		Streams:         defaultStreams(),
-		Database:        defaultDatabase(),
-		Valkey:          defaultValkey(),
-		RateLimits:      defaultRateLimits(),
-		Quotas:          defaultQuotas(),
-	}
-}
-
-// LogValue lists every setting under its flag name, for the start-up log
-// line. It must never print a secret: a setting that holds one is typed
-// Secret (which logs as "[redacted]") or logged only as whether it is set.
-// A test fails when a flag is missing here, so each new flag gets this
-// decision made on purpose.
-func (c *Config) LogValue() slog.Value {
-	return slog.GroupValue(append([]slog.Attr{
-		slog.String("addr", c.Addr),
-		slog.String("admin-addr", c.AdminAddr),
-		slog.String("data-dir", c.DataDir),
-		slog.Any("workspace-root", c.WorkspaceRoots),
-		slog.String("log-format", string(c.LogFormat)),
-		slog.String("log-level", c.LogLevel.String()),
-		slog.Any("allowed-origins", c.AllowedOrigins),
-		slog.Bool("allow-registration", c.AllowRegistration),
-		slog.Int64("password-hash-memory", c.PasswordHashMemoryMiB),
-		slog.Bool("secure-cookies", c.SecureCookies),
-		slog.String("public-url", c.PublicURL),
-		slog.String("jwt-issuer", c.JWT.Issuer),
-		slog.String("jwt-audience", c.JWT.Audience),
-		slog.String("access-token-ttl", formatDuration(c.JWT.AccessTokenTTL)),
-		slog.String("refresh-token-ttl", formatDuration(c.JWT.RefreshTokenTTL)),
-		slog.String("jwt-key-file", c.JWT.KeyFile),
-		slog.Bool("jwt-key", c.JWT.Key != ""), // only whether it is set
-		slog.String("read-header-timeout", formatDuration(c.HTTP.ReadHeaderTimeout)),
-		slog.String("read-timeout", formatDuration(c.HTTP.ReadTimeout)),
-		slog.String("write-timeout", formatDuration(c.HTTP.WriteTimeout)),
-		slog.String("idle-timeout", formatDuration(c.HTTP.IdleTimeout)),
-		slog.Int("max-header-bytes", c.HTTP.MaxHeaderBytes),
-		slog.Int64("max-body-bytes", c.HTTP.MaxBodyBytes),
-		slog.String("shutdown-timeout", formatDuration(c.ShutdownTimeout)),
-		slog.Attr{Key: "oidc", Value: oidcLogValue(c.OIDC)},
-		slog.String("runtime", c.Runtime),
-		slog.String("docker-host", c.DockerHost),
-		slog.String("workspace-image", c.Workspace.Image),
-		slog.String("workspace-network", c.Workspace.Network),
-		slog.String("workspace-user", c.Workspace.User),
-		slog.Int64("workspace-memory", c.Workspace.MemoryMB),
-		slog.Float64("workspace-cpus", c.Workspace.CPUs),
-		slog.Int64("workspace-pids", c.Workspace.Pids),
-		slog.Int64("workspace-max-memory", c.Workspace.MaxMemoryMB),
-		slog.Float64("workspace-max-cpus", c.Workspace.MaxCPUs),
-		slog.Int64("workspace-max-pids", c.Workspace.MaxPids),
-		slog.Any("workspace-cap-add", c.Workspace.CapAdd),
-		slog.Any("workspace-image-allow", c.Workspace.ImageAllow),
-		slog.String("workspace-idle-timeout", formatDuration(c.Workspace.IdleTimeout)),
-		slog.Int64("max-running-tasks", c.Tasks.MaxRunning),
-		slog.Int64("max-running-per-workspace", c.Tasks.MaxRunningPerWorkspace),
-		slog.String("task-timeout", formatDuration(c.Tasks.Timeout)),
-		slog.String("claude-path", c.Tasks.ClaudePath),
-		slog.String("claude-idle-timeout", formatDuration(c.Tasks.ClaudeIdleTimeout)),
-		slog.Int64("claude-max-turns", c.Tasks.ClaudeMaxTurns),
-		slog.Bool("anthropic-api-key", c.Tasks.AnthropicAPIKey != ""), // only whether it is set
-		slog.String("log-retention", formatDuration(c.Tasks.LogRetention)),
-		slog.Float64("budget-usd", c.Tasks.BudgetUSD),
-		slog.String("budget-period", formatDuration(c.Tasks.BudgetPeriod)),
-		slog.Any("task-env-deny", c.Tasks.EnvDeny),
-		slog.Any("task-env-allow", c.Tasks.EnvAllow),
-		slog.String("stream-heartbeat", formatDuration(c.Streams.Heartbeat)),
-		slog.String("stream-stall-timeout", formatDuration(c.Streams.StallTimeout)),
-		slog.String("ws-ping-interval", formatDuration(c.Streams.WSPingInterval)),
-	}, append(c.scaleLogAttrs(), c.quotaLogAttrs()...)...)...)
-}
-
-// FlagError is one problem with one setting. Load reports all of them at
-// once, joined; errors.As finds the first.
-type FlagError struct {
-	// Flag is the flag's name without dashes, such as "admin-addr". It is
-	// empty for a setting that has no flag, only a variable (Env).
-	Flag string
-	// Env names the variable of a setting that has no flag, such as
-	// BERTH_OIDC_GOOGLE_ISSUER; it is empty when Flag is set.
-	Env string
-	// Value is the rejected value as given (one element of a list). It is
-	// empty for a setting whose value is a secret.
-	Value string
-	// Problem says what is expected and, where it is not obvious, why.
-	Problem string
-}
-
-// Error names the flag and its variable, quotes the value and says what is
-// wrong, e.g. `--addr (env BERTH_ADDR) = "localhost": want host:port …`, or
-// `env BERTH_OIDC_X_ISSUER = "x": …` for a setting without a flag.
-func (e *FlagError) Error() string {
-	if e.Flag == "" {
-		return fmt.Sprintf("env %s = %q: %s", e.Env, e.Value, e.Problem)
-	}
-	return fmt.Sprintf("--%s (env %s) = %q: %s", e.Flag, EnvName(e.Flag), e.Value, e.Problem)
-}
-
-// problems collects every FlagError of one Load. As an error it prints one
-// problem per line.
-type problems []*FlagError
-
-func (p *problems) add(flagName, value, format string, args ...any) {
-	*p = append(*p, &FlagError{Flag: flagName, Value: value, Problem: fmt.Sprintf(format, args...)})
-}
-
-// addEnv records a problem with a variable that has no flag.
-func (p *problems) addEnv(env, value, format string, args ...any) {
-	*p = append(*p, &FlagError{Env: env, Value: value, Problem: fmt.Sprintf(format, args...)})
-}
-
-func (p problems) Error() string {
-	var b strings.Builder
-	b.WriteString("berth serve: invalid configuration (berth serve --help lists every flag):")
-	for _, err := range p {
-		b.WriteString("\n  - ")
-		b.WriteString(err.Error())
-	}
-	return b.String()
-}
-
-func (p problems) Unwrap() []error {
-	errs := make([]error, len(p))
-	for i, fe := range p {
-		errs[i] = fe
-	}
-	return errs
 }

@@ -1,9 +1,6 @@
 package config
 
-import (
-	"log/slog"
-	"strconv"
-)
+import "strconv"
 
 // Quotas bound what one user may hold at once, so that one account cannot
 // exhaust the server for everyone else, and how many connections the main
@@ -38,31 +35,22 @@ type Quotas struct {
 	MaxTaskLogBytes int64
 }
 
-func defaultQuotas() Quotas {
-	return Quotas{
-		MaxStreamsPerUser:    64,
-		MaxRunningPerUser:    2,
-		MaxQueuedPerUser:     100,
-		MaxWorkspacesPerUser: 50,
-		MaxTaskLogBytes:      16 << 20,
-	}
-}
-
 func (s *flagSet) addQuotaFlags(c *Config) {
 	q := &c.Quotas
 	s.section("Quotas (per user; 0 = no cap)")
-	s.add(&int64Value{&q.MaxStreamsPerUser}, "max-streams-per-user", "count", strconv.FormatInt(q.MaxStreamsPerUser, 10),
-		"Most live streams one user holds open, SSE, Connect server streams and WebSocket connections and subscriptions together (across instances with --valkey-url). Opening one more is refused with 429 / RESOURCE_EXHAUSTED.")
-	s.add(&int64Value{&q.MaxConnections}, "max-connections", "count", strconv.FormatInt(q.MaxConnections, 10),
-		"Most connections the main listener holds open (0 = derived from the descriptor limit, RLIMIT_NOFILE, minus room for the store and tasks); streams may take at most 3/4 of them, so /health and ordinary calls still get through. Connections over the cap get 503 with Retry-After.")
-	s.add(&int64Value{&q.MaxRunningPerUser}, "max-running-per-user", "count", strconv.FormatInt(q.MaxRunningPerUser, 10),
-		"Most tasks of one user running at once; other users' tasks start first. Keep it below --max-running-tasks.")
-	s.add(&int64Value{&q.MaxQueuedPerUser}, "max-queued-per-user", "count", strconv.FormatInt(q.MaxQueuedPerUser, 10),
-		"Most tasks of one user waiting in the queue; CreateTask is refused beyond it.")
-	s.add(&int64Value{&q.MaxWorkspacesPerUser}, "max-workspaces-per-user", "count", strconv.FormatInt(q.MaxWorkspacesPerUser, 10),
-		"Most workspaces one user owns, archived ones included; CreateWorkspace is refused beyond it. Admins are exempt.")
-	s.add(&bytesValue[int64]{&q.MaxTaskLogBytes}, "max-task-log-bytes", "bytes", strconv.FormatInt(q.MaxTaskLogBytes, 10),
-		"Most bytes of log messages one task stores (16777216 is 16MiB). Past it the task keeps running, further output is dropped, one system line says so and the result notes it.")
+	s.count(&q.MaxStreamsPerUser, "max-streams-per-user", "count", 64,
+		"Most live streams one user holds open: SSE, Connect server streams and WebSocket connections and subscriptions on one count, across instances with `--valkey-url` (see \"Quotas and capacity\"). Opening one more is refused with 429 / `RESOURCE_EXHAUSTED`. `0` = no cap.")
+	s.count(&q.MaxConnections, "max-connections", "count", 0,
+		"Most connections the main listener holds open; `0` derives it from the descriptor limit (`RLIMIT_NOFILE`) minus room for the store, Valkey and tasks. Streams may take at most ¾ of them, so `/health` and ordinary calls still get through. Connections over the cap get 503 with `Retry-After`.",
+	).DefValue = "0 (derived)"
+	s.count(&q.MaxRunningPerUser, "max-running-per-user", "count", 2,
+		"Most tasks of one user running at once, across instances; the runner passes over a user at the cap, so other users' tasks start first. Keep it below `--max-running-tasks`. `0` = no cap.")
+	s.count(&q.MaxQueuedPerUser, "max-queued-per-user", "count", 100,
+		"Most tasks of one user waiting in the queue; `CreateTask` is refused beyond it. `0` = no cap.")
+	s.count(&q.MaxWorkspacesPerUser, "max-workspaces-per-user", "count", 50,
+		"Most workspaces one user owns, archived ones included; `CreateWorkspace` is refused beyond it. Admins are exempt. `0` = no cap.")
+	bytesFlag(s, &q.MaxTaskLogBytes, "max-task-log-bytes", 16<<20,
+		"Most bytes of log messages one task stores (16777216 is 16 MiB). Past it the task keeps running, further output is dropped, one system line says so and the result notes it. `0` = no cap.")
 }
 
 func (c *Config) checkQuotas(p *problems) {
@@ -87,18 +75,5 @@ func (c *Config) checkQuotas(p *problems) {
 	}
 	if q.MaxTaskLogBytes > 0 && q.MaxTaskLogBytes < 1024 {
 		p.add("max-task-log-bytes", strconv.FormatInt(q.MaxTaskLogBytes, 10), "want 0 (no cap) or at least 1024")
-	}
-}
-
-// quotaLogAttrs are the quotas in the start-up log, under their flag names.
-func (c *Config) quotaLogAttrs() []slog.Attr {
-	q := &c.Quotas
-	return []slog.Attr{
-		slog.Int64("max-streams-per-user", q.MaxStreamsPerUser),
-		slog.Int64("max-connections", q.MaxConnections),
-		slog.Int64("max-running-per-user", q.MaxRunningPerUser),
-		slog.Int64("max-queued-per-user", q.MaxQueuedPerUser),
-		slog.Int64("max-workspaces-per-user", q.MaxWorkspacesPerUser),
-		slog.Int64("max-task-log-bytes", q.MaxTaskLogBytes),
 	}
 }

@@ -1,8 +1,6 @@
 package config
 
 import (
-	"fmt"
-	"log/slog"
 	"net/netip"
 	"net/url"
 	"slices"
@@ -67,46 +65,40 @@ type RateLimits struct {
 	TrustedProxies []netip.Prefix
 }
 
-func defaultDatabase() Database { return Database{MaxConns: 20} }
-
-func defaultValkey() Valkey { return Valkey{CacheTTL: time.Minute} }
-
-func defaultRateLimits() RateLimits {
-	return RateLimits{
-		Anonymous:    Rate{PerSecond: 20, Burst: 40},
-		AuthFailures: Rate{PerSecond: 0.2, Burst: 10},
-		Principal:    Rate{PerSecond: 100, Burst: 200},
-		TaskCreate:   Rate{PerSecond: 1, Burst: 20},
-		WSCommand:    Rate{PerSecond: 10, Burst: 20},
-	}
-}
-
 func (s *flagSet) addScaleFlags(c *Config) {
 	s.section("Store, Valkey and scale-out")
-	s.add(&secretValue{&c.Database.URL}, "database-url", "url", "",
-		"Postgres URL (postgres://user:pass@host:5432/db?sslmode=…) for several instances; empty = the SQLite file in --data-dir. Never logged.")
-	s.add(&int64Value{&c.Database.MaxConns}, "database-max-conns", "count", strconv.FormatInt(c.Database.MaxConns, 10),
+	s.secret(&c.Database.URL, "database-url", "url",
+		"`postgres://user:pass@host:5432/db?sslmode=…`: keep records in Postgres (several instances); empty = the SQLite file in `--data-dir`. Never logged.")
+	s.count(&c.Database.MaxConns, "database-max-conns", "count", 20,
 		"Size of the Postgres connection pool.")
-	s.add(&secretValue{&c.Valkey.URL}, "valkey-url", "url", "",
-		"Valkey/Redis URL (redis://[user:pass@]host:6379/0, rediss:// for TLS) shared by instances for caches, rate limits and events; empty = in-process. Never logged.")
-	s.add(&durationValue{&c.Valkey.CacheTTL}, "cache-ttl", "duration", formatDuration(c.Valkey.CacheTTL),
-		"How long a cached workspace record lives (in Valkey, or in process without it); writes invalidate it at once everywhere. 0 turns the cache off.")
-	s.add(&durationValue{&c.Tasks.Lease}, "task-lease", "duration", formatDuration(c.Tasks.Lease),
-		"How long a runner's claim on a running task lasts without a heartbeat; another instance ends the task INTERRUPTED after it expires.")
+	s.secret(&c.Valkey.URL, "valkey-url", "url",
+		"`redis://[user:pass@]host:6379/0` (or `valkey://`; `rediss://`/`valkeys://` for TLS): cross-instance events, shared rate limits and the shared auth cache; empty = in-process. Never logged.")
+	s.duration(&c.Valkey.CacheTTL, "cache-ttl", time.Minute,
+		"Life of a cached workspace record (in Valkey, or in process without it); writes retire it at once everywhere. `0` turns the cache off.")
+	s.duration(&c.Tasks.Lease, "task-lease", 30*time.Second,
+		"How long a runner's claim on a running task lasts without its heartbeat (renewed every third of it); after it expires another instance ends the task `INTERRUPTED`. Use the same value on every instance.")
+
 	r := &c.RateLimits
 	s.section("Rate limits (rate per second:burst, 0 = off)")
-	s.add(&rateValue{&r.Anonymous}, "rate-anonymous", "rate:burst", r.Anonymous.String(),
+	rate := func(p *Rate, name, value, usage string) {
+		s.fn(name, "rate:burst", value, usage+" Written `rate:burst` (requests a second, may be a fraction, and the burst); `0` = no limit.",
+			func(v string) error { return parseRate(p, v) },
+			func() any { return *p })
+	}
+	rate(&r.Anonymous, "rate-anonymous", "20:40",
 		"Unauthenticated requests per source address.")
-	s.add(&rateValue{&r.AuthFailures}, "rate-auth-failures", "rate:burst", r.AuthFailures.String(),
-		"Failed authentications per source address and per account.")
-	s.add(&rateValue{&r.Principal}, "rate-principal", "rate:burst", r.Principal.String(),
-		"Authenticated requests per user or API key.")
-	s.add(&rateValue{&r.TaskCreate}, "rate-task-create", "rate:burst", r.TaskCreate.String(),
-		"Tasks created per user.")
-	s.add(&rateValue{&r.WSCommand}, "rate-ws-command", "rate:burst", r.WSCommand.String(),
+	rate(&r.AuthFailures, "rate-auth-failures", "0.2:10",
+		"Failed sign-ins (bad token, key, cookie, password or refresh token) per source address and per account; once spent, requests are refused before anything is checked.")
+	rate(&r.Principal, "rate-principal", "100:200",
+		"Authenticated requests per user (or per API key).")
+	rate(&r.TaskCreate, "rate-task-create", "1:20",
+		"Tasks created per user (RPC and WebSocket alike).")
+	rate(&r.WSCommand, "rate-ws-command", "10:20",
 		"WebSocket commands per connection.")
-	s.add(&prefixListValue{&r.TrustedProxies}, "trusted-proxies", "cidrs", "",
-		"Comma-separated addresses or CIDRs of reverse proxies whose X-Forwarded-For is believed; from anyone else it is ignored.")
+	s.fn("trusted-proxies", "cidrs", "",
+		"Addresses or CIDRs of reverse proxies whose `X-Forwarded-For` is believed (read from the right, skipping trusted hops), comma-separated; from anyone else the header is ignored.",
+		func(v string) error { return parsePrefixes(&r.TrustedProxies, v) },
+		func() any { return prefixStrings(r.TrustedProxies) })
 }
 
 func (c *Config) checkScale(p *problems) {
@@ -134,100 +126,4 @@ func (c *Config) checkScale(p *problems) {
 	if c.Tasks.Lease < time.Second || c.Tasks.Lease > time.Hour {
 		p.add("task-lease", formatDuration(c.Tasks.Lease), "want a duration between 1s and 1h")
 	}
-}
-
-// scaleLogAttrs lists the scale-out settings for LogValue, without secrets.
-func (c *Config) scaleLogAttrs() []slog.Attr {
-	r := c.RateLimits
-	proxies := make([]string, len(r.TrustedProxies))
-	for i, p := range r.TrustedProxies {
-		proxies[i] = p.String()
-	}
-	return []slog.Attr{
-		slog.Bool("database-url", c.Database.URL != ""), // only whether it is set
-		slog.Int64("database-max-conns", c.Database.MaxConns),
-		slog.Bool("valkey-url", c.Valkey.URL != ""), // only whether it is set
-		slog.String("cache-ttl", formatDuration(c.Valkey.CacheTTL)),
-		slog.String("task-lease", formatDuration(c.Tasks.Lease)),
-		slog.String("rate-anonymous", r.Anonymous.String()),
-		slog.String("rate-auth-failures", r.AuthFailures.String()),
-		slog.String("rate-principal", r.Principal.String()),
-		slog.String("rate-task-create", r.TaskCreate.String()),
-		slog.String("rate-ws-command", r.WSCommand.String()),
-		slog.Any("trusted-proxies", proxies),
-	}
-}
-
-// rateValue is a Rate written "rate:burst" (rate per second, may be a
-// fraction such as 0.2), or "0" for no limit.
-type rateValue struct{ p *Rate }
-
-func (v *rateValue) String() string { return v.p.String() }
-
-func (v *rateValue) Set(s string) error {
-	s = strings.TrimSpace(s)
-	if s == "0" || s == "off" {
-		*v.p = Rate{}
-		return nil
-	}
-	rs, bs, ok := strings.Cut(s, ":")
-	r, err1 := strconv.ParseFloat(strings.TrimSpace(rs), 64)
-	b, err2 := strconv.Atoi(strings.TrimSpace(bs))
-	if !ok || err1 != nil || err2 != nil || r <= 0 || r > 1e6 || b < 1 || b > 1e6 {
-		return fmt.Errorf("want rate:burst such as 10:20 (10 a second, bursts of 20), 0.5:5, or 0 for no limit")
-	}
-	*v.p = Rate{PerSecond: r, Burst: b}
-	return nil
-}
-
-func (v *rateValue) setFromEnv(s string) error { return v.Set(s) }
-
-// prefixListValue is a comma-separated list of addresses or CIDR prefixes.
-type prefixListValue struct{ p *[]netip.Prefix }
-
-func (v *prefixListValue) String() string {
-	out := make([]string, len(*v.p))
-	for i, p := range *v.p {
-		out[i] = p.String()
-	}
-	return strings.Join(out, ",")
-}
-
-func (v *prefixListValue) Set(s string) error {
-	var out []netip.Prefix
-	for part := range strings.SplitSeq(s, ",") {
-		part = strings.TrimSpace(part)
-		if part == "" {
-			continue
-		}
-		var pfx netip.Prefix
-		var err error
-		if strings.Contains(part, "/") {
-			pfx, err = netip.ParsePrefix(part)
-		} else {
-			var a netip.Addr
-			a, err = netip.ParseAddr(part)
-			pfx = netip.PrefixFrom(a, a.BitLen())
-		}
-		if err != nil {
-			return fmt.Errorf("want addresses or CIDRs such as 10.0.0.0/8,::1; %q is neither", part)
-		}
-		pfx = pfx.Masked()
-		if !contains(out, pfx) {
-			out = append(out, pfx)
-		}
-	}
-	*v.p = out
-	return nil
-}
-
-func (v *prefixListValue) setFromEnv(s string) error { return v.Set(s) }
-
-func contains(list []netip.Prefix, p netip.Prefix) bool {
-	for _, q := range list {
-		if q == p {
-			return true
-		}
-	}
-	return false
 }

@@ -15,23 +15,15 @@ type Streams struct {
 	WSPingInterval time.Duration
 }
 
-func defaultStreams() Streams {
-	return Streams{
-		Heartbeat:      15 * time.Second,
-		StallTimeout:   30 * time.Second,
-		WSPingInterval: 20 * time.Second,
-	}
-}
-
 func (s *flagSet) addStreamFlags(c *Config) {
 	st := &c.Streams
 	s.section("Live streams")
-	s.add(&durationValue{&st.Heartbeat}, "stream-heartbeat", "duration", formatDuration(st.Heartbeat),
-		"How often an SSE stream gets a heartbeat comment, so proxies keep it open.")
-	s.add(&durationValue{&st.StallTimeout}, "stream-stall-timeout", "duration", formatDuration(st.StallTimeout),
+	s.duration(&st.Heartbeat, "stream-heartbeat", 15*time.Second,
+		"How often an SSE stream gets a heartbeat comment, so proxies keep it open; also how often open SSE and Connect streams re-check their credentials.")
+	s.duration(&st.StallTimeout, "stream-stall-timeout", 30*time.Second,
 		"Drop a stream client that takes no data for this long (WebSocket: close 1008 with a reason); it resumes from its last seq when it reconnects.")
-	s.add(&durationValue{&st.WSPingInterval}, "ws-ping-interval", "duration", formatDuration(st.WSPingInterval),
-		"How often the server pings a WebSocket client; one that does not answer is dropped.")
+	s.duration(&st.WSPingInterval, "ws-ping-interval", 20*time.Second,
+		"How often the server pings a WebSocket client (and re-checks its credentials); one that does not answer is dropped.")
 }
 
 func (c *Config) checkStreams(p *problems) {

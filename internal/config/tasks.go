@@ -41,50 +41,33 @@ type Tasks struct {
 	EnvAllow []string
 }
 
-func defaultTasks() Tasks {
-	return Tasks{
-		MaxRunning:             4,
-		MaxRunningPerWorkspace: 1,
-		Timeout:                30 * time.Minute,
-		ClaudePath:             "claude",
-		ClaudeIdleTimeout:      5 * time.Minute,
-		// Agent work needs many turns (each tool call is one); 50 is the
-		// most a request may ask for, and the time limit, the idle
-		// watchdog and --budget-usd bound a run anyway.
-		ClaudeMaxTurns: 50,
-		LogRetention:   30 * 24 * time.Hour,
-		BudgetPeriod:   30 * 24 * time.Hour,
-		Lease:          30 * time.Second,
-	}
-}
-
 func (s *flagSet) addTaskFlags(c *Config) {
 	t := &c.Tasks
 	s.section("Tasks")
-	s.add(&int64Value{&t.MaxRunning}, "max-running-tasks", "count", strconv.FormatInt(t.MaxRunning, 10),
+	s.count(&t.MaxRunning, "max-running-tasks", "count", 4,
 		"Most tasks running at once on this server.")
-	s.add(&int64Value{&t.MaxRunningPerWorkspace}, "max-running-per-workspace", "count", strconv.FormatInt(t.MaxRunningPerWorkspace, 10),
+	s.count(&t.MaxRunningPerWorkspace, "max-running-per-workspace", "count", 1,
 		"Most tasks running at once in one workspace.")
-	s.add(&durationValue{&t.Timeout}, "task-timeout", "duration", formatDuration(t.Timeout),
-		"Time limit of a task whose config.timeout is 0 (at most 1h, the API's own cap).")
-	s.add(&stringValue{&t.ClaudePath}, "claude-path", "path", t.ClaudePath,
-		"The claude CLI inside workspace containers: a name looked up on the container's PATH or an absolute path.")
-	s.add(&durationValue{&t.ClaudeIdleTimeout}, "claude-idle-timeout", "duration", formatDuration(t.ClaudeIdleTimeout),
-		"Watchdog: end an agent run that prints nothing for this long.")
-	s.add(&int64Value{&t.ClaudeMaxTurns}, "claude-max-turns", "count", strconv.FormatInt(t.ClaudeMaxTurns, 10),
-		"Turns (round trips of the model and its tools) a claude_chat task may take when its config.max_turns is 0; a request may ask for 1..50 itself.")
-	s.add(&secretValue{&t.AnthropicAPIKey}, "anthropic-api-key", "key", "",
-		"API key passed to the claude CLI as ANTHROPIC_API_KEY (prefer the environment variable: flags show in process lists). Never logged.")
-	s.add(&durationValue{&t.LogRetention}, "log-retention", "duration", formatDuration(t.LogRetention),
+	s.duration(&t.Timeout, "task-timeout", 30*time.Minute,
+		"Time limit of a task whose `config.timeout` is 0 (at most 1h, the API's own cap).")
+	s.str(&t.ClaudePath, "claude-path", "path", "claude",
+		"The claude CLI inside workspace containers: a name looked up on the container's `PATH` or an absolute path.")
+	s.duration(&t.ClaudeIdleTimeout, "claude-idle-timeout", 5*time.Minute,
+		"Watchdog: an agent run that prints nothing for this long is stopped (`AGENT_IDLE`).")
+	s.count(&t.ClaudeMaxTurns, "claude-max-turns", "count", 50,
+		"`--max-turns` of a `claude_chat` task whose `config.max_turns` is 0 (1..1000; a request may ask for 1..50 itself). A turn is one round trip of the model and its tools, and agent work takes many (each tool call is one), so the default is the most a request may ask for; the time limit, the idle watchdog and `--budget-usd` bound a run anyway.")
+	s.secret(&t.AnthropicAPIKey, "anthropic-api-key", "key",
+		"Passed to the claude CLI as `ANTHROPIC_API_KEY` in the exec environment; never logged, stored or echoed (prefer the variable: flags show in process lists).")
+	s.duration(&t.LogRetention, "log-retention", 30*24*time.Hour,
 		"Delete the logs of tasks that finished longer ago than this (0 = keep them).")
-	s.add(&floatValue{&t.BudgetUSD}, "budget-usd", "dollars", strconv.FormatFloat(t.BudgetUSD, 'g', -1, 64),
-		"Most one user's claude_chat tasks may cost per --budget-period; new ones are refused once it is spent (0 = no budget).")
-	s.add(&durationValue{&t.BudgetPeriod}, "budget-period", "duration", formatDuration(t.BudgetPeriod),
-		"The period --budget-usd applies to, counted back from now.")
-	s.add(&listValue{&t.EnvDeny}, "task-env-deny", "GLOB,...", "",
-		"Variable names a task's config.environment may not set, on top of the built-in rule (GIT_*, LD_*, NODE_*, SSH_*, ANTHROPIC_*, CLAUDE_*, PATH, HOME, *_PROXY, BERTH_* and others): shell globs, matched case-insensitively, comma-separated; the flag may be repeated. Wins over --task-env-allow.")
-	s.add(&listValue{&t.EnvAllow}, "task-env-allow", "GLOB,...", "",
-		"Variable names a task may set although the built-in rule refuses them, such as PYTHONUNBUFFERED: shell globs, matched case-insensitively, comma-separated; the flag may be repeated. BERTH_* and ANTHROPIC_API_KEY are never allowed. Widening the rule lets members steer the programs berth runs for them; allow only what you have read about.")
+	s.number(&t.BudgetUSD, "budget-usd", "dollars", 0,
+		"Most one user's `claude_chat` tasks may cost, in US dollars, per `--budget-period`; new ones are refused once it is spent (0 = no budget).")
+	s.duration(&t.BudgetPeriod, "budget-period", 30*24*time.Hour,
+		"The period `--budget-usd` applies to, counted back from now.")
+	s.list(&t.EnvDeny, "task-env-deny", "GLOB,...",
+		"Extra variable names a task's `config.environment` may not set, on top of the built-in rule (`GIT_*`, `LD_*`, `NODE_*`, `SSH_*`, `ANTHROPIC_*`, `CLAUDE_*`, `PATH`, `HOME`, `*_PROXY`, `BERTH_*` and others; see \"What a task's environment may set\"): shell globs such as `*_TOKEN` or `SECRET`, matched case-insensitively, comma-separated; the flag may be repeated. Wins over `--task-env-allow`.")
+	s.list(&t.EnvAllow, "task-env-allow", "GLOB,...",
+		"Variable names a task may set although the built-in rule refuses them, such as `PYTHONUNBUFFERED`: shell globs, matched case-insensitively, comma-separated; the flag may be repeated. `BERTH_*` and `ANTHROPIC_API_KEY` are never allowed. Widening the rule lets members steer the programs berth runs for them; allow only what you have read about.")
 }
 
 func (c *Config) checkTasks(p *problems) {
@@ -138,15 +121,3 @@ func validEnvPattern(pat string) bool {
 	_, err := path.Match(strings.ToUpper(pat), "")
 	return err == nil
 }
-
-// secretValue holds a secret; its flag default and value never print.
-type secretValue struct{ p *Secret }
-
-func (v *secretValue) String() string {
-	if v.p == nil || *v.p == "" {
-		return ""
-	}
-	return v.p.String()
-}
-func (v *secretValue) Set(s string) error        { *v.p = Secret(s); return nil }
-func (v *secretValue) setFromEnv(s string) error { return v.Set(s) }

@@ -45,52 +45,40 @@ type Workspace struct {
 	IdleTimeout time.Duration
 }
 
-func defaultWorkspace() Workspace {
-	return Workspace{
-		Image:       "berth-workspace:latest",
-		Network:     "bridge",
-		User:        DefaultWorkspaceUser(),
-		MemoryMB:    2048,
-		CPUs:        2,
-		Pids:        512,
-		MaxMemoryMB: 16384,
-		MaxCPUs:     8,
-		MaxPids:     4096,
-		IdleTimeout: 30 * time.Minute,
-	}
-}
-
 func (s *flagSet) addWorkspaceFlags(c *Config) {
 	w := &c.Workspace
 	s.section("Workspaces")
-	s.add(&choiceValue{p: &c.Runtime, choices: []string{RuntimeAuto, RuntimeDocker, RuntimeProcess}}, "runtime", "auto|docker|process", c.Runtime,
-		"Container runtime: docker (the engine named by DOCKER_HOST, default the local socket), process (commands run on this host in the workspace directory: NOT a sandbox, for development only), or auto (docker when an engine answers, else process with a warning).")
-	s.add(&stringValue{&c.DockerHost}, "docker-host", "url", "",
-		"Docker engine to use, such as unix:///var/run/docker.sock or tcp://127.0.0.1:2375. Empty means the DOCKER_HOST variable, else the default socket.")
-	s.add(&stringValue{&w.Image}, "workspace-image", "image", w.Image,
+	s.fn("runtime", "auto|docker|process", RuntimeAuto,
+		"Container runtime: `docker` (the engine named by `DOCKER_HOST`, default the local socket), `process` (commands run on this host in the workspace directory: NOT a sandbox, for development only), or `auto` (Docker when an engine answers, else process with a warning).",
+		func(v string) error { return setChoice(&c.Runtime, v, RuntimeAuto, RuntimeDocker, RuntimeProcess) },
+		func() any { return c.Runtime })
+	s.str(&c.DockerHost, "docker-host", "url", "",
+		"Docker engine to use, such as `unix:///var/run/docker.sock` or `tcp://127.0.0.1:2375`. Empty means the `DOCKER_HOST` variable, else the default socket.")
+	s.str(&w.Image, "workspace-image", "image", "berth-workspace:latest",
 		"Default container image for workspaces (a workspace may name its own). It needs a POSIX sh; see docs/workspace-image.Dockerfile.")
-	s.add(&listValue{&w.ImageAllow}, "workspace-image-allow", "pattern,...", "",
-		`Images a workspace may name instead of the default, as glob patterns such as "python:3.*" or "registry.local/team/*" ("*" does not cross "/"); comma-separated or repeated. Empty: only the default image and the workspace's own builds (berth-build/<workspace id>:<tag>). Checked again at every start.`)
-	s.add(&stringValue{&w.Network}, "workspace-network", "mode", w.Network,
-		`Network mode of workspace containers: "bridge", "none" (no network at all), "host" or a network name.`)
-	s.add(&stringValue{&w.User}, "workspace-user", "uid:gid", w.User,
-		"User that runs the processes in workspace containers. Keep it non-root; it should own (or be able to write) the project directories.")
-	s.add(&int64Value{&w.MemoryMB}, "workspace-memory", "MiB", strconv.FormatInt(w.MemoryMB, 10),
-		"Default memory limit of a workspace container in MiB (0 = none).")
-	s.add(&floatValue{&w.CPUs}, "workspace-cpus", "cores", strconv.FormatFloat(w.CPUs, 'g', -1, 64),
-		"Default CPU limit of a workspace container in cores, such as 1.5 (0 = none).")
-	s.add(&int64Value{&w.Pids}, "workspace-pids", "count", strconv.FormatInt(w.Pids, 10),
+	s.list(&w.ImageAllow, "workspace-image-allow", "pattern,...",
+		"Images a workspace may name instead of the default: glob patterns such as `python:3.*` or `registry.local/team/*`, comma-separated or repeated. `*` does not cross `/`; patterns match the name as written. Empty: only the default image and each workspace's own builds (`berth-build/<workspace id>:<tag>`). Checked again at every start. Do not allow `berth-build/*`: it would let any workspace run any other workspace's builds.")
+	s.str(&w.Network, "workspace-network", "mode", "bridge",
+		"Network mode of workspace containers: `bridge`, `none` (cuts them off entirely), `host` or a network name.")
+	s.str(&w.User, "workspace-user", "uid:gid", DefaultWorkspaceUser(),
+		"User that runs the processes in workspace containers (`uid:gid` or a name); keep it non-root. berth gives the directories it makes to it (when berth runs as root), or runs containers as itself (when not), so the container user owns its workspace.",
+	).DefValue = "1000:1000 as root, else berth's uid:gid"
+	s.count(&w.MemoryMB, "workspace-memory", "MiB", 2048,
+		"Default memory limit of a workspace container, in MiB (0 = none).")
+	s.number(&w.CPUs, "workspace-cpus", "cores", 2,
+		"Default CPU limit of a workspace container, in cores such as 1.5 (0 = none).")
+	s.count(&w.Pids, "workspace-pids", "count", 512,
 		"Default process-count limit of a workspace container (0 = none).")
-	s.add(&int64Value{&w.MaxMemoryMB}, "workspace-max-memory", "MiB", strconv.FormatInt(w.MaxMemoryMB, 10),
-		"Most memory a workspace may ask for, in MiB (0 = no cap).")
-	s.add(&floatValue{&w.MaxCPUs}, "workspace-max-cpus", "cores", strconv.FormatFloat(w.MaxCPUs, 'g', -1, 64),
-		"Most CPU cores a workspace may ask for (0 = no cap).")
-	s.add(&int64Value{&w.MaxPids}, "workspace-max-pids", "count", strconv.FormatInt(w.MaxPids, 10),
-		"Most processes a workspace may ask for (0 = no cap).")
-	s.add(&listValue{&w.CapAdd}, "workspace-cap-add", "CAP,...", "",
-		"Linux capabilities kept in workspace containers, comma-separated (such as CHOWN); every other capability is dropped.")
-	s.add(&durationValue{&w.IdleTimeout}, "workspace-idle-timeout", "duration", formatDuration(w.IdleTimeout),
-		"Stop a running workspace when nothing used it for this long: no running task, open stream or API call (0 = never). Named apart from --idle-timeout, which is about HTTP connections.")
+	s.count(&w.MaxMemoryMB, "workspace-max-memory", "MiB", 16384,
+		"Most memory, in MiB, a workspace may ask for in `CreateWorkspace.resources` (0 = no cap).")
+	s.number(&w.MaxCPUs, "workspace-max-cpus", "cores", 8,
+		"Most CPU cores a workspace may ask for in `CreateWorkspace.resources` (0 = no cap).")
+	s.count(&w.MaxPids, "workspace-max-pids", "count", 4096,
+		"Most processes a workspace may ask for in `CreateWorkspace.resources` (0 = no cap).")
+	s.list(&w.CapAdd, "workspace-cap-add", "CAP,...",
+		"Linux capabilities kept in workspace containers, such as `CHOWN`, comma-separated or repeated; every other capability is dropped.")
+	s.duration(&w.IdleTimeout, "workspace-idle-timeout", 30*time.Minute,
+		"Stop a running workspace when nothing used it for this long: no running task, open stream or API call (0 = never). Named apart from `--idle-timeout`, which is about HTTP connections.")
 }
 
 // DefaultWorkspaceUser is --workspace-user's default: 1000:1000 when berth
@@ -151,61 +139,3 @@ func (c *Config) checkWorkspace(p *problems) {
 		p.add("workspace-idle-timeout", formatDuration(w.IdleTimeout), "want 0 (never) or a positive duration")
 	}
 }
-
-// choiceValue is a string that must be one of choices.
-type choiceValue struct {
-	p       *string
-	choices []string
-}
-
-func (v *choiceValue) String() string { return *v.p }
-func (v *choiceValue) Set(s string) error {
-	for _, c := range v.choices {
-		if s == c {
-			*v.p = s
-			return nil
-		}
-	}
-	return fmt.Errorf("want one of %s", strings.Join(v.choices, ", "))
-}
-func (v *choiceValue) setFromEnv(s string) error { return v.Set(s) }
-
-type int64Value struct{ p *int64 }
-
-func (v *int64Value) String() string { return strconv.FormatInt(*v.p, 10) }
-func (v *int64Value) Set(s string) error {
-	n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
-	if err != nil {
-		return fmt.Errorf("want a whole number")
-	}
-	*v.p = n
-	return nil
-}
-func (v *int64Value) setFromEnv(s string) error { return v.Set(s) }
-
-type floatValue struct{ p *float64 }
-
-func (v *floatValue) String() string { return strconv.FormatFloat(*v.p, 'g', -1, 64) }
-func (v *floatValue) Set(s string) error {
-	f, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
-	if err != nil {
-		return fmt.Errorf("want a number such as 1.5")
-	}
-	*v.p = f
-	return nil
-}
-func (v *floatValue) setFromEnv(s string) error { return v.Set(s) }
-
-// listValue is a comma-separated list; repeating the flag appends.
-type listValue struct{ p *[]string }
-
-func (v *listValue) String() string { return strings.Join(*v.p, ",") }
-func (v *listValue) Set(s string) error {
-	for _, item := range strings.Split(s, ",") {
-		if item = strings.TrimSpace(item); item != "" {
-			*v.p = append(*v.p, item)
-		}
-	}
-	return nil
-}
-func (v *listValue) setFromEnv(s string) error { return v.Set(s) }

@@ -3,8 +3,6 @@
 // and a workspace image built locally (Image) for any package's tests, and
 // helpers that create workspace containers and remove them when the test
 // ends.
-//
-// sandboxtest imports only internal/sandbox from berth.
 package sandboxtest
 
 import (
