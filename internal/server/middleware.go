@@ -20,6 +20,7 @@ import (
 
 	"github.com/berthhq/berth/internal/access"
 	"github.com/berthhq/berth/internal/auth"
+	"github.com/berthhq/berth/internal/telemetry"
 )
 
 // requestInfo is filled in as a request passes through the layers and read
@@ -211,6 +212,7 @@ func observe(logger *slog.Logger, metrics *httpMetrics, trusted []netip.Prefix, 
 				route = "unmatched"
 			}
 			elapsed := time.Since(start)
+			telemetry.EndRequest(r.Context(), r.Method, route, status)
 			metrics.requests.WithLabelValues(r.Method, route, strconv.Itoa(status)).Inc()
 			metrics.duration.WithLabelValues(r.Method, route).Observe(elapsed.Seconds())
 			info.mu.Lock()
