@@ -207,10 +207,7 @@ func observe(logger *slog.Logger, metrics *httpMetrics, trusted []netip.Prefix, 
 			if status == 0 {
 				status = http.StatusOK
 			}
-			route := r.Pattern
-			if route == "" {
-				route = "unmatched"
-			}
+			route := routeLabel(r.Pattern)
 			elapsed := time.Since(start)
 			telemetry.EndRequest(r.Context(), r.Method, route, status)
 			metrics.requests.WithLabelValues(r.Method, route, strconv.Itoa(status)).Inc()
@@ -237,6 +234,20 @@ func observe(logger *slog.Logger, metrics *httpMetrics, trusted []netip.Prefix, 
 		}()
 		next.ServeHTTP(rec, r)
 	})
+}
+
+// routeLabel is the route label of a request served by pattern: the
+// pattern's path alone ("/health", "/api/v1/tasks/{id}/logs/stream",
+// "/berth.v1.TaskService/CreateTask"), the method being a label of its
+// own, or "unmatched" when no route served it.
+func routeLabel(pattern string) string {
+	if pattern == "" {
+		return "unmatched"
+	}
+	if i := strings.IndexByte(pattern, ' '); i >= 0 {
+		pattern = strings.TrimLeft(pattern[i+1:], " ")
+	}
+	return pattern
 }
 
 // securityHeaders sets the seeds' security headers on every response.

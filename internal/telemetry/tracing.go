@@ -152,8 +152,8 @@ func (t *Tracing) Handler(next http.Handler) http.Handler {
 	})
 }
 
-// EndRequest names the request's span (see Tracing.Handler) after the
-// route pattern that served it and records the status code; the access
+// EndRequest names the request's span (see Tracing.Handler) after its
+// method and the route (the path pattern) that served it and records the status code; the access
 // log calls it once the request is done. Without a recording span it does
 // nothing.
 func EndRequest(ctx context.Context, method, route string, status int) {
@@ -161,11 +161,7 @@ func EndRequest(ctx context.Context, method, route string, status int) {
 	if !span.IsRecording() {
 		return
 	}
-	name := route
-	if !strings.Contains(route, " ") {
-		name = method + " " + route
-	}
-	span.SetName(name)
+	span.SetName(method + " " + route)
 	span.SetAttributes(attribute.String("http.route", route), attribute.Int("http.response.status_code", status))
 	if status >= 500 {
 		span.SetStatus(codes.Error, http.StatusText(status))
