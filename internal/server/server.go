@@ -172,7 +172,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg *prom
 		}
 	}()
 	events := bus.New()
-	shared, err := openValkey(ctx, cfg, reg, logger)
+	shared, err := openValkey(ctx, cfg, reg, logger, tracing)
 	if err != nil {
 		return nil, err
 	}
@@ -476,11 +476,15 @@ func closeShared(bridge *valkey.Bridge, c *valkey.Client) {
 // is. A server that does not answer is no error: the client starts
 // degraded and reconnects by itself, and berth runs on its local fallbacks
 // meanwhile.
-func openValkey(ctx context.Context, cfg *config.Config, reg prometheus.Registerer, logger *slog.Logger) (*valkey.Client, error) {
+func openValkey(ctx context.Context, cfg *config.Config, reg prometheus.Registerer, logger *slog.Logger, tracing *telemetry.Tracing) (*valkey.Client, error) {
 	if cfg.Valkey.URL == "" {
 		return nil, nil
 	}
-	c, err := valkey.Open(ctx, cfg.Valkey.URL.Reveal(), valkey.Options{Registerer: reg, Logger: logger})
+	opts := valkey.Options{Registerer: reg, Logger: logger}
+	if tracing.Enabled() {
+		opts.Tracing = tracing.Provider
+	}
+	c, err := valkey.Open(ctx, cfg.Valkey.URL.Reveal(), opts)
 	if err != nil {
 		return nil, fmt.Errorf("valkey: %w", err)
 	}
