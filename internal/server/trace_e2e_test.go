@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -24,6 +25,7 @@ import (
 
 	"github.com/berthhq/berth/internal/config"
 	berthv1 "github.com/berthhq/berth/internal/gen/berth/v1"
+	"github.com/berthhq/berth/internal/sandbox/sandboxtest"
 	"github.com/berthhq/berth/internal/server"
 	"github.com/berthhq/berth/internal/telemetry"
 )
@@ -208,6 +210,41 @@ func startLoggedServer(t *testing.T, logs io.Writer, flags ...string) *testServe
 // parent; the stand-in claude sees the exec's span in TRACEPARENT; the
 // response names the trace; and log lines written inside carry trace_id.
 func TestTraceReachesOTLPReceiver(t *testing.T) {
+	checkTrace(t, []string{"--claude-path", fakeClaudeBinary(t)}, traceHooks{}, nil)
+}
+
+// TestTraceReachesOTLPReceiverOnDocker: the same on the Docker runtime,
+// where the Engine API calls (starting the container, the exec) are client
+// spans in the trace too, and TRACEPARENT reaches the CLI in the container.
+func TestTraceReachesOTLPReceiverOnDocker(t *testing.T) {
+	cli := sandboxtest.Engine(t)
+	flags := dockerFlags(t, cli, "--claude-path", "/workspace/.bin/claude")
+	checkTrace(t, flags, traceHooks{
+		prepare: func(dir string) { installClaude(t, dir) },
+		created: func(w *berthv1.Workspace) { t.Cleanup(func() { removeContainer(cli, w.GetContainerId()) }) },
+	}, func(t *testing.T, spans map[string]*tracepb.Span, rpcID string) {
+		var engine []string
+		for _, s := range spans {
+			attrs := attrMap(s.GetAttributes())
+			if s.GetKind() == tracepb.Span_SPAN_KIND_CLIENT && attrs["http.request.method"] != "" && descends(spans, s, rpcID) {
+				engine = append(engine, s.GetName())
+			}
+		}
+		if !slices.ContainsFunc(engine, func(n string) bool { return strings.HasSuffix(n, "/exec") }) {
+			t.Errorf("no Engine API exec call in the trace under the RPC; Engine calls there: %v", engine)
+		}
+	})
+}
+
+// traceHooks adapt checkTrace to a runtime; nil hooks are skipped.
+type traceHooks struct {
+	prepare func(dir string)           // readies the workspace's directory
+	created func(w *berthv1.Workspace) // sees the workspace just created
+}
+
+// checkTrace runs the trace test on a server started with flags, then more
+// checks (when not nil) on the trace's spans.
+func checkTrace(t *testing.T, flags []string, hooks traceHooks, more func(t *testing.T, spans map[string]*tracepb.Span, rpcID string)) {
 	rc := newOTLPReceiver(t)
 	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", rc.URL)
 	t.Setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "")
@@ -218,13 +255,21 @@ func TestTraceReachesOTLPReceiver(t *testing.T) {
 	t.Setenv("OTEL_SDK_DISABLED", "")
 	t.Setenv("OTEL_TRACES_EXPORTER", "")
 	var logs lockedBuffer
-	srv := startLoggedServer(t, &logs, "--claude-path", fakeClaudeBinary(t), "--anthropic-api-key", testAPIKey)
+	srv := startLoggedServer(t, &logs, append(flags, "--anthropic-api-key", testAPIKey)...)
+	project := srv.mkdir(t, "traced")
+	if hooks.prepare != nil {
+		hooks.prepare(project)
+	}
 	c := srv.clients(protocols[0])
 	token := register(t, c, "tracer@example.com").GetTokens().GetAccessToken()
-	ws, err := c.Workspace.CreateWorkspace(as(t.Context(), token), &berthv1.CreateWorkspaceRequest{Name: "traced", Path: srv.mkdir(t, "traced")})
+	ws, err := c.Workspace.CreateWorkspace(as(t.Context(), token), &berthv1.CreateWorkspaceRequest{Name: "traced", Path: project})
 	if err != nil {
 		t.Fatal(err)
 	}
+	if hooks.created != nil {
+		hooks.created(ws.GetWorkspace())
+	}
+
 
 	const traceID = "4bf92f3577b34da6a3ce929d0e0e4736"
 	ctx, info := connect.NewClientContext(t.Context())
@@ -299,6 +344,10 @@ func TestTraceReachesOTLPReceiver(t *testing.T) {
 		if !names[want] {
 			t.Errorf("the trace has no %q span (has %v)", want, names)
 		}
+	}
+
+	if more != nil {
+		more(t, spans, hex.EncodeToString(rpc.GetSpanId()))
 	}
 
 	rc.mu.Lock()
