@@ -270,7 +270,6 @@ func checkTrace(t *testing.T, flags []string, hooks traceHooks, more func(t *tes
 		hooks.created(ws.GetWorkspace())
 	}
 
-
 	const traceID = "4bf92f3577b34da6a3ce929d0e0e4736"
 	ctx, info := connect.NewClientContext(t.Context())
 	info.RequestHeader().Set("Authorization", "Bearer "+token)

@@ -47,7 +47,7 @@ func TestQueriesAreSpans(t *testing.T) {
 				}
 				attrs := map[string]string{}
 				for _, a := range sp.Attributes {
-					attrs[string(a.Key)] = a.Value.Emit()
+					attrs[string(a.Key)] = a.Value.String()
 				}
 				if sp.Name != "SELECT" || attrs["db.system.name"] != e.system || !strings.Contains(attrs["db.query.text"], "FROM users") {
 					t.Errorf("span %s %v: want SELECT on %s FROM users", sp.Name, attrs, e.system)

@@ -70,7 +70,7 @@ func TestResourceNamesBerthUnlessTheEnvironmentDoes(t *testing.T) {
 	}
 	got := map[attribute.Key]string{}
 	for _, kv := range res.Attributes() {
-		got[kv.Key] = kv.Value.Emit()
+		got[kv.Key] = kv.Value.String()
 	}
 	if got["service.name"] != "berth" || got["service.version"] != "v1.2.3" || len(got["service.instance.id"]) != 36 {
 		t.Errorf("resource %v", got)
@@ -84,7 +84,7 @@ func TestResourceNamesBerthUnlessTheEnvironmentDoes(t *testing.T) {
 	}
 	got = map[attribute.Key]string{}
 	for _, kv := range res.Attributes() {
-		got[kv.Key] = kv.Value.Emit()
+		got[kv.Key] = kv.Value.String()
 	}
 	if got["service.name"] != "berth-eu" || got["deployment.environment.name"] != "prod" || got["service.version"] != "v1.2.3" {
 		t.Errorf("resource with OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES: %v", got)
