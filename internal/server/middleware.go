@@ -305,7 +305,9 @@ func csrfProtect(trusted []string, next http.Handler) (http.Handler, error) {
 // withCORS allows the configured origins (never "*": credentials are
 // allowed) to call the API from browsers, with the header lists that the
 // Connect, gRPC-Web and gRPC protocols need; the rate-limit headers are
-// exposed too, so a browser client can pace itself.
+// exposed too, so a browser client can pace itself, and the W3C trace
+// context is allowed in and traceparent out, so a traced browser client
+// continues its trace here and learns the server's.
 func withCORS(origins []string, next http.Handler) http.Handler {
 	allowed := make(map[string]bool, len(origins))
 	for _, o := range origins {
@@ -330,8 +332,8 @@ func withCORS(origins []string, next http.Handler) http.Handler {
 	return refuseForeign(cors.New(cors.Options{
 		AllowedOrigins:   origins,
 		AllowedMethods:   append(connectcors.AllowedMethods(), http.MethodOptions),
-		AllowedHeaders:   append(connectcors.AllowedHeaders(), "Authorization", "X-Api-Key", "X-Request-Id", "Connect-Accept-Encoding", "Connect-Content-Encoding", "Grpc-Accept-Encoding", "Grpc-Encoding"),
-		ExposedHeaders:   append(connectcors.ExposedHeaders(), "X-Request-Id", "Connect-Content-Encoding", "Grpc-Encoding", "RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset", "Retry-After"),
+		AllowedHeaders:   append(connectcors.AllowedHeaders(), "Authorization", "X-Api-Key", "X-Request-Id", "Connect-Accept-Encoding", "Connect-Content-Encoding", "Grpc-Accept-Encoding", "Grpc-Encoding", "Traceparent", "Tracestate"),
+		ExposedHeaders:   append(connectcors.ExposedHeaders(), "X-Request-Id", "Connect-Content-Encoding", "Grpc-Encoding", "RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset", "Retry-After", "Traceparent"),
 		AllowCredentials: true,
 		MaxAge:           7200,
 	}).Handler(next))
