@@ -9,11 +9,12 @@ import (
 	"go.opentelemetry.io/otel/trace"
 )
 
-// UseTracing makes every query and transaction of s a span of tp's (a
-// child of the caller's span): the statement's operation as its name, the
-// engine and the statement text — never its arguments — as attributes.
-// Call it once, before s is shared; without it the store makes no spans
-// and pays nothing.
+// UseTracing makes every query of s made inside a span (a request's, a
+// task's) a span of tp's under it: the statement's operation as its name,
+// the engine and the statement text — never its arguments — as
+// attributes. Queries outside any span (the runner's claim loop, lease
+// heartbeats, sweeps) start no trace of their own. Call it once, before s
+// is shared; without it the store makes no spans and pays nothing.
 func (s *Store) UseTracing(tp trace.TracerProvider) {
 	s.tracer = tp.Tracer("github.com/berthhq/berth/internal/store")
 }
@@ -24,7 +25,7 @@ func noEnd(error) {}
 // traced starts the span of query (already rebound) when s traces; end
 // records err and ends it.
 func (s *Store) traced(ctx context.Context, query string) (context.Context, func(error)) {
-	if s.tracer == nil {
+	if s.tracer == nil || !trace.SpanContextFromContext(ctx).IsValid() {
 		return ctx, noEnd
 	}
 	op := operation(query)

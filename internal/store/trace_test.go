@@ -13,8 +13,9 @@ import (
 )
 
 // TestQueriesAreSpans: on both engines, with UseTracing, each query a
-// call makes is a client span under the caller's, named after its
-// operation, with the engine and the statement text — never an argument.
+// call makes inside a span is a client span under it, named after its
+// operation, with the engine and the statement text — never an argument;
+// a query outside any span makes none.
 func TestQueriesAreSpans(t *testing.T) {
 	t.Parallel()
 	for _, e := range []struct {
@@ -30,6 +31,12 @@ func TestQueriesAreSpans(t *testing.T) {
 			s.UseTracing(tp)
 
 			const email = "secret-argument@example.com"
+			if _, err := s.FindUserByEmail(t.Context(), email); !errors.Is(err, fault.ErrNotFound) {
+				t.Fatalf("FindUserByEmail: %v", err)
+			}
+			if n := len(spans.GetSpans()); n != 0 {
+				t.Fatalf("queries outside any span made %d spans", n)
+			}
 			ctx, parent := tp.Tracer("test").Start(t.Context(), "request")
 			if _, err := s.FindUserByEmail(ctx, email); !errors.Is(err, fault.ErrNotFound) {
 				t.Fatalf("FindUserByEmail: %v", err)

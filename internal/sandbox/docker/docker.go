@@ -15,6 +15,7 @@ package docker
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -67,9 +68,9 @@ func WithHost(host string) Option { return func(c *config) { c.host = host } }
 // SIGTERM and SIGKILL (default DefaultKillGrace).
 func WithKillGrace(d time.Duration) Option { return func(c *config) { c.killGrace = d } }
 
-// WithTracing makes every Engine API call a client span of tp's, a child
-// of the caller's span, and sends the trace along in traceparent (the
-// client's transport is otelhttp's). It applies to the client New makes,
+// WithTracing makes every Engine API call made inside a span a client span
+// of tp's under it, and sends the trace along in traceparent (the client's
+// transport is otelhttp's); calls outside any span are not traced. It applies to the client New makes,
 // not to one given WithClient. Without it the client uses OpenTelemetry's
 // global providers, which berth leaves as no-ops.
 func WithTracing(tp trace.TracerProvider, propagator propagation.TextMapPropagator) Option {
@@ -94,7 +95,12 @@ func New(ctx context.Context, opts ...Option) (*Runtime, error) {
 			copts = append(copts, client.WithHost(cfg.host))
 		}
 		if cfg.tracer != nil {
-			copts = append(copts, client.WithTraceProvider(cfg.tracer))
+			copts = append(copts, client.WithTraceProvider(cfg.tracer), client.WithTraceOptions(
+				// Only calls made inside a span (a request's, a task's):
+				// the event stream, reconciling and idle stops start no
+				// traces of their own.
+				otelhttp.WithFilter(func(r *http.Request) bool { return trace.SpanContextFromContext(r.Context()).IsValid() }),
+			))
 			if cfg.propagate != nil {
 				copts = append(copts, client.WithTraceOptions(otelhttp.WithPropagators(cfg.propagate)))
 			}
