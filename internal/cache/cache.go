@@ -114,7 +114,6 @@ type Cache struct {
 	hits, misses       atomic.Uint64
 	hitsM, clientHitsM prometheus.Counter
 	missesM            prometheus.Counter
-	ratio              prometheus.Gauge
 }
 
 // New returns the cache called name (a word, such as "workspaces": it is
@@ -204,22 +203,22 @@ func (c *Cache) Stats() (hits, misses uint64) { return c.hits.Load(), c.misses.L
 // counted records a hit (client: served from this process's memory) or a
 // miss.
 func (c *Cache) counted(hit, client bool) {
-	var h, m uint64
 	if hit {
-		h, m = c.hits.Add(1), c.misses.Load()
+		c.hits.Add(1)
 		c.hitsM.Inc()
 		if client {
 			c.clientHitsM.Inc()
 		}
-	} else {
-		h, m = c.hits.Load(), c.misses.Add(1)
-		c.missesM.Inc()
+		return
 	}
-	c.ratio.Set(float64(h) / float64(h+m))
+	c.misses.Add(1)
+	c.missesM.Inc()
 }
 
 // registerMetrics creates the cache's metrics, labelled with its name, on
-// reg (when not nil).
+// reg (when not nil). The hit ratio is no metric of its own: it is a query
+// over the counters, over any window —
+// rate(berth_cache_hits_total[5m]) / (rate(berth_cache_hits_total[5m]) + rate(berth_cache_misses_total[5m])).
 func (c *Cache) registerMetrics(reg prometheus.Registerer) {
 	hits := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "berth_cache_hits_total",
@@ -233,18 +232,12 @@ func (c *Cache) registerMetrics(reg prometheus.Registerer) {
 		Name: "berth_cache_misses_total",
 		Help: "Cache reads that called the loader (including every read while Valkey is degraded).",
 	}, []string{"cache"})
-	ratio := prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "berth_cache_hit_ratio",
-		Help: "Hits over reads since the process started.",
-	}, []string{"cache"})
 	if reg != nil {
 		hits = telemetry.Register(reg, hits)
 		clientHits = telemetry.Register(reg, clientHits)
 		misses = telemetry.Register(reg, misses)
-		ratio = telemetry.Register(reg, ratio)
 	}
 	c.hitsM = hits.WithLabelValues(c.name)
 	c.clientHitsM = clientHits.WithLabelValues(c.name)
 	c.missesM = misses.WithLabelValues(c.name)
-	c.ratio = ratio.WithLabelValues(c.name)
 }

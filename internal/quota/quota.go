@@ -96,6 +96,8 @@ func New(opts Options) *Streams {
 	}
 	if opts.Registerer != nil {
 		s.refused = telemetry.Register(opts.Registerer, s.refused)
+		s.refused.WithLabelValues("principal")
+		s.refused.WithLabelValues("instance")
 		telemetry.Register(opts.Registerer, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "berth_streams_held",
 			Help: "Stream slots held on this instance, against its total cap.",

@@ -20,6 +20,7 @@ import (
 
 	"github.com/berthhq/berth/internal/access"
 	"github.com/berthhq/berth/internal/auth"
+	"github.com/berthhq/berth/internal/telemetry"
 )
 
 // requestInfo is filled in as a request passes through the layers and read
@@ -206,11 +207,9 @@ func observe(logger *slog.Logger, metrics *httpMetrics, trusted []netip.Prefix, 
 			if status == 0 {
 				status = http.StatusOK
 			}
-			route := r.Pattern
-			if route == "" {
-				route = "unmatched"
-			}
+			route := routeLabel(r.Pattern)
 			elapsed := time.Since(start)
+			telemetry.EndRequest(r.Context(), r.Method, route, status)
 			metrics.requests.WithLabelValues(r.Method, route, strconv.Itoa(status)).Inc()
 			metrics.duration.WithLabelValues(r.Method, route).Observe(elapsed.Seconds())
 			info.mu.Lock()
@@ -235,6 +234,20 @@ func observe(logger *slog.Logger, metrics *httpMetrics, trusted []netip.Prefix, 
 		}()
 		next.ServeHTTP(rec, r)
 	})
+}
+
+// routeLabel is the route label of a request served by pattern: the
+// pattern's path alone ("/health", "/api/v1/tasks/{id}/logs/stream",
+// "/berth.v1.TaskService/CreateTask"), the method being a label of its
+// own, or "unmatched" when no route served it.
+func routeLabel(pattern string) string {
+	if pattern == "" {
+		return "unmatched"
+	}
+	if i := strings.IndexByte(pattern, ' '); i >= 0 {
+		pattern = strings.TrimLeft(pattern[i+1:], " ")
+	}
+	return pattern
 }
 
 // securityHeaders sets the seeds' security headers on every response.
@@ -292,7 +305,9 @@ func csrfProtect(trusted []string, next http.Handler) (http.Handler, error) {
 // withCORS allows the configured origins (never "*": credentials are
 // allowed) to call the API from browsers, with the header lists that the
 // Connect, gRPC-Web and gRPC protocols need; the rate-limit headers are
-// exposed too, so a browser client can pace itself.
+// exposed too, so a browser client can pace itself, and the W3C trace
+// context is allowed in and traceparent out, so a traced browser client
+// continues its trace here and learns the server's.
 func withCORS(origins []string, next http.Handler) http.Handler {
 	allowed := make(map[string]bool, len(origins))
 	for _, o := range origins {
@@ -317,8 +332,8 @@ func withCORS(origins []string, next http.Handler) http.Handler {
 	return refuseForeign(cors.New(cors.Options{
 		AllowedOrigins:   origins,
 		AllowedMethods:   append(connectcors.AllowedMethods(), http.MethodOptions),
-		AllowedHeaders:   append(connectcors.AllowedHeaders(), "Authorization", "X-Api-Key", "X-Request-Id", "Connect-Accept-Encoding", "Connect-Content-Encoding", "Grpc-Accept-Encoding", "Grpc-Encoding"),
-		ExposedHeaders:   append(connectcors.ExposedHeaders(), "X-Request-Id", "Connect-Content-Encoding", "Grpc-Encoding", "RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset", "Retry-After"),
+		AllowedHeaders:   append(connectcors.AllowedHeaders(), "Authorization", "X-Api-Key", "X-Request-Id", "Connect-Accept-Encoding", "Connect-Content-Encoding", "Grpc-Accept-Encoding", "Grpc-Encoding", "Traceparent", "Tracestate"),
+		ExposedHeaders:   append(connectcors.ExposedHeaders(), "X-Request-Id", "Connect-Content-Encoding", "Grpc-Encoding", "RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset", "Retry-After", "Traceparent"),
 		AllowCredentials: true,
 		MaxAge:           7200,
 	}).Handler(next))

@@ -10,6 +10,7 @@ import (
 	"github.com/berthhq/berth/internal/sandbox/docker"
 	"github.com/berthhq/berth/internal/sandbox/process"
 	"github.com/berthhq/berth/internal/task"
+	"github.com/berthhq/berth/internal/telemetry"
 	"github.com/berthhq/berth/internal/workspace"
 )
 
@@ -38,9 +39,12 @@ func (nopCloser) Close() error { return nil }
 // if no engine answers), the process runtime when asked for, and with
 // "auto" Docker if an engine answers, else the process runtime — loudly,
 // because it is no sandbox.
-func openRuntime(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*containerRuntime, error) {
+func openRuntime(ctx context.Context, cfg *config.Config, logger *slog.Logger, tracing *telemetry.Tracing) (*containerRuntime, error) {
 	if cfg.Runtime != config.RuntimeProcess {
 		var opts []docker.Option
+		if tracing.Enabled() {
+			opts = append(opts, docker.WithTracing(tracing.Provider, tracing.Propagator))
+		}
 		if cfg.DockerHost != "" {
 			opts = append(opts, docker.WithHost(cfg.DockerHost))
 		}

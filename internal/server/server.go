@@ -25,7 +25,6 @@ import (
 	"connectrpc.com/connect/v2/connecthttp"
 	"connectrpc.com/connect/v2/connectproto"
 	"connectrpc.com/grpcreflect/v2"
-	"connectrpc.com/otelconnect"
 	"connectrpc.com/validate"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -56,6 +55,7 @@ import (
 	"github.com/berthhq/berth/internal/taskenv"
 	"github.com/berthhq/berth/internal/telemetry"
 	"github.com/berthhq/berth/internal/valkey"
+	"github.com/berthhq/berth/internal/version"
 	"github.com/berthhq/berth/internal/workspace"
 )
 
@@ -65,6 +65,7 @@ type Server struct {
 	logger     *slog.Logger
 	store      *store.Store
 	meters     *sdkmetric.MeterProvider
+	tracing    *telemetry.Tracing
 	runtime    *containerRuntime
 	workspaces *workspace.Service
 	runner     *task.Runner
@@ -121,7 +122,11 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg *prom
 	if err != nil {
 		return nil, err
 	}
-	meters, err := telemetry.NewMeterProvider(reg)
+	res, err := telemetry.NewResource(ctx, version.Version)
+	if err != nil {
+		return nil, err
+	}
+	meters, err := telemetry.NewMeterProvider(reg, res)
 	if err != nil {
 		return nil, err
 	}
@@ -130,6 +135,18 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg *prom
 			_ = meters.Shutdown(context.Background())
 		}
 	}()
+	tracing, err := telemetry.NewTracing(ctx, res)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			_ = tracing.Shutdown(context.Background())
+		}
+	}()
+	if tracing.Enabled() {
+		st.UseTracing(tracing.Provider)
+	}
 
 	recorder := audit.NewRecorder(st, logger, now)
 	tokens := auth.NewTokenIssuer(key, cfg.JWT.Issuer, cfg.JWT.Audience, cfg.JWT.AccessTokenTTL, now)
@@ -145,7 +162,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg *prom
 	if err != nil {
 		return nil, err
 	}
-	rt, err := openRuntime(ctx, cfg, logger)
+	rt, err := openRuntime(ctx, cfg, logger, tracing)
 	if err != nil {
 		return nil, err
 	}
@@ -155,7 +172,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg *prom
 		}
 	}()
 	events := bus.New()
-	shared, err := openValkey(ctx, cfg, reg, logger)
+	shared, err := openValkey(ctx, cfg, reg, logger, tracing)
 	if err != nil {
 		return nil, err
 	}
@@ -223,6 +240,9 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg *prom
 		Env:             envRule,
 		Builds:          task.BuildDefaults{Network: cfg.Workspace.Network, MemoryMB: cfg.Workspace.MemoryMB, CPUs: cfg.Workspace.CPUs},
 	})
+	if tracing.Enabled() {
+		runner.UseTracing(tracing.Provider)
+	}
 	tasks := task.NewService(st, runner, task.Budget{USD: cfg.Tasks.BudgetUSD, Period: cfg.Tasks.BudgetPeriod}, now, streamMetrics)
 	cloneFirst = func(ctx context.Context, p access.Principal, w *store.Workspace) error {
 		_, err := tasks.Create(ctx, p, &berthv1.CreateTaskRequest{
@@ -257,9 +277,9 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg *prom
 		return nil, err
 	}
 
-	otel, err := otelconnect.NewServerInterceptor(otelconnect.WithMeterProvider(meters), otelconnect.WithoutTracing())
+	otel, err := rpcTelemetry(meters, tracing)
 	if err != nil {
-		return nil, fmt.Errorf("otelconnect: %w", err)
+		return nil, err
 	}
 	limits := limiter{newLimiter(cfg.RateLimits, shared, reg, now)}
 	maxConns := connectionCap(cfg.Quotas.MaxConnections, descriptorLimit())
@@ -379,6 +399,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg *prom
 	handler = securityHeaders(handler)
 	handler = jsonErrors(handler)
 	handler = observe(logger, newHTTPMetrics(reg), cfg.RateLimits.TrustedProxies, handler)
+	handler = tracing.Handler(handler)
 
 	adminMux := http.NewServeMux()
 	adminMux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
@@ -388,6 +409,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg *prom
 		logger:     logger,
 		store:      st,
 		meters:     meters,
+		tracing:    tracing,
 		runtime:    rt,
 		workspaces: workspaces,
 		runner:     runner,
@@ -416,11 +438,12 @@ func (s *Server) AdminHandler() http.Handler { return s.admin }
 // Services lists the fully-qualified names of the API services served.
 func (s *Server) Services() []string { return s.services }
 
-// Close releases the store and the meter provider.
+// Close releases the store, the runtime and the meter and tracer
+// providers (spans still buffered are exported first).
 func (s *Server) Close() error {
 	s.slots.Close()
 	closeShared(s.bridge, s.shared)
-	return errors.Join(s.meters.Shutdown(context.Background()), s.runtime.Close(), s.store.Close())
+	return errors.Join(s.meters.Shutdown(context.Background()), s.tracing.Shutdown(context.Background()), s.runtime.Close(), s.store.Close())
 }
 
 // shareAuthReads makes authentication read sessions, accounts and API keys
@@ -453,11 +476,15 @@ func closeShared(bridge *valkey.Bridge, c *valkey.Client) {
 // is. A server that does not answer is no error: the client starts
 // degraded and reconnects by itself, and berth runs on its local fallbacks
 // meanwhile.
-func openValkey(ctx context.Context, cfg *config.Config, reg prometheus.Registerer, logger *slog.Logger) (*valkey.Client, error) {
+func openValkey(ctx context.Context, cfg *config.Config, reg prometheus.Registerer, logger *slog.Logger, tracing *telemetry.Tracing) (*valkey.Client, error) {
 	if cfg.Valkey.URL == "" {
 		return nil, nil
 	}
-	c, err := valkey.Open(ctx, cfg.Valkey.URL.Reveal(), valkey.Options{Registerer: reg, Logger: logger})
+	opts := valkey.Options{Registerer: reg, Logger: logger}
+	if tracing.Enabled() {
+		opts.Tracing = tracing.Provider
+	}
+	c, err := valkey.Open(ctx, cfg.Valkey.URL.Reveal(), opts)
 	if err != nil {
 		return nil, fmt.Errorf("valkey: %w", err)
 	}

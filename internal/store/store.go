@@ -24,6 +24,8 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Store is berth's record store. It is safe for concurrent use.
@@ -47,6 +49,8 @@ type Store struct {
 	bg      sync.WaitGroup
 
 	watch *writeWatch // nil: no one to tell about writes (see OnWrite)
+
+	tracer trace.Tracer // nil: no spans (see UseTracing)
 }
 
 // Close closes the database, after any statement still being prepared in
@@ -145,7 +149,10 @@ func (c conn) stmt(ctx context.Context, query string) (*sql.Stmt, bool) {
 }
 
 func (c conn) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	res, err := c.q.ExecContext(ctx, c.d.rebind(query), args...)
+	rebound := c.d.rebind(query)
+	qctx, end := c.s.traced(ctx, rebound)
+	res, err := c.q.ExecContext(qctx, rebound, args...)
+	end(err)
 	if err == nil {
 		c.wrote(ctx, query)
 	}
@@ -155,19 +162,29 @@ func (c conn) exec(ctx context.Context, query string, args ...any) (sql.Result, 
 func (c conn) query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
 	c.wrote(ctx, query) // a write with RETURNING (reported early outside a transaction)
 	query = c.d.rebind(query)
+	ctx, end := c.s.traced(ctx, query) // the query, not the reading of its rows
 	if st, ok := c.stmt(ctx, query); ok {
-		return st.QueryContext(ctx, args...)
+		rows, err := st.QueryContext(ctx, args...)
+		end(err)
+		return rows, err
 	}
-	return c.q.QueryContext(ctx, query, args...)
+	rows, err := c.q.QueryContext(ctx, query, args...)
+	end(err)
+	return rows, err
 }
 
 func (c conn) queryRow(ctx context.Context, query string, args ...any) *sql.Row {
 	defer c.wrote(ctx, query) // a write with RETURNING (reported early outside a transaction)
 	query = c.d.rebind(query)
+	ctx, end := c.s.traced(ctx, query)
 	if st, ok := c.stmt(ctx, query); ok {
-		return st.QueryRowContext(ctx, args...)
+		row := st.QueryRowContext(ctx, args...)
+		end(row.Err())
+		return row
 	}
-	return c.q.QueryRowContext(ctx, query, args...)
+	row := c.q.QueryRowContext(ctx, query, args...)
+	end(row.Err())
+	return row
 }
 
 // lock takes the dialect's transaction-scoped lock key, if it has one:

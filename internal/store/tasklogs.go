@@ -118,11 +118,14 @@ func insertLogArrays(ctx context.Context, c conn, entries []LogEntry) error {
 // costs as much as the rows it writes.
 func (c conn) execPrepared(ctx context.Context, query string, args ...any) error {
 	query = c.d.rebind(query)
+	ctx, end := c.s.traced(ctx, query)
 	if st, ok := c.stmt(ctx, query); ok {
 		_, err := st.ExecContext(ctx, args...)
+		end(err)
 		return err
 	}
 	_, err := c.q.ExecContext(ctx, query, args...)
+	end(err)
 	return err
 }
 

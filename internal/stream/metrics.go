@@ -48,9 +48,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "WebSocket commands, by action and result (ok, or the Connect error code).",
 		}, []string{"action", "result"}),
 	}
+	// Every series with known labels exists from the start, at zero, so
+	// a rate() over it has a beginning.
 	for _, tr := range []string{TransportSSE, TransportConnect, TransportWebSocket} {
 		m.open.WithLabelValues(tr)
 		m.sent.WithLabelValues(tr)
+	}
+	for _, d := range [][2]string{{TransportSSE, "slow"}, {TransportWebSocket, "slow"}, {TransportWebSocket, "unresponsive"}, {TransportWebSocket, "revoked"}} {
+		m.dropped.WithLabelValues(d[0], d[1])
 	}
 	reg.MustRegister(m.open, m.sent, m.lagged, m.dropped, m.commands)
 	m.panics = telemetry.NewPanics(reg, TransportSSE, TransportWebSocket)
@@ -98,6 +103,16 @@ func (m *Metrics) Lagged() {
 func (m *Metrics) Dropped(transport, reason string) {
 	if m != nil {
 		m.dropped.WithLabelValues(transport, reason).Inc()
+	}
+}
+
+// KnownCommands makes the ok series of each WebSocket command action exist,
+// at zero (the error results appear with their first error).
+func (m *Metrics) KnownCommands(actions ...string) {
+	if m != nil {
+		for _, a := range actions {
+			m.commands.WithLabelValues(a, "ok")
+		}
 	}
 }
 

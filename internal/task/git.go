@@ -31,7 +31,7 @@ func (r *Runner) runGit(ctx context.Context, t *store.TaskRecord, cfg *berthv1.T
 	}
 	env, err := r.gitEnv(ctx, t)
 	if err != nil {
-		r.logger.Error("reading a git task's author failed", "task", t.ID, "user", t.CreatedBy, "error", err.Error())
+		r.logger.ErrorContext(ctx, "reading a git task's author failed", "task", t.ID, "user", t.CreatedBy, "error", err.Error())
 		return outcome{err: &berthv1.TaskError{Code: "NO_IDENTITY", Message: "the account that created the task could not be read for the commit identity"}}
 	}
 	for i, argv := range steps {

@@ -1,6 +1,10 @@
 package task
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/berthhq/berth/internal/store"
+)
 
 // metrics are the runner's Prometheus metrics.
 type metrics struct {
@@ -26,5 +30,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		cost:  prometheus.NewCounter(prometheus.CounterOpts{Name: "berth_agent_cost_usd_total", Help: "Agent cost reported by claude runs, in US dollars."}),
 	}
 	reg.MustRegister(m.started, m.finished, m.running, m.queued, m.duration, m.lines, m.cost)
+	// Every type and final status from the start, at zero.
+	for _, typ := range []store.TaskType{store.TaskClaudeChat, store.TaskGitOperation, store.TaskDockerBuild} {
+		m.started.WithLabelValues(string(typ))
+		m.duration.WithLabelValues(string(typ))
+		for _, st := range []store.TaskStatus{store.TaskSucceeded, store.TaskFailed, store.TaskCancelled, store.TaskTimedOut} {
+			m.finished.WithLabelValues(string(typ), string(st))
+		}
+	}
 	return m
 }

@@ -129,6 +129,7 @@ type Runner struct {
 	// reaches: "agent-parser" (with the task's id) for each line of the
 	// CLI's output, and "heartbeat" at each renewal.
 	faultHook func(where, taskID string)
+	trace     tracing // off unless UseTracing
 
 	wake chan struct{}
 
@@ -255,6 +256,7 @@ func (r *Runner) fill(ctx context.Context) {
 			return
 		}
 		now := r.now().UTC()
+		claimed := time.Now()
 		t, err := r.store.ClaimTask(ctx, r.owner, now, now.Add(r.lease), r.cfg.MaxPerWorkspace, r.cfg.MaxPerUser, skip)
 		if errors.Is(err, fault.ErrNotFound) {
 			r.measureQueue(ctx)
@@ -265,7 +267,7 @@ func (r *Runner) fill(ctx context.Context) {
 			return
 		}
 		skip = append(skip, t.ID)
-		r.start(ctx, t)
+		r.start(ctx, t, claimed)
 	}
 }
 
@@ -277,8 +279,9 @@ func (r *Runner) measureQueue(ctx context.Context) {
 	}
 }
 
-func (r *Runner) start(parent context.Context, t *store.TaskRecord) {
+func (r *Runner) start(parent context.Context, t *store.TaskRecord, claimed time.Time) {
 	ctx, cancel := context.WithCancelCause(context.WithoutCancel(parent))
+	ctx, endSpan := r.trace.startRun(ctx, t, claimed, time.Now())
 	ru := &run{cancel: cancel, done: make(chan struct{}), leaseUntil: *t.LeaseExpiresAt}
 	r.mu.Lock()
 	r.running[t.ID] = ru
@@ -286,6 +289,7 @@ func (r *Runner) start(parent context.Context, t *store.TaskRecord) {
 	r.mu.Unlock()
 	r.wg.Go(func() {
 		defer func() {
+			endSpan()
 			cancel(nil)
 			r.mu.Lock()
 			delete(r.running, t.ID)
@@ -359,7 +363,7 @@ func (r *Runner) execute(ctx context.Context, t *store.TaskRecord, ru *run) {
 
 	last, err := r.store.LastLogSeq(ctx, t.ID)
 	if err != nil {
-		r.logger.Error("reading a task's last log line failed", "task", t.ID, "error", err.Error())
+		r.logger.ErrorContext(ctx, "reading a task's last log line failed", "task", t.ID, "error", err.Error())
 	}
 	logs := tasklog.NewWriter(r.store, r.bus, t.ID, last+1, tasklog.Options{Now: r.now, MaxBytes: r.cfg.MaxLogBytes})
 	logs.Log("info", "system", fmt.Sprintf("task started: %s, time limit %s", t.Type, timeout), nil)
@@ -385,13 +389,17 @@ func (r *Runner) execute(ctx context.Context, t *store.TaskRecord, ru *run) {
 		noteTruncated(&out, r.cfg.MaxLogBytes)
 	}
 	ru.ending.Store(true)
+	ended(ctx, status)
+	finishCtx, endFinish := r.trace.phase(ctx, "task.finish")
+	defer func() { endFinish(nil) }()
+	ctx = finishCtx
 	if out.err != nil {
 		logs.Log("error", "system", "task "+string(status)+": "+out.err.GetMessage(), nil)
 	} else {
 		logs.Log("info", "system", "task succeeded", nil)
 	}
 	if err := logs.Close(); err != nil {
-		r.logger.Error("writing a task's log failed", "task", t.ID, "error", err.Error())
+		r.logger.ErrorContext(ctx, "writing a task's log failed", "task", t.ID, "error", err.Error())
 	}
 	r.metrics.lines.Add(float64(logs.LastSeq() - last))
 	fin := store.TaskFinish{CompletedAt: new(r.now().UTC()), CostUSD: out.cost}
@@ -404,11 +412,11 @@ func (r *Runner) execute(ctx context.Context, t *store.TaskRecord, ru *run) {
 	done, err := r.store.FinishTask(context.WithoutCancel(ctx), t.ID, []store.TaskStatus{store.TaskRunning}, status, fin)
 	if errors.Is(context.Cause(runCtx), errLeaseLost) && errors.Is(err, fault.ErrFailedPrecondition) {
 		// Whoever took the lease away ended the task already.
-		r.logger.Info("a task whose lease was lost stopped here", "task", t.ID)
+		r.logger.InfoContext(ctx, "a task whose lease was lost stopped here", "task", t.ID)
 		return
 	}
 	if err != nil {
-		r.logger.Error("recording a task's end failed", "task", t.ID, "status", string(status), "error", err.Error())
+		r.logger.ErrorContext(ctx, "recording a task's end failed", "task", t.ID, "status", string(status), "error", err.Error())
 		return
 	}
 	r.metrics.finished.WithLabelValues(string(t.Type), string(status)).Inc()
@@ -431,11 +439,13 @@ func (r *Runner) dispatch(ctx context.Context, t *store.TaskRecord, cfg *berthv1
 			stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 			defer cancel()
 			if err := r.rt.StopTagged(stopCtx, w.ContainerID, "", t.ID); err != nil {
-				r.logger.Warn("stopping the processes of a task whose run panicked failed", "task", t.ID, "error", err.Error())
+				r.logger.WarnContext(ctx, "stopping the processes of a task whose run panicked failed", "task", t.ID, "error", err.Error())
 			}
 		}
 	}, "task", t.ID)
-	w, err := r.ws.EnsureRunning(ctx, t.WorkspaceID)
+	prepCtx, endPrepare := r.trace.phase(ctx, "task.prepare")
+	w, err := r.ws.EnsureRunning(prepCtx, t.WorkspaceID)
+	endPrepare(err)
 	if err != nil {
 		msg := err.Error()
 		if m, ok := fault.Message(err); ok {

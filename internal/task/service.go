@@ -162,7 +162,10 @@ func (s *Service) Create(ctx context.Context, p access.Principal, req *berthv1.C
 			return nil, err
 		}
 	}
+	// Before the task is stored: the runner may claim it at once.
+	s.runner.trace.remember(ctx, t.ID)
 	if err := s.store.CreateTaskRecordWithin(ctx, t, s.queued); err != nil {
+		s.runner.trace.forget(t.ID)
 		return nil, err
 	}
 	// Watchers of the workspace see the task queued (status QUEUED: the

@@ -1,7 +1,9 @@
 // Package telemetry builds berth's logger and metrics plumbing: a slog
 // logger that redacts secrets, a Prometheus registry with the Go and process
 // collectors, and an OpenTelemetry meter provider that exports into that
-// registry (otelconnect records RPC metrics through it).
+// registry (otelconnect records RPC metrics through it), and tracing: an
+// OpenTelemetry tracer provider exporting over OTLP/HTTP when the standard
+// OTEL_* environment asks for it, a no-op one otherwise.
 //
 // telemetry imports nothing from berth. Nothing here is global: callers pass
 // what it builds to whoever needs it.
@@ -19,19 +21,21 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/resource"
 )
 
 // NewLogger returns a logger writing format ("json" or "text") at level to
-// w. Attributes whose key names a secret (a password, token, secret, key,
+// w. A record logged with a context that carries a span gets trace_id and
+// span_id. Attributes whose key names a secret (a password, token, secret, key,
 // authorization header or cookie) are replaced with "[REDACTED]" wherever
 // they appear; keys that merely mention one ("access-token-ttl") are not.
 func NewLogger(w io.Writer, format string, level slog.Level) (*slog.Logger, error) {
 	opts := &slog.HandlerOptions{Level: level, ReplaceAttr: redact}
 	switch format {
 	case "json":
-		return slog.New(slog.NewJSONHandler(w, opts)), nil
+		return slog.New(traceHandler{slog.NewJSONHandler(w, opts)}), nil
 	case "text":
-		return slog.New(slog.NewTextHandler(w, opts)), nil
+		return slog.New(traceHandler{slog.NewTextHandler(w, opts)}), nil
 	}
 	return nil, fmt.Errorf("telemetry: log format %q: want json or text", format)
 }
@@ -78,11 +82,12 @@ func Register[C prometheus.Collector](reg prometheus.Registerer, col C) C {
 }
 
 // NewMeterProvider returns an OpenTelemetry meter provider whose instruments
-// are exported through reg.
-func NewMeterProvider(reg prometheus.Registerer) (*sdkmetric.MeterProvider, error) {
+// are exported through reg, describing the process as res (target_info on
+// /metrics carries its attributes; see NewResource).
+func NewMeterProvider(reg prometheus.Registerer, res *resource.Resource) (*sdkmetric.MeterProvider, error) {
 	exporter, err := otelprom.New(otelprom.WithRegisterer(reg), otelprom.WithoutScopeInfo())
 	if err != nil {
 		return nil, fmt.Errorf("telemetry: prometheus exporter: %w", err)
 	}
-	return sdkmetric.NewMeterProvider(sdkmetric.WithReader(exporter)), nil
+	return sdkmetric.NewMeterProvider(sdkmetric.WithReader(exporter), sdkmetric.WithResource(res)), nil
 }

@@ -38,6 +38,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	valkeygo "github.com/valkey-io/valkey-go"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // The values of Status.
@@ -79,6 +80,9 @@ type Options struct {
 	// ServerName defaults to the URL's host. Nil: the system's roots. It is
 	// ignored for plain-text URLs.
 	TLSConfig *tls.Config
+	// Tracing, when set, makes each round trip through Valkey() a client
+	// span of its (a child of the caller's span); nil traces nothing.
+	Tracing trace.TracerProvider
 }
 
 // Client is a connection to Valkey with its health state. It is safe for
@@ -86,6 +90,7 @@ type Options struct {
 // and Status says so.
 type Client struct {
 	vk     valkeygo.Client
+	users  valkeygo.Client // vk, traced when Options.Tracing is set (see Valkey)
 	opts   Options
 	log    *slog.Logger
 	id     string
@@ -163,7 +168,10 @@ func Open(ctx context.Context, rawURL string, opts Options) (*Client, error) {
 		// that does not answer returns a client and an error.
 		return nil, fmt.Errorf("valkey: open %s: %w", target, redact(err, option.Password))
 	}
-	c.vk = vk
+	c.vk, c.users = vk, vk
+	if opts.Tracing != nil {
+		c.users = newTracedClient(vk, opts.Tracing)
+	}
 	c.registerMetrics(opts.Registerer)
 	c.upGauge.Set(0)
 
@@ -245,9 +253,10 @@ func randomID() string {
 }
 
 // Valkey is the underlying valkey-go client, for internal/cache and
-// internal/ratelimit. Check Up before using it, and ReportFailure what
-// fails.
-func (c *Client) Valkey() valkeygo.Client { return c.vk }
+// internal/ratelimit (its round trips are spans when Options.Tracing is
+// set; the client's own health PINGs are not). Check Up before using it,
+// and ReportFailure what fails.
+func (c *Client) Valkey() valkeygo.Client { return c.users }
 
 // ID identifies this client (this berth instance) among the others.
 func (c *Client) ID() string { return c.id }

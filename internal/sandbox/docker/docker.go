@@ -15,10 +15,14 @@ package docker
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/client"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/berthhq/berth/internal/sandbox"
 )
@@ -47,6 +51,8 @@ type config struct {
 	cli       *client.Client
 	host      string
 	killGrace time.Duration
+	tracer    trace.TracerProvider
+	propagate propagation.TextMapPropagator
 }
 
 // WithClient makes the runtime use cli (which it will not close) instead of
@@ -61,6 +67,15 @@ func WithHost(host string) Option { return func(c *config) { c.host = host } }
 // WithKillGrace sets how long a cancelled exec's processes get between
 // SIGTERM and SIGKILL (default DefaultKillGrace).
 func WithKillGrace(d time.Duration) Option { return func(c *config) { c.killGrace = d } }
+
+// WithTracing makes every Engine API call made inside a span a client span
+// of tp's under it, and sends the trace along in traceparent (the client's
+// transport is otelhttp's); calls outside any span are not traced. It applies to the client New makes,
+// not to one given WithClient. Without it the client uses OpenTelemetry's
+// global providers, which berth leaves as no-ops.
+func WithTracing(tp trace.TracerProvider, propagator propagation.TextMapPropagator) Option {
+	return func(c *config) { c.tracer, c.propagate = tp, propagator }
+}
 
 // New connects to the Docker engine named by the environment (DOCKER_HOST
 // and friends, client.FromEnv), negotiating the API version, and checks that
@@ -78,6 +93,17 @@ func New(ctx context.Context, opts ...Option) (*Runtime, error) {
 		copts := []client.Opt{client.FromEnv, client.WithAPIVersionNegotiation()}
 		if cfg.host != "" {
 			copts = append(copts, client.WithHost(cfg.host))
+		}
+		if cfg.tracer != nil {
+			copts = append(copts, client.WithTraceProvider(cfg.tracer), client.WithTraceOptions(
+				// Only calls made inside a span (a request's, a task's):
+				// the event stream, reconciling and idle stops start no
+				// traces of their own.
+				otelhttp.WithFilter(func(r *http.Request) bool { return trace.SpanContextFromContext(r.Context()).IsValid() }),
+			))
+			if cfg.propagate != nil {
+				copts = append(copts, client.WithTraceOptions(otelhttp.WithPropagators(cfg.propagate)))
+			}
 		}
 		cli, err := client.NewClientWithOpts(copts...)
 		if err != nil {

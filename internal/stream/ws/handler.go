@@ -117,6 +117,11 @@ func New(cfg Config) *Handler {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	actions := make([]string, 0, len(commands))
+	for a := range commands {
+		actions = append(actions, a)
+	}
+	cfg.Metrics.KnownCommands(actions...)
 	return &Handler{cfg: cfg, closing: make(chan struct{})}
 }
 
