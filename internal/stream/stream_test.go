@@ -13,6 +13,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/berthhq/berth/internal/bus"
+	"github.com/berthhq/berth/internal/event"
 	"github.com/berthhq/berth/internal/store"
 	"github.com/berthhq/berth/internal/stream"
 	"github.com/berthhq/berth/internal/tasklog"
@@ -41,7 +42,19 @@ func running(t *testing.T) (stream.Task, *store.TaskRecord) {
 	if err := st.CreateTaskRecord(ctx, tr); err != nil {
 		t.Fatal(err)
 	}
-	return stream.Task{Store: st, Bus: bus.New()}, tr
+	return stream.Task{Store: st, Bus: bus.New(), State: state(st)}, tr
+}
+
+// state reads a task's state from the store, as the task service does
+// (progress aside, which these tests do not set).
+func state(st *store.Store) func(context.Context, string) (event.TaskChanged, error) {
+	return func(ctx context.Context, id string) (event.TaskChanged, error) {
+		rec, _, err := st.FindTask(ctx, id, store.Viewer{Admin: true})
+		if err != nil {
+			return event.TaskChanged{}, err
+		}
+		return event.TaskChanged{TaskID: rec.ID, WorkspaceID: rec.WorkspaceID, Status: rec.Status}, nil
+	}
 }
 
 // finish writes n lines through a real tasklog.Writer, then ends the task
@@ -59,7 +72,7 @@ func finish(t *testing.T, f stream.Task, tr *store.TaskRecord, n int) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.Bus.Publish("task:"+tr.ID, struct{ Task *store.TaskRecord }{done})
+	f.Bus.Publish(event.TaskTopic(tr.ID), event.TaskChanged{TaskID: done.ID, WorkspaceID: done.WorkspaceID, Status: done.Status})
 }
 
 // collect follows a task to its end and returns the seqs and the end.
@@ -134,7 +147,7 @@ func TestFollowLaggedReader(t *testing.T) {
 	checkExact(t, "fast", r.seqs, 1, n)
 	close(gate)
 	r = <-slow
-	if r.err != nil || r.end.Kind != stream.KindEnd || r.end.LastSeq != n || r.end.Task.Status != store.TaskSucceeded {
+	if r.err != nil || r.end.Kind != stream.KindEnd || r.end.LastSeq != n || r.end.Status != store.TaskSucceeded {
 		t.Fatalf("slow: %v, end %+v", r.err, r.end)
 	}
 	checkExact(t, "slow", r.seqs, 1, n)

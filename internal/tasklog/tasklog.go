@@ -20,6 +20,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/berthhq/berth/internal/bus"
+	"github.com/berthhq/berth/internal/event"
 	"github.com/berthhq/berth/internal/fault"
 	"github.com/berthhq/berth/internal/store"
 )
@@ -149,7 +150,7 @@ func NewWriter(st *store.Store, b *bus.Bus, taskID string, firstSeq int64, opts 
 		st:      st,
 		bus:     b,
 		taskID:  taskID,
-		topic:   "task:" + taskID,
+		topic:   event.TaskTopic(taskID),
 		opts:    opts.withDefaults(),
 		nextSeq: firstSeq,
 		lastSeq: firstSeq - 1,

@@ -18,7 +18,7 @@ import (
 	"github.com/berthhq/berth/internal/access"
 	"github.com/berthhq/berth/internal/store"
 	"github.com/berthhq/berth/internal/stream"
-	"github.com/berthhq/berth/internal/stream/ws"
+	"github.com/berthhq/berth/internal/ws"
 )
 
 // TestPanicEndsOneConnection: a panic in one of a connection's goroutines
