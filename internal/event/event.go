@@ -66,6 +66,11 @@ type TaskChanged struct {
 	WorkspaceID string           `json:"ws"`
 	Status      store.TaskStatus `json:"st"`
 	Progress    Progress         `json:"p"`
+	// Created is, on the instance that created the task, a copy of its
+	// record as created, for the watchers that announce it whole; it is
+	// nil for every other change, and across instances, where a watcher
+	// reads the task from the store instead.
+	Created *store.TaskRecord `json:"-"`
 }
 
 // WorkspaceChanged says a workspace's record changed (its status, mostly);

@@ -309,7 +309,9 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg *prom
 	mux := newRouteMux()
 	connecthttp.Mount(mux, api, mountOpts...)
 	connecthttp.Mount(mux, reflection, mountOpts...)
-	streams := sse.New(sse.Config{
+	// One way to authenticate a stream that is not an RPC, for SSE and the
+	// WebSocket alike.
+	streamAuth := stream.Auth{
 		Authenticate: func(r *http.Request) (access.Principal, error) {
 			var h connect.Header
 			for k, v := range r.Header {
@@ -318,6 +320,9 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg *prom
 			return authSvc.Authenticate(r.Context(), credentials(&h))
 		},
 		RedeemTicket: authSvc.RedeemStreamTicket, RecheckTicket: authSvc.RecheckTicket,
+	}
+	streams := sse.New(sse.Config{
+		Auth:         streamAuth,
 		ResumeTicket: authSvc.ResumeTicket, SecureCookies: cfg.SecureCookies,
 		Tasks: tasks, Workspaces: workspaces, Logger: logger, Metrics: streamMetrics,
 		Heartbeat: cfg.Streams.Heartbeat, WriteTimeout: cfg.Streams.StallTimeout,
@@ -325,9 +330,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg *prom
 	})
 	streams.Mount(mux)
 	sockets := ws.New(ws.Config{
-		Authenticate:   streams.Authenticate,
-		RedeemTicket:   authSvc.RedeemStreamTicket,
-		RecheckTicket:  authSvc.RecheckTicket,
+		Auth:           streamAuth,
 		AllowedOrigins: cfg.AllowedOrigins,
 		Tasks:          tasks,
 		Workspaces:     workspaces,

@@ -55,15 +55,11 @@ const (
 
 // Config is what a Handler needs.
 type Config struct {
-	// Authenticate reads the request's Authorization header, X-API-Key
-	// header or session cookie, as the RPCs do.
-	Authenticate func(*http.Request) (access.Principal, error)
-	// RedeemTicket spends a stream ticket (?ticket=) for target.
-	RedeemTicket func(ctx context.Context, ticket, target string) (access.Principal, error)
-	// RecheckTicket re-validates the principal of a redeemed ticket; with
-	// Authenticate for other credentials it is asked at every heartbeat,
-	// so a logout, a revoked key or a disabled account ends open streams.
-	RecheckTicket func(ctx context.Context, p access.Principal) (access.Principal, error)
+	// Auth resolves a stream's principal, by ticket (?ticket=, or the
+	// resume cookie's) or credentials; those are checked again at every
+	// heartbeat, so a logout, a revoked key or a disabled account ends
+	// open streams.
+	Auth stream.Auth
 	// ResumeTicket, when set, issues the ticket a stream opened with a
 	// ticket hands its browser in a cookie (see resumeCookie), so that an
 	// EventSource reconnecting to the same URL, whose ticket is spent,
@@ -125,31 +121,21 @@ const endID = "end"
 // a reconnect of that very stream sends it.
 const resumeCookie = "berth_resume"
 
-// principal authenticates a request: by its ticket for target when it has
-// one — the resume cookie's first, as an EventSource that reconnects sends
-// the spent ticket of its URL again —, else by its credentials; the role
-// must grant permission. recheck re-validates the same credentials later,
-// for as long as the stream is open. ticketed says a ticket was used.
+// principal authenticates a request for target (see stream.Auth.Resolve;
+// the resume cookie's ticket is the spare one); the role must grant
+// permission. recheck re-validates the same credentials later, for as long
+// as the stream is open. ticketed says a ticket was used.
 func (h *Handler) principal(r *http.Request, target, permission string) (p access.Principal, recheck func(context.Context) error, ticketed bool, err error) {
-	if ticket := r.URL.Query().Get("ticket"); ticket != "" {
-		ticketed = true
-		p, err = h.RedeemTicket(r.Context(), ticket, target)
-		if c, cerr := r.Cookie(resumeCookie); err != nil && cerr == nil && c.Value != "" {
-			p, err = h.RedeemTicket(r.Context(), c.Value, target)
-		}
-		recheck = func(ctx context.Context) error {
-			cur, err := h.RecheckTicket(ctx, p)
-			return allows(cur, err, permission)
-		}
-	} else {
-		p, err = h.Authenticate(r)
-		header := r.Header.Clone()
-		recheck = func(ctx context.Context) error {
-			cur, err := h.Authenticate((&http.Request{Header: header}).WithContext(ctx))
-			return allows(cur, err, permission)
-		}
+	var spare string
+	if c, cerr := r.Cookie(resumeCookie); cerr == nil {
+		spare = c.Value
 	}
-	return p, recheck, ticketed, allows(p, err, permission)
+	cred, err := h.Auth.Resolve(r, target, spare)
+	recheck = func(ctx context.Context) error {
+		cur, err := cred.Recheck(ctx)
+		return stream.Allow(cur, err, permission)
+	}
+	return cred.Principal, recheck, cred.Ticketed, stream.Allow(cred.Principal, err, permission)
 }
 
 // resume hands the browser of a stream opened with a ticket a new ticket
@@ -171,17 +157,6 @@ func (h *Handler) resume(w http.ResponseWriter, r *http.Request, p access.Princi
 		Name: resumeCookie, Value: ticket, Path: r.URL.Path, Expires: expires, MaxAge: int(time.Until(expires).Seconds()),
 		HttpOnly: true, Secure: h.SecureCookies, SameSite: http.SameSiteStrictMode,
 	})
-}
-
-// allows returns err, or an error when p's role does not grant permission.
-func allows(p access.Principal, err error, permission string) error {
-	if err != nil {
-		return err
-	}
-	if !access.Allows(p.Role, permission) {
-		return fault.New(fault.ErrPermissionDenied, "your role (%s) does not grant %s", p.Role, permission)
-	}
-	return nil
 }
 
 func (h *Handler) taskLogs(w http.ResponseWriter, r *http.Request) {
@@ -383,7 +358,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, recheck func(con
 			case <-ctx.Done():
 				return
 			case <-tick.C:
-				if err := recheck(ctx); errors.Is(err, fault.ErrUnauthenticated) || errors.Is(err, fault.ErrPermissionDenied) {
+				if err := recheck(ctx); stream.Revoked(err) {
 					cancel() // signed out, revoked, disabled or demoted: the stream ends
 					return
 				} else if err != nil && ctx.Err() == nil && h.Logger != nil {
@@ -404,40 +379,21 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, recheck func(con
 	}
 }
 
-// fail answers a request that cannot stream with its error as JSON.
+// fail answers a request that cannot stream with its error as JSON: the
+// status and Connect code of its fault class (fault.Classes, the table the
+// RPCs use), and its public message; the server's error middleware adds
+// the ErrorInfo with the class's reason.
 func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
-	status, code := http.StatusInternalServerError, "internal"
-	msg := "internal error"
-	for _, k := range []struct {
-		kind   error
-		status int
-		code   string
-	}{
-		{fault.ErrUnauthenticated, http.StatusUnauthorized, "unauthenticated"},
-		{fault.ErrPermissionDenied, http.StatusForbidden, "permission_denied"},
-		{fault.ErrNotFound, http.StatusNotFound, "not_found"},
-		{fault.ErrInvalid, http.StatusBadRequest, "invalid_argument"},
-		{fault.ErrResourceExhausted, http.StatusTooManyRequests, "resource_exhausted"},
-		{fault.ErrUnavailable, http.StatusServiceUnavailable, "unavailable"},
-	} {
-		if errors.Is(err, k.kind) {
-			status, code = k.status, k.code
-			msg = err.Error()
-			if m, ok := fault.Message(err); ok {
-				msg = m
-			}
-			break
-		}
-	}
-	if status == http.StatusInternalServerError && h.Logger != nil {
+	class, msg := fault.Public(err)
+	if class.HTTP == http.StatusInternalServerError && h.Logger != nil {
 		h.Logger.ErrorContext(r.Context(), "opening an event stream failed", "path", r.URL.Path, "error", err.Error())
 	}
 	if d, ok := fault.RetryAfter(err); ok {
 		w.Header().Set("Retry-After", strconv.FormatInt(int64(math.Ceil(d.Seconds())), 10))
 	}
 	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(map[string]string{"code": code, "message": msg})
+	w.WriteHeader(class.HTTP)
+	_ = json.NewEncoder(w).Encode(map[string]string{"code": class.Code, "message": msg})
 }
 
 // KeepOpen lifts the server's read and write timeouts from the requests to

@@ -16,10 +16,14 @@ import (
 // followers hold the event.
 func Changed(t *store.TaskRecord) event.TaskChanged {
 	p := decode[berthv1.TaskProgress](t.Progress)
-	return event.TaskChanged{
+	ev := event.TaskChanged{
 		TaskID: t.ID, WorkspaceID: t.WorkspaceID, Status: t.Status,
 		Progress: event.Progress{Current: p.GetCurrent(), Total: p.GetTotal(), Percentage: p.GetPercentage(), Message: p.GetMessage()},
 	}
+	if t.Status == store.TaskQueued {
+		ev.Created = new(*t)
+	}
+	return ev
 }
 
 // StatusToProto is a task status as the API's enum.

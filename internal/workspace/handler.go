@@ -227,12 +227,16 @@ func (s *Service) FollowEvents(ctx context.Context, p access.Principal, id strin
 				TaskStatus: s.taskProto(&store.TaskRecord{Status: v.Status}).GetStatus()}
 			switch {
 			case v.Status == store.TaskQueued:
-				// A new task: the event is its state, the message the
-				// whole task, read once per watcher.
+				// A new task, announced whole: as created here, or, from
+				// another instance, as read from the store.
 				ev.Kind = "task.created"
-				rec, _, err := s.store.FindTask(ctx, v.TaskID, p.Viewer())
-				if err != nil {
-					return nil // gone meanwhile: nothing to tell
+				rec := v.Created
+				if rec == nil {
+					found, _, err := s.store.FindTask(ctx, v.TaskID, p.Viewer())
+					if err != nil {
+						return nil // gone meanwhile: nothing to tell
+					}
+					rec = found
 				}
 				ev.Task = s.taskProto(rec)
 				return send(ev)

@@ -31,9 +31,9 @@ func TestPanicEndsOneConnection(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	var logs lockedBuffer
 	h := ws.New(ws.Config{
-		Authenticate: func(*http.Request) (access.Principal, error) {
+		Auth: stream.Auth{Authenticate: func(*http.Request) (access.Principal, error) {
 			return access.Principal{UserID: uuid.NewString(), Role: store.RoleAdmin}, nil
-		},
+		}},
 		Metrics: stream.NewMetrics(reg),
 		Logger:  slog.New(slog.NewJSONHandler(&logs, nil)),
 	})
