@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"strings"
 	"sync"
 	"time"
 
@@ -12,6 +11,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/berthhq/berth/internal/access"
+	"github.com/berthhq/berth/internal/event"
 	"github.com/berthhq/berth/internal/fault"
 	"github.com/berthhq/berth/internal/stream"
 )
@@ -373,9 +373,9 @@ func decodeFrame(typ websocket.MessageType, b []byte) (Message, error) {
 // what it follows (kind "task" or "workspace", and the id) and the
 // permission that takes.
 func checkSubscribe(m Message) (kind, id, permission string, err error) {
-	kind, id, _ = strings.Cut(m.Channel, ":")
+	kind, id, ok := event.ParseTopic(m.Channel)
 	switch {
-	case id == "":
+	case !ok:
 		return "", "", "", fault.Invalid("channel", `must be "task:<id>" or "workspace:<id>"`)
 	case kind == "task":
 		permission = "task.read"
