@@ -53,7 +53,9 @@ type Config struct {
 	// account or a role change applies to open connections too.
 	Auth stream.Auth
 	// Errors maps a command's or subscription's error to an error frame's
-	// body, with the RPCs' table (the server passes its own).
+	// body. The server passes its Connect error mapping, which also logs
+	// internal errors and knows the rate limiter's; by default the body
+	// comes from the fault table (fault.Classes).
 	Errors func(ctx context.Context, action string, err error) ErrorBody
 	// AllowedOrigins lists the browser origins (scheme://host[:port], may
 	// hold path.Match patterns) besides the endpoint's own.
@@ -110,6 +112,12 @@ func New(cfg Config) *Handler {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Errors == nil {
+		cfg.Errors = func(_ context.Context, _ string, err error) ErrorBody {
+			class, msg := fault.Public(err)
+			return ErrorBody{Code: class.Code, Message: msg, Reason: class.Reason}
+		}
 	}
 	return &Handler{cfg: cfg, closing: make(chan struct{})}
 }

@@ -245,10 +245,7 @@ func (s *session) sendCtx(ctx context.Context, m Message) bool {
 
 // fail sends an error frame for request id, and returns its body.
 func (s *session) fail(id, action string, err error) ErrorBody {
-	body := ErrorBody{Code: "internal", Message: "internal error", Reason: "INTERNAL_ERROR"}
-	if s.h.cfg.Errors != nil {
-		body = s.h.cfg.Errors(s.ctx, action, err)
-	}
+	body := s.h.cfg.Errors(s.ctx, action, err)
 	data, _ := json.Marshal(body)
 	s.send(Message{Type: "error", ID: id, Action: action, Data: data})
 	return body
@@ -256,10 +253,7 @@ func (s *session) fail(id, action string, err error) ErrorBody {
 
 // failOn sends an error frame for a subscription request.
 func (s *session) failOn(m Message, err error) {
-	body := ErrorBody{Code: "internal", Message: "internal error", Reason: "INTERNAL_ERROR"}
-	if s.h.cfg.Errors != nil {
-		body = s.h.cfg.Errors(s.ctx, m.Type+" "+m.Channel, err)
-	}
+	body := s.h.cfg.Errors(s.ctx, m.Type+" "+m.Channel, err)
 	data, _ := json.Marshal(body)
 	s.send(Message{Type: "error", ID: m.ID, Channel: m.Channel, Data: data})
 }
