@@ -1,9 +1,14 @@
 // Package stream builds berth's live views on one rule: catch up from the
 // store by seq, then follow the bus, with no gap and no duplicate at the
-// seam. Every transport (Connect server streams, SSE) reads through the
-// followers here, so they share one set of guarantees: a slow reader only
-// ever holds a bounded bus queue, and when it falls behind it catches up
-// from the store instead of slowing the task or other readers.
+// seam. Every transport (Connect server streams, SSE, WebSocket) reads
+// through the followers here, by way of the task and workspace services, so
+// they share one set of guarantees: a slow reader only ever holds a bounded
+// bus queue, and when it falls behind it catches up from the store instead
+// of slowing the task or other readers.
+//
+// stream also holds what those transports share beyond the followers: the
+// JSON options of their events (JSON), the resolution and re-check of a
+// stream's credentials (Auth), and their metrics.
 //
 // The events it follows are package event's: a log line, or a task's
 // change carrying the task's new status and progress, which followers send

@@ -1,10 +1,8 @@
 // Package tasklog turns a task's output into its durable log: numbered
 // entries (seq 1, 2, 3 … with no gaps) written to the store in batches and
-// only then published on the bus, so that a reader who saw entry n on the
-// bus can always find 1…n in the store and resume from there.
-//
-// tasklog imports internal/store, internal/bus and internal/fault (the
-// store's error kinds) from berth.
+// only then published on the bus, as event.Log values on the task's topic
+// (event.TaskTopic), so that a reader who saw entry n on the bus can always
+// find 1…n in the store and resume from there.
 package tasklog
 
 import (
