@@ -21,7 +21,7 @@ var allowed = map[string][]string{
 	"internal/workspace":           {"internal/access", "internal/audit", "internal/bus", "internal/cache", "internal/sandbox", "internal/event", "internal/fault", "internal/gen/berth/v1", "internal/gen/berth/v1/berthv1connect", "internal/gitop", "internal/hostpath", "internal/page", "internal/store", "internal/stream"},
 	"internal/stats":               {"internal/access", "internal/cache", "internal/fault", "internal/gen/berth/v1", "internal/gen/berth/v1/berthv1connect", "internal/store"},
 	"internal/task":                {"internal/access", "internal/agent", "internal/bus", "internal/event", "internal/fault", "internal/gen/berth/v1", "internal/gen/berth/v1/berthv1connect", "internal/gitop", "internal/hostpath", "internal/page", "internal/sandbox", "internal/store", "internal/stream", "internal/taskenv", "internal/tasklog", "internal/telemetry"},
-	"internal/stream":              {"internal/bus", "internal/event", "internal/store", "internal/telemetry"},
+	"internal/stream":              {"internal/access", "internal/bus", "internal/event", "internal/fault", "internal/store", "internal/telemetry"},
 	"internal/event":               {"internal/store"},
 	"internal/sse":                 {"internal/access", "internal/event", "internal/fault", "internal/gen/berth/v1", "internal/store", "internal/stream", "internal/task", "internal/workspace"},
 	"internal/ws":                  {"internal/access", "internal/event", "internal/fault", "internal/gen/berth/v1", "internal/store", "internal/stream", "internal/task", "internal/workspace"},
