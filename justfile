@@ -51,8 +51,8 @@ fuzz fuzztime="20s":
     go test -run '^$' -fuzz '^FuzzAPI$' -fuzztime {{ fuzztime }} ./internal/server
     go test -run '^$' -fuzz '^FuzzArgv$' -fuzztime {{ fuzztime }} ./internal/gitop
     go test -run '^$' -fuzz '^FuzzReturnPath$' -fuzztime {{ fuzztime }} ./internal/oidc
-    go test -run '^$' -fuzz '^FuzzSeq$' -fuzztime {{ fuzztime }} ./internal/stream/eventsource
-    go test -run '^$' -fuzz '^FuzzFrame$' -fuzztime {{ fuzztime }} ./internal/stream/ws
+    go test -run '^$' -fuzz '^FuzzSeq$' -fuzztime {{ fuzztime }} ./internal/sse
+    go test -run '^$' -fuzz '^FuzzFrame$' -fuzztime {{ fuzztime }} ./internal/ws
     go test -run '^$' -fuzz '^FuzzResolve$' -fuzztime {{ fuzztime }} ./internal/workspace
     go test -run '^$' -fuzz '^FuzzEnvRule$' -fuzztime {{ fuzztime }} ./internal/taskenv
     go test -run '^$' -fuzz '^FuzzParser$' -fuzztime {{ fuzztime }} ./internal/agent

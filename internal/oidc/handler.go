@@ -190,25 +190,19 @@ func displayName(p oidc.UserInfoProfile) string {
 }
 
 // signInRefusal maps an error of SignInExternal to a status and a message
-// for the browser: a fault's public message with its kind's status, or a
-// generic 500 for anything else.
+// for the browser: a fault's public message with its class's status (the
+// one table, fault.Classes), or a generic 500 for anything else.
 func signInRefusal(err error) (int, string) {
 	fe, ok := errors.AsType[*fault.Error](err)
 	if !ok {
 		return http.StatusInternalServerError, msgInternal
 	}
-	status := http.StatusBadRequest
-	switch {
-	case errors.Is(err, fault.ErrPermissionDenied):
-		status = http.StatusForbidden
-	case errors.Is(err, fault.ErrUnauthenticated):
-		status = http.StatusUnauthorized
-	case errors.Is(err, fault.ErrResourceExhausted):
-		status = http.StatusTooManyRequests
-	case errors.Is(err, fault.ErrUnavailable):
-		status = http.StatusServiceUnavailable
+	class, _ := fault.Classify(err)
+	if class.HTTP == http.StatusInternalServerError {
+		// A fault of no known kind still carries a message for people.
+		class.HTTP = http.StatusBadRequest
 	}
-	return status, msgNotSignedIn + " " + sentence(fe.Message)
+	return class.HTTP, msgNotSignedIn + " " + sentence(fe.Message)
 }
 
 // refuse answers a failed sign-in with status and msg, and logs why.

@@ -32,7 +32,7 @@ func dockerFlags(t *testing.T, cli *client.Client, extra ...string) []string {
 }
 
 // eventually polls check until it returns true or the deadline passes.
-func eventually(t *testing.T, within time.Duration, what string, check func() bool) {
+func eventually(t testing.TB, within time.Duration, what string, check func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for !check() {

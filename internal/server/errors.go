@@ -22,43 +22,24 @@ import (
 // errorDomain is the ErrorInfo domain of every berth error.
 const errorDomain = "berth"
 
-// kinds maps each fault kind to its Connect code: the one table through
-// which domain errors cross to the wire.
-var kinds = []struct {
-	kind error
-	code connect.Code
-}{
-	{fault.ErrInvalid, connect.CodeInvalidArgument},
-	{fault.ErrUnauthenticated, connect.CodeUnauthenticated},
-	{fault.ErrPermissionDenied, connect.CodePermissionDenied},
-	{fault.ErrNotFound, connect.CodeNotFound},
-	{fault.ErrConflict, connect.CodeAlreadyExists},
-	{fault.ErrFailedPrecondition, connect.CodeFailedPrecondition},
-	{fault.ErrResourceExhausted, connect.CodeResourceExhausted},
-	{fault.ErrUnavailable, connect.CodeUnavailable},
-	{fault.ErrUnimplemented, connect.CodeUnimplemented},
-}
-
 // Reason returns the seeds' error code that goes into ErrorInfo.reason for
-// a Connect code.
+// a Connect code: the reason of the fault class with that code (the one
+// table, fault.Classes), and for the codes no fault has, the nearest one.
 func Reason(code connect.Code) string {
+	for _, c := range fault.Classes {
+		if c.Code == code.String() {
+			return c.Reason
+		}
+	}
 	switch code {
-	case connect.CodeInvalidArgument, connect.CodeOutOfRange:
+	case connect.CodeOutOfRange:
 		return "VALIDATION_ERROR"
-	case connect.CodeUnauthenticated:
-		return "UNAUTHORIZED"
-	case connect.CodePermissionDenied:
-		return "FORBIDDEN"
-	case connect.CodeNotFound:
-		return "NOT_FOUND"
-	case connect.CodeAlreadyExists, connect.CodeAborted, connect.CodeFailedPrecondition:
+	case connect.CodeAborted:
 		return "CONFLICT"
-	case connect.CodeResourceExhausted:
-		return "RATE_LIMIT_EXCEEDED"
-	case connect.CodeUnavailable, connect.CodeUnimplemented, connect.CodeDeadlineExceeded, connect.CodeCanceled:
+	case connect.CodeDeadlineExceeded, connect.CodeCanceled:
 		return "SERVICE_UNAVAILABLE"
 	}
-	return "INTERNAL_ERROR"
+	return fault.Internal.Reason
 }
 
 // errorInterceptor turns every error a call returns into a *connect.Error
@@ -171,13 +152,14 @@ func setRetryHeaders(ctx context.Context, err error) {
 	}
 }
 
+// codeOfFault is f's Connect code, from the one table (fault.Classes).
 func codeOfFault(f *fault.Error) connect.Code {
-	for _, k := range kinds {
-		if errors.Is(f.Kind, k.kind) {
-			return k.code
-		}
+	c, _ := fault.Classify(f.Kind)
+	var code connect.Code
+	if code.UnmarshalText([]byte(c.Code)) != nil {
+		return connect.CodeInternal
 	}
-	return connect.CodeInternal
+	return code
 }
 
 func hasErrorInfo(e *connect.Error) bool {

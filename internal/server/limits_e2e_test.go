@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/berthhq/berth/internal/stream/ws"
+	"github.com/berthhq/berth/internal/ws"
 )
 
 // get sends a GET to path from the client address from (through the

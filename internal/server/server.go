@@ -46,17 +46,17 @@ import (
 	"github.com/berthhq/berth/internal/openapi"
 	"github.com/berthhq/berth/internal/quota"
 	"github.com/berthhq/berth/internal/ratelimit"
+	"github.com/berthhq/berth/internal/sse"
 	"github.com/berthhq/berth/internal/stats"
 	"github.com/berthhq/berth/internal/store"
 	"github.com/berthhq/berth/internal/stream"
-	"github.com/berthhq/berth/internal/stream/eventsource"
-	"github.com/berthhq/berth/internal/stream/ws"
 	"github.com/berthhq/berth/internal/task"
 	"github.com/berthhq/berth/internal/taskenv"
 	"github.com/berthhq/berth/internal/telemetry"
 	"github.com/berthhq/berth/internal/valkey"
 	"github.com/berthhq/berth/internal/version"
 	"github.com/berthhq/berth/internal/workspace"
+	"github.com/berthhq/berth/internal/ws"
 )
 
 // Server is a configured berth, ready to serve.
@@ -69,7 +69,7 @@ type Server struct {
 	runtime    *containerRuntime
 	workspaces *workspace.Service
 	runner     *task.Runner
-	streams    *eventsource.Handler
+	streams    *sse.Handler
 	sockets    *ws.Handler
 	rpcStreams *drain
 	shared     *valkey.Client // nil without --valkey-url
@@ -185,7 +185,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg *prom
 	if shared != nil {
 		// Events cross instances: a task running here streams to clients
 		// connected anywhere.
-		bridge = valkey.NewBridge(shared, events, eventCodec{})
+		bridge = valkey.NewBridge(shared, events, valkey.EventCodec{})
 		if err := shareAuthReads(authSvc, shared, reg, logger); err != nil {
 			return nil, err
 		}
@@ -194,6 +194,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg *prom
 	var cloneFirst workspace.FirstTask // set once the task service exists
 	workspaces := workspace.NewService(workspace.Deps{
 		Store: st, Roots: roots, Runtime: rt, Bus: events, Streams: streamMetrics, Audit: recorder, Logger: logger, Now: now,
+		TaskProto: task.ToProto,
 		FirstTask: &cloneFirst,
 		Containers: workspace.Containers{
 			Image: cfg.Workspace.Image, ImageAllow: cfg.Workspace.ImageAllow, Network: cfg.Workspace.Network, User: cfg.Workspace.User,
@@ -328,7 +329,9 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg *prom
 	mux := newRouteMux()
 	connecthttp.Mount(mux, api, mountOpts...)
 	connecthttp.Mount(mux, reflection, mountOpts...)
-	streams := eventsource.New(eventsource.Config{
+	// One way to authenticate a stream that is not an RPC, for SSE and the
+	// WebSocket alike.
+	streamAuth := stream.Auth{
 		Authenticate: func(r *http.Request) (access.Principal, error) {
 			var h connect.Header
 			for k, v := range r.Header {
@@ -337,16 +340,17 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg *prom
 			return authSvc.Authenticate(r.Context(), credentials(&h))
 		},
 		RedeemTicket: authSvc.RedeemStreamTicket, RecheckTicket: authSvc.RecheckTicket,
+	}
+	streams := sse.New(sse.Config{
+		Auth:         streamAuth,
 		ResumeTicket: authSvc.ResumeTicket, SecureCookies: cfg.SecureCookies,
-		Store: st, Bus: events, Workspaces: workspaces, Logger: logger, Metrics: streamMetrics,
+		Tasks: tasks, Workspaces: workspaces, Logger: logger, Metrics: streamMetrics,
 		Heartbeat: cfg.Streams.Heartbeat, WriteTimeout: cfg.Streams.StallTimeout,
 		Admit: admitStream(limits, slots),
 	})
 	streams.Mount(mux)
 	sockets := ws.New(ws.Config{
-		Authenticate:   streams.Authenticate,
-		RedeemTicket:   authSvc.RedeemStreamTicket,
-		RecheckTicket:  authSvc.RecheckTicket,
+		Auth:           streamAuth,
 		AllowedOrigins: cfg.AllowedOrigins,
 		Tasks:          tasks,
 		Workspaces:     workspaces,
@@ -389,7 +393,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg *prom
 	healthv1connect.RegisterHealthHandler(probes, health.New(services, cfg.Streams.Heartbeat, healthChecks...))
 	connecthttp.Mount(mux, probes, mountOpts...)
 
-	var handler http.Handler = eventsource.KeepOpen(mux, berthv1connect.TaskServiceStreamTaskLogsProcedure, berthv1connect.WorkspaceServiceWatchWorkspaceProcedure, healthv1connect.HealthWatchProcedure)
+	var handler http.Handler = sse.KeepOpen(mux, berthv1connect.TaskServiceStreamTaskLogsProcedure, berthv1connect.WorkspaceServiceWatchWorkspaceProcedure, healthv1connect.HealthWatchProcedure)
 	handler = limitHTTP(limits, handler)
 	handler = limitBody(cfg.HTTP.MaxBodyBytes, handler)
 	if handler, err = csrfProtect(cfg.AllowedOrigins, handler); err != nil {

@@ -31,7 +31,7 @@ type streamEnv struct {
 	ws    string
 }
 
-func newStreamEnv(t *testing.T, flags ...string) *streamEnv {
+func newStreamEnv(t testing.TB, flags ...string) *streamEnv {
 	t.Helper()
 	claude := fakeClaudeBinary(t)
 	srv := startServer(t, append([]string{"--claude-path", claude, "--anthropic-api-key", testAPIKey}, flags...)...)
@@ -45,7 +45,7 @@ func newStreamEnv(t *testing.T, flags ...string) *streamEnv {
 	return &streamEnv{srv: srv, c: c, token: token, ctx: ctx, ws: ws.GetWorkspace().GetId()}
 }
 
-func (e *streamEnv) task(t *testing.T, prompt string) string {
+func (e *streamEnv) task(t testing.TB, prompt string) string {
 	t.Helper()
 	res, err := e.c.Task.CreateTask(as(t.Context(), e.token), &berthv1.CreateTaskRequest{WorkspaceId: e.ws, Type: berthv1.TaskType_TASK_TYPE_CLAUDE_CHAT, Prompt: prompt})
 	if err != nil {
@@ -55,7 +55,7 @@ func (e *streamEnv) task(t *testing.T, prompt string) string {
 }
 
 // seqs checks that got is exactly 1…n in order and returns n.
-func checkSeqs(t *testing.T, what string, got []int64, lastSeq int64) {
+func checkSeqs(t testing.TB, what string, got []int64, lastSeq int64) {
 	t.Helper()
 	if int64(len(got)) != lastSeq {
 		t.Fatalf("%s: %d lines, want %d (end's last_seq)", what, len(got), lastSeq)
@@ -279,31 +279,25 @@ func TestSSETaskLogsResume(t *testing.T) {
 
 // TestSlowStreamConsumer: a reader that reads nothing while a task floods
 // its log neither delays a fast reader nor the task, and then gets every
-// line.
+// line. (That a reader whose queue overflows catches up from the store with
+// no gap is proved in internal/stream, TestFollowLaggedReader;
+// BenchmarkSlowStreamConsumer floods with 20,000 lines.)
 func TestSlowStreamConsumer(t *testing.T) {
 	t.Parallel()
 	e := newStreamEnv(t)
-	id := e.task(t, "flood [lines:20000]")
-	url := e.srv.URL + "/api/v1/tasks/" + id + "/logs/stream"
-	slow, code := openSSE(t, e.ctx, url, bearer(e.token))
-	if code != http.StatusOK {
-		t.Fatalf("status %d", code)
-	}
-	fast, _ := openSSE(t, e.ctx, url, bearer(e.token))
-	fastDone := make(chan struct{})
+	const lines = 3000
+	id := e.task(t, fmt.Sprintf("flood [lines:%d]", lines))
+	slow, fast := slowAndFast(t, e, id)
 	var fastSeqs []int64
 	var fastEnd *berthv1.TaskEnd
-	go func() {
-		defer close(fastDone)
-		fastSeqs, fastEnd = readSSETask(t, fast, 0)
-	}()
 	select {
-	case <-fastDone:
-	case <-time.After(60 * time.Second):
+	case r := <-fast:
+		fastSeqs, fastEnd = r.seqs, r.end
+	case <-time.After(within(t)):
 		t.Fatal("the fast reader did not finish while the slow one stalled")
 	}
 	checkSeqs(t, "fast", fastSeqs, fastEnd.GetLastSeq())
-	if fastEnd.GetLastSeq() < 20000 {
+	if fastEnd.GetLastSeq() < lines {
 		t.Fatalf("only %d lines", fastEnd.GetLastSeq())
 	}
 	task := waitTask(t, e.c, e.ctx, id, 30*time.Second, nil)
@@ -317,23 +311,111 @@ func TestSlowStreamConsumer(t *testing.T) {
 	}
 }
 
-// sseSubscribers is how many SSE clients follow one task at once.
-const sseSubscribers = 1000
+// BenchmarkSlowStreamConsumer is TestSlowStreamConsumer at flood size: a
+// task writes 20,000 lines while one SSE reader stalls; it reports how long
+// the fast reader took to get them all, and the stalled one after it.
+func BenchmarkSlowStreamConsumer(b *testing.B) {
+	const lines = 20000
+	e := newStreamEnv(b)
+	for b.Loop() {
+		start := time.Now()
+		id := e.task(b, fmt.Sprintf("flood [lines:%d]", lines))
+		slow, fast := slowAndFast(b, e, id)
+		r := <-fast
+		fastTook := time.Since(start)
+		checkSeqs(b, "fast", r.seqs, r.end.GetLastSeq())
+		if r.end.GetLastSeq() < lines || r.end.GetStatus() != berthv1.TaskStatus_TASK_STATUS_SUCCEEDED {
+			b.Fatalf("fast: %d lines, %v", r.end.GetLastSeq(), r.end.GetStatus())
+		}
+		slowSeqs, slowEnd := readSSETask(b, slow, 0)
+		checkSeqs(b, "slow", slowSeqs, slowEnd.GetLastSeq())
+		if slowEnd.GetLastSeq() != r.end.GetLastSeq() {
+			b.Fatalf("slow got %d lines, fast %d", slowEnd.GetLastSeq(), r.end.GetLastSeq())
+		}
+		b.ReportMetric(float64(r.end.GetLastSeq()), "lines")
+		b.ReportMetric(float64(fastTook.Milliseconds()), "ms-fast-reader")
+		b.ReportMetric(float64(time.Since(start).Milliseconds()), "ms-slow-reader")
+	}
+}
+
+// taskRead is what a reader of a task's SSE stream got.
+type taskRead struct {
+	seqs []int64
+	end  *berthv1.TaskEnd
+}
+
+// slowAndFast opens two SSE streams of task id: slow, which the caller
+// reads later (or never), and one read to its end at once, whose result
+// fast delivers.
+func slowAndFast(t testing.TB, e *streamEnv, id string) (slow *sseStream, fast <-chan taskRead) {
+	t.Helper()
+	url := e.srv.URL + "/api/v1/tasks/" + id + "/logs/stream"
+	slow, code := openSSE(t, e.ctx, url, bearer(e.token))
+	if code != http.StatusOK {
+		t.Fatalf("status %d", code)
+	}
+	f, code := openSSE(t, e.ctx, url, bearer(e.token))
+	if code != http.StatusOK {
+		t.Fatalf("status %d", code)
+	}
+	done := make(chan taskRead, 1)
+	go func() {
+		seqs, end := readSSETask(t, f, 0)
+		done <- taskRead{seqs, end}
+	}()
+	return slow, done
+}
+
+// sseSubscribers is how many SSE clients follow one task at once in the
+// test; BenchmarkManySSESubscribers floods with ten times as many.
+const sseSubscribers = 100
 
 // TestManySSESubscribers: many clients follow one task at once and every
-// one gets every line, within a bounded time.
+// one gets every line, in order, then the end.
 func TestManySSESubscribers(t *testing.T) {
 	t.Parallel()
 	e := newStreamEnv(t)
-	id := e.task(t, "many [slow] [lines:20]")
-	url := e.srv.URL + "/api/v1/tasks/" + id + "/logs/stream"
 	ctx, cancel := context.WithTimeout(e.ctx, within(t))
 	defer cancel()
 	start := time.Now()
+	last, err := followMany(ctx, e, e.task(t, "many [slow] [lines:20]"), sseSubscribers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if last < 20 {
+		t.Fatalf("last seq %d", last)
+	}
+	t.Logf("%d subscribers got %d lines each in %s", sseSubscribers, last, time.Since(start).Round(time.Millisecond))
+}
+
+// BenchmarkManySSESubscribers is TestManySSESubscribers at flood size:
+// 1,000 SSE clients follow one task; it reports how long until every one
+// had every line and the end.
+func BenchmarkManySSESubscribers(b *testing.B) {
+	const subscribers = 1000
+	e := newStreamEnv(b)
+	for b.Loop() {
+		start := time.Now()
+		last, err := followMany(e.ctx, e, e.task(b, "many [slow] [lines:20]"), subscribers)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(float64(subscribers), "subscribers")
+		b.ReportMetric(float64(last), "lines")
+		b.ReportMetric(float64(time.Since(start).Milliseconds()), "ms-all-delivered")
+	}
+}
+
+// followMany has n SSE clients follow task id from its start to its end at
+// once, each checking that it gets seqs 1, 2, 3 … with no gap and no
+// duplicate and an end that names its last line. It returns that last seq,
+// on which they must all agree, or the first subscriber's failure.
+func followMany(ctx context.Context, e *streamEnv, id string, n int) (int64, error) {
+	url := e.srv.URL + "/api/v1/tasks/" + id + "/logs/stream"
 	var wg sync.WaitGroup
-	errs := make(chan error, sseSubscribers)
-	lasts := make(chan int64, sseSubscribers)
-	for i := range sseSubscribers {
+	errs := make(chan error, n)
+	lasts := make(chan int64, n)
+	for i := range n {
 		wg.Go(func() {
 			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 			req.Header = bearer(e.token)
@@ -362,6 +444,9 @@ func TestManySSESubscribers(t *testing.T) {
 					if end.GetLastSeq() != want-1 {
 						errs <- fmt.Errorf("subscriber %d: %d lines, end says %d", i, want-1, end.GetLastSeq())
 					}
+					if end.GetStatus() != berthv1.TaskStatus_TASK_STATUS_SUCCEEDED {
+						errs <- fmt.Errorf("subscriber %d: end %v", i, &end)
+					}
 					lasts <- end.GetLastSeq()
 					return
 				}
@@ -373,19 +458,16 @@ func TestManySSESubscribers(t *testing.T) {
 	close(errs)
 	close(lasts)
 	for err := range errs {
-		t.Fatal(err)
+		return 0, err
 	}
 	var last int64 = -1
 	for l := range lasts {
 		if last >= 0 && l != last {
-			t.Fatalf("subscribers disagree on the last seq: %d and %d", l, last)
+			return 0, fmt.Errorf("subscribers disagree on the last seq: %d and %d", l, last)
 		}
 		last = l
 	}
-	if last < 20 {
-		t.Fatalf("last seq %d", last)
-	}
-	t.Logf("%d subscribers got %d lines each in %s", sseSubscribers, last, time.Since(start).Round(time.Millisecond))
+	return last, nil
 }
 
 // TestStreamsDoNotAffectTasks: every kind of stream is opened and then

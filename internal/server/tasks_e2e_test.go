@@ -77,7 +77,7 @@ func installClaudeTB(t testing.TB, projectDir string) {
 
 // waitTask polls a task until it leaves QUEUED/RUNNING (or until stop
 // returns true) and returns it.
-func waitTask(t *testing.T, c clients, ctx context.Context, id string, within time.Duration, stop func(*berthv1.Task) bool) *berthv1.Task {
+func waitTask(t testing.TB, c clients, ctx context.Context, id string, within time.Duration, stop func(*berthv1.Task) bool) *berthv1.Task {
 	t.Helper()
 	var last *berthv1.Task
 	eventually(t, within, "task "+id, func() bool {
@@ -96,7 +96,7 @@ func waitTask(t *testing.T, c clients, ctx context.Context, id string, within ti
 }
 
 // allLogs pages through a task's stored log.
-func allLogs(t *testing.T, c clients, ctx context.Context, id string) []*berthv1.LogEntry {
+func allLogs(t testing.TB, c clients, ctx context.Context, id string) []*berthv1.LogEntry {
 	t.Helper()
 	var out []*berthv1.LogEntry
 	after := int64(0)

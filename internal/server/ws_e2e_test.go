@@ -58,7 +58,7 @@ func mustDialWS(t *testing.T, e *streamEnv, token string) *websocket.Conn {
 	return c
 }
 
-func wsSend(t *testing.T, c *websocket.Conn, m wsMessage) {
+func wsSend(t testing.TB, c *websocket.Conn, m wsMessage) {
 	t.Helper()
 	b, _ := json.Marshal(m)
 	if err := c.Write(t.Context(), websocket.MessageText, b); err != nil {
@@ -66,7 +66,7 @@ func wsSend(t *testing.T, c *websocket.Conn, m wsMessage) {
 	}
 }
 
-func wsRead(t *testing.T, c *websocket.Conn) wsMessage {
+func wsRead(t testing.TB, c *websocket.Conn) wsMessage {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), within(t))
 	defer cancel()
@@ -193,7 +193,7 @@ func TestWSCommands(t *testing.T) {
 	}
 }
 
-func waitTaskEnd(t *testing.T, e *streamEnv, id string) {
+func waitTaskEnd(t testing.TB, e *streamEnv, id string) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -28,7 +29,7 @@ import (
 // metric reads the value of one sample from the admin listener's /metrics:
 // series is the name with its labels as Prometheus writes them, such as
 // `berth_stream_connections{transport="sse"}`. A missing series is 0.
-func metric(t *testing.T, srv *testServer, series string) float64 {
+func metric(t testing.TB, srv *testServer, series string) float64 {
 	t.Helper()
 	res, err := http.Get(srv.AdminURL + "/metrics")
 	if err != nil {
@@ -54,13 +55,13 @@ func metric(t *testing.T, srv *testServer, series string) float64 {
 }
 
 // waitMetric waits until series has value want.
-func waitMetric(t *testing.T, srv *testServer, series string, want float64) {
+func waitMetric(t testing.TB, srv *testServer, series string, want float64) {
 	t.Helper()
 	waitMetricWithin(t, srv, series, want, 20*time.Second)
 }
 
 // waitMetricWithin waits up to within until series has value want.
-func waitMetricWithin(t *testing.T, srv *testServer, series string, want float64, within time.Duration) {
+func waitMetricWithin(t testing.TB, srv *testServer, series string, want float64, within time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for {
@@ -128,9 +129,30 @@ func TestWSResume(t *testing.T) {
 // TestWSSlowClientDropped: a client that stops reading while a task floods
 // its subscription is closed with 1008 and a reason once its queue stays
 // full for the stall timeout — it is not left to stall, and the task is
-// not slowed: it ends and its every line is stored.
+// not slowed: it ends and its every line is stored. The lines are wide, so
+// that a few thousand fill the kernel's buffers (BenchmarkWSSlowClientDropped
+// floods with 60,000 narrow ones).
 func TestWSSlowClientDropped(t *testing.T) {
 	t.Parallel()
+	wsSlowClientDropped(t, 3000, 4000)
+}
+
+// BenchmarkWSSlowClientDropped is TestWSSlowClientDropped at flood size:
+// 60,000 lines; it reports how long until the stalled client was dropped
+// and the task had ended.
+func BenchmarkWSSlowClientDropped(b *testing.B) {
+	for b.Loop() {
+		start := time.Now()
+		wsSlowClientDropped(b, 60000, 0)
+		b.ReportMetric(60000, "lines")
+		b.ReportMetric(float64(time.Since(start).Milliseconds()), "ms-dropped-and-ended")
+	}
+}
+
+// wsSlowClientDropped floods a WebSocket subscriber that reads nothing with
+// lines lines of width bytes (0: short ones) and checks that it is dropped
+// and the task is not slowed.
+func wsSlowClientDropped(t testing.TB, lines, width int) {
 	e := newStreamEnv(t, "--stream-stall-timeout", "300ms")
 	// A small receive buffer, so that what the client does not read fills
 	// the connection soon, whatever the host's TCP autotuning allows.
@@ -152,12 +174,16 @@ func TestWSSlowClientDropped(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.CloseNow()
-	id := e.task(t, "flood [lines:60000]")
+	prompt := fmt.Sprintf("flood [lines:%d]", lines)
+	if width > 0 {
+		prompt += fmt.Sprintf(" [width:%d]", width)
+	}
+	id := e.task(t, prompt)
 	wsSend(t, c, wsMessage{Type: "subscribe", ID: "s", Channel: "task:" + id})
 	// Read nothing until the server gives up on this client: once the
 	// task has written more than the kernel's buffers hold (slow on a
 	// loaded machine).
-	waitMetricWithin(t, e.srv, `berth_stream_dropped_clients_total{reason="slow",transport="websocket"}`, 1, 2*time.Minute)
+	waitMetricWithin(t, e.srv, `berth_stream_dropped_clients_total{reason="slow",transport="websocket"}`, 1, within(t))
 	for err == nil {
 		ctx, cancel := context.WithTimeout(t.Context(), within(t))
 		_, _, err = c.Read(ctx)
@@ -168,16 +194,34 @@ func TestWSSlowClientDropped(t *testing.T) {
 		t.Fatalf("the connection ended with %v, want close 1008 with a reason", err)
 	}
 	waitTaskEnd(t, e, id)
-	if n := len(allLogs(t, e.c, e.ctx, id)); n < 60000 {
-		t.Errorf("%d lines stored, want 60000+", n)
+	if n := len(allLogs(t, e.c, e.ctx, id)); n < lines {
+		t.Errorf("%d lines stored, want %d+", n, lines)
 	}
 	waitMetric(t, e.srv, `berth_stream_connections{transport="websocket"}`, 0)
 }
 
 // TestWSServerPings: the server pings on its own every --ws-ping-interval,
-// and its pings keep flowing while a task floods the subscription.
+// and its pings keep flowing while a task floods the subscription. The
+// flood is paced to last at least half a second, ten ping intervals
+// (BenchmarkWSServerPings floods with 20,000 lines at full speed).
 func TestWSServerPings(t *testing.T) {
 	t.Parallel()
+	wsServerPings(t, "flood [lines:1000] [rate:2000]", 1000)
+}
+
+// BenchmarkWSServerPings is TestWSServerPings at flood size: 20,000 lines
+// as fast as they come; it reports the pings received during the flood.
+func BenchmarkWSServerPings(b *testing.B) {
+	for b.Loop() {
+		b.ReportMetric(float64(wsServerPings(b, "flood [lines:20000]", 20000)), "pings-during-flood")
+	}
+}
+
+// wsServerPings follows a task run with prompt, which writes at least
+// lines lines, over a WebSocket that pings every 50ms, and checks that
+// pings arrived during the flood and after it; it returns how many did
+// during the flood.
+func wsServerPings(t testing.TB, prompt string, lines int64) int64 {
 	e := newStreamEnv(t, "--ws-ping-interval", "50ms")
 	var pings atomic.Int64
 	url := "ws" + strings.TrimPrefix(e.srv.URL, "http") + "/ws"
@@ -189,15 +233,15 @@ func TestWSServerPings(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.CloseNow()
-	id := e.task(t, "flood [lines:20000]")
+	id := e.task(t, prompt)
 	wsSend(t, c, wsMessage{Type: "subscribe", ID: "s", Channel: "task:" + id})
-	var lines int64
+	var got int64
 	var pingsDuringFlood int64
 	for {
 		m := wsRead(t, c)
 		if m.Action == "log" {
-			lines++
-			if lines == 1 {
+			got++
+			if got == 1 {
 				pingsDuringFlood = -pings.Load()
 			}
 		}
@@ -206,13 +250,13 @@ func TestWSServerPings(t *testing.T) {
 			break
 		}
 	}
-	if lines < 20000 {
-		t.Fatalf("%d lines, want 20000+", lines)
+	if got < lines {
+		t.Fatalf("%d lines, want %d+", got, lines)
 	}
 	// Pings are read (and counted) by the same reader as the data frames,
 	// so they were received between log frames.
 	if pingsDuringFlood < 1 {
-		t.Errorf("no server ping arrived while %d lines were delivered", lines)
+		t.Errorf("no server ping arrived while %d lines were delivered", got)
 	}
 	before := pings.Load()
 	time.Sleep(500 * time.Millisecond)
@@ -224,6 +268,7 @@ func TestWSServerPings(t *testing.T) {
 	if pings.Load() <= before {
 		t.Errorf("no server ping in 500ms at a 50ms interval")
 	}
+	return pingsDuringFlood
 }
 
 // TestWSExpiredTicket: a stream ticket is refused once its minute is over.

@@ -1,22 +1,29 @@
 // Package stream builds berth's live views on one rule: catch up from the
 // store by seq, then follow the bus, with no gap and no duplicate at the
-// seam. Every transport (Connect server streams, SSE) reads through the
-// followers here, so they share one set of guarantees: a slow reader only
-// ever holds a bounded bus queue, and when it falls behind it catches up
-// from the store instead of slowing the task or other readers.
+// seam. Every transport (Connect server streams, SSE, WebSocket) reads
+// through the followers here, by way of the task and workspace services, so
+// they share one set of guarantees: a slow reader only ever holds a bounded
+// bus queue, and when it falls behind it catches up from the store instead
+// of slowing the task or other readers.
 //
-// stream knows nothing of the event types of the task and workspace
-// packages (they import stream): on a task's topic, any event that is not
-// a log line is taken as "the task changed" and the task read again from
-// the store.
+// stream also holds what those transports share beyond the followers: the
+// JSON options of their events (JSON), the resolution and re-check of a
+// stream's credentials (Auth), and their metrics.
+//
+// The events it follows are package event's: a log line, or a task's
+// change carrying the task's new status and progress, which followers send
+// on as they are, without reading the task again; only a follower that
+// starts, or lags, reads the task's state from the store.
 package stream
 
 import (
-	"bytes"
 	"context"
 	"math"
 
+	"google.golang.org/protobuf/encoding/protojson"
+
 	"github.com/berthhq/berth/internal/bus"
+	"github.com/berthhq/berth/internal/event"
 	"github.com/berthhq/berth/internal/store"
 )
 
@@ -35,9 +42,11 @@ type Kind int
 const (
 	// KindLog is a log line, in Log.
 	KindLog Kind = iota + 1
-	// KindStatus is a new status of the task, in Task.
+	// KindStatus is a new status of the task, in Status (with its
+	// Progress).
 	KindStatus
-	// KindProgress is new progress of the task (status unchanged), in Task.
+	// KindProgress is new progress of the task (status unchanged), in
+	// Progress.
 	KindProgress
 	// KindEnd says the task is finished and every line up to LastSeq was
 	// sent; it is the last event.
@@ -46,11 +55,18 @@ const (
 
 // TaskEvent is one event of a task's live log.
 type TaskEvent struct {
-	Kind    Kind
-	Log     store.LogEntry    // KindLog
-	Task    *store.TaskRecord // KindStatus, KindProgress, KindEnd
-	LastSeq int64             // KindEnd: the seq of the task's last line
+	Kind     Kind
+	Log      store.LogEntry   // KindLog
+	Status   store.TaskStatus // KindStatus, KindProgress, KindEnd
+	Progress event.Progress   // KindStatus, KindProgress, KindEnd
+	LastSeq  int64            // KindEnd: the seq of the task's last line
 }
+
+// JSON is how every transport that sends JSON (SSE, WebSocket) writes the
+// API messages of its events: proto field names, as the RPCs' JSON has
+// them, and zero values present, so that a status of 0%, an empty message
+// or a first line's fields are there to read rather than implied.
+var JSON = protojson.MarshalOptions{UseProtoNames: true, EmitDefaultValues: true}
 
 // After is the seq to follow from for a client that already has every
 // line up to seq since (the SSE Last-Event-ID, the WebSocket since):
@@ -68,6 +84,11 @@ type Task struct {
 	Store   *store.Store
 	Bus     *bus.Bus
 	Metrics *Metrics // may be nil
+	// State reads a task's state from the store, as an admin (an error
+	// wrapping fault.ErrNotFound when there is no such task): when a
+	// follow starts, and when it lagged. Between those, the state comes
+	// with the bus's event.TaskChanged.
+	State func(ctx context.Context, id string) (event.TaskChanged, error)
 }
 
 // Follow sends task id's log from seq fromSeq on (0 and 1 both mean the
@@ -81,29 +102,29 @@ type Task struct {
 func (t Task) Follow(ctx context.Context, id string, fromSeq int64, send func(TaskEvent) error) error {
 	// Subscribe first, so that every line stored after the catch-up's last
 	// read is also on the queue: the seam has no gap.
-	sub := t.Bus.Subscribe("task:"+id, queueSize)
+	sub := t.Bus.Subscribe(event.TaskTopic(id), queueSize)
 	defer sub.Close()
 	f := &follower{t: t, id: id, last: max(fromSeq, 1) - 1, send: send}
 
 	// The stored log first, then the task's state as it is after it: a
 	// reader never sees a status or progress before the lines it follows.
-	if _, err := f.find(ctx); err != nil {
+	if _, err := t.State(ctx, id); err != nil {
 		return err // an unknown task sends nothing
 	}
 	if err := f.catchUp(ctx); err != nil {
 		return err
 	}
-	rec, err := f.find(ctx)
+	st, err := t.State(ctx, id)
 	if err != nil {
 		return err
 	}
-	if err := f.state(rec); err != nil {
-		return err
-	}
-	if rec.Status.Terminal() {
-		return f.end(ctx, rec)
-	}
 	for {
+		if err := f.state(st); err != nil {
+			return err
+		}
+		if st.Status.Terminal() {
+			return f.end(ctx, st)
+		}
 		var v any
 		select {
 		case <-ctx.Done():
@@ -119,30 +140,30 @@ func (t Task) Follow(ctx context.Context, id string, fromSeq int64, send func(Ta
 			if err := f.catchUp(ctx); err != nil {
 				return err
 			}
-			if rec, err = f.find(ctx); err != nil {
-				return err
-			}
-		} else if e, ok := v.(store.LogEntry); ok {
-			if err := f.log(ctx, e); err != nil {
+			if st, err = t.State(ctx, id); err != nil {
 				return err
 			}
 			continue
-		} else if err := f.catchUp(ctx); err != nil {
-			// Another event (a task.StatusEvent) says the task changed.
+		}
+		switch v := v.(type) {
+		case event.Log:
+			if err := f.log(ctx, v); err != nil {
+				return err
+			}
+		case event.TaskChanged:
 			// The lines stored before the change go first, so progress
-			// never precedes the lines it describes.
-			return err
-		} else if rec, err = f.find(ctx); err != nil {
-			// The task is read from the store rather than from the event:
-			// the store is the source of truth, and the publisher may
-			// still be updating the record it published.
-			return err
-		}
-		if err := f.state(rec); err != nil {
-			return err
-		}
-		if rec.Status.Terminal() {
-			return f.end(ctx, rec)
+			// never precedes the lines it describes. The event carries
+			// the state as stored when it was published (stored, then
+			// published), so it is sent as it is, with no store read.
+			if err := f.catchUp(ctx); err != nil {
+				return err
+			}
+			// An event of an earlier stage was published before the
+			// state was read from the store and is still queued: taken,
+			// it would take the reader back.
+			if stage(v.Status) >= stage(st.Status) {
+				st = v
+			}
 		}
 	}
 }
@@ -155,12 +176,7 @@ type follower struct {
 	send func(TaskEvent) error
 
 	status   store.TaskStatus // the last status sent
-	progress []byte           // the last progress sent
-}
-
-func (f *follower) find(ctx context.Context) (*store.TaskRecord, error) {
-	rec, _, err := f.t.Store.FindTask(ctx, f.id, store.Viewer{Admin: true})
-	return rec, err
+	progress event.Progress   // the last progress sent
 }
 
 // catchUp sends every stored line after f.last.
@@ -200,14 +216,14 @@ func (f *follower) log(ctx context.Context, e store.LogEntry) error {
 }
 
 // state sends the task's status or progress when it changed.
-func (f *follower) state(rec *store.TaskRecord) error {
+func (f *follower) state(st event.TaskChanged) error {
 	switch {
-	case rec.Status != f.status:
-		f.status, f.progress = rec.Status, rec.Progress
-		return f.send(TaskEvent{Kind: KindStatus, Task: rec})
-	case !bytes.Equal(rec.Progress, f.progress):
-		f.progress = rec.Progress
-		return f.send(TaskEvent{Kind: KindProgress, Task: rec})
+	case st.Status != f.status:
+		f.status, f.progress = st.Status, st.Progress
+		return f.send(TaskEvent{Kind: KindStatus, Status: st.Status, Progress: st.Progress})
+	case st.Progress != f.progress:
+		f.progress = st.Progress
+		return f.send(TaskEvent{Kind: KindProgress, Status: st.Status, Progress: st.Progress})
 	}
 	return nil
 }
@@ -216,7 +232,7 @@ func (f *follower) state(rec *store.TaskRecord) error {
 // finished between the catch-up and the status), then KindEnd with the
 // task's true last seq — not the reader's starting point when it asked to
 // start beyond the end.
-func (f *follower) end(ctx context.Context, rec *store.TaskRecord) error {
+func (f *follower) end(ctx context.Context, st event.TaskChanged) error {
 	if err := f.catchUp(ctx); err != nil {
 		return err
 	}
@@ -224,7 +240,19 @@ func (f *follower) end(ctx context.Context, rec *store.TaskRecord) error {
 	if err != nil {
 		return err
 	}
-	return f.send(TaskEvent{Kind: KindEnd, Task: rec, LastSeq: last})
+	return f.send(TaskEvent{Kind: KindEnd, Status: st.Status, Progress: st.Progress, LastSeq: last})
+}
+
+// stage orders a task's statuses by its life cycle: queued, then running,
+// then finished. A task never goes back a stage.
+func stage(s store.TaskStatus) int {
+	switch {
+	case s == store.TaskQueued:
+		return 0
+	case s.Terminal():
+		return 2
+	}
+	return 1
 }
 
 // drain empties a subscription's queue without blocking.

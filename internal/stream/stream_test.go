@@ -7,12 +7,14 @@ import (
 	"math"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
 
 	"github.com/berthhq/berth/internal/bus"
+	"github.com/berthhq/berth/internal/event"
 	"github.com/berthhq/berth/internal/store"
 	"github.com/berthhq/berth/internal/stream"
 	"github.com/berthhq/berth/internal/tasklog"
@@ -41,7 +43,19 @@ func running(t *testing.T) (stream.Task, *store.TaskRecord) {
 	if err := st.CreateTaskRecord(ctx, tr); err != nil {
 		t.Fatal(err)
 	}
-	return stream.Task{Store: st, Bus: bus.New()}, tr
+	return stream.Task{Store: st, Bus: bus.New(), State: state(st)}, tr
+}
+
+// state reads a task's state from the store, as the task service does
+// (progress aside, which these tests do not set).
+func state(st *store.Store) func(context.Context, string) (event.TaskChanged, error) {
+	return func(ctx context.Context, id string) (event.TaskChanged, error) {
+		rec, _, err := st.FindTask(ctx, id, store.Viewer{Admin: true})
+		if err != nil {
+			return event.TaskChanged{}, err
+		}
+		return event.TaskChanged{TaskID: rec.ID, WorkspaceID: rec.WorkspaceID, Status: rec.Status}, nil
+	}
 }
 
 // finish writes n lines through a real tasklog.Writer, then ends the task
@@ -59,7 +73,7 @@ func finish(t *testing.T, f stream.Task, tr *store.TaskRecord, n int) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.Bus.Publish("task:"+tr.ID, struct{ Task *store.TaskRecord }{done})
+	f.Bus.Publish(event.TaskTopic(tr.ID), event.TaskChanged{TaskID: done.ID, WorkspaceID: done.WorkspaceID, Status: done.Status})
 }
 
 // collect follows a task to its end and returns the seqs and the end.
@@ -134,7 +148,7 @@ func TestFollowLaggedReader(t *testing.T) {
 	checkExact(t, "fast", r.seqs, 1, n)
 	close(gate)
 	r = <-slow
-	if r.err != nil || r.end.Kind != stream.KindEnd || r.end.LastSeq != n || r.end.Task.Status != store.TaskSucceeded {
+	if r.err != nil || r.end.Kind != stream.KindEnd || r.end.LastSeq != n || r.end.Status != store.TaskSucceeded {
 		t.Fatalf("slow: %v, end %+v", r.err, r.end)
 	}
 	checkExact(t, "slow", r.seqs, 1, n)
@@ -220,5 +234,86 @@ func TestAfter(t *testing.T) {
 		if got := stream.After(since); got != want {
 			t.Errorf("After(%d) = %d, want %d", since, got, want)
 		}
+	}
+}
+
+// TestFollowSendsTheEventsState: a task's changes reach its followers with
+// the status and progress their events carry — the store is read for the
+// task's state only when a follow starts, not once per follower per event
+// — and an event older than the state a follower started from (queued
+// before its store read) does not take it back.
+func TestFollowSendsTheEventsState(t *testing.T) {
+	t.Parallel()
+	f, tr := running(t)
+	var reads atomic.Int64
+	read := f.State
+	f.State = func(ctx context.Context, id string) (event.TaskChanged, error) {
+		reads.Add(1)
+		return read(ctx, id)
+	}
+	const followers, changes = 20, 50
+	type got struct {
+		kinds    []stream.Kind
+		progress []event.Progress
+		status   []store.TaskStatus
+		err      error
+	}
+	results := make(chan got, followers)
+	var subscribed sync.WaitGroup
+	subscribed.Add(followers)
+	for range followers {
+		go func() {
+			var g got
+			first := true
+			g.err = f.Follow(t.Context(), tr.ID, 0, func(ev stream.TaskEvent) error {
+				if first {
+					first = false
+					subscribed.Done() // the running status: subscribed, state read
+				}
+				g.kinds = append(g.kinds, ev.Kind)
+				g.status = append(g.status, ev.Status)
+				if ev.Kind == stream.KindProgress {
+					g.progress = append(g.progress, ev.Progress)
+				}
+				return nil
+			})
+			results <- g
+		}()
+	}
+	subscribed.Wait()
+	topic := event.TaskTopic(tr.ID)
+	// Queued before the followers' reads: older than what they hold.
+	f.Bus.Publish(topic, event.TaskChanged{TaskID: tr.ID, WorkspaceID: tr.WorkspaceID, Status: store.TaskQueued})
+	for i := 1; i <= changes; i++ {
+		f.Bus.Publish(topic, event.TaskChanged{TaskID: tr.ID, WorkspaceID: tr.WorkspaceID, Status: store.TaskRunning,
+			Progress: event.Progress{Current: int32(i), Total: changes, Percentage: int32(i * 100 / changes), Message: fmt.Sprintf("step %d", i)}})
+	}
+	finish(t, f, tr, 3)
+	for range followers {
+		g := <-results
+		if g.err != nil {
+			t.Fatal(g.err)
+		}
+		if len(g.progress) != changes {
+			t.Fatalf("%d progress events, want %d", len(g.progress), changes)
+		}
+		for i, p := range g.progress {
+			if p.Current != int32(i+1) || p.Message != fmt.Sprintf("step %d", i+1) {
+				t.Fatalf("progress %d is %+v", i, p)
+			}
+		}
+		for _, s := range g.status {
+			if s == store.TaskQueued {
+				t.Fatalf("a follower went back to queued: %v", g.status)
+			}
+		}
+		if last := g.kinds[len(g.kinds)-1]; last != stream.KindEnd {
+			t.Fatalf("last event %v, want the end", last)
+		}
+	}
+	// Two reads per follower when it starts (the task exists; its state
+	// after the catch-up), none per change.
+	if n := reads.Load(); n != 2*followers {
+		t.Errorf("the task's state was read %d times for %d followers and %d changes, want %d", n, followers, changes, 2*followers)
 	}
 }

@@ -88,17 +88,6 @@ func (h *Handler) GetTaskLogs(ctx context.Context, req *berthv1.GetTaskLogsReque
 // stream does nothing to the task.
 func (h *Handler) StreamTaskLogs(ctx context.Context, req *berthv1.StreamTaskLogsRequest, out berthv1connect.TaskServiceStreamTaskLogsServerStream) error {
 	return h.svc.Follow(ctx, principal(ctx), req.GetTaskId(), req.GetFromSeq(), func(ev stream.TaskEvent) error {
-		res := &berthv1.StreamTaskLogsResponse{}
-		switch ev.Kind {
-		case stream.KindLog:
-			res.Event = &berthv1.StreamTaskLogsResponse_Log{Log: LogToProto(ev.Log)}
-		case stream.KindStatus:
-			res.Event = &berthv1.StreamTaskLogsResponse_Status{Status: statusToProto[ev.Task.Status]}
-		case stream.KindProgress:
-			res.Event = &berthv1.StreamTaskLogsResponse_Progress{Progress: ToProto(ev.Task).GetProgress()}
-		case stream.KindEnd:
-			res.Event = &berthv1.StreamTaskLogsResponse_End{End: &berthv1.TaskEnd{Status: statusToProto[ev.Task.Status], LastSeq: ev.LastSeq}}
-		}
-		return out.Send(res)
+		return out.Send(StreamResponse(ev))
 	})
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/berthhq/berth/internal/bus"
+	"github.com/berthhq/berth/internal/event"
 	"github.com/berthhq/berth/internal/sandbox"
 	"github.com/berthhq/berth/internal/sandbox/process"
 	"github.com/berthhq/berth/internal/store"
@@ -227,8 +228,8 @@ func (in *instance) statuses() map[string][]store.TaskStatus {
 	for {
 		select {
 		case v := <-in.events.C:
-			if ev, ok := v.(task.StatusEvent); ok {
-				got[ev.Task.ID] = append(got[ev.Task.ID], ev.Task.Status)
+			if ev, ok := v.(event.TaskChanged); ok {
+				got[ev.TaskID] = append(got[ev.TaskID], ev.Status)
 			}
 		default:
 			return got

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/berthhq/berth/internal/bus"
+	"github.com/berthhq/berth/internal/event"
 	"github.com/berthhq/berth/internal/fault"
 	berthv1 "github.com/berthhq/berth/internal/gen/berth/v1"
 	"github.com/berthhq/berth/internal/sandbox"
@@ -467,22 +468,15 @@ func (r *Runner) dispatch(ctx context.Context, t *store.TaskRecord, cfg *berthv1
 	return outcome{err: &berthv1.TaskError{Code: "UNKNOWN_TYPE", Message: "unknown task type " + string(t.Type)}}
 }
 
-// StatusEvent is published on a task's and its workspace's bus topics when
-// a task's status or progress changes.
-type StatusEvent struct {
-	Task *store.TaskRecord
-}
-
-// published announces a task's new state.
+// published announces a task's new state, stored already, on the task's
+// and its workspace's bus topics (see Changed).
 func (r *Runner) published(t *store.TaskRecord) {
 	if r.bus == nil || t == nil {
 		return
 	}
-	// A copy: the runner goes on updating its own record while readers
-	// hold the event.
-	ev := StatusEvent{Task: new(*t)}
-	r.bus.Publish("task:"+t.ID, ev)
-	r.bus.Publish("workspace:"+t.WorkspaceID, ev)
+	ev := Changed(t)
+	r.bus.Publish(event.TaskTopic(t.ID), ev)
+	r.bus.Publish(event.WorkspaceTopic(t.WorkspaceID), ev)
 }
 
 func closeAll(ws ...io.Writer) {

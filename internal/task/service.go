@@ -286,7 +286,7 @@ func (s *Service) Follow(ctx context.Context, p access.Principal, id string, fro
 	if _, _, err := s.store.FindTask(ctx, id, p.Viewer()); err != nil {
 		return err
 	}
-	return stream.Task{Store: s.store, Bus: s.runner.bus, Metrics: s.streams}.Follow(ctx, id, fromSeq, send)
+	return stream.Task{Store: s.store, Bus: s.runner.bus, Metrics: s.streams, State: s.state}.Follow(ctx, id, fromSeq, send)
 }
 
 // workingDir turns a task's working_dir (relative to the workspace) into a

@@ -1,10 +1,8 @@
 // Package tasklog turns a task's output into its durable log: numbered
 // entries (seq 1, 2, 3 … with no gaps) written to the store in batches and
-// only then published on the bus, so that a reader who saw entry n on the
-// bus can always find 1…n in the store and resume from there.
-//
-// tasklog imports internal/store, internal/bus and internal/fault (the
-// store's error kinds) from berth.
+// only then published on the bus, as event.Log values on the task's topic
+// (event.TaskTopic), so that a reader who saw entry n on the bus can always
+// find 1…n in the store and resume from there.
 package tasklog
 
 import (
@@ -20,6 +18,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/berthhq/berth/internal/bus"
+	"github.com/berthhq/berth/internal/event"
 	"github.com/berthhq/berth/internal/fault"
 	"github.com/berthhq/berth/internal/store"
 )
@@ -149,7 +148,7 @@ func NewWriter(st *store.Store, b *bus.Bus, taskID string, firstSeq int64, opts 
 		st:      st,
 		bus:     b,
 		taskID:  taskID,
-		topic:   "task:" + taskID,
+		topic:   event.TaskTopic(taskID),
 		opts:    opts.withDefaults(),
 		nextSeq: firstSeq,
 		lastSeq: firstSeq - 1,

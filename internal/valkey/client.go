@@ -16,9 +16,6 @@
 // (PipelineMultiplex -1): Valkey's invalidation pushes and the replies
 // to this client's commands then arrive in one ordered stream, which the
 // coherence of internal/cache relies on (see Sync).
-//
-// valkey imports internal/bus from berth, for the Bridge, and
-// internal/telemetry.
 package valkey
 
 import (

@@ -6,11 +6,11 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/berthhq/berth/internal/access"
+	"github.com/berthhq/berth/internal/event"
 	berthv1 "github.com/berthhq/berth/internal/gen/berth/v1"
 	"github.com/berthhq/berth/internal/gen/berth/v1/berthv1connect"
 	"github.com/berthhq/berth/internal/page"
 	"github.com/berthhq/berth/internal/store"
-	"github.com/berthhq/berth/internal/task"
 )
 
 // Handler serves berth.v1.WorkspaceService by translating to the Service.
@@ -218,40 +218,48 @@ func (s *Service) FollowEvents(ctx context.Context, p access.Principal, id strin
 	statuses := map[string]store.TaskStatus{} // of the tasks seen running
 	return s.Follow(ctx, p, id, func(v any) error {
 		switch v := v.(type) {
-		case Event:
-			return send(&berthv1.WorkspaceEvent{Time: timestamppb.New(v.Time), Kind: v.Kind, Workspace: s.Proto(v.Workspace)})
-		case task.StatusEvent:
-			// The event's record is a copy whose ID, Status and Progress
-			// stay as published; the runner goes on updating its own.
-			ev := &berthv1.WorkspaceEvent{Time: timestamppb.New(s.now()), Kind: "task.status", TaskId: v.Task.ID,
-				TaskStatus: task.ToProto(&store.TaskRecord{Status: v.Task.Status}).GetStatus()}
+		case event.WorkspaceChanged:
+			return send(&berthv1.WorkspaceEvent{Time: timestamppb.New(v.Time), Kind: KindStatus, Workspace: s.Proto(v.Workspace)})
+		case event.TaskChanged:
+			// The event carries the task's status and progress as stored
+			// when it was published: no store read for them.
+			ev := &berthv1.WorkspaceEvent{Time: timestamppb.New(s.now()), Kind: "task.status", TaskId: v.TaskID,
+				TaskStatus: s.taskProto(&store.TaskRecord{Status: v.Status}).GetStatus()}
 			switch {
-			case v.Task.Status == store.TaskQueued:
+			case v.Status == store.TaskQueued:
+				// A new task, announced whole: as created here, or, from
+				// another instance, as read from the store.
 				ev.Kind = "task.created"
-				rec := v.Task
-				if rec.CreatedAt.IsZero() {
-					// From another instance, which sent only the id and
-					// status: read the task.
-					found, _, err := s.store.FindTask(ctx, v.Task.ID, p.Viewer())
+				rec := v.Created
+				if rec == nil {
+					found, _, err := s.store.FindTask(ctx, v.TaskID, p.Viewer())
 					if err != nil {
 						return nil // gone meanwhile: nothing to tell
 					}
 					rec = found
 				}
-				ev.Task = task.ToProto(rec)
+				ev.Task = s.taskProto(rec)
 				return send(ev)
-			case statuses[v.Task.ID] == v.Task.Status:
+			case statuses[v.TaskID] == v.Status:
 				ev.Kind = "task.progress"
 			}
-			statuses[v.Task.ID] = v.Task.Status
-			if v.Task.Status.Terminal() {
-				delete(statuses, v.Task.ID)
+			statuses[v.TaskID] = v.Status
+			if v.Status.Terminal() {
+				delete(statuses, v.TaskID)
 			}
-			ev.TaskProgress = task.ToProto(&store.TaskRecord{Progress: v.Task.Progress}).GetProgress()
+			ev.TaskProgress = &berthv1.TaskProgress{Current: v.Progress.Current, Total: v.Progress.Total, Percentage: v.Progress.Percentage, Message: v.Progress.Message}
 			return send(ev)
 		}
 		return nil
 	})
+}
+
+// Visible returns nil when p may see workspace id, and its not-found error
+// otherwise, as Follow checks it: for a transport that must refuse a watch
+// before it starts one. Unlike Get it does not count as activity.
+func (s *Service) Visible(ctx context.Context, p access.Principal, id string) error {
+	_, err := s.store.FindWorkspace(ctx, id, p.Viewer())
+	return err
 }
 
 // ToProto converts a workspace record to its API message, with the image

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/berthhq/berth/internal/access"
+	"github.com/berthhq/berth/internal/event"
 	"github.com/berthhq/berth/internal/fault"
 	"github.com/berthhq/berth/internal/sandbox"
 	"github.com/berthhq/berth/internal/store"
@@ -57,15 +58,9 @@ type Containers struct {
 	Ephemeral bool
 }
 
-// Topic is the bus topic of a workspace's events.
-func Topic(workspaceID string) string { return "workspace:" + workspaceID }
-
-// Event is what the service publishes on a workspace's topic.
-type Event struct {
-	Kind      string // "workspace.status"
-	Workspace *store.Workspace
-	Time      time.Time
-}
+// KindStatus is the kind of the WorkspaceEvent that carries the workspace
+// itself: its state when a watch starts, and each change of it.
+const KindStatus = "workspace.status"
 
 // checkLimits refuses resource requests above the configured maxima.
 func (c Containers) checkLimits(spec Spec) error {
@@ -173,7 +168,7 @@ func (s *Service) update(ctx context.Context, w *store.Workspace, upd store.Work
 
 func (s *Service) publish(w *store.Workspace) {
 	if s.bus != nil {
-		s.bus.Publish(Topic(w.ID), Event{Kind: "workspace.status", Workspace: w, Time: s.now().UTC()})
+		s.bus.Publish(event.WorkspaceTopic(w.ID), event.WorkspaceChanged{Workspace: w, Time: s.now().UTC()})
 	}
 }
 
@@ -670,7 +665,7 @@ func (s *Service) Follow(ctx context.Context, p access.Principal, id string, sen
 		if err != nil {
 			return nil, err
 		}
-		return Event{Kind: "workspace.status", Workspace: w, Time: s.now().UTC()}, nil
+		return event.WorkspaceChanged{Workspace: w, Time: s.now().UTC()}, nil
 	}
-	return stream.Watcher{Bus: s.bus, Metrics: s.streams}.Watch(ctx, Topic(id), current, send)
+	return stream.Watcher{Bus: s.bus, Metrics: s.streams}.Watch(ctx, event.WorkspaceTopic(id), current, send)
 }

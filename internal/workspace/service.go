@@ -20,6 +20,7 @@ import (
 	"github.com/berthhq/berth/internal/bus"
 	"github.com/berthhq/berth/internal/cache"
 	"github.com/berthhq/berth/internal/fault"
+	berthv1 "github.com/berthhq/berth/internal/gen/berth/v1"
 	"github.com/berthhq/berth/internal/gitop"
 	"github.com/berthhq/berth/internal/page"
 	"github.com/berthhq/berth/internal/sandbox"
@@ -43,6 +44,7 @@ type Service struct {
 	owner      Owner // who gets the directories berth makes
 	firstTask  FirstTask
 	maxOwned   int64 // see LimitOwned
+	taskProto  func(*store.TaskRecord) *berthv1.Task
 }
 
 // FirstTask queues the first task of a new workspace whose directory berth
@@ -61,6 +63,12 @@ type Deps struct {
 	Audit      *audit.Recorder
 	Logger     *slog.Logger
 	Now        func() time.Time
+	// TaskProto is the task package's conversion of a task to its API
+	// message (task.ToProto), for the task events of WatchWorkspace:
+	// workspace and task are siblings under the server, which wires them,
+	// and neither imports the other. Without it those events carry only
+	// the task's id, workspace and status.
+	TaskProto func(*store.TaskRecord) *berthv1.Task
 	// FirstTask, when set, queues the clone of a new managed workspace's
 	// git_url; it may be set after NewService returns and before the
 	// service is used (the task service that does it needs this one).
@@ -80,9 +88,15 @@ func NewService(d Deps) *Service {
 	}
 	s := &Service{
 		store: d.Store, roots: d.Roots, runtime: d.Runtime, containers: d.Containers,
-		bus: d.Bus, streams: d.Streams, audit: d.Audit, logger: d.Logger, now: d.Now,
+		bus: d.Bus, streams: d.Streams, audit: d.Audit, logger: d.Logger, now: d.Now, taskProto: d.TaskProto,
 		activity: activity{last: make(map[string]time.Time), holds: make(map[string]int)},
 		owner:    owner,
+	}
+	if s.taskProto == nil {
+		s.taskProto = func(t *store.TaskRecord) *berthv1.Task {
+			status := berthv1.TaskStatus_value["TASK_STATUS_"+strings.ToUpper(string(t.Status))]
+			return &berthv1.Task{Id: t.ID, WorkspaceId: t.WorkspaceID, Status: berthv1.TaskStatus(status)}
+		}
 	}
 	if d.FirstTask != nil {
 		s.firstTask = func(ctx context.Context, p access.Principal, w *store.Workspace) error {

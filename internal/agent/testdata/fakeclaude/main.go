@@ -17,6 +17,9 @@
 //	            at once and ending "sent <unix nanoseconds>", the time it
 //	            was written, so a reader on the same host can measure
 //	            the latency from the write to its receipt
+//	[width:W]   the [lines:N] lines padded with dots to W bytes each (at
+//	            most 16000, one log entry): a flood that fills a reader's
+//	            buffers with fewer lines
 //	[cost:J]    the result's total_cost_usd is the JSON text J as is
 //	            (-1000, 1e308, 1e400, "NaN"): a lying or broken CLI
 //	[turns:J]   the same for num_turns
@@ -134,6 +137,10 @@ func run(cfg config, e *emitter, session string) int {
 	}
 	if m := regexp.MustCompile(`\[rate:(\d+)\]`).FindStringSubmatch(cfg.prompt); m != nil {
 		rate, _ = strconv.Atoi(m[1])
+	}
+	if m := regexp.MustCompile(`\[width:(\d+)\]`).FindStringSubmatch(cfg.prompt); m != nil {
+		e.width, _ = strconv.Atoi(m[1])
+		e.width = min(e.width, 16000)
 	}
 	fail := strings.Contains(cfg.prompt, "[fail]")
 	answer := finalText
@@ -299,6 +306,8 @@ type emitter struct {
 	w    *bufio.Writer
 	slow bool
 	n    int
+	// width pads the [lines:N] lines ([width:W]).
+	width int
 }
 
 func (e *emitter) emit(v map[string]any) {
@@ -335,6 +344,9 @@ func (e *emitter) extraLines(msgID, session string, usage map[string]int, n, rat
 	start := time.Now()
 	for i := 1; i <= n; i++ {
 		text := fmt.Sprintf("extra line %d of %d", i, n)
+		if pad := e.width - len(text); pad > 0 {
+			text += strings.Repeat(".", pad)
+		}
 		if rate > 0 {
 			due := start.Add(time.Duration(i-1) * time.Second / time.Duration(rate))
 			if d := time.Until(due); d > 0 {

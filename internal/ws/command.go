@@ -12,6 +12,7 @@ import (
 	"github.com/berthhq/berth/internal/access"
 	"github.com/berthhq/berth/internal/fault"
 	berthv1 "github.com/berthhq/berth/internal/gen/berth/v1"
+	"github.com/berthhq/berth/internal/stream"
 	"github.com/berthhq/berth/internal/task"
 )
 
@@ -84,7 +85,7 @@ func (s *session) command(m Message) {
 		s.commandFailed(m, err)
 		return
 	}
-	b, err := marshal.Marshal(res)
+	b, err := stream.JSON.Marshal(res)
 	if err != nil {
 		s.commandFailed(m, err)
 		return

@@ -18,7 +18,7 @@ import (
 	"github.com/berthhq/berth/internal/access"
 	"github.com/berthhq/berth/internal/store"
 	"github.com/berthhq/berth/internal/stream"
-	"github.com/berthhq/berth/internal/stream/ws"
+	"github.com/berthhq/berth/internal/ws"
 )
 
 // TestPanicEndsOneConnection: a panic in one of a connection's goroutines
@@ -31,9 +31,9 @@ func TestPanicEndsOneConnection(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	var logs lockedBuffer
 	h := ws.New(ws.Config{
-		Authenticate: func(*http.Request) (access.Principal, error) {
+		Auth: stream.Auth{Authenticate: func(*http.Request) (access.Principal, error) {
 			return access.Principal{UserID: uuid.NewString(), Role: store.RoleAdmin}, nil
-		},
+		}},
 		Metrics: stream.NewMetrics(reg),
 		Logger:  slog.New(slog.NewJSONHandler(&logs, nil)),
 	})

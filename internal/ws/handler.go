@@ -3,7 +3,6 @@ package ws
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"log/slog"
 	"math"
 	"net/http"
@@ -47,19 +46,16 @@ const (
 
 // Config is what a Handler needs.
 type Config struct {
-	// Authenticate reads the upgrade request's Authorization header,
-	// X-API-Key header or session cookie, as the RPCs do.
-	Authenticate func(*http.Request) (access.Principal, error)
-	// RedeemTicket spends a stream ticket (?ticket=) for target ("ws").
-	RedeemTicket func(ctx context.Context, ticket, target string) (access.Principal, error)
-	// RecheckTicket re-validates the principal of a redeemed ticket.
+	// Auth resolves the connection's principal at the upgrade, by a
+	// stream ticket (?ticket=) for the target "ws" or by credentials.
 	// Every command, every subscription and every keep-alive period
-	// re-checks the connection's credentials (Authenticate with the
-	// upgrade's headers, or RecheckTicket), so a logout, a revoked key, a
-	// disabled account or a role change applies to open connections too.
-	RecheckTicket func(ctx context.Context, p access.Principal) (access.Principal, error)
+	// re-checks those credentials, so a logout, a revoked key, a disabled
+	// account or a role change applies to open connections too.
+	Auth stream.Auth
 	// Errors maps a command's or subscription's error to an error frame's
-	// body, with the RPCs' table (the server passes its own).
+	// body. The server passes its Connect error mapping, which also logs
+	// internal errors and knows the rate limiter's; by default the body
+	// comes from the fault table (fault.Classes).
 	Errors func(ctx context.Context, action string, err error) ErrorBody
 	// AllowedOrigins lists the browser origins (scheme://host[:port], may
 	// hold path.Match patterns) besides the endpoint's own.
@@ -122,6 +118,12 @@ func New(cfg Config) *Handler {
 		actions = append(actions, a)
 	}
 	cfg.Metrics.KnownCommands(actions...)
+	if cfg.Errors == nil {
+		cfg.Errors = func(_ context.Context, _ string, err error) ErrorBody {
+			class, msg := fault.Public(err)
+			return ErrorBody{Code: class.Code, Message: msg, Reason: class.Reason}
+		}
+	}
 	return &Handler{cfg: cfg, closing: make(chan struct{})}
 }
 
@@ -139,54 +141,21 @@ func (h *Handler) Mount(mux interface{ Handle(string, http.Handler) }) { mux.Han
 // upgrades and serves the connection until either side closes it.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !h.originAllowed(r) {
-		refuse(w, http.StatusForbidden, "permission_denied", "origin not allowed")
+		h.refuse(w, r, "", fault.New(fault.ErrPermissionDenied, "origin not allowed"))
 		return
 	}
 	if !offers(r, Subprotocol) {
-		refuse(w, http.StatusBadRequest, "invalid_argument", "the WebSocket subprotocol "+Subprotocol+" is required")
+		h.refuse(w, r, "", fault.New(fault.ErrInvalid, "the WebSocket subprotocol "+Subprotocol+" is required"))
 		return
 	}
-	var p access.Principal
-	var err error
-	var recheck func(context.Context) (access.Principal, error)
-	if ticket := r.URL.Query().Get("ticket"); ticket != "" {
-		p, err = h.cfg.RedeemTicket(r.Context(), ticket, "ws")
-		recheck = func(ctx context.Context) (access.Principal, error) { return h.cfg.RecheckTicket(ctx, p) }
-	} else {
-		p, err = h.cfg.Authenticate(r)
-		header := r.Header.Clone()
-		recheck = func(ctx context.Context) (access.Principal, error) {
-			return h.cfg.Authenticate((&http.Request{Header: header}).WithContext(ctx))
-		}
-	}
+	cred, err := h.cfg.Auth.Resolve(r, "ws")
 	if err != nil {
-		status, code, msg := http.StatusInternalServerError, "internal", "internal error"
-		if errors.Is(err, fault.ErrUnauthenticated) {
-			status, code, msg = http.StatusUnauthorized, "unauthenticated", err.Error()
-			if m, ok := fault.Message(err); ok {
-				msg = m
-			}
-		} else {
-			h.cfg.Logger.ErrorContext(r.Context(), "authenticating a WebSocket failed", "error", err.Error())
-		}
-		refuse(w, status, code, msg)
+		h.refuse(w, r, "authenticating a WebSocket failed", err)
 		return
 	}
-	release, err := h.admit(r.Context(), p, w.Header())
+	release, err := h.admit(r.Context(), cred.Principal, w.Header())
 	if err != nil {
-		status, code, msg := http.StatusInternalServerError, "internal", "internal error"
-		if errors.Is(err, fault.ErrResourceExhausted) {
-			status, code, msg = http.StatusTooManyRequests, "resource_exhausted", err.Error()
-			if m, ok := fault.Message(err); ok {
-				msg = m
-			}
-			if d, ok := fault.RetryAfter(err); ok {
-				w.Header().Set("Retry-After", strconv.FormatInt(int64(math.Ceil(d.Seconds())), 10))
-			}
-		} else {
-			h.cfg.Logger.ErrorContext(r.Context(), "admitting a WebSocket failed", "error", err.Error())
-		}
-		refuse(w, status, code, msg)
+		h.refuse(w, r, "admitting a WebSocket failed", err)
 		return
 	}
 	defer release()
@@ -203,7 +172,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return // Accept answered the request
 	}
 	conn.SetReadLimit(h.cfg.MaxMessageBytes)
-	newSession(h, conn, recheck).run(context.WithoutCancel(r.Context()))
+	newSession(h, conn, cred.Recheck).run(context.WithoutCancel(r.Context()))
 }
 
 // admit asks Config.Admit, if set, for a stream slot of p.
@@ -254,11 +223,21 @@ func offers(r *http.Request, subprotocol string) bool {
 	return false
 }
 
-// refuse answers a handshake that cannot be upgraded.
-func refuse(w http.ResponseWriter, status int, code, msg string) {
+// refuse answers a handshake that cannot be upgraded with err's status,
+// Connect code and public message, from the one fault table
+// (fault.Classes); an internal error is logged as what, and answered with
+// no detail.
+func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, what string, err error) {
+	class, msg := fault.Public(err)
+	if class.HTTP == http.StatusInternalServerError {
+		h.cfg.Logger.ErrorContext(r.Context(), what, "error", err.Error())
+	}
+	if d, ok := fault.RetryAfter(err); ok {
+		w.Header().Set("Retry-After", strconv.FormatInt(int64(math.Ceil(d.Seconds())), 10))
+	}
 	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(map[string]string{"code": code, "message": msg})
+	w.WriteHeader(class.HTTP)
+	_ = json.NewEncoder(w).Encode(map[string]string{"code": class.Code, "message": msg})
 }
 
 // limiter returns a connection's command limiter.

@@ -1,4 +1,4 @@
-// Package eventsource serves berth's live streams as server-sent events,
+// Package sse serves berth's live streams as server-sent events,
 // for curl and the browser's EventSource: a task's log
 // (GET /api/v1/tasks/{id}/logs/stream) and a workspace's events
 // (GET /api/v1/workspaces/{id}/events), with the same source, guarantees
@@ -11,10 +11,12 @@
 // which already replays from the store by seq. A Provider would only wrap
 // the follower and hide the 401/404 decided before the stream starts.
 //
-// eventsource imports internal/stream, internal/task, internal/workspace,
-// internal/access, internal/fault, internal/store, internal/bus and the
-// generated API package from berth.
-package eventsource
+// sse is a transport above the domain: it calls the task and workspace
+// services (task.Service.Follow, workspace.Service.FollowEvents) exactly as
+// the Connect streams do, with their access rules, and sends their one
+// conversion of events to API messages (task.StreamResponse,
+// WorkspaceEvent) as JSON written with stream.JSON, as the WebSocket does.
+package sse
 
 import (
 	"context"
@@ -28,15 +30,12 @@ import (
 	"sync"
 	"time"
 
-	sse "github.com/tmaxmax/go-sse"
-	"google.golang.org/protobuf/encoding/protojson"
-	"google.golang.org/protobuf/proto"
+	gosse "github.com/tmaxmax/go-sse"
 
 	"github.com/berthhq/berth/internal/access"
-	"github.com/berthhq/berth/internal/bus"
+	"github.com/berthhq/berth/internal/event"
 	"github.com/berthhq/berth/internal/fault"
 	berthv1 "github.com/berthhq/berth/internal/gen/berth/v1"
-	"github.com/berthhq/berth/internal/store"
 	"github.com/berthhq/berth/internal/stream"
 	"github.com/berthhq/berth/internal/task"
 	"github.com/berthhq/berth/internal/workspace"
@@ -56,15 +55,11 @@ const (
 
 // Config is what a Handler needs.
 type Config struct {
-	// Authenticate reads the request's Authorization header, X-API-Key
-	// header or session cookie, as the RPCs do.
-	Authenticate func(*http.Request) (access.Principal, error)
-	// RedeemTicket spends a stream ticket (?ticket=) for target.
-	RedeemTicket func(ctx context.Context, ticket, target string) (access.Principal, error)
-	// RecheckTicket re-validates the principal of a redeemed ticket; with
-	// Authenticate for other credentials it is asked at every heartbeat,
-	// so a logout, a revoked key or a disabled account ends open streams.
-	RecheckTicket func(ctx context.Context, p access.Principal) (access.Principal, error)
+	// Auth resolves a stream's principal, by ticket (?ticket=, or the
+	// resume cookie's) or credentials; those are checked again at every
+	// heartbeat, so a logout, a revoked key or a disabled account ends
+	// open streams.
+	Auth stream.Auth
 	// ResumeTicket, when set, issues the ticket a stream opened with a
 	// ticket hands its browser in a cookie (see resumeCookie), so that an
 	// EventSource reconnecting to the same URL, whose ticket is spent,
@@ -72,8 +67,7 @@ type Config struct {
 	ResumeTicket func(ctx context.Context, p access.Principal, target string) (string, time.Time, error)
 	// SecureCookies marks the resume cookie Secure (HTTPS only).
 	SecureCookies bool
-	Store         *store.Store
-	Bus           *bus.Bus
+	Tasks         *task.Service
 	Workspaces    *workspace.Service
 	Logger        *slog.Logger
 	Metrics       *stream.Metrics // may be nil
@@ -118,8 +112,6 @@ func (h *Handler) Mount(mux Mux) {
 	mux.HandleFunc("GET /api/v1/workspaces/{id}/events", h.workspaceEvents)
 }
 
-var marshal = protojson.MarshalOptions{UseProtoNames: true}
-
 // endID is the id of a task stream's end event: an EventSource sends it
 // back as Last-Event-ID when it reconnects after the end, and gets 204.
 const endID = "end"
@@ -129,31 +121,21 @@ const endID = "end"
 // a reconnect of that very stream sends it.
 const resumeCookie = "berth_resume"
 
-// principal authenticates a request: by its ticket for target when it has
-// one — the resume cookie's first, as an EventSource that reconnects sends
-// the spent ticket of its URL again —, else by its credentials; the role
-// must grant permission. recheck re-validates the same credentials later,
-// for as long as the stream is open. ticketed says a ticket was used.
+// principal authenticates a request for target (see stream.Auth.Resolve;
+// the resume cookie's ticket is the spare one); the role must grant
+// permission. recheck re-validates the same credentials later, for as long
+// as the stream is open. ticketed says a ticket was used.
 func (h *Handler) principal(r *http.Request, target, permission string) (p access.Principal, recheck func(context.Context) error, ticketed bool, err error) {
-	if ticket := r.URL.Query().Get("ticket"); ticket != "" {
-		ticketed = true
-		p, err = h.RedeemTicket(r.Context(), ticket, target)
-		if c, cerr := r.Cookie(resumeCookie); err != nil && cerr == nil && c.Value != "" {
-			p, err = h.RedeemTicket(r.Context(), c.Value, target)
-		}
-		recheck = func(ctx context.Context) error {
-			cur, err := h.RecheckTicket(ctx, p)
-			return allows(cur, err, permission)
-		}
-	} else {
-		p, err = h.Authenticate(r)
-		header := r.Header.Clone()
-		recheck = func(ctx context.Context) error {
-			cur, err := h.Authenticate((&http.Request{Header: header}).WithContext(ctx))
-			return allows(cur, err, permission)
-		}
+	var spare string
+	if c, cerr := r.Cookie(resumeCookie); cerr == nil {
+		spare = c.Value
 	}
-	return p, recheck, ticketed, allows(p, err, permission)
+	cred, err := h.Auth.Resolve(r, target, spare)
+	recheck = func(ctx context.Context) error {
+		cur, err := cred.Recheck(ctx)
+		return stream.Allow(cur, err, permission)
+	}
+	return cred.Principal, recheck, cred.Ticketed, stream.Allow(cred.Principal, err, permission)
 }
 
 // resume hands the browser of a stream opened with a ticket a new ticket
@@ -177,25 +159,14 @@ func (h *Handler) resume(w http.ResponseWriter, r *http.Request, p access.Princi
 	})
 }
 
-// allows returns err, or an error when p's role does not grant permission.
-func allows(p access.Principal, err error, permission string) error {
-	if err != nil {
-		return err
-	}
-	if !access.Allows(p.Role, permission) {
-		return fault.New(fault.ErrPermissionDenied, "your role (%s) does not grant %s", p.Role, permission)
-	}
-	return nil
-}
-
 func (h *Handler) taskLogs(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	p, recheck, ticketed, err := h.principal(r, "task:"+id, "task.read")
+	p, recheck, ticketed, err := h.principal(r, event.TaskTopic(id), "task.read")
 	if err != nil {
 		h.fail(w, r, err)
 		return
 	}
-	t, _, err := h.Store.FindTask(r.Context(), id, p.Viewer())
+	t, err := h.Tasks.Get(r.Context(), p, id)
 	if err != nil {
 		h.fail(w, r, err)
 		return
@@ -218,33 +189,25 @@ func (h *Handler) taskLogs(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, fault.Invalid("since", "must be a log line's seq, a whole number from 0"))
 		return
 	}
-	release, ok := h.open(w, r, p, "task:"+id, ticketed)
+	release, ok := h.open(w, r, p, event.TaskTopic(id), ticketed)
 	if !ok {
 		return
 	}
 	defer release()
-	follow := stream.Task{Store: h.Store, Bus: h.Bus, Metrics: h.Metrics}
-	h.serve(w, r, recheck, func(ctx context.Context, send func(*sse.Message) error) error {
-		return follow.Follow(ctx, id, stream.After(since), func(ev stream.TaskEvent) error {
-			m := &sse.Message{}
-			var data proto.Message
+	h.serve(w, r, recheck, func(ctx context.Context, send func(*gosse.Message) error) error {
+		return h.Tasks.Follow(ctx, p, id, stream.After(since), func(ev stream.TaskEvent) error {
+			kind, data, ok := task.Payload(task.StreamResponse(ev))
+			if !ok {
+				return nil
+			}
+			m := &gosse.Message{Type: gosse.Type(kind)}
 			switch ev.Kind {
 			case stream.KindLog:
-				m.ID = sse.ID(strconv.FormatInt(ev.Log.Seq, 10))
-				m.Type = sse.Type("log")
-				data = task.LogToProto(ev.Log)
-			case stream.KindStatus:
-				m.Type = sse.Type("status")
-				data = &berthv1.StreamTaskLogsResponse{Event: &berthv1.StreamTaskLogsResponse_Status{Status: task.ToProto(ev.Task).GetStatus()}}
-			case stream.KindProgress:
-				m.Type = sse.Type("progress")
-				data = task.ToProto(ev.Task).GetProgress()
+				m.ID = gosse.ID(strconv.FormatInt(ev.Log.Seq, 10))
 			case stream.KindEnd:
-				m.ID = sse.ID(endID)
-				m.Type = sse.Type("end")
-				data = &berthv1.TaskEnd{Status: task.ToProto(ev.Task).GetStatus(), LastSeq: ev.LastSeq}
+				m.ID = gosse.ID(endID)
 			}
-			b, err := marshal.Marshal(data)
+			b, err := stream.JSON.Marshal(data)
 			if err != nil {
 				return err
 			}
@@ -256,27 +219,27 @@ func (h *Handler) taskLogs(w http.ResponseWriter, r *http.Request) {
 
 func (h *Handler) workspaceEvents(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	p, recheck, ticketed, err := h.principal(r, "workspace:"+id, "workspace.read")
+	p, recheck, ticketed, err := h.principal(r, event.WorkspaceTopic(id), "workspace.read")
 	if err != nil {
 		h.fail(w, r, err)
 		return
 	}
-	if _, err := h.Store.FindWorkspace(r.Context(), id, p.Viewer()); err != nil {
+	if err := h.Workspaces.Visible(r.Context(), p, id); err != nil {
 		h.fail(w, r, err)
 		return
 	}
-	release, ok := h.open(w, r, p, "workspace:"+id, ticketed)
+	release, ok := h.open(w, r, p, event.WorkspaceTopic(id), ticketed)
 	if !ok {
 		return
 	}
 	defer release()
-	h.serve(w, r, recheck, func(ctx context.Context, send func(*sse.Message) error) error {
+	h.serve(w, r, recheck, func(ctx context.Context, send func(*gosse.Message) error) error {
 		return h.Workspaces.FollowEvents(ctx, p, id, func(ev *berthv1.WorkspaceEvent) error {
-			b, err := marshal.Marshal(ev)
+			b, err := stream.JSON.Marshal(ev)
 			if err != nil {
 				return err
 			}
-			m := &sse.Message{Type: sse.Type(ev.GetKind())}
+			m := &gosse.Message{Type: gosse.Type(ev.GetKind())}
 			m.AppendData(string(b))
 			return send(m)
 		})
@@ -323,14 +286,14 @@ func seq(s string) (int64, error) {
 // messages, with heartbeat comments in between, until follow ends (the
 // task ended, the client left, its credentials stopped working — checked
 // with recheck at every heartbeat — or the server shuts down).
-func (h *Handler) serve(w http.ResponseWriter, r *http.Request, recheck func(context.Context) error, follow func(context.Context, func(*sse.Message) error) error) {
+func (h *Handler) serve(w http.ResponseWriter, r *http.Request, recheck func(context.Context) error, follow func(context.Context, func(*gosse.Message) error) error) {
 	rc := http.NewResponseController(w)
 	// The server's read and write timeouts are for requests, not for
 	// streams that live as long as the task: clear them, and bound each
 	// write instead.
 	_ = rc.SetReadDeadline(time.Time{})
 	_ = rc.SetWriteDeadline(time.Time{})
-	sess, err := sse.Upgrade(w, r)
+	sess, err := gosse.Upgrade(w, r)
 	if err != nil {
 		h.fail(w, r, err)
 		return
@@ -344,7 +307,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, recheck func(con
 		timeout = writeTimeout
 	}
 	var mu sync.Mutex
-	send := func(m *sse.Message) error {
+	send := func(m *gosse.Message) error {
 		mu.Lock()
 		defer mu.Unlock()
 		_ = rc.SetWriteDeadline(time.Now().Add(timeout))
@@ -357,14 +320,14 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, recheck func(con
 		}
 		return err
 	}
-	sendEvent := func(m *sse.Message) error {
+	sendEvent := func(m *gosse.Message) error {
 		err := send(m)
 		if err == nil {
 			h.Metrics.Sent(stream.TransportSSE)
 		}
 		return err
 	}
-	if err := send(&sse.Message{Retry: Retry}); err != nil {
+	if err := send(&gosse.Message{Retry: Retry}); err != nil {
 		return
 	}
 
@@ -388,14 +351,14 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, recheck func(con
 		defer h.Metrics.Panics().Recover(h.Logger, stream.TransportSSE, func(any) { cancel() }, "path", r.URL.Path)
 		tick := time.NewTicker(every)
 		defer tick.Stop()
-		beat := &sse.Message{}
+		beat := &gosse.Message{}
 		beat.AppendComment("heartbeat")
 		for {
 			select {
 			case <-ctx.Done():
 				return
 			case <-tick.C:
-				if err := recheck(ctx); errors.Is(err, fault.ErrUnauthenticated) || errors.Is(err, fault.ErrPermissionDenied) {
+				if err := recheck(ctx); stream.Revoked(err) {
 					cancel() // signed out, revoked, disabled or demoted: the stream ends
 					return
 				} else if err != nil && ctx.Err() == nil && h.Logger != nil {
@@ -416,40 +379,21 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, recheck func(con
 	}
 }
 
-// fail answers a request that cannot stream with its error as JSON.
+// fail answers a request that cannot stream with its error as JSON: the
+// status and Connect code of its fault class (fault.Classes, the table the
+// RPCs use), and its public message; the server's error middleware adds
+// the ErrorInfo with the class's reason.
 func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
-	status, code := http.StatusInternalServerError, "internal"
-	msg := "internal error"
-	for _, k := range []struct {
-		kind   error
-		status int
-		code   string
-	}{
-		{fault.ErrUnauthenticated, http.StatusUnauthorized, "unauthenticated"},
-		{fault.ErrPermissionDenied, http.StatusForbidden, "permission_denied"},
-		{fault.ErrNotFound, http.StatusNotFound, "not_found"},
-		{fault.ErrInvalid, http.StatusBadRequest, "invalid_argument"},
-		{fault.ErrResourceExhausted, http.StatusTooManyRequests, "resource_exhausted"},
-		{fault.ErrUnavailable, http.StatusServiceUnavailable, "unavailable"},
-	} {
-		if errors.Is(err, k.kind) {
-			status, code = k.status, k.code
-			msg = err.Error()
-			if m, ok := fault.Message(err); ok {
-				msg = m
-			}
-			break
-		}
-	}
-	if status == http.StatusInternalServerError && h.Logger != nil {
+	class, msg := fault.Public(err)
+	if class.HTTP == http.StatusInternalServerError && h.Logger != nil {
 		h.Logger.ErrorContext(r.Context(), "opening an event stream failed", "path", r.URL.Path, "error", err.Error())
 	}
 	if d, ok := fault.RetryAfter(err); ok {
 		w.Header().Set("Retry-After", strconv.FormatInt(int64(math.Ceil(d.Seconds())), 10))
 	}
 	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(map[string]string{"code": code, "message": msg})
+	w.WriteHeader(class.HTTP)
+	_ = json.NewEncoder(w).Encode(map[string]string{"code": class.Code, "message": msg})
 }
 
 // KeepOpen lifts the server's read and write timeouts from the requests to

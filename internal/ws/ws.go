@@ -37,9 +37,12 @@
 // every keep-alive ping: a logout, a revoked key or a disabled account
 // closes the connection with 1008, and a role change applies at once.
 //
-// ws imports internal/access, internal/fault, internal/store, internal/stream,
-// internal/task, internal/workspace and the generated API package from
-// berth.
+// ws is a transport above the domain: it calls the task and workspace
+// services as the RPCs do, and sends their one conversion of events to API
+// messages (task.StreamResponse, WorkspaceEvent) as JSON written with
+// stream.JSON, as SSE does. Its credentials are resolved and re-checked by
+// stream.Auth, as SSE's are; refusals and error frames follow the fault
+// table (fault.Classes).
 package ws
 
 import (

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"strings"
 	"sync"
 	"time"
 
@@ -12,6 +11,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/berthhq/berth/internal/access"
+	"github.com/berthhq/berth/internal/event"
 	"github.com/berthhq/berth/internal/fault"
 	"github.com/berthhq/berth/internal/stream"
 )
@@ -245,10 +245,7 @@ func (s *session) sendCtx(ctx context.Context, m Message) bool {
 
 // fail sends an error frame for request id, and returns its body.
 func (s *session) fail(id, action string, err error) ErrorBody {
-	body := ErrorBody{Code: "internal", Message: "internal error", Reason: "INTERNAL_ERROR"}
-	if s.h.cfg.Errors != nil {
-		body = s.h.cfg.Errors(s.ctx, action, err)
-	}
+	body := s.h.cfg.Errors(s.ctx, action, err)
 	data, _ := json.Marshal(body)
 	s.send(Message{Type: "error", ID: id, Action: action, Data: data})
 	return body
@@ -256,10 +253,7 @@ func (s *session) fail(id, action string, err error) ErrorBody {
 
 // failOn sends an error frame for a subscription request.
 func (s *session) failOn(m Message, err error) {
-	body := ErrorBody{Code: "internal", Message: "internal error", Reason: "INTERNAL_ERROR"}
-	if s.h.cfg.Errors != nil {
-		body = s.h.cfg.Errors(s.ctx, m.Type+" "+m.Channel, err)
-	}
+	body := s.h.cfg.Errors(s.ctx, m.Type+" "+m.Channel, err)
 	data, _ := json.Marshal(body)
 	s.send(Message{Type: "error", ID: m.ID, Channel: m.Channel, Data: data})
 }
@@ -373,9 +367,9 @@ func decodeFrame(typ websocket.MessageType, b []byte) (Message, error) {
 // what it follows (kind "task" or "workspace", and the id) and the
 // permission that takes.
 func checkSubscribe(m Message) (kind, id, permission string, err error) {
-	kind, id, _ = strings.Cut(m.Channel, ":")
+	kind, id, ok := event.ParseTopic(m.Channel)
 	switch {
-	case id == "":
+	case !ok:
 		return "", "", "", fault.Invalid("channel", `must be "task:<id>" or "workspace:<id>"`)
 	case kind == "task":
 		permission = "task.read"
