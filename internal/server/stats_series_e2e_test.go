@@ -160,6 +160,8 @@ func TestGetStatsSeries(t *testing.T) {
 		{"global by a member", annToken, `{"global":true,` + two + `}`, http.StatusForbidden, "permission_denied", "only admins"},
 		{"no start", annToken, `{}`, http.StatusBadRequest, "invalid_argument", "start"},
 		{"end before start", annToken, `{"start":"` + stamp(day1) + `","end":"` + stamp(day0) + `"}`, http.StatusBadRequest, "invalid_argument", "end: must not be before start"},
+		{"a start after now, with no end", annToken, `{"start":"` + stamp(time.Now().Add(48*time.Hour)) + `"}`,
+			http.StatusBadRequest, "invalid_argument", "start: must not be later than now"},
 		{"32 days of hours", annToken, `{"start":"` + stamp(day0) + `","end":"` + stamp(day0.Add(32*24*time.Hour)) + `","bucket":"STATS_BUCKET_HOUR"}`,
 			http.StatusBadRequest, "invalid_argument", "at most 31 days after start for hour buckets"},
 		{"367 days of days", annToken, `{"start":"` + stamp(day0.Add(-367*24*time.Hour)) + `","end":"` + stamp(day0) + `"}`,

@@ -122,6 +122,9 @@ func (s *Service) Series(ctx context.Context, p access.Principal, req SeriesRequ
 		end = s.now()
 	}
 	if end.Before(req.Start) {
+		if open {
+			return nil, fault.Invalid("start", "must not be later than now, where a range without an end ends")
+		}
 		return nil, fault.Invalid("end", "must not be before start")
 	}
 	// The limit is on the range as asked, before start is rounded down,
