@@ -62,10 +62,10 @@ bench:
     go test -run '^$' -bench . -benchmem ./...
 
 # gofmt, go vet, staticcheck, buf lint, buf format, gosec, the README flag-table
-# check, the generated-code check and Redocly's lint of the OpenAPI document.
-# check-flagtable comes before check-generated, whose `just generate` rewrites
-# the table.
-lint: _protovalidate check-flagtable check-generated lint-openapi
+# check, the generated-code check, Redocly's lint of the OpenAPI document and
+# the vendored /docs bundle check. check-flagtable comes before
+# check-generated, whose `just generate` rewrites the table.
+lint: _protovalidate check-flagtable check-generated lint-openapi check-docs-page
     @echo '--- gofmt'
     @test -z "$(gofmt -l .)" || { echo 'gofmt -l: these files need `gofmt -w`:'; gofmt -l .; exit 1; }
     @echo '--- go vet'
@@ -112,6 +112,29 @@ lint-openapi:
     REDOCLY_TELEMETRY=off REDOCLY_SUPPRESS_UPDATE_NOTICE=true \
         tools/openapi/node_modules/.bin/redocly lint --config tools/openapi/redocly.yaml \
         internal/openapi/spec/openapi.yaml internal/openapi/spec/openapi.json
+
+# Copy Redoc's standalone bundle and its licence notice out of the npm
+# package pinned in internal/openapi/docs/package.json into that Go package,
+# which embeds them for /docs (npm ci first when node_modules is missing or
+# holds another version).
+docs-page:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    dir=internal/openapi/docs
+    pinned="$(node -p "require('./$dir/package.json').devDependencies.redoc")"
+    installed="$(node -p "try { require('./$dir/node_modules/redoc/package.json').version } catch { '' }")"
+    if [[ "$installed" != "$pinned" ]]; then
+        npm ci --prefix "$dir" --no-audit --no-fund --loglevel=error
+    fi
+    cp "$dir/node_modules/redoc/bundles/redoc.standalone.js" "$dir/node_modules/redoc/bundles/redoc.standalone.js.LICENSE.txt" "$dir/"
+    echo "redoc $pinned: $(wc -c < "$dir/redoc.standalone.js") bytes in $dir/redoc.standalone.js"
+
+# Fail when the committed Redoc bundle is not the pinned npm package's.
+check-docs-page: docs-page
+    @echo '--- the docs page bundle matches its pinned npm package'
+    git diff --exit-code -- internal/openapi/docs/redoc.standalone.js internal/openapi/docs/redoc.standalone.js.LICENSE.txt
+    @untracked="$(git ls-files --others --exclude-standard -- internal/openapi/docs/redoc.standalone.js internal/openapi/docs/redoc.standalone.js.LICENSE.txt)"; \
+        test -z "$untracked" || { printf 'vendored files not committed:\n%s\n' "$untracked"; exit 1; }
 
 # Copy buf/validate/validate.proto out of the Go module cache into build/protovalidate.
 _protovalidate:

@@ -17,7 +17,7 @@ func apiIndex(services []string, routes func() []string) http.HandlerFunc {
 			"name":       "berth",
 			"version":    version.Version,
 			"about":      "An API server for AI-assisted development. Every RPC is POST /<service>/<method> with a JSON body (Connect), or gRPC / gRPC-Web on the same path; side-effect-free RPCs also answer GET.",
-			"docs":       "/openapi.json (also /openapi.yaml): OpenAPI 3.1 for every endpoint",
+			"docs":       "/openapi.json (also /openapi.yaml): OpenAPI 3.1 for every endpoint; /docs renders it in a browser",
 			"services":   services,
 			"routes":     routes(),
 			"reflection": "gRPC server reflection (v1 and v1alpha) is on: grpcurl -plaintext <host> list",

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/getkin/kin-openapi/openapi3filter"
@@ -221,6 +222,20 @@ func TestOpenAPIAnswersMatchTheDocument(t *testing.T) {
 		map[string]any{"page": 1, "page_size": 10, "sort": "name"}, http.StatusOK)
 	if ws, _ := list["workspaces"].([]any); len(ws) != 1 {
 		t.Fatalf("ListWorkspaces: %v, want the one workspace", list)
+	}
+
+	// A series of the last day by hour, by POST and by Connect GET; a range
+	// the method refuses is the documented 400.
+	start := time.Now().Add(-24 * time.Hour).UTC().Format(time.RFC3339)
+	series := map[string]any{"start": start, "bucket": "STATS_BUCKET_HOUR", "group": "STATS_GROUP_WORKSPACE"}
+	if pts, ok := c.call(http.MethodPost, "/berth.v1.StatsService/GetStatsSeries", nil, token, series, http.StatusOK)["points"].([]any); !ok || len(pts) != 0 {
+		t.Fatalf("GetStatsSeries with no tasks: %v, want no points", pts)
+	}
+	c.call(http.MethodGet, "/berth.v1.StatsService/GetStatsSeries",
+		url.Values{"encoding": {"json"}, "message": {`{"start":"` + start + `","bucket":"STATS_BUCKET_DAY"}`}, "connect": {"v1"}}, token, nil, http.StatusOK)
+	tooLong := map[string]any{"start": "2020-01-01T00:00:00Z", "end": "2021-06-01T00:00:00Z"}
+	if bad := c.call(http.MethodPost, "/berth.v1.StatsService/GetStatsSeries", nil, token, tooLong, http.StatusBadRequest); bad["code"] != "invalid_argument" {
+		t.Fatalf("GetStatsSeries over 366 days: %v, want code invalid_argument", bad)
 	}
 
 	// Errors: the Connect error body, with the documented status.

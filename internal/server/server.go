@@ -44,6 +44,7 @@ import (
 	"github.com/berthhq/berth/internal/health"
 	"github.com/berthhq/berth/internal/oidc"
 	"github.com/berthhq/berth/internal/openapi"
+	"github.com/berthhq/berth/internal/openapi/docs"
 	"github.com/berthhq/berth/internal/quota"
 	"github.com/berthhq/berth/internal/ratelimit"
 	"github.com/berthhq/berth/internal/sse"
@@ -370,6 +371,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg *prom
 	mux.HandleFunc("GET /health", handleHealth)
 	mux.Handle("GET /{$}", apiIndex(services, func() []string { return mux.patterns }))
 	openapi.Mount(mux)
+	docs.Mount(mux)
 	mux.Handle("/auth/oidc/", signInWith)
 	readiness := []check{{name: "store", run: func(ctx context.Context) (string, bool) {
 		if err := st.Ping(ctx); err != nil {
