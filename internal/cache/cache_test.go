@@ -109,7 +109,8 @@ func TestNameIsChecked(t *testing.T) {
 func TestLocalReadThrough(t *testing.T) {
 	t.Parallel()
 	d := newDB()
-	c := newCache(t, "local", nil, cache.Options{MaxEntries: 3, TTL: 200 * time.Millisecond})
+	clock := newClock()
+	c := newCache(t, "local", nil, cache.Options{MaxEntries: 3, TTL: 200 * time.Millisecond, Now: clock.now})
 	d.set("a", 1)
 	for range 2 {
 		if got := get(t, c, d, "a"); got != 1 {
@@ -135,8 +136,15 @@ func TestLocalReadThrough(t *testing.T) {
 		t.Error("the least recently used key was not evicted")
 	}
 
-	// Expired entries load again.
-	time.Sleep(250 * time.Millisecond)
+	// Entries are fresh until their TTL passes on the cache's clock, and
+	// expired ones load again.
+	clock.advance(199 * time.Millisecond)
+	before = d.loads.Load()
+	get(t, c, d, "a")
+	if d.loads.Load() != before {
+		t.Error("an entry within its TTL loaded again")
+	}
+	clock.advance(50 * time.Millisecond)
 	before = d.loads.Load()
 	get(t, c, d, "a")
 	if d.loads.Load() != before+1 {
@@ -421,10 +429,16 @@ func cached(t testing.TB, c *cache.Cache, d *db, key string, want int) {
 	t.Fatalf("%s never served from the cache: the test proves nothing", key)
 }
 
-// waitFor polls cond until it holds, failing the test after 10 seconds.
+// waitFor polls cond until it holds, failing the test shortly before the
+// test binary's deadline (-timeout), or after ten minutes without one.
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(10 * time.Minute)
+	if d, ok := t.(interface{ Deadline() (time.Time, bool) }); ok {
+		if end, ok := d.Deadline(); ok {
+			deadline = end.Add(-time.Until(end) / 10)
+		}
+	}
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
