@@ -175,9 +175,23 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg *prom
 	}
 	streamMetrics := stream.NewMetrics(reg)
 	var cloneFirst workspace.FirstTask // set once the task service exists
+	var records, counts *cache.Cache
+	if cfg.Valkey.CacheTTL > 0 {
+		if records, err = cache.New("workspaces", cache.Options{Valkey: shared, TTL: cfg.Valkey.CacheTTL, Registerer: reg, Logger: logger}); err != nil {
+			return nil, err
+		}
+		if counts, err = cache.New("stats", cache.Options{Valkey: shared, TTL: cfg.Valkey.CacheTTL, Registerer: reg, Logger: logger}); err != nil {
+			return nil, err
+		}
+		// Every write the counts depend on retires them, on every
+		// instance, before the writing call returns.
+		st.OnWrite([]string{"users", "workspaces", "workspace_members", "tasks"}, func(ctx context.Context) {
+			counts.Invalidate(ctx, stats.Generation)
+		})
+	}
 	workspaces := workspace.NewService(workspace.Deps{
 		Store: st, Roots: roots, Runtime: rt, Bus: events, Streams: streamMetrics, Audit: recorder, Logger: logger, Now: now,
-		FirstTask: &cloneFirst,
+		FirstTask: &cloneFirst, Records: records, MaxOwned: cfg.Quotas.MaxWorkspacesPerUser,
 		Containers: workspace.Containers{
 			Image: cfg.Workspace.Image, ImageAllow: cfg.Workspace.ImageAllow, Network: cfg.Workspace.Network, User: cfg.Workspace.User,
 			MemoryMB: cfg.Workspace.MemoryMB, CPUs: cfg.Workspace.CPUs, Pids: cfg.Workspace.Pids,
@@ -186,24 +200,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg *prom
 			Ephemeral: rt.ephemeral,
 		},
 	})
-	statsSvc := stats.NewService(st)
-	if cfg.Valkey.CacheTTL > 0 {
-		records, err := cache.New("workspaces", cache.Options{Valkey: shared, TTL: cfg.Valkey.CacheTTL, Registerer: reg, Logger: logger})
-		if err != nil {
-			return nil, err
-		}
-		workspaces.UseCache(records)
-		counts, err := cache.New("stats", cache.Options{Valkey: shared, TTL: cfg.Valkey.CacheTTL, Registerer: reg, Logger: logger})
-		if err != nil {
-			return nil, err
-		}
-		statsSvc.UseCache(counts)
-		// Every write the counts depend on retires them, on every
-		// instance, before the writing call returns.
-		st.OnWrite([]string{"users", "workspaces", "workspace_members", "tasks"}, func(ctx context.Context) {
-			counts.Invalidate(ctx, stats.Generation)
-		})
-	}
+	statsSvc := stats.NewService(st, counts)
 	envRule, err := taskenv.New(cfg.Tasks.EnvDeny, cfg.Tasks.EnvAllow)
 	if err != nil {
 		return nil, fmt.Errorf("--task-env-deny/--task-env-allow: %w", err)
@@ -235,7 +232,6 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg *prom
 		return err
 	}
 	tasks.LimitQueue(cfg.Quotas.MaxQueuedPerUser)
-	workspaces.LimitOwned(cfg.Quotas.MaxWorkspacesPerUser)
 	var loginMethods []auth.LoginMethod
 	for _, p := range signInWith.Providers() {
 		loginMethods = append(loginMethods, auth.LoginMethod(p))

@@ -10,11 +10,12 @@ import (
 	"github.com/berthhq/berth/internal/store"
 )
 
-// UseCache makes Get read workspace records, with the reader's access
-// role, through records (Valkey-backed across instances, or an in-process
-// LRU). Every write of a workspace or of its members made through this
-// service invalidates it before the write's call returns, on every
-// instance. Call it before the service is used.
+// find reads a workspace as p sees it, through the cache when there is
+// one. With Deps.Records, Get reads workspace records, with the reader's
+// access role, through that cache (Valkey-backed across instances, or an
+// in-process LRU). Every write of a workspace or of its members made
+// through this service invalidates it before the write's call returns, on
+// every instance.
 //
 // Keys are "gen:<id>", a random generation of the workspace that every
 // write replaces, and "w:<id>:<generation>:<reader>", the record as one
