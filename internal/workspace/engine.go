@@ -25,6 +25,9 @@ func (s *Service) Watch(ctx context.Context) {
 				if !ok {
 					break loop
 				}
+				if ctx.Err() != nil {
+					return // both were ready: the end wins
+				}
 				s.apply(ctx, ev)
 			case err, ok := <-errs:
 				if ok && err != nil && ctx.Err() == nil {
