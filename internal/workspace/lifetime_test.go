@@ -87,7 +87,7 @@ func TestRunJoinsItsWork(t *testing.T) {
 				return
 			default:
 			}
-			_ = rt.Start(context.Background(), w.ContainerID) // #nosec G104 -- the flood only needs events
+			_ = rt.Start(context.Background(), w.ContainerID)   // #nosec G104 -- the flood only needs events
 			_ = rt.Stop(context.Background(), w.ContainerID, 0) // #nosec G104 -- the flood only needs events
 		}
 	})
