@@ -428,39 +428,3 @@ func cached(t testing.TB, c *cache.Cache, d *db, key string, want int) {
 	}
 	t.Fatalf("%s never served from the cache: the test proves nothing", key)
 }
-
-// waitFor polls cond until it holds, failing the test shortly before the
-// test binary's deadline (-timeout), or after ten minutes without one.
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Minute)
-	if d, ok := t.(interface{ Deadline() (time.Time, bool) }); ok {
-		if end, ok := d.Deadline(); ok {
-			deadline = end.Add(-time.Until(end) / 10)
-		}
-	}
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
-// counter returns the sum of the counter name's series on reg.
-func counter(t testing.TB, reg *prometheus.Registry, name string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var sum float64
-	for _, mf := range mfs {
-		if mf.GetName() == name {
-			for _, m := range mf.GetMetric() {
-				sum += m.GetCounter().GetValue()
-			}
-		}
-	}
-	return sum
-}

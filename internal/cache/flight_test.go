@@ -6,31 +6,10 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/berthhq/berth/internal/cache"
 	"github.com/berthhq/berth/internal/testsvc"
 )
-
-// clock is a settable clock for the LRU's expiries.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *clock { return &clock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)} }
-
-func (c *clock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
 
 // TestSingleFlight starts many Gets of one missing key while its load is
 // held: the loader runs once and every Get returns its value. A Get that
