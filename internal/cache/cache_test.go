@@ -27,10 +27,16 @@ const testWindow = 2 * time.Millisecond
 // instances of one deployment.
 func openValkey(t testing.TB, url string) *valkey.Client {
 	t.Helper()
+	return openValkeyWindow(t, url, testWindow)
+}
+
+// openValkeyWindow is openValkey with the given SyncWindow.
+func openValkeyWindow(t testing.TB, url string, window time.Duration) *valkey.Client {
+	t.Helper()
 	c, err := valkey.Open(t.Context(), url, valkey.Options{
 		Namespace:      "test-" + strings.ReplaceAll(t.Name(), "/", "-"),
 		HealthInterval: 50 * time.Millisecond,
-		SyncWindow:     testWindow,
+		SyncWindow:     window,
 	})
 	if err != nil {
 		t.Fatal(err)
