@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 
 	"github.com/berthhq/berth/internal/access"
-	"github.com/berthhq/berth/internal/cache"
 	"github.com/berthhq/berth/internal/store"
 )
 
@@ -24,10 +23,6 @@ import (
 // under the generation read before it was loaded, so no copy loaded
 // before a write is served after it. The task counts (Stats) change with
 // every task and are read from the store on each Get.
-func (s *Service) UseCache(records *cache.Cache) { s.records = records }
-
-// find reads a workspace as p sees it, through the cache when there is
-// one.
 func (s *Service) find(ctx context.Context, p access.Principal, id string) (*store.Workspace, error) {
 	if s.records == nil {
 		return s.store.FindWorkspace(ctx, id, p.Viewer())

@@ -2,6 +2,8 @@ package workspace_test
 
 import (
 	"errors"
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -12,6 +14,9 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/berthhq/berth/internal/access"
+	"github.com/berthhq/berth/internal/audit"
+	"github.com/berthhq/berth/internal/bus"
+	"github.com/berthhq/berth/internal/cache"
 	"github.com/berthhq/berth/internal/fault"
 	"github.com/berthhq/berth/internal/sandbox"
 	"github.com/berthhq/berth/internal/store"
@@ -278,5 +283,75 @@ func TestActivityPruned(t *testing.T) {
 	off.svc.Hold(w.ID)()
 	if got := off.svc.Tracked(); len(got) != 0 {
 		t.Fatalf("idle stop off, yet tracked %v", got)
+	}
+}
+
+// TestRecordsCache: with Deps.Records, Get reads through the cache, and a
+// write through the service retires the cached copy before it returns.
+func TestRecordsCache(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	f := newFixture(t, workspace.Containers{})
+	records, err := cache.New("workspaces", cache.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	roots, err := workspace.NewRoots([]string{f.root})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := workspace.NewService(workspace.Deps{
+		Store: f.st, Roots: roots, Runtime: f.rt, Bus: bus.New(), Audit: audit.NewRecorder(f.st, logger, f.clock.now),
+		Logger: logger, Now: f.clock.now, Containers: workspace.Containers{Image: "unused"}, Records: records,
+	})
+	w, err := svc.Create(ctx, f.owner, workspace.Spec{Name: "cached"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if _, err := svc.Get(ctx, f.owner, w.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if hits, _ := records.Stats(); hits == 0 {
+		t.Fatal("Get never read from Deps.Records")
+	}
+	d := "changed"
+	if _, err := svc.Update(ctx, f.owner, w.ID, workspace.Change{Description: &d}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := svc.Get(ctx, f.owner, w.ID)
+	if err != nil || got.Description != d {
+		t.Fatalf("after Update Get returned %q, %v; want the new description", got.Description, err)
+	}
+}
+
+// TestOwnedQuota: Deps.MaxOwned caps what a member may own; admins are
+// exempt.
+func TestOwnedQuota(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	f := newFixture(t, workspace.Containers{})
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	roots, err := workspace.NewRoots([]string{f.root})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := workspace.NewService(workspace.Deps{
+		Store: f.st, Roots: roots, Runtime: f.rt, Bus: bus.New(), Audit: audit.NewRecorder(f.st, logger, f.clock.now),
+		Logger: logger, Now: f.clock.now, Containers: workspace.Containers{Image: "unused"}, MaxOwned: 1,
+	})
+	member := f.addUser(t, store.RoleMember)
+	if _, err := svc.Create(ctx, member, workspace.Spec{Name: "one"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.Create(ctx, member, workspace.Spec{Name: "two"}); !errors.Is(err, fault.ErrResourceExhausted) {
+		t.Fatalf("second workspace: %v, want resource exhausted", err)
+	}
+	for _, name := range []string{"a1", "a2"} {
+		if _, err := svc.Create(ctx, f.owner, workspace.Spec{Name: name}); err != nil {
+			t.Fatalf("admin %s: %v", name, err)
+		}
 	}
 }
