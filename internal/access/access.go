@@ -1,12 +1,10 @@
 // Package access holds berth's authorisation model: who is calling
 // (Principal), what each role may do (the policy table) and which permission
 // each RPC needs (read once from the berth.v1.access method option in the
-// protobuf descriptors).
-//
-// access imports only internal/store (for the role names) and the generated
-// API package; the authentication and authorisation interceptor in
-// internal/server is its main user, and the domain packages read the
-// Principal from the context.
+// protobuf descriptors). The authentication and authorisation interceptor
+// of the server checks the permission an RPC needs against the caller's
+// global role; the domain services narrow it per workspace (owner, editor,
+// viewer) and read the Principal from the context.
 package access
 
 import (

@@ -64,10 +64,8 @@
 // Valkey is slower, every Get reads from Valkey or loads.
 //
 // Without Valkey, the in-process LRU gives the same guarantee for its one
-// instance, with a token per pending load against the load/invalidate
-// race.
-//
-// cache imports internal/valkey and internal/telemetry from berth.
+// instance, with a marker (its flight) per pending load against the
+// load/invalidate race.
 package cache
 
 import (
@@ -99,6 +97,9 @@ type Options struct {
 	Registerer prometheus.Registerer
 	// Logger receives failures to reach Valkey; nil discards them.
 	Logger *slog.Logger
+	// Now is the clock of the in-process LRU's expiries (Valkey keeps its
+	// own); nil is time.Now.
+	Now func() time.Time
 }
 
 // Cache is one named read-through cache. It is safe for concurrent use.
@@ -128,13 +129,16 @@ func New(name string, opts Options) (*Cache, error) {
 	if opts.MaxEntries <= 0 {
 		opts.MaxEntries = 10_000
 	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	c := &Cache{name: name, ttl: opts.TTL, log: opts.Logger, vk: opts.Valkey}
 	c.registerMetrics(opts.Registerer)
 	if c.vk == nil {
-		c.local = newLRU(opts.MaxEntries)
+		c.local = newLRU(opts.MaxEntries, opts.Now)
 	} else {
 		c.remote = newRemote(c.vk, name, opts.TTL)
 		c.vk.OnRecovery(c.remote.flush)
@@ -143,7 +147,11 @@ func New(name string, opts Options) (*Cache, error) {
 }
 
 // Get returns key's value: the cached one, or else load's, which it caches.
-// An error of load is returned as it is, and nothing is cached. Failures
+// An error of load is returned as it is, and nothing is cached. Concurrent
+// Gets of a key that is missing share one call of load (on this instance),
+// unless an Invalidate of the key came between them: a Get never receives
+// a value whose load began before an Invalidate that returned before the
+// Get began. Failures
 // of Valkey are not errors: Get then calls load, and the client goes
 // Degraded. The caller must not modify the returned bytes.
 func (c *Cache) Get(ctx context.Context, key string, load func(context.Context) ([]byte, error)) ([]byte, error) {
@@ -230,7 +238,7 @@ func (c *Cache) registerMetrics(reg prometheus.Registerer) {
 	}, []string{"cache"})
 	misses := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "berth_cache_misses_total",
-		Help: "Cache reads that called the loader (including every read while Valkey is degraded).",
+		Help: "Cache reads that called the loader or waited for another read's call of it (including every read while Valkey is degraded).",
 	}, []string{"cache"})
 	if reg != nil {
 		hits = telemetry.Register(reg, hits)

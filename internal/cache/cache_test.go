@@ -27,10 +27,16 @@ const testWindow = 2 * time.Millisecond
 // instances of one deployment.
 func openValkey(t testing.TB, url string) *valkey.Client {
 	t.Helper()
+	return openValkeyWindow(t, url, testWindow)
+}
+
+// openValkeyWindow is openValkey with the given SyncWindow.
+func openValkeyWindow(t testing.TB, url string, window time.Duration) *valkey.Client {
+	t.Helper()
 	c, err := valkey.Open(t.Context(), url, valkey.Options{
 		Namespace:      "test-" + strings.ReplaceAll(t.Name(), "/", "-"),
 		HealthInterval: 50 * time.Millisecond,
-		SyncWindow:     testWindow,
+		SyncWindow:     window,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -109,7 +115,8 @@ func TestNameIsChecked(t *testing.T) {
 func TestLocalReadThrough(t *testing.T) {
 	t.Parallel()
 	d := newDB()
-	c := newCache(t, "local", nil, cache.Options{MaxEntries: 3, TTL: 200 * time.Millisecond})
+	clock := newClock()
+	c := newCache(t, "local", nil, cache.Options{MaxEntries: 3, TTL: 200 * time.Millisecond, Now: clock.now})
 	d.set("a", 1)
 	for range 2 {
 		if got := get(t, c, d, "a"); got != 1 {
@@ -135,8 +142,15 @@ func TestLocalReadThrough(t *testing.T) {
 		t.Error("the least recently used key was not evicted")
 	}
 
-	// Expired entries load again.
-	time.Sleep(250 * time.Millisecond)
+	// Entries are fresh until their TTL passes on the cache's clock, and
+	// expired ones load again.
+	clock.advance(199 * time.Millisecond)
+	before = d.loads.Load()
+	get(t, c, d, "a")
+	if d.loads.Load() != before {
+		t.Error("an entry within its TTL loaded again")
+	}
+	clock.advance(50 * time.Millisecond)
 	before = d.loads.Load()
 	get(t, c, d, "a")
 	if d.loads.Load() != before+1 {
@@ -419,34 +433,4 @@ func cached(t testing.TB, c *cache.Cache, d *db, key string, want int) {
 		}
 	}
 	t.Fatalf("%s never served from the cache: the test proves nothing", key)
-}
-
-// waitFor polls cond until it holds, failing the test after 10 seconds.
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
-// counter returns the sum of the counter name's series on reg.
-func counter(t testing.TB, reg *prometheus.Registry, name string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var sum float64
-	for _, mf := range mfs {
-		if mf.GetName() == name {
-			for _, m := range mf.GetMetric() {
-				sum += m.GetCounter().GetValue()
-			}
-		}
-	}
-	return sum
 }

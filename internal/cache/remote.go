@@ -61,6 +61,7 @@ type remote struct {
 	ttl      time.Duration
 	genTTL   time.Duration
 	timeout  time.Duration
+	loads    flights
 }
 
 // newRemote returns the Valkey mode of the cache called name.
@@ -114,7 +115,18 @@ func (r *remote) get(ctx context.Context, key string, load func(context.Context)
 		return bypass(err)
 	}
 	count(false, false)
+	// Gets on this instance that read the same generation share one load.
+	id := keys + "g:" + key + "@" + gen
+	f, lead := r.loads.join(id)
+	if !lead {
+		v, ok, err := f.wait(ctx)
+		if !ok {
+			return load(ctx)
+		}
+		return v, err
+	}
 	v, err := load(ctx)
+	defer r.loads.done(id, f, v, err)
 	if err != nil {
 		return nil, err
 	}

@@ -3,9 +3,6 @@
 // validation), the HTTP middleware (request id and access log, security
 // headers, CORS, body limits), reflection, health and readiness, and runs the
 // HTTP servers with graceful shutdown.
-//
-// server imports the domain packages and their adapters; nothing imports
-// server but cmd/berth and tests.
 package server
 
 import (
@@ -16,46 +13,23 @@ import (
 	"math"
 	"net"
 	"net/http"
-	"path/filepath"
 	"sync"
 	"time"
 
 	"connectrpc.com/connect/v2"
-	"connectrpc.com/connect/v2/connectgzip"
-	"connectrpc.com/connect/v2/connecthttp"
-	"connectrpc.com/connect/v2/connectproto"
-	"connectrpc.com/grpcreflect/v2"
-	"connectrpc.com/validate"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
-	"github.com/berthhq/berth/internal/access"
-	"github.com/berthhq/berth/internal/admin"
-	"github.com/berthhq/berth/internal/audit"
 	"github.com/berthhq/berth/internal/auth"
-	"github.com/berthhq/berth/internal/bus"
 	"github.com/berthhq/berth/internal/cache"
 	"github.com/berthhq/berth/internal/config"
-	berthv1 "github.com/berthhq/berth/internal/gen/berth/v1"
-	"github.com/berthhq/berth/internal/gen/berth/v1/berthv1connect"
-	"github.com/berthhq/berth/internal/gen/grpc/health/v1/healthv1connect"
-	"github.com/berthhq/berth/internal/health"
-	"github.com/berthhq/berth/internal/oidc"
-	"github.com/berthhq/berth/internal/openapi"
-	"github.com/berthhq/berth/internal/openapi/docs"
 	"github.com/berthhq/berth/internal/quota"
-	"github.com/berthhq/berth/internal/ratelimit"
 	"github.com/berthhq/berth/internal/sse"
-	"github.com/berthhq/berth/internal/stats"
 	"github.com/berthhq/berth/internal/store"
-	"github.com/berthhq/berth/internal/stream"
 	"github.com/berthhq/berth/internal/task"
-	"github.com/berthhq/berth/internal/taskenv"
 	"github.com/berthhq/berth/internal/telemetry"
 	"github.com/berthhq/berth/internal/valkey"
-	"github.com/berthhq/berth/internal/version"
 	"github.com/berthhq/berth/internal/workspace"
 	"github.com/berthhq/berth/internal/ws"
 )
@@ -98,340 +72,33 @@ const diskUsageEvery = 5 * time.Minute
 
 // New opens the store (running migrations), builds every service and
 // returns the server. now is the clock (time.Now in production). Close
-// releases what New opened.
+// releases what New opened; when New fails, it has released it already.
+// Each step is a method of wiring (wiring.go), in the order they run.
 func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg *prometheus.Registry, now func() time.Time) (_ *Server, err error) {
-	logger = slog.New(requestIDHandler{logger.Handler()})
-	st, err := store.OpenURL(ctx, cfg.Database.URL.Reveal(), filepath.Join(cfg.DataDir, "berth.db"), int(cfg.Database.MaxConns))
-	if err != nil {
-		return nil, fmt.Errorf("open store: %w", err)
-	}
+	b := &wiring{cfg: cfg, logger: slog.New(requestIDHandler{logger.Handler()}), reg: reg, now: now}
 	defer func() {
 		if err != nil {
-			st.Close() // #nosec G104 -- cleanup after a failed start: err is the error to report
+			b.release()
 		}
 	}()
-	var key *auth.SigningKey
-	if cfg.JWT.Key != "" {
-		key, err = auth.ParseSigningKey([]byte(cfg.JWT.Key.Reveal()))
-	} else {
-		key, err = auth.LoadOrCreateSigningKey(cfg.JWT.KeyFile)
-	}
-	if err != nil {
-		return nil, err
-	}
-	roots, err := workspace.NewRoots(cfg.WorkspaceRoots)
-	if err != nil {
-		return nil, err
-	}
-	res, err := telemetry.NewResource(ctx, version.Version)
-	if err != nil {
-		return nil, err
-	}
-	meters, err := telemetry.NewMeterProvider(reg, res)
-	if err != nil {
-		return nil, err
-	}
-	defer func() {
-		if err != nil {
-			_ = meters.Shutdown(context.Background())
-		}
-	}()
-	tracing, err := telemetry.NewTracing(ctx, res)
-	if err != nil {
-		return nil, err
-	}
-	defer func() {
-		if err != nil {
-			_ = tracing.Shutdown(context.Background())
-		}
-	}()
-	if tracing.Enabled() {
-		st.UseTracing(tracing.Provider)
-	}
-
-	recorder := audit.NewRecorder(st, logger, now)
-	tokens := auth.NewTokenIssuer(key, cfg.JWT.Issuer, cfg.JWT.Audience, cfg.JWT.AccessTokenTTL, now)
-	authSvc, err := auth.NewService(st, tokens, auth.Config{
-		AllowRegistration:     cfg.AllowRegistration,
-		RefreshTTL:            cfg.JWT.RefreshTokenTTL,
-		PasswordHashMemoryMiB: cfg.PasswordHashMemoryMiB,
-	}, recorder, now)
-	if err != nil {
-		return nil, err
-	}
-	signInWith, err := oidc.New(ctx, oidc.Config{PublicURL: cfg.PublicURL, Providers: cfg.OIDC, SecureCookies: cfg.SecureCookies, Logger: logger}, authSvc)
-	if err != nil {
-		return nil, err
-	}
-	rt, err := openRuntime(ctx, cfg, logger, tracing)
-	if err != nil {
-		return nil, err
-	}
-	defer func() {
-		if err != nil {
-			rt.Close() // #nosec G104 -- cleanup after a failed start: err is the error to report
-		}
-	}()
-	events := bus.New()
-	shared, err := openValkey(ctx, cfg, reg, logger, tracing)
-	if err != nil {
-		return nil, err
-	}
-	var bridge *valkey.Bridge
-	defer func() {
-		if err != nil {
-			closeShared(bridge, shared)
-		}
-	}()
-	if shared != nil {
-		// Events cross instances: a task running here streams to clients
-		// connected anywhere.
-		bridge = valkey.NewBridge(shared, events, valkey.EventCodec{})
-		if err := shareAuthReads(authSvc, shared, reg, logger); err != nil {
+	for _, step := range []func() error{
+		func() error { return b.openStore(ctx) },
+		b.loadSigningKey,
+		b.newRoots,
+		func() error { return b.newMeters(ctx) },
+		func() error { return b.newAuth(ctx) },
+		func() error { return b.newRuntime(ctx) },
+		func() error { return b.openShared(ctx) },
+		b.newServices,
+		b.newAPI,
+		func() error { b.newRoutes(); return nil },
+		b.newMiddleware,
+	} {
+		if err := step(); err != nil {
 			return nil, err
 		}
 	}
-	streamMetrics := stream.NewMetrics(reg)
-	var cloneFirst workspace.FirstTask // set once the task service exists
-	workspaces := workspace.NewService(workspace.Deps{
-		Store: st, Roots: roots, Runtime: rt, Bus: events, Streams: streamMetrics, Audit: recorder, Logger: logger, Now: now,
-		TaskProto: task.ToProto,
-		FirstTask: &cloneFirst,
-		Containers: workspace.Containers{
-			Image: cfg.Workspace.Image, ImageAllow: cfg.Workspace.ImageAllow, Network: cfg.Workspace.Network, User: cfg.Workspace.User,
-			MemoryMB: cfg.Workspace.MemoryMB, CPUs: cfg.Workspace.CPUs, Pids: cfg.Workspace.Pids,
-			MaxMemoryMB: cfg.Workspace.MaxMemoryMB, MaxCPUs: cfg.Workspace.MaxCPUs, MaxPids: cfg.Workspace.MaxPids,
-			CapAdd: cfg.Workspace.CapAdd, StopTimeout: 10 * time.Second, IdleTimeout: cfg.Workspace.IdleTimeout,
-			Ephemeral: rt.ephemeral,
-		},
-	})
-	statsSvc := stats.NewService(st)
-	if cfg.Valkey.CacheTTL > 0 {
-		records, err := cache.New("workspaces", cache.Options{Valkey: shared, TTL: cfg.Valkey.CacheTTL, Registerer: reg, Logger: logger})
-		if err != nil {
-			return nil, err
-		}
-		workspaces.UseCache(records)
-		counts, err := cache.New("stats", cache.Options{Valkey: shared, TTL: cfg.Valkey.CacheTTL, Registerer: reg, Logger: logger})
-		if err != nil {
-			return nil, err
-		}
-		statsSvc.UseCache(counts)
-		// Every write the counts depend on retires them, on every
-		// instance, before the writing call returns.
-		st.OnWrite([]string{"users", "workspaces", "workspace_members", "tasks"}, func(ctx context.Context) {
-			counts.Invalidate(ctx, stats.Generation)
-		})
-	}
-	envRule, err := taskenv.New(cfg.Tasks.EnvDeny, cfg.Tasks.EnvAllow)
-	if err != nil {
-		return nil, fmt.Errorf("--task-env-deny/--task-env-allow: %w", err)
-	}
-	runner := task.NewRunner(st, rt, workspaces, events, reg, logger, now, task.RunnerConfig{
-		MaxRunning:      int(cfg.Tasks.MaxRunning),
-		MaxPerWorkspace: int(cfg.Tasks.MaxRunningPerWorkspace),
-		MaxPerUser:      int(cfg.Quotas.MaxRunningPerUser),
-		DefaultTimeout:  cfg.Tasks.Timeout,
-		ClaudePath:      cfg.Tasks.ClaudePath,
-		ClaudeIdle:      cfg.Tasks.ClaudeIdleTimeout,
-		ClaudeMaxTurns:  int(cfg.Tasks.ClaudeMaxTurns),
-		APIKey:          cfg.Tasks.AnthropicAPIKey.Reveal(),
-		LogRetention:    cfg.Tasks.LogRetention,
-		MaxLogBytes:     cfg.Quotas.MaxTaskLogBytes,
-		Lease:           cfg.Tasks.Lease,
-		Env:             envRule,
-		Builds:          task.BuildDefaults{Network: cfg.Workspace.Network, MemoryMB: cfg.Workspace.MemoryMB, CPUs: cfg.Workspace.CPUs},
-	})
-	if tracing.Enabled() {
-		runner.UseTracing(tracing.Provider)
-	}
-	tasks := task.NewService(st, runner, task.Budget{USD: cfg.Tasks.BudgetUSD, Period: cfg.Tasks.BudgetPeriod}, now, streamMetrics)
-	cloneFirst = func(ctx context.Context, p access.Principal, w *store.Workspace) error {
-		_, err := tasks.Create(ctx, p, &berthv1.CreateTaskRequest{
-			WorkspaceId: w.ID,
-			Type:        berthv1.TaskType_TASK_TYPE_GIT_OPERATION,
-			Priority:    berthv1.TaskPriority_TASK_PRIORITY_HIGH,
-			Git:         &berthv1.GitOperation{Operation: berthv1.GitOperationType_GIT_OPERATION_TYPE_CLONE, Url: w.GitURL, Ref: w.Branch},
-			Tags:        []string{"clone"},
-		})
-		return err
-	}
-	tasks.LimitQueue(cfg.Quotas.MaxQueuedPerUser)
-	workspaces.LimitOwned(cfg.Quotas.MaxWorkspacesPerUser)
-	var loginMethods []auth.LoginMethod
-	for _, p := range signInWith.Providers() {
-		loginMethods = append(loginMethods, auth.LoginMethod(p))
-	}
-
-	// Register the services on a bare server first, to read their access
-	// rules from the descriptors before the interceptors exist.
-	register := func(s *connect.Server) {
-		berthv1connect.RegisterAuthServiceHandler(s, auth.NewHandler(authSvc, loginMethods))
-		berthv1connect.RegisterWorkspaceServiceHandler(s, workspace.NewHandler(workspaces))
-		berthv1connect.RegisterTaskServiceHandler(s, task.NewHandler(tasks))
-		berthv1connect.RegisterStatsServiceHandler(s, stats.NewHandler(statsSvc))
-		berthv1connect.RegisterAdminServiceHandler(s, admin.NewHandler(admin.NewService(st, authSvc, recorder, now)))
-	}
-	bare := connect.NewServer()
-	register(bare)
-	rules, err := access.NewRules(bare.Specs())
-	if err != nil {
-		return nil, err
-	}
-
-	otel, err := rpcTelemetry(meters, tracing)
-	if err != nil {
-		return nil, err
-	}
-	limits := limiter{newLimiter(cfg.RateLimits, shared, reg, now)}
-	maxConns := connectionCap(cfg.Quotas.MaxConnections, descriptorLimit())
-	slots := quota.New(quota.Options{PerPrincipal: cfg.Quotas.MaxStreamsPerUser, Total: streamCap(maxConns), Valkey: shared, Registerer: reg, Logger: logger})
-	defer func() {
-		if err != nil {
-			slots.Close()
-		}
-	}()
-	tasks.LimitCreation(func(ctx context.Context, userID string) error {
-		return limits.allow(ctx, ratelimit.TaskCreate, "user:"+userID, callHeaders(ctx))
-	})
-	connectStreams := newDrain()
-	api := connect.NewServer(
-		otel,
-		errorInterceptor(logger),
-		connectStreams.interceptor(streamMetrics),
-		authInterceptor(rules, authSvc, limits, cfg.Streams.Heartbeat),
-		streamSlots(slots),
-		validate.NewServerInterceptor(),
-	)
-	register(api)
-	services := serviceNames(api)
-
-	// Reflection lives on its own server: it is public and has no berth
-	// access rules, and it describes the API services, health and itself.
-	reflection := connect.NewServer()
-	grpcreflect.Register(reflection, grpcreflect.WithNamer(grpcreflect.NamerFunc(func() []string {
-		return append(append([]string(nil), services...), healthv1connect.HealthName, grpcreflect.ReflectV1ServiceName, grpcreflect.ReflectV1AlphaServiceName)
-	})))
-
-	jsonCodec := connectproto.NewJSONCodec()
-	// Field names as in the proto (snake_case), as the seeds' JSON has them
-	// (protojson accepts both spellings on input), and every scalar field
-	// present even at its zero value, so curl users see "has_next": false
-	// rather than nothing.
-	jsonCodec.MarshalOptions.UseProtoNames = true
-	jsonCodec.MarshalOptions.EmitDefaultValues = true
-	mountOpts := []connecthttp.Option{
-		connecthttp.WithCodecs(connectproto.NewBinaryCodec(), jsonCodec),
-		connecthttp.WithCompressors(connectgzip.New()),
-		connecthttp.WithCompressMinBytes(1024),
-		connecthttp.WithReadMaxBytes(int(cfg.HTTP.MaxBodyBytes)),
-	}
-
-	mux := newRouteMux()
-	connecthttp.Mount(mux, api, mountOpts...)
-	connecthttp.Mount(mux, reflection, mountOpts...)
-	// One way to authenticate a stream that is not an RPC, for SSE and the
-	// WebSocket alike.
-	streamAuth := stream.Auth{
-		Authenticate: func(r *http.Request) (access.Principal, error) {
-			var h connect.Header
-			for k, v := range r.Header {
-				h.SetValues(k, v)
-			}
-			return authSvc.Authenticate(r.Context(), credentials(&h))
-		},
-		RedeemTicket: authSvc.RedeemStreamTicket, RecheckTicket: authSvc.RecheckTicket,
-	}
-	streams := sse.New(sse.Config{
-		Auth:         streamAuth,
-		ResumeTicket: authSvc.ResumeTicket, SecureCookies: cfg.SecureCookies,
-		Tasks: tasks, Workspaces: workspaces, Logger: logger, Metrics: streamMetrics,
-		Heartbeat: cfg.Streams.Heartbeat, WriteTimeout: cfg.Streams.StallTimeout,
-		Admit: admitStream(limits, slots),
-	})
-	streams.Mount(mux)
-	sockets := ws.New(ws.Config{
-		Auth:           streamAuth,
-		AllowedOrigins: cfg.AllowedOrigins,
-		Tasks:          tasks,
-		Workspaces:     workspaces,
-		Logger:         logger,
-		Metrics:        streamMetrics,
-		PingEvery:      cfg.Streams.WSPingInterval,
-		CommandRate:    wsCommandRate(cfg.RateLimits.WSCommand),
-		CommandBurst:   cfg.RateLimits.WSCommand.Burst,
-		StallTimeout:   cfg.Streams.StallTimeout,
-		Admit:          admitStream(limits, slots),
-		Errors: func(ctx context.Context, action string, err error) ws.ErrorBody {
-			ce := toConnectError(ctx, logger, connect.Spec{Procedure: "ws " + action}, err).(*connect.Error)
-			return ws.ErrorBody{Code: ce.Code().String(), Message: ce.Message(), Reason: Reason(ce.Code())}
-		},
-	})
-	sockets.Mount(mux)
-	mux.HandleFunc("GET /health", handleHealth)
-	mux.Handle("GET /{$}", apiIndex(services, func() []string { return mux.patterns }))
-	openapi.Mount(mux)
-	docs.Mount(mux)
-	mux.Handle("/auth/oidc/", signInWith)
-	readiness := []check{{name: "store", run: func(ctx context.Context) (string, bool) {
-		if err := st.Ping(ctx); err != nil {
-			logger.WarnContext(ctx, "readiness: store unreachable", "error", err.Error())
-			return "unreachable", false
-		}
-		return "ok (" + st.Engine() + ")", true
-	}}, {name: "runtime", run: rt.check}, {name: "valkey", run: func(context.Context) (string, bool) {
-		// Degraded is still ready: every use of Valkey has a local fallback.
-		return shared.Status(), true
-	}}}
-	mux.Handle("GET /ready", handleReady(readiness))
-	// The gRPC health protocol reports the same checks. Like reflection it
-	// is public and lives on its own server, without berth's access rules;
-	// the drain ends its Watch streams at shutdown.
-	probes := connect.NewServer(connectStreams.interceptor(nil))
-	healthChecks := make([]health.Check, len(readiness))
-	for i, c := range readiness {
-		healthChecks[i] = c.run
-	}
-	healthv1connect.RegisterHealthHandler(probes, health.New(services, cfg.Streams.Heartbeat, healthChecks...))
-	connecthttp.Mount(mux, probes, mountOpts...)
-
-	var handler http.Handler = sse.KeepOpen(mux, berthv1connect.TaskServiceStreamTaskLogsProcedure, berthv1connect.WorkspaceServiceWatchWorkspaceProcedure, healthv1connect.HealthWatchProcedure)
-	handler = limitHTTP(limits, handler)
-	handler = limitBody(cfg.HTTP.MaxBodyBytes, handler)
-	if handler, err = csrfProtect(cfg.AllowedOrigins, handler); err != nil {
-		return nil, err
-	}
-	handler = withCORS(cfg.AllowedOrigins, handler)
-	handler = securityHeaders(handler)
-	handler = jsonErrors(handler)
-	handler = observe(logger, newHTTPMetrics(reg), cfg.RateLimits.TrustedProxies, handler)
-	handler = tracing.Handler(handler)
-
-	adminMux := http.NewServeMux()
-	adminMux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-
-	return &Server{
-		cfg:        cfg,
-		logger:     logger,
-		store:      st,
-		meters:     meters,
-		tracing:    tracing,
-		runtime:    rt,
-		workspaces: workspaces,
-		runner:     runner,
-		streams:    streams,
-		sockets:    sockets,
-		rpcStreams: connectStreams,
-		shared:     shared,
-		bridge:     bridge,
-		slots:      slots,
-		maxConns:   maxConns,
-		refused:    connectionsRefused(reg),
-		handler:    handler,
-		admin:      adminMux,
-		services:   services,
-		routes:     mux.patterns,
-	}, nil
+	return b.server(), nil
 }
 
 // Handler is the main listener's handler: the API, reflection, /health,

@@ -1,8 +1,5 @@
 // Package stats answers StatsService: counts over the workspaces and tasks a
 // caller can see, or over the whole server for admins.
-//
-// stats imports internal/store, internal/access, internal/cache and
-// internal/fault.
 package stats
 
 import (
@@ -28,16 +25,16 @@ type Service struct {
 	now    func() time.Time
 }
 
-// NewService returns a Service over st.
-func NewService(st *store.Store) *Service { return &Service{store: st, now: time.Now} }
-
-// UseCache makes Get keep its counts in counts (Valkey-backed across
-// instances, or an in-process LRU). Entries live under a generation,
-// "gen", that the caller must invalidate after every write to the tables
-// the counts come from (users, workspaces, workspace_members, tasks):
-// store.OnWrite does it before the writing call returns, so no count older
-// than a completed write is served. Call it before the service is used.
-func (s *Service) UseCache(counts *cache.Cache) { s.counts = counts }
+// NewService returns a Service over st. With counts (Valkey-backed across
+// instances, or an in-process LRU; nil counts in the store on every Get),
+// Get keeps its counts there. Entries live under a generation, "gen", that
+// the caller must invalidate after every write to the tables the counts
+// come from (users, workspaces, workspace_members, tasks): store.OnWrite
+// does it before the writing call returns, so no count older than a
+// completed write is served.
+func NewService(st *store.Store, counts *cache.Cache) *Service {
+	return &Service{store: st, counts: counts, now: time.Now}
+}
 
 // Generation is the cache key to invalidate after such a write.
 const Generation = "gen"

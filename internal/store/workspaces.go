@@ -129,48 +129,6 @@ func (s *Store) CreateWorkspaceWithin(ctx context.Context, w *Workspace, maxOwne
 	return nil
 }
 
-// errOverlap refuses a workspace directory that another workspace's
-// directory equals, contains or lies in. It names neither the other
-// workspace nor its owner.
-var errOverlap = &fault.Error{Kind: fault.ErrConflict, Message: "the directory is already used by another workspace, or lies inside or around one; workspaces never share or nest directories",
-	Violations: []fault.Violation{{Field: "path", Reason: "overlaps another workspace's directory"}}}
-
-// OverlappingWorkspaces returns the ids of the workspaces other than except
-// whose directory is path, lies inside path, or contains it — compared as
-// the cleaned, resolved paths the store keeps.
-func (s *Store) OverlappingWorkspaces(ctx context.Context, path, except string) ([]string, error) {
-	ids, err := overlapping(ctx, s.conn(), path, except)
-	if err != nil {
-		return nil, fmt.Errorf("overlapping workspaces: %w", err)
-	}
-	return ids, nil
-}
-
-// overlapping finds the workspaces whose path equals path, is an ancestor of
-// it or a descendant of it. Prefixes are compared with substr, not LIKE, so
-// that "%" and "_" in a path are plain characters.
-func overlapping(ctx context.Context, c conn, path, except string) ([]string, error) {
-	rows, err := c.query(ctx, `
-		SELECT id FROM workspaces
-		WHERE id <> ? AND (path = ?
-			OR substr(?, 1, length(path) + 1) = path || '/'
-			OR substr(path, 1, length(?) + 1) = ? || '/')`,
-		except, path, path, path, path)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var ids []string
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			return nil, err
-		}
-		ids = append(ids, id)
-	}
-	return ids, rows.Err()
-}
-
 // FindWorkspace returns the workspace with the given id as v sees it: with
 // v's AccessRole in it and its task Stats. A workspace v may not see — v is
 // neither an admin, nor its owner, nor a member — is not found, exactly like
@@ -442,69 +400,4 @@ func scanWorkspace(row scanner) (*Workspace, sql.NullString, error) {
 	w.CreatedAt = fromMicros(created)
 	w.UpdatedAt = fromMicros(updated)
 	return &w, memberRole, nil
-}
-
-// statsBatch bounds the ids in one IN list, well under every engine's limit
-// on bound parameters.
-const statsBatch = 500
-
-// loadWorkspaceStats fills the Stats of ws from the tasks table, with one
-// grouped query per batch rather than one per workspace.
-func loadWorkspaceStats(ctx context.Context, c conn, ws []*Workspace) error {
-	byID := make(map[string]*Workspace, len(ws))
-	for _, w := range ws {
-		w.Stats = WorkspaceStats{}
-		byID[w.ID] = w
-	}
-	for start := 0; start < len(ws); start += statsBatch {
-		batch := ws[start:min(start+statsBatch, len(ws))]
-		ids := make([]any, len(batch))
-		for i, w := range batch {
-			ids[i] = w.ID
-		}
-		rows, err := c.query(ctx, `SELECT workspace_id, status, COUNT(*) FROM tasks
-			WHERE workspace_id IN (`+placeholders(len(ids))+`)
-			GROUP BY workspace_id, status`, ids...)
-		if err != nil {
-			return fmt.Errorf("count tasks: %w", err)
-		}
-		for rows.Next() {
-			var (
-				id, status string
-				n          int64
-			)
-			if err := rows.Scan(&id, &status, &n); err != nil {
-				_ = rows.Close() // the scan error is the one to report
-				return fmt.Errorf("count tasks: %w", err)
-			}
-			if w := byID[id]; w != nil {
-				w.Stats.add(TaskStatus(status), n)
-			}
-		}
-		err = rows.Err()
-		if cerr := rows.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			return fmt.Errorf("count tasks: %w", err)
-		}
-	}
-	return nil
-}
-
-// add counts n tasks in the given state.
-func (st *WorkspaceStats) add(status TaskStatus, n int64) {
-	st.TotalTasks += n
-	switch status {
-	case TaskRunning:
-		st.RunningTasks += n
-	case TaskSucceeded:
-		st.CompletedTasks += n
-	case TaskFailed:
-		st.FailedTasks += n
-	case TaskCancelled:
-		st.CancelledTasks += n
-	case TaskTimedOut:
-		st.TimedOutTasks += n
-	}
 }

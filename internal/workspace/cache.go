@@ -6,15 +6,15 @@ import (
 	"encoding/json"
 
 	"github.com/berthhq/berth/internal/access"
-	"github.com/berthhq/berth/internal/cache"
 	"github.com/berthhq/berth/internal/store"
 )
 
-// UseCache makes Get read workspace records, with the reader's access
-// role, through records (Valkey-backed across instances, or an in-process
-// LRU). Every write of a workspace or of its members made through this
-// service invalidates it before the write's call returns, on every
-// instance. Call it before the service is used.
+// find reads a workspace as p sees it, through the cache when there is
+// one. With Deps.Records, Get reads workspace records, with the reader's
+// access role, through that cache (Valkey-backed across instances, or an
+// in-process LRU). Every write of a workspace or of its members made
+// through this service invalidates it before the write's call returns, on
+// every instance.
 //
 // Keys are "gen:<id>", a random generation of the workspace that every
 // write replaces, and "w:<id>:<generation>:<reader>", the record as one
@@ -23,10 +23,6 @@ import (
 // under the generation read before it was loaded, so no copy loaded
 // before a write is served after it. The task counts (Stats) change with
 // every task and are read from the store on each Get.
-func (s *Service) UseCache(records *cache.Cache) { s.records = records }
-
-// find reads a workspace as p sees it, through the cache when there is
-// one.
 func (s *Service) find(ctx context.Context, p access.Principal, id string) (*store.Workspace, error) {
 	if s.records == nil {
 		return s.store.FindWorkspace(ctx, id, p.Viewer())

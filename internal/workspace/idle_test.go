@@ -25,8 +25,11 @@ func (c *clock) now() time.Time { return c.t }
 // runtime, with one owner account and a project directory "p" in its root.
 type fixture struct {
 	svc     *workspace.Service
+	st      *store.Store
+	rt      *process.Runtime
 	clock   *clock
 	owner   access.Principal
+	root    string
 	project string
 	dbPath  string
 }
@@ -52,15 +55,16 @@ func newFixture(t *testing.T, containers workspace.Containers) *fixture {
 	c := &clock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	containers.Image, containers.Network = "unused", "none"
+	rt := process.New()
 	svc := workspace.NewService(workspace.Deps{
-		Store: st, Roots: roots, Runtime: process.New(), Bus: bus.New(),
+		Store: st, Roots: roots, Runtime: rt, Bus: bus.New(),
 		Audit: audit.NewRecorder(st, logger, c.now), Logger: logger, Now: c.now, Containers: containers,
 	})
 	owner := &store.User{ID: "11111111-1111-4111-8111-111111111111", Email: "o@example.com", CreatedAt: c.t, UpdatedAt: c.t}
 	if err := st.CreateUser(ctx, owner); err != nil {
 		t.Fatal(err)
 	}
-	return &fixture{svc: svc, clock: c, owner: access.Principal{UserID: owner.ID, Role: owner.Role}, project: project, dbPath: dbPath}
+	return &fixture{svc: svc, st: st, rt: rt, clock: c, owner: access.Principal{UserID: owner.ID, Role: owner.Role}, root: roots[0], project: project, dbPath: dbPath}
 }
 
 // TestIdleStopRespectsHolds: a running workspace is stopped once idle for

@@ -13,15 +13,12 @@ import (
 	"strings"
 	"time"
 
-	"github.com/google/uuid"
-
 	"github.com/berthhq/berth/internal/access"
 	"github.com/berthhq/berth/internal/audit"
 	"github.com/berthhq/berth/internal/bus"
 	"github.com/berthhq/berth/internal/cache"
 	"github.com/berthhq/berth/internal/fault"
 	berthv1 "github.com/berthhq/berth/internal/gen/berth/v1"
-	"github.com/berthhq/berth/internal/gitop"
 	"github.com/berthhq/berth/internal/page"
 	"github.com/berthhq/berth/internal/sandbox"
 	"github.com/berthhq/berth/internal/store"
@@ -36,14 +33,14 @@ type Service struct {
 	containers Containers
 	bus        *bus.Bus
 	streams    *stream.Metrics
-	records    *cache.Cache // nil: Get reads the store (see UseCache)
+	records    *cache.Cache // nil: Get reads the store (see Deps.Records)
 	audit      *audit.Recorder
 	logger     *slog.Logger
 	now        func() time.Time
 	activity   activity
 	owner      Owner // who gets the directories berth makes
 	firstTask  FirstTask
-	maxOwned   int64 // see LimitOwned
+	maxOwned   int64 // see Deps.MaxOwned
 	taskProto  func(*store.TaskRecord) *berthv1.Task
 }
 
@@ -73,6 +70,14 @@ type Deps struct {
 	// git_url; it may be set after NewService returns and before the
 	// service is used (the task service that does it needs this one).
 	FirstTask *FirstTask
+	// Records, when set, is the cache Get reads workspace records through
+	// (see find); nil reads the store every time.
+	Records *cache.Cache
+	// MaxOwned caps the workspaces one user may own (0: no cap): Create is
+	// refused with fault.ErrResourceExhausted past it, counted and inserted
+	// atomically by the store. Admins are exempt: they import directories
+	// and set up workspaces for others, and can change the quota anyway.
+	MaxOwned int64
 }
 
 // NewService returns a Service. The directories it makes are given to the
@@ -88,7 +93,8 @@ func NewService(d Deps) *Service {
 	}
 	s := &Service{
 		store: d.Store, roots: d.Roots, runtime: d.Runtime, containers: d.Containers,
-		bus: d.Bus, streams: d.Streams, audit: d.Audit, logger: d.Logger, now: d.Now, taskProto: d.TaskProto,
+		bus: d.Bus, streams: d.Streams, audit: d.Audit, logger: d.Logger, now: d.Now,
+		records: d.Records, maxOwned: d.MaxOwned, taskProto: d.TaskProto,
 		activity: activity{last: make(map[string]time.Time), holds: make(map[string]int)},
 		owner:    owner,
 	}
@@ -107,156 +113,6 @@ func NewService(d Deps) *Service {
 		}
 	}
 	return s
-}
-
-// Spec is what a new workspace is made of.
-type Spec struct {
-	Name        string
-	Description string
-	Path        string
-	GitURL      string
-	Branch      string
-	Tags        []string
-	Metadata    map[string]string
-	Image       string
-	MemoryMB    int64
-	CPUs        float64
-	Pids        int64
-}
-
-// Create makes a workspace owned by the caller and its (stopped)
-// container. Without spec.Path berth makes a new directory for it (and
-// queues the clone of spec.GitURL into it); with one, an existing host
-// directory is imported, which needs access.PermWorkspaceImport. Either
-// way no two workspaces share or nest directories (the store checks it
-// atomically). If the container cannot be created, nothing is kept — the
-// directory berth made included — and the error says why.
-func (s *Service) Create(ctx context.Context, p access.Principal, spec Spec) (*store.Workspace, error) {
-	name, err := cleanName(spec.Name)
-	if err != nil {
-		return nil, err
-	}
-	if err := s.containers.checkLimits(spec); err != nil {
-		return nil, err
-	}
-	if err := s.containers.checkImage("", spec.Image); err != nil {
-		return nil, err
-	}
-	id := uuid.NewString()
-	managed := spec.Path == ""
-	var path string
-	if managed {
-		if spec.GitURL != "" {
-			if _, err := gitop.Argv(gitop.Op{Operation: gitop.Clone, URL: spec.GitURL, Ref: spec.Branch}); err != nil {
-				var ge *gitop.Error
-				if errors.As(err, &ge) && ge.Field == "ref" {
-					return nil, fault.Invalid("branch", ge.Reason)
-				}
-				if errors.As(err, &ge) {
-					return nil, fault.Invalid("git_url", ge.Reason)
-				}
-				return nil, fault.Invalid("git_url", err.Error())
-			}
-		}
-	} else {
-		if !access.Allows(p.Role, access.PermWorkspaceImport) {
-			return nil, fault.New(fault.ErrPermissionDenied, "importing an existing host directory (path) is for admins; leave path empty and berth makes a new directory for the workspace")
-		}
-		if path, err = s.roots.Resolve(spec.Path); err != nil {
-			if f, ok := errors.AsType[*fault.Error](err); ok && f.Cause != nil {
-				s.logger.Info("workspace path refused", "path", spec.Path, "cause", f.Cause.Error())
-			}
-			return nil, err
-		}
-	}
-	ctx = context.WithoutCancel(ctx) // the directory, the record and the container go together
-	if managed {
-		var opened bool
-		if path, opened, err = s.roots.Make(p.UserID, id, s.owner); err != nil {
-			return nil, err
-		}
-		if opened {
-			s.logger.Warn("berth cannot give the workspace directory to the container user (it does not run as root), so the directory is writable by all inside berth's own 0700 directory; run berth as root or with --workspace-user set to its own uid:gid",
-				"workspace", id, "user", s.containers.User)
-		}
-	}
-	discardDir := func() {
-		if managed {
-			if err := s.roots.Remove(path); err != nil {
-				s.logger.Error("removing the directory of a workspace that was not made", "workspace", id, "error", err.Error())
-			}
-		}
-	}
-	now := s.now().UTC()
-	w := &store.Workspace{
-		ID:          id,
-		OwnerID:     p.UserID,
-		Name:        name,
-		Description: spec.Description,
-		Path:        path,
-		Managed:     managed,
-		Status:      store.WorkspaceCreating,
-		GitURL:      spec.GitURL,
-		Branch:      spec.Branch,
-		Tags:        uniqueTags(spec.Tags),
-		Metadata:    spec.Metadata,
-		Image:       spec.Image,
-		MemoryMB:    spec.MemoryMB,
-		CPUs:        spec.CPUs,
-		Pids:        spec.Pids,
-		CreatedAt:   now,
-		UpdatedAt:   now,
-	}
-	if w.Metadata == nil {
-		w.Metadata = map[string]string{}
-	}
-	// The record keeps the limits in effect, the server's defaults where the
-	// request left them zero, so what it shows is what the container gets.
-	if w.MemoryMB == 0 {
-		w.MemoryMB = s.containers.MemoryMB
-	}
-	if w.CPUs == 0 {
-		w.CPUs = s.containers.CPUs
-	}
-	if w.Pids == 0 {
-		w.Pids = s.containers.Pids
-	}
-	if err := s.store.CreateWorkspaceWithin(ctx, w, s.ownedQuota(p)); err != nil {
-		discardDir()
-		return nil, err
-	}
-	containerID, imageID, err := s.createContainer(ctx, w)
-	if err != nil {
-		if derr := s.store.DeleteWorkspace(ctx, w.ID); derr != nil {
-			s.logger.Error("removing a workspace whose container failed", "workspace", w.ID, "error", derr.Error())
-		}
-		discardDir()
-		return nil, containerFault("container could not be created", err)
-	}
-	w.AccessRole = store.WorkspaceOwner
-	created, err := s.setContainer(ctx, w, store.WorkspaceStopped, containerID, imageID)
-	if err != nil {
-		return nil, err
-	}
-	s.Touch(w.ID)
-	if managed && w.GitURL != "" && s.firstTask != nil {
-		if err := s.firstTask(ctx, p, created); err != nil {
-			// The workspace is made; the caller learns why its clone is
-			// missing and can run it as a git_operation task.
-			s.logger.Warn("queueing the clone of a new workspace failed", "workspace", w.ID, "error", err.Error())
-			msg := err.Error()
-			if m, ok := fault.Message(err); ok {
-				msg = m
-			}
-			reason := "the clone of git_url could not be queued (" + msg + "); run a git_operation CLONE task"
-			if c, err := s.store.UpdateWorkspace(ctx, w.ID, store.WorkspaceUpdate{StatusReason: &reason}, s.now().UTC()); err == nil {
-				s.forget(ctx, w.ID)
-				c.AccessRole = created.AccessRole
-				created = c
-			}
-		}
-	}
-	return created, nil
 }
 
 // Get returns a workspace the caller may see; any other is not found.
@@ -375,100 +231,10 @@ func (s *Service) Delete(ctx context.Context, p access.Principal, id string, del
 		return err
 	}
 	s.forget(ctx, id)
+	s.forgetActivity(id)
 	s.audit.Record(ctx, audit.Event{Action: audit.ActionWorkspaceDelete, TargetType: "workspace", TargetID: id,
 		Details: map[string]string{"name": w.Name, "owner_id": w.OwnerID}})
 	return nil
-}
-
-// manages reports whether the reader of w may delete it and decide who it
-// is shared with: its owner, or an admin.
-func manages(w *store.Workspace) bool {
-	return w.AccessRole == store.WorkspaceOwner || w.AccessRole == store.WorkspaceAdmin
-}
-
-// AddMember shares a workspace with another account as editor or viewer;
-// the account is named by id, or by email when userID is empty. Only the
-// owner or an admin may share.
-func (s *Service) AddMember(ctx context.Context, p access.Principal, workspaceID, userID, email string, role store.WorkspaceRole) (*store.Member, error) {
-	w, err := s.store.FindWorkspace(ctx, workspaceID, p.Viewer())
-	if err != nil {
-		return nil, err
-	}
-	if !manages(w) {
-		return nil, fault.New(fault.ErrPermissionDenied, "only the workspace's owner or an admin can share it (your role: %s)", w.AccessRole)
-	}
-	if role != store.WorkspaceEditor && role != store.WorkspaceViewer {
-		return nil, fault.Invalid("role", "must be editor or viewer")
-	}
-	if userID == "" {
-		u, err := s.store.FindUserByEmail(ctx, email)
-		if errors.Is(err, fault.ErrNotFound) || err == nil && u.Disabled {
-			return nil, fault.New(fault.ErrNotFound, "no account has the email address %q; ask the user to sign up first", email)
-		}
-		if err != nil {
-			return nil, err
-		}
-		userID = u.ID
-	}
-	m := &store.Member{WorkspaceID: workspaceID, UserID: userID, Role: role, CreatedAt: s.now().UTC()}
-	if err := s.store.AddMember(ctx, m); err != nil {
-		return nil, err
-	}
-	s.forget(ctx, workspaceID)
-	s.audit.Record(ctx, audit.Event{Action: audit.ActionMemberAdd, TargetType: "workspace", TargetID: workspaceID,
-		Details: map[string]string{"user_id": userID, "role": string(role)}})
-	return m, nil
-}
-
-// RemoveMember stops sharing a workspace with an account. The owner or an
-// admin may remove anyone; a member may remove themself.
-func (s *Service) RemoveMember(ctx context.Context, p access.Principal, workspaceID, userID string) error {
-	w, err := s.store.FindWorkspace(ctx, workspaceID, p.Viewer())
-	if err != nil {
-		return err
-	}
-	if !manages(w) && userID != p.UserID {
-		return fault.New(fault.ErrPermissionDenied, "only the workspace's owner or an admin can remove other members (your role: %s)", w.AccessRole)
-	}
-	if err := s.store.RemoveMember(ctx, workspaceID, userID); err != nil {
-		return err
-	}
-	s.forget(ctx, workspaceID)
-	s.audit.Record(ctx, audit.Event{Action: audit.ActionMemberRemove, TargetType: "workspace", TargetID: workspaceID,
-		Details: map[string]string{"user_id": userID}})
-	return nil
-}
-
-// ListMembers lists who can use a workspace: its owner first, then the
-// members it is shared with, oldest first. Email addresses are shown to the
-// owner and admins; other readers see only their own.
-func (s *Service) ListMembers(ctx context.Context, p access.Principal, workspaceID string) ([]*store.Member, error) {
-	w, err := s.store.FindWorkspace(ctx, workspaceID, p.Viewer())
-	if err != nil {
-		return nil, err
-	}
-	owner, err := s.store.FindUserByID(ctx, w.OwnerID)
-	if err != nil {
-		return nil, err
-	}
-	members, err := s.store.ListMembers(ctx, workspaceID)
-	if err != nil {
-		return nil, err
-	}
-	all := append([]*store.Member{{
-		WorkspaceID: workspaceID, UserID: owner.ID, Email: owner.Email, Name: owner.Name,
-		Role: store.WorkspaceOwner, CreatedAt: w.CreatedAt,
-	}}, members...)
-	if !manages(w) {
-		// Sharing a workspace with someone does not hand them the
-		// addresses of everyone else it is shared with.
-		for _, m := range all {
-			if m.UserID != p.UserID {
-				m.Email = ""
-			}
-		}
-	}
-	return all, nil
 }
 
 // archiveTransition is the one place that decides archive and unarchive

@@ -1,0 +1,230 @@
+package server
+
+import (
+	"context"
+	"net/http"
+
+	"connectrpc.com/connect/v2"
+	"connectrpc.com/connect/v2/connectgzip"
+	"connectrpc.com/connect/v2/connecthttp"
+	"connectrpc.com/connect/v2/connectproto"
+	"connectrpc.com/grpcreflect/v2"
+	"connectrpc.com/validate"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/berthhq/berth/internal/access"
+	"github.com/berthhq/berth/internal/admin"
+	"github.com/berthhq/berth/internal/auth"
+	"github.com/berthhq/berth/internal/gen/berth/v1/berthv1connect"
+	"github.com/berthhq/berth/internal/gen/grpc/health/v1/healthv1connect"
+	"github.com/berthhq/berth/internal/health"
+	"github.com/berthhq/berth/internal/openapi"
+	"github.com/berthhq/berth/internal/openapi/docs"
+	"github.com/berthhq/berth/internal/quota"
+	"github.com/berthhq/berth/internal/ratelimit"
+	"github.com/berthhq/berth/internal/sse"
+	"github.com/berthhq/berth/internal/stats"
+	"github.com/berthhq/berth/internal/stream"
+	"github.com/berthhq/berth/internal/task"
+	"github.com/berthhq/berth/internal/workspace"
+	"github.com/berthhq/berth/internal/ws"
+)
+
+// register registers the API services' Connect handlers on s.
+func (b *wiring) register(s *connect.Server) {
+	berthv1connect.RegisterAuthServiceHandler(s, auth.NewHandler(b.authSvc, b.loginMethods))
+	berthv1connect.RegisterWorkspaceServiceHandler(s, workspace.NewHandler(b.workspaces))
+	berthv1connect.RegisterTaskServiceHandler(s, task.NewHandler(b.tasks))
+	berthv1connect.RegisterStatsServiceHandler(s, stats.NewHandler(b.statsSvc))
+	berthv1connect.RegisterAdminServiceHandler(s, admin.NewHandler(admin.NewService(b.st, b.authSvc, b.recorder, b.now)))
+}
+
+// newAPI builds the Connect servers: the API behind its interceptor chain
+// (metrics → errors → stream drain → access → stream slots → validation),
+// with the rate limits and stream quotas it needs, and reflection.
+func (b *wiring) newAPI() error {
+	cfg := b.cfg
+	// Register the services on a bare server first, to read their access
+	// rules from the descriptors before the interceptors exist.
+	bare := connect.NewServer()
+	b.register(bare)
+	rules, err := access.NewRules(bare.Specs())
+	if err != nil {
+		return err
+	}
+
+	otel, err := rpcTelemetry(b.meters, b.tracing)
+	if err != nil {
+		return err
+	}
+	b.limits = limiter{newLimiter(cfg.RateLimits, b.shared, b.reg, b.now)}
+	b.maxConns = connectionCap(cfg.Quotas.MaxConnections, descriptorLimit())
+	slots := quota.New(quota.Options{PerPrincipal: cfg.Quotas.MaxStreamsPerUser, Total: streamCap(b.maxConns), Valkey: b.shared, Registerer: b.reg, Logger: b.logger})
+	b.slots = slots
+	b.onFailure(slots.Close)
+	limits := b.limits
+	b.tasks.LimitCreation(func(ctx context.Context, userID string) error {
+		return limits.allow(ctx, ratelimit.TaskCreate, "user:"+userID, callHeaders(ctx))
+	})
+	b.connectStreams = newDrain()
+	b.api = connect.NewServer(
+		otel,
+		errorInterceptor(b.logger),
+		b.connectStreams.interceptor(b.streamMetrics),
+		authInterceptor(rules, b.authSvc, b.limits, cfg.Streams.Heartbeat),
+		streamSlots(slots),
+		validate.NewServerInterceptor(),
+	)
+	b.register(b.api)
+	services := serviceNames(b.api)
+	b.services = services
+
+	// Reflection lives on its own server: it is public and has no berth
+	// access rules, and it describes the API services, health and itself.
+	b.reflection = connect.NewServer()
+	grpcreflect.Register(b.reflection, grpcreflect.WithNamer(grpcreflect.NamerFunc(func() []string {
+		return append(append([]string(nil), services...), healthv1connect.HealthName, grpcreflect.ReflectV1ServiceName, grpcreflect.ReflectV1AlphaServiceName)
+	})))
+	return nil
+}
+
+// mountOptions are the Connect handlers' codecs, compression and limits.
+func (b *wiring) mountOptions() []connecthttp.Option {
+	jsonCodec := connectproto.NewJSONCodec()
+	// Field names as in the proto (snake_case), as the seeds' JSON has them
+	// (protojson accepts both spellings on input), and every scalar field
+	// present even at its zero value, so curl users see "has_next": false
+	// rather than nothing.
+	jsonCodec.MarshalOptions.UseProtoNames = true
+	jsonCodec.MarshalOptions.EmitDefaultValues = true
+	return []connecthttp.Option{
+		connecthttp.WithCodecs(connectproto.NewBinaryCodec(), jsonCodec),
+		connecthttp.WithCompressors(connectgzip.New()),
+		connecthttp.WithCompressMinBytes(1024),
+		connecthttp.WithReadMaxBytes(int(b.cfg.HTTP.MaxBodyBytes)),
+	}
+}
+
+// newRoutes mounts every route of the main listener: the Connect servers,
+// SSE, WebSocket, the index, OpenAPI, OIDC, readiness and gRPC health.
+func (b *wiring) newRoutes() {
+	cfg, logger, st, authSvc := b.cfg, b.logger, b.st, b.authSvc
+	mountOpts := b.mountOptions()
+	mux := newRouteMux()
+	b.mux = mux
+	connecthttp.Mount(mux, b.api, mountOpts...)
+	connecthttp.Mount(mux, b.reflection, mountOpts...)
+	// One way to authenticate a stream that is not an RPC, for SSE and the
+	// WebSocket alike.
+	streamAuth := stream.Auth{
+		Authenticate: func(r *http.Request) (access.Principal, error) {
+			var h connect.Header
+			for k, v := range r.Header {
+				h.SetValues(k, v)
+			}
+			return authSvc.Authenticate(r.Context(), credentials(&h))
+		},
+		RedeemTicket: authSvc.RedeemStreamTicket, RecheckTicket: authSvc.RecheckTicket,
+	}
+	b.streams = sse.New(sse.Config{
+		Auth:         streamAuth,
+		ResumeTicket: authSvc.ResumeTicket, SecureCookies: cfg.SecureCookies,
+		Tasks: b.tasks, Workspaces: b.workspaces, Logger: logger, Metrics: b.streamMetrics,
+		Heartbeat: cfg.Streams.Heartbeat, WriteTimeout: cfg.Streams.StallTimeout,
+		Admit: admitStream(b.limits, b.slots),
+	})
+	b.streams.Mount(mux)
+	b.sockets = ws.New(ws.Config{
+		Auth:           streamAuth,
+		AllowedOrigins: cfg.AllowedOrigins,
+		Tasks:          b.tasks,
+		Workspaces:     b.workspaces,
+		Logger:         logger,
+		Metrics:        b.streamMetrics,
+		PingEvery:      cfg.Streams.WSPingInterval,
+		CommandRate:    wsCommandRate(cfg.RateLimits.WSCommand),
+		CommandBurst:   cfg.RateLimits.WSCommand.Burst,
+		StallTimeout:   cfg.Streams.StallTimeout,
+		Admit:          admitStream(b.limits, b.slots),
+		Errors: func(ctx context.Context, action string, err error) ws.ErrorBody {
+			ce := toConnectError(ctx, logger, connect.Spec{Procedure: "ws " + action}, err).(*connect.Error)
+			return ws.ErrorBody{Code: ce.Code().String(), Message: ce.Message(), Reason: Reason(ce.Code())}
+		},
+	})
+	b.sockets.Mount(mux)
+	mux.HandleFunc("GET /health", handleHealth)
+	mux.Handle("GET /{$}", apiIndex(b.services, func() []string { return mux.patterns }))
+	openapi.Mount(mux)
+	docs.Mount(mux)
+	mux.Handle("/auth/oidc/", b.oidc)
+	shared := b.shared
+	readiness := []check{{name: "store", run: func(ctx context.Context) (string, bool) {
+		if err := st.Ping(ctx); err != nil {
+			logger.WarnContext(ctx, "readiness: store unreachable", "error", err.Error())
+			return "unreachable", false
+		}
+		return "ok (" + st.Engine() + ")", true
+	}}, {name: "runtime", run: b.rt.check}, {name: "valkey", run: func(context.Context) (string, bool) {
+		// Degraded is still ready: every use of Valkey has a local fallback.
+		return shared.Status(), true
+	}}}
+	mux.Handle("GET /ready", handleReady(readiness))
+	// The gRPC health protocol reports the same checks. Like reflection it
+	// is public and lives on its own server, without berth's access rules;
+	// the drain ends its Watch streams at shutdown.
+	probes := connect.NewServer(b.connectStreams.interceptor(nil))
+	healthChecks := make([]health.Check, len(readiness))
+	for i, c := range readiness {
+		healthChecks[i] = c.run
+	}
+	healthv1connect.RegisterHealthHandler(probes, health.New(b.services, cfg.Streams.Heartbeat, healthChecks...))
+	connecthttp.Mount(mux, probes, mountOpts...)
+}
+
+// newMiddleware wraps the routes in the HTTP middleware, innermost first:
+// long streams kept open, rate and body limits, CSRF, CORS, security
+// headers, JSON errors, then the request id, access log and metrics.
+func (b *wiring) newMiddleware() error {
+	cfg := b.cfg
+	var handler http.Handler = sse.KeepOpen(b.mux, berthv1connect.TaskServiceStreamTaskLogsProcedure, berthv1connect.WorkspaceServiceWatchWorkspaceProcedure, healthv1connect.HealthWatchProcedure)
+	handler = limitHTTP(b.limits, handler)
+	handler = limitBody(cfg.HTTP.MaxBodyBytes, handler)
+	handler, err := csrfProtect(cfg.AllowedOrigins, handler)
+	if err != nil {
+		return err
+	}
+	handler = withCORS(cfg.AllowedOrigins, handler)
+	handler = securityHeaders(handler)
+	handler = jsonErrors(handler)
+	handler = observe(b.logger, newHTTPMetrics(b.reg), cfg.RateLimits.TrustedProxies, handler)
+	b.handler = b.tracing.Handler(handler)
+	return nil
+}
+
+// server is the finished Server, with the admin listener's /metrics.
+func (b *wiring) server() *Server {
+	adminMux := http.NewServeMux()
+	adminMux.Handle("GET /metrics", promhttp.HandlerFor(b.reg, promhttp.HandlerOpts{Registry: b.reg}))
+	return &Server{
+		cfg:        b.cfg,
+		logger:     b.logger,
+		store:      b.st,
+		meters:     b.meters,
+		tracing:    b.tracing,
+		runtime:    b.rt,
+		workspaces: b.workspaces,
+		runner:     b.runner,
+		streams:    b.streams,
+		sockets:    b.sockets,
+		rpcStreams: b.connectStreams,
+		shared:     b.shared,
+		bridge:     b.bridge,
+		slots:      b.slots,
+		maxConns:   b.maxConns,
+		refused:    connectionsRefused(b.reg),
+		handler:    b.handler,
+		admin:      adminMux,
+		services:   b.services,
+		routes:     b.mux.patterns,
+	}
+}
