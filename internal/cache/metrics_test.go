@@ -29,7 +29,7 @@ func TestHitAndMissCounters(t *testing.T) {
 # HELP berth_cache_hits_total Cache reads answered without calling the loader.
 # TYPE berth_cache_hits_total counter
 berth_cache_hits_total{cache="things"} ` + itoa(hits) + `
-# HELP berth_cache_misses_total Cache reads that called the loader (including every read while Valkey is degraded).
+# HELP berth_cache_misses_total Cache reads that called the loader or waited for another read's call of it (including every read while Valkey is degraded).
 # TYPE berth_cache_misses_total counter
 berth_cache_misses_total{cache="things"} ` + itoa(misses) + `
 `
