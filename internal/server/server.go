@@ -244,7 +244,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg *prom
 	// Register the services on a bare server first, to read their access
 	// rules from the descriptors before the interceptors exist.
 	register := func(s *connect.Server) {
-		berthv1connect.RegisterAuthServiceHandler(s, auth.NewHandler(authSvc, loginMethods))
+		berthv1connect.RegisterAuthServiceHandler(s, auth.NewHandler(authSvc, loginMethods, cfg.SecureCookies))
 		berthv1connect.RegisterWorkspaceServiceHandler(s, workspace.NewHandler(workspaces))
 		berthv1connect.RegisterTaskServiceHandler(s, task.NewHandler(tasks))
 		berthv1connect.RegisterStatsServiceHandler(s, stats.NewHandler(statsSvc))
