@@ -57,6 +57,7 @@ import (
 	"github.com/berthhq/berth/internal/telemetry"
 	"github.com/berthhq/berth/internal/valkey"
 	"github.com/berthhq/berth/internal/workspace"
+	"github.com/berthhq/berth/web"
 )
 
 // Server is a configured berth, ready to serve.
@@ -344,7 +345,11 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg *prom
 	})
 	sockets.Mount(mux)
 	mux.HandleFunc("GET /health", handleHealth)
-	mux.Handle("GET /{$}", apiIndex(services, func() []string { return mux.patterns }))
+	ui, err := newConsole(web.Dist())
+	if err != nil {
+		return nil, err
+	}
+	mux.Handle("GET /{$}", ui.orIndex(apiIndex(services, func() []string { return mux.patterns })))
 	openapi.Mount(mux)
 	mux.Handle("/auth/oidc/", signInWith)
 	readiness := []check{{name: "store", run: func(ctx context.Context) (string, bool) {
@@ -369,7 +374,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg *prom
 	healthv1connect.RegisterHealthHandler(probes, health.New(services, cfg.Streams.Heartbeat, healthChecks...))
 	connecthttp.Mount(mux, probes, mountOpts...)
 
-	var handler http.Handler = eventsource.KeepOpen(mux, berthv1connect.TaskServiceStreamTaskLogsProcedure, berthv1connect.WorkspaceServiceWatchWorkspaceProcedure, healthv1connect.HealthWatchProcedure)
+	var handler http.Handler = eventsource.KeepOpen(ui.withFallback(mux), berthv1connect.TaskServiceStreamTaskLogsProcedure, berthv1connect.WorkspaceServiceWatchWorkspaceProcedure, healthv1connect.HealthWatchProcedure)
 	handler = limitHTTP(limits, handler)
 	handler = limitBody(cfg.HTTP.MaxBodyBytes, handler)
 	if handler, err = csrfProtect(cfg.AllowedOrigins, handler); err != nil {
