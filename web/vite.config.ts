@@ -6,6 +6,15 @@ import { defineConfig } from "vite";
 // and fails on a difference.
 export default defineConfig({
   esbuild: { jsx: "automatic", jsxImportSource: "preact" },
+  // `just web-dev`: the dev server forwards everything berth serves, so the
+  // session cookie stays same-origin as in production.
+  server: {
+    host: "127.0.0.1",
+    port: 5173,
+    proxy: Object.fromEntries(
+      ["/berth.v1.", "/auth/", "/api/", "/ws", "/health", "/ready", "/openapi."].map((p) => [p, { target: "http://127.0.0.1:8080", ws: p === "/ws" }]),
+    ),
+  },
   build: {
     outDir: "dist",
     emptyOutDir: true,
