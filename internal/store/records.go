@@ -417,3 +417,44 @@ type LogEntry struct {
 	// Fields is an optional JSON object of structured details; nil when absent.
 	Fields json.RawMessage
 }
+
+// SeriesGroup says how TaskSeries splits its buckets.
+type SeriesGroup int
+
+// The splits of a series.
+const (
+	SeriesUngrouped   SeriesGroup = iota // one point per bucket
+	SeriesByUser                         // per user who created the task
+	SeriesByWorkspace                    // per workspace
+)
+
+// SeriesFilter chooses what TaskSeries counts.
+type SeriesFilter struct {
+	// Viewer is whose workspaces count: those Viewer may see. Like
+	// CountStats, an admin sees every workspace, so to count an admin's
+	// own workspaces pass a Viewer with Admin false.
+	Viewer Viewer
+	// Global counts every task, whoever the viewer.
+	Global bool
+	// Start is the start of the range (inclusive), rounded down to a
+	// multiple of Bucket since the Unix epoch; End is its end (exclusive).
+	Start, End time.Time
+	// Bucket is the width of a bucket, a whole number of microseconds
+	// greater than zero: an hour or a day (UTC).
+	Bucket time.Duration
+	// Group splits each bucket.
+	Group SeriesGroup
+}
+
+// SeriesPoint is one bucket of a task series, of one group when split.
+type SeriesPoint struct {
+	BucketStart time.Time
+	// Group is the user id or workspace id; "" when ungrouped, or for the
+	// tasks of deleted accounts.
+	Group string
+	// GroupName is the user's name (or, when it has none, email) or the
+	// workspace's name.
+	GroupName     string
+	TasksByStatus map[string]int64
+	CostUSD       float64
+}

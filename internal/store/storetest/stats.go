@@ -1,7 +1,10 @@
 package storetest
 
 import (
+	"slices"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -12,6 +15,7 @@ import (
 var statsTests = []test{
 	{"PerWorkspace", testWorkspaceStats},
 	{"CountStats", testCountStats},
+	{"TaskSeries", testTaskSeries},
 }
 
 var taskTests = []test{
@@ -152,4 +156,94 @@ func testCreateTaskRefused(t *testing.T, e *env) {
 	st, err := e.s.CountStats(e.ctx, viewerOf(owner), false)
 	must(t, err)
 	equal(t, "tasks stored", st.Tasks, 1)
+}
+
+func testTaskSeries(t *testing.T, e *env) {
+	ann, bob, root := e.user(), e.user(), e.admin()
+	// cy has no display name: her group is named by her email.
+	cy := e.user(func(u *store.User) { u.Name = "" })
+	alpha := e.workspace(ann, named("alpha"))
+	beta := e.workspace(ann, named("beta"))
+	private := e.workspace(bob, named("private"))
+	e.member(alpha, cy, store.WorkspaceEditor)
+
+	day0 := time.Date(2026, time.March, 10, 0, 0, 0, 0, time.UTC)
+	day1 := day0.Add(24 * time.Hour)
+	at := func(d time.Duration, by *store.User, usd float64) func(*store.TaskRecord) {
+		return func(tr *store.TaskRecord) {
+			tr.CreatedAt = day0.Add(d)
+			tr.CostUSD = usd
+			tr.CreatedBy = ""
+			if by != nil {
+				tr.CreatedBy = by.ID
+			}
+		}
+	}
+	e.task(alpha, store.TaskQueued, at(-time.Microsecond, ann, 4)) // the day before
+	e.task(alpha, store.TaskSucceeded, at(time.Hour, ann, 0.5))
+	e.task(alpha, store.TaskFailed, at(90*time.Minute, ann, 0.25))
+	e.task(alpha, store.TaskSucceeded, at(70*time.Minute, cy, 1))
+	e.task(alpha, store.TaskQueued, at(24*time.Hour-time.Microsecond, nil, 0)) // an account since deleted
+	e.task(beta, store.TaskRunning, at(24*time.Hour, ann, 0))
+	e.task(beta, store.TaskCancelled, at(48*time.Hour, ann, 16)) // at the end of the range: out
+	e.task(private, store.TaskSucceeded, at(2*time.Hour, bob, 8))
+
+	type point = store.SeriesPoint
+	byGroup := func(ps ...point) []point {
+		slices.SortStableFunc(ps, func(a, b point) int {
+			if c := a.BucketStart.Compare(b.BucketStart); c != 0 {
+				return c
+			}
+			return strings.Compare(a.Group, b.Group)
+		})
+		return ps
+	}
+	days := func(v store.Viewer, global bool, g store.SeriesGroup) store.SeriesFilter {
+		// Start is rounded down to its day.
+		return store.SeriesFilter{Viewer: v, Global: global, Start: day0.Add(5 * time.Hour), End: day0.Add(48 * time.Hour), Bucket: 24 * time.Hour, Group: g}
+	}
+	tests := []struct {
+		who  string
+		f    store.SeriesFilter
+		want []point
+	}{
+		{"ann by day", days(viewerOf(ann), false, store.SeriesUngrouped), []point{
+			{BucketStart: day0, TasksByStatus: map[string]int64{"succeeded": 2, "failed": 1, "queued": 1}, CostUSD: 1.75},
+			{BucketStart: day1, TasksByStatus: map[string]int64{"running": 1}},
+		}},
+		{"ann by day and workspace", days(viewerOf(ann), false, store.SeriesByWorkspace), []point{
+			{BucketStart: day0, Group: alpha.ID, GroupName: "alpha", TasksByStatus: map[string]int64{"succeeded": 2, "failed": 1, "queued": 1}, CostUSD: 1.75},
+			{BucketStart: day1, Group: beta.ID, GroupName: "beta", TasksByStatus: map[string]int64{"running": 1}},
+		}},
+		{"ann by hour and user", store.SeriesFilter{Viewer: viewerOf(ann), Start: day0, End: day1, Bucket: time.Hour, Group: store.SeriesByUser}, byGroup(
+			point{BucketStart: day0.Add(time.Hour), Group: ann.ID, GroupName: ann.Name, TasksByStatus: map[string]int64{"succeeded": 1, "failed": 1}, CostUSD: 0.75},
+			point{BucketStart: day0.Add(time.Hour), Group: cy.ID, GroupName: cy.Email, TasksByStatus: map[string]int64{"succeeded": 1}, CostUSD: 1},
+			point{BucketStart: day0.Add(23 * time.Hour), TasksByStatus: map[string]int64{"queued": 1}},
+		)},
+		{"cy, a member of alpha only", days(viewerOf(cy), false, store.SeriesUngrouped), []point{
+			{BucketStart: day0, TasksByStatus: map[string]int64{"succeeded": 2, "failed": 1, "queued": 1}, CostUSD: 1.75},
+		}},
+		{"bob, who sees only his own", days(viewerOf(bob), false, store.SeriesByUser), []point{
+			{BucketStart: day0, Group: bob.ID, GroupName: bob.Name, TasksByStatus: map[string]int64{"succeeded": 1}, CostUSD: 8},
+		}},
+		{"global", days(viewerOf(root), true, store.SeriesUngrouped), []point{
+			{BucketStart: day0, TasksByStatus: map[string]int64{"succeeded": 3, "failed": 1, "queued": 1}, CostUSD: 9.75},
+			{BucketStart: day1, TasksByStatus: map[string]int64{"running": 1}},
+		}},
+		{"global by workspace", days(viewerOf(root), true, store.SeriesByWorkspace), byGroup(
+			point{BucketStart: day0, Group: alpha.ID, GroupName: "alpha", TasksByStatus: map[string]int64{"succeeded": 2, "failed": 1, "queued": 1}, CostUSD: 1.75},
+			point{BucketStart: day0, Group: private.ID, GroupName: "private", TasksByStatus: map[string]int64{"succeeded": 1}, CostUSD: 8},
+			point{BucketStart: day1, Group: beta.ID, GroupName: "beta", TasksByStatus: map[string]int64{"running": 1}},
+		)},
+		{"the day before, by hour", store.SeriesFilter{Viewer: viewerOf(ann), Start: day0.Add(-time.Hour), End: day0.Add(time.Hour), Bucket: time.Hour}, []point{
+			{BucketStart: day0.Add(-time.Hour), TasksByStatus: map[string]int64{"queued": 1}, CostUSD: 4},
+		}},
+		{"an admin counted as a plain user owns nothing", days(store.Viewer{UserID: root.ID}, false, store.SeriesUngrouped), []point{}},
+		{"an empty range", store.SeriesFilter{Viewer: viewerOf(ann), Start: day0.Add(72 * time.Hour), End: day0.Add(96 * time.Hour), Bucket: 24 * time.Hour}, []point{}},
+	}
+	for _, tt := range tests {
+		got, err := e.s.TaskSeries(e.ctx, tt.f)
+		must(t, err)
+		equal(t, "series for "+tt.who, got, tt.want)
+	}
 }

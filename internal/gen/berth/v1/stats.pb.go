@@ -7,8 +7,10 @@
 package berthv1
 
 import (
+	_ "buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -20,6 +22,112 @@ const (
 	// Verify that runtime/protoimpl is sufficiently up-to-date.
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
+
+// StatsBucket is the width of the buckets of a series.
+type StatsBucket int32
+
+const (
+	// STATS_BUCKET_UNSPECIFIED means a day.
+	StatsBucket_STATS_BUCKET_UNSPECIFIED StatsBucket = 0
+	// STATS_BUCKET_HOUR is one hour (UTC).
+	StatsBucket_STATS_BUCKET_HOUR StatsBucket = 1
+	// STATS_BUCKET_DAY is one day (UTC).
+	StatsBucket_STATS_BUCKET_DAY StatsBucket = 2
+)
+
+// Enum value maps for StatsBucket.
+var (
+	StatsBucket_name = map[int32]string{
+		0: "STATS_BUCKET_UNSPECIFIED",
+		1: "STATS_BUCKET_HOUR",
+		2: "STATS_BUCKET_DAY",
+	}
+	StatsBucket_value = map[string]int32{
+		"STATS_BUCKET_UNSPECIFIED": 0,
+		"STATS_BUCKET_HOUR":        1,
+		"STATS_BUCKET_DAY":         2,
+	}
+)
+
+func (x StatsBucket) Enum() *StatsBucket {
+	p := new(StatsBucket)
+	*p = x
+	return p
+}
+
+func (x StatsBucket) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (StatsBucket) Descriptor() protoreflect.EnumDescriptor {
+	return file_berth_v1_stats_proto_enumTypes[0].Descriptor()
+}
+
+func (StatsBucket) Type() protoreflect.EnumType {
+	return &file_berth_v1_stats_proto_enumTypes[0]
+}
+
+func (x StatsBucket) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use StatsBucket.Descriptor instead.
+func (StatsBucket) EnumDescriptor() ([]byte, []int) {
+	return file_berth_v1_stats_proto_rawDescGZIP(), []int{0}
+}
+
+// StatsGroup says how a series is split.
+type StatsGroup int32
+
+const (
+	// STATS_GROUP_UNSPECIFIED does not split: one point per bucket.
+	StatsGroup_STATS_GROUP_UNSPECIFIED StatsGroup = 0
+	// STATS_GROUP_USER splits by the user who created the task.
+	StatsGroup_STATS_GROUP_USER StatsGroup = 1
+	// STATS_GROUP_WORKSPACE splits by workspace.
+	StatsGroup_STATS_GROUP_WORKSPACE StatsGroup = 2
+)
+
+// Enum value maps for StatsGroup.
+var (
+	StatsGroup_name = map[int32]string{
+		0: "STATS_GROUP_UNSPECIFIED",
+		1: "STATS_GROUP_USER",
+		2: "STATS_GROUP_WORKSPACE",
+	}
+	StatsGroup_value = map[string]int32{
+		"STATS_GROUP_UNSPECIFIED": 0,
+		"STATS_GROUP_USER":        1,
+		"STATS_GROUP_WORKSPACE":   2,
+	}
+)
+
+func (x StatsGroup) Enum() *StatsGroup {
+	p := new(StatsGroup)
+	*p = x
+	return p
+}
+
+func (x StatsGroup) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (StatsGroup) Descriptor() protoreflect.EnumDescriptor {
+	return file_berth_v1_stats_proto_enumTypes[1].Descriptor()
+}
+
+func (StatsGroup) Type() protoreflect.EnumType {
+	return &file_berth_v1_stats_proto_enumTypes[1]
+}
+
+func (x StatsGroup) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use StatsGroup.Descriptor instead.
+func (StatsGroup) EnumDescriptor() ([]byte, []int) {
+	return file_berth_v1_stats_proto_rawDescGZIP(), []int{1}
+}
 
 // GetStatsRequest chooses the scope of the counts.
 type GetStatsRequest struct {
@@ -170,11 +278,235 @@ func (x *GetStatsResponse) GetTotalCostUsd() float64 {
 	return 0
 }
 
+// GetStatsSeriesRequest chooses the time range, the buckets and the split.
+type GetStatsSeriesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Global covers every task on the server; only admins may ask.
+	Global bool `protobuf:"varint,1,opt,name=global,proto3" json:"global,omitempty"`
+	// Start is the beginning of the range (inclusive), rounded down to its
+	// bucket.
+	Start *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=start,proto3" json:"start,omitempty"`
+	// End is the end of the range (exclusive); empty means now. At most 366
+	// days after start for day buckets, 31 days for hour buckets.
+	End *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=end,proto3" json:"end,omitempty"`
+	// Bucket is the width of a bucket; unspecified means a day.
+	Bucket StatsBucket `protobuf:"varint,4,opt,name=bucket,proto3,enum=berth.v1.StatsBucket" json:"bucket,omitempty"`
+	// Group splits each bucket per user or per workspace.
+	Group         StatsGroup `protobuf:"varint,5,opt,name=group,proto3,enum=berth.v1.StatsGroup" json:"group,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetStatsSeriesRequest) Reset() {
+	*x = GetStatsSeriesRequest{}
+	mi := &file_berth_v1_stats_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetStatsSeriesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetStatsSeriesRequest) ProtoMessage() {}
+
+func (x *GetStatsSeriesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_stats_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetStatsSeriesRequest.ProtoReflect.Descriptor instead.
+func (*GetStatsSeriesRequest) Descriptor() ([]byte, []int) {
+	return file_berth_v1_stats_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *GetStatsSeriesRequest) GetGlobal() bool {
+	if x != nil {
+		return x.Global
+	}
+	return false
+}
+
+func (x *GetStatsSeriesRequest) GetStart() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Start
+	}
+	return nil
+}
+
+func (x *GetStatsSeriesRequest) GetEnd() *timestamppb.Timestamp {
+	if x != nil {
+		return x.End
+	}
+	return nil
+}
+
+func (x *GetStatsSeriesRequest) GetBucket() StatsBucket {
+	if x != nil {
+		return x.Bucket
+	}
+	return StatsBucket_STATS_BUCKET_UNSPECIFIED
+}
+
+func (x *GetStatsSeriesRequest) GetGroup() StatsGroup {
+	if x != nil {
+		return x.Group
+	}
+	return StatsGroup_STATS_GROUP_UNSPECIFIED
+}
+
+// GetStatsSeriesResponse holds the points, ordered by bucket, then group.
+type GetStatsSeriesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Points has one entry per bucket (and group) with at least one task;
+	// empty buckets are left out.
+	Points []*StatsPoint `protobuf:"bytes,1,rep,name=points,proto3" json:"points,omitempty"`
+	// Global is true when the series covers the whole server.
+	Global        bool `protobuf:"varint,2,opt,name=global,proto3" json:"global,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetStatsSeriesResponse) Reset() {
+	*x = GetStatsSeriesResponse{}
+	mi := &file_berth_v1_stats_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetStatsSeriesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetStatsSeriesResponse) ProtoMessage() {}
+
+func (x *GetStatsSeriesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_stats_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetStatsSeriesResponse.ProtoReflect.Descriptor instead.
+func (*GetStatsSeriesResponse) Descriptor() ([]byte, []int) {
+	return file_berth_v1_stats_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *GetStatsSeriesResponse) GetPoints() []*StatsPoint {
+	if x != nil {
+		return x.Points
+	}
+	return nil
+}
+
+func (x *GetStatsSeriesResponse) GetGlobal() bool {
+	if x != nil {
+		return x.Global
+	}
+	return false
+}
+
+// StatsPoint is one bucket of a series (of one group, when split).
+type StatsPoint struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// BucketStart is the start of the bucket.
+	BucketStart *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=bucket_start,json=bucketStart,proto3" json:"bucket_start,omitempty"`
+	// Group is the user id or workspace id of the split; empty when the series
+	// is not split, or for tasks whose creator's account was deleted.
+	Group string `protobuf:"bytes,2,opt,name=group,proto3" json:"group,omitempty"`
+	// GroupName is the user's display name (or email) or the workspace's name.
+	GroupName string `protobuf:"bytes,3,opt,name=group_name,json=groupName,proto3" json:"group_name,omitempty"`
+	// TasksByStatus counts the bucket's tasks per status, keyed by the status
+	// name in lower case ("queued", "succeeded", …).
+	TasksByStatus map[string]int64 `protobuf:"bytes,4,rep,name=tasks_by_status,json=tasksByStatus,proto3" json:"tasks_by_status,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	// CostUsd sums the agent cost of the bucket's tasks.
+	CostUsd       float64 `protobuf:"fixed64,5,opt,name=cost_usd,json=costUsd,proto3" json:"cost_usd,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StatsPoint) Reset() {
+	*x = StatsPoint{}
+	mi := &file_berth_v1_stats_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StatsPoint) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StatsPoint) ProtoMessage() {}
+
+func (x *StatsPoint) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_stats_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StatsPoint.ProtoReflect.Descriptor instead.
+func (*StatsPoint) Descriptor() ([]byte, []int) {
+	return file_berth_v1_stats_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *StatsPoint) GetBucketStart() *timestamppb.Timestamp {
+	if x != nil {
+		return x.BucketStart
+	}
+	return nil
+}
+
+func (x *StatsPoint) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *StatsPoint) GetGroupName() string {
+	if x != nil {
+		return x.GroupName
+	}
+	return ""
+}
+
+func (x *StatsPoint) GetTasksByStatus() map[string]int64 {
+	if x != nil {
+		return x.TasksByStatus
+	}
+	return nil
+}
+
+func (x *StatsPoint) GetCostUsd() float64 {
+	if x != nil {
+		return x.CostUsd
+	}
+	return 0
+}
+
 var File_berth_v1_stats_proto protoreflect.FileDescriptor
 
 const file_berth_v1_stats_proto_rawDesc = "" +
 	"\n" +
-	"\x14berth/v1/stats.proto\x12\bberth.v1\x1a\x15berth/v1/access.proto\")\n" +
+	"\x14berth/v1/stats.proto\x12\bberth.v1\x1a\x15berth/v1/access.proto\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\")\n" +
 	"\x0fGetStatsRequest\x12\x16\n" +
 	"\x06global\x18\x01 \x01(\bR\x06global\"\xf1\x03\n" +
 	"\x10GetStatsResponse\x12\x16\n" +
@@ -193,9 +525,40 @@ const file_berth_v1_stats_proto_rawDesc = "" +
 	"\x12TasksByStatusEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01B\b\n" +
-	"\x06_users2f\n" +
+	"\x06_users\"\x86\x02\n" +
+	"\x15GetStatsSeriesRequest\x12\x16\n" +
+	"\x06global\x18\x01 \x01(\bR\x06global\x128\n" +
+	"\x05start\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampB\x06\xbaH\x03\xc8\x01\x01R\x05start\x12,\n" +
+	"\x03end\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x03end\x127\n" +
+	"\x06bucket\x18\x04 \x01(\x0e2\x15.berth.v1.StatsBucketB\b\xbaH\x05\x82\x01\x02\x10\x01R\x06bucket\x124\n" +
+	"\x05group\x18\x05 \x01(\x0e2\x14.berth.v1.StatsGroupB\b\xbaH\x05\x82\x01\x02\x10\x01R\x05group\"^\n" +
+	"\x16GetStatsSeriesResponse\x12,\n" +
+	"\x06points\x18\x01 \x03(\v2\x14.berth.v1.StatsPointR\x06points\x12\x16\n" +
+	"\x06global\x18\x02 \x01(\bR\x06global\"\xae\x02\n" +
+	"\n" +
+	"StatsPoint\x12=\n" +
+	"\fbucket_start\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\vbucketStart\x12\x14\n" +
+	"\x05group\x18\x02 \x01(\tR\x05group\x12\x1d\n" +
+	"\n" +
+	"group_name\x18\x03 \x01(\tR\tgroupName\x12O\n" +
+	"\x0ftasks_by_status\x18\x04 \x03(\v2'.berth.v1.StatsPoint.TasksByStatusEntryR\rtasksByStatus\x12\x19\n" +
+	"\bcost_usd\x18\x05 \x01(\x01R\acostUsd\x1a@\n" +
+	"\x12TasksByStatusEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01*X\n" +
+	"\vStatsBucket\x12\x1c\n" +
+	"\x18STATS_BUCKET_UNSPECIFIED\x10\x00\x12\x15\n" +
+	"\x11STATS_BUCKET_HOUR\x10\x01\x12\x14\n" +
+	"\x10STATS_BUCKET_DAY\x10\x02*Z\n" +
+	"\n" +
+	"StatsGroup\x12\x1b\n" +
+	"\x17STATS_GROUP_UNSPECIFIED\x10\x00\x12\x14\n" +
+	"\x10STATS_GROUP_USER\x10\x01\x12\x19\n" +
+	"\x15STATS_GROUP_WORKSPACE\x10\x022\xd0\x01\n" +
 	"\fStatsService\x12V\n" +
 	"\bGetStats\x12\x19.berth.v1.GetStatsRequest\x1a\x1a.berth.v1.GetStatsResponse\"\x13\xa2\xbb\x18\f\x12\n" +
+	"stats.read\x90\x02\x01\x12h\n" +
+	"\x0eGetStatsSeries\x12\x1f.berth.v1.GetStatsSeriesRequest\x1a .berth.v1.GetStatsSeriesResponse\"\x13\xa2\xbb\x18\f\x12\n" +
 	"stats.read\x90\x02\x01B8Z6github.com/berthhq/berth/internal/gen/berth/v1;berthv1b\x06proto3"
 
 var (
@@ -210,23 +573,40 @@ func file_berth_v1_stats_proto_rawDescGZIP() []byte {
 	return file_berth_v1_stats_proto_rawDescData
 }
 
-var file_berth_v1_stats_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_berth_v1_stats_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_berth_v1_stats_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_berth_v1_stats_proto_goTypes = []any{
-	(*GetStatsRequest)(nil),  // 0: berth.v1.GetStatsRequest
-	(*GetStatsResponse)(nil), // 1: berth.v1.GetStatsResponse
-	nil,                      // 2: berth.v1.GetStatsResponse.WorkspacesByStatusEntry
-	nil,                      // 3: berth.v1.GetStatsResponse.TasksByStatusEntry
+	(StatsBucket)(0),               // 0: berth.v1.StatsBucket
+	(StatsGroup)(0),                // 1: berth.v1.StatsGroup
+	(*GetStatsRequest)(nil),        // 2: berth.v1.GetStatsRequest
+	(*GetStatsResponse)(nil),       // 3: berth.v1.GetStatsResponse
+	(*GetStatsSeriesRequest)(nil),  // 4: berth.v1.GetStatsSeriesRequest
+	(*GetStatsSeriesResponse)(nil), // 5: berth.v1.GetStatsSeriesResponse
+	(*StatsPoint)(nil),             // 6: berth.v1.StatsPoint
+	nil,                            // 7: berth.v1.GetStatsResponse.WorkspacesByStatusEntry
+	nil,                            // 8: berth.v1.GetStatsResponse.TasksByStatusEntry
+	nil,                            // 9: berth.v1.StatsPoint.TasksByStatusEntry
+	(*timestamppb.Timestamp)(nil),  // 10: google.protobuf.Timestamp
 }
 var file_berth_v1_stats_proto_depIdxs = []int32{
-	2, // 0: berth.v1.GetStatsResponse.workspaces_by_status:type_name -> berth.v1.GetStatsResponse.WorkspacesByStatusEntry
-	3, // 1: berth.v1.GetStatsResponse.tasks_by_status:type_name -> berth.v1.GetStatsResponse.TasksByStatusEntry
-	0, // 2: berth.v1.StatsService.GetStats:input_type -> berth.v1.GetStatsRequest
-	1, // 3: berth.v1.StatsService.GetStats:output_type -> berth.v1.GetStatsResponse
-	3, // [3:4] is the sub-list for method output_type
-	2, // [2:3] is the sub-list for method input_type
-	2, // [2:2] is the sub-list for extension type_name
-	2, // [2:2] is the sub-list for extension extendee
-	0, // [0:2] is the sub-list for field type_name
+	7,  // 0: berth.v1.GetStatsResponse.workspaces_by_status:type_name -> berth.v1.GetStatsResponse.WorkspacesByStatusEntry
+	8,  // 1: berth.v1.GetStatsResponse.tasks_by_status:type_name -> berth.v1.GetStatsResponse.TasksByStatusEntry
+	10, // 2: berth.v1.GetStatsSeriesRequest.start:type_name -> google.protobuf.Timestamp
+	10, // 3: berth.v1.GetStatsSeriesRequest.end:type_name -> google.protobuf.Timestamp
+	0,  // 4: berth.v1.GetStatsSeriesRequest.bucket:type_name -> berth.v1.StatsBucket
+	1,  // 5: berth.v1.GetStatsSeriesRequest.group:type_name -> berth.v1.StatsGroup
+	6,  // 6: berth.v1.GetStatsSeriesResponse.points:type_name -> berth.v1.StatsPoint
+	10, // 7: berth.v1.StatsPoint.bucket_start:type_name -> google.protobuf.Timestamp
+	9,  // 8: berth.v1.StatsPoint.tasks_by_status:type_name -> berth.v1.StatsPoint.TasksByStatusEntry
+	2,  // 9: berth.v1.StatsService.GetStats:input_type -> berth.v1.GetStatsRequest
+	4,  // 10: berth.v1.StatsService.GetStatsSeries:input_type -> berth.v1.GetStatsSeriesRequest
+	3,  // 11: berth.v1.StatsService.GetStats:output_type -> berth.v1.GetStatsResponse
+	5,  // 12: berth.v1.StatsService.GetStatsSeries:output_type -> berth.v1.GetStatsSeriesResponse
+	11, // [11:13] is the sub-list for method output_type
+	9,  // [9:11] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_berth_v1_stats_proto_init() }
@@ -241,13 +621,14 @@ func file_berth_v1_stats_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_berth_v1_stats_proto_rawDesc), len(file_berth_v1_stats_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   4,
+			NumEnums:      2,
+			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
 		GoTypes:           file_berth_v1_stats_proto_goTypes,
 		DependencyIndexes: file_berth_v1_stats_proto_depIdxs,
+		EnumInfos:         file_berth_v1_stats_proto_enumTypes,
 		MessageInfos:      file_berth_v1_stats_proto_msgTypes,
 	}.Build()
 	File_berth_v1_stats_proto = out.File

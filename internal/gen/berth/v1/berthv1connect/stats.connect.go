@@ -26,6 +26,9 @@ const (
 const (
 	// StatsServiceGetStatsProcedure is the procedure name of the StatsService's GetStats RPC.
 	StatsServiceGetStatsProcedure = "/berth.v1.StatsService/GetStats"
+	// StatsServiceGetStatsSeriesProcedure is the procedure name of the StatsService's GetStatsSeries
+	// RPC.
+	StatsServiceGetStatsSeriesProcedure = "/berth.v1.StatsService/GetStatsSeries"
 )
 
 var (
@@ -37,6 +40,14 @@ var (
 			IdempotencyLevel: connect.IdempotencyNoSideEffects,
 		}
 	})
+	statsServiceGetStatsSeriesSpec = sync.OnceValue(func() connect.Spec {
+		return connect.Spec{
+			StreamType:       connect.StreamTypeUnary,
+			Schema:           v1.File_berth_v1_stats_proto.Services().ByName("StatsService").Methods().ByName("GetStatsSeries"),
+			Procedure:        StatsServiceGetStatsSeriesProcedure,
+			IdempotencyLevel: connect.IdempotencyNoSideEffects,
+		}
+	})
 )
 
 // StatsServiceClient is a client for the berth.v1.StatsService service.
@@ -44,6 +55,12 @@ type StatsServiceClient interface {
 	// GetStats counts the caller's own workspaces and tasks, or everything on
 	// the server when an admin asks for global stats.
 	GetStats(context.Context, *v1.GetStatsRequest) (*v1.GetStatsResponse, error)
+	// GetStatsSeries buckets tasks by the time they were created: per bucket,
+	// how many tasks are in each status now and what their agent runs cost,
+	// optionally split per user or per workspace. It covers the caller's own
+	// and shared workspaces, or every task on the server when an admin asks
+	// for global series.
+	GetStatsSeries(context.Context, *v1.GetStatsSeriesRequest) (*v1.GetStatsSeriesResponse, error)
 }
 
 // NewStatsServiceClient constructs a client for the berth.v1.StatsService service. Multiple service
@@ -57,6 +74,12 @@ type StatsServiceHandler interface {
 	// GetStats counts the caller's own workspaces and tasks, or everything on
 	// the server when an admin asks for global stats.
 	GetStats(context.Context, *v1.GetStatsRequest) (*v1.GetStatsResponse, error)
+	// GetStatsSeries buckets tasks by the time they were created: per bucket,
+	// how many tasks are in each status now and what their agent runs cost,
+	// optionally split per user or per workspace. It covers the caller's own
+	// and shared workspaces, or every task on the server when an admin asks
+	// for global series.
+	GetStatsSeries(context.Context, *v1.GetStatsSeriesRequest) (*v1.GetStatsSeriesResponse, error)
 }
 
 // RegisterStatsServiceHandler registers svc as the berth.v1.StatsService implementation on server.
@@ -64,6 +87,7 @@ func RegisterStatsServiceHandler(server *connect.Server, svc StatsServiceHandler
 	adapter := statsServiceHandler{svc: svc}
 	server.Register(
 		connect.Method{Spec: statsServiceGetStatsSpec(), Handler: adapter.getStats},
+		connect.Method{Spec: statsServiceGetStatsSeriesSpec(), Handler: adapter.getStatsSeries},
 	)
 }
 
@@ -72,6 +96,10 @@ type UnimplementedStatsServiceHandler struct{}
 
 func (UnimplementedStatsServiceHandler) GetStats(context.Context, *v1.GetStatsRequest) (*v1.GetStatsResponse, error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, "berth.v1.StatsService.GetStats is not implemented")
+}
+
+func (UnimplementedStatsServiceHandler) GetStatsSeries(context.Context, *v1.GetStatsSeriesRequest) (*v1.GetStatsSeriesResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, "berth.v1.StatsService.GetStatsSeries is not implemented")
 }
 
 type statsServiceClient struct {
@@ -86,6 +114,14 @@ func (c *statsServiceClient) GetStats(ctx context.Context, req *v1.GetStatsReque
 	return &res, nil
 }
 
+func (c *statsServiceClient) GetStatsSeries(ctx context.Context, req *v1.GetStatsSeriesRequest) (*v1.GetStatsSeriesResponse, error) {
+	var res v1.GetStatsSeriesResponse
+	if err := c.client.CallUnary(ctx, statsServiceGetStatsSeriesSpec(), req, &res); err != nil {
+		return nil, err
+	}
+	return &res, nil
+}
+
 type statsServiceHandler struct{ svc StatsServiceHandler }
 
 func (h statsServiceHandler) getStats(ctx context.Context, _ connect.Spec, stream connect.ServerStream) error {
@@ -94,6 +130,18 @@ func (h statsServiceHandler) getStats(ctx context.Context, _ connect.Spec, strea
 		return err
 	}
 	res, err := h.svc.GetStats(ctx, &req)
+	if err != nil {
+		return err
+	}
+	return stream.Send(res)
+}
+
+func (h statsServiceHandler) getStatsSeries(ctx context.Context, _ connect.Spec, stream connect.ServerStream) error {
+	var req v1.GetStatsSeriesRequest
+	if err := stream.Receive(&req); err != nil {
+		return err
+	}
+	res, err := h.svc.GetStatsSeries(ctx, &req)
 	if err != nil {
 		return err
 	}

@@ -2,16 +2,19 @@
 // @generated from file berth/v1/stats.proto (package berth.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
-import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
+import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import { file_berth_v1_access } from "./access_pb";
+import { file_buf_validate_validate } from "../../buf/validate/validate_pb";
+import type { Timestamp } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file berth/v1/stats.proto.
  */
 export const file_berth_v1_stats: GenFile = /*@__PURE__*/
-  fileDesc("ChRiZXJ0aC92MS9zdGF0cy5wcm90bxIIYmVydGgudjEiIQoPR2V0U3RhdHNSZXF1ZXN0Eg4KBmdsb2JhbBgBIAEoCCKGAwoQR2V0U3RhdHNSZXNwb25zZRIOCgZnbG9iYWwYASABKAgSEgoFdXNlcnMYAiABKANIAIgBARISCgp3b3Jrc3BhY2VzGAMgASgDElAKFHdvcmtzcGFjZXNfYnlfc3RhdHVzGAQgAygLMjIuYmVydGgudjEuR2V0U3RhdHNSZXNwb25zZS5Xb3Jrc3BhY2VzQnlTdGF0dXNFbnRyeRINCgV0YXNrcxgFIAEoAxJGCg90YXNrc19ieV9zdGF0dXMYBiADKAsyLS5iZXJ0aC52MS5HZXRTdGF0c1Jlc3BvbnNlLlRhc2tzQnlTdGF0dXNFbnRyeRIWCg50b3RhbF9jb3N0X3VzZBgHIAEoARo5ChdXb3Jrc3BhY2VzQnlTdGF0dXNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAM6AjgBGjQKElRhc2tzQnlTdGF0dXNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAM6AjgBQggKBl91c2VyczJmCgxTdGF0c1NlcnZpY2USVgoIR2V0U3RhdHMSGS5iZXJ0aC52MS5HZXRTdGF0c1JlcXVlc3QaGi5iZXJ0aC52MS5HZXRTdGF0c1Jlc3BvbnNlIhOQAgGiuxgMEgpzdGF0cy5yZWFkQjhaNmdpdGh1Yi5jb20vYmVydGhocS9iZXJ0aC9pbnRlcm5hbC9nZW4vYmVydGgvdjE7YmVydGh2MWIGcHJvdG8z", [file_berth_v1_access]);
+  fileDesc("ChRiZXJ0aC92MS9zdGF0cy5wcm90bxIIYmVydGgudjEiIQoPR2V0U3RhdHNSZXF1ZXN0Eg4KBmdsb2JhbBgBIAEoCCKGAwoQR2V0U3RhdHNSZXNwb25zZRIOCgZnbG9iYWwYASABKAgSEgoFdXNlcnMYAiABKANIAIgBARISCgp3b3Jrc3BhY2VzGAMgASgDElAKFHdvcmtzcGFjZXNfYnlfc3RhdHVzGAQgAygLMjIuYmVydGgudjEuR2V0U3RhdHNSZXNwb25zZS5Xb3Jrc3BhY2VzQnlTdGF0dXNFbnRyeRINCgV0YXNrcxgFIAEoAxJGCg90YXNrc19ieV9zdGF0dXMYBiADKAsyLS5iZXJ0aC52MS5HZXRTdGF0c1Jlc3BvbnNlLlRhc2tzQnlTdGF0dXNFbnRyeRIWCg50b3RhbF9jb3N0X3VzZBgHIAEoARo5ChdXb3Jrc3BhY2VzQnlTdGF0dXNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAM6AjgBGjQKElRhc2tzQnlTdGF0dXNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAM6AjgBQggKBl91c2VycyLjAQoVR2V0U3RhdHNTZXJpZXNSZXF1ZXN0Eg4KBmdsb2JhbBgBIAEoCBIxCgVzdGFydBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBrpIA8gBARInCgNlbmQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KBmJ1Y2tldBgEIAEoDjIVLmJlcnRoLnYxLlN0YXRzQnVja2V0Qgi6SAWCAQIQARItCgVncm91cBgFIAEoDjIULmJlcnRoLnYxLlN0YXRzR3JvdXBCCLpIBYIBAhABIk4KFkdldFN0YXRzU2VyaWVzUmVzcG9uc2USJAoGcG9pbnRzGAEgAygLMhQuYmVydGgudjEuU3RhdHNQb2ludBIOCgZnbG9iYWwYAiABKAgi6wEKClN0YXRzUG9pbnQSMAoMYnVja2V0X3N0YXJ0GAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBINCgVncm91cBgCIAEoCRISCgpncm91cF9uYW1lGAMgASgJEkAKD3Rhc2tzX2J5X3N0YXR1cxgEIAMoCzInLmJlcnRoLnYxLlN0YXRzUG9pbnQuVGFza3NCeVN0YXR1c0VudHJ5EhAKCGNvc3RfdXNkGAUgASgBGjQKElRhc2tzQnlTdGF0dXNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAM6AjgBKlgKC1N0YXRzQnVja2V0EhwKGFNUQVRTX0JVQ0tFVF9VTlNQRUNJRklFRBAAEhUKEVNUQVRTX0JVQ0tFVF9IT1VSEAESFAoQU1RBVFNfQlVDS0VUX0RBWRACKloKClN0YXRzR3JvdXASGwoXU1RBVFNfR1JPVVBfVU5TUEVDSUZJRUQQABIUChBTVEFUU19HUk9VUF9VU0VSEAESGQoVU1RBVFNfR1JPVVBfV09SS1NQQUNFEAIy0AEKDFN0YXRzU2VydmljZRJWCghHZXRTdGF0cxIZLmJlcnRoLnYxLkdldFN0YXRzUmVxdWVzdBoaLmJlcnRoLnYxLkdldFN0YXRzUmVzcG9uc2UiE5ACAaK7GAwSCnN0YXRzLnJlYWQSaAoOR2V0U3RhdHNTZXJpZXMSHy5iZXJ0aC52MS5HZXRTdGF0c1Nlcmllc1JlcXVlc3QaIC5iZXJ0aC52MS5HZXRTdGF0c1Nlcmllc1Jlc3BvbnNlIhOQAgGiuxgMEgpzdGF0cy5yZWFkQjhaNmdpdGh1Yi5jb20vYmVydGhocS9iZXJ0aC9pbnRlcm5hbC9nZW4vYmVydGgvdjE7YmVydGh2MWIGcHJvdG8z", [file_berth_v1_access, file_buf_validate_validate, file_google_protobuf_timestamp]);
 
 /**
  * GetStatsRequest chooses the scope of the counts.
@@ -101,6 +104,205 @@ export const GetStatsResponseSchema: GenMessage<GetStatsResponse> = /*@__PURE__*
   messageDesc(file_berth_v1_stats, 1);
 
 /**
+ * GetStatsSeriesRequest chooses the time range, the buckets and the split.
+ *
+ * @generated from message berth.v1.GetStatsSeriesRequest
+ */
+export type GetStatsSeriesRequest = Message<"berth.v1.GetStatsSeriesRequest"> & {
+  /**
+   * Global covers every task on the server; only admins may ask.
+   *
+   * @generated from field: bool global = 1;
+   */
+  global: boolean;
+
+  /**
+   * Start is the beginning of the range (inclusive), rounded down to its
+   * bucket.
+   *
+   * @generated from field: google.protobuf.Timestamp start = 2;
+   */
+  start?: Timestamp | undefined;
+
+  /**
+   * End is the end of the range (exclusive); empty means now. At most 366
+   * days after start for day buckets, 31 days for hour buckets.
+   *
+   * @generated from field: google.protobuf.Timestamp end = 3;
+   */
+  end?: Timestamp | undefined;
+
+  /**
+   * Bucket is the width of a bucket; unspecified means a day.
+   *
+   * @generated from field: berth.v1.StatsBucket bucket = 4;
+   */
+  bucket: StatsBucket;
+
+  /**
+   * Group splits each bucket per user or per workspace.
+   *
+   * @generated from field: berth.v1.StatsGroup group = 5;
+   */
+  group: StatsGroup;
+};
+
+/**
+ * Describes the message berth.v1.GetStatsSeriesRequest.
+ * Use `create(GetStatsSeriesRequestSchema)` to create a new message.
+ */
+export const GetStatsSeriesRequestSchema: GenMessage<GetStatsSeriesRequest> = /*@__PURE__*/
+  messageDesc(file_berth_v1_stats, 2);
+
+/**
+ * GetStatsSeriesResponse holds the points, ordered by bucket, then group.
+ *
+ * @generated from message berth.v1.GetStatsSeriesResponse
+ */
+export type GetStatsSeriesResponse = Message<"berth.v1.GetStatsSeriesResponse"> & {
+  /**
+   * Points has one entry per bucket (and group) with at least one task;
+   * empty buckets are left out.
+   *
+   * @generated from field: repeated berth.v1.StatsPoint points = 1;
+   */
+  points: StatsPoint[];
+
+  /**
+   * Global is true when the series covers the whole server.
+   *
+   * @generated from field: bool global = 2;
+   */
+  global: boolean;
+};
+
+/**
+ * Describes the message berth.v1.GetStatsSeriesResponse.
+ * Use `create(GetStatsSeriesResponseSchema)` to create a new message.
+ */
+export const GetStatsSeriesResponseSchema: GenMessage<GetStatsSeriesResponse> = /*@__PURE__*/
+  messageDesc(file_berth_v1_stats, 3);
+
+/**
+ * StatsPoint is one bucket of a series (of one group, when split).
+ *
+ * @generated from message berth.v1.StatsPoint
+ */
+export type StatsPoint = Message<"berth.v1.StatsPoint"> & {
+  /**
+   * BucketStart is the start of the bucket.
+   *
+   * @generated from field: google.protobuf.Timestamp bucket_start = 1;
+   */
+  bucketStart?: Timestamp | undefined;
+
+  /**
+   * Group is the user id or workspace id of the split; empty when the series
+   * is not split, or for tasks whose creator's account was deleted.
+   *
+   * @generated from field: string group = 2;
+   */
+  group: string;
+
+  /**
+   * GroupName is the user's display name (or email) or the workspace's name.
+   *
+   * @generated from field: string group_name = 3;
+   */
+  groupName: string;
+
+  /**
+   * TasksByStatus counts the bucket's tasks per status, keyed by the status
+   * name in lower case ("queued", "succeeded", …).
+   *
+   * @generated from field: map<string, int64> tasks_by_status = 4;
+   */
+  tasksByStatus: { [key: string]: bigint };
+
+  /**
+   * CostUsd sums the agent cost of the bucket's tasks.
+   *
+   * @generated from field: double cost_usd = 5;
+   */
+  costUsd: number;
+};
+
+/**
+ * Describes the message berth.v1.StatsPoint.
+ * Use `create(StatsPointSchema)` to create a new message.
+ */
+export const StatsPointSchema: GenMessage<StatsPoint> = /*@__PURE__*/
+  messageDesc(file_berth_v1_stats, 4);
+
+/**
+ * StatsBucket is the width of the buckets of a series.
+ *
+ * @generated from enum berth.v1.StatsBucket
+ */
+export enum StatsBucket {
+  /**
+   * STATS_BUCKET_UNSPECIFIED means a day.
+   *
+   * @generated from enum value: STATS_BUCKET_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * STATS_BUCKET_HOUR is one hour (UTC).
+   *
+   * @generated from enum value: STATS_BUCKET_HOUR = 1;
+   */
+  HOUR = 1,
+
+  /**
+   * STATS_BUCKET_DAY is one day (UTC).
+   *
+   * @generated from enum value: STATS_BUCKET_DAY = 2;
+   */
+  DAY = 2,
+}
+
+/**
+ * Describes the enum berth.v1.StatsBucket.
+ */
+export const StatsBucketSchema: GenEnum<StatsBucket> = /*@__PURE__*/
+  enumDesc(file_berth_v1_stats, 0);
+
+/**
+ * StatsGroup says how a series is split.
+ *
+ * @generated from enum berth.v1.StatsGroup
+ */
+export enum StatsGroup {
+  /**
+   * STATS_GROUP_UNSPECIFIED does not split: one point per bucket.
+   *
+   * @generated from enum value: STATS_GROUP_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * STATS_GROUP_USER splits by the user who created the task.
+   *
+   * @generated from enum value: STATS_GROUP_USER = 1;
+   */
+  USER = 1,
+
+  /**
+   * STATS_GROUP_WORKSPACE splits by workspace.
+   *
+   * @generated from enum value: STATS_GROUP_WORKSPACE = 2;
+   */
+  WORKSPACE = 2,
+}
+
+/**
+ * Describes the enum berth.v1.StatsGroup.
+ */
+export const StatsGroupSchema: GenEnum<StatsGroup> = /*@__PURE__*/
+  enumDesc(file_berth_v1_stats, 1);
+
+/**
  * StatsService reports counts over workspaces and tasks.
  *
  * @generated from service berth.v1.StatsService
@@ -116,6 +318,20 @@ export const StatsService: GenService<{
     methodKind: "unary";
     input: typeof GetStatsRequestSchema;
     output: typeof GetStatsResponseSchema;
+  },
+  /**
+   * GetStatsSeries buckets tasks by the time they were created: per bucket,
+   * how many tasks are in each status now and what their agent runs cost,
+   * optionally split per user or per workspace. It covers the caller's own
+   * and shared workspaces, or every task on the server when an admin asks
+   * for global series.
+   *
+   * @generated from rpc berth.v1.StatsService.GetStatsSeries
+   */
+  getStatsSeries: {
+    methodKind: "unary";
+    input: typeof GetStatsSeriesRequestSchema;
+    output: typeof GetStatsSeriesResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_berth_v1_stats, 0);
