@@ -196,6 +196,14 @@ try {
   await axe(admin, "sign-in");
   await shot(admin, "sign-in");
 
+  // A refused sign-in shows the server's message and its request id.
+  await admin.getByLabel("Email").fill("nobody@example.com");
+  await admin.getByLabel("Password").fill("not the password");
+  await admin.getByRole("button", { name: "Sign in" }).click();
+  const refusal = await admin.getByRole("alert").textContent();
+  check(/request id [0-9a-f-]{36}/.test(refusal) && /unauthenticated/.test(refusal), `the error names its request id: ${refusal}`);
+  log(`PASS a refused sign-in says why: ${refusal}`);
+
   // Register (the first account is the admin) and land on the workspaces.
   await admin.getByRole("button", { name: "Create one" }).click();
   await admin.getByLabel("Email").fill("admin@example.com");
@@ -313,9 +321,13 @@ try {
   const bob = await newPage(browser, "bob");
   await bob.goto(base + "/");
   await bob.getByRole("button", { name: "Create one" }).click();
-  await bob.getByLabel("Email").fill("bob@example.com");
-  await bob.getByLabel("Password").fill("another horse battery");
-  await bob.getByRole("button", { name: "Create account" }).click();
+  // By keyboard only: email, Tab past the name, password, Enter.
+  await bob.getByLabel("Email").focus();
+  await bob.keyboard.type("bob@example.com");
+  await bob.keyboard.press("Tab");
+  await bob.keyboard.press("Tab");
+  await bob.keyboard.type("another horse battery");
+  await bob.keyboard.press("Enter");
   await bob.getByRole("heading", { name: "Workspaces" }).waitFor();
   check((await bob.getByRole("link", { name: "demo" }).count()) === 0, "bob does not see demo before it is shared");
   await admin.goto(`${base}/workspaces/${wsId}`);
@@ -333,10 +345,29 @@ try {
   await admin.getByRole("link", { name: "demo" }).waitFor();
   await axe(admin, "workspaces");
   await shot(admin, "workspaces");
+  // A narrow window (a phone's width) still works and stays accessible.
+  await admin.setViewportSize({ width: 390, height: 844 });
+  await admin.reload();
+  await admin.getByRole("link", { name: "demo" }).waitFor();
+  await axe(admin, "workspaces (narrow)");
+  await shot(admin, "workspaces-narrow");
+  const overflow = await admin.evaluate(() => document.documentElement.scrollWidth - innerWidth);
+  check(overflow <= 1, `no sideways scrolling in a narrow window (${overflow}px too wide)`);
+  await admin.setViewportSize({ width: 1280, height: 860 });
+
+  // Charts of the tasks run above: tasks by status and cost per day.
   await admin.goto(`${base}/charts`);
   await admin.getByRole("heading", { name: "Charts" }).waitFor();
+  await admin.locator('[data-testid="chart-tasks"] canvas').waitFor();
+  await admin.locator('[data-testid="chart-cost"] canvas').waitFor();
+  const tasksLabel = await admin.getByTestId("chart-tasks").getAttribute("aria-label");
+  check(/succeeded: 2\b/.test(tasksLabel) && /cancelled: 1\b/.test(tasksLabel), `the chart counts the tasks run: ${tasksLabel}`);
+  check(/\$0\.0[0-9]*[1-9]/.test(await admin.getByTestId("chart-cost").getAttribute("aria-label")), "the cost chart has the agent cost");
   await axe(admin, "charts");
   await shot(admin, "charts");
+  await admin.getByLabel("Split").selectOption({ label: "per workspace" });
+  await until("the per-workspace chart", async () => /demo: 4\b/.test((await admin.getByTestId("chart-tasks").getAttribute("aria-label").catch(() => "")) ?? ""));
+  log("PASS charts: tasks by status and agent cost per day, split per workspace");
 
   // An admin disables bob; bob's open tab is signed out.
   await bob.goto(`${base}/workspaces`);
