@@ -56,9 +56,9 @@ export function TaskPage({ id }: { id: string }) {
             else if (ev.case === "status") setTask((t) => t && ({ ...t, status: ev.value }) as Task);
             else if (ev.case === "progress") setTask((t) => t && ({ ...t, progress: ev.value }) as Task);
             else if (ev.case === "end") {
-              setConn("complete");
-              const t = await tasks.getTask({ id });
+              const t = await tasks.getTask({ id }); // the result, cost and tokens
               setTask(t.task);
+              setConn("complete");
               return;
             }
           }
