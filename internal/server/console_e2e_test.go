@@ -39,8 +39,8 @@ func TestLoginSessionCookie(t *testing.T) {
 	}
 
 	res, body := login("wrong password!")
-	if res.StatusCode != http.StatusUnauthorized || len(res.Cookies()) != 0 {
-		t.Fatalf("wrong password: %d, cookies %v; want 401 and no cookie", res.StatusCode, res.Cookies())
+	if res.StatusCode != http.StatusUnauthorized || len(res.Cookies()) != 0 || strings.Contains(body, "berth_sess") {
+		t.Fatalf("wrong password: %d, cookies %v, body %s; want 401 and no session", res.StatusCode, res.Cookies(), body)
 	}
 	res, body = login("correct horse battery")
 	if res.StatusCode != http.StatusOK {
