@@ -119,6 +119,15 @@ function Plot({ chart, kind, hourly }: { chart: Chart; kind: "tasks" | "cost"; h
     const el = box.current;
     if (!el || chart.series.length === 0) return;
     const bars = uPlot.paths.bars!({ size: [0.8, 40] });
+    // Task counts are stacked: each series is drawn as the running sum of
+    // itself and those before it, the tallest first so each shows in front
+    // of the next; the legend still reads each series' own value.
+    const stacked = kind === "tasks" && chart.series.length > 1;
+    let shown = chart.series.map((s) => ({ ...s, color: palette[chart.series.indexOf(s) % palette.length], raw: s.values }));
+    if (stacked) {
+      let sum = chart.xs.map(() => 0);
+      shown = shown.map((s) => { sum = sum.map((v, i) => v + s.values[i]); return { ...s, values: sum }; }).reverse();
+    }
     const u = new uPlot({
       width: Math.max(280, el.clientWidth),
       height: 260,
@@ -126,16 +135,16 @@ function Plot({ chart, kind, hourly }: { chart: Chart; kind: "tasks" | "cost"; h
       axes: [{}, { values: (_u, vals) => vals.map((v) => (kind === "cost" ? `$${v.toFixed(2)}` : String(v))) }],
       series: [
         { value: (_u, v) => (v == null ? "" : new Date(v * 1000).toLocaleString(undefined, hourly ? {} : { dateStyle: "medium" })) },
-        ...chart.series.map((s, i) => ({
+        ...shown.map((s) => ({
           label: s.label,
-          stroke: palette[i % palette.length],
-          fill: palette[i % palette.length] + "55",
+          stroke: s.color,
+          fill: stacked ? s.color + "cc" : s.color + "55",
           width: 1,
           paths: chart.series.length === 1 || kind === "tasks" ? bars : undefined,
-          value: (_u: uPlot, v: number | null) => (v == null ? "" : fmt(v)),
+          value: (_u: uPlot, v: number | null, _si: number, i: number | null) => (v == null || i == null ? "" : fmt(s.raw[i])),
         })),
       ],
-    }, [chart.xs, ...chart.series.map((s) => s.values)], el);
+    }, [chart.xs, ...shown.map((s) => s.values)], el);
     const ro = new ResizeObserver(() => u.setSize({ width: Math.max(280, el.clientWidth), height: 260 }));
     ro.observe(el);
     return () => { ro.disconnect(); u.destroy(); };
