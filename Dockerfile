@@ -15,8 +15,9 @@
 # `berth healthcheck`, runs as 65532 and exits 0 on SIGTERM. Keep the final
 # stage copying only from the build stage, so that rewrite stays faithful.
 #
-# The web console is not part of berth yet: this image holds the API server
-# only. It holds no Docker engine either, so with the default --runtime auto
+# The web console is in the binary: its build (web/dist, committed) is
+# embedded by the Go package in web/, so this image needs no node. The image
+# holds no Docker engine, so with the default --runtime auto
 # berth falls back to the process runtime (NOT a sandbox) with a warning. To
 # run workspaces in containers, give it an engine:
 #
@@ -31,6 +32,10 @@ COPY third_party ./third_party
 RUN go mod download
 COPY cmd ./cmd
 COPY internal ./internal
+# The web console's committed build and the package that embeds it (not its
+# sources or node_modules: node is not needed to build berth).
+COPY web/embed.go ./web/
+COPY web/dist ./web/dist
 # docker build --build-arg VERSION="$(git describe --always --dirty)" .
 ARG VERSION=dev
 RUN CGO_ENABLED=0 go build -trimpath \

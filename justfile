@@ -30,6 +30,38 @@ run *args:
     echo "just run: built in $((SECONDS - start)) s; starting berth serve $*" >&2
     exec bin/berth-dev serve "$@"
 
+# Build the web console (web/src) into web/dist, which is committed and
+# embedded into berth by the package in web/: `go build`, `just run`, `just
+# build` and the Dockerfile take the committed build and need no node.
+web:
+    test -d web/node_modules || npm ci --prefix web --no-audit --no-fund
+    npm run build --prefix web
+
+# Fail when the committed console build differs from what `just web` makes
+# from web/src (the build is reproducible: content-hashed names, no dates).
+check-web: web
+    @echo '--- web/dist matches web/src'
+    git diff --exit-code -- web/dist
+    @untracked="$(git ls-files --others --exclude-standard -- web/dist)"; \
+        test -z "$untracked" || { printf 'console build files not committed:\n%s\n' "$untracked"; exit 1; }
+
+# Run the console's browser tests (Chromium against a real berth; also part
+# of `just test`), printing the JavaScript size and first-load time.
+test-web:
+    test -d web/node_modules || npm ci --prefix web --no-audit --no-fund
+    go test -count=1 -run TestConsoleInBrowser -v ./web
+
+# Run the browser tests and write their screenshots to docs/screenshots.
+screenshots:
+    test -d web/node_modules || npm ci --prefix web --no-audit --no-fund
+    UPDATE_SCREENSHOTS=1 go test -count=1 -run TestConsoleInBrowser -v ./web
+
+# Serve web/src with Vite on 127.0.0.1:5173 (reloads on save), sending API
+# calls to a berth on 127.0.0.1:8080 (just run --secure-cookies=false).
+web-dev:
+    test -d web/node_modules || npm ci --prefix web --no-audit --no-fund
+    npm run dev --prefix web
+
 # Build a static binary into bin/berth, stamped with `git describe`.
 build:
     #!/usr/bin/env bash
@@ -62,10 +94,10 @@ bench:
     go test -run '^$' -bench . -benchmem ./...
 
 # gofmt, go vet, staticcheck, buf lint, buf format, gosec, the README flag-table
-# check, the generated-code check, Redocly's lint of the OpenAPI document and
-# the vendored /docs bundle check. check-flagtable comes before
-# check-generated, whose `just generate` rewrites the table.
-lint: _protovalidate check-flagtable check-generated lint-openapi check-docs-page
+# check, the generated-code check, Redocly's lint of the OpenAPI document, the
+# vendored /docs bundle check and the console build check. check-flagtable
+# comes before check-generated, whose `just generate` rewrites the table.
+lint: _protovalidate check-flagtable check-generated lint-openapi check-docs-page check-web
     @echo '--- gofmt'
     @test -z "$(gofmt -l .)" || { echo 'gofmt -l: these files need `gofmt -w`:'; gofmt -l .; exit 1; }
     @echo '--- go vet'

@@ -16,7 +16,7 @@ const module = "github.com/berthhq/berth/"
 // its place in the graph decided on purpose.
 var allowed = map[string][]string{
 	"cmd/berth":                    {"internal/cli", "internal/config", "internal/server", "internal/store", "internal/telemetry", "internal/version"},
-	"internal/server":              {"internal/access", "internal/admin", "internal/audit", "internal/auth", "internal/bus", "internal/oidc", "internal/openapi", "internal/openapi/docs", "internal/health", "internal/gen/grpc/health/v1/healthv1connect", "internal/quota", "internal/sandbox/docker", "internal/sandbox/process", "internal/config", "internal/fault", "internal/gen/berth/v1", "internal/gen/berth/v1/berthv1connect", "internal/stats", "internal/store", "internal/stream", "internal/sse", "internal/ws", "internal/task", "internal/taskenv", "internal/telemetry", "internal/valkey", "internal/cache", "internal/ratelimit", "internal/workspace", "internal/version"},
+	"internal/server":              {"internal/access", "internal/admin", "internal/audit", "internal/auth", "internal/bus", "internal/oidc", "internal/openapi", "internal/openapi/docs", "internal/health", "internal/gen/grpc/health/v1/healthv1connect", "internal/quota", "internal/sandbox/docker", "internal/sandbox/process", "internal/config", "internal/fault", "internal/gen/berth/v1", "internal/gen/berth/v1/berthv1connect", "internal/stats", "internal/store", "internal/stream", "internal/sse", "internal/ws", "internal/task", "internal/taskenv", "internal/telemetry", "internal/valkey", "internal/cache", "internal/ratelimit", "internal/workspace", "internal/version", "web"},
 	"internal/auth":                {"internal/access", "internal/audit", "internal/cache", "internal/fault", "internal/gen/berth/v1", "internal/gen/berth/v1/berthv1connect", "internal/store"},
 	"internal/workspace":           {"internal/access", "internal/audit", "internal/bus", "internal/cache", "internal/sandbox", "internal/event", "internal/fault", "internal/gen/berth/v1", "internal/gen/berth/v1/berthv1connect", "internal/gitop", "internal/hostpath", "internal/page", "internal/store", "internal/stream"},
 	"internal/stats":               {"internal/access", "internal/cache", "internal/fault", "internal/gen/berth/v1", "internal/gen/berth/v1/berthv1connect", "internal/store"},
@@ -62,6 +62,7 @@ var allowed = map[string][]string{
 	"internal/gen/grpc/health/v1":                 {"internal/gen/berth/v1"},
 	"internal/gen/grpc/health/v1/healthv1connect": {"internal/gen/grpc/health/v1"},
 	"cmd/protoc-gen-berth-openapi":                {"internal/gen/berth/v1"},
+	"web":                                         {},
 	"internal/deploy":                             {"internal/config", "internal/sandbox/docker", "internal/sandbox/sandboxtest"},
 	"internal/config/cmd/flagtable":               {"internal/config"},
 }

@@ -78,8 +78,22 @@ func (s *Service) SignInExternal(ctx context.Context, id ExternalIdentity, clien
 		return nil, err
 	}
 	u.LastLoginAt = &now
+	session, err := s.startBrowserSession(ctx, u, client, "oidc:"+id.Provider, now)
+	if err != nil {
+		return nil, err
+	}
+	session.Created = created
+	s.audit.Record(ctx, audit.Event{Action: audit.ActionOIDCLogin, ActorID: u.ID, TargetType: "user", TargetID: u.ID,
+		Details: map[string]string{"provider": id.Provider, "created": boolString(created)}})
+	return session, nil
+}
+
+// startBrowserSession stores a new cookie session for u, signed in by
+// method ("password", "oidc:<provider>"), and returns the cookie to set.
+// Only the cookie's hash is kept.
+func (s *Service) startBrowserSession(ctx context.Context, u *store.User, client Client, method string, now time.Time) (*BrowserSession, error) {
 	buf := make([]byte, 32)
-	_, _ = rand.Read(buf)
+	_, _ = rand.Read(buf) // crypto/rand.Read never fails
 	cookie := "berth_sess_" + base64.RawURLEncoding.EncodeToString(buf)
 	sess := &store.Session{
 		ID:            uuid.NewString(),
@@ -88,15 +102,13 @@ func (s *Service) SignInExternal(ctx context.Context, id ExternalIdentity, clien
 		ExpiresAt:     now.Add(s.cfg.RefreshTTL),
 		SourceAddress: client.SourceAddress,
 		UserAgent:     truncate(client.UserAgent, 256),
-		Method:        "oidc:" + id.Provider,
+		Method:        method,
 		CookieHash:    hashToken(cookie),
 	}
 	if err := s.store.CreateSession(ctx, sess, nil); err != nil {
 		return nil, err
 	}
-	s.audit.Record(ctx, audit.Event{Action: audit.ActionOIDCLogin, ActorID: u.ID, TargetType: "user", TargetID: u.ID,
-		Details: map[string]string{"provider": id.Provider, "created": boolString(created)}})
-	return &BrowserSession{Cookie: cookie, ExpiresAt: sess.ExpiresAt, User: u, Created: created}, nil
+	return &BrowserSession{Cookie: cookie, ExpiresAt: sess.ExpiresAt, User: u}, nil
 }
 
 func boolString(b bool) string {

@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 type Handler struct {
 	svc       *Service
 	providers []LoginMethod
+	secure    bool // mark session cookies Secure (--secure-cookies)
 }
 
 var _ berthv1connect.AuthServiceHandler = (*Handler)(nil)
@@ -32,9 +34,11 @@ type LoginMethod struct {
 }
 
 // NewHandler returns the AuthService handler for svc; providers are the
-// browser logins to list in ListAuthProviders.
-func NewHandler(svc *Service, providers []LoginMethod) *Handler {
-	return &Handler{svc: svc, providers: providers}
+// browser logins to list in ListAuthProviders; secureCookies marks the
+// session cookie a password login sets Secure (off only for plain-HTTP
+// development, as for the OIDC sign-in's cookie).
+func NewHandler(svc *Service, providers []LoginMethod, secureCookies bool) *Handler {
+	return &Handler{svc: svc, providers: providers, secure: secureCookies}
 }
 
 // Register implements berthv1connect.AuthServiceHandler.
@@ -48,6 +52,25 @@ func (h *Handler) Register(ctx context.Context, req *berthv1.RegisterRequest) (*
 
 // Login implements berthv1connect.AuthServiceHandler.
 func (h *Handler) Login(ctx context.Context, req *berthv1.LoginRequest) (*berthv1.LoginResponse, error) {
+	if req.GetSessionCookie() {
+		info, ok := connect.CallInfoForServerContext(ctx)
+		if !ok {
+			return nil, errors.New("no call info: cannot set the session cookie")
+		}
+		session, err := h.svc.LoginBrowser(ctx, req.GetEmail(), req.GetPassword(), clientOf(ctx))
+		if err != nil {
+			return nil, err
+		}
+		// #nosec G124 -- HttpOnly always; Secure follows --secure-cookies
+		// (off only for plain-HTTP development); Lax like the OIDC
+		// sign-in's cookie, which is the same session kind. Cross-site
+		// state changes are refused by the server's CrossOriginProtection.
+		info.ResponseHeader().Add("Set-Cookie", (&http.Cookie{
+			Name: SessionCookie, Value: session.Cookie, Path: "/", Expires: session.ExpiresAt,
+			HttpOnly: true, Secure: h.secure, SameSite: http.SameSiteLaxMode,
+		}).String())
+		return &berthv1.LoginResponse{User: access.UserToProto(session.User)}, nil
+	}
 	u, tokens, err := h.svc.Login(ctx, req.GetEmail(), req.GetPassword(), clientOf(ctx))
 	if err != nil {
 		return nil, err

@@ -196,12 +196,44 @@ func registerFailure(err error) string {
 // the account exists never changes the answer or its cost. A refusal for
 // lack of a hashing slot is no failure: it is not counted.
 func (s *Service) Login(ctx context.Context, email, password string, client Client) (*store.User, *Tokens, error) {
+	u, err := s.checkLogin(ctx, email, password)
+	if err != nil {
+		return nil, nil, err
+	}
+	tokens, err := s.startSession(ctx, u, client)
+	if err != nil {
+		return nil, nil, err
+	}
+	s.audit.Record(ctx, audit.Event{Action: audit.ActionLogin, ActorID: u.ID, TargetType: "user", TargetID: u.ID})
+	return u, tokens, nil
+}
+
+// LoginBrowser signs in with a password as Login does, but starts a cookie
+// session (the kind an OIDC sign-in starts) instead of issuing tokens: the
+// web console's script then never holds a credential.
+func (s *Service) LoginBrowser(ctx context.Context, email, password string, client Client) (*BrowserSession, error) {
+	u, err := s.checkLogin(ctx, email, password)
+	if err != nil {
+		return nil, err
+	}
+	session, err := s.startBrowserSession(ctx, u, client, "password", *u.LastLoginAt)
+	if err != nil {
+		return nil, err
+	}
+	s.audit.Record(ctx, audit.Event{Action: audit.ActionLogin, ActorID: u.ID, TargetType: "user", TargetID: u.ID,
+		Details: map[string]string{"session": "cookie"}})
+	return session, nil
+}
+
+// checkLogin is the password check both logins share: the per-account
+// throttle, the password, and the last-login time.
+func (s *Service) checkLogin(ctx context.Context, email, password string) (*store.User, error) {
 	email = normalizeEmail(email)
 	acct := email
 	if d := s.accounts.wait(acct); d > 0 {
 		s.audit.Record(ctx, audit.Event{Action: audit.ActionLogin, Outcome: audit.Failure,
 			Details: map[string]string{"email": email, "reason": "throttled"}})
-		return nil, nil, &ThrottledError{Free: freeAccountFailures, Wait: d}
+		return nil, &ThrottledError{Free: freeAccountFailures, Wait: d}
 	}
 	u, err := s.checkPassword(ctx, email, password)
 	if err != nil {
@@ -210,20 +242,15 @@ func (s *Service) Login(ctx context.Context, email, password string, client Clie
 			s.audit.Record(ctx, audit.Event{Action: audit.ActionLogin, Outcome: audit.Failure,
 				Details: map[string]string{"email": email}})
 		}
-		return nil, nil, err
+		return nil, err
 	}
 	s.accounts.reset(acct)
 	now := s.now().UTC()
 	if err := s.store.SetUserLastLogin(ctx, u.ID, now); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	u.LastLoginAt = &now
-	tokens, err := s.startSession(ctx, u, client)
-	if err != nil {
-		return nil, nil, err
-	}
-	s.audit.Record(ctx, audit.Event{Action: audit.ActionLogin, ActorID: u.ID, TargetType: "user", TargetID: u.ID})
-	return u, tokens, nil
+	return u, nil
 }
 
 // checkPassword returns the account if the password is right and the

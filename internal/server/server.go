@@ -91,7 +91,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg *prom
 		func() error { return b.openShared(ctx) },
 		b.newServices,
 		b.newAPI,
-		func() error { b.newRoutes(); return nil },
+		b.newRoutes,
 		b.newMiddleware,
 	} {
 		if err := step(); err != nil {

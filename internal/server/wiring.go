@@ -76,6 +76,7 @@ type wiring struct {
 	mux     *routeMux    // newRoutes
 	streams *sse.Handler // newRoutes
 	sockets *ws.Handler  // newRoutes
+	console *console     // newRoutes
 	handler http.Handler // newMiddleware
 }
 

@@ -28,11 +28,12 @@ import (
 	"github.com/berthhq/berth/internal/task"
 	"github.com/berthhq/berth/internal/workspace"
 	"github.com/berthhq/berth/internal/ws"
+	"github.com/berthhq/berth/web"
 )
 
 // register registers the API services' Connect handlers on s.
 func (b *wiring) register(s *connect.Server) {
-	berthv1connect.RegisterAuthServiceHandler(s, auth.NewHandler(b.authSvc, b.loginMethods))
+	berthv1connect.RegisterAuthServiceHandler(s, auth.NewHandler(b.authSvc, b.loginMethods, b.cfg.SecureCookies))
 	berthv1connect.RegisterWorkspaceServiceHandler(s, workspace.NewHandler(b.workspaces))
 	berthv1connect.RegisterTaskServiceHandler(s, task.NewHandler(b.tasks))
 	berthv1connect.RegisterStatsServiceHandler(s, stats.NewHandler(b.statsSvc))
@@ -106,8 +107,9 @@ func (b *wiring) mountOptions() []connecthttp.Option {
 }
 
 // newRoutes mounts every route of the main listener: the Connect servers,
-// SSE, WebSocket, the index, OpenAPI, OIDC, readiness and gRPC health.
-func (b *wiring) newRoutes() {
+// SSE, WebSocket, the console (or the JSON index), OpenAPI, /docs, OIDC,
+// readiness and gRPC health.
+func (b *wiring) newRoutes() error {
 	cfg, logger, st, authSvc := b.cfg, b.logger, b.st, b.authSvc
 	mountOpts := b.mountOptions()
 	mux := newRouteMux()
@@ -153,7 +155,12 @@ func (b *wiring) newRoutes() {
 	})
 	b.sockets.Mount(mux)
 	mux.HandleFunc("GET /health", handleHealth)
-	mux.Handle("GET /{$}", apiIndex(b.services, func() []string { return mux.patterns }))
+	ui, err := newConsole(web.Dist())
+	if err != nil {
+		return err
+	}
+	b.console = ui
+	mux.Handle("GET /{$}", ui.orIndex(apiIndex(b.services, func() []string { return mux.patterns })))
 	openapi.Mount(mux)
 	docs.Mount(mux)
 	mux.Handle("/auth/oidc/", b.oidc)
@@ -179,6 +186,7 @@ func (b *wiring) newRoutes() {
 	}
 	healthv1connect.RegisterHealthHandler(probes, health.New(b.services, cfg.Streams.Heartbeat, healthChecks...))
 	connecthttp.Mount(mux, probes, mountOpts...)
+	return nil
 }
 
 // newMiddleware wraps the routes in the HTTP middleware, innermost first:
@@ -186,7 +194,7 @@ func (b *wiring) newRoutes() {
 // headers, JSON errors, then the request id, access log and metrics.
 func (b *wiring) newMiddleware() error {
 	cfg := b.cfg
-	var handler http.Handler = sse.KeepOpen(b.mux, berthv1connect.TaskServiceStreamTaskLogsProcedure, berthv1connect.WorkspaceServiceWatchWorkspaceProcedure, healthv1connect.HealthWatchProcedure)
+	var handler http.Handler = sse.KeepOpen(b.console.withFallback(b.mux), berthv1connect.TaskServiceStreamTaskLogsProcedure, berthv1connect.WorkspaceServiceWatchWorkspaceProcedure, healthv1connect.HealthWatchProcedure)
 	handler = limitHTTP(b.limits, handler)
 	handler = limitBody(cfg.HTTP.MaxBodyBytes, handler)
 	handler, err := csrfProtect(cfg.AllowedOrigins, handler)

@@ -340,7 +340,13 @@ type LoginRequest struct {
 	// Email is the account's address.
 	Email string `protobuf:"bytes,1,opt,name=email,proto3" json:"email,omitempty"`
 	// Password is the account's password.
-	Password      string `protobuf:"bytes,2,opt,name=password,proto3" json:"password,omitempty"`
+	Password string `protobuf:"bytes,2,opt,name=password,proto3" json:"password,omitempty"`
+	// SessionCookie asks for a browser session instead of tokens: the
+	// response sets the HttpOnly `berth_session` cookie (the one an OIDC
+	// sign-in sets) and carries no tokens, so a web page's script never holds
+	// a credential. Calls authenticated by the cookie alone must come from
+	// berth's own origin (cross-origin ones are refused); Logout clears it.
+	SessionCookie bool `protobuf:"varint,3,opt,name=session_cookie,json=sessionCookie,proto3" json:"session_cookie,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -389,12 +395,20 @@ func (x *LoginRequest) GetPassword() string {
 	return ""
 }
 
+func (x *LoginRequest) GetSessionCookie() bool {
+	if x != nil {
+		return x.SessionCookie
+	}
+	return false
+}
+
 // LoginResponse is the signed-in account.
 type LoginResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// User is the account signed in.
 	User *User `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
-	// Tokens are the new session's credentials.
+	// Tokens are the new session's credentials; unset when the request asked
+	// for a session cookie.
 	Tokens        *Tokens `protobuf:"bytes,2,opt,name=tokens,proto3" json:"tokens,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1412,10 +1426,11 @@ const file_berth_v1_auth_proto_rawDesc = "" +
 	"\x04name\x18\x03 \x01(\tB\a\xbaH\x04r\x02\x18dR\x04name\"`\n" +
 	"\x10RegisterResponse\x12\"\n" +
 	"\x04user\x18\x01 \x01(\v2\x0e.berth.v1.UserR\x04user\x12(\n" +
-	"\x06tokens\x18\x02 \x01(\v2\x10.berth.v1.TokensR\x06tokens\"Z\n" +
+	"\x06tokens\x18\x02 \x01(\v2\x10.berth.v1.TokensR\x06tokens\"\x81\x01\n" +
 	"\fLoginRequest\x12!\n" +
 	"\x05email\x18\x01 \x01(\tB\v\xbaH\b\xc8\x01\x01r\x03\x18\xfe\x01R\x05email\x12'\n" +
-	"\bpassword\x18\x02 \x01(\tB\v\xbaH\b\xc8\x01\x01r\x03\x18\x80\x02R\bpassword\"]\n" +
+	"\bpassword\x18\x02 \x01(\tB\v\xbaH\b\xc8\x01\x01r\x03\x18\x80\x02R\bpassword\x12%\n" +
+	"\x0esession_cookie\x18\x03 \x01(\bR\rsessionCookie\"]\n" +
 	"\rLoginResponse\x12\"\n" +
 	"\x04user\x18\x01 \x01(\v2\x0e.berth.v1.UserR\x04user\x12(\n" +
 	"\x06tokens\x18\x02 \x01(\v2\x10.berth.v1.TokensR\x06tokens\"G\n" +
