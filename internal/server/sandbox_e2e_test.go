@@ -27,6 +27,7 @@ import (
 	"github.com/berthhq/berth/internal/gitop"
 	"github.com/berthhq/berth/internal/sandbox/sandboxtest"
 	"github.com/berthhq/berth/internal/store"
+	"github.com/berthhq/berth/internal/testsvc"
 )
 
 // storeTask writes a task straight into the test server's SQLite store,
@@ -201,7 +202,7 @@ func TestGitTaskEnvironmentAttacks(t *testing.T) {
 // widen and narrow the rule.
 func TestClaudeTaskEnvironment(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t, "--claude-path", fakeClaudeBinary(t), "--anthropic-api-key", testAPIKey,
+	srv := startServer(t, "--claude-path", testsvc.FakeClaude(t), "--anthropic-api-key", testAPIKey,
 		"--task-env-deny", "*_TOKEN", "--task-env-allow", "PYTHONUNBUFFERED")
 	c := srv.clients(protocols[0])
 	reg := register(t, c, "claudeenv@example.com")
@@ -438,7 +439,7 @@ func checkAgentLies(t *testing.T, srv *testServer, c clients, ctx context.Contex
 // about its numbers; see checkAgentLies.
 func TestAgentOutputOnProcessRuntime(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t, "--claude-path", fakeClaudeBinary(t), "--anthropic-api-key", testAPIKey)
+	srv := startServer(t, "--claude-path", testsvc.FakeClaude(t), "--anthropic-api-key", testAPIKey)
 	c := srv.clients(protocols[0])
 	ctx := as(t.Context(), register(t, c, "liar@example.com").GetTokens().GetAccessToken())
 	ws, err := c.Workspace.CreateWorkspace(ctx, &berthv1.CreateWorkspaceRequest{Name: "lies", Path: srv.mkdir(t, "lies")})
@@ -509,7 +510,7 @@ func grepLines(s, pattern string) string {
 // writes, leaves none of those forms in the task's log or record.
 func TestAPIKeyRedactedInEveryForm(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t, "--claude-path", fakeClaudeBinary(t), "--anthropic-api-key", testAPIKey)
+	srv := startServer(t, "--claude-path", testsvc.FakeClaude(t), "--anthropic-api-key", testAPIKey)
 	c := srv.clients(protocols[0])
 	ctx := as(t.Context(), register(t, c, "leak@example.com").GetTokens().GetAccessToken())
 	ws, err := c.Workspace.CreateWorkspace(ctx, &berthv1.CreateWorkspaceRequest{Name: "leak", Path: srv.mkdir(t, "leak")})

@@ -19,6 +19,7 @@ import (
 	"github.com/berthhq/berth/internal/sandbox/process"
 	"github.com/berthhq/berth/internal/store"
 	"github.com/berthhq/berth/internal/task"
+	"github.com/berthhq/berth/internal/testsvc"
 )
 
 // panicking is the real process runtime, except that an exec whose argv
@@ -63,7 +64,7 @@ func newPanicRig(t *testing.T, lease time.Duration, hook func(where, taskID stri
 	logger := slog.New(slog.NewJSONHandler(rig.logs, nil))
 	runner := task.NewRunner(st, panicking{Runtime: rt, trigger: "[panic]"}, workspaces{st: st, containerID: id}, bus.New(), rig.reg, logger, time.Now, task.RunnerConfig{
 		MaxRunning: 2, MaxPerWorkspace: 1, DefaultTimeout: time.Minute, ClaudeIdle: time.Minute,
-		ClaudePath: claudeBinary(t), APIKey: "sk-ant-test-panic", Lease: lease,
+		ClaudePath: testsvc.FakeClaude(t), APIKey: "sk-ant-test-panic", Lease: lease,
 	})
 	if hook != nil {
 		task.SetFaultHook(runner, hook)
