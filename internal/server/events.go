@@ -38,7 +38,7 @@ type wireTask struct {
 	ID          string           `json:"id"`
 	WorkspaceID string           `json:"ws"`
 	Status      store.TaskStatus `json:"st"`
-	Progress    json.RawMessage  `json:"p,omitempty"`
+	Progress    *task.Progress   `json:"p,omitempty"`
 }
 
 type wireWorkspace struct {

@@ -27,6 +27,7 @@ import (
 	"github.com/berthhq/berth/internal/gitop"
 	"github.com/berthhq/berth/internal/sandbox/sandboxtest"
 	"github.com/berthhq/berth/internal/store"
+	"github.com/berthhq/berth/internal/taskdoc"
 	"github.com/berthhq/berth/internal/testsvc"
 )
 
@@ -52,13 +53,24 @@ func storeTask(t *testing.T, srv *testServer, userID, wsID string, typ store.Tas
 	}
 	tr := &store.TaskRecord{
 		ID: uuid.NewString(), WorkspaceID: wsID, CreatedBy: userID, Type: typ, Status: store.TaskQueued,
-		Priority: store.TaskPriorityMedium, Prompt: prompt, Config: js(cfg), Git: js(git),
+		Priority: store.TaskPriorityMedium, Prompt: prompt, Config: storedDoc[taskdoc.Config](t, js(cfg)), Git: storedDoc[taskdoc.GitOp](t, js(git)),
 		Tags: []string{}, Metadata: map[string]string{}, CreatedAt: time.Now().UTC(),
 	}
 	if err := st.CreateTaskRecord(t.Context(), tr); err != nil {
 		t.Fatal(err)
 	}
 	return tr.ID
+}
+
+// storedDoc decodes raw, the protojson of an API message as berth stored
+// task documents before they had types of their own, as the store reads it.
+func storedDoc[T any](t *testing.T, raw []byte) *T {
+	t.Helper()
+	v, err := taskdoc.Decode[T](raw)
+	if err != nil {
+		t.Fatalf("decoding the stored document %s: %v", raw, err)
+	}
+	return v
 }
 
 // within is how long a test may wait for a task: most of what is left of

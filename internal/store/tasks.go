@@ -3,13 +3,14 @@ package store
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/berthhq/berth/internal/taskdoc"
 
 	"github.com/berthhq/berth/internal/fault"
 )
@@ -42,13 +43,9 @@ func (s *Store) CreateTaskRecordWithin(ctx context.Context, t *TaskRecord, maxQu
 	if err != nil {
 		return fmt.Errorf("create task: %w", err)
 	}
-	var docs [6]any
-	for i, doc := range [...][]byte{t.Config, t.Git, t.DockerBuild, t.Progress, t.Result, t.Error} {
-		v, err := nullJSON(doc)
-		if err != nil {
-			return fmt.Errorf("create task: %w", err)
-		}
-		docs[i] = v
+	docs, err := encodeTaskDocs(t)
+	if err != nil {
+		return fmt.Errorf("create task: %w", err)
 	}
 	insert := func(c conn) error {
 		_, err := c.exec(ctx, `
@@ -398,12 +395,16 @@ func (s *Store) FinishTask(ctx context.Context, id string, from []TaskStatus, to
 	}
 	for _, doc := range []struct {
 		column string
-		v      json.RawMessage
-	}{{"progress", fin.Progress}, {"result", fin.Result}, {"error", fin.Error}} {
-		if doc.v == nil {
+		encode func() (sql.NullString, error) // nil: not set
+	}{
+		{"progress", docEncoder(fin.Progress)},
+		{"result", docEncoder(fin.Result)},
+		{"error", docEncoder(fin.Error)},
+	} {
+		if doc.encode == nil {
 			continue
 		}
-		v, err := nullJSON(doc.v)
+		v, err := doc.encode()
 		if err != nil {
 			return nil, fmt.Errorf("finish task: %s: %w", doc.column, err)
 		}
@@ -457,15 +458,21 @@ func checkCost(c float64) error {
 }
 
 // SetTaskProgress records a running task's progress, and its agent session
-// id and cost so far when they are not nil, whatever its state. A missing
-// task is fault.NotFound("task").
-func (s *Store) SetTaskProgress(ctx context.Context, id string, progress json.RawMessage, sessionID *string, costUSD *float64) error {
-	doc, err := nullJSON(progress)
-	if err != nil {
-		return fmt.Errorf("set task progress: %w", err)
+// id and cost so far when they are not nil, whatever its state. A nil
+// progress leaves the stored one as it is. A missing task is
+// fault.NotFound("task").
+func (s *Store) SetTaskProgress(ctx context.Context, id string, progress *taskdoc.Progress, sessionID *string, costUSD *float64) error {
+	var (
+		sets []string
+		args []any
+	)
+	if progress != nil {
+		doc, err := encodeDoc(progress)
+		if err != nil {
+			return fmt.Errorf("set task progress: %w", err)
+		}
+		sets, args = append(sets, `progress = ?`), append(args, doc)
 	}
-	sets := []string{`progress = ?`}
-	args := []any{doc}
 	if sessionID != nil {
 		sets = append(sets, `session_id = ?`)
 		args = append(args, nullString(*sessionID))
@@ -476,6 +483,14 @@ func (s *Store) SetTaskProgress(ctx context.Context, id string, progress json.Ra
 		}
 		sets = append(sets, `cost_usd = ?`)
 		args = append(args, *costUSD)
+	}
+	if len(sets) == 0 {
+		// Nothing to write: the task must still exist.
+		_, err := taskStatus(ctx, s.conn(), id)
+		if err != nil && !isFault(err) {
+			return fmt.Errorf("set task progress: %w", err)
+		}
+		return err
 	}
 	res, err := s.conn().exec(ctx, `UPDATE tasks SET `+strings.Join(sets, `, `)+` WHERE id = ?`, append(args, id)...)
 	if err != nil {
@@ -496,7 +511,7 @@ func (s *Store) SetTaskProgress(ctx context.Context, id string, progress json.Ra
 // and no lease, and returns their ids, oldest first. A runner that is alone
 // on its store calls it with "" when it starts: every task still RUNNING
 // was left behind by a process that is gone.
-func (s *Store) FailInterrupted(ctx context.Context, owner string, now time.Time, taskErr json.RawMessage) ([]string, error) {
+func (s *Store) FailInterrupted(ctx context.Context, owner string, now time.Time, taskErr *taskdoc.Failure) ([]string, error) {
 	where, args := ``, []any(nil)
 	if owner != "" {
 		where, args = ` AND t.lease_owner = ?`, []any{owner}
@@ -526,7 +541,7 @@ func (s *Store) FailInterrupted(ctx context.Context, owner string, now time.Time
 //
 // The tasks leased to the owners listed in except (the sweeping runner's
 // own, which it is alive to run) are left alone.
-func (s *Store) FailExpiredLeases(ctx context.Context, now time.Time, taskErr json.RawMessage, except ...string) ([]*TaskRecord, error) {
+func (s *Store) FailExpiredLeases(ctx context.Context, now time.Time, taskErr *taskdoc.Failure, except ...string) ([]*TaskRecord, error) {
 	where, args := ` AND (t.lease_expires_at IS NULL OR t.lease_expires_at < ?)`, []any{micros(now)}
 	for _, owner := range except {
 		where += ` AND (t.lease_owner IS NULL OR t.lease_owner <> ?)`
@@ -544,8 +559,8 @@ func (s *Store) FailExpiredLeases(ctx context.Context, now time.Time, taskErr js
 // with taskErr as its error and no lease, in one write transaction, and
 // returns them as they now are, oldest first. The rows are locked as they
 // are read; rows another transaction holds are passed over (skipLocked).
-func (s *Store) failRunning(ctx context.Context, where string, whereArgs []any, now time.Time, taskErr json.RawMessage) ([]*TaskRecord, error) {
-	doc, err := nullJSON(taskErr)
+func (s *Store) failRunning(ctx context.Context, where string, whereArgs []any, now time.Time, taskErr *taskdoc.Failure) ([]*TaskRecord, error) {
+	doc, err := encodeDoc(taskErr)
 	if err != nil {
 		return nil, err
 	}
@@ -590,7 +605,7 @@ func (s *Store) failRunning(ctx context.Context, where string, whereArgs []any, 
 	for _, t := range ended {
 		t.Status = TaskFailed
 		t.CompletedAt = ptrTo(storedTime(now))
-		t.Error = rawJSON(doc)
+		t.Error = taskErr
 		t.LeaseOwner, t.LeaseExpiresAt = "", nil
 	}
 	return ended, nil
@@ -646,8 +661,9 @@ func scanTask(row scanner, extra ...any) (*TaskRecord, error) {
 	}
 	t.CreatedBy, t.SessionID, t.ContinueTaskID, t.LeaseOwner = createdBy.String, sessionID.String, continueID.String, leaseOwner.String
 	t.Type, t.Status, t.Priority = TaskType(typ), TaskStatus(status), TaskPriority(priority)
-	t.Config, t.Git, t.DockerBuild = rawJSON(config), rawJSON(git), rawJSON(build)
-	t.Progress, t.Result, t.Error = rawJSON(prog), rawJSON(res), rawJSON(er)
+	if err := decodeTaskDocs(&t, config, git, build, prog, res, er); err != nil {
+		return nil, fmt.Errorf("task %s: %w", t.ID, err)
+	}
 	if t.Tags, err = decodeTags(tags); err != nil {
 		return nil, fmt.Errorf("task %s: %w", t.ID, err)
 	}
@@ -657,14 +673,6 @@ func scanTask(row scanner, extra ...any) (*TaskRecord, error) {
 	t.LeaseExpiresAt, t.StartedAt, t.CompletedAt = timePtr(leaseUntil), timePtr(started), timePtr(completed)
 	t.CreatedAt = fromMicros(created)
 	return &t, nil
-}
-
-// rawJSON reads a stored JSON document: nil when NULL.
-func rawJSON(s sql.NullString) json.RawMessage {
-	if !s.Valid {
-		return nil
-	}
-	return json.RawMessage(s.String)
 }
 
 // isFault reports whether err is one of the faults a caller acts on, which

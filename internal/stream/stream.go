@@ -12,9 +12,10 @@
 package stream
 
 import (
-	"bytes"
 	"context"
 	"math"
+
+	"github.com/berthhq/berth/internal/taskdoc"
 
 	"github.com/berthhq/berth/internal/bus"
 	"github.com/berthhq/berth/internal/store"
@@ -154,8 +155,8 @@ type follower struct {
 	last int64 // the seq of the last line sent
 	send func(TaskEvent) error
 
-	status   store.TaskStatus // the last status sent
-	progress []byte           // the last progress sent
+	status   store.TaskStatus  // the last status sent
+	progress *taskdoc.Progress // the last progress sent
 }
 
 func (f *follower) find(ctx context.Context) (*store.TaskRecord, error) {
@@ -205,11 +206,20 @@ func (f *follower) state(rec *store.TaskRecord) error {
 	case rec.Status != f.status:
 		f.status, f.progress = rec.Status, rec.Progress
 		return f.send(TaskEvent{Kind: KindStatus, Task: rec})
-	case !bytes.Equal(rec.Progress, f.progress):
+	case !sameProgress(rec.Progress, f.progress):
 		f.progress = rec.Progress
 		return f.send(TaskEvent{Kind: KindProgress, Task: rec})
 	}
 	return nil
+}
+
+// sameProgress reports whether two progress values are equal; nil is
+// equal only to nil.
+func sameProgress(a, b *taskdoc.Progress) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return *a == *b
 }
 
 // end sends the lines stored since the last read (the task may have

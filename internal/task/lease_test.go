@@ -2,7 +2,6 @@ package task_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -223,13 +222,10 @@ func logs(t *testing.T, st *store.Store, id string) []store.LogEntry {
 // errorCode is the code of a task's stored error document.
 func errorCode(t *testing.T, tr *store.TaskRecord) string {
 	t.Helper()
-	var e struct {
-		Code string `json:"code"`
+	if tr.Error == nil {
+		t.Fatalf("task %s has no error document", tr.ID)
 	}
-	if err := json.Unmarshal(tr.Error, &e); err != nil {
-		t.Fatalf("task %s error %s: %v", tr.ID, tr.Error, err)
-	}
-	return e.Code
+	return tr.Error.Code
 }
 
 // eventually polls cond until it holds, failing the test after within.
@@ -402,7 +398,7 @@ func TestRunnerStopsARunWhoseLeaseItLost(t *testing.T) {
 		})
 
 		// Another instance, its clock an hour ahead, sweeps.
-		ended, err := st.FailExpiredLeases(t.Context(), time.Now().Add(time.Hour), []byte(`{"code":"SWEPT"}`))
+		ended, err := st.FailExpiredLeases(t.Context(), time.Now().Add(time.Hour), &task.Failure{Code: "SWEPT"})
 		must(t, err)
 		if len(ended) != 1 || ended[0].ID != tr.ID {
 			t.Fatalf("swept %v", ended)

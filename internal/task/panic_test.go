@@ -3,7 +3,6 @@ package task_test
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"log/slog"
 	"path/filepath"
 	"strings"
@@ -119,10 +118,12 @@ func (rig *panicRig) panics(t *testing.T) map[string]float64 {
 // ERROR with the task's id and what panicked.
 func (rig *panicRig) wantInternal(t *testing.T, got *store.TaskRecord, panicked string) {
 	t.Helper()
-	var terr struct{ Code, Message string }
-	must(t, json.Unmarshal(got.Error, &terr))
+	var terr task.Failure
+	if got.Error != nil {
+		terr = *got.Error
+	}
 	if got.Status != store.TaskFailed || terr.Code != "INTERNAL" || got.CostUSD != 0 || got.Result != nil {
-		t.Errorf("panicked task: %s, error %s, result %s", got.Status, got.Error, got.Result)
+		t.Errorf("panicked task: %s, error %+v, result %+v", got.Status, got.Error, got.Result)
 	}
 	lines, err := rig.st.ListTaskLogs(t.Context(), got.ID, 0, 1000)
 	must(t, err)

@@ -1,12 +1,14 @@
 package storetest
 
 import (
+	"math"
 	"testing"
 
 	"github.com/google/uuid"
 
 	"github.com/berthhq/berth/internal/fault"
 	"github.com/berthhq/berth/internal/store"
+	"github.com/berthhq/berth/internal/taskdoc"
 )
 
 var statsTests = []test{
@@ -122,7 +124,7 @@ func testCreateTaskRefused(t *testing.T, e *env) {
 	base := func() *store.TaskRecord {
 		return &store.TaskRecord{
 			ID: uuid.NewString(), WorkspaceID: w.ID, CreatedBy: owner.ID, Type: store.TaskGitOperation,
-			Status: store.TaskQueued, Priority: store.TaskPriorityHigh, Git: []byte(`{"operation":"status"}`), CreatedAt: now,
+			Status: store.TaskQueued, Priority: store.TaskPriorityHigh, Git: &taskdoc.GitOp{Operation: "status"}, CreatedAt: now,
 		}
 	}
 	tr := base()
@@ -144,9 +146,9 @@ func testCreateTaskRefused(t *testing.T, e *env) {
 	dup.ID = tr.ID
 	wantFault(t, e.s.CreateTaskRecord(e.ctx, dup), fault.ErrConflict)
 	bad := base()
-	bad.Config = []byte(`{not json`)
+	bad.Config = &taskdoc.Config{MaxBudgetUSD: math.NaN()} // no JSON number
 	if err := e.s.CreateTaskRecord(e.ctx, bad); err == nil {
-		t.Fatal("a task with a malformed JSON document was stored")
+		t.Fatal("a task with a document that cannot be JSON was stored")
 	}
 
 	st, err := e.s.CountStats(e.ctx, viewerOf(owner), false)

@@ -20,6 +20,7 @@ import (
 
 	"github.com/berthhq/berth/internal/fault"
 	"github.com/berthhq/berth/internal/store"
+	"github.com/berthhq/berth/internal/taskdoc"
 )
 
 // Run runs the suite. open must return a new, empty, migrated store on each
@@ -200,7 +201,7 @@ func (e *env) task(w *store.Workspace, status store.TaskStatus, mods ...func(*st
 		Status:      status,
 		Priority:    store.TaskPriorityMedium,
 		Prompt:      "add a test",
-		Config:      []byte(`{"max_turns":5}`),
+		Config:      &taskdoc.Config{MaxTurns: 5},
 		CreatedAt:   now,
 	}
 	if status != store.TaskQueued {

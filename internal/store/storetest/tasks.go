@@ -13,6 +13,7 @@ import (
 
 	"github.com/berthhq/berth/internal/fault"
 	"github.com/berthhq/berth/internal/store"
+	"github.com/berthhq/berth/internal/taskdoc"
 )
 
 var taskReadTests = []test{
@@ -103,7 +104,7 @@ func testFindTaskVisibility(t *testing.T, e *env) {
 	tr := e.task(w, store.TaskRunning, leasedTo("r1"), func(tr *store.TaskRecord) {
 		tr.Tags = []string{"x"}
 		tr.Metadata = map[string]string{"k": "v"}
-		tr.Progress = []byte(`{"turns":1}`)
+		tr.Progress = &taskdoc.Progress{Current: 1, Total: 5, Percentage: 20, Message: "turn 1 of 5"}
 		tr.SessionID = "sess"
 		tr.CostUSD = 0.5
 	})
@@ -291,8 +292,8 @@ func testFinishTask(t *testing.T, e *env) {
 
 	done := e.tick()
 	fin := store.TaskFinish{
-		Progress:    []byte(`{"turns":3}`),
-		Result:      []byte(`{"summary":"ok"}`),
+		Progress:    &taskdoc.Progress{Current: 3},
+		Result:      &taskdoc.Result{Summary: "ok", Details: map[string]any{"num_turns": 3.0}},
 		SessionID:   ptr("s-1"),
 		CostUSD:     ptr(0.25),
 		CompletedAt: &done,
@@ -302,8 +303,8 @@ func testFinishTask(t *testing.T, e *env) {
 	want := e.findTask(tr.ID)
 	equal(t, "returned", got, want)
 	equal(t, "status", got.Status, store.TaskSucceeded)
-	equal(t, "result", string(got.Result), `{"summary":"ok"}`)
-	equal(t, "progress", string(got.Progress), `{"turns":3}`)
+	equal(t, "result", got.Result, &taskdoc.Result{Summary: "ok", Details: map[string]any{"num_turns": 3.0}})
+	equal(t, "progress", got.Progress, &taskdoc.Progress{Current: 3})
 	equal(t, "session", got.SessionID, "s-1")
 	equal(t, "cost", got.CostUSD, 0.25)
 	equal(t, "completed", got.CompletedAt, ptr(micro(done)))
@@ -314,15 +315,15 @@ func testFinishTask(t *testing.T, e *env) {
 	}
 
 	_, err = e.s.FinishTask(e.ctx, tr.ID, []store.TaskStatus{store.TaskQueued, store.TaskRunning}, store.TaskCancelled,
-		store.TaskFinish{Error: []byte(`{"reason":"CANCELLED"}`)})
+		store.TaskFinish{Error: &taskdoc.Failure{Code: "CANCELLED"}})
 	wantMessage(t, err, fault.ErrFailedPrecondition, "the task is succeeded")
 	equal(t, "after a refused finish", e.findTask(tr.ID), want)
 
 	_, err = e.s.FinishTask(e.ctx, uuid.NewString(), []store.TaskStatus{store.TaskRunning}, store.TaskFailed, store.TaskFinish{})
 	wantMessage(t, err, fault.ErrNotFound, "task not found")
-	_, err = e.s.FinishTask(e.ctx, tr.ID, []store.TaskStatus{store.TaskSucceeded}, store.TaskFailed, store.TaskFinish{Error: []byte(`{nope`)})
+	_, err = e.s.FinishTask(e.ctx, tr.ID, []store.TaskStatus{store.TaskSucceeded}, store.TaskFailed, store.TaskFinish{Result: &taskdoc.Result{Details: map[string]any{"x": math.Inf(1)}}})
 	if err == nil {
-		t.Fatal("a malformed error document was stored")
+		t.Fatal("a result document that cannot be JSON was stored")
 	}
 	// A cost that would give budget headroom or an infinite sum is refused.
 	for _, c := range []float64{-1000, math.Inf(1), math.Inf(-1), math.NaN()} {
@@ -364,16 +365,25 @@ func testSetTaskProgress(t *testing.T, e *env) {
 	owner := e.user()
 	w := e.workspace(owner)
 	tr := e.task(w, store.TaskRunning, costing(0.1))
-	must(t, e.s.SetTaskProgress(e.ctx, tr.ID, []byte(`{"turns":1}`), nil, nil))
+	must(t, e.s.SetTaskProgress(e.ctx, tr.ID, &taskdoc.Progress{Current: 1}, nil, nil))
 	got := e.findTask(tr.ID)
-	equal(t, "progress", string(got.Progress), `{"turns":1}`)
+	equal(t, "progress", got.Progress, &taskdoc.Progress{Current: 1})
 	equal(t, "cost kept", got.CostUSD, 0.1)
-	must(t, e.s.SetTaskProgress(e.ctx, tr.ID, []byte(`{"turns":2}`), ptr("s-9"), ptr(0.3)))
+	must(t, e.s.SetTaskProgress(e.ctx, tr.ID, &taskdoc.Progress{Current: 2}, ptr("s-9"), ptr(0.3)))
 	got = e.findTask(tr.ID)
-	equal(t, "progress", string(got.Progress), `{"turns":2}`)
+	equal(t, "progress", got.Progress, &taskdoc.Progress{Current: 2})
 	equal(t, "session", got.SessionID, "s-9")
 	equal(t, "cost", got.CostUSD, 0.3)
-	wantFault(t, e.s.SetTaskProgress(e.ctx, uuid.NewString(), []byte(`{}`), nil, nil), fault.ErrNotFound)
+	// A nil progress writes the session id alone and keeps the progress.
+	must(t, e.s.SetTaskProgress(e.ctx, tr.ID, nil, ptr("s-10"), nil))
+	got = e.findTask(tr.ID)
+	equal(t, "progress kept", got.Progress, &taskdoc.Progress{Current: 2})
+	equal(t, "session", got.SessionID, "s-10")
+	must(t, e.s.SetTaskProgress(e.ctx, tr.ID, nil, nil, nil))
+	equal(t, "nothing written", e.findTask(tr.ID), got)
+	wantFault(t, e.s.SetTaskProgress(e.ctx, uuid.NewString(), &taskdoc.Progress{}, nil, nil), fault.ErrNotFound)
+	wantFault(t, e.s.SetTaskProgress(e.ctx, uuid.NewString(), nil, ptr("s"), nil), fault.ErrNotFound)
+	wantFault(t, e.s.SetTaskProgress(e.ctx, uuid.NewString(), nil, nil, nil), fault.ErrNotFound)
 }
 
 func testFailInterrupted(t *testing.T, e *env) {
@@ -386,14 +396,14 @@ func testFailInterrupted(t *testing.T, e *env) {
 	done := e.task(w, store.TaskSucceeded, leasedTo("a"))
 
 	now := e.tick()
-	taskErr := []byte(`{"reason":"INTERRUPTED"}`)
+	taskErr := &taskdoc.Failure{Code: "INTERRUPTED", Message: "gone"}
 	got, err := e.s.FailInterrupted(e.ctx, "a", now, taskErr)
 	must(t, err)
 	equal(t, "interrupted", got, []string{a1.ID, a2.ID})
 	for _, id := range got {
 		tr := e.findTask(id)
 		equal(t, "status", tr.Status, store.TaskFailed)
-		equal(t, "error", string(tr.Error), string(taskErr))
+		equal(t, "error", tr.Error, taskErr)
 		equal(t, "completed", tr.CompletedAt, ptr(micro(now)))
 		equal(t, "lease", tr.LeaseOwner, "")
 	}
@@ -430,7 +440,7 @@ func testFailExpiredLeases(t *testing.T, e *env) {
 	q := e.task(w, store.TaskQueued)
 	done := e.task(w, store.TaskSucceeded, leasedUntil("a", now.Add(-time.Hour)))
 
-	taskErr := []byte(`{"code":"INTERRUPTED"}`)
+	taskErr := &taskdoc.Failure{Code: "INTERRUPTED"}
 	got, err := e.s.FailExpiredLeases(e.ctx, now, taskErr)
 	must(t, err)
 	equal(t, "ended", ids(got), ids([]*store.TaskRecord{expired, unleased}))
@@ -438,7 +448,7 @@ func testFailExpiredLeases(t *testing.T, e *env) {
 		stored := e.findTask(tr.ID)
 		equal(t, "returned as stored", tr, stored)
 		equal(t, "status", stored.Status, store.TaskFailed)
-		equal(t, "error", string(stored.Error), string(taskErr))
+		equal(t, "error", stored.Error, taskErr)
 		equal(t, "completed", stored.CompletedAt, ptr(micro(now)))
 		equal(t, "lease owner", stored.LeaseOwner, "")
 		equal(t, "lease", stored.LeaseExpiresAt, (*time.Time)(nil))
@@ -482,7 +492,7 @@ func testFailExpiredLeasesConcurrent(t *testing.T, e *env) {
 	)
 	for range sweepers {
 		wg.Go(func() {
-			got, err := e.s.FailExpiredLeases(e.ctx, now, []byte(`{}`))
+			got, err := e.s.FailExpiredLeases(e.ctx, now, &taskdoc.Failure{})
 			if err != nil {
 				errs <- err
 				return
@@ -500,7 +510,7 @@ func testFailExpiredLeasesConcurrent(t *testing.T, e *env) {
 		t.Fatalf("sweep: %v", err)
 	}
 	// A sweep that passed over rows another held leaves them to the next.
-	got, err := e.s.FailExpiredLeases(e.ctx, now, []byte(`{}`))
+	got, err := e.s.FailExpiredLeases(e.ctx, now, &taskdoc.Failure{})
 	must(t, err)
 	for _, tr := range got {
 		ended[tr.ID]++
