@@ -122,7 +122,7 @@ func (r *Runner) execute(ctx context.Context, t *store.TaskRecord, ru *run) {
 		r.logger.Error("a task could not start: where its log goes on is unknown", "task", t.ID, "error", err.Error())
 		ru.ending.Store(true)
 		r.finish(ctx, t, started, store.TaskFailed, outcome{err: &Failure{Code: "LOG_UNAVAILABLE",
-			Message: "the task's log could not be read, so it was not started; try again"}}, nil)
+			Message: "the task's log could not be read, so it was not started; try again"}}, false)
 		return
 	}
 	logs := tasklog.NewWriter(r.store, r.bus, t.ID, last+1, tasklog.Options{Now: r.now, MaxBytes: r.cfg.MaxLogBytes})
@@ -158,13 +158,12 @@ func (r *Runner) execute(ctx context.Context, t *store.TaskRecord, ru *run) {
 		r.logger.Error("writing a task's log failed", "task", t.ID, "error", err.Error())
 	}
 	r.metrics.lines.Add(float64(logs.LastSeq() - last))
-	r.finish(ctx, t, started, status, out, runCtx)
+	r.finish(ctx, t, started, status, out, errors.Is(context.Cause(runCtx), errLeaseLost))
 }
 
-// finish records how a run ended and announces it. runCtx is the run's
-// context (nil when the run never began): a run that lost its lease finds
-// the task ended by whoever took the lease.
-func (r *Runner) finish(ctx context.Context, t *store.TaskRecord, started time.Time, status store.TaskStatus, out outcome, runCtx context.Context) {
+// finish records how a run ended and announces it. A run that lost its
+// lease (leaseLost) may find the task ended by whoever took the lease.
+func (r *Runner) finish(ctx context.Context, t *store.TaskRecord, started time.Time, status store.TaskStatus, out outcome, leaseLost bool) {
 	fin := store.TaskFinish{CompletedAt: new(r.now().UTC()), CostUSD: out.cost, SessionID: out.session}
 	if out.result != nil && status == store.TaskSucceeded {
 		fin.Result = out.result
@@ -173,7 +172,7 @@ func (r *Runner) finish(ctx context.Context, t *store.TaskRecord, started time.T
 		fin.Error = out.err
 	}
 	done, err := r.store.FinishTask(context.WithoutCancel(ctx), t.ID, []store.TaskStatus{store.TaskRunning}, status, fin)
-	if runCtx != nil && errors.Is(context.Cause(runCtx), errLeaseLost) && errors.Is(err, fault.ErrFailedPrecondition) {
+	if leaseLost && errors.Is(err, fault.ErrFailedPrecondition) {
 		// Whoever took the lease away ended the task already.
 		r.logger.Info("a task whose lease was lost stopped here", "task", t.ID)
 		return
