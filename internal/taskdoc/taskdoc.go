@@ -51,13 +51,13 @@ type GitOp struct {
 }
 
 // GitOperation names a git operation as internal/gitop does: "clone",
-// "fetch", "pull", "checkout", "status", "diff", "log", "commit"; "" is
+// "fetch", "pull", "checkout", "status", "diff", "log", "commit", "init"; "" is
 // none. It is stored as the API's enum name (GIT_OPERATION_TYPE_CLONE).
 type GitOperation string
 
 // gitOperations are the operations in the API enum's order: the enum
 // number of gitOperations[i] is i.
-var gitOperations = []GitOperation{"", "clone", "fetch", "pull", "checkout", "status", "diff", "log", "commit"}
+var gitOperations = []GitOperation{"", "clone", "fetch", "pull", "checkout", "status", "diff", "log", "commit", "init"}
 
 const gitEnumPrefix = "GIT_OPERATION_TYPE_"
 

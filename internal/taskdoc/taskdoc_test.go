@@ -20,7 +20,7 @@ func TestDecodeAbsent(t *testing.T) {
 
 func TestGitOperationJSON(t *testing.T) {
 	t.Parallel()
-	for _, op := range []taskdoc.GitOperation{"clone", "fetch", "pull", "checkout", "status", "diff", "log", "commit"} {
+	for _, op := range []taskdoc.GitOperation{"clone", "fetch", "pull", "checkout", "status", "diff", "log", "commit", "init"} {
 		b, err := taskdoc.Encode(&taskdoc.GitOp{Operation: op})
 		if err != nil {
 			t.Fatal(err)
@@ -37,7 +37,7 @@ func TestGitOperationJSON(t *testing.T) {
 	if _, err := taskdoc.Encode(&taskdoc.GitOp{Operation: "rebase"}); err == nil {
 		t.Error("an unknown operation was encoded")
 	}
-	for _, raw := range []string{`{"operation":9}`, `{"operation":-1}`, `{"operation":"clone"}`, `{"operation":true}`} {
+	for _, raw := range []string{`{"operation":10}`, `{"operation":-1}`, `{"operation":"clone"}`, `{"operation":true}`} {
 		if got, err := taskdoc.Decode[taskdoc.GitOp]([]byte(raw)); err == nil {
 			t.Errorf("%s decoded as %+v", raw, got)
 		}
