@@ -6,9 +6,18 @@
 // A docker_build writes only its own workspace's image repository and reads
 // its context beneath the workspace directory (see image.go): a member who
 // can build must not be able to replace an image other workspaces run, nor
-// read host files into an image. handler.go translates the generated
-// TaskService to the Service here; internal/imports_test.go records what
-// task may import.
+// read host files into an image.
+//
+// The domain speaks its own types: a Spec asks for a task (types.go,
+// spec.go), and a task's Config, GitOp, DockerBuild, Progress, Result and
+// Failure are plain structs (defined in internal/taskdoc so the store can
+// decode them once per read). handler.go is the one place that translates
+// between them and the generated API messages.
+//
+// Reading order: service.go (create, get, list, cancel, logs, follow);
+// runner.go (the queue loop), lease.go (claims, leases, recovery),
+// execute.go (one run: log, time limit, outcome), executor.go and one file
+// per executor (claude.go, git.go, build.go).
 package task
 
 import (
