@@ -2,8 +2,6 @@
 // whatever engine is behind it: the SQLite tests run it on a fresh database
 // file, the Postgres tests run it on a fresh database. It works only through
 // the Store's exported methods, so it holds every engine to one behaviour.
-//
-// storetest imports only internal/store and internal/fault from berth.
 package storetest
 
 import (
