@@ -58,17 +58,17 @@ func buildFakeClaude(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("cannot locate the testsvc source")
 	}
 	src := filepath.Join(filepath.Dir(file), "..", "agent", "testdata", "fakeclaude")
-	main, err := os.ReadFile(filepath.Join(src, "main.go"))
+	main, err := os.ReadFile(filepath.Join(src, "main.go")) // #nosec G304 -- test support: the paths are the temporary directory and this module's own testdata
 	if err != nil {
 		return "", err
 	}
 	sum := sha256.Sum256(append(main, runtime.Version()...))
 	dir := filepath.Join(os.TempDir(), "berth-fakeclaude-"+hex.EncodeToString(sum[:8]))
 	path := filepath.Join(dir, "claude")
-	if fi, err := os.Stat(path); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o100 != 0 {
+	if fi, err := os.Stat(path); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o100 != 0 { // #nosec G703 -- test support: the paths are the temporary directory and this module's own testdata
 		return path, nil
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o755); err != nil { // #nosec G301 G703 -- test support: the paths are the temporary directory and this module's own testdata; other users' test runs share the build
 		return "", err
 	}
 	tmp, err := os.CreateTemp(dir, "claude-*.tmp")
@@ -80,16 +80,17 @@ func buildFakeClaude(ctx context.Context) (string, error) {
 		return "", err
 	}
 	defer os.Remove(tmpPath) // gone after the rename; removes a failed build
+	// #nosec G204 -- test support: go build of this module's testdata into a temporary file
 	cmd := exec.CommandContext(ctx, "go", "build", "-o", tmpPath, ".")
 	cmd.Dir = src
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("go build: %w\n%s", err, out)
 	}
-	if err := os.Chmod(tmpPath, 0o755); err != nil { // #nosec G302 -- an executable for the tests
+	if err := os.Chmod(tmpPath, 0o755); err != nil { // #nosec G302 G703 -- an executable for the tests, in the temporary directory
 		return "", err
 	}
-	if err := os.Rename(tmpPath, path); err != nil {
+	if err := os.Rename(tmpPath, path); err != nil { // #nosec G703 -- test support: the paths are the temporary directory and this module's own testdata
 		return "", err
 	}
 	return path, nil
@@ -107,7 +108,7 @@ func CopyFakeClaude(t testing.TB, path string) string {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil { // #nosec G301 -- a test directory
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(path, data, 0o755); err != nil { // #nosec G306 -- an executable for the tests
+	if err := os.WriteFile(path, data, 0o755); err != nil { // #nosec G306 G703 -- an executable for the tests, where the test asks for it
 		t.Fatal(err)
 	}
 	return path
