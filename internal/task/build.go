@@ -10,12 +10,11 @@ import (
 	"github.com/berthhq/berth/internal/sandbox"
 )
 
-// buildExecutor builds an image from a directory of the workspace, under the
-// workspace's network mode and limits, into the workspace's own build
-// repository. The tag is checked again here, not only when the task was
-// created: a task stored before the rule existed must not slip through.
-//
-// buildExecutor runs docker_build tasks.
+// buildExecutor runs docker_build tasks: it builds an image from a
+// directory of the workspace, under the workspace's network mode and
+// limits, into the workspace's own build repository. The tag is checked
+// again here, not only when the task was created: a task stored before the
+// rule existed must not slip through.
 type buildExecutor struct{ r *Runner }
 
 func (e buildExecutor) run(ctx context.Context, j job) outcome {

@@ -71,7 +71,7 @@ func (e claudeExecutor) run(ctx context.Context, j job) outcome {
 	parser := agent.NewParser(maxTurns)
 	pr, pw := io.Pipe()
 	parsed := make(chan struct{})
-	// On every path, a panic included, the parser ends before runClaude
+	// On every path, a panic included, the parser ends before run
 	// returns: closing the pipe ends its read.
 	defer func() {
 		_ = pw.Close() // a pipe writer's Close never fails
@@ -178,7 +178,7 @@ func (r *Runner) recordSession(ctx context.Context, t *store.TaskRecord, id stri
 	t.SessionID = id
 }
 
-// agentErrorCode is the TaskError code of a failed agent run: the CLI's
+// agentErrorCode is the Failure code of a failed agent run: the CLI's
 // subtype in upper case (ERROR_MAX_TURNS), when it looks like one. The
 // subtype is the agent's output: anything else (a huge string, one
 // posing as berth's own codes' shape with other bytes) is AGENT_ERROR.

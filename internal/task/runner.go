@@ -86,7 +86,7 @@ type RunnerConfig struct {
 // DefaultLease is RunnerConfig.Lease when it is not set.
 const DefaultLease = 30 * time.Second
 
-// interruptedCode is the TaskError code of a task whose run ended because
+// interruptedCode is the Failure code of a task whose run ended because
 // its server stopped or died.
 const interruptedCode = "INTERRUPTED"
 
