@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berthhq/berth/internal/testsvc"
 	"github.com/zitadel/oidc/v3/example/server/exampleop"
 	"github.com/zitadel/oidc/v3/example/server/storage"
 )
@@ -65,7 +66,7 @@ func TestConsoleInBrowser(t *testing.T) {
 		}
 	}
 	build("berth", "./cmd/berth")
-	build("claude", "./internal/agent/testdata/fakeclaude", "CGO_ENABLED=0")
+	claude := testsvc.FakeClaude(t)
 
 	// berth's port is chosen here, as the provider must know the redirect
 	// URI before berth starts; the script starts berth on it (and again on
@@ -86,7 +87,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	cmd := exec.CommandContext(ctx, node, filepath.Join("tests", "console.mjs"))
 	cmd.Env = append(os.Environ(),
 		"BERTH_BIN="+filepath.Join(bin, "berth"),
-		"CLAUDE_BIN="+filepath.Join(bin, "claude"),
+		"CLAUDE_BIN="+claude,
 		"CHROMIUM="+chromium,
 		"BERTH_PORT="+strconv.Itoa(port),
 		"DATA_DIR="+t.TempDir(),

@@ -43,7 +43,7 @@ func newCluster(t *testing.T, extra ...string) *cluster {
 	}
 	// The stand-in claude runs inside the workspace containers, which see
 	// the project at /workspace.
-	claude := buildFakeClaude(t, filepath.Join(project, ".bin"))
+	claude := testsvc.CopyFakeClaude(t, filepath.Join(project, ".bin", "claude"))
 	args := append([]string{
 		"--runtime", "docker", "--docker-host", cli.DaemonHost(), "--workspace-image", sandboxtest.Image(t),
 		"--workspace-network", "none", "--workspace-user", "1000:1000",

@@ -5,13 +5,14 @@ import (
 	"encoding/json"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/berthhq/berth/internal/testsvc"
 )
 
 // postJSON sends a Connect JSON POST and decodes the answer.
@@ -35,18 +36,6 @@ func postJSON(t *testing.T, addr, procedure, token string, body any) map[string]
 	return out
 }
 
-// buildFakeClaude builds the stand-in claude into dir.
-func buildFakeClaude(t *testing.T, dir string) string {
-	t.Helper()
-	path := filepath.Join(dir, "claude")
-	cmd := exec.Command("go", "build", "-o", path, "../../internal/agent/testdata/fakeclaude")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build the stand-in claude: %v\n%s", err, out)
-	}
-	return path
-}
-
 // killProcessesOf kills every process running the executable at path (the
 // stand-in claude a killed berth could not stop).
 func killProcessesOf(path string) {
@@ -68,7 +57,7 @@ func killProcessesOf(path string) {
 func TestKill9Recovery(t *testing.T) {
 	t.Parallel()
 	dataDir := t.TempDir()
-	claude := buildFakeClaude(t, t.TempDir())
+	claude := testsvc.CopyFakeClaude(t, filepath.Join(t.TempDir(), "claude"))
 	t.Cleanup(func() { killProcessesOf(claude) })
 	args := []string{"--runtime", "process", "--data-dir", dataDir, "--claude-path", claude,
 		"--anthropic-api-key", "sk-test", "--claude-idle-timeout", "10m"}

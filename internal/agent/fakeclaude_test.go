@@ -4,49 +4,18 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/berthhq/berth/internal/agent"
+	"github.com/berthhq/berth/internal/testsvc"
 )
 
 const testKey = "sk-ant-test-DO-NOT-PRINT-0123456789"
-
-var (
-	fakeOnce sync.Once
-	fakePath string
-	fakeErr  error
-)
-
-// buildFake builds the stand-in claude once per test binary, statically,
-// as the container tests do.
-func buildFake(t *testing.T) string {
-	t.Helper()
-	fakeOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "fakeclaude")
-		if err != nil {
-			fakeErr = err
-			return
-		}
-		fakePath = filepath.Join(dir, "claude")
-		cmd := exec.Command("go", "build", "-o", fakePath, "./testdata/fakeclaude")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			fakeErr = errors.New(string(out))
-		}
-	})
-	if fakeErr != nil {
-		t.Fatalf("build stand-in claude: %v", fakeErr)
-	}
-	return fakePath
-}
 
 type run struct {
 	outputs  []agent.Output
@@ -59,7 +28,7 @@ type run struct {
 
 func runFake(t *testing.T, ctx context.Context, opts agent.Options, env ...string) run {
 	t.Helper()
-	cmd := exec.CommandContext(ctx, buildFake(t), agent.Args(opts)...)
+	cmd := exec.CommandContext(ctx, testsvc.FakeClaude(t), agent.Args(opts)...)
 	cmd.Env = env
 	cmd.Dir = t.TempDir()
 	var stderr bytes.Buffer
@@ -294,7 +263,7 @@ func TestFakeClaude(t *testing.T) {
 
 	t.Run("unknown flag refused", func(t *testing.T) {
 		t.Parallel()
-		cmd := exec.Command(buildFake(t), "-p", "--output-format", "stream-json", "--verbose", "--bogus", "--", "x")
+		cmd := exec.Command(testsvc.FakeClaude(t), "-p", "--output-format", "stream-json", "--verbose", "--bogus", "--", "x")
 		cmd.Env = []string{key}
 		out, err := cmd.CombinedOutput()
 		if err == nil || !strings.Contains(string(out), "unknown option") {

@@ -25,6 +25,7 @@ import (
 
 	berthv1 "github.com/berthhq/berth/internal/gen/berth/v1"
 	"github.com/berthhq/berth/internal/gen/berth/v1/berthv1connect"
+	"github.com/berthhq/berth/internal/testsvc"
 )
 
 // testAPIKey is the Anthropic key the test servers hand the stand-in claude.
@@ -32,11 +33,12 @@ const testAPIKey = "sk-ant-test-cli-0123456789"
 
 const password = "correct horse battery"
 
-// The berth binary and the stand-in claude, built once per test process.
+// The berth binary, built once per test process (the stand-in claude
+// comes from testsvc.FakeClaude).
 var bins struct {
-	once          sync.Once
-	berth, claude string
-	err           error
+	once  sync.Once
+	berth string
+	err   error
 }
 
 func binaries(t *testing.T) (berth, claude string) {
@@ -49,8 +51,8 @@ func binaries(t *testing.T) (berth, claude string) {
 		}
 		_, file, _, _ := runtime.Caller(0)
 		root := filepath.Join(filepath.Dir(file), "..", "..")
-		bins.berth, bins.claude = filepath.Join(dir, "berth"), filepath.Join(dir, "claude")
-		for _, b := range []struct{ out, pkg string }{{bins.berth, "./cmd/berth"}, {bins.claude, "./internal/agent/testdata/fakeclaude"}} {
+		bins.berth = filepath.Join(dir, "berth")
+		for _, b := range []struct{ out, pkg string }{{bins.berth, "./cmd/berth"}} {
 			cmd := exec.Command("go", "build", "-o", b.out, b.pkg)
 			cmd.Dir = root
 			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
@@ -63,13 +65,13 @@ func binaries(t *testing.T) (berth, claude string) {
 	if bins.err != nil {
 		t.Fatal(bins.err)
 	}
-	return bins.berth, bins.claude
+	return bins.berth, testsvc.FakeClaude(t)
 }
 
 func TestMain(m *testing.M) {
 	code := m.Run()
 	if bins.berth != "" {
-		_ = os.RemoveAll(filepath.Dir(bins.berth)) // the temp dir of both binaries
+		_ = os.RemoveAll(filepath.Dir(bins.berth)) // the binary's temp dir
 	}
 	os.Exit(code)
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/berthhq/berth/internal/sandbox/docker"
 	"github.com/berthhq/berth/internal/sandbox/sandboxtest"
 	"github.com/berthhq/berth/internal/store"
+	"github.com/berthhq/berth/internal/taskdoc"
 )
 
 // images are the images of an image test, each under a tag of its own so
@@ -180,7 +181,7 @@ func TestBuildsCannotPoisonImages(t *testing.T) {
 		id := uuid.NewString()
 		if err := st.CreateTaskRecord(t.Context(), &store.TaskRecord{
 			ID: id, WorkspaceID: a.GetId(), CreatedBy: memberReg.GetUser().GetId(), Type: store.TaskDockerBuild,
-			Status: store.TaskQueued, Priority: store.TaskPriorityMedium, Config: []byte("{}"), DockerBuild: raw,
+			Status: store.TaskQueued, Priority: store.TaskPriorityMedium, Config: storedDoc[taskdoc.Config](t, []byte("{}")), DockerBuild: storedDoc[taskdoc.DockerBuild](t, raw),
 			Tags: []string{}, Metadata: map[string]string{}, CreatedAt: time.Now().UTC(),
 		}); err != nil {
 			t.Fatal(err)

@@ -32,7 +32,7 @@ func newPair(t *testing.T, extra ...string) *pair {
 	flags := append([]string{
 		"--database-url", testsvc.Postgres(t), "--valkey-url", redis.URL(),
 		"--jwt-key-file", filepath.Join(shared, "jwt.pem"), "--workspace-root", filepath.Join(shared, "workspaces"),
-		"--claude-path", fakeClaudeBinary(t), "--anthropic-api-key", testAPIKey,
+		"--claude-path", testsvc.FakeClaude(t), "--anthropic-api-key", testAPIKey,
 	}, extra...)
 	return &pair{flags: flags, redis: redis, shared: shared}
 }

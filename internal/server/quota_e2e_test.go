@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	berthv1 "github.com/berthhq/berth/internal/gen/berth/v1"
+	"github.com/berthhq/berth/internal/testsvc"
 )
 
 // quotaEnv is a server with quotas, its admin (the first account) and a
@@ -32,7 +33,7 @@ type quotaEnv struct {
 
 func newQuotaEnv(t *testing.T, flags ...string) *quotaEnv {
 	t.Helper()
-	claude := fakeClaudeBinary(t)
+	claude := testsvc.FakeClaude(t)
 	srv := startServer(t, append([]string{"--claude-path", claude, "--anthropic-api-key", testAPIKey}, flags...)...)
 	e := &quotaEnv{srv: srv, c: srv.clients(protocols[0])}
 	e.admin = register(t, e.c, "root@example.com").GetTokens().GetAccessToken()

@@ -27,6 +27,8 @@ import (
 	"github.com/berthhq/berth/internal/gitop"
 	"github.com/berthhq/berth/internal/sandbox/sandboxtest"
 	"github.com/berthhq/berth/internal/store"
+	"github.com/berthhq/berth/internal/taskdoc"
+	"github.com/berthhq/berth/internal/testsvc"
 )
 
 // storeTask writes a task straight into the test server's SQLite store,
@@ -51,13 +53,24 @@ func storeTask(t *testing.T, srv *testServer, userID, wsID string, typ store.Tas
 	}
 	tr := &store.TaskRecord{
 		ID: uuid.NewString(), WorkspaceID: wsID, CreatedBy: userID, Type: typ, Status: store.TaskQueued,
-		Priority: store.TaskPriorityMedium, Prompt: prompt, Config: js(cfg), Git: js(git),
+		Priority: store.TaskPriorityMedium, Prompt: prompt, Config: storedDoc[taskdoc.Config](t, js(cfg)), Git: storedDoc[taskdoc.GitOp](t, js(git)),
 		Tags: []string{}, Metadata: map[string]string{}, CreatedAt: time.Now().UTC(),
 	}
 	if err := st.CreateTaskRecord(t.Context(), tr); err != nil {
 		t.Fatal(err)
 	}
 	return tr.ID
+}
+
+// storedDoc decodes raw, the protojson of an API message as berth stored
+// task documents before they had types of their own, as the store reads it.
+func storedDoc[T any](t *testing.T, raw []byte) *T {
+	t.Helper()
+	v, err := taskdoc.Decode[T](raw)
+	if err != nil {
+		t.Fatalf("decoding the stored document %s: %v", raw, err)
+	}
+	return v
 }
 
 // within is how long a test may wait for a task: most of what is left of
@@ -205,7 +218,7 @@ func TestGitTaskEnvironmentAttacks(t *testing.T) {
 // widen and narrow the rule.
 func TestClaudeTaskEnvironment(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t, "--claude-path", fakeClaudeBinary(t), "--anthropic-api-key", testAPIKey,
+	srv := startServer(t, "--claude-path", testsvc.FakeClaude(t), "--anthropic-api-key", testAPIKey,
 		"--task-env-deny", "*_TOKEN", "--task-env-allow", "PYTHONUNBUFFERED")
 	c := srv.clients(protocols[0])
 	reg := register(t, c, "claudeenv@example.com")
@@ -442,7 +455,7 @@ func checkAgentLies(t *testing.T, srv *testServer, c clients, ctx context.Contex
 // about its numbers; see checkAgentLies.
 func TestAgentOutputOnProcessRuntime(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t, "--claude-path", fakeClaudeBinary(t), "--anthropic-api-key", testAPIKey)
+	srv := startServer(t, "--claude-path", testsvc.FakeClaude(t), "--anthropic-api-key", testAPIKey)
 	c := srv.clients(protocols[0])
 	ctx := as(t.Context(), register(t, c, "liar@example.com").GetTokens().GetAccessToken())
 	ws, err := c.Workspace.CreateWorkspace(ctx, &berthv1.CreateWorkspaceRequest{Name: "lies", Path: srv.mkdir(t, "lies")})
@@ -513,7 +526,7 @@ func grepLines(s, pattern string) string {
 // writes, leaves none of those forms in the task's log or record.
 func TestAPIKeyRedactedInEveryForm(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t, "--claude-path", fakeClaudeBinary(t), "--anthropic-api-key", testAPIKey)
+	srv := startServer(t, "--claude-path", testsvc.FakeClaude(t), "--anthropic-api-key", testAPIKey)
 	c := srv.clients(protocols[0])
 	ctx := as(t.Context(), register(t, c, "leak@example.com").GetTokens().GetAccessToken())
 	ws, err := c.Workspace.CreateWorkspace(ctx, &berthv1.CreateWorkspaceRequest{Name: "leak", Path: srv.mkdir(t, "leak")})

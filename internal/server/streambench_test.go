@@ -28,6 +28,7 @@ import (
 	"github.com/coder/websocket"
 
 	berthv1 "github.com/berthhq/berth/internal/gen/berth/v1"
+	"github.com/berthhq/berth/internal/testsvc"
 )
 
 // The stream benchmarks quoted in the README: memory per idle stream
@@ -114,7 +115,7 @@ func startBerth(tb testing.TB, bin string, flags ...string) *berthProcess {
 	args := append([]string{"serve",
 		"--data-dir", p.DataDir, "--workspace-root", p.Root,
 		"--addr", api, "--admin-addr", admin,
-		"--runtime", "process", "--claude-path", fakeClaudeBinary(tb),
+		"--runtime", "process", "--claude-path", testsvc.FakeClaude(tb),
 		"--shutdown-timeout", "5s",
 		// Warnings only: the trace shares stderr with the log.
 		"--log-level", "warn",

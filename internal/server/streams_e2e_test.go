@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	berthv1 "github.com/berthhq/berth/internal/gen/berth/v1"
+	"github.com/berthhq/berth/internal/testsvc"
 )
 
 // streamEnv is a server running the stand-in claude, an account and a
@@ -33,7 +34,7 @@ type streamEnv struct {
 
 func newStreamEnv(t testing.TB, flags ...string) *streamEnv {
 	t.Helper()
-	claude := fakeClaudeBinary(t)
+	claude := testsvc.FakeClaude(t)
 	srv := startServer(t, append([]string{"--claude-path", claude, "--anthropic-api-key", testAPIKey}, flags...)...)
 	c := srv.clients(protocols[0])
 	token := register(t, c, "streams@example.com").GetTokens().GetAccessToken()
@@ -729,7 +730,7 @@ func TestStreamsOutliveServerTimeouts(t *testing.T) {
 // shutdown grace for them.
 func TestShutdownEndsSSEStreams(t *testing.T) {
 	t.Parallel()
-	claude := fakeClaudeBinary(t)
+	claude := testsvc.FakeClaude(t)
 	run := startServerUntil(t, "--claude-path", claude, "--anthropic-api-key", testAPIKey)
 	e := &streamEnv{srv: run.srv, c: run.srv.clients(protocols[0])}
 	e.token = register(t, e.c, "shutdown@example.com").GetTokens().GetAccessToken()

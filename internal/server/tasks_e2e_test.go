@@ -3,12 +3,8 @@ package server_test
 import (
 	"bytes"
 	"context"
-	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,44 +14,12 @@ import (
 	"github.com/berthhq/berth/internal/sandbox"
 	"github.com/berthhq/berth/internal/sandbox/docker"
 	"github.com/berthhq/berth/internal/sandbox/sandboxtest"
+	"github.com/berthhq/berth/internal/testsvc"
 )
 
 // testAPIKey is the Anthropic key given to test servers; it must never show
 // in a log line, a task record or an error.
 const testAPIKey = "sk-ant-test-0123456789-never-print-me"
-
-var fakeClaude struct {
-	once sync.Once
-	path string
-	err  error
-}
-
-// fakeClaudeBinary builds the stand-in claude (a static binary that runs in
-// the busybox test image too) once per test binary.
-func fakeClaudeBinary(t testing.TB) string {
-	t.Helper()
-	fakeClaude.once.Do(func() {
-		dir, err := os.MkdirTemp("", "berth-fakeclaude-")
-		if err != nil {
-			fakeClaude.err = err
-			return
-		}
-		fakeClaude.path = filepath.Join(dir, "claude")
-		_, file, _, _ := runtime.Caller(0)
-		src := filepath.Join(filepath.Dir(file), "..", "agent", "testdata", "fakeclaude")
-		cmd := exec.Command("go", "build", "-o", fakeClaude.path, ".")
-		cmd.Dir = src
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			fakeClaude.err = err
-			fakeClaude.path = string(out)
-		}
-	})
-	if fakeClaude.err != nil {
-		t.Fatalf("building the stand-in claude: %v\n%s", fakeClaude.err, fakeClaude.path)
-	}
-	return fakeClaude.path
-}
 
 // installClaude copies the stand-in into the project directory, where the
 // container sees it at /workspace/.bin/claude.
@@ -63,16 +27,7 @@ func installClaude(t *testing.T, projectDir string) { installClaudeTB(t, project
 
 func installClaudeTB(t testing.TB, projectDir string) {
 	t.Helper()
-	data, err := os.ReadFile(fakeClaudeBinary(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.MkdirAll(filepath.Join(projectDir, ".bin"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(projectDir, ".bin", "claude"), data, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	testsvc.CopyFakeClaude(t, filepath.Join(projectDir, ".bin", "claude"))
 }
 
 // waitTask polls a task until it leaves QUEUED/RUNNING (or until stop

@@ -16,6 +16,7 @@ import (
 
 	berthv1 "github.com/berthhq/berth/internal/gen/berth/v1"
 	"github.com/berthhq/berth/internal/sandbox/sandboxtest"
+	"github.com/berthhq/berth/internal/testsvc"
 )
 
 // git runs git on the host in dir (test set-up only).
@@ -118,7 +119,7 @@ func TestGitTasks(t *testing.T) {
 // age.
 func TestTaskPriorityOrder(t *testing.T) {
 	t.Parallel()
-	claude := fakeClaudeBinary(t)
+	claude := testsvc.FakeClaude(t)
 	srv := startServer(t, "--claude-path", claude, "--anthropic-api-key", testAPIKey, "--max-running-tasks", "1", "--max-running-per-workspace", "1")
 	c := srv.clients(protocols[0])
 	ctx := as(t.Context(), register(t, c, "order@example.com").GetTokens().GetAccessToken())
@@ -162,7 +163,7 @@ func TestTaskPriorityOrder(t *testing.T) {
 // budget, new claude_chat tasks are refused; other task types are not.
 func TestBudgetRefusesClaudeTasks(t *testing.T) {
 	t.Parallel()
-	claude := fakeClaudeBinary(t)
+	claude := testsvc.FakeClaude(t)
 	srv := startServer(t, "--claude-path", claude, "--anthropic-api-key", testAPIKey, "--budget-usd", "0.0001")
 	c := srv.clients(protocols[0])
 	ctx := as(t.Context(), register(t, c, "budget@example.com").GetTokens().GetAccessToken())
@@ -253,7 +254,7 @@ func TestDockerBuildTask(t *testing.T) {
 // checked from the recorded start and end times of every task.
 func TestConcurrencyLimits(t *testing.T) {
 	t.Parallel()
-	claude := fakeClaudeBinary(t)
+	claude := testsvc.FakeClaude(t)
 	srv := startServer(t, "--claude-path", claude, "--anthropic-api-key", testAPIKey, "--max-running-tasks", "2", "--max-running-per-workspace", "1")
 	c := srv.clients(protocols[0])
 	ctx := as(t.Context(), register(t, c, "limits@example.com").GetTokens().GetAccessToken())

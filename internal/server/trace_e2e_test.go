@@ -28,6 +28,7 @@ import (
 	"github.com/berthhq/berth/internal/sandbox/sandboxtest"
 	"github.com/berthhq/berth/internal/server"
 	"github.com/berthhq/berth/internal/telemetry"
+	"github.com/berthhq/berth/internal/testsvc"
 )
 
 // otlpReceiver is a real OTLP/HTTP trace receiver on loopback: it decodes
@@ -210,7 +211,7 @@ func startLoggedServer(t *testing.T, logs io.Writer, flags ...string) *testServe
 // parent; the stand-in claude sees the exec's span in TRACEPARENT; the
 // response names the trace; and log lines written inside carry trace_id.
 func TestTraceReachesOTLPReceiver(t *testing.T) {
-	checkTrace(t, []string{"--claude-path", fakeClaudeBinary(t)}, traceHooks{}, nil)
+	checkTrace(t, []string{"--claude-path", testsvc.FakeClaude(t)}, traceHooks{}, nil)
 }
 
 // TestTraceReachesOTLPReceiverOnDocker: the same on the Docker runtime,

@@ -19,7 +19,6 @@ import (
 	"github.com/berthhq/berth/internal/bus"
 	"github.com/berthhq/berth/internal/cache"
 	"github.com/berthhq/berth/internal/config"
-	berthv1 "github.com/berthhq/berth/internal/gen/berth/v1"
 	"github.com/berthhq/berth/internal/oidc"
 	"github.com/berthhq/berth/internal/quota"
 	"github.com/berthhq/berth/internal/sse"
@@ -266,11 +265,11 @@ func (b *wiring) newServices() error {
 	tasks := task.NewService(b.st, b.runner, task.Budget{USD: cfg.Tasks.BudgetUSD, Period: cfg.Tasks.BudgetPeriod}, b.now, b.streamMetrics)
 	b.tasks = tasks
 	cloneFirst = func(ctx context.Context, p access.Principal, w *store.Workspace) error {
-		_, err := tasks.Create(ctx, p, &berthv1.CreateTaskRequest{
-			WorkspaceId: w.ID,
-			Type:        berthv1.TaskType_TASK_TYPE_GIT_OPERATION,
-			Priority:    berthv1.TaskPriority_TASK_PRIORITY_HIGH,
-			Git:         &berthv1.GitOperation{Operation: berthv1.GitOperationType_GIT_OPERATION_TYPE_CLONE, Url: w.GitURL, Ref: w.Branch},
+		_, err := tasks.Create(ctx, p, task.Spec{
+			WorkspaceID: w.ID,
+			Type:        store.TaskGitOperation,
+			Priority:    store.TaskPriorityHigh,
+			Git:         &task.GitOp{Operation: "clone", URL: w.GitURL, Ref: w.Branch},
 			Tags:        []string{"clone"},
 		})
 		return err

@@ -24,6 +24,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	berthv1 "github.com/berthhq/berth/internal/gen/berth/v1"
+	"github.com/berthhq/berth/internal/testsvc"
 )
 
 // metric reads the value of one sample from the admin listener's /metrics:
@@ -309,7 +310,7 @@ func TestWSExpiredTicket(t *testing.T) {
 // without losing a line.
 func TestShutdownEndsStreams(t *testing.T) {
 	t.Parallel()
-	claude := fakeClaudeBinary(t)
+	claude := testsvc.FakeClaude(t)
 	dir := t.TempDir()
 	flags := []string{"--claude-path", claude, "--anthropic-api-key", testAPIKey, "--data-dir", dir + "/data", "--workspace-root", dir + "/ws"}
 	run := startServerUntil(t, flags...)

@@ -171,3 +171,11 @@ func nullBytes(b []byte) any {
 	}
 	return b
 }
+
+// rawJSON reads a stored JSON document: nil when NULL.
+func rawJSON(s sql.NullString) json.RawMessage {
+	if !s.Valid {
+		return nil
+	}
+	return json.RawMessage(s.String)
+}

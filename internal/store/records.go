@@ -3,6 +3,8 @@ package store
 import (
 	"encoding/json"
 	"time"
+
+	"github.com/berthhq/berth/internal/taskdoc"
 )
 
 // Role is a global account role.
@@ -321,8 +323,10 @@ const (
 )
 
 // TaskRecord is a task as the tasks table holds it. The structured parts
-// (configuration, progress, result, error …) are JSON documents the task
-// package defines and the store keeps verbatim; a nil one is stored as NULL.
+// (configuration, progress, result, error …) are the task domain's types
+// (internal/taskdoc), stored as JSON documents: encoded as a record is
+// written, decoded once as it is read (a document that does not decode
+// fails the read); a nil one is stored as NULL.
 type TaskRecord struct {
 	ID          string
 	WorkspaceID string
@@ -331,14 +335,14 @@ type TaskRecord struct {
 	Status      TaskStatus
 	Priority    TaskPriority
 	Prompt      string
-	Config      json.RawMessage   // TaskConfig
-	Git         json.RawMessage   // the git operation, for git_operation tasks
-	DockerBuild json.RawMessage   // the build, for docker_build tasks
-	Tags        []string          // never nil when read from the store
-	Metadata    map[string]string // never nil when read from the store
-	Progress    json.RawMessage
-	Result      json.RawMessage
-	Error       json.RawMessage
+	Config      *taskdoc.Config
+	Git         *taskdoc.GitOp       // the git operation, for git_operation tasks
+	DockerBuild *taskdoc.DockerBuild // the build, for docker_build tasks
+	Tags        []string             // never nil when read from the store
+	Metadata    map[string]string    // never nil when read from the store
+	Progress    *taskdoc.Progress
+	Result      *taskdoc.Result
+	Error       *taskdoc.Failure
 	// SessionID is the agent's conversation id, which a later task can continue.
 	SessionID string
 	// ContinueTaskID is the task whose agent session this one continues.
@@ -380,9 +384,9 @@ type TaskFilter struct {
 // TaskFinish lists what FinishTask writes beside the new status; nil fields
 // stay as they are.
 type TaskFinish struct {
-	Progress    json.RawMessage
-	Result      json.RawMessage
-	Error       json.RawMessage
+	Progress    *taskdoc.Progress
+	Result      *taskdoc.Result
+	Error       *taskdoc.Failure
 	SessionID   *string
 	CostUSD     *float64
 	CompletedAt *time.Time

@@ -15,7 +15,9 @@
 // fault.ErrInvalid, fault.ErrFailedPrecondition) whose messages never contain
 // SQL; anything else is wrapped with the operation that failed.
 //
-// store imports only internal/fault from berth.
+// A task's structured parts are the task domain's own types
+// (internal/taskdoc), encoded as a row is written and decoded once as it is
+// read; a document that does not decode fails the read (taskdocs.go).
 package store
 
 import (

@@ -10,13 +10,11 @@ import (
 	"strings"
 	"time"
 
-	"google.golang.org/protobuf/types/known/structpb"
-
 	"github.com/berthhq/berth/internal/agent"
-	berthv1 "github.com/berthhq/berth/internal/gen/berth/v1"
+	"github.com/berthhq/berth/internal/fault"
 	"github.com/berthhq/berth/internal/sandbox"
 	"github.com/berthhq/berth/internal/store"
-	"github.com/berthhq/berth/internal/tasklog"
+	"github.com/berthhq/berth/internal/taskdoc"
 )
 
 // DefaultMaxTurns is RunnerConfig.ClaudeMaxTurns when it is not set.
@@ -30,25 +28,31 @@ func (r *Runner) maxTurns() int {
 	return DefaultMaxTurns
 }
 
-// runClaude runs the claude CLI headless and turns its stream-json output
-// into log lines, progress and the result.
-func (r *Runner) runClaude(ctx context.Context, t *store.TaskRecord, cfg *berthv1.TaskConfig, w *store.Workspace, logs *tasklog.Writer) outcome {
-	maxTurns := int(cfg.GetMaxTurns())
+// claudeExecutor runs claude_chat tasks: the claude CLI, headless, whose
+// stream-json output becomes log lines, progress and the result.
+type claudeExecutor struct{ r *Runner }
+
+func (e claudeExecutor) run(ctx context.Context, j job) outcome {
+	r, t, cfg, w, logs, dir := e.r, j.task, j.cfg, j.ws, j.logs, j.dir
+	maxTurns := cfg.MaxTurns
 	if maxTurns == 0 {
 		maxTurns = r.maxTurns() // a task stored before records said what is in effect
 	}
 	opts := agent.Options{
-		Prompt: t.Prompt, SystemPrompt: cfg.GetSystemPrompt(), Model: cfg.GetModel(), MaxTurns: maxTurns,
-		AllowedTools: cfg.GetAllowedTools(), MaxBudgetUSD: cfg.GetMaxBudgetUsd(),
+		Prompt: t.Prompt, SystemPrompt: cfg.SystemPrompt, Model: cfg.Model, MaxTurns: maxTurns,
+		AllowedTools: cfg.AllowedTools, MaxBudgetUSD: cfg.MaxBudgetUSD,
 	}
 	if t.ContinueTaskID != "" {
 		prev, _, err := r.store.FindTask(ctx, t.ContinueTaskID, store.Viewer{Admin: true})
+		if err != nil && !errors.Is(err, fault.ErrNotFound) {
+			r.logger.Error("reading the task to continue failed", "task", t.ID, "continue_task_id", t.ContinueTaskID, "error", err.Error())
+			return outcome{err: &Failure{Code: "NO_SESSION", Message: "the task to continue could not be read; try again"}}
+		}
 		if err != nil || prev.SessionID == "" {
-			return outcome{err: &berthv1.TaskError{Code: "NO_SESSION", Message: "the task to continue has no agent session any more"}}
+			return outcome{err: &Failure{Code: "NO_SESSION", Message: "the task to continue has no agent session any more"}}
 		}
 		opts.ResumeSessionID = prev.SessionID
 	}
-	dir, _ := workingDir(cfg.GetWorkingDir())
 	env, refused := r.envOf(cfg)
 	if refused != nil {
 		return outcome{err: refused}
@@ -67,7 +71,7 @@ func (r *Runner) runClaude(ctx context.Context, t *store.TaskRecord, cfg *berthv
 	parser := agent.NewParser(maxTurns)
 	pr, pw := io.Pipe()
 	parsed := make(chan struct{})
-	// On every path, a panic included, the parser ends before runClaude
+	// On every path, a panic included, the parser ends before run
 	// returns: closing the pipe ends its read.
 	defer func() {
 		_ = pw.Close() // a pipe writer's Close never fails
@@ -75,10 +79,13 @@ func (r *Runner) runClaude(ctx context.Context, t *store.TaskRecord, cfg *berthv
 	}()
 	go func() {
 		defer close(parsed)
-		defer func() { _, _ = io.Copy(io.Discard, pr) }() // the CLI never blocks on a full pipe
+		defer func() { _, _ = io.Copy(io.Discard, pr) }() // the CLI never blocks on a full pipe; a pipe read fails only once closed
 		// A panic while parsing ends the run (the CLI is stopped), not
 		// the process.
 		defer r.panics.Recover(r.logger, "agent-parser", func(any) { stop(errInternal) }, "task", t.ID)
+		// Lines fails only when reading fails, and a pipe reader only
+		// fails once its writer is closed with an error, which never
+		// happens here.
 		_ = agent.Lines(pr, func(line []byte) {
 			idle.Reset(r.cfg.ClaudeIdle)
 			if r.faultHook != nil {
@@ -90,14 +97,9 @@ func (r *Runner) runClaude(ctx context.Context, t *store.TaskRecord, cfg *berthv
 					logs.Log(o.Level, o.Source, redact(o.Message), fieldsJSON(o.Fields, redact))
 				case agent.Progress:
 					logs.Sync() // the lines before the progress are stored first
-					p := encode(&berthv1.TaskProgress{Current: clamp32(o.Current), Total: clamp32(o.Total), Percentage: clamp32(o.Percentage), Message: o.Message})
-					if err := r.store.SetTaskProgress(context.WithoutCancel(ctx), t.ID, p, nil, nil); err == nil {
-						t.Progress = p
-						r.published(t)
-					}
+					r.setProgress(ctx, t, &Progress{Current: o.Current, Total: o.Total, Percentage: o.Percentage, Message: o.Message})
 				case agent.Session:
-					id := o.ID
-					_ = r.store.SetTaskProgress(context.WithoutCancel(ctx), t.ID, nil, &id, nil)
+					r.recordSession(ctx, t, o.ID)
 				}
 			}
 		})
@@ -115,43 +117,68 @@ func (r *Runner) runClaude(ctx context.Context, t *store.TaskRecord, cfg *berthv
 	}
 
 	if errors.Is(context.Cause(execCtx), errInternal) && ctx.Err() == nil {
-		return outcome{err: internalError()}
+		return outcome{err: internalError(), session: sessionOf(parser.SessionID())}
 	}
 	if errors.Is(context.Cause(execCtx), errAgentIdle) && ctx.Err() == nil {
-		return outcome{err: &berthv1.TaskError{Code: "AGENT_IDLE", Message: fmt.Sprintf("the agent printed nothing for %s and was stopped", r.cfg.ClaudeIdle)}}
+		return outcome{err: &Failure{Code: "AGENT_IDLE", Message: fmt.Sprintf("the agent printed nothing for %s and was stopped", r.cfg.ClaudeIdle)}, session: sessionOf(parser.SessionID())}
 	}
 	if ctx.Err() != nil {
-		return outcome{}
+		return outcome{session: sessionOf(parser.SessionID())}
 	}
 	if err != nil {
-		return outcome{err: &berthv1.TaskError{Code: "EXEC_FAILED", Message: "the claude CLI could not be run: " + redact(err.Error())}}
+		return outcome{err: &Failure{Code: "EXEC_FAILED", Message: "the claude CLI could not be run: " + redact(err.Error())}}
 	}
 	res, perr := parser.Outcome()
 	if oe, ok := errors.AsType[*agent.OutputError](perr); ok {
 		// No cost: a made-up number must not move the user's budget, the
 		// stats or the metrics.
-		return outcome{err: &berthv1.TaskError{Code: "AGENT_OUTPUT",
+		return outcome{session: sessionOf(parser.SessionID()), err: &Failure{Code: "AGENT_OUTPUT",
 			Message: fmt.Sprintf("the agent reported a %s that cannot be right (%s), so nothing of its result was recorded", oe.Field, oe.Reason),
 			Details: redact(oe.Error()) + fmt.Sprintf("; exit code %d", code)}}
 	}
 	if perr != nil {
-		return outcome{err: &berthv1.TaskError{Code: "NO_RESULT", Message: "the agent exited without a result", Details: fmt.Sprintf("exit code %d", code)}}
+		return outcome{session: sessionOf(parser.SessionID()), err: &Failure{Code: "NO_RESULT", Message: "the agent exited without a result", Details: fmt.Sprintf("exit code %d", code)}}
 	}
 	cost := res.TotalCostUSD
 	if res.Failed() {
-		return outcome{cost: &cost, err: &berthv1.TaskError{Code: agentErrorCode(res.Subtype), Message: redact(res.Text), Details: fmt.Sprintf("exit code %d, %d turns", code, res.NumTurns)}}
+		return outcome{cost: &cost, session: sessionOf(parser.SessionID()), err: &Failure{Code: agentErrorCode(res.Subtype), Message: redact(res.Text), Details: fmt.Sprintf("exit code %d, %d turns", code, res.NumTurns)}}
 	}
-	details, _ := structpb.NewStruct(map[string]any{
+	details, err := taskdoc.Details(map[string]any{
 		"num_turns": res.NumTurns, "duration_ms": res.DurationMS, "total_cost_usd": res.TotalCostUSD,
 		"session_id": res.SessionID, "usage": res.Usage,
 	})
-	if details == nil {
-		details, _ = structpb.NewStruct(map[string]any{"num_turns": res.NumTurns, "session_id": res.SessionID})
+	if err != nil {
+		// The agent's usage could not be written as JSON: the result
+		// keeps what berth itself knows, and the reason is logged.
+		r.logger.Warn("the agent's usage could not be recorded with the result", "task", t.ID, "error", err.Error())
+		details = map[string]any{"num_turns": float64(res.NumTurns), "session_id": res.SessionID}
 	}
-	return outcome{cost: &cost, result: &berthv1.TaskResult{Success: true, Summary: redact(res.Text), Details: details}}
+	return outcome{cost: &cost, session: sessionOf(parser.SessionID()), result: &Result{Success: true, Summary: redact(res.Text), Details: details}}
 }
 
-// agentErrorCode is the TaskError code of a failed agent run: the CLI's
+// sessionOf is the session id a run ended with, for the task's end: nil
+// when the agent reported none, which leaves the stored one alone.
+func sessionOf(id string) *string {
+	if id == "" {
+		return nil
+	}
+	return &id
+}
+
+// recordSession stores the agent's session id as soon as the agent
+// reports it, so a task still running can already be continued. A failed
+// write is logged with the task; the session is written again with the
+// task's end (outcome.session), so later continue_task_id calls do not
+// fail with NO_SESSION for it.
+func (r *Runner) recordSession(ctx context.Context, t *store.TaskRecord, id string) {
+	if err := r.store.SetTaskProgress(context.WithoutCancel(ctx), t.ID, nil, &id, nil); err != nil {
+		r.logger.Error("recording the agent session id failed; it is written again when the task ends", "task", t.ID, "error", err.Error())
+		return
+	}
+	t.SessionID = id
+}
+
+// agentErrorCode is the Failure code of a failed agent run: the CLI's
 // subtype in upper case (ERROR_MAX_TURNS), when it looks like one. The
 // subtype is the agent's output: anything else (a huge string, one
 // posing as berth's own codes' shape with other bytes) is AGENT_ERROR.
@@ -168,6 +195,8 @@ func fieldsJSON(fields map[string]any, redact func(string) string) json.RawMessa
 	}
 	b, err := json.Marshal(fields)
 	if err != nil {
+		// The parser's fields are decoded JSON values and always
+		// encode; a line without its fields is still the line.
 		return nil
 	}
 	return json.RawMessage(redact(string(b)))

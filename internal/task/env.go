@@ -4,7 +4,6 @@ import (
 	"fmt"
 
 	"github.com/berthhq/berth/internal/fault"
-	berthv1 "github.com/berthhq/berth/internal/gen/berth/v1"
 	"github.com/berthhq/berth/internal/store"
 )
 
@@ -38,18 +37,18 @@ func envField(key string) string {
 }
 
 // envOf returns a task's config.environment as KEY=value pairs, or, when
-// the runner's rule refuses one of them, the TaskError that fails the
+// the runner's rule refuses one of them, the Failure that fails the
 // task. The rule was checked when the task was created; it is checked
 // again here because the task may have been stored before the rule, or
 // before the operator narrowed it.
-func (r *Runner) envOf(cfg *berthv1.TaskConfig) ([]string, *berthv1.TaskError) {
-	if refused := r.env.CheckAll(cfg.GetEnvironment()); len(refused) > 0 {
-		return nil, &berthv1.TaskError{Code: "ENV_REFUSED",
+func (r *Runner) envOf(cfg Config) ([]string, *Failure) {
+	if refused := r.env.CheckAll(cfg.Environment); len(refused) > 0 {
+		return nil, &Failure{Code: "ENV_REFUSED",
 			Message: fmt.Sprintf("config.environment[%q] is refused: %s", refused[0].Key, refused[0].Reason),
 			Details: fmt.Sprintf("%d variable(s) refused", len(refused))}
 	}
 	var env []string
-	for k, v := range cfg.GetEnvironment() {
+	for k, v := range cfg.Environment {
 		env = append(env, k+"="+v)
 	}
 	return env, nil

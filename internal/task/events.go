@@ -15,10 +15,9 @@ import (
 // It is a value: the runner goes on updating its own record while
 // followers hold the event.
 func Changed(t *store.TaskRecord) event.TaskChanged {
-	p := decode[berthv1.TaskProgress](t.Progress)
-	ev := event.TaskChanged{
-		TaskID: t.ID, WorkspaceID: t.WorkspaceID, Status: t.Status,
-		Progress: event.Progress{Current: p.GetCurrent(), Total: p.GetTotal(), Percentage: p.GetPercentage(), Message: p.GetMessage()},
+	ev := event.TaskChanged{TaskID: t.ID, WorkspaceID: t.WorkspaceID, Status: t.Status}
+	if p := t.Progress; p != nil {
+		ev.Progress = event.Progress{Current: clamp32(p.Current), Total: clamp32(p.Total), Percentage: clamp32(p.Percentage), Message: p.Message} // clamp32: see claude.go
 	}
 	if t.Status == store.TaskQueued {
 		ev.Created = new(*t)
@@ -29,8 +28,8 @@ func Changed(t *store.TaskRecord) event.TaskChanged {
 // StatusToProto is a task status as the API's enum.
 func StatusToProto(s store.TaskStatus) berthv1.TaskStatus { return statusToProto[s] }
 
-// ProgressToProto is an event's progress as the API's message.
-func ProgressToProto(p event.Progress) *berthv1.TaskProgress {
+// EventProgressToProto is an event's progress as the API's message.
+func EventProgressToProto(p event.Progress) *berthv1.TaskProgress {
 	return &berthv1.TaskProgress{Current: p.Current, Total: p.Total, Percentage: p.Percentage, Message: p.Message}
 }
 
@@ -55,7 +54,7 @@ func StreamResponse(ev stream.TaskEvent) *berthv1.StreamTaskLogsResponse {
 	case stream.KindStatus:
 		res.Event = &berthv1.StreamTaskLogsResponse_Status{Status: StatusToProto(ev.Status)}
 	case stream.KindProgress:
-		res.Event = &berthv1.StreamTaskLogsResponse_Progress{Progress: ProgressToProto(ev.Progress)}
+		res.Event = &berthv1.StreamTaskLogsResponse_Progress{Progress: EventProgressToProto(ev.Progress)}
 	case stream.KindEnd:
 		res.Event = &berthv1.StreamTaskLogsResponse_End{End: &berthv1.TaskEnd{Status: StatusToProto(ev.Status), LastSeq: ev.LastSeq}}
 	}

@@ -7,23 +7,25 @@ import (
 	"io"
 	"strings"
 
-	"google.golang.org/protobuf/types/known/structpb"
-
-	berthv1 "github.com/berthhq/berth/internal/gen/berth/v1"
 	"github.com/berthhq/berth/internal/gitop"
 	"github.com/berthhq/berth/internal/sandbox"
 	"github.com/berthhq/berth/internal/store"
-	"github.com/berthhq/berth/internal/tasklog"
 )
 
-// runGit runs one whitelisted git operation and records the resulting HEAD.
-func (r *Runner) runGit(ctx context.Context, t *store.TaskRecord, cfg *berthv1.TaskConfig, w *store.Workspace, logs *tasklog.Writer) outcome {
-	g := decode[berthv1.GitOperation](t.Git)
-	steps, err := gitop.Steps(gitOp(g))
-	if err != nil {
-		return outcome{err: &berthv1.TaskError{Code: "INVALID", Message: err.Error()}}
+// gitExecutor runs git_operation tasks: one whitelisted git operation,
+// then it records the resulting HEAD.
+type gitExecutor struct{ r *Runner }
+
+func (e gitExecutor) run(ctx context.Context, j job) outcome {
+	r, t, cfg, w, logs, dir := e.r, j.task, j.cfg, j.ws, j.logs, j.dir
+	if t.Git == nil {
+		return outcome{err: &Failure{Code: "INVALID", Message: "the task has no git operation"}}
 	}
-	dir, _ := workingDir(cfg.GetWorkingDir())
+	op := gitOp(t.Git)
+	steps, err := gitop.Steps(op)
+	if err != nil {
+		return outcome{err: &Failure{Code: "INVALID", Message: err.Error()}}
+	}
 	if _, refused := r.envOf(cfg); refused != nil {
 		// A task stored before the rule: refused as at creation, though
 		// git would not see its variables.
@@ -32,14 +34,14 @@ func (r *Runner) runGit(ctx context.Context, t *store.TaskRecord, cfg *berthv1.T
 	env, err := r.gitEnv(ctx, t)
 	if err != nil {
 		r.logger.ErrorContext(ctx, "reading a git task's author failed", "task", t.ID, "user", t.CreatedBy, "error", err.Error())
-		return outcome{err: &berthv1.TaskError{Code: "NO_IDENTITY", Message: "the account that created the task could not be read for the commit identity"}}
+		return outcome{err: &Failure{Code: "NO_IDENTITY", Message: "the account that created the task could not be read for the commit identity"}}
 	}
 	for i, argv := range steps {
 		if i > 0 {
 			// The step before may have changed the tree: the working
 			// directory is checked again before every exec.
-			if err := checkWorkDir(w.Path, cfg.GetWorkingDir()); err != nil {
-				return outcome{err: &berthv1.TaskError{Code: "WORKING_DIR", Message: err.Error()}}
+			if err := checkWorkDir(w.Path, cfg.WorkingDir); err != nil {
+				return outcome{err: &Failure{Code: "WORKING_DIR", Message: err.Error()}}
 			}
 		}
 		stdout, stderr := logs.Stdout(), logs.Stderr()
@@ -49,18 +51,20 @@ func (r *Runner) runGit(ctx context.Context, t *store.TaskRecord, cfg *berthv1.T
 			return outcome{}
 		}
 		if err != nil {
-			return outcome{err: &berthv1.TaskError{Code: "EXEC_FAILED", Message: "git could not be run: " + err.Error()}}
+			return outcome{err: &Failure{Code: "EXEC_FAILED", Message: "git could not be run: " + err.Error()}}
 		}
 		if code != 0 {
-			return outcome{err: &berthv1.TaskError{Code: "EXIT_CODE", Message: fmt.Sprintf("git exited with status %d", code), Details: strings.Join(argv, " ")}}
+			return outcome{err: &Failure{Code: "EXIT_CODE", Message: fmt.Sprintf("git exited with status %d", code), Details: strings.Join(argv, " ")}}
 		}
 	}
+	// HEAD is a detail of the result: a repository without one (a fresh
+	// init, or no repository at all for status) records it empty.
 	var head bytes.Buffer
 	if c, err := r.rt.Exec(ctx, w.ContainerID, sandbox.ExecSpec{Argv: gitop.HeadArgv(), Dir: dir, Env: env, Stdout: &head, Stderr: io.Discard}); err != nil || c != 0 {
 		head.Reset()
 	}
-	details, _ := structpb.NewStruct(map[string]any{"operation": g.GetOperation().String(), "head": strings.TrimSpace(head.String())})
-	return outcome{result: &berthv1.TaskResult{Success: true, Summary: "git " + gitOp(g).Operation + " done", Details: details}}
+	details := map[string]any{"operation": t.Git.Operation.EnumName(), "head": strings.TrimSpace(head.String())}
+	return outcome{result: &Result{Success: true, Summary: "git " + op.Operation + " done", Details: details}}
 }
 
 // gitHome is HOME for git operations: a directory that does not exist, so

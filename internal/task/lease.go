@@ -1,5 +1,10 @@
 package task
 
+// lease.go holds the runner's claims and leases: taking tasks off the
+// queue, renewing the leases of the tasks running here (the heartbeat), and
+// ending the tasks whose runner died (Recover at start, the periodic
+// sweep).
+
 import (
 	"context"
 	"errors"
@@ -7,9 +12,47 @@ import (
 	"time"
 
 	"github.com/berthhq/berth/internal/fault"
-	berthv1 "github.com/berthhq/berth/internal/gen/berth/v1"
 	"github.com/berthhq/berth/internal/store"
 )
+
+// fill claims queued tasks while slots are free.
+func (r *Runner) fill(ctx context.Context) {
+	var skip []string
+	for ctx.Err() == nil {
+		r.mu.Lock()
+		free := r.cfg.MaxRunning - len(r.running)
+		r.mu.Unlock()
+		if free <= 0 {
+			return
+		}
+		now := r.now().UTC()
+		claimed := time.Now()
+		t, err := r.store.ClaimTask(ctx, r.owner, now, now.Add(r.lease), r.cfg.MaxPerWorkspace, r.cfg.MaxPerUser, skip)
+		if errors.Is(err, fault.ErrNotFound) {
+			r.measureQueue(ctx)
+			return
+		}
+		if err != nil {
+			r.logger.Error("claiming a task failed", "error", err.Error())
+			return
+		}
+		skip = append(skip, t.ID)
+		r.start(ctx, t, claimed)
+	}
+}
+
+// measureQueue updates the queue-depth gauge; a failed count leaves it as
+// it was until the next one.
+func (r *Runner) measureQueue(ctx context.Context) {
+	_, queued, err := r.store.ListTasks(ctx, store.TaskFilter{Viewer: store.Viewer{Admin: true}, Status: store.TaskQueued, Limit: 1})
+	if err != nil {
+		if ctx.Err() == nil {
+			r.logger.Warn("counting the queued tasks failed", "error", err.Error())
+		}
+		return
+	}
+	r.metrics.queued.Set(float64(queued))
+}
 
 // Recover ends the tasks a dead process left RUNNING: FAILED with code
 // INTERRUPTED; their stored logs stay as they are. Queued tasks simply run.
@@ -20,17 +63,22 @@ func (r *Runner) Recover(ctx context.Context) error {
 	if !r.cfg.Exclusive {
 		return r.sweep(ctx)
 	}
-	ids, err := r.store.FailInterrupted(ctx, "", r.now().UTC(), encode(&berthv1.TaskError{
+	ids, err := r.store.FailInterrupted(ctx, "", r.now().UTC(), &Failure{
 		Code: interruptedCode, Message: "the server stopped while the task ran; its logs up to then are kept",
-	}))
+	})
 	if err != nil {
 		return err
 	}
 	for _, id := range ids {
 		r.logger.Warn("task interrupted by a server stop", "task", id)
-		if t, _, err := r.store.FindTask(ctx, id, store.Viewer{Admin: true}); err == nil {
-			r.published(t)
+		t, _, err := r.store.FindTask(ctx, id, store.Viewer{Admin: true})
+		if err != nil {
+			// The task is ended in the store; only its watchers miss the
+			// change until they read it.
+			r.logger.Warn("reading an interrupted task to announce its end failed", "task", id, "error", err.Error())
+			continue
 		}
+		r.published(t)
 	}
 	return nil
 }
@@ -42,10 +90,10 @@ func (r *Runner) sweep(ctx context.Context) error {
 	// Never this runner's own tasks: it is alive, and a run whose lease
 	// lapsed under load (renewals slowed down) stops itself if another
 	// instance may take it (see renew).
-	ended, err := r.store.FailExpiredLeases(ctx, r.now().UTC(), encode(&berthv1.TaskError{
+	ended, err := r.store.FailExpiredLeases(ctx, r.now().UTC(), &Failure{
 		Code:    interruptedCode,
 		Message: "the server instance running the task stopped answering; its logs up to then are kept",
-	}), r.owner)
+	}, r.owner)
 	if err != nil {
 		return err
 	}
@@ -64,7 +112,13 @@ func (r *Runner) sweep(ctx context.Context) error {
 // instance, outlives the instance.
 func (r *Runner) stopOrphans(ctx context.Context, t *store.TaskRecord) {
 	w, err := r.store.FindWorkspace(ctx, t.WorkspaceID, store.Viewer{Admin: true})
-	if err != nil || w.ContainerID == "" {
+	if err != nil {
+		if !errors.Is(err, fault.ErrNotFound) { // a deleted workspace has no container left
+			r.logger.Warn("reading an interrupted task's workspace to stop its processes failed", "task", t.ID, "error", err.Error())
+		}
+		return
+	}
+	if w.ContainerID == "" {
 		return
 	}
 	r.wg.Go(func() {

@@ -2,16 +2,11 @@ package task_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -26,48 +21,6 @@ import (
 	"github.com/berthhq/berth/internal/task"
 	"github.com/berthhq/berth/internal/testsvc"
 )
-
-// claudeDir holds the stand-in claude this test binary builds; TestMain
-// removes it.
-var claudeDir string
-
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "berth-task-test-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(2)
-	}
-	claudeDir = dir
-	code := m.Run()
-	_ = os.RemoveAll(dir)
-	os.Exit(code)
-}
-
-var fakeClaude struct {
-	once sync.Once
-	path string
-	err  error
-}
-
-// claudeBinary builds the stand-in claude (internal/agent/testdata/fakeclaude)
-// once per test binary.
-func claudeBinary(t *testing.T) string {
-	t.Helper()
-	fakeClaude.once.Do(func() {
-		fakeClaude.path = filepath.Join(claudeDir, "claude")
-		_, file, _, _ := runtime.Caller(0)
-		cmd := exec.Command("go", "build", "-o", fakeClaude.path, ".")
-		cmd.Dir = filepath.Join(filepath.Dir(file), "..", "agent", "testdata", "fakeclaude")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			fakeClaude.err = fmt.Errorf("%w\n%s", err, out)
-		}
-	})
-	if fakeClaude.err != nil {
-		t.Fatalf("building the stand-in claude: %v", fakeClaude.err)
-	}
-	return fakeClaude.path
-}
 
 // engine opens stores of one kind; each call is another pool on the same
 // database, as another server instance would have.
@@ -190,7 +143,7 @@ func newInstance(t *testing.T, st *store.Store, f *fixture, cfg task.RunnerConfi
 	must(t, rt.Start(t.Context(), id))
 	t.Cleanup(func() { _ = rt.Remove(context.Background(), id) })
 
-	cfg.ClaudePath = claudeBinary(t)
+	cfg.ClaudePath = testsvc.FakeClaude(t)
 	cfg.APIKey = "sk-ant-test-lease"
 	cfg.DefaultTimeout = time.Minute
 	cfg.ClaudeIdle = time.Minute
@@ -270,13 +223,10 @@ func logs(t *testing.T, st *store.Store, id string) []store.LogEntry {
 // errorCode is the code of a task's stored error document.
 func errorCode(t *testing.T, tr *store.TaskRecord) string {
 	t.Helper()
-	var e struct {
-		Code string `json:"code"`
+	if tr.Error == nil {
+		t.Fatalf("task %s has no error document", tr.ID)
 	}
-	if err := json.Unmarshal(tr.Error, &e); err != nil {
-		t.Fatalf("task %s error %s: %v", tr.ID, tr.Error, err)
-	}
-	return e.Code
+	return tr.Error.Code
 }
 
 // eventually polls cond until it holds, failing the test after within.
@@ -449,7 +399,7 @@ func TestRunnerStopsARunWhoseLeaseItLost(t *testing.T) {
 		})
 
 		// Another instance, its clock an hour ahead, sweeps.
-		ended, err := st.FailExpiredLeases(t.Context(), time.Now().Add(time.Hour), []byte(`{"code":"SWEPT"}`))
+		ended, err := st.FailExpiredLeases(t.Context(), time.Now().Add(time.Hour), &task.Failure{Code: "SWEPT"})
 		must(t, err)
 		if len(ended) != 1 || ended[0].ID != tr.ID {
 			t.Fatalf("swept %v", ended)

@@ -1,10 +1,6 @@
 package task
 
-import (
-	"fmt"
-
-	"google.golang.org/protobuf/types/known/structpb"
-)
+import "fmt"
 
 // noteTruncated records in a task's outcome that its log reached the cap
 // of limit bytes, so whoever reads the result knows the log is not whole:
@@ -13,12 +9,9 @@ import (
 func noteTruncated(out *outcome, limit int64) {
 	if out.result != nil {
 		if out.result.Details == nil {
-			out.result.Details = &structpb.Struct{Fields: map[string]*structpb.Value{}}
+			out.result.Details = map[string]any{}
 		}
-		if out.result.Details.Fields == nil {
-			out.result.Details.Fields = map[string]*structpb.Value{}
-		}
-		out.result.Details.Fields["log_truncated_at_bytes"] = structpb.NewNumberValue(float64(limit))
+		out.result.Details["log_truncated_at_bytes"] = float64(limit) // a JSON number, as a read gives it back
 	}
 	if out.err != nil {
 		note := fmt.Sprintf("the log was truncated at %d bytes (max-task-log-bytes)", limit)

@@ -3,7 +3,6 @@ package task_test
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"log/slog"
 	"path/filepath"
 	"strings"
@@ -19,6 +18,7 @@ import (
 	"github.com/berthhq/berth/internal/sandbox/process"
 	"github.com/berthhq/berth/internal/store"
 	"github.com/berthhq/berth/internal/task"
+	"github.com/berthhq/berth/internal/testsvc"
 )
 
 // panicking is the real process runtime, except that an exec whose argv
@@ -63,7 +63,7 @@ func newPanicRig(t *testing.T, lease time.Duration, hook func(where, taskID stri
 	logger := slog.New(slog.NewJSONHandler(rig.logs, nil))
 	runner := task.NewRunner(st, panicking{Runtime: rt, trigger: "[panic]"}, workspaces{st: st, containerID: id}, bus.New(), rig.reg, logger, time.Now, task.RunnerConfig{
 		MaxRunning: 2, MaxPerWorkspace: 1, DefaultTimeout: time.Minute, ClaudeIdle: time.Minute,
-		ClaudePath: claudeBinary(t), APIKey: "sk-ant-test-panic", Lease: lease,
+		ClaudePath: testsvc.FakeClaude(t), APIKey: "sk-ant-test-panic", Lease: lease,
 	})
 	if hook != nil {
 		task.SetFaultHook(runner, hook)
@@ -118,10 +118,12 @@ func (rig *panicRig) panics(t *testing.T) map[string]float64 {
 // ERROR with the task's id and what panicked.
 func (rig *panicRig) wantInternal(t *testing.T, got *store.TaskRecord, panicked string) {
 	t.Helper()
-	var terr struct{ Code, Message string }
-	must(t, json.Unmarshal(got.Error, &terr))
+	var terr task.Failure
+	if got.Error != nil {
+		terr = *got.Error
+	}
 	if got.Status != store.TaskFailed || terr.Code != "INTERNAL" || got.CostUSD != 0 || got.Result != nil {
-		t.Errorf("panicked task: %s, error %s, result %s", got.Status, got.Error, got.Result)
+		t.Errorf("panicked task: %s, error %+v, result %+v", got.Status, got.Error, got.Result)
 	}
 	lines, err := rig.st.ListTaskLogs(t.Context(), got.ID, 0, 1000)
 	must(t, err)

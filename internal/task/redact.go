@@ -100,12 +100,15 @@ func (rw *redactingWriter) Write(p []byte) (int, error) {
 // Close passes on the last partial line and closes the underlying writer
 // if it is a Closer.
 func (rw *redactingWriter) Close() error {
+	var werr error
 	if len(rw.partial) > 0 {
-		_, _ = io.WriteString(rw.w, rw.redact(string(rw.partial)))
+		_, werr = io.WriteString(rw.w, rw.redact(string(rw.partial)))
 		rw.partial = nil
 	}
 	if c, ok := rw.w.(io.Closer); ok {
-		return c.Close()
+		if err := c.Close(); err != nil {
+			return err
+		}
 	}
-	return nil
+	return werr
 }

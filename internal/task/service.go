@@ -6,23 +6,32 @@
 // A docker_build writes only its own workspace's image repository and reads
 // its context beneath the workspace directory (see image.go): a member who
 // can build must not be able to replace an image other workspaces run, nor
-// read host files into an image. handler.go translates the generated
-// TaskService to the Service here; internal/imports_test.go records what
-// task may import.
+// read host files into an image.
+//
+// The domain speaks its own types: a Spec asks for a task (types.go,
+// spec.go), and a task's Config, GitOp, DockerBuild, Progress, Result and
+// Failure are plain structs (defined in internal/taskdoc so the store can
+// decode them once per read). handler.go is the one place that translates
+// between them and the generated API messages.
+//
+// Reading order: service.go (create, get, list, cancel, logs, follow);
+// runner.go (the queue loop), lease.go (claims, leases, recovery),
+// execute.go (one run: log, time limit, outcome), executor.go and one file
+// per executor (claude.go, git.go, build.go).
 package task
 
 import (
 	"context"
 	"errors"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/google/uuid"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/berthhq/berth/internal/access"
 	"github.com/berthhq/berth/internal/fault"
-	berthv1 "github.com/berthhq/berth/internal/gen/berth/v1"
 	"github.com/berthhq/berth/internal/gitop"
 	"github.com/berthhq/berth/internal/page"
 	"github.com/berthhq/berth/internal/store"
@@ -59,11 +68,16 @@ func NewService(st *store.Store, runner *Runner, budget Budget, now func() time.
 	return &Service{store: st, runner: runner, budget: budget, now: now, streams: streams}
 }
 
-// Create validates a task, checks the caller may run tasks in its
-// workspace, stores it QUEUED and wakes the runner. It returns at once; the
-// task's life never depends on the caller's connection.
-func (s *Service) Create(ctx context.Context, p access.Principal, req *berthv1.CreateTaskRequest) (*store.TaskRecord, error) {
-	w, err := s.store.FindWorkspace(ctx, req.GetWorkspaceId(), p.Viewer())
+// Create checks spec, checks the caller may run tasks in its workspace,
+// stores the task QUEUED and wakes the runner. It returns at once; the
+// task's life never depends on the caller's connection. Every front —
+// CreateTask, the WebSocket task.create command, a workspace's first
+// clone — creates tasks here.
+func (s *Service) Create(ctx context.Context, p access.Principal, spec Spec) (*store.TaskRecord, error) {
+	if err := spec.validate(); err != nil {
+		return nil, err
+	}
+	w, err := s.store.FindWorkspace(ctx, spec.WorkspaceID, p.Viewer())
 	if err != nil {
 		return nil, err
 	}
@@ -73,36 +87,34 @@ func (s *Service) Create(ctx context.Context, p access.Principal, req *berthv1.C
 	if w.Status == store.WorkspaceArchived {
 		return nil, fault.New(fault.ErrFailedPrecondition, "the workspace is archived; unarchive it to run tasks")
 	}
-	typ := typeFromProto[req.GetType()]
-	cfg := &berthv1.TaskConfig{}
-	if req.GetConfig() != nil {
-		cfg = proto.CloneOf(req.GetConfig())
-	}
+	cfg := spec.Config
+	cfg.AllowedTools = slices.Clone(cfg.AllowedTools)
+	cfg.Environment = maps.Clone(cfg.Environment)
 	// The record keeps the values in effect, not zeros meaning "the
 	// server's default": what GetTask shows is what the run gets.
-	if cfg.GetTimeout() == 0 {
-		cfg.Timeout = int32(s.runner.cfg.DefaultTimeout / time.Second) // #nosec G115 -- config allows at most 1h: 3600
+	if cfg.Timeout == 0 {
+		cfg.Timeout = int(s.runner.cfg.DefaultTimeout / time.Second)
 	}
-	if typ == store.TaskClaudeChat && cfg.GetMaxTurns() == 0 {
-		cfg.MaxTurns = int32(s.runner.maxTurns()) // #nosec G115 -- config allows 1..1000
+	if spec.Type == store.TaskClaudeChat && cfg.MaxTurns == 0 {
+		cfg.MaxTurns = s.runner.maxTurns()
 	}
-	if _, err := workingDir(cfg.GetWorkingDir()); err != nil {
+	if _, err := workingDir(cfg.WorkingDir); err != nil {
 		return nil, err
 	}
-	if err := s.checkEnv(typ, cfg.GetEnvironment()); err != nil {
+	if err := s.checkEnv(spec.Type, cfg.Environment); err != nil {
 		return nil, err
 	}
 	t := &store.TaskRecord{
 		ID:          uuid.NewString(),
 		WorkspaceID: w.ID,
 		CreatedBy:   p.UserID,
-		Type:        typ,
+		Type:        spec.Type,
 		Status:      store.TaskQueued,
-		Priority:    priorityFromProto[req.GetPriority()],
-		Prompt:      req.GetPrompt(),
-		Config:      encode(cfg),
-		Tags:        req.GetTags(),
-		Metadata:    req.GetMetadata(),
+		Priority:    spec.Priority,
+		Prompt:      spec.Prompt,
+		Config:      &cfg,
+		Tags:        slices.Clone(spec.Tags),
+		Metadata:    maps.Clone(spec.Metadata),
 		CreatedAt:   s.now().UTC(),
 	}
 	if t.Priority == 0 {
@@ -114,12 +126,12 @@ func (s *Service) Create(ctx context.Context, p access.Principal, req *berthv1.C
 	if t.Metadata == nil {
 		t.Metadata = map[string]string{}
 	}
-	switch typ {
+	switch spec.Type {
 	case store.TaskClaudeChat:
 		if err := s.checkBudget(ctx, p); err != nil {
 			return nil, err
 		}
-		if id := req.GetContinueTaskId(); id != "" {
+		if id := spec.ContinueTaskID; id != "" {
 			prev, _, err := s.store.FindTask(ctx, id, p.Viewer())
 			if err != nil {
 				return nil, fault.Invalid("continue_task_id", "no such task")
@@ -130,30 +142,32 @@ func (s *Service) Create(ctx context.Context, p access.Principal, req *berthv1.C
 			t.ContinueTaskID = id
 		}
 	case store.TaskGitOperation:
-		if _, err := gitop.Argv(gitOp(req.GetGit())); err != nil {
+		if _, err := gitop.Argv(gitOp(spec.Git)); err != nil {
 			var ge *gitop.Error
 			if errors.As(err, &ge) {
 				return nil, fault.Invalid("git."+ge.Field, ge.Reason)
 			}
 			return nil, fault.Invalid("git", err.Error())
 		}
-		t.Git = encode(req.GetGit())
+		g := *spec.Git
+		g.Paths = slices.Clone(g.Paths)
+		t.Git = &g
 	case store.TaskDockerBuild:
-		b := req.GetDockerBuild()
-		if _, err := workingDir(b.GetContextDir()); err != nil {
+		b := spec.DockerBuild
+		if _, err := workingDir(b.ContextDir); err != nil {
 			return nil, fault.Invalid("docker_build.context_dir", "must be a relative path inside the workspace")
 		}
-		if err := checkDockerfile(b.GetDockerfile()); err != nil {
+		if err := checkDockerfile(b.Dockerfile); err != nil {
 			return nil, err
 		}
-		tag, err := buildTag(w.ID, t.ID, b.GetTag())
+		tag, err := buildTag(w.ID, t.ID, b.Tag)
 		if err != nil {
 			return nil, err
 		}
 		// Stored with the full tag, so the task says what it will write.
-		t.DockerBuild = encode(&berthv1.DockerBuild{ContextDir: b.GetContextDir(), Dockerfile: b.GetDockerfile(), Tag: tag})
+		t.DockerBuild = &DockerBuild{ContextDir: b.ContextDir, Dockerfile: b.Dockerfile, Tag: tag}
 	}
-	if req.GetContinueTaskId() != "" && typ != store.TaskClaudeChat {
+	if spec.ContinueTaskID != "" && spec.Type != store.TaskClaudeChat {
 		return nil, fault.Invalid("continue_task_id", "only claude_chat tasks continue a session")
 	}
 	if s.admit != nil {
@@ -230,7 +244,7 @@ func (s *Service) Cancel(ctx context.Context, p access.Principal, id string) (*s
 	switch t.Status {
 	case store.TaskQueued:
 		done, err := s.store.FinishTask(ctx, id, []store.TaskStatus{store.TaskQueued}, store.TaskCancelled, store.TaskFinish{
-			Error:       encode(&berthv1.TaskError{Code: "CANCELLED", Message: "cancelled before it started"}),
+			Error:       &Failure{Code: "CANCELLED", Message: "cancelled before it started"},
 			CompletedAt: new(s.now().UTC()),
 		})
 		if err == nil {
@@ -306,7 +320,10 @@ func workingDir(dir string) (string, error) {
 	return "/workspace/" + strings.TrimSuffix(dir, "/"), nil
 }
 
-func gitOp(g *berthv1.GitOperation) gitop.Op {
-	name := strings.ToLower(strings.TrimPrefix(g.GetOperation().String(), "GIT_OPERATION_TYPE_"))
-	return gitop.Op{Operation: name, URL: g.GetUrl(), Ref: g.GetRef(), Message: g.GetMessage(), Paths: g.GetPaths()}
+// gitOp is a git_operation's operation as internal/gitop checks and runs it.
+func gitOp(g *GitOp) gitop.Op {
+	if g == nil {
+		return gitop.Op{}
+	}
+	return gitop.Op{Operation: string(g.Operation), URL: g.URL, Ref: g.Ref, Message: g.Message, Paths: g.Paths}
 }

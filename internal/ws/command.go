@@ -69,7 +69,7 @@ var commands = map[string]command{
 }
 
 func createTask(ctx context.Context, h *Handler, p access.Principal, req proto.Message) (proto.Message, error) {
-	t, err := h.cfg.Tasks.Create(ctx, p, req.(*berthv1.CreateTaskRequest))
+	t, err := h.cfg.Tasks.Create(ctx, p, task.SpecFromProto(req.(*berthv1.CreateTaskRequest)))
 	if err != nil {
 		return nil, err
 	}

@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"math"
 	"slices"
 	"strings"
 	"testing"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/berthhq/berth/internal/fault"
 	"github.com/berthhq/berth/internal/store"
+	"github.com/berthhq/berth/internal/taskdoc"
 )
 
 var statsTests = []test{
@@ -126,7 +128,7 @@ func testCreateTaskRefused(t *testing.T, e *env) {
 	base := func() *store.TaskRecord {
 		return &store.TaskRecord{
 			ID: uuid.NewString(), WorkspaceID: w.ID, CreatedBy: owner.ID, Type: store.TaskGitOperation,
-			Status: store.TaskQueued, Priority: store.TaskPriorityHigh, Git: []byte(`{"operation":"status"}`), CreatedAt: now,
+			Status: store.TaskQueued, Priority: store.TaskPriorityHigh, Git: &taskdoc.GitOp{Operation: "status"}, CreatedAt: now,
 		}
 	}
 	tr := base()
@@ -148,9 +150,9 @@ func testCreateTaskRefused(t *testing.T, e *env) {
 	dup.ID = tr.ID
 	wantFault(t, e.s.CreateTaskRecord(e.ctx, dup), fault.ErrConflict)
 	bad := base()
-	bad.Config = []byte(`{not json`)
+	bad.Config = &taskdoc.Config{MaxBudgetUSD: math.NaN()} // no JSON number
 	if err := e.s.CreateTaskRecord(e.ctx, bad); err == nil {
-		t.Fatal("a task with a malformed JSON document was stored")
+		t.Fatal("a task with a document that cannot be JSON was stored")
 	}
 
 	st, err := e.s.CountStats(e.ctx, viewerOf(owner), false)

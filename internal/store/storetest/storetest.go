@@ -2,8 +2,6 @@
 // whatever engine is behind it: the SQLite tests run it on a fresh database
 // file, the Postgres tests run it on a fresh database. It works only through
 // the Store's exported methods, so it holds every engine to one behaviour.
-//
-// storetest imports only internal/store and internal/fault from berth.
 package storetest
 
 import (
@@ -20,6 +18,7 @@ import (
 
 	"github.com/berthhq/berth/internal/fault"
 	"github.com/berthhq/berth/internal/store"
+	"github.com/berthhq/berth/internal/taskdoc"
 )
 
 // Run runs the suite. open must return a new, empty, migrated store on each
@@ -200,7 +199,7 @@ func (e *env) task(w *store.Workspace, status store.TaskStatus, mods ...func(*st
 		Status:      status,
 		Priority:    store.TaskPriorityMedium,
 		Prompt:      "add a test",
-		Config:      []byte(`{"max_turns":5}`),
+		Config:      &taskdoc.Config{MaxTurns: 5},
 		CreatedAt:   now,
 	}
 	if status != store.TaskQueued {
