@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"golang.org/x/term"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	berthv1 "github.com/berthhq/berth/internal/gen/berth/v1"
@@ -59,14 +58,12 @@ the web console and set BERTH_TOKEN instead.`,
 				}
 				password = strings.TrimRight(line, "\r\n")
 			case interactive:
-				fmt.Fprint(a.io.Err, "Password: ")
-				f, _ := a.io.In.(*os.File)               // isTerminal said it is one
-				b, err := term.ReadPassword(int(f.Fd())) // #nosec G115 -- a file descriptor fits in an int
-				fmt.Fprintln(a.io.Err)
+				f, _ := a.io.In.(*os.File) // isTerminal said it is one
+				p, err := readPassword(f, a.io.Err)
 				if err != nil {
 					return fmt.Errorf("reading the password: %w", err)
 				}
-				password = string(b)
+				password = p
 			default:
 				return usageError{errors.New("standard input is not a terminal: pass the password with --password-stdin")}
 			}
