@@ -291,6 +291,21 @@ func TestStatsAcrossInstances(t *testing.T) {
 			t.Fatalf("round %d: B counts %d tasks right after A created one more", i, got.GetTasks())
 		}
 	}
+	// The tasks run on A, and each change of theirs retires the counts
+	// (rightly): measure the hits once they have all ended.
+	eventually(t, within(t), "the tasks ended", func() bool {
+		res, err := cb.Task.ListTasks(ctx, &berthv1.ListTasksRequest{WorkspaceId: ws})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, task := range res.GetTasks() {
+			switch task.GetStatus() {
+			case berthv1.TaskStatus_TASK_STATUS_QUEUED, berthv1.TaskStatus_TASK_STATUS_RUNNING:
+				return false
+			}
+		}
+		return len(res.GetTasks()) == 10
+	})
 	before := metric(t, b, `berth_cache_hits_total{cache="stats"}`)
 	for range 5 {
 		if _, err := cb.Stats.GetStats(ctx, &berthv1.GetStatsRequest{}); err != nil {
