@@ -31,13 +31,15 @@ func dockerFlags(t *testing.T, cli *client.Client, extra ...string) []string {
 	}, extra...)
 }
 
-// eventually polls check until it returns true or the deadline passes.
-func eventually(t testing.TB, within time.Duration, what string, check func() bool) {
+// eventually polls check until it returns true or the wait derived from
+// the test's deadline (within) passes.
+func eventually(t testing.TB, what string, check func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(within)
+	wait := within(t)
+	deadline := time.Now().Add(wait)
 	for !check() {
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", within, what)
+			t.Fatalf("timed out after %s waiting for %s", wait, what)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -178,7 +180,7 @@ func TestDockerStatusStaysTrue(t *testing.T) {
 		t.Fatal(err)
 	}
 	var got *berthv1.Workspace
-	eventually(t, 20*time.Second, "the workspace to turn ERROR", func() bool {
+	eventually(t, "the workspace to turn ERROR", func() bool {
 		res, err := c.Workspace.GetWorkspace(ctx, &berthv1.GetWorkspaceRequest{Id: id})
 		got = res.GetWorkspace()
 		return err == nil && got.GetStatus() == berthv1.WorkspaceStatus_WORKSPACE_STATUS_ERROR
@@ -200,7 +202,7 @@ func TestDockerStatusStaysTrue(t *testing.T) {
 	if err := cli.ContainerStop(t.Context(), second, container.StopOptions{Timeout: &timeout}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 20*time.Second, "the workspace to turn STOPPED", func() bool {
+	eventually(t, "the workspace to turn STOPPED", func() bool {
 		res, err := c.Workspace.GetWorkspace(ctx, &berthv1.GetWorkspaceRequest{Id: id})
 		return err == nil && res.GetWorkspace().GetStatus() == berthv1.WorkspaceStatus_WORKSPACE_STATUS_STOPPED
 	})
@@ -250,7 +252,7 @@ func TestDockerReconcileOnRestart(t *testing.T) {
 	ctx = as(t.Context(), login.GetTokens().GetAccessToken())
 	want := []berthv1.WorkspaceStatus{berthv1.WorkspaceStatus_WORKSPACE_STATUS_STOPPED, berthv1.WorkspaceStatus_WORKSPACE_STATUS_ERROR}
 	for i, id := range ids {
-		eventually(t, 20*time.Second, "reconciliation of "+id, func() bool {
+		eventually(t, "reconciliation of "+id, func() bool {
 			res, err := c.Workspace.GetWorkspace(ctx, &berthv1.GetWorkspaceRequest{Id: id})
 			return err == nil && res.GetWorkspace().GetStatus() == want[i]
 		})
@@ -277,7 +279,7 @@ func TestIdleWorkspaceStops(t *testing.T) {
 	}
 	// ListWorkspaces is not activity on one workspace, so polling with it
 	// does not keep the workspace alive.
-	eventually(t, 20*time.Second, "the idle workspace to stop", func() bool {
+	eventually(t, "the idle workspace to stop", func() bool {
 		list, err := c.Workspace.ListWorkspaces(ctx, &berthv1.ListWorkspacesRequest{Status: "stopped"})
 		return err == nil && list.GetPagination().GetTotal() == 1
 	})

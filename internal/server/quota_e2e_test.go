@@ -294,7 +294,7 @@ func TestStreamQuota(t *testing.T) {
 	// once the server has seen them go, the cap is open again.
 	closeAttempts(first)
 	var again []attempt
-	eventually(t, 60*time.Second, "the closed streams' slots to come back", func() bool {
+	eventually(t, "the closed streams' slots to come back", func() bool {
 		closeAttempts(again)
 		again = e.flood(t, member, limit)
 		for _, a := range again {
@@ -309,7 +309,7 @@ func TestStreamQuota(t *testing.T) {
 	// A WebSocket holds one slot for itself and its first subscription,
 	// and one more for each subscription after it.
 	var c *websocket.Conn
-	eventually(t, 60*time.Second, "the slots to come back again", func() bool {
+	eventually(t, "the slots to come back again", func() bool {
 		a, err := e.openStream(t.Context(), member, e.ws, true)
 		if err != nil || a.stream == nil {
 			return false
@@ -414,7 +414,7 @@ func TestRunningPerUser(t *testing.T) {
 		hung = append(hung, task.GetId())
 	}
 	for _, id := range hung {
-		eventually(t, 60*time.Second, "the hung tasks to run", func() bool {
+		eventually(t, "the hung tasks to run", func() bool {
 			return e.status(t, id) == berthv1.TaskStatus_TASK_STATUS_RUNNING
 		})
 	}
@@ -426,7 +426,7 @@ func TestRunningPerUser(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 60*time.Second, "the other user's task to run and end", func() bool {
+	eventually(t, "the other user's task to run and end", func() bool {
 		return e.status(t, theirs.GetId()) == berthv1.TaskStatus_TASK_STATUS_SUCCEEDED
 	})
 	if s := e.status(t, third.GetId()); s != berthv1.TaskStatus_TASK_STATUS_QUEUED {
@@ -436,7 +436,7 @@ func TestRunningPerUser(t *testing.T) {
 	if _, err := e.c.Task.CancelTask(as(t.Context(), busy), &berthv1.CancelTaskRequest{Id: hung[0]}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 60*time.Second, "the third task to start once a slot of its user is free", func() bool {
+	eventually(t, "the third task to start once a slot of its user is free", func() bool {
 		return e.status(t, third.GetId()) == berthv1.TaskStatus_TASK_STATUS_RUNNING
 	})
 	for _, id := range []string{hung[1], third.GetId()} {
@@ -461,7 +461,7 @@ func TestQueuedAndWorkspaceQuotas(t *testing.T) {
 	t.Cleanup(func() {
 		_, _ = e.c.Task.CancelTask(as(context.WithoutCancel(t.Context()), e.admin), &berthv1.CancelTaskRequest{Id: hang.GetId()})
 	})
-	eventually(t, 60*time.Second, "the hung task to run", func() bool {
+	eventually(t, "the hung task to run", func() bool {
 		return e.status(t, hang.GetId()) == berthv1.TaskStatus_TASK_STATUS_RUNNING
 	})
 	var wg sync.WaitGroup
@@ -532,7 +532,7 @@ func TestTaskLogCap(t *testing.T) {
 	}
 	ctx := as(t.Context(), e.admin)
 	var got *berthv1.Task
-	eventually(t, 60*time.Second, "the task to end", func() bool {
+	eventually(t, "the task to end", func() bool {
 		res, err := e.c.Task.GetTask(ctx, &berthv1.GetTaskRequest{Id: task.GetId()})
 		if err != nil {
 			t.Fatal(err)
@@ -636,7 +636,7 @@ func TestConnectionCap(t *testing.T) {
 		_ = c.Close()
 	}
 	idle = nil
-	eventually(t, 60*time.Second, "/health to answer once connections closed", func() bool {
+	eventually(t, "/health to answer once connections closed", func() bool {
 		status, _ := health()
 		return status == http.StatusOK
 	})
@@ -681,7 +681,7 @@ func TestStreamQuotaShared(t *testing.T) {
 		}
 	}
 	open[0].stream.Close()
-	eventually(t, 60*time.Second, "the slot closed on A to free up on B", func() bool {
+	eventually(t, "the slot closed on A to free up on B", func() bool {
 		at, err := eb.openStream(t.Context(), token, ws, false)
 		if err != nil || at.stream == nil {
 			return false
@@ -723,7 +723,7 @@ func TestConnectStreamSlots(t *testing.T) {
 			_, err = watch()
 			wantCode(t, err, connect.CodeResourceExhausted, "RATE_LIMIT_EXCEEDED")
 			first()
-			eventually(t, 60*time.Second, "the ended stream's slot to come back", func() bool {
+			eventually(t, "the ended stream's slot to come back", func() bool {
 				again, err := watch()
 				if err != nil {
 					return false
@@ -732,7 +732,7 @@ func TestConnectStreamSlots(t *testing.T) {
 				return true
 			})
 			second()
-			eventually(t, 60*time.Second, "every slot to come back", func() bool {
+			eventually(t, "every slot to come back", func() bool {
 				a, err := watch()
 				if err != nil {
 					return false

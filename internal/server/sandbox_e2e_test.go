@@ -185,7 +185,7 @@ func TestGitTaskEnvironmentAttacks(t *testing.T) {
 
 		// Stored as an old record would be: the runner refuses it.
 		id := storeTask(t, srv, reg.GetUser().GetId(), wsID, store.TaskGitOperation, "", &berthv1.TaskConfig{Environment: env}, op)
-		done := waitTask(t, c, ctx, id, within(t), nil)
+		done := waitTask(t, c, ctx, id, nil)
 		if done.GetStatus() != berthv1.TaskStatus_TASK_STATUS_FAILED || done.GetError().GetCode() != "ENV_REFUSED" ||
 			!strings.Contains(done.GetError().GetMessage(), "config.environment[") {
 			t.Errorf("%s stored directly: %v", name, done)
@@ -250,7 +250,7 @@ func TestClaudeTaskEnvironment(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	done := waitTask(t, c, ctx, res.GetTask().GetId(), within(t), nil)
+	done := waitTask(t, c, ctx, res.GetTask().GetId(), nil)
 	if done.GetStatus() != berthv1.TaskStatus_TASK_STATUS_SUCCEEDED {
 		t.Fatalf("task with plain variables = %v", done)
 	}
@@ -266,7 +266,7 @@ func TestClaudeTaskEnvironment(t *testing.T) {
 
 	id := storeTask(t, srv, reg.GetUser().GetId(), wsID, store.TaskClaudeChat, "[env:LD_PRELOAD]",
 		&berthv1.TaskConfig{Environment: map[string]string{"MY_VAR": "1", "LD_PRELOAD": "/nonexistent/evil.so"}}, nil)
-	done = waitTask(t, c, ctx, id, within(t), nil)
+	done = waitTask(t, c, ctx, id, nil)
 	if done.GetStatus() != berthv1.TaskStatus_TASK_STATUS_FAILED || done.GetError().GetCode() != "ENV_REFUSED" ||
 		!strings.Contains(done.GetError().GetMessage(), `config.environment["LD_PRELOAD"]`) {
 		t.Errorf("stored claude task with LD_PRELOAD = %v", done)
@@ -321,7 +321,7 @@ func TestGitCommitIgnoresHostConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	done := waitTask(t, c, ctx, task.GetTask().GetId(), within(t), nil)
+	done := waitTask(t, c, ctx, task.GetTask().GetId(), nil)
 	if done.GetStatus() != berthv1.TaskStatus_TASK_STATUS_SUCCEEDED {
 		t.Fatalf("commit = %v", done)
 	}
@@ -386,7 +386,7 @@ func checkAgentLies(t *testing.T, srv *testServer, c clients, ctx context.Contex
 	if err != nil {
 		t.Fatal(err)
 	}
-	if done := waitTask(t, c, ctx, ok.GetTask().GetId(), within(t), nil); done.GetStatus() != berthv1.TaskStatus_TASK_STATUS_SUCCEEDED ||
+	if done := waitTask(t, c, ctx, ok.GetTask().GetId(), nil); done.GetStatus() != berthv1.TaskStatus_TASK_STATUS_SUCCEEDED ||
 		done.GetResult().GetDetails().GetFields()["total_cost_usd"].GetNumberValue() <= 0 {
 		t.Fatalf("honest run = %v", done)
 	}
@@ -405,7 +405,7 @@ func checkAgentLies(t *testing.T, srv *testServer, c clients, ctx context.Contex
 		if err != nil {
 			t.Fatalf("%s: %v", lie.prompt, err)
 		}
-		done := waitTask(t, c, ctx, res.GetTask().GetId(), within(t), nil)
+		done := waitTask(t, c, ctx, res.GetTask().GetId(), nil)
 		if done.GetStatus() != berthv1.TaskStatus_TASK_STATUS_FAILED || done.GetError().GetCode() != "AGENT_OUTPUT" ||
 			!strings.Contains(done.GetError().GetMessage(), lie.field) || done.GetResult() != nil {
 			t.Errorf("%s: %v", lie.prompt, done)
@@ -537,7 +537,7 @@ func TestAPIKeyRedactedInEveryForm(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	done := waitTask(t, c, ctx, res.GetTask().GetId(), within(t), nil)
+	done := waitTask(t, c, ctx, res.GetTask().GetId(), nil)
 	if done.GetStatus() != berthv1.TaskStatus_TASK_STATUS_SUCCEEDED {
 		t.Fatalf("task = %v", done)
 	}

@@ -152,7 +152,8 @@ func startBerth(tb testing.TB, bin string, flags ...string) *berthProcess {
 		tb.Fatalf("starting berth: %v", err)
 	}
 	tb.Cleanup(p.stop)
-	deadline := time.Now().Add(30 * time.Second)
+	wait := within(tb)
+	deadline := time.Now().Add(wait)
 	for {
 		select {
 		case <-p.exited:
@@ -167,7 +168,7 @@ func startBerth(tb testing.TB, bin string, flags ...string) *berthProcess {
 			}
 		}
 		if time.Now().After(deadline) {
-			tb.Fatalf("berth not ready within 30s: %v\n%s", err, p.stderrTail())
+			tb.Fatalf("berth not ready within %s: %v\n%s", wait, err, p.stderrTail())
 		}
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -130,12 +131,20 @@ func TestStreamTaskLogsResume(t *testing.T) {
 	}
 }
 
-// sseStream is an open event stream.
+// sseStream is an open event stream. A test's cleanup may close it while
+// a reader goroutine is still inside next: close marks the stream closing,
+// cancels its request (which ends the blocked read), then takes mu, which
+// next holds for the whole read, before it stops the iterator, so the two
+// never touch the iterator or the body at once.
 type sseStream struct {
-	res    *http.Response
-	cancel context.CancelFunc
-	next   func() (sse.Event, error, bool)
-	stop   func()
+	res     *http.Response
+	cancel  context.CancelFunc
+	closing atomic.Bool
+	once    sync.Once
+	mu      sync.Mutex // held by next for a whole read; close takes it to stop pull
+	pull    func() (sse.Event, error, bool)
+	stop    func()
+	stopped bool // guarded by mu
 }
 
 var sseClient = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 2000, MaxConnsPerHost: 0}}
@@ -162,16 +171,38 @@ func openSSE(t testing.TB, ctx context.Context, url string, header http.Header) 
 		cancel()
 		return nil, res.StatusCode
 	}
-	next, stop := iter.Pull2(sse.Read(res.Body, nil))
-	s := &sseStream{res: res, cancel: cancel, next: next, stop: stop}
+	pull, stop := iter.Pull2(sse.Read(res.Body, nil))
+	s := &sseStream{res: res, cancel: cancel, pull: pull, stop: stop}
 	t.Cleanup(s.close)
 	return s, res.StatusCode
 }
 
+// next reads the stream's next event; once the stream is closed it reports
+// the end (ok false).
+func (s *sseStream) next() (sse.Event, error, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopped {
+		return sse.Event{}, nil, false
+	}
+	return s.pull()
+}
+
+// closed reports whether close has begun: a read that fails after that was
+// ended by the test, not by the server.
+func (s *sseStream) closed() bool { return s.closing.Load() }
+
+// close ends the stream once; it is safe while another goroutine reads.
 func (s *sseStream) close() {
-	s.cancel()
-	s.stop()
-	_ = s.res.Body.Close()
+	s.once.Do(func() {
+		s.closing.Store(true)
+		s.cancel()
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.stopped = true
+		s.stop()
+		_ = s.res.Body.Close()
+	})
 }
 
 func bearer(token string) http.Header {
@@ -185,6 +216,11 @@ func readSSETask(t testing.TB, s *sseStream, take int) ([]int64, *berthv1.TaskEn
 	var seqs []int64
 	for {
 		ev, err, ok := s.next()
+		if (!ok || err != nil) && s.closed() {
+			// The test closed the stream (it has ended or is cleaning up)
+			// while this reader was still reading: nothing to report.
+			return seqs, nil
+		}
 		if !ok {
 			t.Fatalf("stream ended without end after %d lines", len(seqs))
 		}
@@ -301,7 +337,7 @@ func TestSlowStreamConsumer(t *testing.T) {
 	if fastEnd.GetLastSeq() < lines {
 		t.Fatalf("only %d lines", fastEnd.GetLastSeq())
 	}
-	task := waitTask(t, e.c, e.ctx, id, 30*time.Second, nil)
+	task := waitTask(t, e.c, e.ctx, id, nil)
 	if task.GetStatus() != berthv1.TaskStatus_TASK_STATUS_SUCCEEDED {
 		t.Fatalf("task %v", task.GetStatus())
 	}
@@ -513,7 +549,7 @@ func TestStreamsDoNotAffectTasks(t *testing.T) {
 	for _, closeStream := range streams {
 		closeStream()
 	}
-	task := waitTask(t, e.c, e.ctx, id, 60*time.Second, nil)
+	task := waitTask(t, e.c, e.ctx, id, nil)
 	if task.GetStatus() != berthv1.TaskStatus_TASK_STATUS_SUCCEEDED {
 		t.Fatalf("task %v", task.GetStatus())
 	}
@@ -617,7 +653,7 @@ func TestStreamAuth(t *testing.T) {
 	t.Parallel()
 	e := newStreamEnv(t)
 	id := e.task(t, "private")
-	waitTask(t, e.c, e.ctx, id, 30*time.Second, nil)
+	waitTask(t, e.c, e.ctx, id, nil)
 	url := e.srv.URL + "/api/v1/tasks/" + id + "/logs/stream"
 
 	if _, code := openSSE(t, e.ctx, url, nil); code != http.StatusUnauthorized {

@@ -58,7 +58,7 @@ func metric(t testing.TB, srv *testServer, series string) float64 {
 // waitMetric waits until series has value want.
 func waitMetric(t testing.TB, srv *testServer, series string, want float64) {
 	t.Helper()
-	waitMetricWithin(t, srv, series, want, 20*time.Second)
+	waitMetricWithin(t, srv, series, want, within(t))
 }
 
 // waitMetricWithin waits up to within until series has value want.

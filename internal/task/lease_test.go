@@ -229,13 +229,15 @@ func errorCode(t *testing.T, tr *store.TaskRecord) string {
 	return tr.Error.Code
 }
 
-// eventually polls cond until it holds, failing the test after within.
-func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
+// eventually polls cond until it holds, failing the test after within(t),
+// which derives from the test's deadline.
+func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(within)
+	wait := within(t)
+	deadline := time.Now().Add(wait)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s", what, within)
+			t.Fatalf("%s: not within %s", what, wait)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -268,7 +270,7 @@ func TestTwoRunnersRunEachTaskOnce(t *testing.T) {
 		a.start(t)
 		b.start(t)
 
-		eventually(t, 2*time.Minute, "every task ended", func() bool {
+		eventually(t, "every task ended", func() bool {
 			_, left, err := st.ListTasks(t.Context(), store.TaskFilter{Viewer: store.Viewer{Admin: true}, Status: store.TaskQueued})
 			must(t, err)
 			_, running, err := st.ListTasks(t.Context(), store.TaskFilter{Viewer: store.Viewer{Admin: true}, Status: store.TaskRunning})
@@ -330,7 +332,7 @@ func TestDeadRunnersTaskIsInterrupted(t *testing.T) {
 		const lease = time.Second
 		deadStore := open(t)
 		dead := startInstance(t, deadStore, f, task.RunnerConfig{MaxRunning: 1, Lease: lease}, true)
-		eventually(t, 30*time.Second, "the task runs and logs", func() bool {
+		eventually(t, "the task runs and logs", func() bool {
 			return find(t, st, tr.ID).Status == store.TaskRunning && len(logs(t, st, tr.ID)) >= 2
 		})
 		// Let it renew its lease a few times.
@@ -354,7 +356,7 @@ func TestDeadRunnersTaskIsInterrupted(t *testing.T) {
 		// Its MaxRunning of 0 keeps it from running anything: it only sweeps.
 		sweeper := startInstance(t, open(t), f, task.RunnerConfig{MaxRunning: 0, Lease: lease}, false)
 		var ended *store.TaskRecord
-		eventually(t, 10*lease, "the sweep ends the task", func() bool {
+		eventually(t, "the sweep ends the task", func() bool {
 			ended = find(t, st, tr.ID)
 			return ended.Status != store.TaskRunning
 		})
@@ -377,7 +379,7 @@ func TestDeadRunnersTaskIsInterrupted(t *testing.T) {
 				t.Fatalf("line %d changed: %+v → %+v", i, before[i], after[i])
 			}
 		}
-		eventually(t, 5*time.Second, "the sweeper publishes the end", func() bool {
+		eventually(t, "the sweeper publishes the end", func() bool {
 			states := sweeper.statuses()[tr.ID]
 			return len(states) > 0 && states[len(states)-1] == store.TaskFailed
 		})
@@ -394,7 +396,7 @@ func TestRunnerStopsARunWhoseLeaseItLost(t *testing.T) {
 		f := newFixture(t, st)
 		tr := f.queue(t, st, "wait for ever [hang]")
 		in := startInstance(t, open(t), f, task.RunnerConfig{MaxRunning: 1, Lease: time.Second}, true)
-		eventually(t, 30*time.Second, "the task runs", func() bool {
+		eventually(t, "the task runs", func() bool {
 			return find(t, st, tr.ID).Status == store.TaskRunning && in.running(t) == 1
 		})
 
@@ -404,7 +406,7 @@ func TestRunnerStopsARunWhoseLeaseItLost(t *testing.T) {
 		if len(ended) != 1 || ended[0].ID != tr.ID {
 			t.Fatalf("swept %v", ended)
 		}
-		eventually(t, 10*time.Second, "the run stops", func() bool { return in.running(t) == 0 })
+		eventually(t, "the run stops", func() bool { return in.running(t) == 0 })
 		got := find(t, st, tr.ID)
 		if got.Status != store.TaskFailed || errorCode(t, got) != "SWEPT" {
 			t.Fatalf("task %s with %s, want failed as the sweep left it", got.Status, got.Error)

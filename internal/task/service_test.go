@@ -110,7 +110,7 @@ func (rig *serviceRig) create(t *testing.T, spec task.Spec) *store.TaskRecord {
 func (rig *serviceRig) wait(t *testing.T, id, what string, cond func(*store.TaskRecord) bool) *store.TaskRecord {
 	t.Helper()
 	var got *store.TaskRecord
-	eventually(t, within(t), what, func() bool {
+	eventually(t, what, func() bool {
 		tr, err := rig.svc.Get(t.Context(), rig.owner, id)
 		must(t, err)
 		got = tr
