@@ -72,7 +72,7 @@ func newServiceRig(t *testing.T, cfg task.RunnerConfig) *serviceRig {
 	}
 	logger := slog.New(slog.NewTextHandler(rig.log, nil))
 	rig.runner = task.NewRunner(st, rt, workspaces{st: st, containerID: id}, bus.New(), prometheus.NewRegistry(), logger, time.Now, cfg)
-	rig.svc = task.NewService(st, rig.runner, task.Budget{}, time.Now, nil)
+	rig.svc = task.NewService(st, rig.runner, task.Budget{}, task.Limits{}, time.Now, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
