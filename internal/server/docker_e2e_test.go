@@ -6,7 +6,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"connectrpc.com/connect/v2"
 	cerrdefs "github.com/containerd/errdefs"
@@ -29,20 +28,6 @@ func dockerFlags(t *testing.T, cli *client.Client, extra ...string) []string {
 		"--workspace-user", "1000:1000",
 		"--workspace-memory", "256", "--workspace-cpus", "0.5", "--workspace-pids", "128",
 	}, extra...)
-}
-
-// eventually polls check until it returns true or the wait derived from
-// the test's deadline (within) passes.
-func eventually(t testing.TB, what string, check func() bool) {
-	t.Helper()
-	wait := within(t)
-	deadline := time.Now().Add(wait)
-	for !check() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", wait, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 // TestDockerWorkspaceLifecycle: a workspace is a real container with the
