@@ -25,7 +25,6 @@ import (
 	"github.com/berthhq/berth/internal/bus"
 	"github.com/berthhq/berth/internal/event"
 	"github.com/berthhq/berth/internal/store"
-	"github.com/berthhq/berth/internal/taskdoc"
 )
 
 const (
@@ -227,15 +226,6 @@ func (f *follower) state(st event.TaskChanged) error {
 		return f.send(TaskEvent{Kind: KindProgress, Status: st.Status, Progress: st.Progress})
 	}
 	return nil
-}
-
-// sameProgress reports whether two progress values are equal; nil is
-// equal only to nil.
-func sameProgress(a, b *taskdoc.Progress) bool {
-	if a == nil || b == nil {
-		return a == b
-	}
-	return *a == *b
 }
 
 // end sends the lines stored since the last read (the task may have
