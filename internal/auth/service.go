@@ -3,8 +3,8 @@
 // single-use refresh tokens stored as hashes, and the authentication of
 // incoming requests.
 //
-// auth imports internal/store, internal/access and internal/fault; its
-// handler.go translates the generated AuthService to the Service here.
+// Its handler.go translates the generated AuthService to the Service
+// here.
 package auth
 
 import (
