@@ -217,9 +217,8 @@ func (b *wiring) newCaches() (records, counts *cache.Cache, err error) {
 	// Every write the counts depend on retires them, on every instance,
 	// before the writing call returns. This stays a call on the open store
 	// rather than an option of store.OpenURL: the store is the first thing
-	// New opens (the signing key, the audit recorder and the auth service
-	// read it), while this cache needs Valkey and the metrics registry,
-	// opened later. A write before this call has nothing to retire: the
+	// New opens (the audit recorder, the auth service and every service
+	// after them read it), while this cache needs Valkey, opened later. A write before this call has nothing to retire: the
 	// cache it would retire did not exist yet.
 	b.st.OnWrite([]string{"users", "workspaces", "workspace_members", "tasks"}, func(ctx context.Context) {
 		counts.Invalidate(ctx, stats.Generation)
