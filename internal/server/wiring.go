@@ -218,7 +218,9 @@ func (b *wiring) newCaches() (records, counts *cache.Cache, err error) {
 	// before the writing call returns. This stays a call on the open store
 	// rather than an option of store.OpenURL: the store is the first thing
 	// New opens (the audit recorder, the auth service and every service
-	// after them read it), while this cache needs Valkey, opened later. A write before this call has nothing to retire: the
+	// after them read it), while this cache needs the Valkey client, which
+	// is traced by the tracer provider that newMeters makes once the store
+	// is open. A write before this call has nothing to retire: the
 	// cache it would retire did not exist yet.
 	b.st.OnWrite([]string{"users", "workspaces", "workspace_members", "tasks"}, func(ctx context.Context) {
 		counts.Invalidate(ctx, stats.Generation)
