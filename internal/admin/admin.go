@@ -1,9 +1,8 @@
 // Package admin holds account administration — listing accounts, changing
 // roles, disabling and re-enabling — and reading the audit log.
 //
-// admin imports internal/store, internal/access, internal/audit,
-// internal/fault and internal/page; its handler.go translates the generated
-// AdminService to the Service here.
+// Its handler.go translates the generated AdminService to the Service
+// here.
 package admin
 
 import (

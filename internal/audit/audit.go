@@ -2,8 +2,8 @@
 // sharing, deletions) with who did what to which thing, from where, under
 // which request id.
 //
-// audit imports internal/store and internal/access. Recording never fails
-// the operation it describes: a store error is logged instead, loudly.
+// Recording never fails the operation it describes: a store error is
+// logged instead, loudly.
 package audit
 
 import (

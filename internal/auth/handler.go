@@ -120,6 +120,8 @@ func (h *Handler) GetCurrentUser(ctx context.Context, _ *berthv1.GetCurrentUserR
 }
 
 // CreateApiKey implements berthv1connect.AuthServiceHandler.
+//
+//lint:ignore ST1003 the name is the generated interface's, from the proto RPC CreateApiKey
 func (h *Handler) CreateApiKey(ctx context.Context, req *berthv1.CreateApiKeyRequest) (*berthv1.CreateApiKeyResponse, error) {
 	p, _ := access.PrincipalFrom(ctx)
 	var expires *time.Time
@@ -137,6 +139,8 @@ func (h *Handler) CreateApiKey(ctx context.Context, req *berthv1.CreateApiKeyReq
 }
 
 // ListApiKeys implements berthv1connect.AuthServiceHandler.
+//
+//lint:ignore ST1003 the name is the generated interface's, from the proto RPC ListApiKeys
 func (h *Handler) ListApiKeys(ctx context.Context, _ *berthv1.ListApiKeysRequest) (*berthv1.ListApiKeysResponse, error) {
 	p, _ := access.PrincipalFrom(ctx)
 	keys, err := h.svc.ListAPIKeys(ctx, p)
@@ -151,6 +155,8 @@ func (h *Handler) ListApiKeys(ctx context.Context, _ *berthv1.ListApiKeysRequest
 }
 
 // RevokeApiKey implements berthv1connect.AuthServiceHandler.
+//
+//lint:ignore ST1003 the name is the generated interface's, from the proto RPC RevokeApiKey
 func (h *Handler) RevokeApiKey(ctx context.Context, req *berthv1.RevokeApiKeyRequest) (*berthv1.RevokeApiKeyResponse, error) {
 	p, _ := access.PrincipalFrom(ctx)
 	if err := h.svc.RevokeAPIKey(ctx, p, req.GetId()); err != nil {

@@ -3,8 +3,8 @@
 // single-use refresh tokens stored as hashes, and the authentication of
 // incoming requests.
 //
-// auth imports internal/store, internal/access and internal/fault; its
-// handler.go translates the generated AuthService to the Service here.
+// Its handler.go translates the generated AuthService to the Service
+// here.
 package auth
 
 import (
@@ -37,6 +37,11 @@ type Config struct {
 	// PasswordHashMemoryMiB is the memory password hashing may take at
 	// once (see HashSlots); 0 means 160 MiB.
 	PasswordHashMemoryMiB int64
+	// Shared, when set, makes authentication read sessions, accounts and
+	// API keys through its caches (normally Valkey-backed) instead of
+	// through this instance's own short-lived principal cache, which other
+	// instances' changes cannot reach (see shared.go).
+	Shared *SharedCaches
 }
 
 // Service signs people in and authenticates requests.
@@ -49,7 +54,7 @@ type Service struct {
 	dummyHash  func() string
 	hashes     *hashGate
 	principals *principalCache
-	shared     *sharedReads // nil: no shared cache (see UseSharedCache)
+	shared     *sharedReads // nil: no shared cache (Config.Shared)
 	// accounts slows password guessing per account. Guessing per source
 	// address (passwords, API keys, tokens, tickets) is limited by the
 	// server's failed-sign-in budget, which every protocol front spends.
@@ -91,7 +96,12 @@ func NewService(st *store.Store, tokens *TokenIssuer, cfg Config, rec *audit.Rec
 		return h
 	})
 	go dummy()
+	var shared *sharedReads
+	if c := cfg.Shared; c != nil {
+		shared = &sharedReads{sessions: c.Sessions, users: c.Users, keys: c.Keys}
+	}
 	return &Service{
+		shared:     shared,
 		store:      st,
 		tokens:     tokens,
 		cfg:        cfg,

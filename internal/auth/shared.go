@@ -20,12 +20,11 @@ type sharedReads struct {
 	sessions, users, keys *cache.Cache
 }
 
-// UseSharedCache makes authentication read sessions, accounts and API keys
-// through the given caches (normally Valkey-backed), instead of through
-// this instance's own short-lived principal cache, which other instances'
-// changes cannot reach. Call it before the service is used.
-func (s *Service) UseSharedCache(sessions, users, keys *cache.Cache) {
-	s.shared = &sharedReads{sessions: sessions, users: users, keys: keys}
+// SharedCaches are the caches (normally Valkey-backed) through which
+// authentication reads sessions, accounts and API keys when
+// Config.Shared is set.
+type SharedCaches struct {
+	Sessions, Users, Keys *cache.Cache
 }
 
 // cachedSession is what authentication reads of a session.

@@ -8,8 +8,6 @@
 // it brings the other instances' events in with Deliver. When that link
 // breaks or drops events, LagAll tells every subscriber to catch up from
 // the store, which always holds what was published.
-//
-// bus is a leaf package: it imports nothing from berth.
 package bus
 
 import "sync"

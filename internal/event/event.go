@@ -7,8 +7,6 @@
 // followers of a task do not read the task from the store a thousand times
 // per change; the store stays the source of truth for catching up (stored,
 // then published: a follower that lags or starts late reads the store).
-//
-// event is a leaf under store: it imports only store's value types.
 package event
 
 import (

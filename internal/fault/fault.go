@@ -5,8 +5,6 @@
 // below. The transport edge (internal/server) maps each kind to a Connect
 // code and a google.rpc.ErrorInfo reason in one table; anything that is not
 // a fault is an internal error whose text never leaves the server.
-//
-// fault is a leaf package: it imports nothing from berth.
 package fault
 
 import (

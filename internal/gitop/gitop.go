@@ -10,8 +10,6 @@
 // runs with a fixed set of -c overrides so a repository's own
 // configuration cannot run programs on berth's behalf (hooks, fsmonitor,
 // transports). An invalid argument is an *Error naming the field.
-//
-// gitop is a leaf: it imports only the standard library.
 package gitop
 
 import (

@@ -1,7 +1,5 @@
 // Package page turns the list requests' page and page_size into offsets and
 // the list responses' pagination block, the same way for every list.
-//
-// page imports only the generated API package.
 package page
 
 import berthv1 "github.com/berthhq/berth/internal/gen/berth/v1"

@@ -12,8 +12,6 @@
 // golang.org/x/time/rate limiters; during an outage a key can therefore
 // get up to one budget per instance. A Valkey failure is never an error
 // for the caller: the decision falls back to the local budget.
-//
-// ratelimit imports internal/valkey and internal/telemetry from berth.
 package ratelimit
 
 import (

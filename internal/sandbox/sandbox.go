@@ -3,8 +3,6 @@
 // and the states and events a runtime reports. The runtimes themselves are
 // sandbox/docker (production) and sandbox/process (development without an
 // engine); the interfaces they satisfy are declared by their consumers.
-//
-// sandbox is a leaf package: it imports nothing from berth.
 package sandbox
 
 import (

@@ -135,7 +135,7 @@ func TestBoundaryWorkspaceDirectories(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		done := waitTask(t, c, alice, task.GetTask().GetId(), within(t), nil)
+		done := waitTask(t, c, alice, task.GetTask().GetId(), nil)
 		if done.GetStatus() != berthv1.TaskStatus_TASK_STATUS_FAILED || done.GetError().GetCode() != "WORKSPACE_UNAVAILABLE" {
 			t.Errorf("a task in the workspace with its directory replaced: %v %v", done.GetStatus(), done.GetError())
 		}
@@ -226,7 +226,7 @@ func TestBoundaryWorkingDirectory(t *testing.T) {
 		if err != nil {
 			t.Fatalf("CreateTask(working_dir %q): %v", wd, err)
 		}
-		return waitTask(t, c, member, res.GetTask().GetId(), within(t), nil)
+		return waitTask(t, c, member, res.GetTask().GetId(), nil)
 	}
 	for _, wd := range []string{"escape", "escape/etc", "sub/../escape"} {
 		if strings.Contains(wd, "..") {
@@ -285,7 +285,7 @@ func TestManagedWorkspaceClonesGitURL(t *testing.T) {
 		t.Fatalf("git daemon: %v", err)
 	}
 	t.Cleanup(func() { _ = daemon.Process.Kill(); _ = daemon.Wait() })
-	eventually(t, within(t), "git daemon listening", func() bool {
+	eventually(t, "git daemon listening", func() bool {
 		conn, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
 		if err == nil {
 			conn.Close()
@@ -308,7 +308,7 @@ func TestManagedWorkspaceClonesGitURL(t *testing.T) {
 	if err != nil || len(tasks.GetTasks()) != 1 {
 		t.Fatalf("tasks of the new workspace: %v, %v; want the clone", tasks, err)
 	}
-	clone := waitTask(t, c, member, tasks.GetTasks()[0].GetId(), within(t), nil)
+	clone := waitTask(t, c, member, tasks.GetTasks()[0].GetId(), nil)
 	if clone.GetStatus() != berthv1.TaskStatus_TASK_STATUS_SUCCEEDED || clone.GetGit().GetOperation() != berthv1.GitOperationType_GIT_OPERATION_TYPE_CLONE {
 		t.Fatalf("the clone task: %v %v %v", clone.GetStatus(), clone.GetGit(), clone.GetError())
 	}
@@ -343,7 +343,7 @@ func TestGitInit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	done := waitTask(t, c, member, res.GetTask().GetId(), within(t), nil)
+	done := waitTask(t, c, member, res.GetTask().GetId(), nil)
 	if done.GetStatus() != berthv1.TaskStatus_TASK_STATUS_SUCCEEDED {
 		t.Fatalf("init: %v %v", done.GetStatus(), done.GetError())
 	}
@@ -370,7 +370,7 @@ func TestTaskRecordsShowWhatIsInEffect(t *testing.T) {
 	if cfg := res.GetTask().GetConfig(); cfg.GetMaxTurns() != 40 || cfg.GetTimeout() != 1200 {
 		t.Errorf("the new task's config = %v; want max_turns 40 and timeout 1200 (the values in effect)", cfg)
 	}
-	done := waitTask(t, e.c, e.ctx, res.GetTask().GetId(), within(t), nil)
+	done := waitTask(t, e.c, e.ctx, res.GetTask().GetId(), nil)
 	if done.GetStatus() != berthv1.TaskStatus_TASK_STATUS_SUCCEEDED {
 		t.Fatalf("task: %v %v", done.GetStatus(), done.GetError())
 	}

@@ -6,7 +6,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"connectrpc.com/connect/v2"
 	cerrdefs "github.com/containerd/errdefs"
@@ -29,18 +28,6 @@ func dockerFlags(t *testing.T, cli *client.Client, extra ...string) []string {
 		"--workspace-user", "1000:1000",
 		"--workspace-memory", "256", "--workspace-cpus", "0.5", "--workspace-pids", "128",
 	}, extra...)
-}
-
-// eventually polls check until it returns true or the deadline passes.
-func eventually(t testing.TB, within time.Duration, what string, check func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !check() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", within, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 // TestDockerWorkspaceLifecycle: a workspace is a real container with the
@@ -178,7 +165,7 @@ func TestDockerStatusStaysTrue(t *testing.T) {
 		t.Fatal(err)
 	}
 	var got *berthv1.Workspace
-	eventually(t, 20*time.Second, "the workspace to turn ERROR", func() bool {
+	eventually(t, "the workspace to turn ERROR", func() bool {
 		res, err := c.Workspace.GetWorkspace(ctx, &berthv1.GetWorkspaceRequest{Id: id})
 		got = res.GetWorkspace()
 		return err == nil && got.GetStatus() == berthv1.WorkspaceStatus_WORKSPACE_STATUS_ERROR
@@ -200,7 +187,7 @@ func TestDockerStatusStaysTrue(t *testing.T) {
 	if err := cli.ContainerStop(t.Context(), second, container.StopOptions{Timeout: &timeout}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 20*time.Second, "the workspace to turn STOPPED", func() bool {
+	eventually(t, "the workspace to turn STOPPED", func() bool {
 		res, err := c.Workspace.GetWorkspace(ctx, &berthv1.GetWorkspaceRequest{Id: id})
 		return err == nil && res.GetWorkspace().GetStatus() == berthv1.WorkspaceStatus_WORKSPACE_STATUS_STOPPED
 	})
@@ -250,7 +237,7 @@ func TestDockerReconcileOnRestart(t *testing.T) {
 	ctx = as(t.Context(), login.GetTokens().GetAccessToken())
 	want := []berthv1.WorkspaceStatus{berthv1.WorkspaceStatus_WORKSPACE_STATUS_STOPPED, berthv1.WorkspaceStatus_WORKSPACE_STATUS_ERROR}
 	for i, id := range ids {
-		eventually(t, 20*time.Second, "reconciliation of "+id, func() bool {
+		eventually(t, "reconciliation of "+id, func() bool {
 			res, err := c.Workspace.GetWorkspace(ctx, &berthv1.GetWorkspaceRequest{Id: id})
 			return err == nil && res.GetWorkspace().GetStatus() == want[i]
 		})
@@ -277,7 +264,7 @@ func TestIdleWorkspaceStops(t *testing.T) {
 	}
 	// ListWorkspaces is not activity on one workspace, so polling with it
 	// does not keep the workspace alive.
-	eventually(t, 20*time.Second, "the idle workspace to stop", func() bool {
+	eventually(t, "the idle workspace to stop", func() bool {
 		list, err := c.Workspace.ListWorkspaces(ctx, &berthv1.ListWorkspacesRequest{Status: "stopped"})
 		return err == nil && list.GetPagination().GetTotal() == 1
 	})

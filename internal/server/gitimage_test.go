@@ -11,7 +11,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/docker/docker/client"
 
@@ -143,7 +142,7 @@ func TestGitTasksOnDocker(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	done := waitTask(t, c, ctx, res.GetTask().GetId(), 60*time.Second, nil)
+	done := waitTask(t, c, ctx, res.GetTask().GetId(), nil)
 	after := git(t, dir, "rev-parse", "HEAD")
 	if done.GetStatus() != berthv1.TaskStatus_TASK_STATUS_SUCCEEDED || after == before ||
 		done.GetResult().GetDetails().GetFields()["head"].GetStringValue() != after {
@@ -164,7 +163,7 @@ func TestGitTasksOnDocker(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	logTask := waitTask(t, c, ctx, status.GetTask().GetId(), 60*time.Second, nil)
+	logTask := waitTask(t, c, ctx, status.GetTask().GetId(), nil)
 	found := false
 	for _, e := range allLogs(t, c, ctx, logTask.GetId()) {
 		found = found || strings.Contains(e.GetMessage(), "add new.txt")

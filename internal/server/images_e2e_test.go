@@ -186,7 +186,7 @@ func TestBuildsCannotPoisonImages(t *testing.T) {
 		}); err != nil {
 			t.Fatal(err)
 		}
-		done := waitTask(t, c, member, id, 2*time.Minute, nil)
+		done := waitTask(t, c, member, id, nil)
 		if done.GetStatus() != berthv1.TaskStatus_TASK_STATUS_FAILED || done.GetError().GetCode() != "TAG_REFUSED" ||
 			!strings.Contains(done.GetError().GetMessage(), ownRepo+":<tag>") {
 			t.Errorf("stored build tagged %s = %v, want FAILED with TAG_REFUSED", tag, done)
@@ -209,7 +209,7 @@ func TestBuildsCannotPoisonImages(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if done := waitTask(t, c, member, res.GetTask().GetId(), 2*time.Minute, nil); done.GetStatus() != berthv1.TaskStatus_TASK_STATUS_FAILED ||
+	if done := waitTask(t, c, member, res.GetTask().GetId(), nil); done.GetStatus() != berthv1.TaskStatus_TASK_STATUS_FAILED ||
 		!strings.Contains(done.GetError().GetMessage(), "leaves the workspace") {
 		t.Errorf("a build from a context linked out of the workspace = %v", done)
 	}
@@ -228,7 +228,7 @@ func TestBuildsCannotPoisonImages(t *testing.T) {
 	t.Cleanup(func() {
 		_, _ = cli.ImageRemove(context.Background(), own, image.RemoveOptions{Force: true, PruneChildren: true})
 	})
-	done := waitTask(t, c, member, res.GetTask().GetId(), 3*time.Minute, nil)
+	done := waitTask(t, c, member, res.GetTask().GetId(), nil)
 	fields := done.GetResult().GetDetails().GetFields()
 	if done.GetStatus() != berthv1.TaskStatus_TASK_STATUS_SUCCEEDED || fields["tag"].GetStringValue() != own ||
 		fields["image_id"].GetStringValue() != imageID(t, cli, own) {

@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"connectrpc.com/connect/v2"
 
@@ -69,7 +68,7 @@ func TestStreamAcrossInstances(t *testing.T) {
 		t.Fatal(err)
 	}
 	id := created.GetTask().GetId()
-	waitTask(t, ca, ctx, id, 20*time.Second, func(tk *berthv1.Task) bool { return tk.GetStatus() == berthv1.TaskStatus_TASK_STATUS_RUNNING })
+	waitTask(t, ca, ctx, id, func(tk *berthv1.Task) bool { return tk.GetStatus() == berthv1.TaskStatus_TASK_STATUS_RUNNING })
 
 	b := p.start(t)
 	cb := b.clients(protocols[0])
@@ -238,12 +237,12 @@ func TestValkeyOutage(t *testing.T) {
 	p.redis.Stop()
 	loop(40) // the instances notice on their own; nothing fails meanwhile
 	for _, srv := range []*testServer{a, b} {
-		eventually(t, 10*time.Second, "degraded in /ready", func() bool { return readyState(srv) == "degraded (using local fallback)" })
+		eventually(t, "degraded in /ready", func() bool { return readyState(srv) == "degraded (using local fallback)" })
 	}
 	loop(20)
 	p.redis.Start()
 	for _, srv := range []*testServer{a, b} {
-		eventually(t, 20*time.Second, "ok in /ready", func() bool { return readyState(srv) == "ok" })
+		eventually(t, "ok in /ready", func() bool { return readyState(srv) == "ok" })
 		if v := metric(t, srv, `berth_valkey_up`); v != 1 {
 			t.Errorf("berth_valkey_up = %v after the restart", v)
 		}

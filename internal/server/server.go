@@ -86,9 +86,9 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg *prom
 		b.loadSigningKey,
 		b.newRoots,
 		func() error { return b.newMeters(ctx) },
+		func() error { return b.openShared(ctx) },
 		func() error { return b.newAuth(ctx) },
 		func() error { return b.newRuntime(ctx) },
-		func() error { return b.openShared(ctx) },
 		b.newServices,
 		b.newAPI,
 		b.newRoutes,
@@ -119,20 +119,20 @@ func (s *Server) Close() error {
 	return errors.Join(s.meters.Shutdown(context.Background()), s.tracing.Shutdown(context.Background()), s.runtime.Close(), s.store.Close())
 }
 
-// shareAuthReads makes authentication read sessions, accounts and API keys
-// through Valkey-backed caches, so that every instance sees a logout, a
-// revocation, a disabled account or a role change on its next request.
-func shareAuthReads(authSvc *auth.Service, shared *valkey.Client, reg prometheus.Registerer, logger *slog.Logger) error {
+// sharedAuthCaches makes the Valkey-backed caches through which
+// authentication reads sessions, accounts and API keys, so that every
+// instance sees a logout, a revocation, a disabled account or a role
+// change on its next request.
+func sharedAuthCaches(shared *valkey.Client, reg prometheus.Registerer, logger *slog.Logger) (*auth.SharedCaches, error) {
 	caches := make([]*cache.Cache, 0, 3)
 	for _, name := range []string{"sessions", "users", "apikeys"} {
 		c, err := cache.New(name, cache.Options{Valkey: shared, TTL: 5 * time.Minute, Registerer: reg, Logger: logger})
 		if err != nil {
-			return err
+			return nil, err
 		}
 		caches = append(caches, c)
 	}
-	authSvc.UseSharedCache(caches[0], caches[1], caches[2])
-	return nil
+	return &auth.SharedCaches{Sessions: caches[0], Users: caches[1], Keys: caches[2]}, nil
 }
 
 // closeShared closes the bridge, then the Valkey client; both may be nil.

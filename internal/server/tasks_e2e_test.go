@@ -6,7 +6,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"connectrpc.com/connect/v2"
 
@@ -32,10 +31,10 @@ func installClaudeTB(t testing.TB, projectDir string) {
 
 // waitTask polls a task until it leaves QUEUED/RUNNING (or until stop
 // returns true) and returns it.
-func waitTask(t testing.TB, c clients, ctx context.Context, id string, within time.Duration, stop func(*berthv1.Task) bool) *berthv1.Task {
+func waitTask(t testing.TB, c clients, ctx context.Context, id string, stop func(*berthv1.Task) bool) *berthv1.Task {
 	t.Helper()
 	var last *berthv1.Task
-	eventually(t, within, "task "+id, func() bool {
+	eventually(t, "task "+id, func() bool {
 		res, err := c.Task.GetTask(ctx, &berthv1.GetTaskRequest{Id: id})
 		if err != nil {
 			t.Fatalf("GetTask: %v", err)
@@ -103,7 +102,7 @@ func TestClaudeTasksOnDocker(t *testing.T) {
 	}
 
 	// A normal run, on a stopped workspace that starts on demand.
-	ok := waitTask(t, c, ctx, create("explain the project", &berthv1.TaskConfig{MaxTurns: 5}, "").GetId(), 60*time.Second, nil)
+	ok := waitTask(t, c, ctx, create("explain the project", &berthv1.TaskConfig{MaxTurns: 5}, "").GetId(), nil)
 	if ok.GetStatus() != berthv1.TaskStatus_TASK_STATUS_SUCCEEDED || ok.GetResult().GetSummary() == "" || ok.GetSessionId() == "" ||
 		ok.GetResult().GetDetails().GetFields()["num_turns"].GetNumberValue() < 1 || ok.GetProgress().GetTotal() != 5 {
 		t.Fatalf("normal run = %v", ok)
@@ -124,7 +123,7 @@ func TestClaudeTasksOnDocker(t *testing.T) {
 	}
 
 	// Continuing the session resumes it.
-	cont := waitTask(t, c, ctx, create("and now the tests", nil, ok.GetId()).GetId(), 60*time.Second, nil)
+	cont := waitTask(t, c, ctx, create("and now the tests", nil, ok.GetId()).GetId(), nil)
 	if cont.GetStatus() != berthv1.TaskStatus_TASK_STATUS_SUCCEEDED || cont.GetSessionId() != ok.GetSessionId() {
 		t.Errorf("continued run = %v (want session %s)", cont, ok.GetSessionId())
 	}
@@ -140,12 +139,12 @@ func TestClaudeTasksOnDocker(t *testing.T) {
 		{"please [hang]", nil, berthv1.TaskStatus_TASK_STATUS_FAILED, "AGENT_IDLE"},
 		{"please [slow] [hang]", &berthv1.TaskConfig{Timeout: 1}, berthv1.TaskStatus_TASK_STATUS_TIMED_OUT, "TIMED_OUT"},
 	} {
-		got := waitTask(t, c, ctx, create(tc.prompt, tc.cfg, "").GetId(), 60*time.Second, nil)
+		got := waitTask(t, c, ctx, create(tc.prompt, tc.cfg, "").GetId(), nil)
 		if got.GetStatus() != tc.status || got.GetError().GetCode() != tc.code {
 			t.Errorf("%q: status %v, error %v", tc.prompt, got.GetStatus(), got.GetError())
 		}
 	}
-	nonJSON := waitTask(t, c, ctx, create("please [nonjson]", nil, "").GetId(), 60*time.Second, nil)
+	nonJSON := waitTask(t, c, ctx, create("please [nonjson]", nil, "").GetId(), nil)
 	if nonJSON.GetStatus() != berthv1.TaskStatus_TASK_STATUS_SUCCEEDED {
 		t.Errorf("[nonjson] = %v", nonJSON)
 	}
@@ -163,7 +162,7 @@ func TestClaudeTasksOnDocker(t *testing.T) {
 	// workspace runs one task at a time).
 	hang := create("please [hang]", &berthv1.TaskConfig{Timeout: 600}, "")
 	queued := create("never runs", nil, "")
-	waitTask(t, c, ctx, hang.GetId(), 30*time.Second, func(task *berthv1.Task) bool {
+	waitTask(t, c, ctx, hang.GetId(), func(task *berthv1.Task) bool {
 		return task.GetStatus() == berthv1.TaskStatus_TASK_STATUS_RUNNING
 	})
 	q, err := c.Task.CancelTask(ctx, &berthv1.CancelTaskRequest{Id: queued.GetId()})

@@ -60,7 +60,7 @@ func TestGitTasks(t *testing.T) {
 		if err != nil {
 			t.Fatalf("CreateTask %v: %v", op, err)
 		}
-		return waitTask(t, c, ctx, res.GetTask().GetId(), 30*time.Second, nil)
+		return waitTask(t, c, ctx, res.GetTask().GetId(), nil)
 	}
 
 	status := run(&berthv1.GitOperation{Operation: berthv1.GitOperationType_GIT_OPERATION_TYPE_STATUS}, nil)
@@ -135,7 +135,7 @@ func TestTaskPriorityOrder(t *testing.T) {
 		return res.GetTask().GetId()
 	}
 	blocker := create("please [slow]", berthv1.TaskPriority_TASK_PRIORITY_HIGH)
-	waitTask(t, c, ctx, blocker, 30*time.Second, func(task *berthv1.Task) bool { return task.GetStatus() == berthv1.TaskStatus_TASK_STATUS_RUNNING })
+	waitTask(t, c, ctx, blocker, func(task *berthv1.Task) bool { return task.GetStatus() == berthv1.TaskStatus_TASK_STATUS_RUNNING })
 	ids := map[string]string{
 		"low-1":    create("a", berthv1.TaskPriority_TASK_PRIORITY_LOW),
 		"medium-1": create("b", berthv1.TaskPriority_TASK_PRIORITY_UNSPECIFIED), // medium by default
@@ -145,7 +145,7 @@ func TestTaskPriorityOrder(t *testing.T) {
 	}
 	started := map[string]time.Time{}
 	for name, id := range ids {
-		task := waitTask(t, c, ctx, id, 60*time.Second, nil)
+		task := waitTask(t, c, ctx, id, nil)
 		if task.GetStatus() != berthv1.TaskStatus_TASK_STATUS_SUCCEEDED {
 			t.Fatalf("%s = %v", name, task)
 		}
@@ -176,7 +176,7 @@ func TestBudgetRefusesClaudeTasks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if done := waitTask(t, c, ctx, first.GetTask().GetId(), 30*time.Second, nil); done.GetStatus() != berthv1.TaskStatus_TASK_STATUS_SUCCEEDED {
+	if done := waitTask(t, c, ctx, first.GetTask().GetId(), nil); done.GetStatus() != berthv1.TaskStatus_TASK_STATUS_SUCCEEDED {
 		t.Fatalf("first task = %v", done)
 	}
 	_, err = c.Task.CreateTask(ctx, req)
@@ -231,7 +231,7 @@ func TestDockerBuildTask(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	done := waitTask(t, c, ctx, res.GetTask().GetId(), 60*time.Second, nil)
+	done := waitTask(t, c, ctx, res.GetTask().GetId(), nil)
 	if done.GetStatus() != berthv1.TaskStatus_TASK_STATUS_SUCCEEDED || done.GetResult().GetDetails().GetFields()["tag"].GetStringValue() != tag {
 		t.Fatalf("build = %v", done)
 	}
@@ -278,7 +278,7 @@ func TestConcurrencyLimits(t *testing.T) {
 	}
 	var spans []span
 	for _, id := range ids {
-		task := waitTask(t, c, ctx, id, 120*time.Second, nil)
+		task := waitTask(t, c, ctx, id, nil)
 		if task.GetStatus() != berthv1.TaskStatus_TASK_STATUS_SUCCEEDED {
 			t.Fatalf("task = %v", task)
 		}

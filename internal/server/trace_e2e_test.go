@@ -286,7 +286,7 @@ func checkTrace(t *testing.T, flags []string, hooks traceHooks, more func(t *tes
 	}
 	id := res.GetTask().GetId()
 	read := as(t.Context(), token)
-	done := waitTask(t, c, read, id, within(t), nil)
+	done := waitTask(t, c, read, id, nil)
 	if done.GetStatus() != berthv1.TaskStatus_TASK_STATUS_SUCCEEDED {
 		t.Fatalf("task ended %v: %v", done.GetStatus(), done.GetError())
 	}
@@ -308,7 +308,7 @@ func checkTrace(t *testing.T, flags []string, hooks traceHooks, more func(t *tes
 	var rpc, exec *tracepb.Span
 	var spans map[string]*tracepb.Span
 	storeUnder := 0
-	eventually(t, within(t), "the trace's spans at the receiver", func() bool {
+	eventually(t, "the trace's spans at the receiver", func() bool {
 		spans = rc.trace(traceID)
 		rpc, exec, storeUnder = nil, nil, 0
 		for _, s := range spans {

@@ -12,6 +12,7 @@ import (
 	"connectrpc.com/connect/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/berthhq/berth/internal/access"
 	"github.com/berthhq/berth/internal/audit"
@@ -21,6 +22,7 @@ import (
 	"github.com/berthhq/berth/internal/config"
 	"github.com/berthhq/berth/internal/oidc"
 	"github.com/berthhq/berth/internal/quota"
+	"github.com/berthhq/berth/internal/ratelimit"
 	"github.com/berthhq/berth/internal/sse"
 	"github.com/berthhq/berth/internal/stats"
 	"github.com/berthhq/berth/internal/store"
@@ -44,18 +46,19 @@ type wiring struct {
 	now    func() time.Time
 	undo   []func()
 
-	st       *store.Store             // openStore
-	key      *auth.SigningKey         // loadSigningKey
-	roots    workspace.Roots          // newRoots
-	meters   *sdkmetric.MeterProvider // newMeters
-	tracing  *telemetry.Tracing       // newMeters
-	recorder *audit.Recorder          // newAuth
-	authSvc  *auth.Service            // newAuth
-	oidc     *oidc.Handler            // newAuth
-	rt       *containerRuntime        // newRuntime
-	events   *bus.Bus                 // openShared
-	shared   *valkey.Client           // openShared; nil without --valkey-url
-	bridge   *valkey.Bridge           // openShared; nil without --valkey-url
+	st         *store.Store             // openStore
+	key        *auth.SigningKey         // loadSigningKey
+	roots      workspace.Roots          // newRoots
+	meters     *sdkmetric.MeterProvider // newMeters
+	tracing    *telemetry.Tracing       // newMeters
+	events     *bus.Bus                 // openShared
+	shared     *valkey.Client           // openShared; nil without --valkey-url
+	bridge     *valkey.Bridge           // openShared; nil without --valkey-url
+	authCaches *auth.SharedCaches       // openShared; nil without --valkey-url
+	recorder   *audit.Recorder          // newAuth
+	authSvc    *auth.Service            // newAuth
+	oidc       *oidc.Handler            // newAuth
+	rt         *containerRuntime        // newRuntime
 
 	streamMetrics *stream.Metrics    // newServices
 	workspaces    *workspace.Service // newServices
@@ -63,8 +66,8 @@ type wiring struct {
 	runner        *task.Runner       // newServices
 	tasks         *task.Service      // newServices
 	loginMethods  []auth.LoginMethod // newServices
+	limits        limiter            // newServices
 
-	limits         limiter        // newAPI
 	maxConns       int64          // newAPI
 	slots          *quota.Streams // newAPI
 	connectStreams *drain         // newAPI
@@ -156,6 +159,7 @@ func (b *wiring) newAuth(ctx context.Context) (err error) {
 		AllowRegistration:     cfg.AllowRegistration,
 		RefreshTTL:            cfg.JWT.RefreshTokenTTL,
 		PasswordHashMemoryMiB: cfg.PasswordHashMemoryMiB,
+		Shared:                b.authCaches,
 	}, b.recorder, b.now)
 	if err != nil {
 		return err
@@ -178,7 +182,8 @@ func (b *wiring) newRuntime(ctx context.Context) error {
 }
 
 // openShared makes the event bus and, with --valkey-url, connects Valkey,
-// bridges the bus across instances and shares authentication's reads.
+// bridges the bus across instances and makes the caches that share
+// authentication's reads (newAuth hands them to the auth service).
 func (b *wiring) openShared(ctx context.Context) (err error) {
 	b.events = bus.New()
 	if b.shared, err = openValkey(ctx, b.cfg, b.reg, b.logger, b.tracing); err != nil {
@@ -189,7 +194,7 @@ func (b *wiring) openShared(ctx context.Context) (err error) {
 		// Events cross instances: a task running here streams to clients
 		// connected anywhere.
 		b.bridge = valkey.NewBridge(b.shared, b.events, valkey.EventCodec{})
-		if err := shareAuthReads(b.authSvc, b.shared, b.reg, b.logger); err != nil {
+		if b.authCaches, err = sharedAuthCaches(b.shared, b.reg, b.logger); err != nil {
 			return err
 		}
 	}
@@ -210,7 +215,13 @@ func (b *wiring) newCaches() (records, counts *cache.Cache, err error) {
 		return nil, nil, err
 	}
 	// Every write the counts depend on retires them, on every instance,
-	// before the writing call returns.
+	// before the writing call returns. This stays a call on the open store
+	// rather than an option of store.OpenURL: the store is the first thing
+	// New opens (the audit recorder, the auth service and every service
+	// after them read it), while this cache needs the Valkey client, which
+	// is traced by the tracer provider that newMeters makes once the store
+	// is open. A write before this call has nothing to retire: the
+	// cache it would retire did not exist yet.
 	b.st.OnWrite([]string{"users", "workspaces", "workspace_members", "tasks"}, func(ctx context.Context) {
 		counts.Invalidate(ctx, stats.Generation)
 	})
@@ -218,7 +229,8 @@ func (b *wiring) newCaches() (records, counts *cache.Cache, err error) {
 }
 
 // newServices builds the domain services: workspaces, stats, the task
-// runner and the task service.
+// runner and the task service, and the rate limits the task service and
+// the API apply.
 func (b *wiring) newServices() error {
 	cfg := b.cfg
 	b.streamMetrics = stream.NewMetrics(b.reg)
@@ -244,6 +256,10 @@ func (b *wiring) newServices() error {
 	if err != nil {
 		return fmt.Errorf("--task-env-deny/--task-env-allow: %w", err)
 	}
+	var tracer trace.TracerProvider // nil: the runner's tasks make no spans
+	if b.tracing.Enabled() {
+		tracer = b.tracing.Provider
+	}
 	b.runner = task.NewRunner(b.st, b.rt, b.workspaces, b.events, b.reg, b.logger, b.now, task.RunnerConfig{
 		MaxRunning:      int(cfg.Tasks.MaxRunning),
 		MaxPerWorkspace: int(cfg.Tasks.MaxRunningPerWorkspace),
@@ -258,11 +274,16 @@ func (b *wiring) newServices() error {
 		Lease:           cfg.Tasks.Lease,
 		Env:             envRule,
 		Builds:          task.BuildDefaults{Network: cfg.Workspace.Network, MemoryMB: cfg.Workspace.MemoryMB, CPUs: cfg.Workspace.CPUs},
+		Tracer:          tracer,
 	})
-	if b.tracing.Enabled() {
-		b.runner.UseTracing(b.tracing.Provider)
-	}
-	tasks := task.NewService(b.st, b.runner, task.Budget{USD: cfg.Tasks.BudgetUSD, Period: cfg.Tasks.BudgetPeriod}, b.now, b.streamMetrics)
+	b.limits = limiter{newLimiter(cfg.RateLimits, b.shared, b.reg, b.now)}
+	limits := b.limits
+	tasks := task.NewService(b.st, b.runner, task.Budget{USD: cfg.Tasks.BudgetUSD, Period: cfg.Tasks.BudgetPeriod}, task.Limits{
+		Queued: cfg.Quotas.MaxQueuedPerUser,
+		Admit: func(ctx context.Context, userID string) error {
+			return limits.allow(ctx, ratelimit.TaskCreate, "user:"+userID, callHeaders(ctx))
+		},
+	}, b.now, b.streamMetrics)
 	b.tasks = tasks
 	cloneFirst = func(ctx context.Context, p access.Principal, w *store.Workspace) error {
 		_, err := tasks.Create(ctx, p, task.Spec{
@@ -274,7 +295,6 @@ func (b *wiring) newServices() error {
 		})
 		return err
 	}
-	tasks.LimitQueue(cfg.Quotas.MaxQueuedPerUser)
 	for _, p := range b.oidc.Providers() {
 		b.loginMethods = append(b.loginMethods, auth.LoginMethod(p))
 	}

@@ -21,7 +21,6 @@ import (
 	"github.com/berthhq/berth/internal/openapi"
 	"github.com/berthhq/berth/internal/openapi/docs"
 	"github.com/berthhq/berth/internal/quota"
-	"github.com/berthhq/berth/internal/ratelimit"
 	"github.com/berthhq/berth/internal/sse"
 	"github.com/berthhq/berth/internal/stats"
 	"github.com/berthhq/berth/internal/stream"
@@ -58,15 +57,10 @@ func (b *wiring) newAPI() error {
 	if err != nil {
 		return err
 	}
-	b.limits = limiter{newLimiter(cfg.RateLimits, b.shared, b.reg, b.now)}
 	b.maxConns = connectionCap(cfg.Quotas.MaxConnections, descriptorLimit())
 	slots := quota.New(quota.Options{PerPrincipal: cfg.Quotas.MaxStreamsPerUser, Total: streamCap(b.maxConns), Valkey: b.shared, Registerer: b.reg, Logger: b.logger})
 	b.slots = slots
 	b.onFailure(slots.Close)
-	limits := b.limits
-	b.tasks.LimitCreation(func(ctx context.Context, userID string) error {
-		return limits.allow(ctx, ratelimit.TaskCreate, "user:"+userID, callHeaders(ctx))
-	})
 	b.connectStreams = newDrain()
 	b.api = connect.NewServer(
 		otel,

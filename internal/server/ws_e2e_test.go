@@ -195,7 +195,7 @@ func TestWSCommands(t *testing.T) {
 
 func waitTaskEnd(t testing.TB, e *streamEnv, id string) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(within(t))
 	for time.Now().Before(deadline) {
 		res, err := e.c.Task.GetTask(e.ctx, &berthv1.GetTaskRequest{Id: id})
 		if err != nil {
@@ -421,8 +421,8 @@ func TestWSKeepAlive(t *testing.T) {
 			return
 		case err := <-readErr:
 			t.Fatalf("connection closed: %v", err)
-		case <-time.After(10 * time.Second):
-			t.Fatal("no pong within 10s")
+		case <-time.After(within(t)):
+			t.Fatalf("no pong within %s", within(t))
 		}
 	}
 }

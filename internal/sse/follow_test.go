@@ -74,7 +74,7 @@ func newRig(t *testing.T) *rig {
 	logger := slog.New(slog.DiscardHandler)
 	workspaces := workspace.NewService(workspace.Deps{Store: st, Bus: r.bus, Logger: logger, Now: time.Now, TaskProto: task.ToProto})
 	runner := task.NewRunner(st, nil, workspaces, r.bus, prometheus.NewRegistry(), logger, time.Now, task.RunnerConfig{})
-	tasks := task.NewService(st, runner, task.Budget{}, time.Now, nil)
+	tasks := task.NewService(st, runner, task.Budget{}, task.Limits{}, time.Now, nil)
 	h := sse.New(sse.Config{
 		Auth: stream.Auth{Authenticate: func(req *http.Request) (access.Principal, error) {
 			return r.tokens[strings.TrimPrefix(req.Header.Get("Authorization"), "Bearer ")], nil

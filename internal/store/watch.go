@@ -17,7 +17,8 @@ type writeWatch struct {
 // OnWrite makes the store call fn after every write to one of tables has
 // committed — once per transaction, before the method that wrote returns —
 // so that caches of what those tables hold can be invalidated before the
-// caller learns its write is done. Call it before the store is used.
+// caller learns its write is done. Call it before the store is used by
+// more than one goroutine: the watch is not synchronised.
 func (s *Store) OnWrite(tables []string, fn func(ctx context.Context)) {
 	s.watch = &writeWatch{tables: tables, fn: fn}
 }

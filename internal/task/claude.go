@@ -104,7 +104,7 @@ func (e claudeExecutor) run(ctx context.Context, j job) outcome {
 			}
 		})
 	}()
-	var stderr io.Writer = logs.Stderr()
+	stderr := logs.Stderr()
 	if r.cfg.APIKey != "" {
 		stderr = newRedactingWriter(stderr, r.cfg.APIKey)
 	}

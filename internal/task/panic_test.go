@@ -202,7 +202,7 @@ func TestPanicInHeartbeat(t *testing.T) {
 	if got := rig.wait(t, tr.ID); got.Status != store.TaskSucceeded {
 		t.Errorf("task = %s, %s", got.Status, got.Error)
 	}
-	deadline := time.Now().Add(time.Minute)
+	deadline := time.Now().Add(within(t))
 	for beats.Load() < 4 && time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond)
 	}

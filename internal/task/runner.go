@@ -12,6 +12,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/berthhq/berth/internal/bus"
 	"github.com/berthhq/berth/internal/event"
@@ -74,6 +75,9 @@ type RunnerConfig struct {
 	// (taskenv.New(nil, nil)) when nil.
 	Env *taskenv.Rule
 
+	// Tracer traces the runner's tasks (see tracing); nil: no spans.
+	Tracer trace.TracerProvider
+
 	// MaxPerUser caps one user's tasks running at once across the runners
 	// sharing the store (0: no cap); a user at the cap is passed over, so
 	// another user's task starts.
@@ -126,7 +130,7 @@ type Runner struct {
 	// reaches: "agent-parser" (with the task's id) for each line of the
 	// CLI's output, and "heartbeat" at each renewal.
 	faultHook func(where, taskID string)
-	trace     tracing // off unless UseTracing
+	trace     tracing // off unless RunnerConfig.Tracer
 
 	wake chan struct{}
 
@@ -169,6 +173,9 @@ func NewRunner(st *store.Store, rt Runtime, ws Workspaces, b *bus.Bus, reg prome
 		env:     env,
 		wake:    make(chan struct{}, 1),
 		running: make(map[string]*run),
+	}
+	if cfg.Tracer != nil {
+		r.useTracing(cfg.Tracer)
 	}
 	r.executors = r.newExecutors()
 	return r

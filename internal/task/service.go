@@ -45,15 +45,8 @@ type Service struct {
 	budget  Budget
 	now     func() time.Time
 	streams *stream.Metrics
-	admit   func(ctx context.Context, userID string) error // nil: no limit
-	queued  int64                                          // see LimitQueue
-}
-
-// LimitCreation makes Create ask admit, with the creating user's id, before
-// it stores a task; an error from admit (a rate limit) refuses the task.
-// Call it before the service is used.
-func (s *Service) LimitCreation(admit func(ctx context.Context, userID string) error) {
-	s.admit = admit
+	admit   func(ctx context.Context, userID string) error // nil: no limit (Limits.Admit)
+	queued  int64                                          // Limits.Queued
 }
 
 // Budget caps what one user's claude_chat tasks may cost per period.
@@ -62,10 +55,11 @@ type Budget struct {
 	Period time.Duration
 }
 
-// NewService returns a Service that queues tasks for runner. streams
-// counts what its log followers do; it may be nil.
-func NewService(st *store.Store, runner *Runner, budget Budget, now func() time.Time, streams *stream.Metrics) *Service {
-	return &Service{store: st, runner: runner, budget: budget, now: now, streams: streams}
+// NewService returns a Service that queues tasks for runner and refuses
+// them past limits. streams counts what its log followers do; it may be
+// nil.
+func NewService(st *store.Store, runner *Runner, budget Budget, limits Limits, now func() time.Time, streams *stream.Metrics) *Service {
+	return &Service{store: st, runner: runner, budget: budget, admit: limits.Admit, queued: limits.Queued, now: now, streams: streams}
 }
 
 // Create checks spec, checks the caller may run tasks in its workspace,

@@ -72,7 +72,7 @@ func newServiceRig(t *testing.T, cfg task.RunnerConfig) *serviceRig {
 	}
 	logger := slog.New(slog.NewTextHandler(rig.log, nil))
 	rig.runner = task.NewRunner(st, rt, workspaces{st: st, containerID: id}, bus.New(), prometheus.NewRegistry(), logger, time.Now, cfg)
-	rig.svc = task.NewService(st, rig.runner, task.Budget{}, time.Now, nil)
+	rig.svc = task.NewService(st, rig.runner, task.Budget{}, task.Limits{}, time.Now, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -110,7 +110,7 @@ func (rig *serviceRig) create(t *testing.T, spec task.Spec) *store.TaskRecord {
 func (rig *serviceRig) wait(t *testing.T, id, what string, cond func(*store.TaskRecord) bool) *store.TaskRecord {
 	t.Helper()
 	var got *store.TaskRecord
-	eventually(t, within(t), what, func() bool {
+	eventually(t, what, func() bool {
 		tr, err := rig.svc.Get(t.Context(), rig.owner, id)
 		must(t, err)
 		got = tr

@@ -41,9 +41,9 @@ const (
 	originTTL   = time.Hour
 )
 
-// UseTracing makes the runner's tasks traced by tp (see tracing). Call it
-// before Run.
-func (r *Runner) UseTracing(tp trace.TracerProvider) {
+// useTracing makes the runner's tasks traced by tp (see tracing);
+// NewRunner calls it when RunnerConfig.Tracer is set.
+func (r *Runner) useTracing(tp trace.TracerProvider) {
 	r.trace.tracer = tp.Tracer("github.com/berthhq/berth/internal/task")
 	r.trace.origins = make(map[string]origin)
 	r.rt = tracedRuntime{Runtime: r.rt, tracer: r.trace.tracer}

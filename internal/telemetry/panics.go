@@ -34,7 +34,7 @@ func NewPanics(reg prometheus.Registerer, wheres ...string) *Panics {
 	return p
 }
 
-// Recover, deferred at the top of a goroutine, stops a panic there: it
+// Recover stops a panic in the goroutine at whose top it is deferred: it
 // logs the panic and its stack at ERROR with attrs (such as the task id),
 // counts it under where, then calls then (if not nil) with the panic's
 // value so the caller can end what the goroutine was doing. Without a

@@ -5,8 +5,7 @@
 // OpenTelemetry tracer provider exporting over OTLP/HTTP when the standard
 // OTEL_* environment asks for it, a no-op one otherwise.
 //
-// telemetry imports nothing from berth. Nothing here is global: callers pass
-// what it builds to whoever needs it.
+// Nothing here is global: callers pass what it builds to whoever needs it.
 package telemetry
 
 import (

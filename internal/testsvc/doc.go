@@ -2,6 +2,5 @@
 // Postgres cluster and a redis-server (the protocol Valkey speaks) — on
 // loopback, in temporary directories, and stops them when the test ends.
 // A service that cannot be started fails the test; it is never skipped.
-//
-// testsvc is a leaf package used only by tests: it imports nothing from berth.
+// Only tests use it.
 package testsvc

@@ -1,7 +1,5 @@
 // Package version holds berth's release version, for `berth version` and
 // anything else that reports which build is running.
-//
-// version is a leaf package: it imports nothing.
 package version
 
 // Version is the version of this build. Release builds set it at link

@@ -75,7 +75,7 @@ func TestSubscribeResume(t *testing.T) {
 		Auth: stream.Auth{Authenticate: func(*http.Request) (access.Principal, error) {
 			return access.Principal{UserID: u.ID, Role: u.Role}, nil
 		}},
-		Tasks: task.NewService(st, runner, task.Budget{}, time.Now, nil), Workspaces: workspaces, Logger: logger,
+		Tasks: task.NewService(st, runner, task.Budget{}, task.Limits{}, time.Now, nil), Workspaces: workspaces, Logger: logger,
 	})
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)

@@ -5,8 +5,6 @@
 // rather than an inline script) and Redoc's standalone bundle, vendored
 // from the npm package pinned in package.json (`just docs-page` copies it
 // out of node_modules; `just lint` fails when the copy differs).
-//
-// docs imports no internal package.
 package docs
 
 import (

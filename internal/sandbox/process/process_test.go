@@ -156,7 +156,7 @@ func TestEventsLagged(t *testing.T) {
 	}()
 	select {
 	case <-done:
-	case <-time.After(30 * time.Second):
+	case <-time.After(sandboxtest.Within(t)):
 		t.Fatal("the runtime blocked on a subscriber that does not read")
 	}
 	n := 0

@@ -143,9 +143,25 @@ func (l *lines) String() string {
 	return l.all.String()
 }
 
-// next waits for the next line.
-func (l *lines) next(t testing.TB, d time.Duration) string {
+// Within is how long a test may wait for something to happen: most of
+// what is left of the test's deadline, so a loaded machine slows the test
+// rather than fails it (five minutes when there is no deadline, as in a
+// benchmark).
+func Within(t testing.TB) time.Duration {
+	dt, ok := t.(interface{ Deadline() (time.Time, bool) })
+	if !ok {
+		return 5 * time.Minute
+	}
+	if d, ok := dt.Deadline(); ok {
+		return max(time.Until(d)*3/4, 30*time.Second)
+	}
+	return 5 * time.Minute
+}
+
+// next waits for the next line, up to Within(t).
+func (l *lines) next(t testing.TB) string {
 	t.Helper()
+	d := Within(t)
 	select {
 	case s := <-l.c:
 		return s

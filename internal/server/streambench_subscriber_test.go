@@ -1,0 +1,202 @@
+package server_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// subscriber is what one client of a latency run received.
+type subscriber struct {
+	lat      []time.Duration // receipt minus write, by stamped line
+	first    int64           // the write stamp of the first stamped line (unix ns)
+	lastRecv time.Time       // when the last stamped line came
+	seq      int64           // the last line's seq
+	gaps     int             // lines whose seq did not follow the previous one
+	ended    bool            // the end event came
+	err      error
+}
+
+func (s *subscriber) log(seq, stamp int64, now time.Time) {
+	if seq != s.seq+1 {
+		s.gaps++
+	}
+	s.seq = seq
+	if stamp <= 0 {
+		return
+	}
+	s.lat = append(s.lat, now.Sub(time.Unix(0, stamp)))
+	if s.first == 0 {
+		s.first = stamp
+	}
+	s.lastRecv = now
+}
+
+// numberAfter returns the whole number just after the first key in b, or
+// -1.
+func numberAfter(b, key []byte) int64 {
+	i := bytes.Index(b, key)
+	if i < 0 {
+		return -1
+	}
+	return leadingNumber(b[i+len(key):])
+}
+
+// leadingNumber returns the whole number b starts with, or -1.
+func leadingNumber(b []byte) int64 {
+	n, digits := int64(0), 0
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			break
+		}
+		n = n*10 + int64(c-'0')
+		digits++
+	}
+	if digits == 0 {
+		return -1
+	}
+	return n
+}
+
+var (
+	sentKey = []byte(" sent ")  // in a stamped line's message
+	seqKey  = []byte(`"seq":"`) // in a WebSocket log event (an int64, so a JSON string)
+	logKey  = []byte(`"action":"log"`)
+	endKey  = []byte(`"action":"end"`)
+)
+
+// readSSE reads a task's event stream until its end, calling ready after
+// the first event.
+func (s *subscriber) readSSE(body io.Reader, ready func()) {
+	const (
+		none = iota
+		logEvent
+		endEvent
+		otherEvent
+	)
+	br := bufio.NewReaderSize(body, 64<<10)
+	event, seq, stamp := none, int64(-1), int64(-1)
+	whole := true // the read starts a line
+	for {
+		line, err := br.ReadSlice('\n')
+		if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
+			s.err = fmt.Errorf("after seq %d: %w", s.seq, err)
+			return
+		}
+		start := whole
+		whole = err == nil
+		if !start { // the rest of a line longer than the buffer
+			if n := numberAfter(line, sentKey); n > 0 {
+				stamp = n
+			}
+			continue
+		}
+		name, value, _ := bytes.Cut(bytes.TrimRight(line, "\n"), []byte(":"))
+		value = bytes.TrimPrefix(value, []byte(" "))
+		switch string(name) {
+		case "": // a blank line ends an event; a comment has no name either
+			if len(value) > 0 || event == none {
+				continue
+			}
+			switch event {
+			case logEvent:
+				s.log(seq, stamp, time.Now())
+			case endEvent:
+				s.ended = true
+				return
+			}
+			ready()
+			event, seq, stamp = none, -1, -1
+		case "event":
+			switch string(value) {
+			case "log":
+				event = logEvent
+			case "end":
+				event = endEvent
+			default:
+				event = otherEvent
+			}
+		case "id":
+			seq = leadingNumber(value)
+		case "data":
+			stamp = numberAfter(value, sentKey)
+		}
+	}
+}
+
+// readWS reads a task channel's events until its end, calling ready after
+// the first event.
+func (s *subscriber) readWS(ctx context.Context, c *websocket.Conn, ready func()) {
+	for {
+		_, b, err := c.Read(ctx)
+		if err != nil {
+			s.err = fmt.Errorf("after seq %d: %w", s.seq, err)
+			return
+		}
+		switch {
+		case bytes.Contains(b, logKey):
+			s.log(numberAfter(b, seqKey), numberAfter(b, sentKey), time.Now())
+		case bytes.Contains(b, endKey):
+			s.ended = true
+			return
+		case bytes.Contains(b, []byte(`"type":"error"`)):
+			s.err = fmt.Errorf("error frame %s", b)
+			return
+		}
+		if bytes.Contains(b, []byte(`"type":"event"`)) {
+			ready()
+		}
+	}
+}
+
+// subscribe connects one subscriber to task id and reads until the end or
+// until ctx ends.
+func (s *subscriber) subscribe(ctx context.Context, e *benchEnv, client *http.Client, transport, id string, ready func()) {
+	defer ready() // also when the connection fails
+	switch transport {
+	case "sse":
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, e.p.URL+"/api/v1/tasks/"+id+"/logs/stream", nil)
+		if err != nil {
+			s.err = err
+			return
+		}
+		req.Header.Set("Authorization", "Bearer "+e.token)
+		res, err := client.Do(req)
+		if err != nil {
+			s.err = err
+			return
+		}
+		defer res.Body.Close()
+		if res.StatusCode != http.StatusOK {
+			s.err = fmt.Errorf("status %d", res.StatusCode)
+			return
+		}
+		s.readSSE(res.Body, ready)
+	case "websocket":
+		c, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(e.p.URL, "http")+"/ws", &websocket.DialOptions{
+			HTTPClient: client, HTTPHeader: http.Header{"Authorization": {"Bearer " + e.token}},
+			Subprotocols: []string{"berth.v1.json"},
+		})
+		if err != nil {
+			s.err = err
+			return
+		}
+		defer c.CloseNow()
+		c.SetReadLimit(1 << 20)
+		sub, _ := json.Marshal(wsMessage{Type: "subscribe", ID: "1", Channel: "task:" + id})
+		if err := c.Write(ctx, websocket.MessageText, sub); err != nil {
+			s.err = err
+			return
+		}
+		s.readWS(ctx, c, ready)
+	}
+}
