@@ -292,7 +292,7 @@ func TestStatsAcrossInstances(t *testing.T) {
 	}
 	// The tasks run on A, and each change of theirs retires the counts
 	// (rightly): measure the hits once they have all ended.
-	eventually(t, within(t), "the tasks ended", func() bool {
+	eventually(t, "the tasks ended", func() bool {
 		res, err := cb.Task.ListTasks(ctx, &berthv1.ListTasksRequest{WorkspaceId: ws})
 		if err != nil {
 			t.Fatal(err)
