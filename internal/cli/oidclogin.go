@@ -15,6 +15,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	berthv1 "github.com/berthhq/berth/internal/gen/berth/v1"
@@ -134,6 +135,9 @@ type loopback struct {
 	state   string
 	codes   chan string // the one accepted code
 	results chan string // the page to show for it
+
+	mu    sync.Mutex
+	taken bool // a code was accepted: no other one is
 }
 
 func (l *loopback) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -152,12 +156,15 @@ func (l *loopback) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "This page does not belong to the berth login waiting in your terminal.", http.StatusBadRequest)
 		return
 	}
-	select {
-	case l.codes <- code:
-	default:
+	l.mu.Lock()
+	taken := l.taken
+	l.taken = true
+	l.mu.Unlock()
+	if taken {
 		http.Error(w, "This sign-in was already received.", http.StatusConflict)
 		return
 	}
+	l.codes <- code // buffered for the one code
 	select {
 	case msg := <-l.results:
 		_, _ = w.Write([]byte(msg)) // #nosec G705 -- text/plain with nosniff, and msg is the CLI's own wording
