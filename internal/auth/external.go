@@ -40,8 +40,27 @@ type BrowserSession struct {
 // are created even when registration is closed: the configured provider is
 // the gate.
 func (s *Service) SignInExternal(ctx context.Context, id ExternalIdentity, client Client) (*BrowserSession, error) {
+	u, created, now, err := s.externalAccount(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	session, err := s.startBrowserSession(ctx, u, client, "oidc:"+id.Provider, now)
+	if err != nil {
+		return nil, err
+	}
+	session.Created = created
+	s.audit.Record(ctx, audit.Event{Action: audit.ActionOIDCLogin, ActorID: u.ID, TargetType: "user", TargetID: u.ID,
+		Details: map[string]string{"provider": id.Provider, "created": boolString(created)}})
+	return session, nil
+}
+
+// externalAccount is the part of an external sign-in that both kinds share
+// (SignInExternal for a browser, SignInExternalCLI for the CLI): it links
+// or creates the account of id, refuses a disabled one and records the
+// sign-in time, which it returns.
+func (s *Service) externalAccount(ctx context.Context, id ExternalIdentity) (*store.User, bool, time.Time, error) {
 	if id.Issuer == "" || id.Subject == "" {
-		return nil, fault.New(fault.ErrInvalid, "the identity has no issuer or subject")
+		return nil, false, time.Time{}, fault.New(fault.ErrInvalid, "the identity has no issuer or subject")
 	}
 	now := s.now().UTC()
 	created := false
@@ -56,15 +75,15 @@ func (s *Service) SignInExternal(ctx context.Context, id ExternalIdentity, clien
 		if err := s.store.CreateUserWithIdentity(ctx, u, &store.Identity{
 			Issuer: id.Issuer, Subject: id.Subject, Email: strings.ToLower(id.Email), CreatedAt: now,
 		}); err != nil {
-			return nil, err
+			return nil, false, time.Time{}, err
 		}
 		created = true
 	case err != nil:
-		return nil, err
+		return nil, false, time.Time{}, err
 	default:
 		if email := strings.ToLower(id.Email); email != "" && email != u.Email {
 			if err := s.store.SetIdentityEmail(ctx, id.Issuer, id.Subject, email); err != nil {
-				return nil, err
+				return nil, false, time.Time{}, err
 			}
 			u.Email = email
 		}
@@ -72,20 +91,13 @@ func (s *Service) SignInExternal(ctx context.Context, id ExternalIdentity, clien
 	if u.Disabled {
 		s.audit.Record(ctx, audit.Event{Action: audit.ActionOIDCLogin, Outcome: audit.Failure, ActorID: u.ID,
 			TargetType: "user", TargetID: u.ID, Details: map[string]string{"provider": id.Provider, "reason": "disabled"}})
-		return nil, fault.New(fault.ErrPermissionDenied, "this account is disabled")
+		return nil, false, time.Time{}, fault.New(fault.ErrPermissionDenied, "this account is disabled")
 	}
 	if err := s.store.SetUserLastLogin(ctx, u.ID, now); err != nil {
-		return nil, err
+		return nil, false, time.Time{}, err
 	}
 	u.LastLoginAt = &now
-	session, err := s.startBrowserSession(ctx, u, client, "oidc:"+id.Provider, now)
-	if err != nil {
-		return nil, err
-	}
-	session.Created = created
-	s.audit.Record(ctx, audit.Event{Action: audit.ActionOIDCLogin, ActorID: u.ID, TargetType: "user", TargetID: u.ID,
-		Details: map[string]string{"provider": id.Provider, "created": boolString(created)}})
-	return session, nil
+	return u, created, now, nil
 }
 
 // startBrowserSession stores a new cookie session for u, signed in by

@@ -175,6 +175,15 @@ func (h *Handler) CreateStreamTicket(ctx context.Context, req *berthv1.CreateStr
 	return &berthv1.CreateStreamTicketResponse{Ticket: ticket, ExpiresAt: timestamppb.New(expires)}, nil
 }
 
+// ExchangeLoginCode implements berthv1connect.AuthServiceHandler.
+func (h *Handler) ExchangeLoginCode(ctx context.Context, req *berthv1.ExchangeLoginCodeRequest) (*berthv1.ExchangeLoginCodeResponse, error) {
+	u, tokens, err := h.svc.ExchangeLoginCode(ctx, req.GetCode(), req.GetCodeVerifier(), clientOf(ctx))
+	if err != nil {
+		return nil, err
+	}
+	return &berthv1.ExchangeLoginCodeResponse{User: access.UserToProto(u), Tokens: tokensToProto(tokens)}, nil
+}
+
 // ListAuthProviders implements berthv1connect.AuthServiceHandler.
 func (h *Handler) ListAuthProviders(ctx context.Context, _ *berthv1.ListAuthProvidersRequest) (*berthv1.ListAuthProvidersResponse, error) {
 	open, err := h.svc.RegistrationOpen(ctx)

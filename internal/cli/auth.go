@@ -15,26 +15,50 @@ import (
 )
 
 func (a *app) loginCmd() *cobra.Command {
-	var email string
-	var passwordStdin bool
+	var email, oidcName string
+	var passwordStdin, sso, noBrowser bool
 	cmd := &cobra.Command{
 		Use:   "login",
-		Short: "Log in with a password and store the tokens for this server",
-		Long: `Log in to a berth server with your email and password. The password is
-asked for without echo, or read from the first line of standard input with
---password-stdin. The access and refresh tokens are stored per server in
-<config dir>/berth/credentials.json (mode 0600) and the access token is
-refreshed automatically; the server becomes the default for later commands.
+		Short: "Log in with a password or through OIDC in the browser, and store the tokens for this server",
+		Long: `Log in to a berth server with your email and password, or through one of
+its OpenID Connect providers in your browser.
 
-OIDC (browser) login is not supported by the CLI yet: create an API key in
-the web console and set BERTH_TOKEN instead.`,
+With a password: the password is asked for without echo, or read from the
+first line of standard input with --password-stdin.
+
+With --oidc NAME (or --sso, which picks the server's only provider): berth
+listens on 127.0.0.1 on a free port and opens the provider's sign-in in
+your browser; once you have signed in, the browser comes back to that
+port with a one-time code, which berth exchanges for tokens using a PKCE
+verifier that never leaves this process. The URL is printed too: on a
+machine without a browser (or with --no-browser or BERTH_NO_BROWSER=1),
+open it in a browser on the same machine, as the sign-in returns to its
+loopback address.
+
+Either way the access and refresh tokens are stored per server in
+<config dir>/berth/credentials.json (mode 0600) and the access token is
+refreshed automatically; the server becomes the default for later
+commands. For scripts, create an API key and set BERTH_TOKEN instead.`,
 		Example: `  berth login --server http://127.0.0.1:8080 --email you@example.com
-  echo "$PASSWORD" | berth login --email you@example.com --password-stdin`,
+  echo "$PASSWORD" | berth login --email you@example.com --password-stdin
+  berth login --server https://berth.example.com --oidc google
+  berth login --sso --no-browser`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := a.connect(false)
 			if err != nil {
 				return err
+			}
+			if oidcName != "" || sso {
+				if email != "" || passwordStdin {
+					return usageError{errors.New("--oidc and --sso sign in through the browser: drop --email and --password-stdin")}
+				}
+				noBrowser = noBrowser || a.env["BERTH_NO_BROWSER"] != "" && a.env["BERTH_NO_BROWSER"] != "0"
+				user, tokens, err := a.oidcLogin(cmd.Context(), c, oidcName, sso, !noBrowser)
+				if err != nil {
+					return err
+				}
+				return a.saveLogin(c.server, user, tokens)
 			}
 			in := bufio.NewReader(a.io.In)
 			interactive := isTerminal(a.io.In)
@@ -71,24 +95,33 @@ the web console and set BERTH_TOKEN instead.`,
 			if err != nil {
 				return err
 			}
-			store, err := a.credentials()
-			if err != nil {
-				return err
-			}
-			creds := credentialsFromTokens(res.GetUser().GetEmail(), res.GetTokens())
-			if err := store.update(func(f *credentialsFile) {
-				f.Servers[c.server] = creds
-				f.Current = c.server
-			}); err != nil {
-				return err
-			}
-			fmt.Fprintf(a.io.Err, "Logged in to %s as %s (%s).\n", c.server, res.GetUser().GetEmail(), enumName(res.GetUser().GetRole().String(), "ROLE_"))
-			return nil
+			return a.saveLogin(c.server, res.GetUser(), res.GetTokens())
 		},
 	}
 	cmd.Flags().StringVar(&email, "email", "", "account email (asked for when omitted on a terminal)")
 	cmd.Flags().BoolVar(&passwordStdin, "password-stdin", false, "read the password from the first line of standard input")
+	cmd.Flags().StringVar(&oidcName, "oidc", "", "sign in through the server's OIDC provider NAME in the browser")
+	cmd.Flags().BoolVar(&sso, "sso", false, "sign in through the server's OIDC provider in the browser (the only one it has, or name it with --oidc)")
+	cmd.Flags().BoolVar(&noBrowser, "no-browser", false, "with --oidc or --sso, print the sign-in URL instead of opening a browser (env BERTH_NO_BROWSER=1)")
 	return cmd
+}
+
+// saveLogin stores a login's tokens for server, makes it the default
+// server, and says who is logged in.
+func (a *app) saveLogin(server string, user *berthv1.User, tokens *berthv1.Tokens) error {
+	store, err := a.credentials()
+	if err != nil {
+		return err
+	}
+	creds := credentialsFromTokens(user.GetEmail(), tokens)
+	if err := store.update(func(f *credentialsFile) {
+		f.Servers[server] = creds
+		f.Current = server
+	}); err != nil {
+		return err
+	}
+	fmt.Fprintf(a.io.Err, "Logged in to %s as %s (%s).\n", server, accountName(user), enumName(user.GetRole().String(), "ROLE_"))
+	return nil
 }
 
 func (a *app) logoutCmd() *cobra.Command {

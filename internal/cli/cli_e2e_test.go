@@ -94,6 +94,8 @@ type server struct {
 	url     string
 	cmd     *exec.Cmd
 	done    chan struct{}
+	// flags and env are added to berth serve's flags and environment.
+	flags, env []string
 }
 
 func startServer(t *testing.T) *server {
@@ -113,7 +115,8 @@ func (s *server) start() {
 		"--addr", s.addr, "--admin-addr", "off", "--claude-path", claude, "--shutdown-timeout", "15s",
 		"--rate-anonymous", "0", "--rate-auth-failures", "0", "--rate-principal", "0", "--rate-task-create", "0",
 		"--max-streams-per-user", "0", "--max-running-per-user", "0", "--max-queued-per-user", "0", "--max-workspaces-per-user", "0")
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + s.dataDir, "BERTH_ANTHROPIC_API_KEY=" + testAPIKey}
+	cmd.Args = append(cmd.Args, s.flags...)
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + s.dataDir, "BERTH_ANTHROPIC_API_KEY=" + testAPIKey}, s.env...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -7,8 +7,10 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -40,6 +42,14 @@ type flow struct {
 	Verifier string `json:"v"`
 	// ReturnTo is the same-site path to land on after signing in.
 	ReturnTo string `json:"r"`
+	// CLIRedirect, CLIChallenge and CLIState are set for a command-line
+	// sign-in (berth login --oidc): the CLI's loopback URL (checked by
+	// cliRedirect), the S256 challenge of its PKCE verifier, and its own
+	// state. They travel sealed with the rest, so nobody but berth can set
+	// where a sign-in's code goes.
+	CLIRedirect  string `json:"cr,omitempty"`
+	CLIChallenge string `json:"cc,omitempty"`
+	CLIState     string `json:"cs,omitempty"`
 }
 
 // complete reports whether every secret of the flow is present.
@@ -147,6 +157,72 @@ func returnPath(raw string) string {
 		return "/"
 	}
 	return raw
+}
+
+// cliParams reads the cli_redirect, cli_challenge and cli_state
+// parameters of a login. None of them means a browser sign-in (ok, with
+// empty values); any of them means a command-line one, which needs all
+// three to be well formed: cli_redirect a loopback URL (cliRedirect),
+// cli_challenge an S256 challenge (43 base64url characters) and cli_state
+// 16 to 128 base64url characters. Anything else is not ok, and the login
+// is refused before the provider is contacted.
+func cliParams(q url.Values) (redirect, challenge, state string, ok bool) {
+	if !q.Has("cli_redirect") && !q.Has("cli_challenge") && !q.Has("cli_state") {
+		return "", "", "", true
+	}
+	redirect, ok = cliRedirect(q.Get("cli_redirect"))
+	challenge, state = q.Get("cli_challenge"), q.Get("cli_state")
+	if !ok || len(challenge) != 43 || !base64URL(challenge) || len(state) < 16 || len(state) > 128 || !base64URL(state) {
+		return "", "", "", false
+	}
+	if len(q["cli_redirect"]) != 1 || len(q["cli_challenge"]) != 1 || len(q["cli_state"]) != 1 {
+		return "", "", "", false
+	}
+	return redirect, challenge, state, true
+}
+
+// cliRedirect returns raw if it is a loopback URL a CLI listens on, as RFC
+// 8252 (OAuth for native apps) describes: exactly
+// http://127.0.0.1:<port>/<path> or http://[::1]:<port>/<path>. No other
+// host (not even localhost, whose name a hostile resolver or hosts file
+// could point elsewhere), no user info, no query, no fragment, no zone, a
+// port written plainly, and a path with no backslash or control character.
+// So a code can never be sent off the machine the browser runs on.
+func cliRedirect(raw string) (string, bool) {
+	if len(raw) > 512 || !strings.HasPrefix(raw, "http://") || strings.ContainsAny(raw, "\\#?@%") {
+		return "", false
+	}
+	for _, r := range raw {
+		if r <= 0x20 || r == 0x7f {
+			return "", false
+		}
+	}
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme != "http" || u.Opaque != "" || u.User != nil || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" {
+		return "", false
+	}
+	host, port := u.Hostname(), u.Port()
+	if host != "127.0.0.1" && host != "::1" {
+		return "", false
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 1 || n > 65535 || u.Host != net.JoinHostPort(host, strconv.Itoa(n)) {
+		return "", false
+	}
+	if !strings.HasPrefix(u.Path, "/") || strings.HasPrefix(u.Path, "//") {
+		return "", false
+	}
+	return raw, true
+}
+
+// base64URL reports whether s is made of base64url characters only.
+func base64URL(s string) bool {
+	for _, r := range s {
+		if !(r >= 'A' && r <= 'Z' || r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+			return false
+		}
+	}
+	return true
 }
 
 // usedStates remembers the states of callbacks already served, until their

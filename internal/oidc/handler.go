@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -25,6 +26,7 @@ const (
 	msgUnreachable  = "The sign-in provider cannot be reached right now. Try again in a minute."
 	msgInternal     = "Signing in failed on our side. Try again in a minute."
 	msgNotSignedIn  = "You could not be signed in."
+	msgBadCLI       = "This command-line sign-in link is malformed: its redirect must be http://127.0.0.1:<port>/<path> or http://[::1]:<port>/<path>. Run berth login again."
 	maxLoggedDetail = 200
 )
 
@@ -38,16 +40,27 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	noStore(w)
+	// A command-line sign-in's parameters are checked before anything
+	// else, the provider included: a redirect that is not the loopback
+	// address of the machine the browser runs on is never followed.
+	cliRedirect, cliChallenge, cliState, ok := cliParams(r.URL.Query())
+	if !ok {
+		h.refuse(w, r, p, http.StatusBadRequest, msgBadCLI, "cli_redirect, cli_challenge or cli_state malformed", nil)
+		return
+	}
 	party, err := p.relyingParty(r.Context())
 	if err != nil {
 		h.refuse(w, r, p, http.StatusServiceUnavailable, msgUnreachable, "discovery failed", err)
 		return
 	}
 	f := &flow{
-		State:    randomToken(),
-		Nonce:    randomToken(),
-		Verifier: randomToken(),
-		ReturnTo: returnPath(r.URL.Query().Get("return_to")),
+		State:        randomToken(),
+		Nonce:        randomToken(),
+		Verifier:     randomToken(),
+		ReturnTo:     returnPath(r.URL.Query().Get("return_to")),
+		CLIRedirect:  cliRedirect,
+		CLIChallenge: cliChallenge,
+		CLIState:     cliState,
 	}
 	cookie, err := sealFlow(p.cookies, p.cookieName, f)
 	if err != nil {
@@ -121,6 +134,10 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := h.identity(r.Context(), p, party, tokens)
+	if f.CLIRedirect != "" {
+		h.finishCLI(w, r, p, f, id)
+		return
+	}
 	session, err := h.signIn.SignInExternal(r.Context(), id, clientOf(r))
 	if err == nil && (session == nil || session.Cookie == "" || session.User == nil) {
 		err = errors.New("sign-in returned no session")
@@ -144,6 +161,33 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) {
 	})
 	h.logger.InfoContext(r.Context(), "oidc: signed in", "provider", p.cfg.Name, "user", session.User.ID, "created", session.Created)
 	http.Redirect(w, r, f.ReturnTo, http.StatusSeeOther)
+}
+
+// finishCLI ends a command-line sign-in: instead of a session cookie, the
+// browser takes a one-time code (bound to the account and to the CLI's
+// PKCE challenge) to the CLI's loopback URL, with the CLI's state. The
+// code is in no log line.
+func (h *Handler) finishCLI(w http.ResponseWriter, r *http.Request, p *provider, f *flow, id auth.ExternalIdentity) {
+	code, err := h.signIn.SignInExternalCLI(r.Context(), id, f.CLIChallenge)
+	if err == nil && (code == nil || code.Code == "" || code.User == nil) {
+		err = errors.New("sign-in returned no code")
+	}
+	if err != nil {
+		status, msg := signInRefusal(err)
+		h.refuse(w, r, p, status, msg, "command-line sign-in refused for subject "+clip(id.Subject), err)
+		return
+	}
+	to, err := url.Parse(f.CLIRedirect)
+	if err != nil { // checked at login, sealed since: only a bug gets here
+		h.refuse(w, r, p, http.StatusInternalServerError, msgInternal, "sealed cli_redirect does not parse", err)
+		return
+	}
+	to.RawQuery = url.Values{"code": {code.Code}, "state": {f.CLIState}}.Encode()
+	h.logger.InfoContext(r.Context(), "oidc: signed in for the command line", "provider", p.cfg.Name, "user", code.User.ID, "created", code.Created)
+	// #nosec G710 -- not an open redirect: the target is a loopback URL that
+	// cliRedirect accepted at login (http://127.0.0.1 or [::1], a port, a
+	// path) and that came back sealed and authenticated in the flow cookie.
+	http.Redirect(w, r, to.String(), http.StatusFound)
 }
 
 // identity is the person the verified ID token names. The account is keyed

@@ -5,7 +5,9 @@
 // someone (an ID token whose signature, issuer, audience, expiry and nonce
 // check out), it hands the identity to the sign-in seam of internal/auth,
 // sets the browser session cookie and sends the browser back where it
-// started.
+// started. A sign-in started by the CLI (berth login --oidc, with
+// cli_redirect) ends instead at the CLI's loopback address with a one-time
+// code that AuthService.ExchangeLoginCode turns into tokens.
 //
 // The protocol work is github.com/zitadel/oidc/v3 (pkg/client/rp for
 // discovery, the code exchange and ID token verification); the flow's
@@ -35,6 +37,10 @@ import (
 // account by issuer and subject.
 type SignIn interface {
 	SignInExternal(ctx context.Context, id auth.ExternalIdentity, client auth.Client) (*auth.BrowserSession, error)
+	// SignInExternalCLI does the same for a command-line sign-in, but
+	// issues a one-time code bound to the CLI's PKCE challenge instead of
+	// a session.
+	SignInExternalCLI(ctx context.Context, id auth.ExternalIdentity, challenge string) (*auth.LoginCode, error)
 }
 
 // Config is what New needs.

@@ -1395,6 +1395,120 @@ func (x *ListAuthProvidersResponse) GetRegistrationOpen() bool {
 	return false
 }
 
+// ExchangeLoginCodeRequest is the one-time code of a command-line OIDC
+// sign-in and the PKCE verifier of the challenge it was issued for.
+type ExchangeLoginCodeRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Code is the `code` query parameter berth sent to the CLI's loopback
+	// redirect.
+	Code string `protobuf:"bytes,1,opt,name=code,proto3" json:"code,omitempty"`
+	// CodeVerifier is the PKCE code verifier (RFC 7636: 43 to 128 characters
+	// of A-Z, a-z, 0-9, "-", ".", "_", "~") whose S256 challenge was sent as
+	// cli_challenge.
+	CodeVerifier  string `protobuf:"bytes,2,opt,name=code_verifier,json=codeVerifier,proto3" json:"code_verifier,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExchangeLoginCodeRequest) Reset() {
+	*x = ExchangeLoginCodeRequest{}
+	mi := &file_berth_v1_auth_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExchangeLoginCodeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExchangeLoginCodeRequest) ProtoMessage() {}
+
+func (x *ExchangeLoginCodeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_auth_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExchangeLoginCodeRequest.ProtoReflect.Descriptor instead.
+func (*ExchangeLoginCodeRequest) Descriptor() ([]byte, []int) {
+	return file_berth_v1_auth_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *ExchangeLoginCodeRequest) GetCode() string {
+	if x != nil {
+		return x.Code
+	}
+	return ""
+}
+
+func (x *ExchangeLoginCodeRequest) GetCodeVerifier() string {
+	if x != nil {
+		return x.CodeVerifier
+	}
+	return ""
+}
+
+// ExchangeLoginCodeResponse is the signed-in account and its new session.
+type ExchangeLoginCodeResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// User is the account signed in.
+	User *User `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
+	// Tokens are the new session's credentials.
+	Tokens        *Tokens `protobuf:"bytes,2,opt,name=tokens,proto3" json:"tokens,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExchangeLoginCodeResponse) Reset() {
+	*x = ExchangeLoginCodeResponse{}
+	mi := &file_berth_v1_auth_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExchangeLoginCodeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExchangeLoginCodeResponse) ProtoMessage() {}
+
+func (x *ExchangeLoginCodeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_auth_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExchangeLoginCodeResponse.ProtoReflect.Descriptor instead.
+func (*ExchangeLoginCodeResponse) Descriptor() ([]byte, []int) {
+	return file_berth_v1_auth_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *ExchangeLoginCodeResponse) GetUser() *User {
+	if x != nil {
+		return x.User
+	}
+	return nil
+}
+
+func (x *ExchangeLoginCodeResponse) GetTokens() *Tokens {
+	if x != nil {
+		return x.Tokens
+	}
+	return nil
+}
+
 var File_berth_v1_auth_proto protoreflect.FileDescriptor
 
 const file_berth_v1_auth_proto_rawDesc = "" +
@@ -1491,7 +1605,13 @@ const file_berth_v1_auth_proto_rawDesc = "" +
 	"\tlogin_url\x18\x03 \x01(\tR\bloginUrl\"~\n" +
 	"\x19ListAuthProvidersResponse\x124\n" +
 	"\tproviders\x18\x01 \x03(\v2\x16.berth.v1.AuthProviderR\tproviders\x12+\n" +
-	"\x11registration_open\x18\x02 \x01(\bR\x10registrationOpen2\xb8\a\n" +
+	"\x11registration_open\x18\x02 \x01(\bR\x10registrationOpen\"\x83\x01\n" +
+	"\x18ExchangeLoginCodeRequest\x12\x1f\n" +
+	"\x04code\x18\x01 \x01(\tB\v\xbaH\b\xc8\x01\x01r\x03\x18\x80\x01R\x04code\x12F\n" +
+	"\rcode_verifier\x18\x02 \x01(\tB!\xbaH\x1e\xc8\x01\x01r\x19\x10+\x18\x80\x012\x12^[A-Za-z0-9._~-]+$R\fcodeVerifier\"i\n" +
+	"\x19ExchangeLoginCodeResponse\x12\"\n" +
+	"\x04user\x18\x01 \x01(\v2\x0e.berth.v1.UserR\x04user\x12(\n" +
+	"\x06tokens\x18\x02 \x01(\v2\x10.berth.v1.TokensR\x06tokens2\x9e\b\n" +
 	"\vAuthService\x12I\n" +
 	"\bRegister\x12\x19.berth.v1.RegisterRequest\x1a\x1a.berth.v1.RegisterResponse\"\x06\xa2\xbb\x18\x02\b\x01\x12@\n" +
 	"\x05Login\x12\x16.berth.v1.LoginRequest\x1a\x17.berth.v1.LoginResponse\"\x06\xa2\xbb\x18\x02\b\x01\x12U\n" +
@@ -1501,7 +1621,8 @@ const file_berth_v1_auth_proto_rawDesc = "" +
 	"\fCreateApiKey\x12\x1d.berth.v1.CreateApiKeyRequest\x1a\x1e.berth.v1.CreateApiKeyResponse\"\x13\xa2\xbb\x18\x0f\x12\rapikey.manage\x12b\n" +
 	"\vListApiKeys\x12\x1c.berth.v1.ListApiKeysRequest\x1a\x1d.berth.v1.ListApiKeysResponse\"\x16\xa2\xbb\x18\x0f\x12\rapikey.manage\x90\x02\x01\x12b\n" +
 	"\fRevokeApiKey\x12\x1d.berth.v1.RevokeApiKeyRequest\x1a\x1e.berth.v1.RevokeApiKeyResponse\"\x13\xa2\xbb\x18\x0f\x12\rapikey.manage\x12s\n" +
-	"\x12CreateStreamTicket\x12#.berth.v1.CreateStreamTicketRequest\x1a$.berth.v1.CreateStreamTicketResponse\"\x12\xa2\xbb\x18\x0e\x12\faccount.self\x12g\n" +
+	"\x12CreateStreamTicket\x12#.berth.v1.CreateStreamTicketRequest\x1a$.berth.v1.CreateStreamTicketResponse\"\x12\xa2\xbb\x18\x0e\x12\faccount.self\x12d\n" +
+	"\x11ExchangeLoginCode\x12\".berth.v1.ExchangeLoginCodeRequest\x1a#.berth.v1.ExchangeLoginCodeResponse\"\x06\xa2\xbb\x18\x02\b\x01\x12g\n" +
 	"\x11ListAuthProviders\x12\".berth.v1.ListAuthProvidersRequest\x1a#.berth.v1.ListAuthProvidersResponse\"\t\xa2\xbb\x18\x02\b\x01\x90\x02\x01B8Z6github.com/berthhq/berth/internal/gen/berth/v1;berthv1b\x06proto3"
 
 var (
@@ -1516,7 +1637,7 @@ func file_berth_v1_auth_proto_rawDescGZIP() []byte {
 	return file_berth_v1_auth_proto_rawDescData
 }
 
-var file_berth_v1_auth_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_berth_v1_auth_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_berth_v1_auth_proto_goTypes = []any{
 	(*User)(nil),                       // 0: berth.v1.User
 	(*Tokens)(nil),                     // 1: berth.v1.Tokens
@@ -1542,58 +1663,64 @@ var file_berth_v1_auth_proto_goTypes = []any{
 	(*ListAuthProvidersRequest)(nil),   // 21: berth.v1.ListAuthProvidersRequest
 	(*AuthProvider)(nil),               // 22: berth.v1.AuthProvider
 	(*ListAuthProvidersResponse)(nil),  // 23: berth.v1.ListAuthProvidersResponse
-	(Role)(0),                          // 24: berth.v1.Role
-	(*timestamppb.Timestamp)(nil),      // 25: google.protobuf.Timestamp
+	(*ExchangeLoginCodeRequest)(nil),   // 24: berth.v1.ExchangeLoginCodeRequest
+	(*ExchangeLoginCodeResponse)(nil),  // 25: berth.v1.ExchangeLoginCodeResponse
+	(Role)(0),                          // 26: berth.v1.Role
+	(*timestamppb.Timestamp)(nil),      // 27: google.protobuf.Timestamp
 }
 var file_berth_v1_auth_proto_depIdxs = []int32{
-	24, // 0: berth.v1.User.role:type_name -> berth.v1.Role
-	25, // 1: berth.v1.User.created_at:type_name -> google.protobuf.Timestamp
-	25, // 2: berth.v1.User.updated_at:type_name -> google.protobuf.Timestamp
-	25, // 3: berth.v1.User.last_login_at:type_name -> google.protobuf.Timestamp
-	25, // 4: berth.v1.Tokens.access_token_expires_at:type_name -> google.protobuf.Timestamp
-	25, // 5: berth.v1.Tokens.refresh_token_expires_at:type_name -> google.protobuf.Timestamp
+	26, // 0: berth.v1.User.role:type_name -> berth.v1.Role
+	27, // 1: berth.v1.User.created_at:type_name -> google.protobuf.Timestamp
+	27, // 2: berth.v1.User.updated_at:type_name -> google.protobuf.Timestamp
+	27, // 3: berth.v1.User.last_login_at:type_name -> google.protobuf.Timestamp
+	27, // 4: berth.v1.Tokens.access_token_expires_at:type_name -> google.protobuf.Timestamp
+	27, // 5: berth.v1.Tokens.refresh_token_expires_at:type_name -> google.protobuf.Timestamp
 	0,  // 6: berth.v1.RegisterResponse.user:type_name -> berth.v1.User
 	1,  // 7: berth.v1.RegisterResponse.tokens:type_name -> berth.v1.Tokens
 	0,  // 8: berth.v1.LoginResponse.user:type_name -> berth.v1.User
 	1,  // 9: berth.v1.LoginResponse.tokens:type_name -> berth.v1.Tokens
 	1,  // 10: berth.v1.RefreshTokenResponse.tokens:type_name -> berth.v1.Tokens
 	0,  // 11: berth.v1.GetCurrentUserResponse.user:type_name -> berth.v1.User
-	24, // 12: berth.v1.ApiKey.role:type_name -> berth.v1.Role
-	25, // 13: berth.v1.ApiKey.created_at:type_name -> google.protobuf.Timestamp
-	25, // 14: berth.v1.ApiKey.last_used_at:type_name -> google.protobuf.Timestamp
-	25, // 15: berth.v1.ApiKey.expires_at:type_name -> google.protobuf.Timestamp
-	25, // 16: berth.v1.ApiKey.revoked_at:type_name -> google.protobuf.Timestamp
-	24, // 17: berth.v1.CreateApiKeyRequest.role:type_name -> berth.v1.Role
-	25, // 18: berth.v1.CreateApiKeyRequest.expires_at:type_name -> google.protobuf.Timestamp
+	26, // 12: berth.v1.ApiKey.role:type_name -> berth.v1.Role
+	27, // 13: berth.v1.ApiKey.created_at:type_name -> google.protobuf.Timestamp
+	27, // 14: berth.v1.ApiKey.last_used_at:type_name -> google.protobuf.Timestamp
+	27, // 15: berth.v1.ApiKey.expires_at:type_name -> google.protobuf.Timestamp
+	27, // 16: berth.v1.ApiKey.revoked_at:type_name -> google.protobuf.Timestamp
+	26, // 17: berth.v1.CreateApiKeyRequest.role:type_name -> berth.v1.Role
+	27, // 18: berth.v1.CreateApiKeyRequest.expires_at:type_name -> google.protobuf.Timestamp
 	12, // 19: berth.v1.CreateApiKeyResponse.api_key:type_name -> berth.v1.ApiKey
 	12, // 20: berth.v1.ListApiKeysResponse.api_keys:type_name -> berth.v1.ApiKey
-	25, // 21: berth.v1.CreateStreamTicketResponse.expires_at:type_name -> google.protobuf.Timestamp
+	27, // 21: berth.v1.CreateStreamTicketResponse.expires_at:type_name -> google.protobuf.Timestamp
 	22, // 22: berth.v1.ListAuthProvidersResponse.providers:type_name -> berth.v1.AuthProvider
-	2,  // 23: berth.v1.AuthService.Register:input_type -> berth.v1.RegisterRequest
-	4,  // 24: berth.v1.AuthService.Login:input_type -> berth.v1.LoginRequest
-	6,  // 25: berth.v1.AuthService.RefreshToken:input_type -> berth.v1.RefreshTokenRequest
-	8,  // 26: berth.v1.AuthService.Logout:input_type -> berth.v1.LogoutRequest
-	10, // 27: berth.v1.AuthService.GetCurrentUser:input_type -> berth.v1.GetCurrentUserRequest
-	13, // 28: berth.v1.AuthService.CreateApiKey:input_type -> berth.v1.CreateApiKeyRequest
-	15, // 29: berth.v1.AuthService.ListApiKeys:input_type -> berth.v1.ListApiKeysRequest
-	17, // 30: berth.v1.AuthService.RevokeApiKey:input_type -> berth.v1.RevokeApiKeyRequest
-	19, // 31: berth.v1.AuthService.CreateStreamTicket:input_type -> berth.v1.CreateStreamTicketRequest
-	21, // 32: berth.v1.AuthService.ListAuthProviders:input_type -> berth.v1.ListAuthProvidersRequest
-	3,  // 33: berth.v1.AuthService.Register:output_type -> berth.v1.RegisterResponse
-	5,  // 34: berth.v1.AuthService.Login:output_type -> berth.v1.LoginResponse
-	7,  // 35: berth.v1.AuthService.RefreshToken:output_type -> berth.v1.RefreshTokenResponse
-	9,  // 36: berth.v1.AuthService.Logout:output_type -> berth.v1.LogoutResponse
-	11, // 37: berth.v1.AuthService.GetCurrentUser:output_type -> berth.v1.GetCurrentUserResponse
-	14, // 38: berth.v1.AuthService.CreateApiKey:output_type -> berth.v1.CreateApiKeyResponse
-	16, // 39: berth.v1.AuthService.ListApiKeys:output_type -> berth.v1.ListApiKeysResponse
-	18, // 40: berth.v1.AuthService.RevokeApiKey:output_type -> berth.v1.RevokeApiKeyResponse
-	20, // 41: berth.v1.AuthService.CreateStreamTicket:output_type -> berth.v1.CreateStreamTicketResponse
-	23, // 42: berth.v1.AuthService.ListAuthProviders:output_type -> berth.v1.ListAuthProvidersResponse
-	33, // [33:43] is the sub-list for method output_type
-	23, // [23:33] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	0,  // 23: berth.v1.ExchangeLoginCodeResponse.user:type_name -> berth.v1.User
+	1,  // 24: berth.v1.ExchangeLoginCodeResponse.tokens:type_name -> berth.v1.Tokens
+	2,  // 25: berth.v1.AuthService.Register:input_type -> berth.v1.RegisterRequest
+	4,  // 26: berth.v1.AuthService.Login:input_type -> berth.v1.LoginRequest
+	6,  // 27: berth.v1.AuthService.RefreshToken:input_type -> berth.v1.RefreshTokenRequest
+	8,  // 28: berth.v1.AuthService.Logout:input_type -> berth.v1.LogoutRequest
+	10, // 29: berth.v1.AuthService.GetCurrentUser:input_type -> berth.v1.GetCurrentUserRequest
+	13, // 30: berth.v1.AuthService.CreateApiKey:input_type -> berth.v1.CreateApiKeyRequest
+	15, // 31: berth.v1.AuthService.ListApiKeys:input_type -> berth.v1.ListApiKeysRequest
+	17, // 32: berth.v1.AuthService.RevokeApiKey:input_type -> berth.v1.RevokeApiKeyRequest
+	19, // 33: berth.v1.AuthService.CreateStreamTicket:input_type -> berth.v1.CreateStreamTicketRequest
+	24, // 34: berth.v1.AuthService.ExchangeLoginCode:input_type -> berth.v1.ExchangeLoginCodeRequest
+	21, // 35: berth.v1.AuthService.ListAuthProviders:input_type -> berth.v1.ListAuthProvidersRequest
+	3,  // 36: berth.v1.AuthService.Register:output_type -> berth.v1.RegisterResponse
+	5,  // 37: berth.v1.AuthService.Login:output_type -> berth.v1.LoginResponse
+	7,  // 38: berth.v1.AuthService.RefreshToken:output_type -> berth.v1.RefreshTokenResponse
+	9,  // 39: berth.v1.AuthService.Logout:output_type -> berth.v1.LogoutResponse
+	11, // 40: berth.v1.AuthService.GetCurrentUser:output_type -> berth.v1.GetCurrentUserResponse
+	14, // 41: berth.v1.AuthService.CreateApiKey:output_type -> berth.v1.CreateApiKeyResponse
+	16, // 42: berth.v1.AuthService.ListApiKeys:output_type -> berth.v1.ListApiKeysResponse
+	18, // 43: berth.v1.AuthService.RevokeApiKey:output_type -> berth.v1.RevokeApiKeyResponse
+	20, // 44: berth.v1.AuthService.CreateStreamTicket:output_type -> berth.v1.CreateStreamTicketResponse
+	25, // 45: berth.v1.AuthService.ExchangeLoginCode:output_type -> berth.v1.ExchangeLoginCodeResponse
+	23, // 46: berth.v1.AuthService.ListAuthProviders:output_type -> berth.v1.ListAuthProvidersResponse
+	36, // [36:47] is the sub-list for method output_type
+	25, // [25:36] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_berth_v1_auth_proto_init() }
@@ -1609,7 +1736,7 @@ func file_berth_v1_auth_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_berth_v1_auth_proto_rawDesc), len(file_berth_v1_auth_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   24,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -43,6 +43,9 @@ const (
 	// AuthServiceCreateStreamTicketProcedure is the procedure name of the AuthService's
 	// CreateStreamTicket RPC.
 	AuthServiceCreateStreamTicketProcedure = "/berth.v1.AuthService/CreateStreamTicket"
+	// AuthServiceExchangeLoginCodeProcedure is the procedure name of the AuthService's
+	// ExchangeLoginCode RPC.
+	AuthServiceExchangeLoginCodeProcedure = "/berth.v1.AuthService/ExchangeLoginCode"
 	// AuthServiceListAuthProvidersProcedure is the procedure name of the AuthService's
 	// ListAuthProviders RPC.
 	AuthServiceListAuthProvidersProcedure = "/berth.v1.AuthService/ListAuthProviders"
@@ -114,6 +117,13 @@ var (
 			Procedure:  AuthServiceCreateStreamTicketProcedure,
 		}
 	})
+	authServiceExchangeLoginCodeSpec = sync.OnceValue(func() connect.Spec {
+		return connect.Spec{
+			StreamType: connect.StreamTypeUnary,
+			Schema:     v1.File_berth_v1_auth_proto.Services().ByName("AuthService").Methods().ByName("ExchangeLoginCode"),
+			Procedure:  AuthServiceExchangeLoginCodeProcedure,
+		}
+	})
 	authServiceListAuthProvidersSpec = sync.OnceValue(func() connect.Spec {
 		return connect.Spec{
 			StreamType:       connect.StreamTypeUnary,
@@ -163,6 +173,17 @@ type AuthServiceClient interface {
 	// CreateStreamTicket issues a single-use ticket, valid for 60 seconds, for
 	// clients that cannot send headers (EventSource, browser WebSocket).
 	CreateStreamTicket(context.Context, *v1.CreateStreamTicketRequest) (*v1.CreateStreamTicketResponse, error)
+	// ExchangeLoginCode finishes a command-line OIDC sign-in (`berth login
+	// --oidc`): the CLI started the provider's sign-in in a browser with
+	// cli_redirect, cli_challenge and cli_state on
+	// /auth/oidc/{provider}/login, and berth sent the browser back to the
+	// CLI's loopback address with a one-time code. The code works once,
+	// within 60 seconds, and only with the PKCE verifier (RFC 7636, S256)
+	// whose challenge started the sign-in; it returns the new session's
+	// tokens, as Login does. A wrong, used or expired code or a wrong
+	// verifier all fail with Unauthenticated, which counts as a failed
+	// sign-in against the caller's address; a disabled account gets nothing.
+	ExchangeLoginCode(context.Context, *v1.ExchangeLoginCodeRequest) (*v1.ExchangeLoginCodeResponse, error)
 	// ListAuthProviders tells clients which login methods this server offers.
 	ListAuthProviders(context.Context, *v1.ListAuthProvidersRequest) (*v1.ListAuthProvidersResponse, error)
 }
@@ -212,6 +233,17 @@ type AuthServiceHandler interface {
 	// CreateStreamTicket issues a single-use ticket, valid for 60 seconds, for
 	// clients that cannot send headers (EventSource, browser WebSocket).
 	CreateStreamTicket(context.Context, *v1.CreateStreamTicketRequest) (*v1.CreateStreamTicketResponse, error)
+	// ExchangeLoginCode finishes a command-line OIDC sign-in (`berth login
+	// --oidc`): the CLI started the provider's sign-in in a browser with
+	// cli_redirect, cli_challenge and cli_state on
+	// /auth/oidc/{provider}/login, and berth sent the browser back to the
+	// CLI's loopback address with a one-time code. The code works once,
+	// within 60 seconds, and only with the PKCE verifier (RFC 7636, S256)
+	// whose challenge started the sign-in; it returns the new session's
+	// tokens, as Login does. A wrong, used or expired code or a wrong
+	// verifier all fail with Unauthenticated, which counts as a failed
+	// sign-in against the caller's address; a disabled account gets nothing.
+	ExchangeLoginCode(context.Context, *v1.ExchangeLoginCodeRequest) (*v1.ExchangeLoginCodeResponse, error)
 	// ListAuthProviders tells clients which login methods this server offers.
 	ListAuthProviders(context.Context, *v1.ListAuthProvidersRequest) (*v1.ListAuthProvidersResponse, error)
 }
@@ -229,6 +261,7 @@ func RegisterAuthServiceHandler(server *connect.Server, svc AuthServiceHandler) 
 		connect.Method{Spec: authServiceListApiKeysSpec(), Handler: adapter.listApiKeys},
 		connect.Method{Spec: authServiceRevokeApiKeySpec(), Handler: adapter.revokeApiKey},
 		connect.Method{Spec: authServiceCreateStreamTicketSpec(), Handler: adapter.createStreamTicket},
+		connect.Method{Spec: authServiceExchangeLoginCodeSpec(), Handler: adapter.exchangeLoginCode},
 		connect.Method{Spec: authServiceListAuthProvidersSpec(), Handler: adapter.listAuthProviders},
 	)
 }
@@ -270,6 +303,10 @@ func (UnimplementedAuthServiceHandler) RevokeApiKey(context.Context, *v1.RevokeA
 
 func (UnimplementedAuthServiceHandler) CreateStreamTicket(context.Context, *v1.CreateStreamTicketRequest) (*v1.CreateStreamTicketResponse, error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, "berth.v1.AuthService.CreateStreamTicket is not implemented")
+}
+
+func (UnimplementedAuthServiceHandler) ExchangeLoginCode(context.Context, *v1.ExchangeLoginCodeRequest) (*v1.ExchangeLoginCodeResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, "berth.v1.AuthService.ExchangeLoginCode is not implemented")
 }
 
 func (UnimplementedAuthServiceHandler) ListAuthProviders(context.Context, *v1.ListAuthProvidersRequest) (*v1.ListAuthProvidersResponse, error) {
@@ -347,6 +384,14 @@ func (c *authServiceClient) RevokeApiKey(ctx context.Context, req *v1.RevokeApiK
 func (c *authServiceClient) CreateStreamTicket(ctx context.Context, req *v1.CreateStreamTicketRequest) (*v1.CreateStreamTicketResponse, error) {
 	var res v1.CreateStreamTicketResponse
 	if err := c.client.CallUnary(ctx, authServiceCreateStreamTicketSpec(), req, &res); err != nil {
+		return nil, err
+	}
+	return &res, nil
+}
+
+func (c *authServiceClient) ExchangeLoginCode(ctx context.Context, req *v1.ExchangeLoginCodeRequest) (*v1.ExchangeLoginCodeResponse, error) {
+	var res v1.ExchangeLoginCodeResponse
+	if err := c.client.CallUnary(ctx, authServiceExchangeLoginCodeSpec(), req, &res); err != nil {
 		return nil, err
 	}
 	return &res, nil
@@ -464,6 +509,18 @@ func (h authServiceHandler) createStreamTicket(ctx context.Context, _ connect.Sp
 		return err
 	}
 	res, err := h.svc.CreateStreamTicket(ctx, &req)
+	if err != nil {
+		return err
+	}
+	return stream.Send(res)
+}
+
+func (h authServiceHandler) exchangeLoginCode(ctx context.Context, _ connect.Spec, stream connect.ServerStream) error {
+	var req v1.ExchangeLoginCodeRequest
+	if err := stream.Receive(&req); err != nil {
+		return err
+	}
+	res, err := h.svc.ExchangeLoginCode(ctx, &req)
 	if err != nil {
 		return err
 	}
