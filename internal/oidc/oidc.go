@@ -12,9 +12,7 @@
 // The protocol work is github.com/zitadel/oidc/v3 (pkg/client/rp for
 // discovery, the code exchange and ID token verification); the flow's
 // secrets travel in a cookie sealed with gorilla/securecookie (see
-// flow.go). oidc imports internal/auth (the seam's types), internal/config
-// (the provider settings) and internal/fault (to show a sign-in refusal's
-// public message); nothing imports it but internal/server.
+// flow.go).
 package oidc
 
 import (
