@@ -149,7 +149,7 @@ func TestInstancesShareTasks(t *testing.T) {
 	hung := create(a.addr, "hang here [hang]")
 	waitStatus(t, a.addr, token, hung, 30*time.Second, "TASK_STATUS_RUNNING")
 	var before []any
-	for deadline := time.Now().Add(20 * time.Second); len(before) < 2; time.Sleep(50 * time.Millisecond) {
+	for deadline := time.Now().Add(within(t)); len(before) < 2; time.Sleep(50 * time.Millisecond) {
 		before = logLinesOf(t, a.addr, token, hung)
 		if time.Now().After(deadline) {
 			t.Fatalf("the hanging task wrote %d lines", len(before))
@@ -214,7 +214,7 @@ func TestInstancesShareTasks(t *testing.T) {
 		t.Fatalf("task created while A was down: %v", got)
 	}
 	// The agent A had started in the shared container is stopped by B.
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+	for deadline := time.Now().Add(within(t)); ; time.Sleep(200 * time.Millisecond) {
 		ps := c.ps(t, "berth-"+wsID)
 		if !strings.Contains(ps, "hang here") {
 			break

@@ -77,7 +77,7 @@ func TestKill9Recovery(t *testing.T) {
 	taskID := task["task"].(map[string]any)["id"].(string)
 
 	var before []any
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(within(t))
 	for {
 		logs := postJSON(t, first.addr, "/berth.v1.TaskService/GetTaskLogs", token, map[string]any{"task_id": taskID})
 		before, _ = logs["entries"].([]any)
@@ -99,7 +99,7 @@ func TestKill9Recovery(t *testing.T) {
 	login := postJSON(t, second.addr, "/berth.v1.AuthService/Login", "", map[string]string{"email": "k@example.com", "password": "correct horse battery"})
 	token = login["tokens"].(map[string]any)["access_token"].(string)
 	var got map[string]any
-	deadline = time.Now().Add(20 * time.Second)
+	deadline = time.Now().Add(within(t))
 	for {
 		got = postJSON(t, second.addr, "/berth.v1.TaskService/GetTask", token, map[string]string{"id": taskID})["task"].(map[string]any)
 		if got["status"] != "TASK_STATUS_RUNNING" || time.Now().After(deadline) {

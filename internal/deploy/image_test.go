@@ -90,7 +90,7 @@ ENV A=b
 func TestImageRunsAndIsHealthy(t *testing.T) {
 	t.Parallel()
 	cli := sandboxtest.Engine(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), sandboxtest.Within(t))
 	defer cancel()
 
 	// The build context: what the build stage would have made.
@@ -195,8 +195,9 @@ func TestImageRunsAndIsHealthy(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// The image's own HEALTHCHECK reports healthy.
-	deadline := time.Now().Add(60 * time.Second)
+	// The image's own HEALTHCHECK reports healthy (waiting as long as the
+	// test's deadline allows: a loaded machine starts it slowly).
+	deadline, _ := ctx.Deadline()
 	for {
 		ins, err := cli.ContainerInspect(ctx, id)
 		if err != nil {
@@ -224,22 +225,17 @@ func TestImageRunsAndIsHealthy(t *testing.T) {
 	}
 
 	// SIGTERM: berth shuts down gracefully within its shutdown timeout,
-	// before the engine would SIGKILL it, and exits 0.
+	// before the engine would SIGKILL it (exit code 137), and exits 0.
 	secs := int(defaults.ShutdownTimeout / time.Second)
-	start := time.Now()
 	if err := cli.ContainerStop(ctx, id, container.StopOptions{Timeout: &secs}); err != nil {
 		t.Fatal(err)
 	}
-	took := time.Since(start)
 	ins, err := cli.ContainerInspect(ctx, id)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if ins.State.Running || ins.State.ExitCode != 0 || ins.State.OOMKilled {
 		t.Errorf("after SIGTERM: running %v, exit code %d, OOM killed %v; want exit code 0", ins.State.Running, ins.State.ExitCode, ins.State.OOMKilled)
-	}
-	if took >= defaults.ShutdownTimeout {
-		t.Errorf("stopping took %v, not within the shutdown timeout %v", took, defaults.ShutdownTimeout)
 	}
 	if logs := containerLogs(cli, id); !strings.Contains(logs, "starting berth") {
 		t.Errorf("the container's log does not show berth starting:\n%s", logs)
