@@ -89,8 +89,18 @@ fuzz fuzztime="20s":
     go test -run '^$' -fuzz '^FuzzEnvRule$' -fuzztime {{ fuzztime }} ./internal/taskenv
     go test -run '^$' -fuzz '^FuzzParser$' -fuzztime {{ fuzztime }} ./internal/agent
 
-# Run the benchmarks, and no tests.
-bench:
+# Measure berth side by side with its floors (a bare net/http server, a bare
+# go-sse server) in one run, on 127.0.0.1: GetWorkspace throughput (closed
+# loop) and latency at fixed rates (open loop), RSS per idle SSE stream.
+# Prints a table and writes JSON (default /tmp/berth-bench.json); about a
+# minute and a half with the defaults. Flags go to the harness, e.g.
+# just bench -duration 30s -streams 10000 -out bench.json (-help lists them).
+[positional-arguments]
+bench *args:
+    go run ./tools/bench "$@"
+
+# Run the Go benchmarks (go test -bench), and no tests.
+bench-go:
     go test -run '^$' -bench . -benchmem ./...
 
 # gofmt, go vet, staticcheck, buf lint, buf format, gosec, the README flag-table

@@ -1,0 +1,191 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+)
+
+// berthProcess is `berth serve` running as a child on 127.0.0.1.
+type berthProcess struct {
+	*child
+	url       string
+	logFile   string
+	token     string
+	workspace string
+}
+
+// startBerth builds berth into dir (unless bin names a binary) and starts
+// it with its data in dir, the process runtime, no admin listener, no rate
+// limits and no stream quota (the harness measures the server, not its
+// limiters), and waits until it is ready.
+func startBerth(ctx context.Context, bin, dir string, log io.Writer) (*berthProcess, error) {
+	if bin == "" {
+		bin = filepath.Join(dir, "berth")
+		fmt.Fprintln(log, "bench: building ./cmd/berth")
+		build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/berth") // #nosec G204 -- fixed arguments; bin is in our temporary directory
+		if out, err := build.CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("go build ./cmd/berth (run from the repository's root, or give -berth): %w\n%s", err, out)
+		}
+	}
+	addr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	data := filepath.Join(dir, "data")
+	if err := os.MkdirAll(filepath.Join(data, "workspaces", "bench"), 0o700); err != nil {
+		return nil, err
+	}
+	logFile := filepath.Join(dir, "berth.log")
+	f, err := os.Create(logFile) // #nosec G304 -- in our temporary directory
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	cmd := exec.Command(bin, "serve", // #nosec G204 -- the berth binary built above or named by the developer
+		"--addr", addr, "--admin-addr", "off", "--data-dir", data,
+		"--runtime", "process", "--secure-cookies=false",
+		"--rate-principal", "0", "--rate-anonymous", "0", "--rate-auth-failures", "0",
+		"--max-streams-per-user", "0", "--shutdown-timeout", "5s")
+	// The defaults are what is measured: no BERTH_ settings and no
+	// runtime tuning from the developer's environment.
+	for _, kv := range os.Environ() {
+		name, _, _ := strings.Cut(kv, "=")
+		if !strings.HasPrefix(name, "BERTH_") && !slices.Contains([]string{"GOGC", "GOMEMLIMIT", "GODEBUG", "GOMAXPROCS"}, name) {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	cmd.Stdout, cmd.Stderr = f, f
+	c, _, err := startChild(cmd)
+	if err != nil {
+		return nil, fmt.Errorf("starting berth: %w", err)
+	}
+	b := &berthProcess{child: c, url: "http://" + addr, logFile: logFile}
+	deadline := time.Now().Add(time.Minute)
+	for {
+		res, err := http.Get(b.url + "/ready") // #nosec G107 -- our child on 127.0.0.1
+		if err == nil {
+			_ = res.Body.Close()
+			if res.StatusCode == http.StatusOK {
+				return b, nil
+			}
+		}
+		select {
+		case <-c.exited:
+			return nil, fmt.Errorf("berth exited:\n%s", b.logTail())
+		case <-ctx.Done():
+			b.stop()
+			return nil, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			b.stop()
+			return nil, fmt.Errorf("berth not ready in a minute: %v\n%s", err, b.logTail())
+		}
+	}
+}
+
+// stop shuts berth down as an orchestrator would (SIGTERM, then SIGKILL).
+func (b *berthProcess) stop() { b.child.stop(10 * time.Second) }
+
+// pid is berth's process id.
+func (b *berthProcess) pid() int { return b.cmd.Process.Pid }
+
+// logTail is the end of berth's log, for errors.
+func (b *berthProcess) logTail() string {
+	out, _ := os.ReadFile(b.logFile)
+	if len(out) > 4000 {
+		out = out[len(out)-4000:]
+	}
+	return string(out)
+}
+
+// setUp registers a user and creates a workspace, then calls GetWorkspace
+// once: it returns that call and berth's answer (content type and bytes),
+// which the unary floor serves.
+func (b *berthProcess) setUp(ctx context.Context) (get call, contentType string, answer []byte, err error) {
+	var reg struct {
+		Tokens struct {
+			AccessToken string `json:"access_token"`
+		} `json:"tokens"`
+	}
+	if err := b.post(ctx, "AuthService/Register", "", `{"email":"bench@example.com","password":"correct horse battery","name":"Bench"}`, &reg); err != nil {
+		return call{}, "", nil, err
+	}
+	b.token = reg.Tokens.AccessToken
+	var ws struct {
+		Workspace struct {
+			ID string `json:"id"`
+		} `json:"workspace"`
+	}
+	path, _ := json.Marshal(filepath.Join(filepath.Dir(b.logFile), "data", "workspaces", "bench"))
+	if err := b.post(ctx, "WorkspaceService/CreateWorkspace", b.token, `{"name":"bench","path":`+string(path)+`}`, &ws); err != nil {
+		return call{}, "", nil, err
+	}
+	b.workspace = ws.Workspace.ID
+	get = call{url: b.url + "/berth.v1.WorkspaceService/GetWorkspace", token: b.token, body: []byte(`{"id":"` + b.workspace + `"}`)}
+	client := loadClient(1)
+	defer client.CloseIdleConnections()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, get.url, bytes.NewReader(get.body))
+	if err != nil {
+		return call{}, "", nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+b.token)
+	res, err := client.Do(req)
+	if err != nil {
+		return call{}, "", nil, err
+	}
+	defer res.Body.Close()
+	answer, err = io.ReadAll(res.Body)
+	if err == nil && res.StatusCode != http.StatusOK {
+		err = fmt.Errorf("GetWorkspace: status %d: %s", res.StatusCode, answer)
+	}
+	return get, res.Header.Get("Content-Type"), answer, err
+}
+
+// post calls a berth.v1 procedure with a Connect JSON body and decodes
+// the answer into out.
+func (b *berthProcess) post(ctx context.Context, procedure, token, body string, out any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, b.url+"/berth.v1."+procedure, strings.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("%s: %w", procedure, err)
+	}
+	defer res.Body.Close()
+	raw, err := io.ReadAll(res.Body)
+	if err != nil {
+		return fmt.Errorf("%s: %w", procedure, err)
+	}
+	if res.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: status %d: %s", procedure, res.StatusCode, raw)
+	}
+	return json.Unmarshal(raw, out)
+}
+
+// freeAddr returns a 127.0.0.1 address nothing listens on now.
+func freeAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
