@@ -155,6 +155,9 @@ func measure(ctx context.Context, cfg config, log io.Writer) (*report, error) {
 	rep.Closed.Berth = closedLoop(ctx, get, cfg.conns, cfg.duration)
 	rep.Closed.Floor = closedLoop(ctx, floorGet, cfg.conns, cfg.duration)
 	for _, rate := range cfg.rates {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
 		fmt.Fprintf(log, "bench: GetWorkspace open loop at %g req/s × %s, berth then floor\n", rate, cfg.rateDuration)
 		rep.Open = append(rep.Open, openPair{
 			Berth: openLoop(ctx, get, rate, cfg.rateDuration, cfg.openWorkers),
