@@ -111,16 +111,16 @@ func (b *berthProcess) logTail() string {
 }
 
 // setUp registers a user and creates a workspace, then calls GetWorkspace
-// once: it returns that call and berth's answer (content type and bytes),
-// which the unary floor serves.
-func (b *berthProcess) setUp(ctx context.Context) (get call, contentType string, answer []byte, err error) {
+// once: it returns that call and berth's answer (headers but Date and
+// Content-Length, and body), which the unary floor serves.
+func (b *berthProcess) setUp(ctx context.Context) (get call, header http.Header, answer []byte, err error) {
 	var reg struct {
 		Tokens struct {
 			AccessToken string `json:"access_token"`
 		} `json:"tokens"`
 	}
 	if err := b.post(ctx, "AuthService/Register", "", `{"email":"bench@example.com","password":"correct horse battery","name":"Bench"}`, &reg); err != nil {
-		return call{}, "", nil, err
+		return call{}, nil, nil, err
 	}
 	b.token = reg.Tokens.AccessToken
 	var ws struct {
@@ -130,7 +130,7 @@ func (b *berthProcess) setUp(ctx context.Context) (get call, contentType string,
 	}
 	path, _ := json.Marshal(filepath.Join(filepath.Dir(b.logFile), "data", "workspaces", "bench"))
 	if err := b.post(ctx, "WorkspaceService/CreateWorkspace", b.token, `{"name":"bench","path":`+string(path)+`}`, &ws); err != nil {
-		return call{}, "", nil, err
+		return call{}, nil, nil, err
 	}
 	b.workspace = ws.Workspace.ID
 	get = call{url: b.url + "/berth.v1.WorkspaceService/GetWorkspace", token: b.token, body: []byte(`{"id":"` + b.workspace + `"}`)}
@@ -138,20 +138,23 @@ func (b *berthProcess) setUp(ctx context.Context) (get call, contentType string,
 	defer client.CloseIdleConnections()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, get.url, bytes.NewReader(get.body))
 	if err != nil {
-		return call{}, "", nil, err
+		return call{}, nil, nil, err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Authorization", "Bearer "+b.token)
 	res, err := client.Do(req)
 	if err != nil {
-		return call{}, "", nil, err
+		return call{}, nil, nil, err
 	}
 	defer res.Body.Close()
 	answer, err = io.ReadAll(res.Body)
 	if err == nil && res.StatusCode != http.StatusOK {
 		err = fmt.Errorf("GetWorkspace: status %d: %s", res.StatusCode, answer)
 	}
-	return get, res.Header.Get("Content-Type"), answer, err
+	header = res.Header.Clone()
+	header.Del("Date")
+	header.Del("Content-Length")
+	return get, header, answer, err
 }
 
 // post calls a berth.v1 procedure with a Connect JSON body and decodes

@@ -21,11 +21,12 @@ import (
 // as the SSE floor, so that the floor's resident set is its own.
 const floorFlag = "-floor-sse"
 
-// unaryFloor serves body, with contentType, to every request: a bare
-// net/http server answering what berth answered for the same call. It
-// reads the request body, as berth must. It listens on a free port of
-// 127.0.0.1 until ctx ends.
-func unaryFloor(ctx context.Context, contentType string, body []byte) (string, error) {
+// unaryFloor serves header and body to every request: a bare net/http
+// server answering what berth answered for the same call, headers
+// included (net/http sets Date and Content-Length itself). It reads the
+// request body, as berth must. It listens on a free port of 127.0.0.1
+// until ctx ends.
+func unaryFloor(ctx context.Context, header http.Header, body []byte) (string, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return "", err
@@ -34,7 +35,9 @@ func unaryFloor(ctx context.Context, contentType string, body []byte) (string, e
 		ReadHeaderTimeout: 10 * time.Second,
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			_, _ = io.Copy(io.Discard, r.Body)
-			w.Header().Set("Content-Type", contentType)
+			for k, v := range header {
+				w.Header()[k] = v
+			}
 			_, _ = w.Write(body)
 		}),
 	}

@@ -92,6 +92,7 @@ func TestParseRefusesBadFlags(t *testing.T) {
 		{"-duration", "0s"},
 		{"-open-workers", "99999"},
 		{"extra"},
+		{"-rates", "50000", "-rate-duration", "10m"},
 	} {
 		if _, err := parse(args, io.Discard); err == nil {
 			t.Errorf("parse(%q) took it", args)

@@ -26,6 +26,10 @@ import (
 	"time"
 )
 
+// maxScheduled bounds the requests of one open-loop run, whose intended
+// send times and latencies are held in memory.
+const maxScheduled = 3_000_000
+
 // config is the harness's flags.
 type config struct {
 	berth        string
@@ -111,6 +115,12 @@ func parse(args []string, stderr io.Writer) (config, error) {
 	if cfg.openWorkers < 1 || cfg.openWorkers > 4096 {
 		bad = append(bad, "-open-workers must be in 1..4096")
 	}
+	for _, r := range cfg.rates {
+		if r*cfg.rateDuration.Seconds() > maxScheduled {
+			bad = append(bad, fmt.Sprintf("-rates × -rate-duration: at most %d requests a run", maxScheduled))
+			break
+		}
+	}
 	if cfg.streams < 1 || cfg.streams > 10000 {
 		bad = append(bad, "-streams must be in 1..10000")
 	}
@@ -138,13 +148,13 @@ func measure(ctx context.Context, cfg config, log io.Writer) (*report, error) {
 		return nil, err
 	}
 	defer b.stop()
-	get, contentType, answer, err := b.setUp(ctx)
+	get, header, answer, err := b.setUp(ctx)
 	if err != nil {
 		return nil, err
 	}
 	floorCtx, stopFloor := context.WithCancel(ctx)
 	defer stopFloor()
-	floorURL, err := unaryFloor(floorCtx, contentType, answer)
+	floorURL, err := unaryFloor(floorCtx, header, answer)
 	if err != nil {
 		return nil, err
 	}
