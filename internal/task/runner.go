@@ -128,9 +128,17 @@ type Runner struct {
 	// faultHook, when set (by tests, before Run, through export_test.go),
 	// is called where a bug could panic in goroutines no real input
 	// reaches: "agent-parser" (with the task's id) for each line of the
-	// CLI's output, and "heartbeat" at each renewal.
+	// CLI's output, and "heartbeat" at each renewal; and where a test
+	// holds a goroutine to order a race: "task-stored" (with the task's
+	// id), in Service.Create between storing a task and announcing it.
 	faultHook func(where, taskID string)
 	trace     tracing // off unless RunnerConfig.Tracer
+	// creating holds, per task Service.Create is storing, a channel it
+	// closes once it has announced the task queued: published waits for
+	// it before announcing anything later about that task, so a watcher
+	// never sees a task run (or end) before it sees it created, however
+	// the goroutines are scheduled.
+	creating sync.Map // task id → chan struct{}
 
 	wake chan struct{}
 
@@ -271,6 +279,11 @@ func (r *Runner) Cancel(id string) <-chan struct{} {
 func (r *Runner) published(t *store.TaskRecord) {
 	if r.bus == nil || t == nil {
 		return
+	}
+	if t.Status != store.TaskQueued {
+		if created, ok := r.creating.Load(t.ID); ok {
+			<-created.(chan struct{})
+		}
 	}
 	ev := Changed(t)
 	r.bus.Publish(event.TaskTopic(t.ID), ev)

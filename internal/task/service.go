@@ -172,9 +172,18 @@ func (s *Service) Create(ctx context.Context, p access.Principal, spec Spec) (*s
 	}
 	// Before the task is stored: the runner may claim it at once.
 	s.runner.trace.remember(ctx, t.ID)
+	created := make(chan struct{})
+	s.runner.creating.Store(t.ID, created)
+	defer func() {
+		s.runner.creating.Delete(t.ID)
+		close(created)
+	}()
 	if err := s.store.CreateTaskRecordWithin(ctx, t, s.queued); err != nil {
 		s.runner.trace.forget(t.ID)
 		return nil, err
+	}
+	if s.runner.faultHook != nil {
+		s.runner.faultHook("task-stored", t.ID)
 	}
 	// Watchers of the workspace see the task queued (status QUEUED: the
 	// runner publishes every later change itself).

@@ -34,11 +34,19 @@ type serviceRig struct {
 	log    *syncBuffer // the runner's log
 	owner  access.Principal
 	ws     *store.Workspace
+	bus    *bus.Bus
 }
 
 // newServiceRig starts a runner and its service; cfg's zero fields get the
 // rig's defaults. Everything stops when the test ends.
 func newServiceRig(t *testing.T, cfg task.RunnerConfig) *serviceRig {
+	t.Helper()
+	return newHookedServiceRig(t, cfg, nil)
+}
+
+// newHookedServiceRig is newServiceRig with hook as the runner's fault
+// hook (see task.SetFaultHook).
+func newHookedServiceRig(t *testing.T, cfg task.RunnerConfig, hook func(where, taskID string)) *serviceRig {
 	t.Helper()
 	rig := &serviceRig{dbPath: filepath.Join(t.TempDir(), "berth.db"), log: &syncBuffer{}}
 	st, err := store.Open(t.Context(), rig.dbPath)
@@ -71,7 +79,11 @@ func newServiceRig(t *testing.T, cfg task.RunnerConfig) *serviceRig {
 		cfg.ClaudeIdle = 10 * time.Minute
 	}
 	logger := slog.New(slog.NewTextHandler(rig.log, nil))
-	rig.runner = task.NewRunner(st, rt, workspaces{st: st, containerID: id}, bus.New(), prometheus.NewRegistry(), logger, time.Now, cfg)
+	rig.bus = bus.New()
+	rig.runner = task.NewRunner(st, rt, workspaces{st: st, containerID: id}, rig.bus, prometheus.NewRegistry(), logger, time.Now, cfg)
+	if hook != nil {
+		task.SetFaultHook(rig.runner, hook)
+	}
 	rig.svc = task.NewService(st, rig.runner, task.Budget{}, task.Limits{}, time.Now, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
