@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -19,24 +20,50 @@ import (
 // berthProcess is `berth serve` running as a child on 127.0.0.1.
 type berthProcess struct {
 	*child
+	dir       string
 	url       string
 	logFile   string
 	token     string
 	workspace string
 }
 
-// startBerth builds berth into dir (unless bin names a binary) and starts
-// it with its data in dir, the process runtime, no admin listener, no rate
-// limits and no stream quota (the harness measures the server, not its
-// limiters), and waits until it is ready.
-func startBerth(ctx context.Context, bin, dir string, log io.Writer) (*berthProcess, error) {
-	if bin == "" {
-		bin = filepath.Join(dir, "berth")
-		fmt.Fprintln(log, "bench: building ./cmd/berth")
-		build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/berth") // #nosec G204 -- fixed arguments; bin is in our temporary directory
-		if out, err := build.CombinedOutput(); err != nil {
-			return nil, fmt.Errorf("go build ./cmd/berth (run from the repository's root, or give -berth): %w\n%s", err, out)
-		}
+// buildBerth builds ./cmd/berth into dir and returns the binary's path.
+func buildBerth(ctx context.Context, dir string, log io.Writer) (string, error) {
+	bin := filepath.Join(dir, "berth")
+	fmt.Fprintln(log, "bench: building ./cmd/berth")
+	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/berth") // #nosec G204 -- fixed arguments; bin is in our temporary directory
+	if out, err := build.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build ./cmd/berth (run from the repository's root, or give -berth): %w\n%s", err, out)
+	}
+	return bin, nil
+}
+
+// berthFlags are the settings berth runs with beside its defaults. The
+// harness measures the server, not its limiters: no rate limits, no
+// per-user stream, task or queue quota (the default of 64 streams a user
+// would refuse the fan-out's 1,000 subscribers), room for the fan-out's
+// tasks to run at once, and a connection cap (streams may hold ¾ of it)
+// above the streams opened. The agent is this program (see agent.go); its
+// idle task must outlive the run, so the watchdog and the time limit are
+// an hour.
+func berthFlags(addr, data, claude string, streams int) []string {
+	return []string{"serve",
+		"--addr", addr, "--admin-addr", "off", "--data-dir", data,
+		"--runtime", "process", "--secure-cookies=false",
+		"--rate-principal", "0", "--rate-anonymous", "0", "--rate-auth-failures", "0",
+		"--rate-task-create", "0", "--rate-ws-command", "0",
+		"--max-streams-per-user", "0", "--max-running-per-user", "0", "--max-queued-per-user", "0",
+		"--max-connections", strconv.Itoa(streams*4/3 + 2048),
+		"--max-running-tasks", "32", "--max-running-per-workspace", "32",
+		"--claude-path", claude, "--claude-idle-timeout", "1h", "--task-timeout", "1h",
+		"--workspace-idle-timeout", "0", "--shutdown-timeout", "5s"}
+}
+
+// startBerth starts bin with its data in dir and waits until it is ready.
+func startBerth(ctx context.Context, bin, dir string, streams int) (*berthProcess, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
 	}
 	addr, err := freeAddr()
 	if err != nil {
@@ -52,11 +79,7 @@ func startBerth(ctx context.Context, bin, dir string, log io.Writer) (*berthProc
 		return nil, err
 	}
 	defer f.Close()
-	cmd := exec.Command(bin, "serve", // #nosec G204 -- the berth binary built above or named by the developer
-		"--addr", addr, "--admin-addr", "off", "--data-dir", data,
-		"--runtime", "process", "--secure-cookies=false",
-		"--rate-principal", "0", "--rate-anonymous", "0", "--rate-auth-failures", "0",
-		"--max-streams-per-user", "0", "--shutdown-timeout", "5s")
+	cmd := exec.Command(bin, berthFlags(addr, data, self, streams)...) // #nosec G204 -- the berth binary built above or named by the developer
 	// The defaults are what is measured: no BERTH_ settings and no
 	// runtime tuning from the developer's environment.
 	for _, kv := range os.Environ() {
@@ -66,11 +89,11 @@ func startBerth(ctx context.Context, bin, dir string, log io.Writer) (*berthProc
 		}
 	}
 	cmd.Stdout, cmd.Stderr = f, f
-	c, _, err := startChild(cmd)
+	c, err := startChild(cmd)
 	if err != nil {
 		return nil, fmt.Errorf("starting berth: %w", err)
 	}
-	b := &berthProcess{child: c, url: "http://" + addr, logFile: logFile}
+	b := &berthProcess{child: c, dir: dir, url: "http://" + addr, logFile: logFile}
 	deadline := time.Now().Add(time.Minute)
 	for {
 		res, err := http.Get(b.url + "/ready") // #nosec G107 -- our child on 127.0.0.1
@@ -98,9 +121,6 @@ func startBerth(ctx context.Context, bin, dir string, log io.Writer) (*berthProc
 // stop shuts berth down as an orchestrator would (SIGTERM, then SIGKILL).
 func (b *berthProcess) stop() { b.child.stop(10 * time.Second) }
 
-// pid is berth's process id.
-func (b *berthProcess) pid() int { return b.cmd.Process.Pid }
-
 // logTail is the end of berth's log, for errors.
 func (b *berthProcess) logTail() string {
 	out, _ := os.ReadFile(b.logFile)
@@ -110,17 +130,15 @@ func (b *berthProcess) logTail() string {
 	return string(out)
 }
 
-// setUp registers a user and creates a workspace, then calls GetWorkspace
-// once: it returns that call and berth's answer (headers but Date and
-// Content-Length, and body), which the unary floor serves.
-func (b *berthProcess) setUp(ctx context.Context) (get call, header http.Header, answer []byte, err error) {
+// setUp registers a user and creates the workspace the tasks run in.
+func (b *berthProcess) setUp(ctx context.Context) error {
 	var reg struct {
 		Tokens struct {
 			AccessToken string `json:"access_token"`
 		} `json:"tokens"`
 	}
 	if err := b.post(ctx, "AuthService/Register", "", `{"email":"bench@example.com","password":"correct horse battery","name":"Bench"}`, &reg); err != nil {
-		return call{}, nil, nil, err
+		return err
 	}
 	b.token = reg.Tokens.AccessToken
 	var ws struct {
@@ -128,11 +146,21 @@ func (b *berthProcess) setUp(ctx context.Context) (get call, header http.Header,
 			ID string `json:"id"`
 		} `json:"workspace"`
 	}
-	path, _ := json.Marshal(filepath.Join(filepath.Dir(b.logFile), "data", "workspaces", "bench"))
+	path, err := json.Marshal(filepath.Join(b.dir, "data", "workspaces", "bench"))
+	if err != nil {
+		return err
+	}
 	if err := b.post(ctx, "WorkspaceService/CreateWorkspace", b.token, `{"name":"bench","path":`+string(path)+`}`, &ws); err != nil {
-		return call{}, nil, nil, err
+		return err
 	}
 	b.workspace = ws.Workspace.ID
+	return nil
+}
+
+// getWorkspace calls GetWorkspace once: it returns that call and berth's
+// answer (headers but Date and Content-Length, and body), which the unary
+// floor serves.
+func (b *berthProcess) getWorkspace(ctx context.Context) (get call, header http.Header, answer []byte, err error) {
 	get = call{url: b.url + "/berth.v1.WorkspaceService/GetWorkspace", token: b.token, body: []byte(`{"id":"` + b.workspace + `"}`)}
 	client := loadClient(1)
 	defer client.CloseIdleConnections()

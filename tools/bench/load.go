@@ -7,7 +7,6 @@ import (
 	"io"
 	"math"
 	"net/http"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -89,89 +88,6 @@ func closedLoop(ctx context.Context, c call, workers int, d time.Duration) close
 	wg.Wait()
 	secs := time.Since(start).Seconds()
 	return closedResult{Requests: ok.Load(), Errors: failed.Load(), Seconds: secs, RPS: float64(ok.Load()) / secs}
-}
-
-// due is when the i-th request (from 0) of an open-loop run at rate
-// requests a second is meant to be sent, counted from the run's start.
-func due(i int, rate float64) time.Duration {
-	return time.Duration(float64(i) * float64(time.Second) / rate)
-}
-
-// scheduled is how many requests an open-loop run at rate for d sends.
-func scheduled(rate float64, d time.Duration) int {
-	return int(math.Floor(rate * d.Seconds()))
-}
-
-// openResult is what an open-loop run measured. Latencies are in
-// milliseconds, from each request's intended send time to its answer.
-type openResult struct {
-	Rate     float64 `json:"rate"`
-	Sent     int     `json:"sent"`
-	Errors   int     `json:"errors"`
-	Achieved float64 `json:"achieved_rps"`
-	P50      float64 `json:"p50_ms"`
-	P90      float64 `json:"p90_ms"`
-	P99      float64 `json:"p99_ms"`
-	Max      float64 `json:"max_ms"`
-}
-
-// openLoop sends c at a constant rate for d, whatever the server does: a
-// pacer hands each request's intended send time to a pool of workers, and
-// its latency counts from that time, not from when a worker got to it. A
-// server that falls behind so pays for the queue it builds (no
-// coordinated omission); the pool is large enough that the client is not
-// the queue. Requests still unanswered 10 s after the run are errors.
-func openLoop(ctx context.Context, c call, rate float64, d time.Duration, workers int) openResult {
-	n := scheduled(rate, d)
-	client := loadClient(workers)
-	defer client.CloseIdleConnections()
-	ctx, cancel := context.WithTimeout(ctx, d+10*time.Second)
-	defer cancel()
-	intended := make(chan time.Time, n)
-	lat := make([]time.Duration, n)
-	var next atomic.Int64
-	var failed atomic.Int64
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Go(func() {
-			for at := range intended {
-				if err := c.do(ctx, client); err != nil {
-					failed.Add(1)
-					continue
-				}
-				lat[next.Add(1)-1] = time.Since(at)
-			}
-		})
-	}
-	start := time.Now()
-	sent := 0
-	for i := range n {
-		at := start.Add(due(i, rate))
-		if wait := time.Until(at); wait > 0 {
-			select {
-			case <-ctx.Done():
-			case <-time.After(wait):
-			}
-		}
-		if ctx.Err() != nil {
-			break
-		}
-		intended <- at
-		sent++
-	}
-	close(intended)
-	wg.Wait()
-	// Over the run's length at least: the last request is due just before
-	// its end.
-	elapsed := max(time.Since(start), d).Seconds()
-	done := lat[:next.Load()]
-	slices.Sort(done)
-	return openResult{
-		Rate: rate, Sent: sent, Errors: int(failed.Load()),
-		Achieved: float64(len(done)) / elapsed,
-		P50:      ms(percentile(done, 50)), P90: ms(percentile(done, 90)),
-		P99: ms(percentile(done, 99)), Max: ms(percentile(done, 100)),
-	}
 }
 
 // percentile is the nearest-rank p-th percentile (0 < p <= 100) of sorted

@@ -46,7 +46,7 @@ func TestPercentileIsNearestRank(t *testing.T) {
 	}
 }
 
-func TestPacerSpacesRequestsEvenly(t *testing.T) {
+func TestAgentScheduleSpacesLinesEvenly(t *testing.T) {
 	t.Parallel()
 	for _, c := range []struct {
 		rate float64
@@ -59,9 +59,9 @@ func TestPacerSpacesRequestsEvenly(t *testing.T) {
 		{3, 2 * time.Second, 6, time.Second / 3},
 		{0.5, 4 * time.Second, 2, 2 * time.Second},
 	} {
-		n := scheduled(c.rate, c.d)
+		n := int(c.rate * c.d.Seconds()) // as fanout sizes an agent's run
 		if n != c.n {
-			t.Errorf("scheduled(%g/s, %s) = %d, want %d", c.rate, c.d, n, c.n)
+			t.Errorf("%g/s × %s = %d lines, want %d", c.rate, c.d, n, c.n)
 		}
 		if due(0, c.rate) != 0 {
 			t.Errorf("at %g/s the first request is due at %s, want at once", c.rate, due(0, c.rate))
@@ -99,7 +99,7 @@ func TestParseRefusesBadFlags(t *testing.T) {
 		}
 	}
 	cfg, err := parse([]string{"-rates", "100, 200", "-streams", "10"}, io.Discard)
-	if err != nil || !slices.Equal(cfg.rates, []float64{100, 200}) || cfg.streams != 10 {
+	if err != nil || !slices.Equal(cfg.rates, []int{100, 200}) || cfg.streams != 10 {
 		t.Errorf("parse = %+v, %v", cfg, err)
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -13,57 +12,49 @@ import (
 // openers is how many streams are being opened at once.
 const openers = 32
 
-// streamResult is the resident-set cost of idle SSE streams on one server.
+// streamResult is the resident-set cost of idle streams on one server.
 type streamResult struct {
 	Streams      int     `json:"streams"`
 	RSSBeforeKiB int64   `json:"rss_before_kib"`
 	RSSAfterKiB  int64   `json:"rss_after_kib"`
 	KiBPerStream float64 `json:"kib_per_stream"`
+	OpenSeconds  float64 `json:"open_seconds"`
 }
 
-// openSSE opens one SSE stream and returns once its answer's headers are
-// in (the server holds the stream then); the closer ends it.
-func openSSE(ctx context.Context, client *http.Client, url, token string) (func(), error) {
-	ctx, cancel := context.WithCancel(ctx)
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		cancel()
-		return nil, err
-	}
-	req.Header.Set("Accept", "text/event-stream")
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	res, err := client.Do(req)
-	if err != nil {
-		cancel()
-		return nil, err
-	}
-	if res.StatusCode != http.StatusOK {
-		_ = res.Body.Close()
-		cancel()
-		return nil, fmt.Errorf("status %d", res.StatusCode)
-	}
-	return func() { cancel(); _ = res.Body.Close() }, nil
-}
+// opener opens one stream and returns once the server holds it; the
+// closer it returns ends it.
+type opener func(ctx context.Context) (closer func(), err error)
 
-// idleStreams opens k SSE streams to url, reads pid's resident set before
+// idleStreams opens k streams with open, reads pid's resident set before
 // and after (once it has settled), and closes them all again.
-func idleStreams(ctx context.Context, pid, k int, url, token string) (streamResult, error) {
-	client := &http.Client{Transport: &http.Transport{DisableCompression: true, MaxIdleConnsPerHost: -1}}
-	defer client.CloseIdleConnections()
-	before, err := rss(pid)
+func idleStreams(ctx context.Context, pid, k int, open opener) (streamResult, error) {
+	before, err := settledRSS(ctx, pid)
 	if err != nil {
 		return streamResult{}, err
 	}
 	closers := make([]func(), k)
-	defer func() {
-		for _, c := range closers {
-			if c != nil {
-				c()
-			}
-		}
-	}()
+	defer closeAll(closers)
+	start := time.Now()
+	if err := openAll(ctx, closers, open); err != nil {
+		return streamResult{}, err
+	}
+	opened := time.Since(start)
+	after, err := settledRSS(ctx, pid)
+	if err != nil {
+		return streamResult{}, err
+	}
+	return streamResult{
+		Streams: k, RSSBeforeKiB: before >> 10, RSSAfterKiB: after >> 10,
+		KiBPerStream: float64(after-before) / 1024 / float64(k),
+		OpenSeconds:  opened.Seconds(),
+	}, nil
+}
+
+// openAll fills closers with streams opened by openers goroutines; it
+// stops at the first failure.
+func openAll(ctx context.Context, closers []func(), open opener) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	errs := make(chan error, openers)
@@ -71,12 +62,13 @@ func idleStreams(ctx context.Context, pid, k int, url, token string) (streamResu
 		wg.Go(func() {
 			for ctx.Err() == nil {
 				i := int(next.Add(1)) - 1
-				if i >= k {
+				if i >= len(closers) {
 					return
 				}
-				c, err := openSSE(ctx, client, url, token)
+				c, err := open(ctx)
 				if err != nil {
-					errs <- fmt.Errorf("stream %d: %w", i, err)
+					errs <- fmt.Errorf("stream %d of %d: %w", i+1, len(closers), err)
+					cancel()
 					return
 				}
 				closers[i] = c
@@ -85,17 +77,34 @@ func idleStreams(ctx context.Context, pid, k int, url, token string) (streamResu
 	}
 	wg.Wait()
 	close(errs)
-	if err := errors.Join(<-errs, ctx.Err()); err != nil {
-		return streamResult{}, err
+	var all []error
+	for err := range errs {
+		all = append(all, err)
 	}
-	after, err := settledRSS(ctx, pid)
-	if err != nil {
-		return streamResult{}, err
+	if len(all) > 0 {
+		return all[0] // the first; the others are its echoes, cancelled
 	}
-	return streamResult{
-		Streams: k, RSSBeforeKiB: before >> 10, RSSAfterKiB: after >> 10,
-		KiBPerStream: float64(after-before) / 1024 / float64(k),
-	}, nil
+	return ctx.Err()
+}
+
+// closeAll ends every stream that was opened, a few at a time.
+func closeAll(closers []func()) {
+	var wg sync.WaitGroup
+	var next atomic.Int64
+	for range openers {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= len(closers) {
+					return
+				}
+				if closers[i] != nil {
+					closers[i]()
+				}
+			}
+		})
+	}
+	wg.Wait()
 }
 
 // settledRSS reads pid's resident set every 250 ms until two readings in
@@ -122,3 +131,6 @@ func settledRSS(ctx context.Context, pid int) (int64, error) {
 	}
 	return last, nil
 }
+
+// errStatus is an answer that is not 200.
+var errStatus = errors.New("unexpected status")
