@@ -83,6 +83,9 @@ func fanout(ctx context.Context, b *berthProcess, spec fanoutSpec) (fanoutResult
 	}
 	wg.Wait()
 	res.fill(subs, start)
+	if res.Delivered == 0 {
+		return res, fmt.Errorf("no line reached any subscriber; berth's log ends:\n%s", b.logTail())
+	}
 	return res, nil
 }
 

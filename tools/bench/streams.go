@@ -51,16 +51,16 @@ func idleStreams(ctx context.Context, pid, k int, open opener) (streamResult, er
 }
 
 // openAll fills closers with streams opened by openers goroutines; it
-// stops at the first failure.
+// stops at the first failure. The streams live on ctx, not on a context of
+// openAll's own: they must outlast it.
 func openAll(ctx context.Context, closers []func(), open opener) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	var next atomic.Int64
+	var failed atomic.Bool
 	var wg sync.WaitGroup
 	errs := make(chan error, openers)
 	for range openers {
 		wg.Go(func() {
-			for ctx.Err() == nil {
+			for ctx.Err() == nil && !failed.Load() {
 				i := int(next.Add(1)) - 1
 				if i >= len(closers) {
 					return
@@ -68,7 +68,7 @@ func openAll(ctx context.Context, closers []func(), open opener) error {
 				c, err := open(ctx)
 				if err != nil {
 					errs <- fmt.Errorf("stream %d of %d: %w", i+1, len(closers), err)
-					cancel()
+					failed.Store(true)
 					return
 				}
 				closers[i] = c
@@ -77,12 +77,8 @@ func openAll(ctx context.Context, closers []func(), open opener) error {
 	}
 	wg.Wait()
 	close(errs)
-	var all []error
-	for err := range errs {
-		all = append(all, err)
-	}
-	if len(all) > 0 {
-		return all[0] // the first; the others are its echoes, cancelled
+	if err := <-errs; err != nil {
+		return err // the first; the others failed alike
 	}
 	return ctx.Err()
 }
