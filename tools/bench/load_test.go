@@ -87,10 +87,15 @@ func TestParseRefusesBadFlags(t *testing.T) {
 		{"-rates", "0"},
 		{"-rates", "1e9"},
 		{"-streams", "0"},
-		{"-streams", "20001"},
+		{"-rates", "1.5"},
+		{"-streams", "18001"},
 		{"-conns", "0"},
 		{"-duration", "0s"},
-		{"-open-workers", "99999"},
+		{"-fanout-duration", "11m"},
+		{"-benchtime", "0x"},
+		{"-benchtime", "soon"},
+		{"-phases", "unary,nope"},
+		{"-no-such-flag"},
 		{"extra"},
 		{"-rates", "50000", "-rate-duration", "10m"},
 	} {
@@ -98,8 +103,13 @@ func TestParseRefusesBadFlags(t *testing.T) {
 			t.Errorf("parse(%q) took it", args)
 		}
 	}
-	cfg, err := parse([]string{"-rates", "100, 200", "-streams", "10"}, io.Discard)
-	if err != nil || !slices.Equal(cfg.rates, []int{100, 200}) || cfg.streams != 10 {
+	cfg, err := parse([]string{"-rates", "100, 200", "-streams", "10", "-phases", "fanout, unary", "-benchtime", "5000x"}, io.Discard)
+	if err != nil || !slices.Equal(cfg.rates, []int{100, 200}) || cfg.streams != 10 ||
+		!slices.Equal(cfg.phases, []string{"fanout", "unary"}) || !cfg.runs("unary") || cfg.runs("ingest") || cfg.benchtime != "5000x" {
 		t.Errorf("parse = %+v, %v", cfg, err)
+	}
+	cfg, err = parse(nil, io.Discard)
+	if err != nil || cfg.streams != 10000 || !slices.Equal(cfg.phases, phases) || !slices.Equal(cfg.rates, []int{1000, 5000}) {
+		t.Errorf("the defaults: parse = %+v, %v", cfg, err)
 	}
 }

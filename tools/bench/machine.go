@@ -16,6 +16,7 @@ type machine struct {
 	CPUs      int    `json:"cpus"`
 	MemTotal  string `json:"mem_total"`
 	Kernel    string `json:"kernel"`
+	LoadAvg   string `json:"load_average_at_start"`
 	GoVersion string `json:"go_version"`
 	Commit    string `json:"commit"`
 	Dirty     bool   `json:"dirty"`
@@ -35,6 +36,11 @@ func describeMachine() machine {
 	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
 		m.Kernel = strings.TrimSpace(string(b))
 	}
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		if f := strings.Fields(string(b)); len(f) >= 3 {
+			m.LoadAvg = strings.Join(f[:3], " ")
+		}
+	}
 	if out, err := exec.Command("git", "rev-parse", "--short", "HEAD").Output(); err == nil {
 		m.Commit = strings.TrimSpace(string(out))
 	}
@@ -51,7 +57,7 @@ func (m machine) line() string {
 		dirty = " (dirty tree)"
 	}
 	return "berth " + m.Commit + dirty + " · " + m.CPU + " × " + strconv.Itoa(m.CPUs) + " · " + m.MemTotal +
-		" RAM · Linux " + m.Kernel + " · " + m.GoVersion + " · " + m.Date
+		" RAM · Linux " + m.Kernel + " · " + m.GoVersion + " · load " + m.LoadAvg + " at start · " + m.Date
 }
 
 // procField is the value of the first "name : value" line of a /proc file.

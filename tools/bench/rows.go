@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"strings"
+	"time"
 )
 
 // The targets of issue #18.
@@ -39,7 +40,8 @@ func (r *report) rows() []row {
 			pair(name+", p90", "ms", o.Berth.P90, o.Floor.P90),
 			p99,
 			pair(name+", max", "ms", o.Berth.Max, o.Floor.Max),
-			pair(name+", errors", "count", float64(o.Berth.Errors), float64(o.Floor.Errors)),
+			count(fmt.Sprintf("%s, sent of %d due", name, scheduled(o.Berth.Rate, r.rateDuration())), o.Berth.Sent, o.Floor.Sent),
+			count(name+", errors", o.Berth.Errors, o.Floor.Errors),
 		)
 	}
 	for _, i := range r.Idle {
@@ -88,6 +90,17 @@ func pair(figure, unit string, berth, floor float64) row {
 	}
 	x.Ratio = &ratio
 	return x
+}
+
+// count is a row of counts with a floor and no ratio.
+func count(figure string, berth, floor int) row {
+	f := float64(floor)
+	return row{Figure: figure, Unit: "count", Berth: float64(berth), Floor: &f}
+}
+
+// rateDuration is the length of each open-loop run.
+func (r *report) rateDuration() time.Duration {
+	return time.Duration(r.Config.RateDurationS * float64(time.Second))
 }
 
 // target sets x's target and whether it is met.
