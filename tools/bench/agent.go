@@ -80,7 +80,7 @@ func runAgent(prompt string) error {
 func waitGate(gate string) error {
 	deadline := time.Now().Add(gateWait)
 	for time.Now().Before(deadline) {
-		if _, err := os.Stat(gate); err == nil {
+		if _, err := os.Stat(gate); err == nil { // #nosec G703 -- the harness names the gate in the prompt it gives its own agent
 			return nil
 		}
 		time.Sleep(5 * time.Millisecond)
