@@ -33,6 +33,7 @@ type config struct {
 	duration       time.Duration
 	rates          []int
 	rateDuration   time.Duration
+	openConns      int
 	streams        int
 	fanoutDuration time.Duration
 	benchtime      string
@@ -52,8 +53,9 @@ func parse(args []string, stderr io.Writer) (config, error) {
 	fs.DurationVar(&cfg.duration, "duration", 5*time.Second, "length of each closed-loop run")
 	fs.StringVar(&rates, "rates", "1000,5000", "open-loop rates in requests a second (whole numbers), comma-separated")
 	fs.DurationVar(&cfg.rateDuration, "rate-duration", 5*time.Second, "length of each open-loop run")
+	fs.IntVar(&cfg.openConns, "open-conns", 256, "most connections of an open-loop run (requests beyond wait for one, and the wait counts in their latency)")
 	fs.IntVar(&cfg.streams, "streams", 10000, fmt.Sprintf("idle streams opened to each server, per kind (at most %d: the hard open-file limit here is 20,000)", maxStreams))
-	fs.DurationVar(&cfg.fanoutDuration, "fanout-duration", 5*time.Second, "how long each fan-out run's agents write lines")
+	fs.DurationVar(&cfg.fanoutDuration, "fanout-duration", 5*time.Second, "how long each fan-out run's agents write lines (at most 1m)")
 	fs.StringVar(&cfg.benchtime, "benchtime", "2s", "-benchtime of go test's BenchmarkIngest (a duration, or a count such as 200000x)")
 	fs.StringVar(&only, "phases", strings.Join(phases, ","), "the parts to run, comma-separated: "+strings.Join(phases, ", "))
 	if err := fs.Parse(args); err != nil {
@@ -100,6 +102,9 @@ func (cfg *config) check() []string {
 	if cfg.conns < 1 || cfg.conns > 1024 {
 		bad = append(bad, "-conns must be in 1..1024")
 	}
+	if cfg.openConns < 1 || cfg.openConns > 4096 {
+		bad = append(bad, "-open-conns must be in 1..4096")
+	}
 	for _, r := range cfg.rates {
 		if scheduled(r, cfg.rateDuration) > maxScheduled {
 			bad = append(bad, fmt.Sprintf("-rates × -rate-duration: at most %d requests a run", maxScheduled))
@@ -112,9 +117,16 @@ func (cfg *config) check() []string {
 	for _, d := range []struct {
 		name string
 		v    time.Duration
-	}{{"-duration", cfg.duration}, {"-rate-duration", cfg.rateDuration}, {"-fanout-duration", cfg.fanoutDuration}} {
-		if d.v < time.Second || d.v > 10*time.Minute {
-			bad = append(bad, d.name+" must be in [1s, 10m]")
+		most time.Duration
+	}{
+		{"-duration", cfg.duration, 10 * time.Minute},
+		{"-rate-duration", cfg.rateDuration, 10 * time.Minute},
+		// Each subscriber keeps one latency per line: a minute at 200
+		// lines a second is 96 MB for the 1,000 subscribers.
+		{"-fanout-duration", cfg.fanoutDuration, time.Minute},
+	} {
+		if d.v < time.Second || d.v > d.most {
+			bad = append(bad, fmt.Sprintf("%s must be in [1s, %s]", d.name, d.most))
 		}
 	}
 	if !validBenchtime(cfg.benchtime) {

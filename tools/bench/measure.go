@@ -99,8 +99,8 @@ func (h *harness) unary(ctx context.Context) error {
 			return err
 		}
 		fmt.Fprintf(h.log, "bench: GetWorkspace open loop (vegeta) at %d req/s × %s, berth then floor\n", rate, h.cfg.rateDuration)
-		pair := openPair{Berth: openLoop(ctx, get, rate, h.cfg.rateDuration)}
-		pair.Floor = openLoop(ctx, floorGet, rate, h.cfg.rateDuration)
+		pair := openPair{Berth: openLoop(ctx, get, rate, h.cfg.rateDuration, h.cfg.openConns)}
+		pair.Floor = openLoop(ctx, floorGet, rate, h.cfg.rateDuration, h.cfg.openConns)
 		h.rep.Open = append(h.rep.Open, pair)
 	}
 	return ctx.Err()

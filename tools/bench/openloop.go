@@ -29,10 +29,14 @@ type openResult struct {
 //
 //   - Its pacer hands each tick to a free worker, and when every worker is
 //     busy it starts another: the worker count is unbounded (MaxWorkers is
-//     left at its default, math.MaxUint64, and MaxConnections at 0, no
-//     cap), so a slow server gets more requests in flight, not a queue in
-//     the client. A worker cap would hide the queue: the pacer would block
-//     on the tick and the late request would look fast.
+//     left at its default, math.MaxUint64). A worker cap would hide the
+//     queue: the pacer would block on the tick, and the late request would
+//     look fast. The connections are capped at conns (MaxConnections): a
+//     request beyond them waits inside http.Transport for one, but that
+//     wait comes after its worker took the time and is counted in its
+//     latency, as a server's accept queue would be. Without the cap a
+//     server that falls behind gets a storm of new connections, each
+//     dearer than a request, and the run measures the storm.
 //   - Its Result.Timestamp is taken when a worker starts the request, not
 //     when the request was due; if the pacer itself runs late (a loaded
 //     machine), that lag would go uncounted. So the latency used here is
@@ -42,13 +46,14 @@ type openResult struct {
 //
 // The attack stops when ctx ends; answers still missing after 10 s are
 // errors.
-func openLoop(ctx context.Context, c call, rate int, d time.Duration) openResult {
+func openLoop(ctx context.Context, c call, rate int, d time.Duration, conns int) openResult {
 	header := http.Header{"Content-Type": {"application/json"}}
 	if c.token != "" {
 		header.Set("Authorization", "Bearer "+c.token)
 	}
 	target := vegeta.Target{Method: http.MethodPost, URL: c.url, Body: c.body, Header: header}
-	atk := vegeta.NewAttacker(vegeta.Timeout(10*time.Second), vegeta.KeepAlive(true), vegeta.Redirects(vegeta.NoFollow))
+	atk := vegeta.NewAttacker(vegeta.Timeout(10*time.Second), vegeta.KeepAlive(true), vegeta.Redirects(vegeta.NoFollow),
+		vegeta.Connections(conns), vegeta.MaxConnections(conns))
 	defer context.AfterFunc(ctx, func() { atk.Stop() })()
 	interval := time.Second / time.Duration(rate)
 	lat := make([]time.Duration, 0, scheduled(rate, d))

@@ -29,6 +29,7 @@ type runConfig struct {
 	DurationS       float64  `json:"closed_loop_seconds"`
 	Rates           []int    `json:"open_loop_rates"`
 	RateDurationS   float64  `json:"open_loop_seconds"`
+	OpenConns       int      `json:"open_loop_max_conns"`
 	Streams         int      `json:"idle_streams_per_kind"`
 	FanoutDurationS float64  `json:"fanout_seconds"`
 	Benchtime       string   `json:"ingest_benchtime"`
@@ -71,7 +72,7 @@ func newReport(cfg config, args []string) *report {
 		Machine: describeMachine(),
 		Config: runConfig{
 			Conns: cfg.conns, DurationS: cfg.duration.Seconds(), Rates: cfg.rates,
-			RateDurationS: cfg.rateDuration.Seconds(), Streams: cfg.streams,
+			RateDurationS: cfg.rateDuration.Seconds(), OpenConns: cfg.openConns, Streams: cfg.streams,
 			FanoutDurationS: cfg.fanoutDuration.Seconds(), Benchtime: cfg.benchtime, Phases: cfg.phases,
 		},
 	}
