@@ -1,42 +1,14 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"strings"
 	"syscall"
 	"time"
 )
-
-// unaryFloor serves header and body to every request: a bare net/http
-// server answering what berth answered for the same call, headers
-// included (net/http sets Date and Content-Length itself). It reads the
-// request body, as berth must. It listens on a free port of 127.0.0.1
-// until ctx ends.
-func unaryFloor(ctx context.Context, header http.Header, body []byte) (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	srv := &http.Server{
-		ReadHeaderTimeout: 10 * time.Second,
-		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			_, _ = io.Copy(io.Discard, r.Body)
-			for k, v := range header {
-				w.Header()[k] = v
-			}
-			_, _ = w.Write(body)
-		}),
-	}
-	go func() { _ = srv.Serve(ln) }()
-	context.AfterFunc(ctx, func() { _ = srv.Close() })
-	return "http://" + ln.Addr().String(), nil
-}
 
 // child is a process the harness started; stop ends it.
 type child struct {
