@@ -28,6 +28,11 @@ type fanoutResult struct {
 	P50         float64 `json:"p50_ms"`
 	P99         float64 `json:"p99_ms"`
 	Max         float64 `json:"max_ms"`
+	// The CPU seconds berth and the harness (the subscribers) used while
+	// the lines flowed: the harness's share shows whether the subscribers
+	// could have been the limit.
+	BerthCPU   float64 `json:"berth_cpu_seconds"`
+	HarnessCPU float64 `json:"harness_cpu_seconds"`
 }
 
 // fanoutSpec is the shape of one fan-out run.
@@ -73,7 +78,7 @@ func fanout(ctx context.Context, b *berthProcess, spec fanoutSpec) (fanoutResult
 	if err != nil {
 		return res, err
 	}
-	start := time.Now()
+	start, cpu := time.Now(), startCPU(b.pid())
 	if err := os.WriteFile(gate, nil, 0o600); err != nil {
 		return res, err
 	}
@@ -82,6 +87,7 @@ func fanout(ctx context.Context, b *berthProcess, spec fanoutSpec) (fanoutResult
 		wg.Go(func() { s.read(ctx, lines) })
 	}
 	wg.Wait()
+	res.BerthCPU, res.HarnessCPU = cpu.stop()
 	res.fill(subs, start)
 	if res.Delivered == 0 {
 		return res, fmt.Errorf("no line reached any subscriber; berth's log ends:\n%s", b.logTail())

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"os"
 	"slices"
 	"testing"
+	"time"
 )
 
 func TestParseIngestFindsEveryLinesPerSecond(t *testing.T) {
@@ -68,5 +70,22 @@ func TestAgentPromptIsClaudesLastArgument(t *testing.T) {
 		if prompt != c.prompt || ok != c.ok {
 			t.Errorf("agentPrompt(%q) = %q, %v; want %q, %v", c.args, prompt, ok, c.prompt, c.ok)
 		}
+	}
+}
+
+func TestStatCPUReadsUtimeAndStime(t *testing.T) {
+	t.Parallel()
+	// A command name with spaces and a parenthesis, utime 250, stime 50.
+	line := "4242 (my (odd) cmd) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 3 0 12345 1000000 200 18446744073709551615\n"
+	if d, err := statCPU(line); err != nil || d != 3*time.Second {
+		t.Errorf("statCPU = %v, %v; want 3s", d, err)
+	}
+	for _, bad := range []string{"", "4242 cmd S 1", "4242 (cmd) S 1 2 3", "4242 (cmd) S 1 4242 4242 0 -1 4194560 100 0 0 0 x 50 0"} {
+		if _, err := statCPU(bad); err == nil {
+			t.Errorf("statCPU(%q) took it", bad)
+		}
+	}
+	if _, err := processCPU(os.Getpid()); err != nil {
+		t.Errorf("processCPU(self): %v", err)
 	}
 }

@@ -150,6 +150,10 @@ func (r *report) notes() []string {
 	if len(r.Fanout) > 0 {
 		n = append(n, "Fan-out: every subscriber is an SSE stream of the task's log opened before the agent's first line; the agent (this program) writes lines with its wall-clock time in them on a fixed schedule; latency is receipt minus that time; loss is lines expected minus lines received, counted by seq. There is no floor for fan-out.")
 	}
+	for _, f := range r.Fanout {
+		n = append(n, fmt.Sprintf("Fan-out %d×%d: berth used %.1f CPU-seconds and the harness's subscribers %.1f over the %.1f s the lines took to arrive (%d CPUs in all).",
+			f.Tasks, f.Subscribers, f.BerthCPU, f.HarnessCPU, f.Seconds, r.Machine.CPUs))
+	}
 	if len(r.Ingest) > 0 {
 		n = append(n, fmt.Sprintf("Ingest: go test -run '^$' -bench '^BenchmarkIngest' -benchtime %s ./internal/tasklog/ (Postgres from BERTH_TEST_DATABASE_URL, or a cluster the test starts).", r.Config.Benchtime))
 	}
