@@ -96,7 +96,7 @@ func startBerth(ctx context.Context, bin, dir string, streams int) (*berthProces
 	b := &berthProcess{child: c, dir: dir, url: "http://" + addr, logFile: logFile}
 	deadline := time.Now().Add(time.Minute)
 	for {
-		res, err := http.Get(b.url + "/ready") // #nosec G107 -- our child on 127.0.0.1
+		res, err := callClient.Get(b.url + "/ready") // #nosec G107 -- our child on 127.0.0.1
 		if err == nil {
 			_ = res.Body.Close()
 			if res.StatusCode == http.StatusOK {
@@ -196,7 +196,7 @@ func (b *berthProcess) post(ctx context.Context, procedure, token, body string, 
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
-	res, err := http.DefaultClient.Do(req)
+	res, err := callClient.Do(req)
 	if err != nil {
 		return fmt.Errorf("%s: %w", procedure, err)
 	}
@@ -210,6 +210,11 @@ func (b *berthProcess) post(ctx context.Context, procedure, token, body string, 
 	}
 	return json.Unmarshal(raw, out)
 }
+
+// callClient makes the harness's own calls to berth (setting up, creating
+// and polling tasks): a berth that hangs fails the run instead of holding
+// it.
+var callClient = &http.Client{Timeout: time.Minute}
 
 // freeAddr returns a 127.0.0.1 address nothing listens on now.
 func freeAddr() (string, error) {

@@ -65,7 +65,7 @@ func openAll(ctx context.Context, closers []func(), open opener) error {
 				if i >= len(closers) {
 					return
 				}
-				c, err := open(ctx)
+				c, err := openWithin(ctx, open, openTimeout)
 				if err != nil {
 					errs <- fmt.Errorf("stream %d of %d: %w", i+1, len(closers), err)
 					failed.Store(true)
@@ -81,6 +81,30 @@ func openAll(ctx context.Context, closers []func(), open opener) error {
 		return err // the first; the others failed alike
 	}
 	return ctx.Err()
+}
+
+// openTimeout bounds the opening of one stream: a server that takes
+// longer fails the run instead of holding it.
+const openTimeout = time.Minute
+
+// openWithin opens a stream with open on a context of its own, which it
+// cancels if the stream is not open within d, or when the stream closes.
+func openWithin(ctx context.Context, open opener, d time.Duration) (func(), error) {
+	sctx, cancel := context.WithCancel(ctx)
+	timer := time.AfterFunc(d, cancel)
+	c, err := open(sctx)
+	if !timer.Stop() { // it fired: whatever open returned is cancelled
+		if err == nil {
+			c()
+		}
+		cancel()
+		return nil, fmt.Errorf("not open within %s", d)
+	}
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	return func() { c(); cancel() }, nil
 }
 
 // closeAll ends every stream that was opened, a few at a time.
