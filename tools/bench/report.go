@@ -36,11 +36,13 @@ type runConfig struct {
 	Phases          []string `json:"phases"`
 }
 
+// closedPair is the closed-loop run on berth and on its floor.
 type closedPair struct {
 	Berth closedResult `json:"berth"`
 	Floor closedResult `json:"floor"`
 }
 
+// openPair is one open-loop rate on berth and on its floor.
 type openPair struct {
 	Berth openResult `json:"berth"`
 	Floor openResult `json:"floor"`
@@ -66,6 +68,7 @@ type row struct {
 	Met    *bool    `json:"met,omitempty"`
 }
 
+// newReport starts the report of a run of args (the flags, as cfg).
 func newReport(cfg config, args []string) *report {
 	return &report{
 		Command: strings.TrimSpace("just bench " + strings.Join(args, " ")),
