@@ -35,6 +35,7 @@ type config struct {
 	rateDuration   time.Duration
 	openConns      int
 	streams        int
+	h2PerConn      int
 	fanoutDuration time.Duration
 	benchtime      string
 	phases         []string
@@ -55,6 +56,7 @@ func parse(args []string, stderr io.Writer) (config, error) {
 	fs.DurationVar(&cfg.rateDuration, "rate-duration", 5*time.Second, "length of each open-loop run")
 	fs.IntVar(&cfg.openConns, "open-conns", 256, "most connections of an open-loop run (requests beyond wait for one, and the wait counts in their latency)")
 	fs.IntVar(&cfg.streams, "streams", 10000, fmt.Sprintf("idle streams opened to each server, per kind (at most %d: the hard open-file limit here is 20,000)", maxStreams))
+	fs.IntVar(&cfg.h2PerConn, "h2-per-conn", 1, "idle Connect streams sharing one HTTP/2 connection (1..100; 1, the worst case, is what the issue's per-stream figure means)")
 	fs.DurationVar(&cfg.fanoutDuration, "fanout-duration", 5*time.Second, "how long each fan-out run's agents write lines (at most 1m)")
 	fs.StringVar(&cfg.benchtime, "benchtime", "2s", "-benchtime of go test's BenchmarkIngest (a duration, or a count such as 200000x)")
 	fs.StringVar(&only, "phases", strings.Join(phases, ","), "the parts to run, comma-separated: "+strings.Join(phases, ", "))
@@ -101,6 +103,9 @@ func (cfg *config) check() []string {
 	var bad []string
 	if cfg.conns < 1 || cfg.conns > 1024 {
 		bad = append(bad, "-conns must be in 1..1024")
+	}
+	if cfg.h2PerConn < 1 || cfg.h2PerConn > 100 { // Go's HTTP/2 server lets a connection carry at least 100 streams
+		bad = append(bad, "-h2-per-conn must be in 1..100")
 	}
 	if cfg.openConns < 1 || cfg.openConns > 4096 {
 		bad = append(bad, "-open-conns must be in 1..4096")

@@ -91,6 +91,7 @@ func TestParseRefusesBadFlags(t *testing.T) {
 		{"-streams", "18001"},
 		{"-conns", "0"},
 		{"-open-conns", "0"},
+		{"-h2-per-conn", "101"},
 		{"-duration", "0s"},
 		{"-fanout-duration", "61s"},
 		{"-benchtime", "0x"},

@@ -141,7 +141,7 @@ func (h *harness) idle(ctx context.Context, kind string) (idlePair, error) {
 			return wsOpener("ws"+strings.TrimPrefix(base, "http")+"/ws", token, "task:"+task)
 		},
 		kindH2: func(base, token string) opener {
-			return h2Opener(base+"/berth.v1.TaskService/StreamTaskLogs", token, task)
+			return h2Opener(base+"/berth.v1.TaskService/StreamTaskLogs", token, task, h.cfg.h2PerConn)
 		},
 	}
 	fmt.Fprintf(h.log, "bench: %d idle %s streams to berth, following a running task\n", h.cfg.streams, kind)

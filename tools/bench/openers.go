@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 
 	"github.com/coder/websocket"
 )
@@ -92,18 +93,31 @@ func wsOpener(url, token, channel string) opener {
 }
 
 // h2Opener opens Connect server streams (StreamTaskLogs, Connect JSON
-// envelopes) over unencrypted HTTP/2, each on a connection of its own:
-// the worst case, and what a figure per stream means when every client is
-// a separate agent or browser. (HTTP/2 lets many streams share one
-// connection; then the socket's cost is shared too.)
-func h2Opener(url, token, taskID string) opener {
+// envelopes) over unencrypted HTTP/2, perConn streams to a connection
+// (one client transport per perConn streams, each holding one
+// connection). One stream a connection, the default, is the worst case
+// and what a figure per stream means when every client is a separate
+// agent or browser; streams sharing a connection share its socket's cost.
+func h2Opener(url, token, taskID string, perConn int) opener {
 	msg := []byte(`{"task_id":"` + taskID + `"}`)
 	body := make([]byte, 5+len(msg))
 	binary.BigEndian.PutUint32(body[1:5], uint32(len(msg))) // #nosec G115 -- a few dozen bytes
 	copy(body[5:], msg)
+	var mu sync.Mutex
+	var shared *http.Transport
+	opened := 0
+	transport := func() *http.Transport {
+		mu.Lock()
+		defer mu.Unlock()
+		if opened%perConn == 0 {
+			shared = &http.Transport{Protocols: &http.Protocols{}, DisableCompression: true}
+			shared.Protocols.SetUnencryptedHTTP2(true)
+		}
+		opened++
+		return shared
+	}
 	return func(ctx context.Context) (func(), error) {
-		t := &http.Transport{Protocols: &http.Protocols{}, DisableCompression: true}
-		t.Protocols.SetUnencryptedHTTP2(true)
+		t := transport()
 		ctx, cancel := context.WithCancel(ctx)
 		req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 		if err != nil {
@@ -126,6 +140,8 @@ func h2Opener(url, token, taskID string) opener {
 			t.CloseIdleConnections()
 			return nil, fmt.Errorf("%w %d over HTTP/%d, %s", errStatus, res.StatusCode, res.ProtoMajor, res.Header.Get("Content-Type"))
 		}
+		// The last stream of a shared connection to close leaves it idle,
+		// and closing idle connections then ends it.
 		return func() { cancel(); _ = res.Body.Close(); t.CloseIdleConnections() }, nil
 	}
 }

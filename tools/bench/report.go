@@ -31,6 +31,7 @@ type runConfig struct {
 	RateDurationS   float64  `json:"open_loop_seconds"`
 	OpenConns       int      `json:"open_loop_max_conns"`
 	Streams         int      `json:"idle_streams_per_kind"`
+	H2PerConn       int      `json:"h2_streams_per_connection"`
 	FanoutDurationS float64  `json:"fanout_seconds"`
 	Benchtime       string   `json:"ingest_benchtime"`
 	Phases          []string `json:"phases"`
@@ -75,7 +76,7 @@ func newReport(cfg config, args []string) *report {
 		Machine: describeMachine(),
 		Config: runConfig{
 			Conns: cfg.conns, DurationS: cfg.duration.Seconds(), Rates: cfg.rates,
-			RateDurationS: cfg.rateDuration.Seconds(), OpenConns: cfg.openConns, Streams: cfg.streams,
+			RateDurationS: cfg.rateDuration.Seconds(), OpenConns: cfg.openConns, Streams: cfg.streams, H2PerConn: cfg.h2PerConn,
 			FanoutDurationS: cfg.fanoutDuration.Seconds(), Benchtime: cfg.benchtime, Phases: cfg.phases,
 		},
 	}

@@ -46,7 +46,11 @@ func (r *report) rows() []row {
 		)
 	}
 	for _, i := range r.Idle {
-		x := pair(fmt.Sprintf("RSS per idle %s, %d streams", kindName(i.Kind), i.Berth.Streams), "KiB", i.Berth.KiBPerStream, i.Floor.KiBPerStream)
+		name := fmt.Sprintf("RSS per idle %s, %d streams", kindName(i.Kind), i.Berth.Streams)
+		if i.Kind == kindH2 && r.Config.H2PerConn > 1 {
+			name += fmt.Sprintf(", %d a connection", r.Config.H2PerConn)
+		}
+		x := pair(name, "KiB", i.Berth.KiBPerStream, i.Floor.KiBPerStream)
 		rows = append(rows, x.target(fmt.Sprintf("≤ %g KiB and ≤ %g× floor", idleKiBTarget, idleRatioTarget),
 			i.Berth.KiBPerStream <= idleKiBTarget && *x.Ratio <= idleRatioTarget))
 	}
@@ -123,6 +127,14 @@ func kindName(kind string) string {
 	return kind
 }
 
+// h2Note says how the idle Connect streams shared connections.
+func h2Note(perConn int) string {
+	if perConn <= 1 {
+		return "Connect streams use one HTTP/2 connection per stream (h2c prior knowledge, -h2-per-conn 1): the worst case, and what a per-stream figure means when each client is its own process; streams sharing a connection share the socket's cost."
+	}
+	return fmt.Sprintf("Connect streams share HTTP/2 connections, %d streams to one (h2c prior knowledge, -h2-per-conn %d), berth and floor alike: each stream pays 1/%d of a socket. With one connection a stream (the default) each pays a whole one.", perConn, perConn, perConn)
+}
+
 // notes say how the figures were taken, and what the table cannot show.
 func (r *report) notes() []string {
 	n := []string{
@@ -144,7 +156,7 @@ func (r *report) notes() []string {
 		n = append(n,
 			fmt.Sprintf("Idle streams: %d per kind, not the issue's 20,000: this machine's hard RLIMIT_NOFILE is 20,000 and cannot be raised (not even as root), and each stream takes a descriptor in the server (at most ~18,000 with -streams).", r.Config.Streams),
 			"RSS per stream = (VmRSS after opening, settled) − (VmRSS before), ÷ streams, from /proc/PID/status. berth's streams follow a RUNNING task whose agent is silent; the floors are bare go-sse, coder/websocket (reads one frame, answers it, reads on) and net/http h2c (flushed headers, waiting).",
-			"Connect streams use one HTTP/2 connection per stream (h2c prior knowledge): the worst case, and what a per-stream figure means when each client is its own process; streams sharing a connection would share the socket's cost.",
+			h2Note(r.Config.H2PerConn),
 		)
 	}
 	if len(r.Fanout) > 0 {
