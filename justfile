@@ -89,8 +89,22 @@ fuzz fuzztime="20s":
     go test -run '^$' -fuzz '^FuzzEnvRule$' -fuzztime {{ fuzztime }} ./internal/taskenv
     go test -run '^$' -fuzz '^FuzzParser$' -fuzztime {{ fuzztime }} ./internal/agent
 
-# Run the benchmarks, and no tests.
-bench:
+# Measure berth side by side with its floors in one run, on 127.0.0.1 (issue
+# #18): GetWorkspace throughput (closed loop) and latency at fixed rates
+# (vegeta, open loop) against a bare net/http server; RSS per idle SSE,
+# WebSocket and Connect (h2c) stream following a running task against bare
+# go-sse, coder/websocket and HTTP/2 servers; SSE fan-out deliveries, loss
+# and latency; Postgres and SQLite log ingest (go test -bench). Prints a
+# table (target, met or not) and writes JSON (default /tmp/berth-bench.json);
+# about five minutes with the defaults. Flags go to the harness, e.g.
+# just bench -streams 5000 -phases unary,streams -readme README.md
+# (-help lists them).
+[positional-arguments]
+bench *args:
+    go run ./tools/bench "$@"
+
+# Run the Go benchmarks (go test -bench), and no tests.
+bench-go:
     go test -run '^$' -bench . -benchmem ./...
 
 # gofmt, go vet, staticcheck, buf lint, buf format, gosec, the README flag-table
