@@ -47,9 +47,10 @@ type dialect interface {
 	// anyText returns a string as it is written to a column that holds
 	// text of any bytes, NUL included (a log line's message).
 	anyText(s string) any
-	// logCopy reports whether a batch of log lines is written with
-	// Postgres's COPY (copyLogs), rather than as multi-row INSERTs chunked
-	// under the engine's limit on bound parameters.
+	// logCopy reports whether a batch of log lines is written the
+	// Postgres way (appendLogsPostgres: COPY, or one INSERT of arrays for
+	// a small batch), rather than as multi-row INSERTs chunked under the
+	// engine's limit on bound parameters.
 	logCopy() bool
 }
 

@@ -134,8 +134,8 @@ func (postgresDialect) readTx() *sql.TxOptions {
 // column is BYTEA, since Postgres's TEXT refuses NUL.
 func (postgresDialect) anyText(s string) any { return []byte(s) }
 
-// logCopy is true: COPY takes any batch in one statement, with no limit on
-// bound parameters to chunk under.
+// logCopy is true: COPY, or an INSERT of arrays, takes any batch in one
+// statement, with no limit on bound parameters to chunk under.
 func (postgresDialect) logCopy() bool { return true }
 
 func (postgresDialect) migrations() (fs.FS, error) {

@@ -47,7 +47,7 @@ func (s *Store) AppendTaskLogs(ctx context.Context, entries []LogEntry) error {
 	}
 	var err error
 	if s.d.logCopy() {
-		err = s.copyLogs(ctx, entries)
+		err = s.appendLogsPostgres(ctx, entries)
 	} else {
 		err = s.inTx(ctx, func(c conn) error { return insertLogRows(ctx, c, entries) })
 	}

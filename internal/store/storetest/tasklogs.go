@@ -113,6 +113,11 @@ func testTaskLogsRefused(t *testing.T, e *env) {
 	seq, err := e.s.LastLogSeq(e.ctx, tr.ID)
 	must(t, err)
 	equal(t, "last seq after a refused batch", seq, int64(10))
+	// A small batch too (Postgres writes it with one INSERT, not COPY).
+	wantFault(t, e.s.AppendTaskLogs(e.ctx, append(logs(tr, 11, 2), logs(tr, 10, 1)...)), fault.ErrConflict)
+	seq, err = e.s.LastLogSeq(e.ctx, tr.ID)
+	must(t, err)
+	equal(t, "last seq after a refused small batch", seq, int64(10))
 
 	missing := &store.TaskRecord{ID: uuid.NewString()}
 	wantMessage(t, e.s.AppendTaskLogs(e.ctx, logs(missing, 1, 2)), fault.ErrNotFound, "task not found")
@@ -174,11 +179,15 @@ func testTaskLogsGoWithTheirTask(t *testing.T, e *env) {
 		equal(t, "last seq of "+want.tr.ID, seq, want.last)
 	}
 
-	batch := append(logs(c, 6, 3), logs(a, 1, 2)...)
-	wantMessage(t, e.s.AppendTaskLogs(e.ctx, batch), fault.ErrNotFound, "task not found")
-	seq, err := e.s.LastLogSeq(e.ctx, c.ID)
-	must(t, err)
-	equal(t, "last seq after a batch naming a deleted task", seq, int64(5))
+	// Small and large batches, which an engine may write in different
+	// ways (Postgres: one INSERT, or COPY).
+	for _, n := range []int{3, 300} {
+		batch := append(logs(c, 6, n), logs(a, 1, 2)...)
+		wantMessage(t, e.s.AppendTaskLogs(e.ctx, batch), fault.ErrNotFound, "task not found")
+		seq, err := e.s.LastLogSeq(e.ctx, c.ID)
+		must(t, err)
+		equal(t, fmt.Sprintf("last seq after a batch of %d naming a deleted task", n), seq, int64(5))
+	}
 }
 
 // testTaskLogsAppendRacesDelete deletes workspaces while their tasks' logs
