@@ -47,11 +47,11 @@ type dialect interface {
 	// anyText returns a string as it is written to a column that holds
 	// text of any bytes, NUL included (a log line's message).
 	anyText(s string) any
-	// logArrays reports whether a batch of log lines is written as one
-	// array per column in a single statement (Postgres's unnest, half as
-	// costly again as multi-row VALUES there), rather than as multi-row
-	// INSERTs chunked under the engine's limit on bound parameters.
-	logArrays() bool
+	// logCopy reports whether a batch of log lines is written the
+	// Postgres way (appendLogsPostgres: COPY, or one INSERT of arrays for
+	// a small batch), rather than as multi-row INSERTs chunked under the
+	// engine's limit on bound parameters.
+	logCopy() bool
 }
 
 // lockKey names a lock that lockXact takes. The values are arbitrary but

@@ -134,9 +134,9 @@ func (postgresDialect) readTx() *sql.TxOptions {
 // column is BYTEA, since Postgres's TEXT refuses NUL.
 func (postgresDialect) anyText(s string) any { return []byte(s) }
 
-// logArrays is true: one unnest of seven arrays takes any batch in one
+// logCopy is true: COPY, or an INSERT of arrays, takes any batch in one
 // statement, with no limit on bound parameters to chunk under.
-func (postgresDialect) logArrays() bool { return true }
+func (postgresDialect) logCopy() bool { return true }
 
 func (postgresDialect) migrations() (fs.FS, error) {
 	return fs.Sub(postgresMigrations, "migrations/postgres")

@@ -139,8 +139,8 @@ func (sqliteDialect) readTx() *sql.TxOptions { return &sql.TxOptions{ReadOnly: t
 // anyText keeps the string: SQLite's TEXT holds any bytes.
 func (sqliteDialect) anyText(s string) any { return s }
 
-// logArrays is false: SQLite has no arrays; multi-row INSERTs it is.
-func (sqliteDialect) logArrays() bool { return false }
+// logCopy is false: SQLite has no COPY; multi-row INSERTs it is.
+func (sqliteDialect) logCopy() bool { return false }
 
 func (sqliteDialect) migrations() (fs.FS, error) {
 	return fs.Sub(sqliteMigrations, "migrations/sqlite")

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"math"
 	"strings"
@@ -45,8 +46,8 @@ func (s *Store) AppendTaskLogs(ctx context.Context, entries []LogEntry) error {
 		}
 	}
 	var err error
-	if s.d.logArrays() {
-		err = insertLogArrays(ctx, s.conn(), entries)
+	if s.d.logCopy() {
+		err = s.appendLogsPostgres(ctx, entries)
 	} else {
 		err = s.inTx(ctx, func(c conn) error { return insertLogRows(ctx, c, entries) })
 	}
@@ -55,7 +56,7 @@ func (s *Store) AppendTaskLogs(ctx context.Context, entries []LogEntry) error {
 		return nil
 	case s.d.isUniqueViolation(err):
 		return fault.New(fault.ErrConflict, "a log entry with this sequence number is already stored")
-	case s.d.isForeignKeyViolation(err):
+	case s.d.isForeignKeyViolation(err), errors.Is(err, errNoTask):
 		return fault.NotFound("task")
 	default:
 		return fmt.Errorf("append task logs: %w", err)
@@ -84,33 +85,6 @@ func insertLogRows(ctx context.Context, c conn, entries []LogEntry) error {
 		}
 	}
 	return nil
-}
-
-// logArraysInsert inserts the rows of seven parallel arrays, one per
-// column, in one statement of constant text whatever the batch's size.
-const logArraysInsert = `INSERT INTO task_logs (task_id, seq, time, level, source, message, fields)
-	SELECT * FROM unnest(?::text[], ?::bigint[], ?::bigint[], ?::text[], ?::text[], ?::bytea[], ?::text[])`
-
-// insertLogArrays writes entries in one statement that passes each column
-// as an array (see dialect.logArrays); a single statement needs no
-// transaction to be all or nothing.
-func insertLogArrays(ctx context.Context, c conn, entries []LogEntry) error {
-	n := len(entries)
-	var (
-		taskIDs, levels, sources = make([]string, n), make([]string, n), make([]string, n)
-		seqs, times              = make([]int64, n), make([]int64, n)
-		messages                 = make([][]byte, n)
-		fields                   = make([]*string, n) // nil is NULL
-	)
-	for i, e := range entries {
-		taskIDs[i], seqs[i], times[i], levels[i], sources[i] = e.TaskID, e.Seq, micros(e.Time), e.Level, e.Source
-		messages[i] = []byte(e.Message)
-		if len(e.Fields) > 0 {
-			fields[i] = ptrTo(string(e.Fields))
-		}
-	}
-	_, err := c.exec(ctx, logArraysInsert, taskIDs, seqs, times, levels, sources, messages, fields)
-	return err
 }
 
 // execPrepared runs a statement through the cache of prepared statements,

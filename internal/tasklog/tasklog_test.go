@@ -15,7 +15,6 @@ import (
 	"github.com/berthhq/berth/internal/bus"
 	"github.com/berthhq/berth/internal/store"
 	"github.com/berthhq/berth/internal/tasklog"
-	"github.com/berthhq/berth/internal/testsvc"
 )
 
 // openStore opens a fresh SQLite store, closed at the end of the test.
@@ -325,38 +324,6 @@ func TestBackpressure(t *testing.T) {
 	for i, m := range got {
 		equal(t, "message", m, fmt.Sprint(i))
 	}
-}
-
-// BenchmarkIngest measures log lines through the writer into a real store,
-// SQLite and Postgres (the test cluster: local, fsync off).
-func BenchmarkIngest(b *testing.B) {
-	b.Run("sqlite", func(b *testing.B) { ingest(b, openStore(b)) })
-	b.Run("postgres", func(b *testing.B) {
-		s, err := store.OpenPostgres(b.Context(), testsvc.Postgres(b), 4)
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { _ = s.Close() })
-		ingest(b, s)
-	})
-}
-
-// ingest writes lines through one task's log writer as fast as it takes
-// them and reports the rate.
-func ingest(b *testing.B, s *store.Store) {
-	tr := newTask(b, s, true)
-	w := tasklog.NewWriter(s, nil, tr.ID, 1, tasklog.Options{})
-	out := w.Stdout()
-	line := []byte("2026-03-01T12:00:00Z INFO compiling package github.com/berthhq/berth/internal/store\n")
-	b.ReportAllocs()
-	start := time.Now()
-	for b.Loop() {
-		_, _ = out.Write(line)
-	}
-	if err := w.Close(); err != nil {
-		b.Fatal(err)
-	}
-	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "lines/s")
 }
 
 // TestSync: Sync returns once every line logged before it is stored, long

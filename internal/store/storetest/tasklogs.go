@@ -2,7 +2,9 @@ package storetest
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -17,6 +19,8 @@ var taskLogTests = []test{
 	{"AppendRefused", testTaskLogsRefused},
 	{"AppendLargeBatch", testTaskLogsLargeBatch},
 	{"Retention", testTaskLogRetention},
+	{"GoWithTheirTask", testTaskLogsGoWithTheirTask},
+	{"AppendRacesDelete", testTaskLogsAppendRacesDelete},
 }
 
 // logs returns n entries of task tr numbered from first.
@@ -109,6 +113,11 @@ func testTaskLogsRefused(t *testing.T, e *env) {
 	seq, err := e.s.LastLogSeq(e.ctx, tr.ID)
 	must(t, err)
 	equal(t, "last seq after a refused batch", seq, int64(10))
+	// A small batch too (Postgres writes it with one INSERT, not COPY).
+	wantFault(t, e.s.AppendTaskLogs(e.ctx, append(logs(tr, 11, 2), logs(tr, 10, 1)...)), fault.ErrConflict)
+	seq, err = e.s.LastLogSeq(e.ctx, tr.ID)
+	must(t, err)
+	equal(t, "last seq after a refused small batch", seq, int64(10))
 
 	missing := &store.TaskRecord{ID: uuid.NewString()}
 	wantMessage(t, e.s.AppendTaskLogs(e.ctx, logs(missing, 1, 2)), fault.ErrNotFound, "task not found")
@@ -147,4 +156,77 @@ func testTaskLogRetention(t *testing.T, e *env) {
 		equal(t, "last seq of "+c.tr.ID, seq, c.want)
 	}
 	equal(t, "task kept", e.findTask(old.ID).Status, store.TaskSucceeded)
+}
+
+// testTaskLogsGoWithTheirTask: deleting a workspace deletes its tasks'
+// logs and no others; a batch naming a missing task stores nothing, not
+// even the lines of the task that exists.
+func testTaskLogsGoWithTheirTask(t *testing.T, e *env) {
+	owner := e.user()
+	gone, kept := e.workspace(owner), e.workspace(owner)
+	a, b := e.task(gone, store.TaskRunning), e.task(gone, store.TaskSucceeded)
+	c := e.task(kept, store.TaskRunning)
+	for _, tr := range []*store.TaskRecord{a, b, c} {
+		must(t, e.s.AppendTaskLogs(e.ctx, logs(tr, 1, 5)))
+	}
+	must(t, e.s.DeleteWorkspace(e.ctx, gone.ID))
+	for _, want := range []struct {
+		tr   *store.TaskRecord
+		last int64
+	}{{a, 0}, {b, 0}, {c, 5}} {
+		seq, err := e.s.LastLogSeq(e.ctx, want.tr.ID)
+		must(t, err)
+		equal(t, "last seq of "+want.tr.ID, seq, want.last)
+	}
+
+	// Small and large batches, which an engine may write in different
+	// ways (Postgres: one INSERT, or COPY).
+	for _, n := range []int{3, 300} {
+		batch := append(logs(c, 6, n), logs(a, 1, 2)...)
+		wantMessage(t, e.s.AppendTaskLogs(e.ctx, batch), fault.ErrNotFound, "task not found")
+		seq, err := e.s.LastLogSeq(e.ctx, c.ID)
+		must(t, err)
+		equal(t, fmt.Sprintf("last seq after a batch of %d naming a deleted task", n), seq, int64(5))
+	}
+}
+
+// testTaskLogsAppendRacesDelete deletes workspaces while their tasks' logs
+// are being appended: whichever wins, no line outlives its task (each
+// append either lands before the delete and goes with the task, or comes
+// after it and is refused as NotFound).
+func testTaskLogsAppendRacesDelete(t *testing.T, e *env) {
+	owner := e.user()
+	for round := range 10 {
+		w := e.workspace(owner)
+		tr := e.task(w, store.TaskRunning)
+		stored := make(chan struct{})
+		done := make(chan error, 1)
+		go func() { done <- appendUntilRefused(e, tr, stored) }()
+		<-stored
+		must(t, e.s.DeleteWorkspace(e.ctx, w.ID))
+		if err := <-done; err != nil {
+			t.Fatalf("round %d: %v", round, err)
+		}
+		seq, err := e.s.LastLogSeq(e.ctx, tr.ID)
+		must(t, err)
+		equal(t, fmt.Sprintf("round %d: last seq of a deleted task", round), seq, int64(0))
+	}
+}
+
+// appendUntilRefused appends batches of tr's log until the store refuses
+// one as NotFound, closing stored after the first batch is in; any other
+// error is returned.
+func appendUntilRefused(e *env, tr *store.TaskRecord, stored chan<- struct{}) error {
+	signal := sync.OnceFunc(func() { close(stored) })
+	defer signal()
+	for seq := int64(1); ; seq += 50 {
+		err := e.s.AppendTaskLogs(e.ctx, logs(tr, seq, 50))
+		if errors.Is(err, fault.ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		signal()
+	}
 }
