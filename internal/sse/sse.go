@@ -213,7 +213,7 @@ func (h *Handler) taskLogs(w http.ResponseWriter, r *http.Request) {
 			}
 			m.AppendData(string(b))
 			return send(m)
-		})
+		}, stream.Loop{})
 	})
 }
 
@@ -242,7 +242,7 @@ func (h *Handler) workspaceEvents(w http.ResponseWriter, r *http.Request) {
 			m := &gosse.Message{Type: gosse.Type(ev.GetKind())}
 			m.AppendData(string(b))
 			return send(m)
-		})
+		}, stream.Loop{})
 	})
 }
 

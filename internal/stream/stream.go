@@ -91,15 +91,53 @@ type Task struct {
 	State func(ctx context.Context, id string) (event.TaskChanged, error)
 }
 
+// Loop is what a transport runs on a follower's goroutine besides sending
+// its events, so that one goroutine serves a whole stream: no writer, no
+// heartbeat goroutine, no ticker of its own. The zero Loop does nothing.
+type Loop struct {
+	// Flush, when set, is called whenever the follower has sent all it
+	// had and is about to wait: the transport writes a batch of events,
+	// then flushes them once.
+	Flush func() error
+	// Due, when set, wakes the follower to call OnDue (a heartbeat, a
+	// re-check of the stream's credentials); a shared timer wheel
+	// (Wheel) signals it. An error of OnDue ends the follow with it.
+	Due   <-chan struct{}
+	OnDue func() error
+}
+
+// wait flushes what was sent, then waits until ready has a value, calling
+// OnDue whenever Due does; it returns ctx's error when ctx ends first.
+func (l Loop) wait(ctx context.Context, ready <-chan struct{}) error {
+	if l.Flush != nil {
+		if err := l.Flush(); err != nil {
+			return err
+		}
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-ready:
+			return nil
+		case <-l.Due: // a nil Due never fires
+			if err := l.OnDue(); err != nil {
+				return err
+			}
+		}
+	}
+}
+
 // Follow sends task id's log from seq fromSeq on (0 and 1 both mean the
 // whole log), then its live lines, status and progress, and, once the task
 // is finished and every stored line was sent, a KindEnd event; then it
 // returns nil. It returns early with ctx's error when ctx ends, or with the
-// first error of send or the store. Follow never affects the task.
+// first error of send, of loop's hooks or of the store. Follow never
+// affects the task. send and loop's hooks run on the caller's goroutine.
 //
 // The caller checks that its principal may see the task; Follow reads the
 // store as an admin.
-func (t Task) Follow(ctx context.Context, id string, fromSeq int64, send func(TaskEvent) error) error {
+func (t Task) Follow(ctx context.Context, id string, fromSeq int64, send func(TaskEvent) error, loop Loop) error {
 	// Subscribe first, so that every line stored after the catch-up's last
 	// read is also on the queue: the seam has no gap.
 	sub := t.Bus.Subscribe(event.TaskTopic(id), queueSize)
@@ -111,61 +149,93 @@ func (t Task) Follow(ctx context.Context, id string, fromSeq int64, send func(Ta
 	if _, err := t.State(ctx, id); err != nil {
 		return err // an unknown task sends nothing
 	}
-	if err := f.catchUp(ctx); err != nil {
-		return err
-	}
-	st, err := t.State(ctx, id)
-	if err != nil {
-		return err
-	}
-	for {
-		if err := f.state(st); err != nil {
-			return err
+	st, err := f.resync(ctx)
+	for err == nil {
+		var done bool
+		if done, err = f.settle(ctx, st); done || err != nil {
+			break
 		}
-		if st.Status.Terminal() {
-			return f.end(ctx, st)
+		if err = loop.wait(ctx, sub.Ready()); err != nil {
+			break
 		}
-		var v any
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case v = <-sub.C:
-		}
-		if sub.Lagged() {
-			// Events were dropped: what is queued is stale. Drop it and
-			// read everything again from the store, which holds every line
-			// that was published and the task's latest state.
+		events, lagged := sub.Take()
+		if lagged {
+			// Events were dropped: what was queued is stale. Drop it and
+			// read everything again from the store, which holds every
+			// line that was published and the task's latest state.
 			t.Metrics.Lagged()
-			drain(sub)
-			if err := f.catchUp(ctx); err != nil {
-				return err
-			}
-			if st, err = t.State(ctx, id); err != nil {
-				return err
-			}
+			st, err = f.resync(ctx)
 			continue
 		}
-		switch v := v.(type) {
-		case event.Log:
-			if err := f.log(ctx, v); err != nil {
-				return err
-			}
-		case event.TaskChanged:
-			// The lines stored before the change go first, so progress
-			// never precedes the lines it describes. The event carries
-			// the state as stored when it was published (stored, then
-			// published), so it is sent as it is, with no store read.
-			if err := f.catchUp(ctx); err != nil {
-				return err
-			}
-			// An event of an earlier stage was published before the
-			// state was read from the store and is still queued: taken,
-			// it would take the reader back.
-			if stage(v.Status) >= stage(st.Status) {
-				st = v
-			}
+		st, err = f.events(ctx, events, st)
+	}
+	return err
+}
+
+// resync sends the stored lines the reader lacks, then reads the task's
+// state, which the caller sends.
+func (f *follower) resync(ctx context.Context) (event.TaskChanged, error) {
+	if err := f.catchUp(ctx); err != nil {
+		return event.TaskChanged{}, err
+	}
+	return f.t.State(ctx, f.id)
+}
+
+// settle sends the task's state st when it changed, and, when the task is
+// finished, the end: done is then true.
+func (f *follower) settle(ctx context.Context, st event.TaskChanged) (done bool, err error) {
+	if err := f.state(st); err != nil {
+		return false, err
+	}
+	if st.Status.Terminal() {
+		return true, f.end(ctx, st)
+	}
+	return false, nil
+}
+
+// events handles a batch taken from the bus, each event in turn with the
+// state it leaves sent, as if they came one by one: every progress step
+// reaches the reader. It returns the task's state as it then knows it; a
+// finished task's state is the last the batch sends (the loop sends the
+// end).
+func (f *follower) events(ctx context.Context, events []any, st event.TaskChanged) (event.TaskChanged, error) {
+	var err error
+	for _, v := range events {
+		if st, err = f.event(ctx, v, st); err != nil {
+			return st, err
+		}
+		if st.Status.Terminal() {
+			return st, nil
+		}
+		if err := f.state(st); err != nil {
+			return st, err
 		}
 	}
+	return st, nil
+}
+
+// event handles one event from the bus, and returns the task's state as
+// it now knows it.
+func (f *follower) event(ctx context.Context, v any, st event.TaskChanged) (event.TaskChanged, error) {
+	switch v := v.(type) {
+	case event.Log:
+		return st, f.log(ctx, v)
+	case event.TaskChanged:
+		// The lines stored before the change go first, so progress never
+		// precedes the lines it describes. The event carries the state as
+		// stored when it was published (stored, then published), so it is
+		// sent as it is, with no store read.
+		if err := f.catchUp(ctx); err != nil {
+			return st, err
+		}
+		// An event of an earlier stage was published before the state
+		// was read from the store and is still queued: taken, it would
+		// take the reader back.
+		if stage(v.Status) >= stage(st.Status) {
+			return v, nil
+		}
+	}
+	return st, nil
 }
 
 // follower is the state of one Follow.
@@ -255,17 +325,6 @@ func stage(s store.TaskStatus) int {
 	return 1
 }
 
-// drain empties a subscription's queue without blocking.
-func drain(sub *bus.Subscription) {
-	for {
-		select {
-		case <-sub.C:
-		default:
-			return
-		}
-	}
-}
-
 // Watcher follows bus topics whose latest state can be read again, such as
 // a workspace's.
 type Watcher struct {
@@ -274,11 +333,12 @@ type Watcher struct {
 }
 
 // Watch sends current's value, then every event of topic on the bus until
-// ctx ends (it then returns ctx's error) or send fails. When the reader
-// falls behind and events are dropped, the queue is dropped too and
-// current's value sent again: the reader always ends up with the latest
-// state, and memory stays bounded.
-func (w Watcher) Watch(ctx context.Context, topic string, current func(context.Context) (any, error), send func(any) error) error {
+// ctx ends (it then returns ctx's error), send or one of loop's hooks
+// fails. When the reader falls behind and events are dropped, the queue is
+// dropped too and current's value sent again: the reader always ends up
+// with the latest state, and memory stays bounded. send and loop's hooks
+// run on the caller's goroutine.
+func (w Watcher) Watch(ctx context.Context, topic string, current func(context.Context) (any, error), send func(any) error, loop Loop) error {
 	sub := w.Bus.Subscribe(topic, queueSize)
 	defer sub.Close()
 	resync := func() error {
@@ -292,22 +352,21 @@ func (w Watcher) Watch(ctx context.Context, topic string, current func(context.C
 		return err
 	}
 	for {
-		var v any
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case v = <-sub.C:
+		if err := loop.wait(ctx, sub.Ready()); err != nil {
+			return err
 		}
-		if sub.Lagged() {
+		events, lagged := sub.Take()
+		if lagged {
 			w.Metrics.Lagged()
-			drain(sub)
 			if err := resync(); err != nil {
 				return err
 			}
 			continue
 		}
-		if err := send(v); err != nil {
-			return err
+		for _, v := range events {
+			if err := send(v); err != nil {
+				return err
+			}
 		}
 	}
 }

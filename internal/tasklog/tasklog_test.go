@@ -2,6 +2,7 @@ package tasklog_test
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -233,8 +234,11 @@ func TestPublishedOnlyOnceStored(t *testing.T) {
 		}
 	}()
 	for want := int64(1); want <= n; want++ {
-		select {
-		case v := <-sub.C:
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		v, err := sub.Recv(ctx)
+		cancel()
+		switch {
+		case err == nil:
 			e, ok := v.(store.LogEntry)
 			if !ok {
 				t.Fatalf("published a %T", v)
@@ -247,8 +251,8 @@ func TestPublishedOnlyOnceStored(t *testing.T) {
 			if len(got) != 1 || got[0].Message != e.Message {
 				t.Fatalf("entry %d was published before it was stored (store has %+v)", e.Seq, got)
 			}
-		case <-time.After(10 * time.Second):
-			t.Fatalf("entry %d never published", want)
+		default:
+			t.Fatalf("entry %d never published: %v", want, err)
 		}
 	}
 	must(t, w.Close())

@@ -23,7 +23,7 @@ func (s *session) followTask(ctx context.Context, p access.Principal, id string,
 			return err
 		}
 		return emit(action, b)
-	})
+	}, stream.Loop{})
 }
 
 // followWorkspace sends workspace id's state, then its status changes and
@@ -35,5 +35,5 @@ func (s *session) followWorkspace(ctx context.Context, p access.Principal, id st
 			return err
 		}
 		return emit(ev.GetKind(), b)
-	})
+	}, stream.Loop{})
 }
