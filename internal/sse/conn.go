@@ -1,6 +1,7 @@
 package sse
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"net/http"
@@ -10,7 +11,9 @@ import (
 
 	gosse "github.com/tmaxmax/go-sse"
 
+	"github.com/berthhq/berth/internal/event"
 	berthv1 "github.com/berthhq/berth/internal/gen/berth/v1"
+	"github.com/berthhq/berth/internal/store"
 	"github.com/berthhq/berth/internal/stream"
 	"github.com/berthhq/berth/internal/task"
 )
@@ -108,13 +111,31 @@ func (c *conn) heartbeat(ctx context.Context, recheck func(context.Context) erro
 
 // taskEvent writes a task's event: its kind as the event type, the
 // payload (task.Payload) as JSON data, and, for a log line, its seq as the
-// id (the end's id is endID).
+// id (the end's id is endID). A line from the bus is encoded once for all
+// its subscribers, and those bytes written (see logFrame).
 func (c *conn) taskEvent(ev stream.TaskEvent) error {
+	if ev.Line != nil {
+		b, err := ev.Line.Encoded(event.FormatSSE, logFrame)
+		if err != nil {
+			return err
+		}
+		return c.frame(b)
+	}
+	m, ok, err := taskMessage(ev)
+	if !ok || err != nil {
+		return err
+	}
+	return c.event(m)
+}
+
+// taskMessage is a task's event as an SSE message; ok is false for an
+// event that has none.
+func taskMessage(ev stream.TaskEvent) (m *gosse.Message, ok bool, err error) {
 	kind, data, ok := task.Payload(task.StreamResponse(ev))
 	if !ok {
-		return nil
+		return nil, false, nil
 	}
-	m := &gosse.Message{Type: gosse.Type(kind)}
+	m = &gosse.Message{Type: gosse.Type(kind)}
 	switch ev.Kind {
 	case stream.KindLog:
 		m.ID = gosse.ID(strconv.FormatInt(ev.Log.Seq, 10))
@@ -123,10 +144,24 @@ func (c *conn) taskEvent(ev stream.TaskEvent) error {
 	}
 	b, err := stream.JSON.Marshal(data)
 	if err != nil {
-		return err
+		return nil, false, err
 	}
 	m.AppendData(string(b))
-	return c.event(m)
+	return m, true, nil
+}
+
+// logFrame is a log line's whole SSE frame, as taskEvent would write it
+// for that line alone: the bytes go-sse writes for its message.
+func logFrame(e store.LogEntry) ([]byte, error) {
+	m, _, err := taskMessage(stream.TaskEvent{Kind: stream.KindLog, Log: e})
+	if err != nil {
+		return nil, err
+	}
+	var b bytes.Buffer
+	if _, err := m.WriteTo(&b); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
 }
 
 // workspaceEvent writes a workspace's event: its kind as the event type,

@@ -60,6 +60,11 @@ type TaskEvent struct {
 	Status   store.TaskStatus // KindStatus, KindProgress, KindEnd
 	Progress event.Progress   // KindStatus, KindProgress, KindEnd
 	LastSeq  int64            // KindEnd: the seq of the task's last line
+	// Line is, for a line that came from the bus, the published value
+	// every follower of the task shares: a transport keeps its encoding
+	// there (Line.Encoded), made once for all of them. It is nil for a
+	// line read from the store, which this follower alone sends.
+	Line *event.Line
 }
 
 // JSON is how every transport that sends JSON (SSE, WebSocket) writes the
@@ -218,8 +223,10 @@ func (f *follower) events(ctx context.Context, events []any, st event.TaskChange
 // it now knows it.
 func (f *follower) event(ctx context.Context, v any, st event.TaskChanged) (event.TaskChanged, error) {
 	switch v := v.(type) {
+	case *event.Line:
+		return st, f.log(ctx, TaskEvent{Kind: KindLog, Log: v.LogEntry, Line: v})
 	case event.Log:
-		return st, f.log(ctx, v)
+		return st, f.log(ctx, TaskEvent{Kind: KindLog, Log: v})
 	case event.TaskChanged:
 		// The lines stored before the change go first, so progress never
 		// precedes the lines it describes. The event carries the state as
@@ -271,17 +278,17 @@ func (f *follower) catchUp(ctx context.Context) error {
 // log sends a line from the bus: skipped when it was sent already, and
 // preceded by the lines missing before it, read from the store (where a
 // published line always is).
-func (f *follower) log(ctx context.Context, e store.LogEntry) error {
+func (f *follower) log(ctx context.Context, ev TaskEvent) error {
 	switch {
-	case e.Seq <= f.last:
+	case ev.Log.Seq <= f.last:
 		return nil
-	case e.Seq > f.last+1:
+	case ev.Log.Seq > f.last+1:
 		return f.catchUp(ctx)
 	}
-	if err := f.send(TaskEvent{Kind: KindLog, Log: e}); err != nil {
+	if err := f.send(ev); err != nil {
 		return err
 	}
-	f.last = e.Seq
+	f.last = ev.Log.Seq
 	return nil
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/berthhq/berth/internal/bus"
+	"github.com/berthhq/berth/internal/event"
 	"github.com/berthhq/berth/internal/store"
 	"github.com/berthhq/berth/internal/tasklog"
 	"github.com/berthhq/berth/internal/testsvc"
@@ -239,7 +240,7 @@ func TestPublishedOnlyOnceStored(t *testing.T) {
 		cancel()
 		switch {
 		case err == nil:
-			e, ok := v.(store.LogEntry)
+			e, ok := v.(*event.Line)
 			if !ok {
 				t.Fatalf("published a %T", v)
 			}
