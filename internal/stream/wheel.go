@@ -41,6 +41,7 @@ type Timer struct {
 	// that was busy does not get a backlog of beats).
 	C    <-chan struct{}
 	c    chan struct{}
+	fn   func() // instead of C, for StartFunc
 	w    *Wheel
 	slot int
 }
@@ -49,10 +50,22 @@ type Timer struct {
 // period from now. Stop it when the stream ends.
 func (w *Wheel) Start() *Timer {
 	c := make(chan struct{}, 1)
+	return w.add(&Timer{C: c, c: c})
+}
+
+// StartFunc is Start for a stream with no goroutine of its own waiting
+// (the WebSocket's reader waits on its connection): the wheel's goroutine
+// calls fn every period instead. fn must not block — it starts what takes
+// time on a goroutine of its own. Once Stop returned, fn is not called
+// again.
+func (w *Wheel) StartFunc(fn func()) *Timer { return w.add(&Timer{fn: fn}) }
+
+// add puts t on the wheel.
+func (w *Wheel) add(t *Timer) *Timer {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	// The slot just signalled comes round again last: a whole period.
-	t := &Timer{C: c, c: c, w: w, slot: w.current}
+	t.w, t.slot = w, w.current
 	w.slots[t.slot][t] = struct{}{}
 	w.timers++
 	if !w.running {
@@ -95,6 +108,10 @@ func (w *Wheel) turn() bool {
 	}
 	w.current = (w.current + 1) % wheelSlots
 	for t := range w.slots[w.current] {
+		if t.fn != nil {
+			t.fn() // under w.mu: Stop waits for it
+			continue
+		}
 		select {
 		case t.c <- struct{}{}:
 		default:

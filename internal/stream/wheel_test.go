@@ -49,3 +49,34 @@ func TestWheel(t *testing.T) {
 	defer again.Stop()
 	<-again.C
 }
+
+// TestWheelFunc: a function timer is called every period until stopped.
+func TestWheelFunc(t *testing.T) {
+	t.Parallel()
+	w := stream.NewWheel(40 * time.Millisecond)
+	calls := make(chan struct{}, 10)
+	tm := w.StartFunc(func() {
+		select {
+		case calls <- struct{}{}:
+		default:
+		}
+	})
+	for range 3 {
+		select {
+		case <-calls:
+		case <-t.Context().Done():
+			t.Fatal("the function was never called")
+		}
+	}
+	tm.Stop()
+	for len(calls) > 0 {
+		<-calls
+	}
+	keep := w.Start() // keeps the wheel turning
+	defer keep.Stop()
+	<-keep.C
+	<-keep.C
+	if len(calls) > 0 {
+		t.Error("a stopped function timer was called")
+	}
+}
