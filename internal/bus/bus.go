@@ -91,6 +91,24 @@ func (b *Bus) Publish(topic string, v any) {
 	}
 }
 
+// PublishAll is Publish for several events of one topic at once, in
+// order: each subscriber is woken once for all of them, so it takes them
+// in one batch and writes them with one flush, rather than waking for
+// each (a task's log writer publishes the lines of a stored batch so).
+func (b *Bus) PublishAll(topic string, vs []any) {
+	b.mu.Lock()
+	for s := range b.topics[topic] {
+		s.pushAll(vs)
+	}
+	r := b.remote
+	b.mu.Unlock()
+	if r != nil {
+		for _, v := range vs {
+			r.Publish(topic, v)
+		}
+	}
+}
+
 // Deliver is Publish for an event that came from another instance: it
 // reaches this bus's subscribers only, and is not handed to the Remote.
 func (b *Bus) Deliver(topic string, v any) {
@@ -148,6 +166,24 @@ type Subscription struct {
 // its bound, and wakes the reader.
 func (s *Subscription) push(v any) {
 	s.mu.Lock()
+	s.queueLocked(v)
+	s.mu.Unlock()
+	s.signal()
+}
+
+// pushAll is push for several events, with one wake-up.
+func (s *Subscription) pushAll(vs []any) {
+	s.mu.Lock()
+	for _, v := range vs {
+		s.queueLocked(v)
+	}
+	s.mu.Unlock()
+	s.signal()
+}
+
+// queueLocked queues v, or marks the subscription lagged when the queue is
+// at its bound. s.mu is held.
+func (s *Subscription) queueLocked(v any) {
 	switch {
 	case s.closed:
 	case len(s.queue)-s.head >= s.bound:
@@ -164,8 +200,6 @@ func (s *Subscription) push(v any) {
 		}
 		s.queue = append(s.queue, v)
 	}
-	s.mu.Unlock()
-	s.signal()
 }
 
 // lag marks the subscription lagged and wakes its reader.

@@ -278,3 +278,33 @@ func deadline(t *testing.T) time.Time {
 	}
 	return time.Now().Add(time.Minute)
 }
+
+// TestPublishAll: several events published at once reach each subscriber
+// in order with one wake-up, the Remote gets each, and a queue that fills
+// up part way lags and keeps what fitted.
+func TestPublishAll(t *testing.T) {
+	t.Parallel()
+	b := bus.New()
+	r := &remote{}
+	b.SetRemote(r)
+	wide := b.Subscribe("t", 10)
+	narrow := b.Subscribe("t", 2)
+	b.PublishAll("t", []any{1, 2, 3})
+	<-wide.Ready()
+	select {
+	case <-wide.Ready():
+		t.Error("two wake-ups for one PublishAll")
+	default:
+	}
+	if got, lagged := wide.Take(); lagged || !slices.Equal(got, []any{1, 2, 3}) {
+		t.Errorf("wide took %v, lagged %v", got, lagged)
+	}
+	if got, lagged := narrow.Take(); !lagged || !slices.Equal(got, []any{1, 2}) {
+		t.Errorf("narrow took %v, lagged %v; want [1 2], lagged", got, lagged)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !slices.Equal(r.values, []any{1, 2, 3}) {
+		t.Errorf("remote got %v", r.values)
+	}
+}
