@@ -258,7 +258,8 @@ func (s *Subscription) Next() (v any, ok bool) {
 }
 
 // Recv waits for the next event and takes it: for readers of one
-// subscription that want events one at a time. It returns ctx's error when
+// subscription, with a wake-up channel of its own, that want events one
+// at a time. It returns ctx's error when
 // ctx ends first, and ErrClosed once the subscription is closed. It does
 // not report lags: ask Lagged.
 func (s *Subscription) Recv(ctx context.Context) (any, error) {

@@ -42,6 +42,23 @@ type conn struct {
 	pending bool        // written since the last flush
 }
 
+// sessionWriter is the writer go-sse's Session writes to: the first in
+// w's Unwrap chain that can flush. Frames encoded once are written to it
+// too, so that they and the session's messages keep their order whatever
+// wraps w.
+func sessionWriter(w http.ResponseWriter) http.ResponseWriter {
+	for {
+		switch v := w.(type) {
+		case interface{ FlushError() error }, http.Flusher:
+			return w
+		case interface{ Unwrap() http.ResponseWriter }:
+			w = v.Unwrap()
+		default:
+			return w
+		}
+	}
+}
+
 // arm starts a batch: the first write after a flush sets the deadline
 // that the whole batch, its flush included, must meet.
 func (c *conn) arm() {

@@ -290,7 +290,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, recheck func(con
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
 	defer context.AfterFunc(h.life, cancel)()
-	c := &conn{h: h, w: w, rc: rc, sess: sess, timeout: h.WriteTimeout}
+	c := &conn{h: h, w: sessionWriter(w), rc: rc, sess: sess, timeout: h.WriteTimeout}
 	if c.timeout <= 0 {
 		c.timeout = writeTimeout
 	}
