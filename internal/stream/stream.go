@@ -8,7 +8,10 @@
 //
 // stream also holds what those transports share beyond the followers: the
 // JSON options of their events (JSON), the resolution and re-check of a
-// stream's credentials (Auth), and their metrics.
+// stream's credentials (Auth), their metrics, and what lets one goroutine
+// serve a whole stream — Loop, through which a transport flushes each
+// batch and runs its heartbeats on the follower's goroutine, and Wheel,
+// the one timer of all a transport's streams.
 //
 // The events it follows are package event's: a log line, or a task's
 // change carrying the task's new status and progress, which followers send
