@@ -1,6 +1,8 @@
 package bus_test
 
 import (
+	"context"
+	"errors"
 	"slices"
 	"sync"
 	"testing"
@@ -8,6 +10,25 @@ import (
 
 	"github.com/berthhq/berth/internal/bus"
 )
+
+// recv takes sub's next event, failing the test when none comes before its
+// deadline.
+func recv(t *testing.T, sub *bus.Subscription) any {
+	t.Helper()
+	v, err := sub.Recv(t.Context())
+	if err != nil {
+		t.Fatalf("Recv: %v", err)
+	}
+	return v
+}
+
+// empty fails the test when sub has an event queued.
+func empty(t *testing.T, name string, sub *bus.Subscription) {
+	t.Helper()
+	if v, ok := sub.Next(); ok {
+		t.Errorf("%s: unexpected %v queued", name, v)
+	}
+}
 
 func TestBoundedFanOut(t *testing.T) {
 	t.Parallel()
@@ -19,32 +40,131 @@ func TestBoundedFanOut(t *testing.T) {
 		b.Publish("t", i)
 	}
 	for i := range 5 {
-		if got := <-fast.C; got != i {
+		if got := recv(t, fast); got != i {
 			t.Fatalf("fast got %v, want %d", got, i)
 		}
 	}
 	if fast.Lagged() {
 		t.Error("fast subscriber marked lagged")
 	}
-	if got := []any{<-slow.C, <-slow.C}; got[0] != 0 || got[1] != 1 {
+	if got := []any{recv(t, slow), recv(t, slow)}; got[0] != 0 || got[1] != 1 {
 		t.Errorf("slow got %v", got)
 	}
 	if !slow.Lagged() || slow.Lagged() {
 		t.Error("slow subscriber: Lagged must report once")
 	}
-	select {
-	case v := <-other.C:
-		t.Errorf("other topic received %v", v)
-	default:
-	}
+	empty(t, "other topic", other)
 	slow.Close()
 	slow.Close()
-	if _, ok := <-slow.C; ok {
-		t.Error("closed subscription still delivers")
+	if _, err := slow.Recv(t.Context()); !errors.Is(err, bus.ErrClosed) {
+		t.Errorf("closed subscription: Recv = %v, want ErrClosed", err)
 	}
 	b.Publish("t", 99) // must not panic on the closed subscriber
-	if got := <-fast.C; got != 99 {
+	if got := recv(t, fast); got != 99 {
 		t.Errorf("fast got %v", got)
+	}
+}
+
+// TestTakeHandsOverTheQueue: Take returns every queued event in order and
+// leaves the queue empty (an idle subscription holds nothing); the queue
+// grows again with the next event; a wake-up is pending while events are
+// queued.
+func TestTakeHandsOverTheQueue(t *testing.T) {
+	t.Parallel()
+	b := bus.New()
+	sub := b.Subscribe("t", 1024)
+	defer sub.Close()
+	if got, lagged := sub.Take(); len(got) != 0 || lagged {
+		t.Fatalf("new subscription: Take = %v, %v", got, lagged)
+	}
+	for round := range 3 {
+		n := 10 << round // past the first capacity: the queue grows
+		for i := range n {
+			b.Publish("t", i)
+		}
+		select {
+		case <-sub.Ready():
+		default:
+			t.Fatalf("round %d: no wake-up with %d events queued", round, n)
+		}
+		got, lagged := sub.Take()
+		if lagged || len(got) != n {
+			t.Fatalf("round %d: Take = %d events, lagged %v; want %d", round, len(got), lagged, n)
+		}
+		for i, v := range got {
+			if v != i {
+				t.Fatalf("round %d: event %d is %v", round, i, v)
+			}
+		}
+		if again, _ := sub.Take(); len(again) != 0 || cap(again) != 0 {
+			t.Fatalf("round %d: the queue was not released: len %d, cap %d", round, len(again), cap(again))
+		}
+	}
+}
+
+// TestLagAtTheBound: a queue takes exactly its bound; the next event is
+// dropped and the subscription lagged, once; what fits stays in order; and
+// once taken, the queue fills again.
+func TestLagAtTheBound(t *testing.T) {
+	t.Parallel()
+	const bound = 1024
+	b := bus.New()
+	sub := b.Subscribe("t", bound)
+	defer sub.Close()
+	for i := range bound {
+		b.Publish("t", i)
+	}
+	if sub.Lagged() {
+		t.Fatal("lagged with the queue exactly at its bound")
+	}
+	b.Publish("t", bound) // one past: dropped
+	got, lagged := sub.Take()
+	if !lagged || len(got) != bound || got[0] != 0 || got[bound-1] != bound-1 {
+		t.Fatalf("Take = %d events (first %v), lagged %v; want %d, lagged", len(got), got[0], lagged, bound)
+	}
+	if sub.Lagged() {
+		t.Error("Take must clear the lag")
+	}
+	b.Publish("t", "after")
+	if got, lagged := sub.Take(); lagged || len(got) != 1 || got[0] != "after" {
+		t.Errorf("after the catch-up: Take = %v, %v", got, lagged)
+	}
+}
+
+// TestNextKeepsTheWakeUp: a reader that takes one event per wake-up still
+// gets every event, and a reader taking one at a time while events keep
+// coming never holds more than the bound.
+func TestNextKeepsTheWakeUp(t *testing.T) {
+	t.Parallel()
+	b := bus.New()
+	sub := b.Subscribe("t", 4)
+	defer sub.Close()
+	for i := range 3 {
+		b.Publish("t", i)
+	}
+	for i := range 3 {
+		select {
+		case <-sub.Ready():
+		default:
+			t.Fatalf("no wake-up for event %d", i)
+		}
+		if v, ok := sub.Next(); !ok || v != i {
+			t.Fatalf("Next = %v, %v; want %d", v, ok, i)
+		}
+	}
+	// One in, one out, with three queued: the queue never passes its
+	// bound, however long it goes on, and stays in order.
+	for i := range 3 {
+		b.Publish("t", i)
+	}
+	for i := range 100 {
+		b.Publish("t", 3+i)
+		if v, ok := sub.Next(); !ok || v != i {
+			t.Fatalf("round %d: Next = %v, %v", i, v, ok)
+		}
+		if sub.Lagged() {
+			t.Fatalf("round %d: lagged with 4 queued at most", i)
+		}
 	}
 }
 
@@ -73,7 +193,7 @@ func TestRemoteSeam(t *testing.T) {
 	b.Publish("t", 1)
 	b.Deliver("t", 2) // from another instance: local subscribers only
 	b.Publish("u", 3) // no subscriber here, still sent to the others
-	if got := []any{<-sub.C, <-sub.C}; got[0] != 1 || got[1] != 2 {
+	if got := []any{recv(t, sub), recv(t, sub)}; got[0] != 1 || got[1] != 2 {
 		t.Errorf("subscriber got %v, want [1 2]", got)
 	}
 	r.mu.Lock()
@@ -92,39 +212,99 @@ func TestLagAll(t *testing.T) {
 	idle := b.Subscribe("a", 4)
 	full := b.Subscribe("b", 1)
 	b.Publish("b", "queued")
+	<-full.Ready()
 
 	// An idle subscriber blocked on its empty queue is woken.
 	woke := make(chan bool)
 	go func() {
-		v := <-idle.C
-		_, isLag := v.(bus.Lag)
-		woke <- isLag && idle.Lagged()
+		<-idle.Ready()
+		woke <- idle.Lagged()
 	}()
 	b.LagAll()
 	select {
 	case ok := <-woke:
 		if !ok {
-			t.Error("idle subscriber: want a Lag value and Lagged true")
+			t.Error("idle subscriber: want Lagged true once woken")
 		}
-	case <-time.After(5 * time.Second):
+	case <-time.After(time.Until(deadline(t))):
 		t.Fatal("LagAll did not wake an idle subscriber")
 	}
 	// A full queue keeps its events; the subscriber finds Lagged true.
-	if v := <-full.C; v != "queued" || !full.Lagged() {
-		t.Errorf("full subscriber got %v, lagged must be true", v)
+	if got, lagged := full.Take(); len(got) != 1 || got[0] != "queued" || !lagged {
+		t.Errorf("full subscriber took %v, lagged %v; want [queued], true", got, lagged)
 	}
-	// A second LagAll before the subscriber looked queues no second Lag.
-	b.LagAll()
-	b.LagAll()
-	if v := <-idle.C; v != (bus.Lag{}) {
-		t.Errorf("got %v, want one Lag", v)
-	}
-	select {
-	case v := <-idle.C:
-		t.Errorf("second value %v queued", v)
-	default:
-	}
+	empty(t, "idle", idle)
 	idle.Close()
 	full.Close()
 	b.LagAll() // must not panic on closed subscriptions
+	if idle.Lagged() {
+		t.Error("a closed subscription reports a lag")
+	}
+}
+
+// TestSharedWake: subscriptions made with one wake-up channel wake one
+// reader, which takes from each; closing one does not close the channel.
+func TestSharedWake(t *testing.T) {
+	t.Parallel()
+	b := bus.New()
+	wake := make(chan struct{}, 1)
+	x := b.SubscribeWake("x", 10, wake)
+	y := b.SubscribeWake("y", 10, wake)
+	defer y.Close()
+	b.Publish("x", 1)
+	b.Publish("y", 2)
+	<-wake
+	gx, _ := x.Take()
+	gy, _ := y.Take()
+	if len(gx) != 1 || gx[0] != 1 || len(gy) != 1 || gy[0] != 2 {
+		t.Fatalf("took %v and %v", gx, gy)
+	}
+	x.Close()
+	b.Publish("y", 3)
+	select {
+	case <-wake:
+	case <-time.After(time.Until(deadline(t))):
+		t.Fatal("no wake-up after closing a sibling")
+	}
+	if v, err := y.Recv(context.Background()); err != nil || v != 3 {
+		t.Errorf("Recv = %v, %v", v, err)
+	}
+}
+
+// deadline is the test's deadline, or a minute from now without one.
+func deadline(t *testing.T) time.Time {
+	if d, ok := t.Deadline(); ok {
+		return d
+	}
+	return time.Now().Add(time.Minute)
+}
+
+// TestPublishAll: several events published at once reach each subscriber
+// in order with one wake-up, the Remote gets each, and a queue that fills
+// up part way lags and keeps what fitted.
+func TestPublishAll(t *testing.T) {
+	t.Parallel()
+	b := bus.New()
+	r := &remote{}
+	b.SetRemote(r)
+	wide := b.Subscribe("t", 10)
+	narrow := b.Subscribe("t", 2)
+	b.PublishAll("t", []any{1, 2, 3})
+	<-wide.Ready()
+	select {
+	case <-wide.Ready():
+		t.Error("two wake-ups for one PublishAll")
+	default:
+	}
+	if got, lagged := wide.Take(); lagged || !slices.Equal(got, []any{1, 2, 3}) {
+		t.Errorf("wide took %v, lagged %v", got, lagged)
+	}
+	if got, lagged := narrow.Take(); !lagged || !slices.Equal(got, []any{1, 2}) {
+		t.Errorf("narrow took %v, lagged %v; want [1 2], lagged", got, lagged)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !slices.Equal(r.values, []any{1, 2, 3}) {
+		t.Errorf("remote got %v", r.values)
+	}
 }

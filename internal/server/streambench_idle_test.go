@@ -14,9 +14,12 @@ import (
 	"testing"
 	"time"
 
+	"connectrpc.com/connect/v2"
+	"connectrpc.com/connect/v2/connecthttp"
 	"github.com/coder/websocket"
 
 	berthv1 "github.com/berthhq/berth/internal/gen/berth/v1"
+	"github.com/berthhq/berth/internal/gen/berth/v1/berthv1connect"
 )
 
 const (
@@ -174,10 +177,32 @@ func openIdleWS(ctx context.Context, client *http.Client, url, token, channel st
 	}, nil
 }
 
+// openIdleConnect opens a StreamTaskLogs server stream over client (HTTP/2
+// without TLS, many streams to a connection) and reads its first message;
+// then it reads no more.
+func openIdleConnect(ctx context.Context, client berthv1connect.TaskServiceClient, token, task string) (func(), error) {
+	ctx, cancel := context.WithCancel(as(ctx, token))
+	st, err := client.StreamTaskLogs(ctx, &berthv1.StreamTaskLogsRequest{TaskId: task})
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	if _, err := st.Receive(); err != nil {
+		cancel()
+		_ = st.Close()
+		return nil, fmt.Errorf("before the first message: %w", err)
+	}
+	return func() {
+		cancel()
+		_ = st.Close()
+	}, nil
+}
+
 // BenchmarkIdleStreamMemory measures what an idle live stream costs berth:
 // 10,000 clients follow the log of a running task that writes nothing (the
 // stand-in claude's [hang] mode), over SSE or over the WebSocket (one
-// subscription each), and berth's memory is read from its /metrics before
+// subscription each) or as Connect server streams (StreamTaskLogs over
+// HTTP/2 without TLS), and berth's memory is read from its /metrics before
 // and after they connect. Per connection it reports the live heap (marked
 // by a garbage collection berth is made to run, see collect), the
 // goroutine stacks, the resident set (what the OS gives the process: at
@@ -199,6 +224,25 @@ func BenchmarkIdleStreamMemory(b *testing.B) {
 			return openIdleWS(ctx, client, "ws"+strings.TrimPrefix(e.p.URL, "http")+"/ws", e.token, "task:"+task)
 		})
 	})
+	b.Run("connect", func(b *testing.B) {
+		var tasks berthv1connect.TaskServiceClient
+		var once sync.Once
+		benchIdle(b, bin, "connect", func(ctx context.Context, e *benchEnv, task string, _ *http.Client) (func(), error) {
+			once.Do(func() {
+				tasks = berthv1connect.NewTaskServiceClient(connect.NewClient(connecthttp.NewTransport(h2cStreamClient(), e.p.URL)))
+			})
+			return openIdleConnect(ctx, tasks, e.token, task)
+		})
+	})
+}
+
+// h2cStreamClient is an HTTP/2 client without TLS for many long streams:
+// no overall timeout, and a new connection whenever one carries as many
+// streams as the server allows.
+func h2cStreamClient() *http.Client {
+	p := new(http.Protocols)
+	p.SetUnencryptedHTTP2(true)
+	return &http.Client{Transport: &http.Transport{Protocols: p, DisableCompression: true}}
 }
 
 func benchIdle(b *testing.B, bin, transport string, open func(context.Context, *benchEnv, string, *http.Client) (func(), error)) {

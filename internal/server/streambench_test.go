@@ -46,6 +46,9 @@ var latencyPoints = []latencyPoint{
 	// shows how berth falls behind (the writer is slowed, the subscribers
 	// lag) rather than a latency.
 	{"sse", 10000, 1000, 10000, 20 * time.Second},
+	// 200,000 deliveries a second: the target of issue #18 for fan-out
+	// that encodes each line once.
+	{"sse", 200, 1000, 600, 10 * time.Second},
 	// 100,000 deliveries a second, three ways.
 	{"sse", 10000, 10, 30000, 10 * time.Second},
 	{"sse", 1000, 100, 3000, 10 * time.Second},

@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"errors"
-	"sync"
 	"time"
 
 	"connectrpc.com/connect/v2"
@@ -22,17 +21,22 @@ const reconnectAfter = 2 * time.Second
 // graceful shutdown does not wait out its grace for streams that would
 // outlive it: every open stream's context is cancelled and the stream ends
 // with Unavailable and a RetryInfo hint, from which clients resume
-// (StreamTaskLogs from the last seq they received).
+// (StreamTaskLogs from the last seq they received). Each stream ends with
+// the drain's context through context.AfterFunc: no goroutine per stream
+// waits for the shutdown.
 type drain struct {
-	closing chan struct{}
-	once    sync.Once
+	life     context.Context
+	shutdown context.CancelFunc
 }
 
-func newDrain() *drain { return &drain{closing: make(chan struct{})} }
+func newDrain() *drain {
+	life, shutdown := context.WithCancel(context.Background())
+	return &drain{life: life, shutdown: shutdown}
+}
 
 // Shutdown ends every open Connect stream. Register it with
 // http.Server.RegisterOnShutdown.
-func (d *drain) Shutdown() { d.once.Do(func() { close(d.closing) }) }
+func (d *drain) Shutdown() { d.shutdown() }
 
 // interceptor counts the server streams (open, messages sent) and ends
 // them at shutdown. Unary calls pass through: Shutdown lets them finish.
@@ -45,20 +49,10 @@ func (d *drain) interceptor(m *stream.Metrics) connect.ServerInterceptor {
 			defer m.Opened(stream.TransportConnect)()
 			ctx, cancel := context.WithCancel(ctx)
 			defer cancel()
-			go func() {
-				select {
-				case <-d.closing:
-					cancel()
-				case <-ctx.Done():
-				}
-			}()
+			defer context.AfterFunc(d.life, cancel)()
 			err := next(ctx, spec, countingStream{ServerStream: ss, m: m})
-			select {
-			case <-d.closing:
-				if err == nil || errors.Is(err, context.Canceled) {
-					return shuttingDown()
-				}
-			default:
+			if d.life.Err() != nil && (err == nil || errors.Is(err, context.Canceled)) {
+				return shuttingDown()
 			}
 			return err
 		}

@@ -25,9 +25,7 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
-	"os"
 	"strconv"
-	"sync"
 	"time"
 
 	gosse "github.com/tmaxmax/go-sse"
@@ -35,7 +33,6 @@ import (
 	"github.com/berthhq/berth/internal/access"
 	"github.com/berthhq/berth/internal/event"
 	"github.com/berthhq/berth/internal/fault"
-	berthv1 "github.com/berthhq/berth/internal/gen/berth/v1"
 	"github.com/berthhq/berth/internal/stream"
 	"github.com/berthhq/berth/internal/task"
 	"github.com/berthhq/berth/internal/workspace"
@@ -87,18 +84,30 @@ type Config struct {
 // Handler serves the SSE streams.
 type Handler struct {
 	Config
-	closing  chan struct{}
-	shutdown sync.Once
+	// life ends at Shutdown; each stream ends with it, through
+	// context.AfterFunc, with no goroutine of its own waiting for it.
+	life     context.Context
+	shutdown context.CancelFunc
+	// beats signals every stream's heartbeat (and credential re-check)
+	// from one goroutine for the whole handler.
+	beats *stream.Wheel
 }
 
 // New returns the SSE handler.
-func New(cfg Config) *Handler { return &Handler{Config: cfg, closing: make(chan struct{})} }
+func New(cfg Config) *Handler {
+	life, shutdown := context.WithCancel(context.Background())
+	every := cfg.Heartbeat
+	if every <= 0 {
+		every = Heartbeat
+	}
+	return &Handler{Config: cfg, life: life, shutdown: shutdown, beats: stream.NewWheel(every)}
+}
 
 // Shutdown ends every open stream, cleanly, so that a graceful server
 // shutdown need not wait for streams that would outlive it; clients
 // reconnect (after the retry hint) and resume where they were. Register it
 // with http.Server.RegisterOnShutdown.
-func (h *Handler) Shutdown() { h.shutdown.Do(func() { close(h.closing) }) }
+func (h *Handler) Shutdown() { h.shutdown() }
 
 // Mux is where Mount registers the streams (an *http.ServeMux, or the
 // server's mux that records its routes).
@@ -194,26 +203,8 @@ func (h *Handler) taskLogs(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer release()
-	h.serve(w, r, recheck, func(ctx context.Context, send func(*gosse.Message) error) error {
-		return h.Tasks.Follow(ctx, p, id, stream.After(since), func(ev stream.TaskEvent) error {
-			kind, data, ok := task.Payload(task.StreamResponse(ev))
-			if !ok {
-				return nil
-			}
-			m := &gosse.Message{Type: gosse.Type(kind)}
-			switch ev.Kind {
-			case stream.KindLog:
-				m.ID = gosse.ID(strconv.FormatInt(ev.Log.Seq, 10))
-			case stream.KindEnd:
-				m.ID = gosse.ID(endID)
-			}
-			b, err := stream.JSON.Marshal(data)
-			if err != nil {
-				return err
-			}
-			m.AppendData(string(b))
-			return send(m)
-		})
+	h.serve(w, r, recheck, func(ctx context.Context, c *conn) error {
+		return h.Tasks.Follow(ctx, p, id, stream.After(since), c.taskEvent, c.loop)
 	})
 }
 
@@ -233,16 +224,8 @@ func (h *Handler) workspaceEvents(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer release()
-	h.serve(w, r, recheck, func(ctx context.Context, send func(*gosse.Message) error) error {
-		return h.Workspaces.FollowEvents(ctx, p, id, func(ev *berthv1.WorkspaceEvent) error {
-			b, err := stream.JSON.Marshal(ev)
-			if err != nil {
-				return err
-			}
-			m := &gosse.Message{Type: gosse.Type(ev.GetKind())}
-			m.AppendData(string(b))
-			return send(m)
-		})
+	h.serve(w, r, recheck, func(ctx context.Context, c *conn) error {
+		return h.Workspaces.FollowEvents(ctx, p, id, c.workspaceEvent, c.loop)
 	})
 }
 
@@ -285,12 +268,14 @@ func seq(s string) (int64, error) {
 // serve runs one stream: the SSE headers and a retry hint, then follow's
 // messages, with heartbeat comments in between, until follow ends (the
 // task ended, the client left, its credentials stopped working — checked
-// with recheck at every heartbeat — or the server shuts down).
-func (h *Handler) serve(w http.ResponseWriter, r *http.Request, recheck func(context.Context) error, follow func(context.Context, func(*gosse.Message) error) error) {
+// with recheck at every heartbeat — or the server shuts down). Everything
+// runs on the request's goroutine: follow calls back for each message,
+// for the flush of each batch and for each heartbeat (stream.Loop).
+func (h *Handler) serve(w http.ResponseWriter, r *http.Request, recheck func(context.Context) error, follow func(context.Context, *conn) error) {
 	rc := http.NewResponseController(w)
 	// The server's read and write timeouts are for requests, not for
 	// streams that live as long as the task: clear them, and bound each
-	// write instead.
+	// batch of writes instead.
 	_ = rc.SetReadDeadline(time.Time{})
 	_ = rc.SetWriteDeadline(time.Time{})
 	sess, err := gosse.Upgrade(w, r)
@@ -302,79 +287,24 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, recheck func(con
 	w.Header().Set("X-Accel-Buffering", "no")
 	defer h.Metrics.Opened(stream.TransportSSE)()
 
-	timeout := h.WriteTimeout
-	if timeout <= 0 {
-		timeout = writeTimeout
-	}
-	var mu sync.Mutex
-	send := func(m *gosse.Message) error {
-		mu.Lock()
-		defer mu.Unlock()
-		_ = rc.SetWriteDeadline(time.Now().Add(timeout))
-		err := sess.Send(m)
-		if err == nil {
-			err = sess.Flush()
-		}
-		if errors.Is(err, os.ErrDeadlineExceeded) {
-			h.Metrics.Dropped(stream.TransportSSE, "slow")
-		}
-		return err
-	}
-	sendEvent := func(m *gosse.Message) error {
-		err := send(m)
-		if err == nil {
-			h.Metrics.Sent(stream.TransportSSE)
-		}
-		return err
-	}
-	if err := send(&gosse.Message{Retry: Retry}); err != nil {
-		return
-	}
-
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
-	go func() {
-		select {
-		case <-h.closing:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
-	every := h.Heartbeat
-	if every <= 0 {
-		every = Heartbeat
+	defer context.AfterFunc(h.life, cancel)()
+	c := &conn{h: h, w: sessionWriter(w), rc: rc, sess: sess, timeout: h.WriteTimeout}
+	if c.timeout <= 0 {
+		c.timeout = writeTimeout
 	}
-	var beats sync.WaitGroup
-	beats.Go(func() {
-		// A panic here ends this stream (the follow below sees ctx end),
-		// not the server; net/http's own goroutine is not this one.
-		defer h.Metrics.Panics().Recover(h.Logger, stream.TransportSSE, func(any) { cancel() }, "path", r.URL.Path)
-		tick := time.NewTicker(every)
-		defer tick.Stop()
-		beat := &gosse.Message{}
-		beat.AppendComment("heartbeat")
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-tick.C:
-				if err := recheck(ctx); stream.Revoked(err) {
-					cancel() // signed out, revoked, disabled or demoted: the stream ends
-					return
-				} else if err != nil && ctx.Err() == nil && h.Logger != nil {
-					h.Logger.WarnContext(ctx, "re-checking a stream's credentials failed", "error", err.Error())
-				}
-				if err := send(beat); err != nil {
-					cancel()
-					return
-				}
-			}
-		}
-	})
-	err = follow(ctx, sendEvent)
-	cancel()
-	beats.Wait()
-	if err != nil && ctx.Err() == nil && h.Logger != nil {
+	if err := c.message(&gosse.Message{Retry: Retry}); err != nil {
+		return
+	}
+	if err := c.flush(); err != nil {
+		return
+	}
+	beat := h.beats.Start()
+	defer beat.Stop()
+	c.loop = stream.Loop{Flush: c.flush, Due: beat.C, OnDue: func() error { return c.heartbeat(ctx, recheck) }}
+	err = follow(ctx, c)
+	if err != nil && ctx.Err() == nil && !errors.Is(err, errRevoked) && h.Logger != nil {
 		h.Logger.WarnContext(r.Context(), "an event stream failed", "path", r.URL.Path, "error", err.Error())
 	}
 }

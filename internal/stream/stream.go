@@ -8,7 +8,10 @@
 //
 // stream also holds what those transports share beyond the followers: the
 // JSON options of their events (JSON), the resolution and re-check of a
-// stream's credentials (Auth), and their metrics.
+// stream's credentials (Auth), their metrics, and what lets one goroutine
+// serve a whole stream — Loop, through which a transport flushes each
+// batch and runs its heartbeats on the follower's goroutine, and Wheel,
+// the one timer of all a transport's streams.
 //
 // The events it follows are package event's: a log line, or a task's
 // change carrying the task's new status and progress, which followers send
@@ -60,6 +63,11 @@ type TaskEvent struct {
 	Status   store.TaskStatus // KindStatus, KindProgress, KindEnd
 	Progress event.Progress   // KindStatus, KindProgress, KindEnd
 	LastSeq  int64            // KindEnd: the seq of the task's last line
+	// Line is, for a line that came from the bus, the published value
+	// every follower of the task shares: a transport keeps its encoding
+	// there (Line.Encoded), made once for all of them. It is nil for a
+	// line read from the store, which this follower alone sends.
+	Line *event.Line
 }
 
 // JSON is how every transport that sends JSON (SSE, WebSocket) writes the
@@ -91,15 +99,53 @@ type Task struct {
 	State func(ctx context.Context, id string) (event.TaskChanged, error)
 }
 
+// Loop is what a transport runs on a follower's goroutine besides sending
+// its events, so that one goroutine serves a whole stream: no writer, no
+// heartbeat goroutine, no ticker of its own. The zero Loop does nothing.
+type Loop struct {
+	// Flush, when set, is called whenever the follower has sent all it
+	// had and is about to wait: the transport writes a batch of events,
+	// then flushes them once.
+	Flush func() error
+	// Due, when set, wakes the follower to call OnDue (a heartbeat, a
+	// re-check of the stream's credentials); a shared timer wheel
+	// (Wheel) signals it. An error of OnDue ends the follow with it.
+	Due   <-chan struct{}
+	OnDue func() error
+}
+
+// wait flushes what was sent, then waits until ready has a value, calling
+// OnDue whenever Due does; it returns ctx's error when ctx ends first.
+func (l Loop) wait(ctx context.Context, ready <-chan struct{}) error {
+	if l.Flush != nil {
+		if err := l.Flush(); err != nil {
+			return err
+		}
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-ready:
+			return nil
+		case <-l.Due: // a nil Due never fires
+			if err := l.OnDue(); err != nil {
+				return err
+			}
+		}
+	}
+}
+
 // Follow sends task id's log from seq fromSeq on (0 and 1 both mean the
 // whole log), then its live lines, status and progress, and, once the task
 // is finished and every stored line was sent, a KindEnd event; then it
 // returns nil. It returns early with ctx's error when ctx ends, or with the
-// first error of send or the store. Follow never affects the task.
+// first error of send, of loop's hooks or of the store. Follow never
+// affects the task. send and loop's hooks run on the caller's goroutine.
 //
 // The caller checks that its principal may see the task; Follow reads the
 // store as an admin.
-func (t Task) Follow(ctx context.Context, id string, fromSeq int64, send func(TaskEvent) error) error {
+func (t Task) Follow(ctx context.Context, id string, fromSeq int64, send func(TaskEvent) error, loop Loop) error {
 	// Subscribe first, so that every line stored after the catch-up's last
 	// read is also on the queue: the seam has no gap.
 	sub := t.Bus.Subscribe(event.TaskTopic(id), queueSize)
@@ -111,61 +157,95 @@ func (t Task) Follow(ctx context.Context, id string, fromSeq int64, send func(Ta
 	if _, err := t.State(ctx, id); err != nil {
 		return err // an unknown task sends nothing
 	}
-	if err := f.catchUp(ctx); err != nil {
-		return err
-	}
-	st, err := t.State(ctx, id)
-	if err != nil {
-		return err
-	}
-	for {
-		if err := f.state(st); err != nil {
-			return err
+	st, err := f.resync(ctx)
+	for err == nil {
+		var done bool
+		if done, err = f.settle(ctx, st); done || err != nil {
+			break
 		}
-		if st.Status.Terminal() {
-			return f.end(ctx, st)
+		if err = loop.wait(ctx, sub.Ready()); err != nil {
+			break
 		}
-		var v any
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case v = <-sub.C:
-		}
-		if sub.Lagged() {
-			// Events were dropped: what is queued is stale. Drop it and
-			// read everything again from the store, which holds every line
-			// that was published and the task's latest state.
+		events, lagged := sub.Take()
+		if lagged {
+			// Events were dropped: what was queued is stale. Drop it and
+			// read everything again from the store, which holds every
+			// line that was published and the task's latest state.
 			t.Metrics.Lagged()
-			drain(sub)
-			if err := f.catchUp(ctx); err != nil {
-				return err
-			}
-			if st, err = t.State(ctx, id); err != nil {
-				return err
-			}
+			st, err = f.resync(ctx)
 			continue
 		}
-		switch v := v.(type) {
-		case event.Log:
-			if err := f.log(ctx, v); err != nil {
-				return err
-			}
-		case event.TaskChanged:
-			// The lines stored before the change go first, so progress
-			// never precedes the lines it describes. The event carries
-			// the state as stored when it was published (stored, then
-			// published), so it is sent as it is, with no store read.
-			if err := f.catchUp(ctx); err != nil {
-				return err
-			}
-			// An event of an earlier stage was published before the
-			// state was read from the store and is still queued: taken,
-			// it would take the reader back.
-			if stage(v.Status) >= stage(st.Status) {
-				st = v
-			}
+		st, err = f.events(ctx, events, st)
+	}
+	return err
+}
+
+// resync sends the stored lines the reader lacks, then reads the task's
+// state, which the caller sends.
+func (f *follower) resync(ctx context.Context) (event.TaskChanged, error) {
+	if err := f.catchUp(ctx); err != nil {
+		return event.TaskChanged{}, err
+	}
+	return f.t.State(ctx, f.id)
+}
+
+// settle sends the task's state st when it changed, and, when the task is
+// finished, the end: done is then true.
+func (f *follower) settle(ctx context.Context, st event.TaskChanged) (done bool, err error) {
+	if err := f.state(st); err != nil {
+		return false, err
+	}
+	if st.Status.Terminal() {
+		return true, f.end(ctx, st)
+	}
+	return false, nil
+}
+
+// events handles a batch taken from the bus, each event in turn with the
+// state it leaves sent, as if they came one by one: every progress step
+// reaches the reader. It returns the task's state as it then knows it; a
+// finished task's state is the last the batch sends (the loop sends the
+// end).
+func (f *follower) events(ctx context.Context, events []any, st event.TaskChanged) (event.TaskChanged, error) {
+	var err error
+	for _, v := range events {
+		if st, err = f.event(ctx, v, st); err != nil {
+			return st, err
+		}
+		if st.Status.Terminal() {
+			return st, nil
+		}
+		if err := f.state(st); err != nil {
+			return st, err
 		}
 	}
+	return st, nil
+}
+
+// event handles one event from the bus, and returns the task's state as
+// it now knows it.
+func (f *follower) event(ctx context.Context, v any, st event.TaskChanged) (event.TaskChanged, error) {
+	switch v := v.(type) {
+	case *event.Line:
+		return st, f.log(ctx, TaskEvent{Kind: KindLog, Log: v.LogEntry, Line: v})
+	case event.Log:
+		return st, f.log(ctx, TaskEvent{Kind: KindLog, Log: v})
+	case event.TaskChanged:
+		// The lines stored before the change go first, so progress never
+		// precedes the lines it describes. The event carries the state as
+		// stored when it was published (stored, then published), so it is
+		// sent as it is, with no store read.
+		if err := f.catchUp(ctx); err != nil {
+			return st, err
+		}
+		// An event of an earlier stage was published before the state
+		// was read from the store and is still queued: taken, it would
+		// take the reader back.
+		if stage(v.Status) >= stage(st.Status) {
+			return v, nil
+		}
+	}
+	return st, nil
 }
 
 // follower is the state of one Follow.
@@ -201,17 +281,17 @@ func (f *follower) catchUp(ctx context.Context) error {
 // log sends a line from the bus: skipped when it was sent already, and
 // preceded by the lines missing before it, read from the store (where a
 // published line always is).
-func (f *follower) log(ctx context.Context, e store.LogEntry) error {
+func (f *follower) log(ctx context.Context, ev TaskEvent) error {
 	switch {
-	case e.Seq <= f.last:
+	case ev.Log.Seq <= f.last:
 		return nil
-	case e.Seq > f.last+1:
+	case ev.Log.Seq > f.last+1:
 		return f.catchUp(ctx)
 	}
-	if err := f.send(TaskEvent{Kind: KindLog, Log: e}); err != nil {
+	if err := f.send(ev); err != nil {
 		return err
 	}
-	f.last = e.Seq
+	f.last = ev.Log.Seq
 	return nil
 }
 
@@ -255,17 +335,6 @@ func stage(s store.TaskStatus) int {
 	return 1
 }
 
-// drain empties a subscription's queue without blocking.
-func drain(sub *bus.Subscription) {
-	for {
-		select {
-		case <-sub.C:
-		default:
-			return
-		}
-	}
-}
-
 // Watcher follows bus topics whose latest state can be read again, such as
 // a workspace's.
 type Watcher struct {
@@ -274,11 +343,12 @@ type Watcher struct {
 }
 
 // Watch sends current's value, then every event of topic on the bus until
-// ctx ends (it then returns ctx's error) or send fails. When the reader
-// falls behind and events are dropped, the queue is dropped too and
-// current's value sent again: the reader always ends up with the latest
-// state, and memory stays bounded.
-func (w Watcher) Watch(ctx context.Context, topic string, current func(context.Context) (any, error), send func(any) error) error {
+// ctx ends (it then returns ctx's error), send or one of loop's hooks
+// fails. When the reader falls behind and events are dropped, the queue is
+// dropped too and current's value sent again: the reader always ends up
+// with the latest state, and memory stays bounded. send and loop's hooks
+// run on the caller's goroutine.
+func (w Watcher) Watch(ctx context.Context, topic string, current func(context.Context) (any, error), send func(any) error, loop Loop) error {
 	sub := w.Bus.Subscribe(topic, queueSize)
 	defer sub.Close()
 	resync := func() error {
@@ -292,22 +362,21 @@ func (w Watcher) Watch(ctx context.Context, topic string, current func(context.C
 		return err
 	}
 	for {
-		var v any
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case v = <-sub.C:
+		if err := loop.wait(ctx, sub.Ready()); err != nil {
+			return err
 		}
-		if sub.Lagged() {
+		events, lagged := sub.Take()
+		if lagged {
 			w.Metrics.Lagged()
-			drain(sub)
 			if err := resync(); err != nil {
 				return err
 			}
 			continue
 		}
-		if err := send(v); err != nil {
-			return err
+		for _, v := range events {
+			if err := send(v); err != nil {
+				return err
+			}
 		}
 	}
 }

@@ -91,7 +91,7 @@ func collect(ctx context.Context, f stream.Task, id string, from int64, gate <-c
 			end = ev
 		}
 		return nil
-	})
+	}, stream.Loop{})
 	return seqs, end, err
 }
 
@@ -188,7 +188,7 @@ func TestFollowOrder(t *testing.T) {
 			end = ev
 		}
 		return nil
-	})
+	}, stream.Loop{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -276,7 +276,7 @@ func TestFollowSendsTheEventsState(t *testing.T) {
 					g.progress = append(g.progress, ev.Progress)
 				}
 				return nil
-			})
+			}, stream.Loop{})
 			results <- g
 		}()
 	}

@@ -31,7 +31,9 @@ func TestCreatedAnnouncedFirst(t *testing.T) {
 	rig.ended(t, tr.ID)
 	var order []store.TaskStatus
 	for len(order) == 0 || !order[len(order)-1].Terminal() {
-		ev := (<-sub.C).(event.TaskChanged)
+		v, err := sub.Recv(t.Context())
+		must(t, err)
+		ev := v.(event.TaskChanged)
 		if ev.TaskID == tr.ID {
 			order = append(order, ev.Status)
 		}

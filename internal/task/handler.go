@@ -103,7 +103,7 @@ func (h *Handler) GetTaskLogs(ctx context.Context, req *berthv1.GetTaskLogsReque
 func (h *Handler) StreamTaskLogs(ctx context.Context, req *berthv1.StreamTaskLogsRequest, out berthv1connect.TaskServiceStreamTaskLogsServerStream) error {
 	return h.svc.Follow(ctx, principal(ctx), req.GetTaskId(), req.GetFromSeq(), func(ev stream.TaskEvent) error {
 		return out.Send(StreamResponse(ev))
-	})
+	}, stream.Loop{})
 }
 
 // SpecFromProto translates a CreateTaskRequest into the Spec that

@@ -176,16 +176,13 @@ func (in *instance) stop() {
 // in order.
 func (in *instance) statuses() map[string][]store.TaskStatus {
 	got := map[string][]store.TaskStatus{}
-	for {
-		select {
-		case v := <-in.events.C:
-			if ev, ok := v.(event.TaskChanged); ok {
-				got[ev.TaskID] = append(got[ev.TaskID], ev.Status)
-			}
-		default:
-			return got
+	events, _ := in.events.Take()
+	for _, v := range events {
+		if ev, ok := v.(event.TaskChanged); ok {
+			got[ev.TaskID] = append(got[ev.TaskID], ev.Status)
 		}
 	}
+	return got
 }
 
 // running is the instance's berth_tasks_running gauge.

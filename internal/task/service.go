@@ -298,12 +298,13 @@ func (s *Service) Logs(ctx context.Context, p access.Principal, id string, after
 // Follow sends a task the caller may see from fromSeq on: its stored log,
 // then live lines, status and progress, then an end event once it is
 // finished and every line was sent (see stream.Task). Ending the follow
-// does nothing to the task.
-func (s *Service) Follow(ctx context.Context, p access.Principal, id string, fromSeq int64, send func(stream.TaskEvent) error) error {
+// does nothing to the task. send and loop run on the caller's goroutine
+// (see stream.Loop).
+func (s *Service) Follow(ctx context.Context, p access.Principal, id string, fromSeq int64, send func(stream.TaskEvent) error, loop stream.Loop) error {
 	if _, _, err := s.store.FindTask(ctx, id, p.Viewer()); err != nil {
 		return err
 	}
-	return stream.Task{Store: s.store, Bus: s.runner.bus, Metrics: s.streams, State: s.state}.Follow(ctx, id, fromSeq, send)
+	return stream.Task{Store: s.store, Bus: s.runner.bus, Metrics: s.streams, State: s.state}.Follow(ctx, id, fromSeq, send, loop)
 }
 
 // workingDir turns a task's working_dir (relative to the workspace) into a

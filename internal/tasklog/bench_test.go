@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/berthhq/berth/internal/bus"
+	"github.com/berthhq/berth/internal/event"
 	"github.com/berthhq/berth/internal/store"
 	"github.com/berthhq/berth/internal/tasklog"
 	"github.com/berthhq/berth/internal/testsvc"
@@ -137,13 +138,13 @@ func latency(b *testing.B, s *store.Store, rate, subs int) {
 func receive(b *testing.B, sub *bus.Subscription, n int, base time.Time) []time.Duration {
 	got := make([]time.Duration, 0, n)
 	for len(got) < n {
-		v, ok := <-sub.C
-		if !ok {
-			b.Error("subscription closed early")
+		v, err := sub.Recv(b.Context())
+		if err != nil {
+			b.Error("subscription ended early:", err)
 			return got
 		}
 		now := time.Since(base)
-		e, ok := v.(store.LogEntry)
+		e, ok := v.(*event.Line)
 		if !ok {
 			b.Errorf("published a %T", v)
 			return got

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/berthhq/berth/internal/event"
 	"github.com/berthhq/berth/internal/fault"
 	"github.com/berthhq/berth/internal/store"
 )
@@ -99,9 +100,12 @@ func (w *Writer) writeBatch() bool {
 	more := err == nil && len(w.buf) > 0
 	w.mu.Unlock()
 	if err == nil && w.bus != nil {
-		for _, e := range batch {
-			w.bus.Publish(w.topic, e)
+		// All at once: each subscriber wakes once for the batch.
+		lines := make([]any, len(batch))
+		for i, e := range batch {
+			lines[i] = event.NewLine(e)
 		}
+		w.bus.PublishAll(w.topic, lines)
 	}
 	return more
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/berthhq/berth/internal/bus"
+	"github.com/berthhq/berth/internal/event"
 	"github.com/berthhq/berth/internal/store"
 	"github.com/berthhq/berth/internal/tasklog"
 )
@@ -93,7 +94,9 @@ func TestConcurrentWritersGroupCommit(t *testing.T) {
 		})
 	}
 	for want := int64(1); want <= writers*each; want++ {
-		e, ok := (<-sub.C).(store.LogEntry)
+		v, err := sub.Recv(t.Context())
+		must(t, err)
+		e, ok := v.(*event.Line)
 		if !ok || e.Seq != want {
 			t.Fatalf("published %+v, want seq %d", e, want)
 		}

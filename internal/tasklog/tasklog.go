@@ -1,6 +1,6 @@
 // Package tasklog turns a task's output into its durable log: numbered
 // entries (seq 1, 2, 3 … with no gaps) written to the store in batches and
-// only then published on the bus, as event.Log values on the task's topic
+// only then published on the bus, as *event.Line values on the task's topic
 // (event.TaskTopic), so that a reader who saw entry n on the bus can always
 // find 1…n in the store and resume from there. The batches are a group
 // commit (commit.go): a line waits for the write before it, not for a
@@ -106,7 +106,8 @@ func (o Options) withDefaults() Options {
 // backpressure, for room in the buffer): entries are numbered as they
 // arrive and a flusher goroutine writes them in order, in batches (see
 // flush), through store.AppendTaskLogs, then publishes each written entry,
-// as a store.LogEntry value, on the bus topic "task:<id>".
+// as an *event.Line (which its subscribers share), on the bus topic
+// "task:<id>".
 //
 // A failed write is retried, with backoff, as it was: entries are never
 // dropped, reordered or renumbered, so the stored log is always 1…n with no

@@ -2,6 +2,7 @@ package tasklog_test
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +14,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/berthhq/berth/internal/bus"
+	"github.com/berthhq/berth/internal/event"
 	"github.com/berthhq/berth/internal/store"
 	"github.com/berthhq/berth/internal/tasklog"
 )
@@ -232,9 +234,12 @@ func TestPublishedOnlyOnceStored(t *testing.T) {
 		}
 	}()
 	for want := int64(1); want <= n; want++ {
-		select {
-		case v := <-sub.C:
-			e, ok := v.(store.LogEntry)
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		v, err := sub.Recv(ctx)
+		cancel()
+		switch {
+		case err == nil:
+			e, ok := v.(*event.Line)
 			if !ok {
 				t.Fatalf("published a %T", v)
 			}
@@ -246,8 +251,8 @@ func TestPublishedOnlyOnceStored(t *testing.T) {
 			if len(got) != 1 || got[0].Message != e.Message {
 				t.Fatalf("entry %d was published before it was stored (store has %+v)", e.Seq, got)
 			}
-		case <-time.After(10 * time.Second):
-			t.Fatalf("entry %d never published", want)
+		default:
+			t.Fatalf("entry %d never published: %v", want, err)
 		}
 	}
 	must(t, w.Close())

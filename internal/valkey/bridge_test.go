@@ -1,6 +1,7 @@
 package valkey_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"testing"
@@ -43,22 +44,16 @@ func newInstance(t *testing.T, url string) instance {
 	return instance{c, b}
 }
 
-// next returns the next event of sub that is not a bus.Lag, failing the
-// test after 10 seconds.
+// next returns the next event of sub, failing the test after 10 seconds.
 func next(t *testing.T, sub *bus.Subscription) any {
 	t.Helper()
-	for {
-		select {
-		case v := <-sub.C:
-			if _, lag := v.(bus.Lag); lag {
-				continue
-			}
-			return v
-		case <-time.After(10 * time.Second):
-			t.Fatal("no event within 10s")
-			return nil
-		}
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	v, err := sub.Recv(ctx)
+	if err != nil {
+		t.Fatalf("no event within 10s: %v", err)
 	}
+	return v
 }
 
 // waitLinked publishes probe events on a until b's subscriber to topic
@@ -70,12 +65,11 @@ func waitLinked(t *testing.T, a, b instance, topic string) {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		a.bus.Publish(topic, -1)
-		select {
-		case v := <-sub.C:
-			if v == -1 {
-				return
-			}
-		case <-time.After(20 * time.Millisecond):
+		ctx, cancel := context.WithTimeout(t.Context(), 20*time.Millisecond)
+		v, err := sub.Recv(ctx)
+		cancel()
+		if err == nil && v == -1 {
+			return
 		}
 		if time.Now().After(deadline) {
 			t.Fatal("bridges never linked")
@@ -113,19 +107,11 @@ func TestBridgeCarriesEventsInOrder(t *testing.T) {
 	if got := next(t, onA); got != n {
 		t.Fatalf("A: after its own events got %v, want %d from B (a duplicate?)", got, n)
 	}
-	select {
-	case v := <-onA.C:
-		if _, lag := v.(bus.Lag); !lag {
-			t.Errorf("A: unexpected %v", v)
-		}
-	default:
+	if v, ok := onA.Next(); ok {
+		t.Errorf("A: unexpected %v", v)
 	}
-	select {
-	case v := <-other.C:
-		if _, lag := v.(bus.Lag); !lag {
-			t.Errorf("another topic's subscriber got %v", v)
-		}
-	default:
+	if v, ok := other.Next(); ok {
+		t.Errorf("another topic's subscriber got %v", v)
 	}
 
 	// Cached reads share the subscribed connection and stay coherent.
@@ -170,9 +156,7 @@ func TestBridgeOutage(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitLinked(t, a, b, "probe")
-	for len(onB.C) > 0 {
-		<-onB.C
-	}
+	onB.Take()
 	a.bus.Publish("t", 42)
 	if got := next(t, onB); got != 42 {
 		t.Errorf("after the outage B got %v, want 42", got)

@@ -41,6 +41,8 @@ func (EventCodec) Encode(v any) ([]byte, error) {
 	switch v := v.(type) {
 	case event.Log:
 		e.Log = &wireLog{TaskID: v.TaskID, Seq: v.Seq, Time: v.Time, Level: v.Level, Source: v.Source, Message: v.Message, Fields: v.Fields}
+	case *event.Line:
+		e.Log = &wireLog{TaskID: v.TaskID, Seq: v.Seq, Time: v.Time, Level: v.Level, Source: v.Source, Message: v.Message, Fields: v.Fields}
 	case event.TaskChanged:
 		e.Task = &v
 	case event.WorkspaceChanged:
@@ -63,7 +65,9 @@ func (EventCodec) Decode(data []byte) (any, error) {
 	switch {
 	case e.Log != nil:
 		l := e.Log
-		return store.LogEntry{TaskID: l.TaskID, Seq: l.Seq, Time: l.Time, Level: l.Level, Source: l.Source, Message: l.Message, Fields: l.Fields}, nil
+		// A Line, as local lines are published: this instance's
+		// subscribers share its encodings too.
+		return event.NewLine(store.LogEntry{TaskID: l.TaskID, Seq: l.Seq, Time: l.Time, Level: l.Level, Source: l.Source, Message: l.Message, Fields: l.Fields}), nil
 	case e.Task != nil:
 		return *e.Task, nil
 	case e.Workspace != nil && e.Workspace.Workspace != nil:

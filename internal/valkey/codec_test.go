@@ -19,7 +19,7 @@ func TestEventCodec(t *testing.T) {
 	t.Parallel()
 	at := time.Date(2026, 12, 2, 20, 0, 0, 123, time.UTC)
 	events := []any{
-		event.Log{TaskID: "t", Seq: 41, Time: at, Level: store.LogInfo, Source: store.LogStdout, Message: "hello", Fields: json.RawMessage(`{"k":"v"}`)},
+		event.NewLine(store.LogEntry{TaskID: "t", Seq: 41, Time: at, Level: store.LogInfo, Source: store.LogStdout, Message: "hello", Fields: json.RawMessage(`{"k":"v"}`)}),
 		event.TaskChanged{TaskID: "t", WorkspaceID: "w", Status: store.TaskRunning, Progress: event.Progress{Current: 3, Total: 10, Percentage: 30, Message: "turn 3"}},
 		event.WorkspaceChanged{Workspace: &store.Workspace{ID: "w", Name: "n", Status: store.WorkspaceRunning, CreatedAt: at, UpdatedAt: at}, Time: at},
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/berthhq/berth/internal/gen/berth/v1/berthv1connect"
 	"github.com/berthhq/berth/internal/page"
 	"github.com/berthhq/berth/internal/store"
+	"github.com/berthhq/berth/internal/stream"
 )
 
 // Handler serves berth.v1.WorkspaceService by translating to the Service.
@@ -205,7 +206,7 @@ func roleFromProto(r berthv1.WorkspaceRole) store.WorkspaceRole {
 func (h *Handler) WatchWorkspace(ctx context.Context, req *berthv1.WatchWorkspaceRequest, out berthv1connect.WorkspaceServiceWatchWorkspaceServerStream) error {
 	return h.svc.FollowEvents(ctx, principal(ctx), req.GetWorkspaceId(), func(ev *berthv1.WorkspaceEvent) error {
 		return out.Send(&berthv1.WatchWorkspaceResponse{Event: ev})
-	})
+	}, stream.Loop{})
 }
 
 // FollowEvents is Follow with what it sends turned into the API's
@@ -214,7 +215,7 @@ func (h *Handler) WatchWorkspace(ctx context.Context, req *berthv1.WatchWorkspac
 // changes — "task.created" when a task was queued (with the task),
 // "task.status" when a task's status changed, "task.progress" when only
 // its progress did (both with the progress).
-func (s *Service) FollowEvents(ctx context.Context, p access.Principal, id string, send func(*berthv1.WorkspaceEvent) error) error {
+func (s *Service) FollowEvents(ctx context.Context, p access.Principal, id string, send func(*berthv1.WorkspaceEvent) error, loop stream.Loop) error {
 	statuses := map[string]store.TaskStatus{} // of the tasks seen running
 	return s.Follow(ctx, p, id, func(v any) error {
 		switch v := v.(type) {
@@ -251,7 +252,7 @@ func (s *Service) FollowEvents(ctx context.Context, p access.Principal, id strin
 			return send(ev)
 		}
 		return nil
-	})
+	}, loop)
 }
 
 // Visible returns nil when p may see workspace id, and its not-found error

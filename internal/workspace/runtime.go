@@ -107,8 +107,9 @@ func (c Containers) containerSpec(w *store.Workspace) sandbox.Spec {
 
 // Follow sends a workspace the caller may see: its current state, then
 // every event published on its topic (its status changes and its tasks'
-// lifecycle events) until ctx ends.
-func (s *Service) Follow(ctx context.Context, p access.Principal, id string, send func(any) error) error {
+// lifecycle events) until ctx ends. send and loop run on the caller's
+// goroutine (see stream.Loop).
+func (s *Service) Follow(ctx context.Context, p access.Principal, id string, send func(any) error, loop stream.Loop) error {
 	if _, err := s.store.FindWorkspace(ctx, id, p.Viewer()); err != nil {
 		return err
 	}
@@ -119,5 +120,5 @@ func (s *Service) Follow(ctx context.Context, p access.Principal, id string, sen
 		}
 		return event.WorkspaceChanged{Workspace: w, Time: s.now().UTC()}, nil
 	}
-	return stream.Watcher{Bus: s.bus, Metrics: s.streams}.Watch(ctx, event.WorkspaceTopic(id), current, send)
+	return stream.Watcher{Bus: s.bus, Metrics: s.streams}.Watch(ctx, event.WorkspaceTopic(id), current, send, loop)
 }

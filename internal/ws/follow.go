@@ -4,7 +4,9 @@ import (
 	"context"
 
 	"github.com/berthhq/berth/internal/access"
+	"github.com/berthhq/berth/internal/event"
 	berthv1 "github.com/berthhq/berth/internal/gen/berth/v1"
+	"github.com/berthhq/berth/internal/store"
 	"github.com/berthhq/berth/internal/stream"
 	"github.com/berthhq/berth/internal/task"
 )
@@ -14,6 +16,15 @@ import (
 // StreamTaskLogs message's payload (task.Payload) as JSON.
 func (s *session) followTask(ctx context.Context, p access.Principal, id string, since int64, emit func(string, []byte) error) error {
 	return s.h.cfg.Tasks.Follow(ctx, p, id, stream.After(since), func(ev stream.TaskEvent) error {
+		if ev.Line != nil {
+			// A line from the bus: its data is encoded once for every
+			// subscriber of the task.
+			b, err := ev.Line.Encoded(event.FormatWebSocket, logData)
+			if err != nil {
+				return err
+			}
+			return emit("log", b)
+		}
 		action, data, ok := task.Payload(task.StreamResponse(ev))
 		if !ok {
 			return nil
@@ -23,7 +34,13 @@ func (s *session) followTask(ctx context.Context, p access.Principal, id string,
 			return err
 		}
 		return emit(action, b)
-	})
+	}, stream.Loop{})
+}
+
+// logData is a log line's event data, as followTask sends any line.
+func logData(e store.LogEntry) ([]byte, error) {
+	_, data, _ := task.Payload(task.StreamResponse(stream.TaskEvent{Kind: stream.KindLog, Log: e}))
+	return stream.JSON.Marshal(data)
 }
 
 // followWorkspace sends workspace id's state, then its status changes and
@@ -35,5 +52,5 @@ func (s *session) followWorkspace(ctx context.Context, p access.Principal, id st
 			return err
 		}
 		return emit(ev.GetKind(), b)
-	})
+	}, stream.Loop{})
 }

@@ -10,7 +10,6 @@ import (
 	"path"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/coder/websocket"
@@ -33,9 +32,7 @@ const (
 	// CommandRate and CommandBurst bound a connection's commands.
 	CommandRate  = 10
 	CommandBurst = 20
-	// QueueSize bounds a connection's queue of outgoing data frames.
-	QueueSize = 256
-	// StallTimeout is how long a frame may wait for room in a full queue
+	// StallTimeout is how long a connection's writes may take no bytes
 	// before the client is dropped as too slow (close 1008 with a reason).
 	StallTimeout = 15 * time.Second
 	// maxSubscriptions bounds one connection's subscriptions.
@@ -65,14 +62,13 @@ type Config struct {
 	Logger         *slog.Logger
 	Metrics        *stream.Metrics // may be nil
 
-	// PingEvery, StallTimeout, MaxMessageBytes, CommandRate, CommandBurst
-	// and QueueSize override the defaults when positive.
+	// PingEvery, StallTimeout, MaxMessageBytes, CommandRate and
+	// CommandBurst override the defaults when positive.
 	PingEvery       time.Duration
 	StallTimeout    time.Duration
 	MaxMessageBytes int64
 	CommandRate     float64
 	CommandBurst    int
-	QueueSize       int
 
 	// Admit, when set, is asked for a stream slot of the principal at the
 	// upgrade (h, the response's headers) and for each subscription past
@@ -85,9 +81,14 @@ type Config struct {
 
 // Handler serves /ws.
 type Handler struct {
-	cfg      Config
-	closing  chan struct{}
-	shutdown sync.Once
+	cfg Config
+	// life ends at Shutdown; each connection closes with it, through
+	// context.AfterFunc, with no goroutine of its own waiting for it.
+	life     context.Context
+	shutdown context.CancelFunc
+	// pings starts every connection's keep-alive ping (and credential
+	// re-check) from one goroutine for the whole handler.
+	pings *stream.Wheel
 }
 
 // New returns the WebSocket handler.
@@ -107,9 +108,6 @@ func New(cfg Config) *Handler {
 	if cfg.CommandBurst <= 0 {
 		cfg.CommandBurst = CommandBurst
 	}
-	if cfg.QueueSize <= 0 {
-		cfg.QueueSize = QueueSize
-	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -124,14 +122,15 @@ func New(cfg Config) *Handler {
 			return ErrorBody{Code: class.Code, Message: msg, Reason: class.Reason}
 		}
 	}
-	return &Handler{cfg: cfg, closing: make(chan struct{})}
+	life, shutdown := context.WithCancel(context.Background())
+	return &Handler{cfg: cfg, life: life, shutdown: shutdown, pings: stream.NewWheel(cfg.PingEvery)}
 }
 
 // Shutdown closes every connection with 1012 (service restart), so clients
 // reconnect elsewhere and resume their subscriptions with since. Register
 // it with http.Server.RegisterOnShutdown: Shutdown does not wait for
 // hijacked connections.
-func (h *Handler) Shutdown() { h.shutdown.Do(func() { close(h.closing) }) }
+func (h *Handler) Shutdown() { h.shutdown() }
 
 // Mount registers GET /ws on mux (an *http.ServeMux, or the server's mux
 // that records its routes).

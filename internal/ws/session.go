@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -16,22 +17,29 @@ import (
 	"github.com/berthhq/berth/internal/stream"
 )
 
-// session is one open connection: a reader (run), one writer goroutine fed
-// by a bounded queue of data frames, a keep-alive pinger, and a goroutine
-// per subscription and per command in flight. coder/websocket writes
-// control frames (ping, pong, close) itself, between data frames, so they
-// never wait behind the queue.
+// session is one open connection: a reader (run, on the request's
+// goroutine), a goroutine per subscription, which writes its events
+// itself, and one per command in flight. There is no writer goroutine and
+// no queue of frames: coder/websocket serialises writes (control frames —
+// ping, pong, close — go between data frames), and a write that takes no
+// bytes for the stall timeout drops the client (see write). Keep-alive
+// pings start from the handler's shared wheel, on a goroutine that lives
+// only while a ping waits for its pong.
 type session struct {
 	h       *Handler
 	conn    *websocket.Conn
 	recheck func(context.Context) (access.Principal, error)
-	out     chan []byte
 	limit   *rate.Limiter
 	cmds    chan struct{} // semaphore of commands in flight
+	pinging atomic.Bool   // a keep-alive ping waits for its pong
 
 	ctx    context.Context
 	cancel context.CancelFunc
 	closed sync.Once
+
+	wmu     sync.Mutex
+	writers int         // writes in progress
+	stall   *time.Timer // drops the client when writes take no bytes in time
 
 	mu   sync.Mutex
 	subs map[string]*subscription
@@ -49,7 +57,6 @@ type subscription struct {
 func newSession(h *Handler, conn *websocket.Conn, recheck func(context.Context) (access.Principal, error)) *session {
 	return &session{
 		h: h, conn: conn, recheck: recheck,
-		out:   make(chan []byte, h.cfg.QueueSize),
 		limit: h.limiter(),
 		cmds:  make(chan struct{}, maxCommands),
 		subs:  map[string]*subscription{},
@@ -100,15 +107,11 @@ func (s *session) run(ctx context.Context) {
 	defer s.releaseExtra()
 	defer s.wg.Wait()
 	defer s.cancel()
-	s.goSafe(s.write)
-	s.goSafe(s.keepAlive)
-	s.goSafe(func() {
-		select {
-		case <-s.h.closing:
-			s.close(websocket.StatusServiceRestart, "server restarting; reconnect and resume with since")
-		case <-s.ctx.Done():
-		}
-	})
+	// Stopped before the wait above: no keep-alive starts after it.
+	defer s.h.pings.StartFunc(s.keepAlive).Stop()
+	defer context.AfterFunc(s.h.life, func() {
+		s.close(websocket.StatusServiceRestart, "server restarting; reconnect and resume with since")
+	})()
 	for {
 		// Not s.ctx: see close. The read ends when the connection closes.
 		typ, b, err := s.conn.Read(context.WithoutCancel(ctx))
@@ -152,52 +155,64 @@ func (s *session) run(ctx context.Context) {
 	}
 }
 
-// write is the connection's one writer of data frames. A write has no
-// deadline of its own (see close): a client that takes nothing fills the
-// queue behind it, and sendCtx drops it.
-func (s *session) write() {
-	for {
-		select {
-		case <-s.ctx.Done():
-			return
-		case b := <-s.out:
-			if s.ctx.Err() != nil {
-				return // closing: the close frame is next
-			}
-			if err := s.conn.Write(context.Background(), websocket.MessageText, b); err != nil {
-				s.close(websocket.StatusInternalError, "")
-				return
-			}
+// write writes one frame. Writes have no deadline of their own (see
+// close): while any is in progress the stall timer runs, restarted each
+// time one completes, so a client that takes no bytes for the stall
+// timeout is dropped with 1008 and a reason, and a slow but moving one is
+// not. It reports whether the frame was written; a failed write closes
+// the connection.
+func (s *session) write(b []byte) bool {
+	s.wmu.Lock()
+	if s.writers == 0 {
+		if s.stall == nil {
+			s.stall = time.AfterFunc(s.h.cfg.StallTimeout, func() { s.drop("slow", "client too slow: it took no data for too long") })
+		} else {
+			s.stall.Reset(s.h.cfg.StallTimeout)
 		}
 	}
+	s.writers++
+	s.wmu.Unlock()
+	err := s.conn.Write(context.Background(), websocket.MessageText, b)
+	s.wmu.Lock()
+	s.writers--
+	if s.writers == 0 {
+		s.stall.Stop()
+	} else {
+		s.stall.Reset(s.h.cfg.StallTimeout) // bytes moved: the others get a new period
+	}
+	s.wmu.Unlock()
+	if err != nil {
+		s.close(websocket.StatusInternalError, "")
+		return false
+	}
+	return true
 }
 
-// keepAlive pings the client every PingEvery; a client that does not
-// answer within the period (or the stall timeout, if longer) is dropped.
+// keepAlive is called by the handler's wheel every PingEvery: it pings the
+// client on a goroutine that ends with the pong (one ping at a time); a
+// client that does not answer within the period (or the stall timeout, if
+// longer) is dropped. It does not block the wheel.
 func (s *session) keepAlive() {
-	tick := time.NewTicker(s.h.cfg.PingEvery)
-	defer tick.Stop()
-	for {
-		select {
-		case <-s.ctx.Done():
-			return
-		case <-tick.C:
-			ctx, cancel := context.WithTimeout(context.Background(), max(s.h.cfg.PingEvery, s.h.cfg.StallTimeout))
-			err := s.conn.Ping(ctx)
-			cancel()
-			if err != nil {
-				if s.ctx.Err() == nil {
-					s.drop("unresponsive", "keep-alive ping not answered")
-				}
-				return
-			}
-			// Subscriptions outlive the credentials' checks at upgrade:
-			// a logout, a revoked key or a disabled account ends them too.
-			if _, err := s.principal(); err != nil && s.ctx.Err() == nil && !errors.Is(err, fault.ErrUnauthenticated) {
-				s.h.cfg.Logger.Warn("re-checking a WebSocket's credentials failed", "error", err.Error())
-			}
-		}
+	if s.ctx.Err() != nil || !s.pinging.CompareAndSwap(false, true) {
+		return
 	}
+	s.goSafe(func() {
+		defer s.pinging.Store(false)
+		ctx, cancel := context.WithTimeout(context.Background(), max(s.h.cfg.PingEvery, s.h.cfg.StallTimeout))
+		err := s.conn.Ping(ctx)
+		cancel()
+		if err != nil {
+			if s.ctx.Err() == nil {
+				s.drop("unresponsive", "keep-alive ping not answered")
+			}
+			return
+		}
+		// Subscriptions outlive the credentials' checks at upgrade: a
+		// logout, a revoked key or a disabled account ends them too.
+		if _, err := s.principal(); err != nil && s.ctx.Err() == nil && !errors.Is(err, fault.ErrUnauthenticated) {
+			s.h.cfg.Logger.Warn("re-checking a WebSocket's credentials failed", "error", err.Error())
+		}
+	})
 }
 
 // principal re-checks the connection's credentials (through the auth
@@ -211,13 +226,12 @@ func (s *session) principal() (access.Principal, error) {
 	return p, err
 }
 
-// send queues a frame for the writer. It waits for room at most the stall
-// timeout: a client whose queue stays full is closed with 1008 and a
-// reason rather than left to stall. It reports whether the frame was
-// queued.
+// send writes a frame, stamped with the time. It reports whether the
+// frame was written.
 func (s *session) send(m Message) bool { return s.sendCtx(s.ctx, m) }
 
-// sendCtx is send that gives up when ctx ends.
+// sendCtx is send that sends nothing once ctx ended (a subscription
+// cancelled, the session closing).
 func (s *session) sendCtx(ctx context.Context, m Message) bool {
 	m.Timestamp = time.Now().UTC()
 	b, err := json.Marshal(m)
@@ -225,22 +239,15 @@ func (s *session) sendCtx(ctx context.Context, m Message) bool {
 		s.h.cfg.Logger.Error("encoding a WebSocket frame failed", "error", err.Error())
 		return false
 	}
-	select {
-	case s.out <- b:
-		return true
-	default:
-	}
-	stall := time.NewTimer(s.h.cfg.StallTimeout)
-	defer stall.Stop()
-	select {
-	case s.out <- b:
-		return true
-	case <-ctx.Done():
-		return false
-	case <-stall.C:
-		s.drop("slow", "client too slow: its send queue overflowed")
+	return s.sendFrame(ctx, b)
+}
+
+// sendFrame writes an encoded frame unless ctx ended.
+func (s *session) sendFrame(ctx context.Context, b []byte) bool {
+	if ctx.Err() != nil {
 		return false
 	}
+	return s.write(b)
 }
 
 // fail sends an error frame for request id, and returns its body.

@@ -1,0 +1,137 @@
+package sse_test
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	gosse "github.com/tmaxmax/go-sse"
+)
+
+// TestOneGoroutinePerStream: an idle SSE stream runs on its request's
+// goroutine alone — no heartbeat, writer or shutdown watcher of its own —
+// so berth's streams add no more goroutines per connection than a bare
+// go-sse handler that blocks on its request does (net/http's own
+// connection goroutines), plus a constant for the whole handler (its
+// heartbeat wheel). The clients are raw TCP connections read by the test's
+// goroutine, so they add none. Not parallel: it counts the process's
+// goroutines.
+func TestOneGoroutinePerStream(t *testing.T) {
+	const streams = 40
+	bare := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sess, err := gosse.Upgrade(w, r)
+		if err != nil {
+			return
+		}
+		m := &gosse.Message{Type: gosse.Type("status")}
+		m.AppendData("{}")
+		if sess.Send(m) != nil || sess.Flush() != nil {
+			return
+		}
+		<-r.Context().Done()
+	}))
+	t.Cleanup(bare.Close)
+	floor := goroutinesPerStreams(t, bare.URL, "/", "", streams)
+
+	r := newRig(t)
+	got := goroutinesPerStreams(t, r.url, "/api/v1/tasks/"+r.task.ID+"/logs/stream", "owner", streams)
+	t.Logf("%d idle streams: bare go-sse adds %d goroutines, berth %d", streams, floor, got)
+	// The constant: the heartbeat wheel's goroutine, and slack for one
+	// of the runtime's or the test framework's coming or going.
+	const constant = 3
+	if got > floor+constant {
+		t.Errorf("%d idle SSE streams add %d goroutines, a bare go-sse handler %d: berth runs %.1f goroutines of its own per stream, want none",
+			streams, got, floor, float64(got-floor)/streams)
+	}
+}
+
+// goroutinesPerStreams opens n streams of path on the server at url (as
+// bearer token who, if any), each read up to the end of its first event,
+// and returns by how many the process's goroutines grew once they settled.
+// The streams are closed before it returns.
+func goroutinesPerStreams(t *testing.T, url, path, who string, n int) int {
+	t.Helper()
+	before := settledGoroutines(t)
+	addr := strings.TrimPrefix(url, "http://")
+	conns := make([]net.Conn, 0, n)
+	defer func() {
+		for _, c := range conns {
+			_ = c.Close()
+		}
+		settledGoroutines(t)
+	}()
+	for range n {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+		if err := c.SetDeadline(deadline(t)); err != nil {
+			t.Fatal(err)
+		}
+		req := "GET " + path + " HTTP/1.1\r\nHost: " + addr + "\r\n"
+		if who != "" {
+			req += "Authorization: Bearer " + who + "\r\n"
+		}
+		if _, err := fmt.Fprint(c, req+"\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		firstEvent(t, bufio.NewReader(c))
+	}
+	return settledGoroutines(t) - before
+}
+
+// firstEvent reads a response up to the end of its first event's data.
+func firstEvent(t *testing.T, br *bufio.Reader) {
+	t.Helper()
+	data := false
+	for {
+		line, err := br.ReadSlice('\n')
+		if err != nil {
+			t.Fatalf("before the first event: %v", err)
+		}
+		// Chunked encoding wraps the stream: a data line is found inside
+		// a chunk, and the event ends with an empty line.
+		if bytes.HasPrefix(line, []byte("data:")) {
+			data = true
+		} else if data && len(bytes.TrimSpace(line)) == 0 {
+			return
+		}
+	}
+}
+
+// settledGoroutines waits until the number of goroutines stays the same
+// for a while (connections being served or torn down settle) and returns
+// it.
+func settledGoroutines(t *testing.T) int {
+	t.Helper()
+	end := deadline(t)
+	last, same := runtime.NumGoroutine(), 0
+	for same < 10 {
+		if time.Now().After(end) {
+			t.Fatalf("the goroutines never settled (%d)", last)
+		}
+		time.Sleep(20 * time.Millisecond)
+		if n := runtime.NumGoroutine(); n == last {
+			same++
+		} else {
+			last, same = n, 0
+		}
+	}
+	return last
+}
+
+// deadline is the test's deadline, or two minutes from now without one.
+func deadline(t *testing.T) time.Time {
+	if d, ok := t.Deadline(); ok {
+		return d
+	}
+	return time.Now().Add(2 * time.Minute)
+}

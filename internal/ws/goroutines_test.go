@@ -1,0 +1,170 @@
+package ws_test
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/berthhq/berth/internal/access"
+	"github.com/berthhq/berth/internal/bus"
+	"github.com/berthhq/berth/internal/event"
+	"github.com/berthhq/berth/internal/store"
+	"github.com/berthhq/berth/internal/stream"
+	"github.com/berthhq/berth/internal/task"
+	"github.com/berthhq/berth/internal/workspace"
+	"github.com/berthhq/berth/internal/ws"
+)
+
+// TestGoroutinesPerConnection: an idle WebSocket with one subscription
+// costs the goroutine that reads it and the one that follows the
+// subscription — no writer, pinger or shutdown watcher of its own — beyond
+// what a bare coder/websocket handler that reads its connection costs,
+// plus a constant for the whole handler. Not parallel: it counts the
+// process's goroutines.
+func TestGoroutinesPerConnection(t *testing.T) {
+	const conns = 30
+	bare := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := websocket.Accept(w, r, &websocket.AcceptOptions{Subprotocols: []string{ws.Subprotocol}})
+		if err != nil {
+			return
+		}
+		defer c.CloseNow()
+		if c.Write(r.Context(), websocket.MessageText, []byte(`{"type":"event"}`)) != nil {
+			return
+		}
+		for {
+			if _, _, err := c.Read(context.WithoutCancel(r.Context())); err != nil {
+				return
+			}
+		}
+	}))
+	t.Cleanup(bare.Close)
+	floor := goroutinesPerConnections(t, bare.URL, "", conns)
+
+	url, channel := subscribable(t)
+	got := goroutinesPerConnections(t, url, channel, conns)
+	t.Logf("%d idle connections: bare coder/websocket adds %d goroutines, berth with a subscription each %d", conns, floor, got)
+	const constant = 3 // the keep-alive wheel's goroutine, and slack
+	if got > floor+conns+constant {
+		t.Errorf("%d idle WebSockets with one subscription add %d goroutines, bare ones %d: %.1f of berth's own per connection, want 1 (the follower)",
+			conns, got, floor, float64(got-floor)/conns)
+	}
+}
+
+// subscribable serves /ws over a real task service on SQLite, with a
+// running task, and returns the server's URL and the task's channel.
+func subscribable(t *testing.T) (url, channel string) {
+	t.Helper()
+	ctx := t.Context()
+	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "berth.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	now := time.Now().UTC()
+	u := &store.User{ID: uuid.NewString(), Email: "u@example.com", Name: "U", Role: store.RoleMember, CreatedAt: now, UpdatedAt: now}
+	w := &store.Workspace{ID: uuid.NewString(), OwnerID: u.ID, Name: "w", Path: t.TempDir(), Status: store.WorkspaceRunning, CreatedAt: now, UpdatedAt: now}
+	tr := &store.TaskRecord{ID: uuid.NewString(), WorkspaceID: w.ID, CreatedBy: u.ID, Type: store.TaskClaudeChat, Status: store.TaskRunning, Priority: store.TaskPriorityMedium, CreatedAt: now, StartedAt: &now}
+	if err := st.CreateUser(ctx, u); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.CreateWorkspace(ctx, w); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.CreateTaskRecord(ctx, tr); err != nil {
+		t.Fatal(err)
+	}
+	events := bus.New()
+	logger := slog.New(slog.DiscardHandler)
+	workspaces := workspace.NewService(workspace.Deps{Store: st, Bus: events, Logger: logger, Now: time.Now, TaskProto: task.ToProto})
+	runner := task.NewRunner(st, nil, workspaces, events, prometheus.NewRegistry(), logger, time.Now, task.RunnerConfig{})
+	h := ws.New(ws.Config{
+		Auth: stream.Auth{Authenticate: func(*http.Request) (access.Principal, error) {
+			return access.Principal{UserID: u.ID, Role: u.Role}, nil
+		}},
+		Tasks: task.NewService(st, runner, task.Budget{}, task.Limits{}, time.Now, nil), Workspaces: workspaces, Logger: logger,
+	})
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	t.Cleanup(h.Shutdown)
+	return srv.URL, event.TaskTopic(tr.ID)
+}
+
+// goroutinesPerConnections opens n WebSockets to url, subscribes each to
+// channel (unless empty) and reads up to its first event, and returns by
+// how many the process's goroutines grew once they settled. The client
+// connections run no goroutine of their own (nothing reads them after the
+// first event). They are closed before it returns.
+func goroutinesPerConnections(t *testing.T, url, channel string, n int) int {
+	t.Helper()
+	before := settledGoroutines(t)
+	conns := make([]*websocket.Conn, 0, n)
+	defer func() {
+		for _, c := range conns {
+			_ = c.CloseNow()
+		}
+		settledGoroutines(t)
+	}()
+	ctx := t.Context()
+	for range n {
+		c, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(url, "http")+"/ws", &websocket.DialOptions{Subprotocols: []string{ws.Subprotocol}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+		if channel != "" {
+			b, _ := json.Marshal(ws.Message{Type: "subscribe", ID: "s", Channel: channel})
+			if err := c.Write(ctx, websocket.MessageText, b); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for {
+			_, b, err := c.Read(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var m ws.Message
+			if err := json.Unmarshal(b, &m); err != nil || m.Type == "error" {
+				t.Fatalf("frame %s (%v)", b, err)
+			}
+			if m.Type == "event" {
+				break
+			}
+		}
+	}
+	return settledGoroutines(t) - before
+}
+
+// settledGoroutines waits until the number of goroutines stays the same
+// for a while and returns it.
+func settledGoroutines(t *testing.T) int {
+	t.Helper()
+	end := time.Now().Add(2 * time.Minute)
+	if d, ok := t.Deadline(); ok {
+		end = d
+	}
+	last, same := runtime.NumGoroutine(), 0
+	for same < 10 {
+		if time.Now().After(end) {
+			t.Fatalf("the goroutines never settled (%d)", last)
+		}
+		time.Sleep(20 * time.Millisecond)
+		if n := runtime.NumGoroutine(); n == last {
+			same++
+		} else {
+			last, same = n, 0
+		}
+	}
+	return last
+}
