@@ -104,9 +104,10 @@ type Options struct {
 
 // Cache is one named read-through cache. It is safe for concurrent use.
 type Cache struct {
-	name string
-	ttl  time.Duration
-	log  *slog.Logger
+	name       string
+	ttl        time.Duration
+	maxEntries int
+	log        *slog.Logger
 
 	local  *lru           // without Valkey
 	remote *remote        // with Valkey
@@ -135,7 +136,7 @@ func New(name string, opts Options) (*Cache, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	c := &Cache{name: name, ttl: opts.TTL, log: opts.Logger, vk: opts.Valkey}
+	c := &Cache{name: name, ttl: opts.TTL, maxEntries: opts.MaxEntries, log: opts.Logger, vk: opts.Valkey}
 	c.registerMetrics(opts.Registerer)
 	if c.vk == nil {
 		c.local = newLRU(opts.MaxEntries, opts.Now)

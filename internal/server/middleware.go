@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -15,7 +14,6 @@ import (
 	"connectrpc.com/connect/v2"
 	connectcors "connectrpc.com/cors"
 	"github.com/google/uuid"
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/cors"
 
 	"github.com/berthhq/berth/internal/access"
@@ -73,33 +71,6 @@ func validRequestID(id string) bool {
 		}
 	}
 	return true
-}
-
-// httpMetrics are the server's HTTP-level Prometheus metrics.
-type httpMetrics struct {
-	requests *prometheus.CounterVec
-	duration *prometheus.HistogramVec
-	inFlight prometheus.Gauge
-}
-
-func newHTTPMetrics(reg prometheus.Registerer) *httpMetrics {
-	m := &httpMetrics{
-		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "berth_http_requests_total",
-			Help: "HTTP requests served, by method, route pattern and status code.",
-		}, []string{"method", "route", "code"}),
-		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "berth_http_request_duration_seconds",
-			Help:    "Time to serve an HTTP request, by method and route pattern.",
-			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
-		}, []string{"method", "route"}),
-		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "berth_http_requests_in_flight",
-			Help: "HTTP requests being served now.",
-		}),
-	}
-	reg.MustRegister(m.requests, m.duration, m.inFlight)
-	return m
 }
 
 // statusRecorder remembers the status code written through it. Unwrap lets
@@ -184,9 +155,11 @@ func observe(logger *slog.Logger, metrics *httpMetrics, trusted []netip.Prefix, 
 		if !validRequestID(id) {
 			id = uuid.NewString()
 		}
-		info := &requestInfo{id: id}
-		w.Header().Set("X-Request-Id", id)
-		rec := &statusRecorder{ResponseWriter: w}
+		// One allocation for what the layers below fill in and the
+		// writer that records the status.
+		st := &requestState{info: requestInfo{id: id}, rec: statusRecorder{ResponseWriter: w}}
+		info, rec := &st.info, &st.rec
+		w.Header()["X-Request-Id"] = []string{id}
 		addr := sourceAddress(r, trusted)
 		ctx := context.WithValue(r.Context(), requestInfoKey{}, info)
 		ctx = access.WithRequest(ctx, access.Request{ID: id, SourceAddress: addr, UserAgent: r.UserAgent()})
@@ -210,30 +183,45 @@ func observe(logger *slog.Logger, metrics *httpMetrics, trusted []netip.Prefix, 
 			route := routeLabel(r.Pattern)
 			elapsed := time.Since(start)
 			telemetry.EndRequest(r.Context(), r.Method, route, status)
-			metrics.requests.WithLabelValues(r.Method, route, strconv.Itoa(status)).Inc()
-			metrics.duration.WithLabelValues(r.Method, route).Observe(elapsed.Seconds())
-			info.mu.Lock()
-			user, code := info.userID, info.code
-			info.mu.Unlock()
-			attrs := []slog.Attr{
-				slog.String("method", r.Method),
-				slog.String("path", r.URL.Path),
-				slog.Int("status", status),
-				slog.Int64("bytes", rec.bytes),
-				slog.Duration("duration", elapsed),
-				slog.String("remote", r.RemoteAddr),
-				slog.String("proto", r.Proto),
-			}
-			if user != "" {
-				attrs = append(attrs, slog.String("user", user))
-			}
-			if code != "" {
-				attrs = append(attrs, slog.String("code", code))
-			}
-			logger.LogAttrs(r.Context(), slog.LevelInfo, "request", attrs...)
+			metrics.observe(r.Method, route, status, elapsed)
+			logRequest(r, logger, info, rec, status, elapsed)
 		}()
 		next.ServeHTTP(rec, r)
 	})
+}
+
+// requestState is a request's requestInfo and status recorder, allocated
+// together.
+type requestState struct {
+	info requestInfo
+	rec  statusRecorder
+}
+
+// logRequest writes the access log line of a request served.
+func logRequest(r *http.Request, logger *slog.Logger, info *requestInfo, rec *statusRecorder, status int, elapsed time.Duration) {
+	if !logger.Enabled(r.Context(), slog.LevelInfo) {
+		return
+	}
+	info.mu.Lock()
+	user, code := info.userID, info.code
+	info.mu.Unlock()
+	attrs := make([]slog.Attr, 0, 9)
+	attrs = append(attrs,
+		slog.String("method", r.Method),
+		slog.String("path", r.URL.Path),
+		slog.Int("status", status),
+		slog.Int64("bytes", rec.bytes),
+		slog.Duration("duration", elapsed),
+		slog.String("remote", r.RemoteAddr),
+		slog.String("proto", r.Proto),
+	)
+	if user != "" {
+		attrs = append(attrs, slog.String("user", user))
+	}
+	if code != "" {
+		attrs = append(attrs, slog.String("code", code))
+	}
+	logger.LogAttrs(r.Context(), slog.LevelInfo, "request", attrs...)
 }
 
 // routeLabel is the route label of a request served by pattern: the
@@ -250,16 +238,33 @@ func routeLabel(pattern string) string {
 	return pattern
 }
 
+// securityValues are the seeds' security headers, each value built once:
+// setting them copies a slice header instead of allocating six slices per
+// response. Header.Set replaces a value and Add appends past its capacity
+// of one, so no response can change the shared arrays.
+var securityValues = func() map[string][]string {
+	h := map[string]string{
+		"X-Content-Type-Options":    "nosniff",
+		"X-Frame-Options":           "DENY",
+		"X-Xss-Protection":          "1; mode=block",
+		"Strict-Transport-Security": "max-age=31536000; includeSubDomains",
+		"Content-Security-Policy":   "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+		"Referrer-Policy":           "strict-origin-when-cross-origin",
+	}
+	out := make(map[string][]string, len(h))
+	for k, v := range h {
+		out[http.CanonicalHeaderKey(k)] = []string{v}[:1:1]
+	}
+	return out
+}()
+
 // securityHeaders sets the seeds' security headers on every response.
 func securityHeaders(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
-		h.Set("X-Content-Type-Options", "nosniff")
-		h.Set("X-Frame-Options", "DENY")
-		h.Set("X-XSS-Protection", "1; mode=block")
-		h.Set("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
-		h.Set("Content-Security-Policy", "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
-		h.Set("Referrer-Policy", "strict-origin-when-cross-origin")
+		for k, v := range securityValues {
+			h[k] = v
+		}
 		next.ServeHTTP(w, r)
 	})
 }

@@ -15,10 +15,11 @@ import (
 // tracing off (no OTEL_EXPORTER_OTLP_ENDPOINT) it must cost what it cost
 // before tracing existed, and "traced" shows what tracing adds when on
 // (every span exported, in batches, to a loopback receiver that discards
-// them).
+// them). "cached" is the untraced call with the workspace read cache on
+// (in process), the path the unary work is measured on.
 func BenchmarkUnaryInProcess(b *testing.B) {
-	run := func(b *testing.B) {
-		srv := startServer(b, "--cache-ttl", "0")
+	run := func(b *testing.B, flags ...string) {
+		srv := startServer(b, flags...)
 		c := srv.clients(protocols[0])
 		token := register(b, c, "bench@example.com").GetTokens().GetAccessToken()
 		res, err := c.Workspace.CreateWorkspace(as(b.Context(), token), &berthv1.CreateWorkspaceRequest{Name: "bench", Path: srv.mkdir(b, "bench")})
@@ -38,7 +39,8 @@ func BenchmarkUnaryInProcess(b *testing.B) {
 			}
 		}
 	}
-	b.Run("untraced", run)
+	b.Run("untraced", func(b *testing.B) { run(b, "--cache-ttl", "0") })
+	b.Run("cached", func(b *testing.B) { run(b) })
 	b.Run("traced", func(b *testing.B) {
 		sink := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			_, _ = io.Copy(io.Discard, r.Body)
@@ -46,6 +48,6 @@ func BenchmarkUnaryInProcess(b *testing.B) {
 		}))
 		b.Cleanup(sink.Close)
 		b.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", sink.URL)
-		run(b)
+		run(b, "--cache-ttl", "0")
 	})
 }

@@ -29,20 +29,24 @@ var protocolAttrs = map[string]attribute.KeyValue{
 // (through meters) with the protocol label, and, when tracing is on, a
 // server span per RPC — a child of the HTTP request's span (see
 // telemetry.Tracing.Handler), which continued the caller's traceparent.
+// With tracing off, rpcMetrics records the same metrics at a fraction of
+// otelconnect's cost.
 func rpcTelemetry(meters metric.MeterProvider, tracing *telemetry.Tracing) (connect.ServerInterceptor, error) {
-	opts := []otelconnect.Option{otelconnect.WithMeterProvider(meters)}
-	if tracing.Enabled() {
-		opts = append(opts,
-			otelconnect.WithTracerProvider(tracing.Provider),
-			otelconnect.WithPropagator(tracing.Propagator),
-			// The HTTP span already continued the caller's trace; a call
-			// reaching here without one (in-process) trusts it too.
-			otelconnect.WithTrustRemote(),
-		)
-	} else {
-		opts = append(opts, otelconnect.WithoutTracing())
+	if !tracing.Enabled() {
+		m, err := newRPCMetrics(meters)
+		if err != nil {
+			return nil, err
+		}
+		return m.interceptor, nil
 	}
-	otel, err := otelconnect.NewServerInterceptor(opts...)
+	otel, err := otelconnect.NewServerInterceptor(
+		otelconnect.WithMeterProvider(meters),
+		otelconnect.WithTracerProvider(tracing.Provider),
+		otelconnect.WithPropagator(tracing.Propagator),
+		// The HTTP span already continued the caller's trace; a call
+		// reaching here without one (in-process) trusts it too.
+		otelconnect.WithTrustRemote(),
+	)
 	if err != nil {
 		return nil, fmt.Errorf("otelconnect: %w", err)
 	}

@@ -238,11 +238,12 @@ func (b *wiring) newServices() error {
 	if err != nil {
 		return err
 	}
+	b.statsSvc = stats.NewService(b.st, counts)
 	var cloneFirst workspace.FirstTask // set once the task service exists
 	b.workspaces = workspace.NewService(workspace.Deps{
 		Store: b.st, Roots: b.roots, Runtime: b.rt, Bus: b.events, Streams: b.streamMetrics, Audit: b.recorder, Logger: b.logger, Now: b.now,
 		TaskProto: task.ToProto,
-		FirstTask: &cloneFirst, Records: records, MaxOwned: cfg.Quotas.MaxWorkspacesPerUser,
+		FirstTask: &cloneFirst, Records: records, TaskCounts: b.statsSvc.WorkspaceCounts, MaxOwned: cfg.Quotas.MaxWorkspacesPerUser,
 		Containers: workspace.Containers{
 			Image: cfg.Workspace.Image, ImageAllow: cfg.Workspace.ImageAllow, Network: cfg.Workspace.Network, User: cfg.Workspace.User,
 			MemoryMB: cfg.Workspace.MemoryMB, CPUs: cfg.Workspace.CPUs, Pids: cfg.Workspace.Pids,
@@ -251,7 +252,6 @@ func (b *wiring) newServices() error {
 			Ephemeral: b.rt.ephemeral,
 		},
 	})
-	b.statsSvc = stats.NewService(b.st, counts)
 	envRule, err := taskenv.New(cfg.Tasks.EnvDeny, cfg.Tasks.EnvAllow)
 	if err != nil {
 		return fmt.Errorf("--task-env-deny/--task-env-allow: %w", err)

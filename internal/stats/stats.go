@@ -23,6 +23,9 @@ type Service struct {
 	store  *store.Store
 	counts *cache.Cache // nil: every Get counts in the store
 	now    func() time.Time
+	// perWorkspace reads WorkspaceCounts' entries of counts decoded; nil
+	// with counts.
+	perWorkspace *cache.Decoded[store.WorkspaceStats]
 }
 
 // NewService returns a Service over st. With counts (Valkey-backed across
@@ -33,7 +36,11 @@ type Service struct {
 // does it before the writing call returns, so no count older than a
 // completed write is served.
 func NewService(st *store.Store, counts *cache.Cache) *Service {
-	return &Service{store: st, counts: counts, now: time.Now}
+	s := &Service{store: st, counts: counts, now: time.Now}
+	if counts != nil {
+		s.perWorkspace = cache.NewDecoded(counts, decodeWorkspaceStats)
+	}
+	return s
 }
 
 // Generation is the cache key to invalidate after such a write.

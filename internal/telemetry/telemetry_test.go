@@ -54,3 +54,39 @@ func TestRegisterSharesACollector(t *testing.T) {
 	}()
 	telemetry.Register(reg, prometheus.NewGauge(prometheus.GaugeOpts{Name: "berth_test_total", Help: "clash"}))
 }
+
+// TestLoggerWritesLevelsAsSlogDoes checks that the level written by
+// berth's logger (which hands it over as text) reads as slog's own
+// handlers write it, in both formats and between named levels.
+func TestLoggerWritesLevelsAsSlogDoes(t *testing.T) {
+	t.Parallel()
+	levelOf := func(out, format string) string {
+		if format == "json" {
+			_, rest, _ := strings.Cut(out, `"level":`)
+			v, _, _ := strings.Cut(rest, ",")
+			return v
+		}
+		_, rest, _ := strings.Cut(out, "level=")
+		v, _, _ := strings.Cut(rest, " ")
+		return v
+	}
+	for _, format := range []string{"json", "text"} {
+		for _, level := range []slog.Level{slog.LevelDebug, slog.LevelInfo, slog.LevelWarn + 2, slog.LevelError} {
+			var got, want bytes.Buffer
+			logger, err := telemetry.NewLogger(&got, format, slog.LevelDebug)
+			if err != nil {
+				t.Fatal(err)
+			}
+			opts := &slog.HandlerOptions{Level: slog.LevelDebug}
+			plain := slog.New(slog.NewJSONHandler(&want, opts))
+			if format == "text" {
+				plain = slog.New(slog.NewTextHandler(&want, opts))
+			}
+			logger.Log(t.Context(), level, "x")
+			plain.Log(t.Context(), level, "x")
+			if g, w := levelOf(got.String(), format), levelOf(want.String(), format); g != w || g == "" {
+				t.Errorf("%s %v: level written %s, slog writes %s", format, level, g, w)
+			}
+		}
+	}
+}

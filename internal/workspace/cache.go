@@ -21,13 +21,15 @@ import (
 // reader ("admin" or a user id) sees it: invalidating the generation
 // retires every reader's copy at once, and a record is only ever stored
 // under the generation read before it was loaded, so no copy loaded
-// before a write is served after it. The task counts (Stats) change with
-// every task and are read from the store on each Get.
+// before a write is served after it. A record is decoded once per cached
+// copy (cache.Decoded) and shared: find returns a copy of it. The task
+// counts (Stats) change with every task and are read through taskCounts
+// (Deps.TaskCounts), which keeps them until a task changes.
 func (s *Service) find(ctx context.Context, p access.Principal, id string) (*store.Workspace, error) {
 	if s.records == nil {
 		return s.store.FindWorkspace(ctx, id, p.Viewer())
 	}
-	gen, err := s.records.Get(ctx, "gen:"+id, func(context.Context) ([]byte, error) {
+	gen, err := s.records.Cache().Get(ctx, "gen:"+id, func(context.Context) ([]byte, error) {
 		return []byte(rand.Text()), nil
 	})
 	if err != nil {
@@ -38,7 +40,7 @@ func (s *Service) find(ctx context.Context, p access.Principal, id string) (*sto
 	if v.Admin {
 		reader = "admin"
 	}
-	b, err := s.records.Get(ctx, "w:"+id+":"+string(gen)+":"+reader, func(ctx context.Context) ([]byte, error) {
+	shared, err := s.records.Get(ctx, "w:"+id+":"+string(gen)+":"+reader, func(ctx context.Context) ([]byte, error) {
 		w, err := s.store.FindWorkspace(ctx, id, v)
 		if err != nil {
 			return nil, err
@@ -48,11 +50,17 @@ func (s *Service) find(ctx context.Context, p access.Principal, id string) (*sto
 	if err != nil {
 		return nil, err
 	}
-	var w store.Workspace
-	if err := json.Unmarshal(b, &w); err != nil {
+	w := *shared // the caller may change its copy's fields
+	if w.Stats, err = s.taskCounts(ctx, id); err != nil {
 		return nil, err
 	}
-	if w.Stats, err = s.store.WorkspaceTaskStats(ctx, id); err != nil {
+	return &w, nil
+}
+
+// decodeRecord decodes a cached workspace record.
+func decodeRecord(b []byte) (*store.Workspace, error) {
+	var w store.Workspace
+	if err := json.Unmarshal(b, &w); err != nil {
 		return nil, err
 	}
 	return &w, nil
@@ -62,6 +70,6 @@ func (s *Service) find(ctx context.Context, p access.Principal, id string) (*sto
 // of the workspace or its members committed.
 func (s *Service) forget(ctx context.Context, id string) {
 	if s.records != nil {
-		s.records.Invalidate(context.WithoutCancel(ctx), "gen:"+id)
+		s.records.Cache().Invalidate(context.WithoutCancel(ctx), "gen:"+id)
 	}
 }

@@ -33,7 +33,8 @@ type Service struct {
 	containers Containers
 	bus        *bus.Bus
 	streams    *stream.Metrics
-	records    *cache.Cache // nil: Get reads the store (see Deps.Records)
+	records    *cache.Decoded[*store.Workspace] // nil: Get reads the store (see Deps.Records)
+	taskCounts func(ctx context.Context, id string) (store.WorkspaceStats, error)
 	audit      *audit.Recorder
 	logger     *slog.Logger
 	now        func() time.Time
@@ -73,6 +74,11 @@ type Deps struct {
 	// Records, when set, is the cache Get reads workspace records through
 	// (see find); nil reads the store every time.
 	Records *cache.Cache
+	// TaskCounts, when set, counts a workspace's tasks for Get when the
+	// record came from Records (the stats service's WorkspaceCounts,
+	// which caches them until a task changes); nil counts them in the
+	// store.
+	TaskCounts func(ctx context.Context, id string) (store.WorkspaceStats, error)
 	// MaxOwned caps the workspaces one user may own (0: no cap): Create is
 	// refused with fault.ErrResourceExhausted past it, counted and inserted
 	// atomically by the store. Admins are exempt: they import directories
@@ -94,9 +100,15 @@ func NewService(d Deps) *Service {
 	s := &Service{
 		store: d.Store, roots: d.Roots, runtime: d.Runtime, containers: d.Containers,
 		bus: d.Bus, streams: d.Streams, audit: d.Audit, logger: d.Logger, now: d.Now,
-		records: d.Records, maxOwned: d.MaxOwned, taskProto: d.TaskProto,
+		taskCounts: d.TaskCounts, maxOwned: d.MaxOwned, taskProto: d.TaskProto,
 		activity: activity{last: make(map[string]time.Time), holds: make(map[string]int)},
 		owner:    owner,
+	}
+	if d.Records != nil {
+		s.records = cache.NewDecoded(d.Records, decodeRecord)
+	}
+	if s.taskCounts == nil {
+		s.taskCounts = d.Store.WorkspaceTaskStats
 	}
 	if s.taskProto == nil {
 		s.taskProto = func(t *store.TaskRecord) *berthv1.Task {
@@ -115,7 +127,9 @@ func NewService(d Deps) *Service {
 	return s
 }
 
-// Get returns a workspace the caller may see; any other is not found.
+// Get returns a workspace the caller may see; any other is not found. Its
+// Tags and Metadata may be shared with other callers' copies (see find):
+// read them, do not change them.
 func (s *Service) Get(ctx context.Context, p access.Principal, id string) (*store.Workspace, error) {
 	w, err := s.find(ctx, p, id)
 	if err == nil {
