@@ -19,7 +19,9 @@ import (
 // fewer than maxPerUser (0: no limit), and whose id is not in skip. A task
 // whose creator is at the quota is passed over, so another user's task
 // starts instead: the fair share. In one write transaction it becomes RUNNING, started at
-// now and leased to owner until leaseUntil, and is returned as it now is.
+// now() and leased to owner for lease from then, and is returned as it now is. now
+// is read inside the transaction, once it holds the locks: a claim that waited
+// for another task's end to commit starts after that end, never before it.
 // An empty queue is fault.NotFound("queued task").
 //
 // Two runners never claim one task: on Postgres the candidate row is
@@ -30,7 +32,7 @@ import (
 // runners cannot both start the last allowed task of one workspace; on
 // SQLite the write transaction already excludes every other writer. The
 // per-user count likewise is taken under a per-user advisory lock.
-func (s *Store) ClaimTask(ctx context.Context, owner string, now, leaseUntil time.Time, maxPerWorkspace, maxPerUser int, skip []string) (*TaskRecord, error) {
+func (s *Store) ClaimTask(ctx context.Context, owner string, now func() time.Time, lease time.Duration, maxPerWorkspace, maxPerUser int, skip []string) (*TaskRecord, error) {
 	var claimed *TaskRecord
 	err := s.inTx(ctx, func(c conn) error {
 		skipIDs := append([]string(nil), skip...)
@@ -92,9 +94,11 @@ func (s *Store) ClaimTask(ctx context.Context, owner string, now, leaseUntil tim
 					continue
 				}
 			}
+			at := now()
+			leaseUntil := at.Add(lease)
 			res, err := c.exec(ctx, `UPDATE tasks SET status = ?, started_at = ?, lease_owner = ?, lease_expires_at = ?
 				WHERE id = ? AND status = ?`,
-				string(TaskRunning), micros(now), owner, micros(leaseUntil), t.ID, string(TaskQueued))
+				string(TaskRunning), micros(at), owner, micros(leaseUntil), t.ID, string(TaskQueued))
 			if err != nil {
 				return err
 			}
@@ -107,7 +111,7 @@ func (s *Store) ClaimTask(ctx context.Context, owner string, now, leaseUntil tim
 				continue
 			}
 			t.Status = TaskRunning
-			t.StartedAt = ptrTo(storedTime(now))
+			t.StartedAt = ptrTo(storedTime(at))
 			t.LeaseOwner = owner
 			t.LeaseExpiresAt = ptrTo(storedTime(leaseUntil))
 			claimed = t

@@ -25,9 +25,8 @@ func (r *Runner) fill(ctx context.Context) {
 		if free <= 0 {
 			return
 		}
-		now := r.now().UTC()
 		claimed := time.Now()
-		t, err := r.store.ClaimTask(ctx, r.owner, now, now.Add(r.lease), r.cfg.MaxPerWorkspace, r.cfg.MaxPerUser, skip)
+		t, err := r.store.ClaimTask(ctx, r.owner, func() time.Time { return r.now().UTC() }, r.lease, r.cfg.MaxPerWorkspace, r.cfg.MaxPerUser, skip)
 		if errors.Is(err, fault.ErrNotFound) {
 			r.measureQueue(ctx)
 			return

@@ -146,7 +146,7 @@ func testClaimPerUser(t *testing.T, e *env) {
 	theirs := e.queued(e.workspace(patient), store.TaskPriorityLow)
 	claimUser := func(maxPerUser int) (*store.TaskRecord, error) {
 		now := e.tick()
-		return e.s.ClaimTask(e.ctx, "r1", now, now.Add(time.Minute), 1, maxPerUser, nil)
+		return e.s.ClaimTask(e.ctx, "r1", func() time.Time { return now }, time.Minute, 1, maxPerUser, nil)
 	}
 	for i := range 2 {
 		got, err := claimUser(2)
@@ -183,7 +183,7 @@ func testClaimPerUserConcurrent(t *testing.T, e *env) {
 	for r := range runners {
 		wg.Go(func() {
 			for {
-				_, err := e.s.ClaimTask(e.ctx, fmt.Sprintf("r%d", r), now, now.Add(time.Minute), 0, 1, nil)
+				_, err := e.s.ClaimTask(e.ctx, fmt.Sprintf("r%d", r), func() time.Time { return now }, time.Minute, 0, 1, nil)
 				if errors.Is(err, fault.ErrNotFound) {
 					return
 				}

@@ -228,5 +228,11 @@ func appendUntilRefused(e *env, tr *store.TaskRecord, stored chan<- struct{}) er
 			return err
 		}
 		signal()
+		// A breath between batches: SQLite's write lock is not handed
+		// over fairly (a waiting writer polls from its busy handler), so a
+		// loop that never pauses can hold off the delete past its busy
+		// timeout on a loaded machine; the race under test is whether a
+		// line outlives its task, not SQLite's fairness.
+		time.Sleep(time.Millisecond)
 	}
 }

@@ -39,7 +39,7 @@ func testClaimOrder(t *testing.T, e *env) {
 	high2 := e.queued(w, store.TaskPriorityHigh, prompt("high, newer"))
 
 	now := e.tick()
-	got, err := e.s.ClaimTask(e.ctx, "runner-1", now, now.Add(time.Minute), 0, 0, nil)
+	got, err := e.s.ClaimTask(e.ctx, "runner-1", func() time.Time { return now }, time.Minute, 0, 0, nil)
 	must(t, err)
 	want := *high1
 	want.Status = store.TaskRunning
@@ -109,7 +109,7 @@ func testClaimConcurrent(t *testing.T, e *env) {
 	for r := range runners {
 		wg.Go(func() {
 			for {
-				tr, err := e.s.ClaimTask(e.ctx, fmt.Sprintf("r%d", r), now, now.Add(time.Minute), 0, 0, nil)
+				tr, err := e.s.ClaimTask(e.ctx, fmt.Sprintf("r%d", r), func() time.Time { return now }, time.Minute, 0, 0, nil)
 				if errors.Is(err, fault.ErrNotFound) {
 					return
 				}

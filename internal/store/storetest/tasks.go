@@ -45,7 +45,7 @@ func (e *env) findTask(id string) *store.TaskRecord {
 // claim claims the next task for runner "r1" with a one-minute lease.
 func (e *env) claim(maxPerWorkspace int, skip ...string) (*store.TaskRecord, error) {
 	now := e.tick()
-	return e.s.ClaimTask(e.ctx, "r1", now, now.Add(time.Minute), maxPerWorkspace, 0, skip)
+	return e.s.ClaimTask(e.ctx, "r1", func() time.Time { return now }, time.Minute, maxPerWorkspace, 0, skip)
 }
 
 // mustClaim claims the next task and checks it is want.
