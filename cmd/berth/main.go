@@ -101,7 +101,12 @@ func serve(args, environ []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	logger, err := telemetry.NewLogger(stderr, string(cfg.LogFormat), cfg.LogLevel)
+	// Log lines leave through their own goroutine: a slow stderr must not
+	// hold up requests (see telemetry.LogWriter). Closed last, after the
+	// server, so that every line is out before serve returns.
+	logs := telemetry.NewLogWriter(stderr, 1<<20)
+	defer logs.Close()
+	logger, err := telemetry.NewLogger(logs, string(cfg.LogFormat), cfg.LogLevel)
 	if err != nil {
 		return err
 	}
