@@ -68,18 +68,7 @@ func TestSubscribeResume(t *testing.T) {
 	}
 	events.Publish(event.TaskTopic(tr.ID), task.Changed(done))
 
-	logger := slog.New(slog.DiscardHandler)
-	workspaces := workspace.NewService(workspace.Deps{Store: st, Bus: events, Logger: logger, Now: time.Now, TaskProto: task.ToProto})
-	runner := task.NewRunner(st, nil, workspaces, events, prometheus.NewRegistry(), logger, time.Now, task.RunnerConfig{})
-	h := ws.New(ws.Config{
-		Auth: stream.Auth{Authenticate: func(*http.Request) (access.Principal, error) {
-			return access.Principal{UserID: u.ID, Role: u.Role}, nil
-		}},
-		Tasks: task.NewService(st, runner, task.Budget{}, task.Limits{}, time.Now, nil), Workspaces: workspaces, Logger: logger,
-	})
-	srv := httptest.NewServer(h)
-	t.Cleanup(srv.Close)
-	t.Cleanup(h.Shutdown)
+	srv := serveAs(t, st, events, u)
 	conn, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(srv.URL, "http")+"/ws", &websocket.DialOptions{Subprotocols: []string{ws.Subprotocol}})
 	if err != nil {
 		t.Fatal(err)
@@ -146,4 +135,23 @@ func TestSubscribeResume(t *testing.T) {
 		}
 		break
 	}
+}
+
+// serveAs serves /ws over real task and workspace services on st and
+// events, every connection authenticated as u; it stops when the test ends.
+func serveAs(t *testing.T, st *store.Store, events *bus.Bus, u *store.User) *httptest.Server {
+	t.Helper()
+	logger := slog.New(slog.DiscardHandler)
+	workspaces := workspace.NewService(workspace.Deps{Store: st, Bus: events, Logger: logger, Now: time.Now, TaskProto: task.ToProto})
+	runner := task.NewRunner(st, nil, workspaces, events, prometheus.NewRegistry(), logger, time.Now, task.RunnerConfig{})
+	h := ws.New(ws.Config{
+		Auth: stream.Auth{Authenticate: func(*http.Request) (access.Principal, error) {
+			return access.Principal{UserID: u.ID, Role: u.Role}, nil
+		}},
+		Tasks: task.NewService(st, runner, task.Budget{}, task.Limits{}, time.Now, nil), Workspaces: workspaces, Logger: logger,
+	})
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	t.Cleanup(h.Shutdown)
+	return srv
 }

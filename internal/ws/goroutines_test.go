@@ -3,7 +3,6 @@ package ws_test
 import (
 	"context"
 	"encoding/json"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -14,15 +13,10 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/google/uuid"
-	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/berthhq/berth/internal/access"
 	"github.com/berthhq/berth/internal/bus"
 	"github.com/berthhq/berth/internal/event"
 	"github.com/berthhq/berth/internal/store"
-	"github.com/berthhq/berth/internal/stream"
-	"github.com/berthhq/berth/internal/task"
-	"github.com/berthhq/berth/internal/workspace"
 	"github.com/berthhq/berth/internal/ws"
 )
 
@@ -85,19 +79,7 @@ func subscribable(t *testing.T) (url, channel string) {
 	if err := st.CreateTaskRecord(ctx, tr); err != nil {
 		t.Fatal(err)
 	}
-	events := bus.New()
-	logger := slog.New(slog.DiscardHandler)
-	workspaces := workspace.NewService(workspace.Deps{Store: st, Bus: events, Logger: logger, Now: time.Now, TaskProto: task.ToProto})
-	runner := task.NewRunner(st, nil, workspaces, events, prometheus.NewRegistry(), logger, time.Now, task.RunnerConfig{})
-	h := ws.New(ws.Config{
-		Auth: stream.Auth{Authenticate: func(*http.Request) (access.Principal, error) {
-			return access.Principal{UserID: u.ID, Role: u.Role}, nil
-		}},
-		Tasks: task.NewService(st, runner, task.Budget{}, task.Limits{}, time.Now, nil), Workspaces: workspaces, Logger: logger,
-	})
-	srv := httptest.NewServer(h)
-	t.Cleanup(srv.Close)
-	t.Cleanup(h.Shutdown)
+	srv := serveAs(t, st, bus.New(), u)
 	return srv.URL, event.TaskTopic(tr.ID)
 }
 
