@@ -195,6 +195,22 @@ func TestHeadersAndLimits(t *testing.T) {
 			t.Errorf("/metrics lacks %s", want)
 		}
 	}
+
+	// It serves Go's profiles too; the API listener does not.
+	for url, want := range map[string]int{
+		srv.AdminURL + "/debug/pprof/goroutine?debug=1": http.StatusOK,
+		srv.URL + "/debug/pprof/goroutine?debug=1":      http.StatusNotFound,
+	} {
+		res, err := http.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		profile, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode != want || (want == http.StatusOK && !bytes.Contains(profile, []byte("goroutine profile: total"))) {
+			t.Errorf("GET %s = %d %.80q, want %d", url, res.StatusCode, profile, want)
+		}
+	}
 }
 
 // TestReflectionListsEveryService asks the reflection service, over gRPC,

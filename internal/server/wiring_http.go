@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"net/http"
+	"net/http/pprof"
 
 	"connectrpc.com/connect/v2"
 	"connectrpc.com/connect/v2/connectgzip"
@@ -203,10 +204,18 @@ func (b *wiring) newMiddleware() error {
 	return nil
 }
 
-// server is the finished Server, with the admin listener's /metrics.
+// server is the finished Server, with the admin listener's /metrics and
+// /debug/pprof/.
 func (b *wiring) server() *Server {
 	adminMux := http.NewServeMux()
 	adminMux.Handle("GET /metrics", promhttp.HandlerFor(b.reg, promhttp.HandlerOpts{Registry: b.reg}))
+	// Go's profiles, for whoever can reach the admin listener (loopback
+	// by default): heap, goroutines, CPU and traces of a live server.
+	adminMux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	adminMux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+	adminMux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	adminMux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+	adminMux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	return &Server{
 		cfg:        b.cfg,
 		logger:     b.logger,

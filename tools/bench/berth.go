@@ -22,6 +22,7 @@ type berthProcess struct {
 	*child
 	dir       string
 	url       string
+	adminURL  string
 	logFile   string
 	token     string
 	workspace string
@@ -45,10 +46,10 @@ func buildBerth(ctx context.Context, dir string, log io.Writer) (string, error) 
 // tasks to run at once, and a connection cap (streams may hold ¾ of it)
 // above the streams opened. The agent is this program (see agent.go); its
 // idle task must outlive the run, so the watchdog and the time limit are
-// an hour.
-func berthFlags(addr, data, claude string, streams int) []string {
+// an hour. The admin listener serves -profile's profiles.
+func berthFlags(addr, adminAddr, data, claude string, streams int) []string {
 	return []string{"serve",
-		"--addr", addr, "--admin-addr", "off", "--data-dir", data,
+		"--addr", addr, "--admin-addr", adminAddr, "--data-dir", data,
 		"--runtime", "process", "--secure-cookies=false",
 		"--rate-principal", "0", "--rate-anonymous", "0", "--rate-auth-failures", "0",
 		"--rate-task-create", "0", "--rate-ws-command", "0",
@@ -69,6 +70,10 @@ func startBerth(ctx context.Context, bin, dir string, streams int) (*berthProces
 	if err != nil {
 		return nil, err
 	}
+	adminAddr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
 	data := filepath.Join(dir, "data")
 	if err := os.MkdirAll(filepath.Join(data, "workspaces", "bench"), 0o700); err != nil {
 		return nil, err
@@ -79,7 +84,7 @@ func startBerth(ctx context.Context, bin, dir string, streams int) (*berthProces
 		return nil, err
 	}
 	defer f.Close()
-	cmd := exec.Command(bin, berthFlags(addr, data, self, streams)...) // #nosec G204 -- the berth binary built above or named by the developer
+	cmd := exec.Command(bin, berthFlags(addr, adminAddr, data, self, streams)...) // #nosec G204 -- the berth binary built above or named by the developer
 	// The defaults are what is measured: no BERTH_ settings and no
 	// runtime tuning from the developer's environment.
 	for _, kv := range os.Environ() {
@@ -93,7 +98,7 @@ func startBerth(ctx context.Context, bin, dir string, streams int) (*berthProces
 	if err != nil {
 		return nil, fmt.Errorf("starting berth: %w", err)
 	}
-	b := &berthProcess{child: c, dir: dir, url: "http://" + addr, logFile: logFile}
+	b := &berthProcess{child: c, dir: dir, url: "http://" + addr, adminURL: "http://" + adminAddr, logFile: logFile}
 	deadline := time.Now().Add(time.Minute)
 	for {
 		res, err := callClient.Get(b.url + "/ready") // #nosec G107 -- our child on 127.0.0.1

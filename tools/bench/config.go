@@ -24,6 +24,9 @@ const maxStreams = 18_000
 // phases are the parts of a run, in the order they run.
 var phases = []string{"unary", "streams", "fanout", "ingest"}
 
+// streamKinds are the kinds of idle stream, in the order they are measured.
+var streamKinds = []string{kindSSE, kindWS, kindH2}
+
 // config is the harness's flags.
 type config struct {
 	berth          string
@@ -39,6 +42,8 @@ type config struct {
 	fanoutDuration time.Duration
 	benchtime      string
 	phases         []string
+	profile        string
+	kinds          []string
 }
 
 // parse reads and checks the flags; a bad one is reported on stderr.
@@ -46,7 +51,7 @@ func parse(args []string, stderr io.Writer) (config, error) {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var cfg config
-	var rates, only string
+	var rates, only, kinds string
 	fs.StringVar(&cfg.berth, "berth", "", "berth binary to run (default: go build ./cmd/berth into a temporary directory; run from the repository's root)")
 	fs.StringVar(&cfg.out, "out", os.TempDir()+"/berth-bench.json", "where to write the JSON report")
 	fs.StringVar(&cfg.readme, "readme", "", "a Markdown file whose part between the lines <!-- bench:begin --> and <!-- bench:end --> is replaced by this run's table")
@@ -59,11 +64,13 @@ func parse(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&cfg.h2PerConn, "h2-per-conn", 1, "idle Connect streams sharing one HTTP/2 connection (1..100; 1, the worst case, is what the issue's per-stream figure means)")
 	fs.DurationVar(&cfg.fanoutDuration, "fanout-duration", 5*time.Second, "how long each fan-out run's agents write lines (at most 1m)")
 	fs.StringVar(&cfg.benchtime, "benchtime", "2s", "-benchtime of go test's BenchmarkIngest (a duration, or a count such as 200000x)")
+	fs.StringVar(&cfg.profile, "profile", "", "a directory to write berth's /metrics, heap and goroutine profiles into while its idle streams are open (go tool pprof reads them)")
+	fs.StringVar(&kinds, "kinds", strings.Join(streamKinds, ","), "the kinds of idle stream the streams phase opens, comma-separated: "+strings.Join(streamKinds, ", "))
 	fs.StringVar(&only, "phases", strings.Join(phases, ","), "the parts to run, comma-separated: "+strings.Join(phases, ", "))
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}
-	bad := cfg.parseLists(rates, only)
+	bad := cfg.parseLists(rates, only, kinds)
 	if fs.NArg() > 0 {
 		bad = append(bad, "no arguments are taken")
 	}
@@ -76,8 +83,9 @@ func parse(args []string, stderr io.Writer) (config, error) {
 	return cfg, nil
 }
 
-// parseLists reads -rates and -phases into cfg and says what is wrong.
-func (cfg *config) parseLists(rates, only string) []string {
+// parseLists reads -rates, -phases and -kinds into cfg and says what is
+// wrong.
+func (cfg *config) parseLists(rates, only, kinds string) []string {
 	var bad []string
 	for r := range strings.SplitSeq(rates, ",") {
 		v, err := strconv.Atoi(strings.TrimSpace(r))
@@ -94,6 +102,14 @@ func (cfg *config) parseLists(rates, only string) []string {
 			continue
 		}
 		cfg.phases = append(cfg.phases, p)
+	}
+	for k := range strings.SplitSeq(kinds, ",") {
+		k = strings.TrimSpace(k)
+		if !slices.Contains(streamKinds, k) {
+			bad = append(bad, fmt.Sprintf("-kinds: %q is none of %s", k, strings.Join(streamKinds, ", ")))
+			continue
+		}
+		cfg.kinds = append(cfg.kinds, k)
 	}
 	return bad
 }

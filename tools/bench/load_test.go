@@ -97,6 +97,7 @@ func TestParseRefusesBadFlags(t *testing.T) {
 		{"-benchtime", "0x"},
 		{"-benchtime", "soon"},
 		{"-phases", "unary,nope"},
+		{"-kinds", "sse,grpc"},
 		{"-no-such-flag"},
 		{"extra"},
 		{"-rates", "50000", "-rate-duration", "10m"},
@@ -105,13 +106,13 @@ func TestParseRefusesBadFlags(t *testing.T) {
 			t.Errorf("parse(%q) took it", args)
 		}
 	}
-	cfg, err := parse([]string{"-rates", "100, 200", "-streams", "10", "-phases", "fanout, unary", "-benchtime", "5000x"}, io.Discard)
-	if err != nil || !slices.Equal(cfg.rates, []int{100, 200}) || cfg.streams != 10 ||
+	cfg, err := parse([]string{"-rates", "100, 200", "-streams", "10", "-phases", "fanout, unary", "-benchtime", "5000x", "-kinds", "h2, sse"}, io.Discard)
+	if err != nil || !slices.Equal(cfg.rates, []int{100, 200}) || cfg.streams != 10 || !slices.Equal(cfg.kinds, []string{"h2", "sse"}) ||
 		!slices.Equal(cfg.phases, []string{"fanout", "unary"}) || !cfg.runs("unary") || cfg.runs("ingest") || cfg.benchtime != "5000x" {
 		t.Errorf("parse = %+v, %v", cfg, err)
 	}
 	cfg, err = parse(nil, io.Discard)
-	if err != nil || cfg.streams != 10000 || !slices.Equal(cfg.phases, phases) || !slices.Equal(cfg.rates, []int{1000, 5000}) {
+	if err != nil || cfg.streams != 10000 || !slices.Equal(cfg.phases, phases) || !slices.Equal(cfg.kinds, streamKinds) || !slices.Equal(cfg.rates, []int{1000, 5000}) {
 		t.Errorf("the defaults: parse = %+v, %v", cfg, err)
 	}
 }

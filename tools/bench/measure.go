@@ -109,7 +109,7 @@ func (h *harness) unary(ctx context.Context) error {
 // streams measures the resident set of idle streams of each kind on a
 // fresh berth following a running, silent task, and on the kind's floor.
 func (h *harness) streams(ctx context.Context) error {
-	for _, kind := range []string{kindSSE, kindWS, kindH2} {
+	for _, kind := range h.cfg.kinds {
 		pair, err := h.idle(ctx, kind)
 		if err != nil {
 			return fmt.Errorf("%s: %w", kind, err)
@@ -145,7 +145,7 @@ func (h *harness) idle(ctx context.Context, kind string) (idlePair, error) {
 		},
 	}
 	fmt.Fprintf(h.log, "bench: %d idle %s streams to berth, following a running task\n", h.cfg.streams, kind)
-	if pair.Berth, err = idleStreams(ctx, b.pid(), h.cfg.streams, openers[kind](b.url, b.token)); err != nil {
+	if pair.Berth, err = idleStreams(ctx, b.pid(), h.cfg.streams, openers[kind](b.url, b.token), h.profiler(b, kind)); err != nil {
 		return pair, fmt.Errorf("berth: %w", err)
 	}
 	b.stop() // its descriptors and CPU go before the floor's turn
@@ -155,10 +155,63 @@ func (h *harness) idle(ctx context.Context, kind string) (idlePair, error) {
 	}
 	defer floor.stop(5 * time.Second)
 	fmt.Fprintf(h.log, "bench: %d idle %s streams to the bare floor\n", h.cfg.streams, kind)
-	if pair.Floor, err = idleStreams(ctx, floor.pid(), h.cfg.streams, openers[kind](url, "")); err != nil {
+	if pair.Floor, err = idleStreams(ctx, floor.pid(), h.cfg.streams, openers[kind](url, ""), nil); err != nil {
 		return pair, fmt.Errorf("floor: %w", err)
 	}
 	return pair, nil
+}
+
+// profiler is what -profile does while berth's idle streams of kind are
+// open: it saves berth's /metrics, heap and goroutine profiles into the directory
+// -profile names. Without -profile it is nil.
+func (h *harness) profiler(b *berthProcess, kind string) func(context.Context) error {
+	if h.cfg.profile == "" {
+		return nil
+	}
+	return func(ctx context.Context) error {
+		if err := os.MkdirAll(h.cfg.profile, 0o750); err != nil {
+			return err
+		}
+		// The metrics first: the heap profile's collection changes them.
+		for _, p := range []struct{ name, path string }{
+			{"metrics.txt", "/metrics"},
+			{"goroutine.pb.gz", "/debug/pprof/goroutine"},
+			{"heap.pb.gz", "/debug/pprof/heap?gc=1"},
+			{"metrics-after-gc.txt", "/metrics"}, // a collection shrinks oversized stacks
+		} {
+			file := filepath.Join(h.cfg.profile, kind+"-"+p.name)
+			if err := saveProfile(ctx, b.adminURL+p.path, file); err != nil {
+				return fmt.Errorf("profile: %w", err)
+			}
+			fmt.Fprintf(h.log, "bench: berth's %s with %d %s streams open: %s\n", p.path, h.cfg.streams, kind, file)
+		}
+		return nil
+	}
+}
+
+// saveProfile writes what url answers into file.
+func saveProfile(ctx context.Context, url, file string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	res, err := callClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		return fmt.Errorf("%w %d from %s", errStatus, res.StatusCode, url)
+	}
+	f, err := os.Create(file) // #nosec G304 -- the directory the developer named
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, res.Body); err != nil {
+		_ = f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // fanoutSpecs are the fan-out runs of issue #18: the two shapes of the

@@ -26,8 +26,9 @@ type streamResult struct {
 type opener func(ctx context.Context) (closer func(), err error)
 
 // idleStreams opens k streams with open, reads pid's resident set before
-// and after (once it has settled), and closes them all again.
-func idleStreams(ctx context.Context, pid, k int, open opener) (streamResult, error) {
+// and after (once it has settled), calls whileOpen (if not nil), and
+// closes them all again.
+func idleStreams(ctx context.Context, pid, k int, open opener, whileOpen func(context.Context) error) (streamResult, error) {
 	before, err := settledRSS(ctx, pid)
 	if err != nil {
 		return streamResult{}, err
@@ -42,6 +43,11 @@ func idleStreams(ctx context.Context, pid, k int, open opener) (streamResult, er
 	after, err := settledRSS(ctx, pid)
 	if err != nil {
 		return streamResult{}, err
+	}
+	if whileOpen != nil {
+		if err := whileOpen(ctx); err != nil {
+			return streamResult{}, err
+		}
 	}
 	return streamResult{
 		Streams: k, RSSBeforeKiB: before >> 10, RSSAfterKiB: after >> 10,
