@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"connectrpc.com/connect/v2"
@@ -13,6 +15,7 @@ import (
 	"github.com/berthhq/berth/internal/fault"
 	"github.com/berthhq/berth/internal/gen/berth/v1/berthv1connect"
 	"github.com/berthhq/berth/internal/ratelimit"
+	"github.com/berthhq/berth/internal/stream"
 )
 
 // authenticator turns a request's credentials into a principal.
@@ -24,7 +27,11 @@ type authenticator interface {
 // is decoded: public RPCs pass; every other one needs credentials whose role
 // grants the declared permission. A procedure without a rule is refused
 // (NewRules already refuses to start with one, this is the belt to it).
+//
+// A server stream's credentials are checked again every recheckEvery, from
+// one timer wheel for all of them (see recheckStream).
 func authInterceptor(rules access.Rules, authn authenticator, lim limiter, recheckEvery time.Duration) connect.ServerInterceptor {
+	wheel := stream.NewWheel(recheckEvery)
 	return func(next connect.ServerFunc) connect.ServerFunc {
 		return func(ctx context.Context, spec connect.Spec, stream connect.ServerStream) error {
 			rule, ok := rules[spec.Procedure]
@@ -79,37 +86,51 @@ func authInterceptor(rules access.Rules, authn authenticator, lim limiter, reche
 				return next(access.WithPrincipal(ctx, p), spec, stream)
 			}
 			// A server stream outlives this check: re-check its credentials
-			// every recheckEvery (through the auth cache), and end it when
-			// they stop working or stop granting the permission.
-			creds := credentials(call.RequestHeader())
-			ctx, cancel := context.WithCancelCause(ctx)
-			defer cancel(nil)
-			go func() {
-				tick := time.NewTicker(recheckEvery)
-				defer tick.Stop()
-				for {
-					select {
-					case <-ctx.Done():
-						return
-					case <-tick.C:
-					}
-					cur, err := authn.Authenticate(ctx, creds)
-					switch {
-					case errors.Is(err, fault.ErrUnauthenticated):
-						cancel(err)
-						return
-					case err == nil && !access.Allows(cur.Role, rule.Permission):
-						cancel(fault.New(fault.ErrPermissionDenied, "your role (%s) no longer grants %s", cur.Role, rule.Permission))
-						return
-					}
-				}
-			}()
+			// while it is open, and end it when they stop working or stop
+			// granting the permission.
+			ctx, stop := recheckStream(ctx, wheel, authn, credentials(call.RequestHeader()), rule.Permission)
+			defer stop()
 			err = next(access.WithPrincipal(ctx, p), spec, stream)
 			if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
 				return cause
 			}
 			return err
 		}
+	}
+}
+
+// recheckStream re-checks a server stream's credentials creds (through the
+// auth cache) every period of wheel, and ends the context it returns — with
+// the cause the stream then ends with — when they stop working or their
+// role no longer grants permission. The stream holds a place on the wheel,
+// not a goroutine and a ticker of its own: a check runs on a goroutine that
+// lives only while it does (one at a time). stop takes the stream off the
+// wheel, ends the context and waits for a check in flight.
+func recheckStream(ctx context.Context, wheel *stream.Wheel, authn authenticator, creds auth.Credentials, permission string) (_ context.Context, stop func()) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	var checking atomic.Bool
+	var checks sync.WaitGroup
+	timer := wheel.StartFunc(func() {
+		// On the wheel's goroutine, which must not wait: the check runs
+		// on a goroutine of its own, and is skipped while one still runs.
+		if ctx.Err() != nil || !checking.CompareAndSwap(false, true) {
+			return
+		}
+		checks.Go(func() {
+			defer checking.Store(false)
+			cur, err := authn.Authenticate(ctx, creds)
+			switch {
+			case errors.Is(err, fault.ErrUnauthenticated):
+				cancel(err)
+			case err == nil && !access.Allows(cur.Role, permission):
+				cancel(fault.New(fault.ErrPermissionDenied, "your role (%s) no longer grants %s", cur.Role, permission))
+			}
+		})
+	})
+	return ctx, func() {
+		timer.Stop() // no check starts after it returns
+		cancel(nil)
+		checks.Wait()
 	}
 }
 

@@ -116,8 +116,10 @@ func (b *wiring) newRoutes() error {
 	streamAuth := stream.Auth{
 		Authenticate: func(r *http.Request) (access.Principal, error) {
 			var h connect.Header
-			for k, v := range r.Header {
-				h.SetValues(k, v)
+			for _, k := range stream.CredentialHeaders {
+				if v := r.Header.Values(k); len(v) > 0 {
+					h.SetValues(k, v)
+				}
 			}
 			return authSvc.Authenticate(r.Context(), credentials(&h))
 		},

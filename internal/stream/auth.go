@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"slices"
 
 	"github.com/berthhq/berth/internal/access"
 	"github.com/berthhq/berth/internal/fault"
@@ -25,6 +26,11 @@ type Auth struct {
 	// RecheckTicket re-validates the principal of a redeemed ticket.
 	RecheckTicket func(ctx context.Context, p access.Principal) (access.Principal, error)
 }
+
+// CredentialHeaders are the request headers that carry credentials (in
+// canonical form): Authenticate must read none but these, which are all a
+// stream keeps of its request to re-check them.
+var CredentialHeaders = []string{"Authorization", "X-Api-Key", "Cookie"}
 
 // Credential is what a stream was opened with.
 type Credential struct {
@@ -60,7 +66,14 @@ func (a Auth) Resolve(r *http.Request, target string, spare ...string) (Credenti
 		return c, err
 	}
 	p, err := a.Authenticate(r)
-	header := r.Header.Clone()
+	// Only the headers that carry credentials are kept for the re-checks:
+	// the stream holds them for as long as it is open.
+	header := make(http.Header, len(CredentialHeaders))
+	for _, k := range CredentialHeaders {
+		if v := r.Header.Values(k); len(v) > 0 {
+			header[k] = slices.Clone(v)
+		}
+	}
 	return Credential{Principal: p, recheck: func(ctx context.Context) (access.Principal, error) {
 		return a.Authenticate((&http.Request{Header: header}).WithContext(ctx))
 	}}, err
