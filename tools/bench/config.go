@@ -64,7 +64,7 @@ func parse(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&cfg.h2PerConn, "h2-per-conn", 1, "idle Connect streams sharing one HTTP/2 connection (1..100; 1, the worst case, is what the issue's per-stream figure means)")
 	fs.DurationVar(&cfg.fanoutDuration, "fanout-duration", 5*time.Second, "how long each fan-out run's agents write lines (at most 1m)")
 	fs.StringVar(&cfg.benchtime, "benchtime", "2s", "-benchtime of go test's BenchmarkIngest (a duration, or a count such as 200000x)")
-	fs.StringVar(&cfg.profile, "profile", "", "a directory to write berth's /metrics, heap and goroutine profiles into while its idle streams are open (go tool pprof reads them)")
+	fs.StringVar(&cfg.profile, "profile", "", "a directory to write berth's profiles into (go tool pprof reads them): /metrics, heap and goroutines while its idle streams are open, CPU while fan-out's lines are written")
 	fs.StringVar(&kinds, "kinds", strings.Join(streamKinds, ","), "the kinds of idle stream the streams phase opens, comma-separated: "+strings.Join(streamKinds, ", "))
 	fs.StringVar(&only, "phases", strings.Join(phases, ","), "the parts to run, comma-separated: "+strings.Join(phases, ", "))
 	if err := fs.Parse(args); err != nil {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"math"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -25,9 +26,14 @@ type fanoutResult struct {
 	Offered     float64 `json:"offered_per_sec"`
 	Achieved    float64 `json:"achieved_per_sec"`
 	Seconds     float64 `json:"seconds"`
-	P50         float64 `json:"p50_ms"`
-	P99         float64 `json:"p99_ms"`
-	Max         float64 `json:"max_ms"`
+	// Steady is the deliveries a second in the run's middle (steadyWindow):
+	// what the server sustains, without the agent's start and the last
+	// line's latency, which the whole run's Achieved includes and which
+	// hold it below the offered rate even for a server that keeps up.
+	Steady float64 `json:"steady_per_sec"`
+	P50    float64 `json:"p50_ms"`
+	P99    float64 `json:"p99_ms"`
+	Max    float64 `json:"max_ms"`
 	// The CPU seconds berth and the harness (the subscribers) used while
 	// the lines flowed: the harness's share shows whether the subscribers
 	// could have been the limit.
@@ -49,7 +55,10 @@ type fanoutSpec struct {
 // agent's write (the time in the line) to the receipt. A run ends when
 // every subscriber has every line, or at its time bound, which counts what
 // is missing as lost.
-func fanout(ctx context.Context, b *berthProcess, spec fanoutSpec) (fanoutResult, error) {
+//
+// With profile set (-profile), it also saves berth's CPU profile of the
+// lines' writing time in that directory.
+func fanout(ctx context.Context, b *berthProcess, spec fanoutSpec, profile string) (fanoutResult, error) {
 	lines := int(spec.rate * spec.d.Seconds())
 	res := fanoutResult{Tasks: spec.tasks, Subscribers: spec.subscribers, Rate: spec.rate, Lines: lines,
 		Expected: int64(spec.tasks) * int64(spec.subscribers) * int64(lines),
@@ -83,10 +92,21 @@ func fanout(ctx context.Context, b *berthProcess, spec fanoutSpec) (fanoutResult
 		return res, err
 	}
 	var wg sync.WaitGroup
+	profiled := make(chan error, 1)
+	if profile != "" {
+		file := filepath.Join(profile, fmt.Sprintf("fanout-%dx%d-cpu.pb.gz", spec.tasks, spec.subscribers))
+		url := fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", b.adminURL, max(1, int(spec.d.Seconds())))
+		go func() { profiled <- saveProfile(ctx, url, file) }()
+	} else {
+		profiled <- nil
+	}
 	for _, s := range subs {
 		wg.Go(func() { s.read(ctx, lines) })
 	}
 	wg.Wait()
+	if err := <-profiled; err != nil {
+		return res, fmt.Errorf("berth's CPU profile: %w", err)
+	}
 	res.BerthCPU, res.HarnessCPU = cpu.stop()
 	res.fill(subs, start)
 	if res.Delivered == 0 {
@@ -126,6 +146,23 @@ func closeSubscribers(subs []*subscriber) {
 	}
 }
 
+// steadyWindow is the middle of a run whose agents write for d seconds:
+// from a second after the first line's first receipt to a second before
+// the agents' last write is due (the first receipt plus d). It is empty
+// (ok false) for a run too short to have one, of under 3 s.
+func steadyWindow(subs []*subscriber, d float64) (from, to int64, ok bool) {
+	first := int64(math.MaxInt64)
+	for _, s := range subs {
+		if len(s.recv) > 0 {
+			first = min(first, s.recv[0])
+		}
+	}
+	if first == math.MaxInt64 || d < 3 {
+		return 0, 0, false
+	}
+	return first + int64(time.Second), first + int64((d-1)*float64(time.Second)), true
+}
+
 // fill sums up the subscribers' counts and latencies.
 func (r *fanoutResult) fill(subs []*subscriber, start time.Time) {
 	var all []time.Duration
@@ -140,6 +177,16 @@ func (r *fanoutResult) fill(subs []*subscriber, start time.Time) {
 	r.Seconds = last.Sub(start).Seconds()
 	if r.Seconds > 0 {
 		r.Achieved = float64(r.Delivered) / r.Seconds
+	}
+	r.Steady = r.Achieved
+	if from, to, ok := steadyWindow(subs, float64(r.Lines)/r.Rate); ok {
+		var n int64
+		for _, s := range subs {
+			lo, _ := slices.BinarySearch(s.recv, from)
+			hi, _ := slices.BinarySearch(s.recv, to)
+			n += int64(hi - lo)
+		}
+		r.Steady = float64(n) / (float64(to-from) / 1e9)
 	}
 	slices.Sort(all)
 	r.P50, r.P99, r.Max = ms(percentile(all, 50)), ms(percentile(all, 99)), ms(percentile(all, 100))

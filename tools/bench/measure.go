@@ -19,6 +19,11 @@ func measure(ctx context.Context, cfg config, rep *report, log io.Writer) error 
 		return err
 	}
 	defer os.RemoveAll(tmp)
+	if cfg.profile != "" {
+		if err := os.MkdirAll(cfg.profile, 0o750); err != nil {
+			return err
+		}
+	}
 	bin := cfg.berth
 	if bin == "" {
 		if bin, err = buildBerth(ctx, tmp, log); err != nil {
@@ -169,9 +174,6 @@ func (h *harness) profiler(b *berthProcess, kind string) func(context.Context) e
 		return nil
 	}
 	return func(ctx context.Context) error {
-		if err := os.MkdirAll(h.cfg.profile, 0o750); err != nil {
-			return err
-		}
 		// The metrics first: the heap profile's collection changes them.
 		for _, p := range []struct{ name, path string }{
 			{"metrics.txt", "/metrics"},
@@ -233,7 +235,7 @@ func (h *harness) fanout(ctx context.Context) error {
 	defer b.stop()
 	for _, spec := range fanoutSpecs(h.cfg.fanoutDuration) {
 		fmt.Fprintf(h.log, "bench: fan-out, %d task(s) × %d SSE subscribers at %g lines/s × %s\n", spec.tasks, spec.subscribers, spec.rate, spec.d)
-		res, err := fanout(ctx, b, spec)
+		res, err := fanout(ctx, b, spec, h.cfg.profile)
 		if err != nil {
 			return err
 		}

@@ -21,6 +21,7 @@ type subscriber struct {
 	body   io.ReadCloser
 	cancel context.CancelFunc
 	lat    []time.Duration // one per line received, in order
+	recv   []int64         // each line's receipt (UnixNano), in order
 	dups   int64
 	last   time.Time // the last line's receipt
 }
@@ -86,6 +87,7 @@ func (s *subscriber) read(ctx context.Context, lines int) {
 			}
 			lastSeq = seq
 			s.lat = append(s.lat, now.Sub(time.Unix(0, sent)))
+			s.recv = append(s.recv, now.UnixNano())
 			s.last = now
 		case bytes.HasPrefix(line, endEvent):
 			return
