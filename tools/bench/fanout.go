@@ -92,20 +92,13 @@ func fanout(ctx context.Context, b *berthProcess, spec fanoutSpec, profile strin
 		return res, err
 	}
 	var wg sync.WaitGroup
-	profiled := make(chan error, 1)
-	if profile != "" {
-		file := filepath.Join(profile, fmt.Sprintf("fanout-%dx%d-cpu.pb.gz", spec.tasks, spec.subscribers))
-		url := fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", b.adminURL, max(1, int(spec.d.Seconds())))
-		go func() { profiled <- saveProfile(ctx, url, file) }()
-	} else {
-		profiled <- nil
-	}
+	profiled := cpuProfile(ctx, profile, b, fmt.Sprintf("fanout-%dx%d", spec.tasks, spec.subscribers), spec.d)
 	for _, s := range subs {
 		wg.Go(func() { s.read(ctx, lines) })
 	}
 	wg.Wait()
-	if err := <-profiled; err != nil {
-		return res, fmt.Errorf("berth's CPU profile: %w", err)
+	if err := profiled(); err != nil {
+		return res, err
 	}
 	res.BerthCPU, res.HarnessCPU = cpu.stop()
 	res.fill(subs, start)

@@ -97,7 +97,11 @@ func (h *harness) unary(ctx context.Context) error {
 	}
 	floorGet := call{url: floorURL + "/berth.v1.WorkspaceService/GetWorkspace", body: get.body}
 	fmt.Fprintf(h.log, "bench: GetWorkspace closed loop, %d connections × %s, berth then floor\n", h.cfg.conns, h.cfg.duration)
+	profiled := cpuProfile(ctx, h.cfg.profile, b, "closed-loop", h.cfg.duration)
 	h.rep.Closed = &closedPair{Berth: closedLoop(ctx, get, h.cfg.conns, h.cfg.duration)}
+	if err := profiled(); err != nil {
+		return err
+	}
 	h.rep.Closed.Floor = closedLoop(ctx, floorGet, h.cfg.conns, h.cfg.duration)
 	for _, rate := range h.cfg.rates {
 		if err := ctx.Err(); err != nil {
@@ -186,6 +190,26 @@ func (h *harness) profiler(b *berthProcess, kind string) func(context.Context) e
 				return fmt.Errorf("profile: %w", err)
 			}
 			fmt.Fprintf(h.log, "bench: berth's %s with %d %s streams open: %s\n", p.path, h.cfg.streams, kind, file)
+		}
+		return nil
+	}
+}
+
+// cpuProfile starts saving berth's CPU profile of the next d (whole
+// seconds, at least one) as name-cpu.pb.gz in dir, the -profile directory;
+// the function it returns waits for it to be saved. With no dir it does
+// nothing.
+func cpuProfile(ctx context.Context, dir string, b *berthProcess, name string, d time.Duration) (wait func() error) {
+	if dir == "" {
+		return func() error { return nil }
+	}
+	file := filepath.Join(dir, name+"-cpu.pb.gz")
+	url := fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", b.adminURL, max(1, int(d.Seconds())))
+	done := make(chan error, 1)
+	go func() { done <- saveProfile(ctx, url, file) }()
+	return func() error {
+		if err := <-done; err != nil {
+			return fmt.Errorf("berth's CPU profile %s: %w", name, err)
 		}
 		return nil
 	}
