@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
+	"github.com/berthhq/berth/internal/event"
 	berthv1 "github.com/berthhq/berth/internal/gen/berth/v1"
 )
 
@@ -63,7 +64,13 @@ var keyBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return 
 
 // MarshalWrite writes msg as protobuf JSON, from the memo when msg is of a
 // memoised type and an equal message was encoded before.
+//
+// A log line's shared stream message is written from its Line's kept
+// encoding instead (see writeShared).
 func (c *memoJSON) MarshalWrite(ctx context.Context, dst io.Writer, msg any) error {
+	if ok, err := writeShared(ctx, dst, msg, event.FormatConnectJSON, c.JSONCodec.MarshalWrite); ok {
+		return err
+	}
 	m, ok := msg.(proto.Message)
 	if !ok {
 		return c.JSONCodec.MarshalWrite(ctx, dst, msg)

@@ -3,6 +3,7 @@ package server_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"net/http"
@@ -123,6 +124,65 @@ func TestStreamTaskLogsResume(t *testing.T) {
 				t.Errorf("%d lines stored, end says %d", len(stored), end.GetLastSeq())
 			}
 		})
+	}
+}
+
+// TestStreamTaskLogsShared: subscribers of one task over every protocol
+// (Connect binary, Connect JSON, gzip, gRPC, gRPC-Web), following it live
+// together, each get every line once, in order, and the same line for
+// each seq: the line's message is one value for all of them, encoded
+// once per codec (see event.Line.Shared), and no subscriber's bytes may
+// leak into another's.
+func TestStreamTaskLogsShared(t *testing.T) {
+	t.Parallel()
+	e := newStreamEnv(t)
+	id := e.task(t, "shared [lines:120] [rate:40]")
+	type result struct {
+		lines map[int64]string
+		seqs  []int64
+		end   *berthv1.TaskEnd
+		err   error
+	}
+	results := make([]result, len(protocols))
+	var wg sync.WaitGroup
+	for i, p := range protocols {
+		wg.Go(func() {
+			r := &results[i]
+			r.lines = map[int64]string{}
+			s, err := e.srv.clients(p).Task.StreamTaskLogs(as(t.Context(), e.token), &berthv1.StreamTaskLogsRequest{TaskId: id})
+			if err != nil {
+				r.err = err
+				return
+			}
+			defer s.Close()
+			for r.end == nil {
+				res, err := s.Receive()
+				if err != nil {
+					r.err = fmt.Errorf("%s: %w", p.name, err)
+					return
+				}
+				switch ev := res.GetEvent().(type) {
+				case *berthv1.StreamTaskLogsResponse_Log:
+					r.seqs = append(r.seqs, ev.Log.GetSeq())
+					r.lines[ev.Log.GetSeq()] = ev.Log.GetMessage()
+				case *berthv1.StreamTaskLogsResponse_End:
+					r.end = ev.End
+				}
+			}
+		})
+	}
+	wg.Wait()
+	for i, p := range protocols {
+		r := results[i]
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		checkSeqs(t, p.name, r.seqs, r.end.GetLastSeq())
+		for seq, msg := range r.lines {
+			if want := results[0].lines[seq]; msg != want {
+				t.Errorf("%s: line %d is %q, %s got %q", p.name, seq, msg, protocols[0].name, want)
+			}
+		}
 	}
 }
 

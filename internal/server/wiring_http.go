@@ -94,7 +94,7 @@ func (b *wiring) mountOptions() []connecthttp.Option {
 	jsonCodec.MarshalOptions.UseProtoNames = true
 	jsonCodec.MarshalOptions.EmitDefaultValues = true
 	return []connecthttp.Option{
-		connecthttp.WithCodecs(connectproto.NewBinaryCodec(), newMemoJSON(jsonCodec)),
+		connecthttp.WithCodecs(sharedBinary{connectproto.NewBinaryCodec()}, newMemoJSON(jsonCodec)),
 		connecthttp.WithCompressors(connectgzip.New()),
 		connecthttp.WithCompressMinBytes(1024),
 		connecthttp.WithReadMaxBytes(int(b.cfg.HTTP.MaxBodyBytes)),

@@ -102,8 +102,19 @@ func (h *Handler) GetTaskLogs(ctx context.Context, req *berthv1.GetTaskLogsReque
 // stream does nothing to the task.
 func (h *Handler) StreamTaskLogs(ctx context.Context, req *berthv1.StreamTaskLogsRequest, out berthv1connect.TaskServiceStreamTaskLogsServerStream) error {
 	return h.svc.Follow(ctx, principal(ctx), req.GetTaskId(), req.GetFromSeq(), func(ev stream.TaskEvent) error {
+		if ev.Line != nil {
+			// A line from the bus: every subscriber of the task sends the
+			// same message, which the server's codecs encode once.
+			return out.Send(ev.Line.Shared(lineResponse).(*berthv1.StreamTaskLogsResponse))
+		}
 		return out.Send(StreamResponse(ev))
 	}, stream.Loop{})
+}
+
+// lineResponse is a log line's StreamTaskLogs message, as StreamResponse
+// makes it.
+func lineResponse(e store.LogEntry) any {
+	return StreamResponse(stream.TaskEvent{Kind: stream.KindLog, Log: e})
 }
 
 // SpecFromProto translates a CreateTaskRequest into the Spec that
