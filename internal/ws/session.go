@@ -20,12 +20,12 @@ import (
 // session is one open connection: a reader (run, on the request's
 // goroutine), a goroutine per subscription only while it has events to
 // write (see subscription), which writes them itself, and one per command
-// in flight. There is no writer goroutine and
-// no queue of frames: coder/websocket serialises writes (control frames —
-// ping, pong, close — go between data frames), and a write that takes no
-// bytes for the stall timeout drops the client (see write). Keep-alive
-// pings start from the handler's shared wheel, on a goroutine that lives
-// only while a ping waits for its pong.
+// in flight. There is no writer goroutine and no queue of frames:
+// coder/websocket serialises writes (control frames — ping, pong, close —
+// go between data frames), and a write that takes no bytes for the stall
+// timeout drops the client (see write). Keep-alive pings start from the
+// handler's shared wheel, on a goroutine that lives only while a ping
+// waits for its pong.
 type session struct {
 	h       *Handler
 	conn    *websocket.Conn
