@@ -214,3 +214,37 @@ func roundTrip(t *testing.T, c *websocket.Conn, m ws.Message) ws.Message {
 	writeFrame(t, c, m)
 	return readFrame(t, c)
 }
+
+// TestPanicInAStep: a panic while a subscription is stepped on a wake-up's
+// goroutine — here a workspace change published with no workspace, a bug
+// — closes that connection with 1011, and the subscription lets go of all
+// it holds, so the connection's handler returns: the goroutines come back
+// to what they were before it was opened. Not parallel: it counts the
+// process's goroutines.
+func TestPanicInAStep(t *testing.T) {
+	f := newFixture(t)
+	channel := event.WorkspaceTopic(f.ws.ID)
+	before := settledGoroutines(t)
+	conn := dialIdle(t, f.srv.URL, channel, 1)[0] // has had the workspace's state
+	f.events.Publish(channel, event.WorkspaceChanged{Time: time.Now()})
+	ctx := t.Context()
+	if d, ok := t.Deadline(); ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, d.Add(-time.Until(d)/10))
+		defer cancel()
+	}
+	if _, b, err := conn.Read(ctx); err == nil {
+		t.Fatalf("frame %s after the panic, want the close", b)
+	} else if got := websocket.CloseStatus(err); got != websocket.StatusInternalError {
+		t.Fatalf("the connection ended with %v (%v), want 1011", got, err)
+	}
+	_ = conn.CloseNow()
+	// The keep-alive wheel's goroutine may still turn: it stops at its
+	// next tick with no timer left.
+	if got := settledGoroutines(t) - before; got > 1 {
+		t.Errorf("%d goroutines more than before the connection, once it closed after a panic; want none (1 of slack)", got)
+	}
+	if f.events.Subscribed(channel) {
+		t.Error("the bus still holds the subscription of a connection closed after a panic")
+	}
+}
