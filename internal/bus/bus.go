@@ -5,9 +5,11 @@
 //
 // A queue costs nothing while it is empty: it is a slice that grows when
 // events arrive and is handed over whole to the subscriber that takes them
-// (Take), plus a one-slot wake-up channel. Twenty thousand idle followers
-// so hold no pre-allocated slots, and a busy one holds only what it has
-// not taken yet.
+// (Take), plus a one-slot wake-up channel, or a callback for a reader
+// that starts a goroutine only when there is something to take
+// (SubscribeFunc). Twenty thousand idle followers so hold no
+// pre-allocated slots, and a busy one holds only what it has not taken
+// yet.
 //
 // Several berth instances share their events through a Remote (the Valkey
 // bridge in internal/valkey): Publish hands every event to it as well, and
@@ -67,13 +69,32 @@ func (b *Bus) Subscribe(topic string, bound int) *Subscription {
 // at once (the WebSocket's) waits on one channel for all of them, then
 // takes from each. Close does not close a shared channel.
 func (b *Bus) SubscribeWake(topic string, bound int, wake chan struct{}) *Subscription {
-	s := &Subscription{wake: wake, bus: b, topic: topic, bound: max(bound, 1)}
+	return b.add(&Subscription{wake: wake, bus: b, topic: topic, bound: max(bound, 1)})
+}
+
+// SubscribeFunc is Subscribe for a reader with no goroutine waiting for
+// its events: instead of a wake-up on Ready, the bus calls wake each time
+// events are queued (once for a PublishAll) or the subscription is marked
+// lagged, so the reader can start a goroutine that takes them (Take) and
+// lets it end once the queue is empty. An idle subscription so holds no
+// goroutine at all. wake runs under the bus's lock (under the
+// subscription's, when Next leaves a wake-up): it must not block nor call
+// the bus, only note that there is work and perhaps start a goroutine.
+// Once Close returned, wake is not called again; Close itself does not
+// call it. Ready and Recv are not for such a subscription: Ready never
+// receives.
+func (b *Bus) SubscribeFunc(topic string, bound int, wake func()) *Subscription {
+	return b.add(&Subscription{wakeFn: wake, bus: b, topic: topic, bound: max(bound, 1)})
+}
+
+// add registers s on its topic.
+func (b *Bus) add(s *Subscription) *Subscription {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.topics[topic] == nil {
-		b.topics[topic] = make(map[*Subscription]struct{})
+	if b.topics[s.topic] == nil {
+		b.topics[s.topic] = make(map[*Subscription]struct{})
 	}
-	b.topics[topic][s] = struct{}{}
+	b.topics[s.topic][s] = struct{}{}
 	return s
 }
 
@@ -150,10 +171,11 @@ func (b *Bus) LagAll() {
 // Subscription queues a topic's events until Close. Its reader waits on
 // Ready, then takes what is queued with Take (or one event with Next).
 type Subscription struct {
-	wake  chan struct{} // one slot: "look at the queue"
-	bus   *Bus
-	topic string
-	bound int
+	wake   chan struct{} // one slot: "look at the queue"; nil with wakeFn
+	wakeFn func()        // SubscribeFunc's wake-up, instead of wake
+	bus    *Bus
+	topic  string
+	bound  int
 
 	mu     sync.Mutex
 	queue  []any // nil while empty: an idle subscription holds no slots
@@ -211,8 +233,13 @@ func (s *Subscription) lag() {
 }
 
 // signal wakes the reader without blocking: one pending wake-up covers
-// every event queued before the reader looks.
+// every event queued before the reader looks. A SubscribeFunc reader is
+// called instead.
 func (s *Subscription) signal() {
+	if s.wakeFn != nil {
+		s.wakeFn()
+		return
+	}
 	select {
 	case s.wake <- struct{}{}:
 	default:
@@ -307,5 +334,9 @@ func (s *Subscription) Close() {
 	if len(s.bus.topics[s.topic]) == 0 {
 		delete(s.bus.topics, s.topic)
 	}
-	s.signal()
+	if s.wakeFn == nil {
+		// A reader waiting on Ready wakes to find it closed; a
+		// SubscribeFunc reader closed it itself and wants no call.
+		s.signal()
+	}
 }

@@ -308,3 +308,45 @@ func TestPublishAll(t *testing.T) {
 		t.Errorf("remote got %v", r.values)
 	}
 }
+
+// TestSubscribeFunc: a subscription with a wake-up callback is called once
+// per Publish and once per PublishAll, keeps what it queued for Take in
+// order, is still marked lagged at its bound and by LagAll, and is not
+// called again once closed — not even by the Close itself.
+func TestSubscribeFunc(t *testing.T) {
+	t.Parallel()
+	b := bus.New()
+	var wakes int // the bus calls wake under its lock: no race on it here
+	sub := b.SubscribeFunc("t", 3, func() { wakes++ })
+	b.Publish("t", 1)
+	b.PublishAll("t", []any{2, 3})
+	b.Publish("u", 9)
+	if wakes != 2 {
+		t.Errorf("%d wake-ups for a Publish and a PublishAll, want 2", wakes)
+	}
+	if got, lagged := sub.Take(); lagged || !slices.Equal(got, []any{1, 2, 3}) {
+		t.Errorf("took %v, lagged %v; want [1 2 3]", got, lagged)
+	}
+	b.PublishAll("t", []any{4, 5, 6, 7})
+	if got, lagged := sub.Take(); !lagged || !slices.Equal(got, []any{4, 5, 6}) {
+		t.Errorf("past the bound: took %v, lagged %v; want [4 5 6], lagged", got, lagged)
+	}
+	before := wakes
+	b.LagAll()
+	if lagged := sub.Lagged(); wakes != before+1 || !lagged {
+		t.Errorf("LagAll: %d wake-ups, lagged %v; want 1, lagged", wakes-before, lagged)
+	}
+	before = wakes
+	sub.Close()
+	b.Publish("t", 8)
+	b.LagAll()
+	if wakes != before {
+		t.Errorf("%d wake-ups after Close, want none", wakes-before)
+	}
+	if got, lagged := sub.Take(); len(got) != 0 || lagged {
+		t.Errorf("a closed subscription took %v, lagged %v", got, lagged)
+	}
+	if b.Subscribed("t") {
+		t.Error("a closed subscription is still on its topic")
+	}
+}

@@ -11,7 +11,10 @@
 // stream's credentials (Auth), their metrics, and what lets one goroutine
 // serve a whole stream — Loop, through which a transport flushes each
 // batch and runs its heartbeats on the follower's goroutine, and Wheel,
-// the one timer of all a transport's streams.
+// the one timer of all a transport's streams. A transport that wants no
+// goroutine at all while a stream is quiet drives the same followers a
+// step at a time instead (Task.Open and TaskFollower.Step, Watcher.Open
+// and Watch.Step), woken by the bus.
 //
 // The events it follows are package event's: a log line, or a task's
 // change carrying the task's new status and progress, which followers send
@@ -146,39 +149,101 @@ func (l Loop) wait(ctx context.Context, ready <-chan struct{}) error {
 // The caller checks that its principal may see the task; Follow reads the
 // store as an admin.
 func (t Task) Follow(ctx context.Context, id string, fromSeq int64, send func(TaskEvent) error, loop Loop) error {
+	f, done, err := t.Open(ctx, id, fromSeq, send, nil)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	for !done {
+		if err := loop.wait(ctx, f.sub.Ready()); err != nil {
+			return err
+		}
+		if done, err = f.Step(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// TaskFollower is Follow taken a step at a time, for a transport that
+// holds no goroutine while the task is quiet (the WebSocket's): Open does
+// what Follow does before it first waits, and each Step what it does when
+// woken. Its steps must not overlap; each may run on a goroutine of its
+// own.
+type TaskFollower struct {
+	f   *follower
+	sub *bus.Subscription
+	st  event.TaskChanged // the task's state as last sent
+}
+
+// Open starts following task id's log from seq fromSeq on, as Follow
+// does: it subscribes, checks that the task exists, sends the stored log
+// and the task's state, and, when the task is finished already, the end
+// — done is then true. send runs on the caller's goroutine.
+//
+// With a wake function, the bus calls it when the task has news, under
+// its lock (see bus.SubscribeFunc): it must not block, only arrange for
+// Step to run (not from within wake). With none, Open is Follow's first
+// half, and Follow waits on the bus itself.
+//
+// On an error Open releases what it took and returns no follower;
+// otherwise the caller closes the follower (Close) when it is done with
+// it, done or not.
+func (t Task) Open(ctx context.Context, id string, fromSeq int64, send func(TaskEvent) error, wake func()) (*TaskFollower, bool, error) {
 	// Subscribe first, so that every line stored after the catch-up's last
 	// read is also on the queue: the seam has no gap.
-	sub := t.Bus.Subscribe(event.TaskTopic(id), queueSize)
-	defer sub.Close()
-	f := &follower{t: t, id: id, last: max(fromSeq, 1) - 1, send: send}
-
-	// The stored log first, then the task's state as it is after it: a
-	// reader never sees a status or progress before the lines it follows.
-	if _, err := t.State(ctx, id); err != nil {
-		return err // an unknown task sends nothing
+	f := &TaskFollower{f: &follower{t: t, id: id, last: max(fromSeq, 1) - 1, send: send}}
+	if wake != nil {
+		f.sub = t.Bus.SubscribeFunc(event.TaskTopic(id), queueSize, wake)
+	} else {
+		f.sub = t.Bus.Subscribe(event.TaskTopic(id), queueSize)
 	}
-	st, err := f.resync(ctx)
-	for err == nil {
-		var done bool
-		if done, err = f.settle(ctx, st); done || err != nil {
-			break
-		}
-		if err = loop.wait(ctx, sub.Ready()); err != nil {
-			break
-		}
-		events, lagged := sub.Take()
-		if lagged {
-			// Events were dropped: what was queued is stale. Drop it and
-			// read everything again from the store, which holds every
-			// line that was published and the task's latest state.
-			t.Metrics.Lagged()
-			st, err = f.resync(ctx)
-			continue
-		}
-		st, err = f.events(ctx, events, st)
+	done, err := f.open(ctx)
+	if err != nil {
+		f.Close()
+		return nil, false, err
 	}
-	return err
+	return f, done, nil
 }
+
+// open checks that the task exists, then sends the stored log and the
+// task's state after it, and the end when the task is finished: a reader
+// never sees a status or progress before the lines it follows.
+func (f *TaskFollower) open(ctx context.Context) (done bool, err error) {
+	if _, err := f.f.t.State(ctx, f.f.id); err != nil {
+		return false, err // an unknown task sends nothing
+	}
+	if f.st, err = f.f.resync(ctx); err != nil {
+		return false, err
+	}
+	return f.f.settle(ctx, f.st)
+}
+
+// Step handles what the bus queued since the last step, if anything: the
+// lines and changes in order, or, when the follower lagged, everything
+// again from the store. done is true once the task finished and its end
+// was sent; the follower then has nothing more to send. Step returns the
+// first error of send or of the store; the follow cannot go on after one.
+func (f *TaskFollower) Step(ctx context.Context) (done bool, err error) {
+	events, lagged := f.sub.Take()
+	if lagged {
+		// Events were dropped: what was queued is stale. Drop it and read
+		// everything again from the store, which holds every line that
+		// was published and the task's latest state.
+		f.f.t.Metrics.Lagged()
+		f.st, err = f.f.resync(ctx)
+	} else {
+		f.st, err = f.f.events(ctx, events, f.st)
+	}
+	if err != nil {
+		return false, err
+	}
+	return f.f.settle(ctx, f.st)
+}
+
+// Close stops following: the bus subscription ends, and its wake function
+// is not called again once Close returned. It is safe to call twice.
+func (f *TaskFollower) Close() { f.sub.Close() }
 
 // resync sends the stored lines the reader lacks, then reads the task's
 // state, which the caller sends.
@@ -349,34 +414,76 @@ type Watcher struct {
 // with the latest state, and memory stays bounded. send and loop's hooks
 // run on the caller's goroutine.
 func (w Watcher) Watch(ctx context.Context, topic string, current func(context.Context) (any, error), send func(any) error, loop Loop) error {
-	sub := w.Bus.Subscribe(topic, queueSize)
-	defer sub.Close()
-	resync := func() error {
-		v, err := current(ctx)
-		if err != nil {
-			return err
-		}
-		return send(v)
-	}
-	if err := resync(); err != nil {
+	f, err := w.Open(ctx, topic, current, send, nil)
+	if err != nil {
 		return err
 	}
+	defer f.Close()
 	for {
-		if err := loop.wait(ctx, sub.Ready()); err != nil {
+		if err := loop.wait(ctx, f.sub.Ready()); err != nil {
 			return err
 		}
-		events, lagged := sub.Take()
-		if lagged {
-			w.Metrics.Lagged()
-			if err := resync(); err != nil {
-				return err
-			}
-			continue
-		}
-		for _, v := range events {
-			if err := send(v); err != nil {
-				return err
-			}
+		if err := f.Step(ctx); err != nil {
+			return err
 		}
 	}
 }
+
+// Watch is Watcher.Watch taken a step at a time, as TaskFollower is
+// Task.Follow: Open does what Watch does before it first waits, each Step
+// what it does when woken. Its steps must not overlap.
+type Watch struct {
+	w       Watcher
+	sub     *bus.Subscription
+	current func(context.Context) (any, error)
+	send    func(any) error
+}
+
+// Open subscribes to topic and sends current's value, as Watch does. With
+// a wake function, the bus calls it when the topic has news, under its
+// lock (see bus.SubscribeFunc): it must not block, only arrange for Step
+// to run. On an error Open releases what it took and returns no Watch;
+// otherwise the caller closes it (Close).
+func (w Watcher) Open(ctx context.Context, topic string, current func(context.Context) (any, error), send func(any) error, wake func()) (*Watch, error) {
+	f := &Watch{w: w, current: current, send: send}
+	if wake != nil {
+		f.sub = w.Bus.SubscribeFunc(topic, queueSize, wake)
+	} else {
+		f.sub = w.Bus.Subscribe(topic, queueSize)
+	}
+	if err := f.resync(ctx); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+// Step sends what the bus queued since the last step, in order, or, when
+// the reader lagged, current's value again in place of it. It returns the
+// first error of send or current; the watch cannot go on after one.
+func (f *Watch) Step(ctx context.Context) error {
+	events, lagged := f.sub.Take()
+	if lagged {
+		f.w.Metrics.Lagged()
+		return f.resync(ctx)
+	}
+	for _, v := range events {
+		if err := f.send(v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// resync sends current's value.
+func (f *Watch) resync(ctx context.Context) error {
+	v, err := f.current(ctx)
+	if err != nil {
+		return err
+	}
+	return f.send(v)
+}
+
+// Close stops watching: the bus subscription ends, and its wake function
+// is not called again once Close returned. It is safe to call twice.
+func (f *Watch) Close() { f.sub.Close() }

@@ -317,3 +317,57 @@ func TestFollowSendsTheEventsState(t *testing.T) {
 		t.Errorf("the task's state was read %d times for %d followers and %d changes, want %d", n, followers, changes, 2*followers)
 	}
 }
+
+// TestOpenStep: a follower driven by its wake function — Open, then a Step
+// per wake-up, as a transport with no goroutine waiting drives it — gets
+// every line once, in order, then the end, as Follow does, here after
+// lagging (the lines are written before it steps, more than its queue
+// holds); an unknown task is an error from Open, with nothing sent.
+func TestOpenStep(t *testing.T) {
+	t.Parallel()
+	f, tr := running(t)
+	const n = 3000
+	woken := make(chan struct{}, 1)
+	wake := func() {
+		select {
+		case woken <- struct{}{}:
+		default:
+		}
+	}
+	var seqs []int64
+	var end stream.TaskEvent
+	send := func(ev stream.TaskEvent) error {
+		switch ev.Kind {
+		case stream.KindLog:
+			seqs = append(seqs, ev.Log.Seq)
+		case stream.KindEnd:
+			end = ev
+		}
+		return nil
+	}
+	fol, done, err := f.Open(t.Context(), tr.ID, 0, send, wake)
+	if err != nil || done {
+		t.Fatalf("Open = %v, done %v; want a running follow", err, done)
+	}
+	defer fol.Close()
+	finish(t, f, tr, n)
+	for !done {
+		select {
+		case <-woken:
+		case <-t.Context().Done():
+			t.Fatalf("no wake-up after %d lines", len(seqs))
+		}
+		if done, err = fol.Step(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if end.Kind != stream.KindEnd || end.LastSeq != n {
+		t.Fatalf("end %+v, want the end after seq %d", end, n)
+	}
+	checkExact(t, "stepped", seqs, 1, n)
+
+	sent := false
+	if _, _, err := f.Open(t.Context(), uuid.NewString(), 0, func(stream.TaskEvent) error { sent = true; return nil }, wake); err == nil || sent {
+		t.Errorf("Open of an unknown task = %v, sent %v; want an error and nothing sent", err, sent)
+	}
+}

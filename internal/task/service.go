@@ -304,7 +304,26 @@ func (s *Service) Follow(ctx context.Context, p access.Principal, id string, fro
 	if _, _, err := s.store.FindTask(ctx, id, p.Viewer()); err != nil {
 		return err
 	}
-	return stream.Task{Store: s.store, Bus: s.runner.bus, Metrics: s.streams, State: s.state}.Follow(ctx, id, fromSeq, send, loop)
+	return s.follower().Follow(ctx, id, fromSeq, send, loop)
+}
+
+// OpenFollow is Follow a step at a time, for a transport that holds no
+// goroutine while the task is quiet: it checks that the caller may see
+// the task, then does what stream.Task.Open does — the stored log, the
+// task's state, and the end when the task is finished (done) — and
+// returns the follower, which the caller steps whenever wake was called
+// and closes when done with it. send runs on the goroutine of OpenFollow
+// or of a Step.
+func (s *Service) OpenFollow(ctx context.Context, p access.Principal, id string, fromSeq int64, send func(stream.TaskEvent) error, wake func()) (f *stream.TaskFollower, done bool, err error) {
+	if _, _, err := s.store.FindTask(ctx, id, p.Viewer()); err != nil {
+		return nil, false, err
+	}
+	return s.follower().Open(ctx, id, fromSeq, send, wake)
+}
+
+// follower is the stream follower of the service's tasks.
+func (s *Service) follower() stream.Task {
+	return stream.Task{Store: s.store, Bus: s.runner.bus, Metrics: s.streams, State: s.state}
 }
 
 // workingDir turns a task's working_dir (relative to the workspace) into a

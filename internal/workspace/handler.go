@@ -216,8 +216,21 @@ func (h *Handler) WatchWorkspace(ctx context.Context, req *berthv1.WatchWorkspac
 // "task.status" when a task's status changed, "task.progress" when only
 // its progress did (both with the progress).
 func (s *Service) FollowEvents(ctx context.Context, p access.Principal, id string, send func(*berthv1.WorkspaceEvent) error, loop stream.Loop) error {
+	return s.Follow(ctx, p, id, s.events(ctx, p, send), loop)
+}
+
+// OpenEvents is FollowEvents a step at a time, as OpenFollow is Follow: the
+// caller steps the watch whenever wake was called and closes it when done
+// with it. ctx is the watch's: the steps read the store with it.
+func (s *Service) OpenEvents(ctx context.Context, p access.Principal, id string, send func(*berthv1.WorkspaceEvent) error, wake func()) (*stream.Watch, error) {
+	return s.OpenFollow(ctx, p, id, s.events(ctx, p, send), wake)
+}
+
+// events turns what Follow sends into WorkspaceEvents for send (see
+// FollowEvents), reading a new task from another instance with ctx as p.
+func (s *Service) events(ctx context.Context, p access.Principal, send func(*berthv1.WorkspaceEvent) error) func(any) error {
 	statuses := map[string]store.TaskStatus{} // of the tasks seen running
-	return s.Follow(ctx, p, id, func(v any) error {
+	return func(v any) error {
 		switch v := v.(type) {
 		case event.WorkspaceChanged:
 			return send(&berthv1.WorkspaceEvent{Time: timestamppb.New(v.Time), Kind: KindStatus, Workspace: s.Proto(v.Workspace)})
@@ -252,7 +265,7 @@ func (s *Service) FollowEvents(ctx context.Context, p access.Principal, id strin
 			return send(ev)
 		}
 		return nil
-	}, loop)
+	}
 }
 
 // Visible returns nil when p may see workspace id, and its not-found error

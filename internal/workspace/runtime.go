@@ -113,12 +113,32 @@ func (s *Service) Follow(ctx context.Context, p access.Principal, id string, sen
 	if _, err := s.store.FindWorkspace(ctx, id, p.Viewer()); err != nil {
 		return err
 	}
-	current := func(ctx context.Context) (any, error) {
+	return s.watcher().Watch(ctx, event.WorkspaceTopic(id), s.current(p, id), send, loop)
+}
+
+// OpenFollow is Follow a step at a time, for a transport that holds no
+// goroutine while the workspace is quiet: it checks that the caller may
+// see the workspace and sends its current state, and returns the watch,
+// which the caller steps whenever wake was called and closes when done
+// with it (see stream.Watcher.Open).
+func (s *Service) OpenFollow(ctx context.Context, p access.Principal, id string, send func(any) error, wake func()) (*stream.Watch, error) {
+	if _, err := s.store.FindWorkspace(ctx, id, p.Viewer()); err != nil {
+		return nil, err
+	}
+	return s.watcher().Open(ctx, event.WorkspaceTopic(id), s.current(p, id), send, wake)
+}
+
+// watcher is the stream watcher of the service's workspaces.
+func (s *Service) watcher() stream.Watcher { return stream.Watcher{Bus: s.bus, Metrics: s.streams} }
+
+// current reads workspace id's state as p may see it, for a watch to send
+// first and again when it lagged.
+func (s *Service) current(p access.Principal, id string) func(context.Context) (any, error) {
+	return func(ctx context.Context) (any, error) {
 		w, err := s.store.FindWorkspace(ctx, id, p.Viewer())
 		if err != nil {
 			return nil, err
 		}
 		return event.WorkspaceChanged{Workspace: w, Time: s.now().UTC()}, nil
 	}
-	return stream.Watcher{Bus: s.bus, Metrics: s.streams}.Watch(ctx, event.WorkspaceTopic(id), current, send, loop)
 }

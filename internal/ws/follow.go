@@ -11,11 +11,13 @@ import (
 	"github.com/berthhq/berth/internal/task"
 )
 
-// followTask sends task id's log after seq since, its status and progress,
-// and its end, as the Connect stream StreamTaskLogs does, each the
-// StreamTaskLogs message's payload (task.Payload) as JSON.
-func (s *session) followTask(ctx context.Context, p access.Principal, id string, since int64, emit func(string, []byte) error) error {
-	return s.h.cfg.Tasks.Follow(ctx, p, id, stream.After(since), func(ev stream.TaskEvent) error {
+// openTask opens the follow of task id's log after seq since, its status
+// and progress, and its end, as the Connect stream StreamTaskLogs sends
+// them, each the StreamTaskLogs message's payload (task.Payload) as JSON:
+// the catch-up is sent when it returns, the rest as the follower is
+// stepped (see subscription).
+func (s *session) openTask(ctx context.Context, p access.Principal, id string, since int64, emit func(string, []byte) error, wake func()) (*stream.TaskFollower, bool, error) {
+	return s.h.cfg.Tasks.OpenFollow(ctx, p, id, stream.After(since), func(ev stream.TaskEvent) error {
 		if ev.Line != nil {
 			// A line from the bus: its data is encoded once for every
 			// subscriber of the task.
@@ -34,7 +36,7 @@ func (s *session) followTask(ctx context.Context, p access.Principal, id string,
 			return err
 		}
 		return emit(action, b)
-	}, stream.Loop{})
+	}, wake)
 }
 
 // logData is a log line's event data, as followTask sends any line.
@@ -43,14 +45,15 @@ func logData(e store.LogEntry) ([]byte, error) {
 	return stream.JSON.Marshal(data)
 }
 
-// followWorkspace sends workspace id's state, then its status changes and
-// its tasks' lifecycle events, as the Connect stream WatchWorkspace does.
-func (s *session) followWorkspace(ctx context.Context, p access.Principal, id string, emit func(string, []byte) error) error {
-	return s.h.cfg.Workspaces.FollowEvents(ctx, p, id, func(ev *berthv1.WorkspaceEvent) error {
+// openWorkspace opens the follow of workspace id: its state is sent when
+// it returns, then its status changes and its tasks' lifecycle events as
+// the watch is stepped, as the Connect stream WatchWorkspace sends them.
+func (s *session) openWorkspace(ctx context.Context, p access.Principal, id string, emit func(string, []byte) error, wake func()) (*stream.Watch, error) {
+	return s.h.cfg.Workspaces.OpenEvents(ctx, p, id, func(ev *berthv1.WorkspaceEvent) error {
 		b, err := stream.JSON.Marshal(ev)
 		if err != nil {
 			return err
 		}
 		return emit(ev.GetKind(), b)
-	}, stream.Loop{})
+	}, wake)
 }

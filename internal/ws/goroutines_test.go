@@ -21,13 +21,29 @@ import (
 )
 
 // TestGoroutinesPerConnection: an idle WebSocket with one subscription
-// costs the goroutine that reads it and the one that follows the
-// subscription — no writer, pinger or shutdown watcher of its own — beyond
-// what a bare coder/websocket handler that reads its connection costs,
-// plus a constant for the whole handler. Not parallel: it counts the
-// process's goroutines.
+// costs only the goroutine that reads it — no follower while the
+// subscription has nothing to send, no writer, pinger or shutdown watcher
+// of its own — beyond what a bare coder/websocket handler that reads its
+// connection costs, plus a constant for the whole handler. Not parallel:
+// it counts the process's goroutines.
 func TestGoroutinesPerConnection(t *testing.T) {
 	const conns = 30
+	floor := bareFloor(t, conns)
+	f := newFixture(t)
+	got := goroutinesPerConnections(t, f.srv.URL, f.channel, conns)
+	t.Logf("%d idle connections: bare coder/websocket adds %d goroutines, berth with a subscription each %d", conns, floor, got)
+	const constant = 3 // the keep-alive wheel's goroutine, and slack
+	if got > floor+constant {
+		t.Errorf("%d idle WebSockets with one subscription add %d goroutines, bare ones %d: %.1f of berth's own per connection, want none",
+			conns, got, floor, float64(got-floor)/conns)
+	}
+}
+
+// bareFloor returns by how many goroutines n idle connections to a bare
+// coder/websocket handler, which writes a frame then reads its connection,
+// grow the process.
+func bareFloor(t *testing.T, n int) int {
+	t.Helper()
 	bare := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c, err := websocket.Accept(w, r, &websocket.AcceptOptions{Subprotocols: []string{ws.Subprotocol}})
 		if err != nil {
@@ -43,22 +59,25 @@ func TestGoroutinesPerConnection(t *testing.T) {
 			}
 		}
 	}))
-	t.Cleanup(bare.Close)
-	floor := goroutinesPerConnections(t, bare.URL, "", conns)
-
-	url, channel := subscribable(t)
-	got := goroutinesPerConnections(t, url, channel, conns)
-	t.Logf("%d idle connections: bare coder/websocket adds %d goroutines, berth with a subscription each %d", conns, floor, got)
-	const constant = 3 // the keep-alive wheel's goroutine, and slack
-	if got > floor+conns+constant {
-		t.Errorf("%d idle WebSockets with one subscription add %d goroutines, bare ones %d: %.1f of berth's own per connection, want 1 (the follower)",
-			conns, got, floor, float64(got-floor)/conns)
-	}
+	defer bare.Close()
+	return goroutinesPerConnections(t, bare.URL, "", n)
 }
 
-// subscribable serves /ws over a real task service on SQLite, with a
-// running task, and returns the server's URL and the task's channel.
-func subscribable(t *testing.T) (url, channel string) {
+// fixture is /ws served over real task and workspace services on SQLite,
+// with a user's running task in a workspace of theirs.
+type fixture struct {
+	st      *store.Store
+	events  *bus.Bus
+	user    *store.User
+	ws      *store.Workspace
+	task    *store.TaskRecord
+	srv     *httptest.Server
+	channel string // the task's
+}
+
+// newFixture serves /ws as a user with a running task; it stops when the
+// test ends.
+func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	ctx := t.Context()
 	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "berth.db"))
@@ -79,37 +98,49 @@ func subscribable(t *testing.T) (url, channel string) {
 	if err := st.CreateTaskRecord(ctx, tr); err != nil {
 		t.Fatal(err)
 	}
-	srv := serveAs(t, st, bus.New(), u)
-	return srv.URL, event.TaskTopic(tr.ID)
+	events := bus.New()
+	return &fixture{st: st, events: events, user: u, ws: w, task: tr, srv: serveAs(t, st, events, u), channel: event.TaskTopic(tr.ID)}
 }
 
-// goroutinesPerConnections opens n WebSockets to url, subscribes each to
-// channel (unless empty) and reads up to its first event, and returns by
-// how many the process's goroutines grew once they settled. The client
+// goroutinesPerConnections opens n idle WebSockets to url as dialIdle
+// does, and returns by how many the process's goroutines grew once they
+// settled. The client
 // connections run no goroutine of their own (nothing reads them after the
 // first event). They are closed before it returns.
 func goroutinesPerConnections(t *testing.T, url, channel string, n int) int {
 	t.Helper()
 	before := settledGoroutines(t)
-	conns := make([]*websocket.Conn, 0, n)
+	conns := dialIdle(t, url, channel, n)
 	defer func() {
 		for _, c := range conns {
 			_ = c.CloseNow()
 		}
 		settledGoroutines(t)
 	}()
+	return settledGoroutines(t) - before
+}
+
+// dialIdle opens n WebSockets to url, subscribes each to channel and reads
+// up to its first event, or, with no channel, pings it and reads the pong,
+// and returns them open.
+func dialIdle(t *testing.T, url, channel string, n int) []*websocket.Conn {
+	t.Helper()
 	ctx := t.Context()
+	conns := make([]*websocket.Conn, 0, n)
 	for range n {
 		c, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(url, "http")+"/ws", &websocket.DialOptions{Subprotocols: []string{ws.Subprotocol}})
 		if err != nil {
 			t.Fatal(err)
 		}
 		conns = append(conns, c)
-		if channel != "" {
-			b, _ := json.Marshal(ws.Message{Type: "subscribe", ID: "s", Channel: channel})
-			if err := c.Write(ctx, websocket.MessageText, b); err != nil {
-				t.Fatal(err)
-			}
+		t.Cleanup(func() { _ = c.CloseNow() })
+		first := ws.Message{Type: "subscribe", ID: "s", Channel: channel}
+		if channel == "" {
+			first = ws.Message{Type: "ping", ID: "p"}
+		}
+		b, _ := json.Marshal(first)
+		if err := c.Write(ctx, websocket.MessageText, b); err != nil {
+			t.Fatal(err)
 		}
 		for {
 			_, b, err := c.Read(ctx)
@@ -120,12 +151,12 @@ func goroutinesPerConnections(t *testing.T, url, channel string, n int) int {
 			if err := json.Unmarshal(b, &m); err != nil || m.Type == "error" {
 				t.Fatalf("frame %s (%v)", b, err)
 			}
-			if m.Type == "event" {
+			if m.Type == "event" || m.Type == "pong" {
 				break
 			}
 		}
 	}
-	return settledGoroutines(t) - before
+	return conns
 }
 
 // settledGoroutines waits until the number of goroutines stays the same

@@ -18,13 +18,14 @@ import (
 )
 
 // session is one open connection: a reader (run, on the request's
-// goroutine), a goroutine per subscription, which writes its events
-// itself, and one per command in flight. There is no writer goroutine and
-// no queue of frames: coder/websocket serialises writes (control frames —
-// ping, pong, close — go between data frames), and a write that takes no
-// bytes for the stall timeout drops the client (see write). Keep-alive
-// pings start from the handler's shared wheel, on a goroutine that lives
-// only while a ping waits for its pong.
+// goroutine), a goroutine per subscription only while it has events to
+// write (see subscription), which writes them itself, and one per command
+// in flight. There is no writer goroutine and no queue of frames:
+// coder/websocket serialises writes (control frames — ping, pong, close —
+// go between data frames), and a write that takes no bytes for the stall
+// timeout drops the client (see write). Keep-alive pings start from the
+// handler's shared wheel, on a goroutine that lives only while a ping
+// waits for its pong.
 type session struct {
 	h       *Handler
 	conn    *websocket.Conn
@@ -47,11 +48,6 @@ type session struct {
 	// subscription past the first (see trim).
 	extra []func()
 	wg    sync.WaitGroup
-}
-
-type subscription struct {
-	cancel context.CancelFunc
-	done   chan struct{}
 }
 
 func newSession(h *Handler, conn *websocket.Conn, recheck func(context.Context) (access.Principal, error)) *session {
@@ -309,52 +305,18 @@ func (s *session) subscribe(m Message) {
 		s.extra = append(s.extra, release)
 	}
 	ctx, cancel := context.WithCancel(s.ctx)
-	sub := &subscription{cancel: cancel, done: make(chan struct{})}
+	sub := &subscription{s: s, m: m, ctx: ctx, cancel: cancel, done: make(chan struct{})}
+	sub.running.Store(true) // the opening goroutine's, below
+	sub.stopWake = context.AfterFunc(ctx, sub.wake)
 	s.subs[m.Channel] = sub
 	s.trim()
+	// Until it ends, the subscription holds a place in the wait group: the
+	// goroutines its wake-ups start, at any time, then join a group that
+	// is not empty, which the session may wait on.
+	s.wg.Add(1)
 	s.mu.Unlock()
 
-	s.goSafe(func() {
-		defer close(sub.done)
-		defer cancel()
-		acked := false
-		emit := func(action string, data []byte) error {
-			if !acked {
-				acked = true
-				if !s.sendCtx(ctx, Message{Type: "subscribed", ID: m.ID, Channel: m.Channel}) {
-					return context.Canceled
-				}
-			}
-			if ctx.Err() != nil { // unsubscribed: not one event after the ack
-				return ctx.Err()
-			}
-			if !s.sendCtx(ctx, Message{Type: "event", Channel: m.Channel, Action: action, Data: data}) {
-				return context.Canceled
-			}
-			s.h.cfg.Metrics.Sent(stream.TransportWebSocket)
-			return nil
-		}
-		var err error
-		if kind == "task" {
-			err = s.followTask(ctx, p, id, m.Since, emit)
-		} else {
-			err = s.followWorkspace(ctx, p, id, emit)
-		}
-		s.mu.Lock()
-		if s.subs[m.Channel] == sub {
-			delete(s.subs, m.Channel)
-		}
-		s.trim()
-		s.mu.Unlock()
-		if err != nil && ctx.Err() == nil && !errors.Is(err, context.Canceled) {
-			if !acked {
-				s.failOn(m, err)
-			} else {
-				s.h.cfg.Logger.Warn("a WebSocket subscription failed", "channel", m.Channel, "error", err.Error())
-				s.failOn(Message{Type: "subscribe", Channel: m.Channel}, err)
-			}
-		}
-	})
+	s.goSafe(func() { sub.run(func() (bool, error) { return sub.open(kind, id, p) }) })
 }
 
 // decodeFrame reads a frame from the client: JSON text shaped like

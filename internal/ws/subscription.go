@@ -1,0 +1,166 @@
+package ws
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+
+	"github.com/berthhq/berth/internal/access"
+	"github.com/berthhq/berth/internal/stream"
+)
+
+// subscription is one channel a connection follows. It holds no goroutine
+// while the channel is quiet: a goroutine opens the follow (the catch-up)
+// and ends, and the bus's wake-up, or the subscription's end, starts one
+// that steps the follow until nothing is queued, then ends too.
+//
+// One goroutine at a time holds the subscription's token (running): it
+// alone opens, steps and ends the follow. A wake-up sets pending and, when
+// no goroutine holds the token, takes it and starts one; the goroutine
+// lets the token go only after its last step, and looks at pending once
+// more after that, so a wake-up that came during a step is never lost.
+// The goroutine that ends the subscription keeps the token for ever: no
+// step runs after the end.
+type subscription struct {
+	s      *session
+	m      Message // the subscribe frame
+	ctx    context.Context
+	cancel context.CancelFunc
+	// done is closed once the subscription has let go of everything: its
+	// bus subscription, its place in the session and its stream slot.
+	done chan struct{}
+	// stopWake stops the wake-up at the end of ctx (unsubscribe, the
+	// session closing): with no goroutine waiting, the end of ctx is a
+	// wake-up like the bus's, and the goroutine it starts ends the
+	// subscription.
+	stopWake func() bool
+
+	running atomic.Bool // the token: a goroutine opens, steps or ends the follow
+	pending atomic.Bool // news since the last step's look at the bus
+
+	// Used only by the goroutine holding the token.
+	step    func(context.Context) (done bool, err error)
+	release func() // closes the follow; nil before it opened
+	acked   bool   // the subscribed frame was sent
+}
+
+// wake is the bus's wake-up, and ctx's end: it never blocks (it runs under
+// the bus's lock), only starts a goroutine to step the follow when none
+// holds the token. That goroutine is the session's (goSafe): a
+// subscription that did not end holds a place in the session's wait group
+// (see subscribe), so starting one while the session waits is allowed.
+func (sub *subscription) wake() {
+	sub.pending.Store(true)
+	if sub.running.CompareAndSwap(false, true) {
+		sub.s.goSafe(func() { sub.run(sub.stepOnce) })
+	}
+}
+
+// stepOnce handles what is queued for the follow.
+func (sub *subscription) stepOnce() (bool, error) {
+	sub.pending.Store(false)
+	return sub.step(sub.ctx)
+}
+
+// run holds the token: it calls first (the opening, or a step), then steps
+// while there is news, and lets the token go when there is none. The end
+// of the follow, an error, or the end of ctx ends the subscription; a panic
+// ends it too, before the session closes.
+func (sub *subscription) run(first func() (bool, error)) {
+	returned := false
+	defer func() {
+		if !returned {
+			sub.end(nil) // panicking: goSafe then closes the session
+		}
+	}()
+	for next := first; ; next = sub.stepOnce {
+		if sub.ctx.Err() != nil {
+			returned = true
+			sub.end(nil)
+			return
+		}
+		done, err := next()
+		if done || err != nil {
+			returned = true
+			sub.end(err)
+			return
+		}
+		sub.running.Store(false)
+		if !sub.pending.Load() || !sub.running.CompareAndSwap(false, true) {
+			returned = true
+			return // idle, or a wake-up's goroutine took over
+		}
+	}
+}
+
+// open opens the follow of what the subscription names, as p, from the
+// subscribe frame's since: its catch-up is sent by the time it returns,
+// and done is true when the task was finished and its end sent.
+func (sub *subscription) open(kind, id string, p access.Principal) (done bool, err error) {
+	if kind == "task" {
+		f, done, err := sub.s.openTask(sub.ctx, p, id, sub.m.Since, sub.emit, sub.wake)
+		if err != nil {
+			return false, err
+		}
+		sub.step, sub.release = f.Step, f.Close
+		return done, nil
+	}
+	w, err := sub.s.openWorkspace(sub.ctx, p, id, sub.emit, sub.wake)
+	if err != nil {
+		return false, err
+	}
+	sub.step = func(ctx context.Context) (bool, error) { return false, w.Step(ctx) } // a workspace's watch never ends
+	sub.release = w.Close
+	return false, nil
+}
+
+// emit sends one event of the subscription, preceded by the subscribed
+// ack when it is the first.
+func (sub *subscription) emit(action string, data []byte) error {
+	s := sub.s
+	if !sub.acked {
+		sub.acked = true
+		if !s.sendCtx(sub.ctx, Message{Type: "subscribed", ID: sub.m.ID, Channel: sub.m.Channel}) {
+			return context.Canceled
+		}
+	}
+	if sub.ctx.Err() != nil { // unsubscribed: not one event after the ack
+		return sub.ctx.Err()
+	}
+	if !s.sendCtx(sub.ctx, Message{Type: "event", Channel: sub.m.Channel, Action: action, Data: data}) {
+		return context.Canceled
+	}
+	s.h.cfg.Metrics.Sent(stream.TransportWebSocket)
+	return nil
+}
+
+// end lets go of everything the subscription holds — the follow's bus
+// subscription, the wake-up at ctx's end, its place in the session and its
+// stream slot — and tells the client why it ended when err is not the
+// subscription's own end: an error frame for the subscribe request before
+// the ack, or for the channel after it. Then done closes, and the session
+// may finish waiting. Only the goroutine holding the token calls it, once.
+func (sub *subscription) end(err error) {
+	s := sub.s
+	defer s.wg.Done() // the place subscribe took in the session's wait group
+	defer close(sub.done)
+	defer sub.cancel()
+	sub.stopWake()
+	if sub.release != nil {
+		sub.release() // no bus wake-up once it returned
+	}
+	s.mu.Lock()
+	if s.subs[sub.m.Channel] == sub {
+		delete(s.subs, sub.m.Channel)
+	}
+	s.trim()
+	s.mu.Unlock()
+	if err != nil && sub.ctx.Err() == nil && !errors.Is(err, context.Canceled) {
+		if !sub.acked {
+			s.failOn(sub.m, err)
+		} else {
+			s.h.cfg.Logger.Warn("a WebSocket subscription failed", "channel", sub.m.Channel, "error", err.Error())
+			s.failOn(Message{Type: "subscribe", Channel: sub.m.Channel}, err)
+		}
+	}
+}
