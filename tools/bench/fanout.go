@@ -140,20 +140,22 @@ func closeSubscribers(subs []*subscriber) {
 }
 
 // steadyWindow is the middle of a run whose agents write for d seconds:
-// from a second after the first line's first receipt to a second before
-// the agents' last write is due (the first receipt plus d). It is empty
-// (ok false) for a run too short to have one, of under 3 s.
+// from a second after the last subscriber's first receipt to a second
+// before the first subscriber's last line is due (its first receipt plus
+// d), so that it lies inside every agent's writing however far apart the
+// agents started. It is empty (ok false) for a run too short to have one.
 func steadyWindow(subs []*subscriber, d float64) (from, to int64, ok bool) {
-	first := int64(math.MaxInt64)
+	first, last := int64(math.MaxInt64), int64(math.MinInt64)
 	for _, s := range subs {
 		if len(s.recv) > 0 {
-			first = min(first, s.recv[0])
+			first, last = min(first, s.recv[0]), max(last, s.recv[0])
 		}
 	}
-	if first == math.MaxInt64 || d < 3 {
+	if first == math.MaxInt64 {
 		return 0, 0, false
 	}
-	return first + int64(time.Second), first + int64((d-1)*float64(time.Second)), true
+	from, to = last+int64(time.Second), first+int64((d-1)*float64(time.Second))
+	return from, to, to-from >= int64(time.Second)
 }
 
 // fill sums up the subscribers' counts and latencies.

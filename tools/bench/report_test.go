@@ -24,7 +24,8 @@ func sampleReport() *report {
 		}},
 		Idle: []idlePair{{Kind: kindSSE, Berth: streamResult{Streams: 10, KiBPerStream: 27}, Floor: streamResult{Streams: 10, KiBPerStream: 24}}},
 		Fanout: []fanoutResult{
-			{Tasks: 1, Subscribers: 1000, Rate: 200, Offered: 200000, Achieved: 190000, Steady: 201000, P50: 3, P99: 20},
+			{Tasks: 1, Subscribers: 1000, Rate: 240, Offered: 240000, Achieved: 190000, Steady: 201000, P50: 3, P99: 20},
+			{Tasks: 1, Subscribers: 1000, Rate: 200, Offered: 200000, Achieved: 190000, Steady: 200500, P50: 3, P99: 20},
 			{Tasks: 1, Subscribers: 150, Rate: 200, Offered: 30000, Achieved: 30000, Steady: 30000, Lost: 2, P50: 3, P99: 20},
 		},
 		Ingest: []ingestResult{{Name: "BenchmarkIngest/sqlite", LinesPerSec: 150000}, {Name: "BenchmarkIngest/postgres", LinesPerSec: 99000}},
@@ -56,8 +57,10 @@ func TestRowsJudgeTheTargets(t *testing.T) {
 		{"GetWorkspace open loop 5000 req/s, p99", true, false},
 		{"GetWorkspace open loop 5000 req/s, p50", false, false},
 		{"RSS per idle SSE stream (task log), 10 streams", true, true},                             // 27 KiB, 1.125×
-		{"SSE fan-out 1×1000 at 200 lines/s, deliveries sustained (offered 200000/s)", true, true}, // the steady figure, not the whole run's
-		{"SSE fan-out 1×1000 at 200 lines/s, deliveries over the whole run", false, false},
+		{"SSE fan-out 1×1000 at 240 lines/s, deliveries sustained (offered 240000/s)", true, true}, // the steady figure, not the whole run's
+		{"SSE fan-out 1×1000 at 240 lines/s, deliveries over the whole run", false, false},
+		{"SSE fan-out 1×1000 at 200 lines/s, deliveries sustained (offered 200000/s)", false, false}, // offered the target's rate exactly: no judgement
+		{"SSE fan-out 1×1000 at 240 lines/s, latency p99", false, false},
 		{"SSE fan-out 1×1000 at 200 lines/s, latency p99", false, false}, // not the latency run
 		{"SSE fan-out 1×150 at 200 lines/s, latency p99", true, false},   // lost lines
 		{"SSE fan-out 1×150 at 200 lines/s, lost + duplicated", true, false},
