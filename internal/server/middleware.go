@@ -18,6 +18,7 @@ import (
 
 	"github.com/berthhq/berth/internal/access"
 	"github.com/berthhq/berth/internal/auth"
+	"github.com/berthhq/berth/internal/stream"
 	"github.com/berthhq/berth/internal/telemetry"
 )
 
@@ -163,28 +164,42 @@ func observe(logger *slog.Logger, metrics *httpMetrics, trusted []netip.Prefix, 
 		addr := sourceAddress(r, trusted)
 		ctx := context.WithValue(r.Context(), requestInfoKey{}, info)
 		ctx = access.WithRequest(ctx, access.Request{ID: id, SourceAddress: addr, UserAgent: r.UserAgent()})
+		// A handler that serves its connection past its return (a
+		// hijacked stream) detaches the request: it is completed when
+		// the stream ends. finish keeps no reference to the request or
+		// its writer, which would hold the connection's buffers.
+		var detached func() // the finish of a detached request
+		ctx = stream.WithDetach(ctx, func(r *http.Request) func() {
+			end, ctx := endOf(r), r.Context()
+			detached = sync.OnceFunc(func() { end.finish(ctx, logger, metrics, st, start) })
+			return detached
+		})
 		r = r.WithContext(ctx)
 		metrics.inFlight.Inc()
 		defer func() {
-			metrics.inFlight.Dec()
 			if p := recover(); p != nil {
 				if p == http.ErrAbortHandler {
+					if detached != nil {
+						detached()
+					} else {
+						metrics.inFlight.Dec()
+					}
 					panic(p)
 				}
 				logger.ErrorContext(r.Context(), "panic serving request", "panic", p)
-				if rec.status == 0 {
+				if detached != nil {
+					detached() // its stream may never finish it
+				} else if rec.status == 0 {
 					http.Error(rec, "internal error", http.StatusInternalServerError)
 				}
 			}
-			status := rec.status
-			if status == 0 {
-				status = http.StatusOK
+			if detached != nil {
+				// The writer is the handler's no more: the stream must
+				// not keep the connection's buffers alive through it.
+				rec.ResponseWriter = nil
+				return
 			}
-			route := routeLabel(r.Pattern)
-			elapsed := time.Since(start)
-			telemetry.EndRequest(r.Context(), r.Method, route, status)
-			metrics.observe(r.Method, route, status, elapsed)
-			logRequest(r, logger, info, rec, status, elapsed)
+			endOf(r).finish(r.Context(), logger, metrics, st, start)
 		}()
 		next.ServeHTTP(rec, r)
 	})
@@ -197,9 +212,34 @@ type requestState struct {
 	rec  statusRecorder
 }
 
-// logRequest writes the access log line of a request served.
-func logRequest(r *http.Request, logger *slog.Logger, info *requestInfo, rec *statusRecorder, status int, elapsed time.Duration) {
-	if !logger.Enabled(r.Context(), slog.LevelInfo) {
+// requestEnd is what completing a request needs of it.
+type requestEnd struct {
+	method, pattern, path, remote, proto string
+}
+
+// endOf is r's requestEnd, once routed.
+func endOf(r *http.Request) requestEnd {
+	return requestEnd{method: r.Method, pattern: r.Pattern, path: r.URL.Path, remote: r.RemoteAddr, proto: r.Proto}
+}
+
+// finish completes a request started at start: the in-flight gauge, its
+// span's name and status, its metrics and its access log line.
+func (e requestEnd) finish(ctx context.Context, logger *slog.Logger, metrics *httpMetrics, st *requestState, start time.Time) {
+	metrics.inFlight.Dec()
+	status := st.rec.status
+	if status == 0 {
+		status = http.StatusOK
+	}
+	route := routeLabel(e.pattern)
+	elapsed := time.Since(start)
+	telemetry.EndRequest(ctx, e.method, route, status)
+	metrics.observe(e.method, route, status, elapsed)
+	e.log(ctx, logger, &st.info, &st.rec, status, elapsed)
+}
+
+// log writes the access log line of a request served.
+func (e requestEnd) log(ctx context.Context, logger *slog.Logger, info *requestInfo, rec *statusRecorder, status int, elapsed time.Duration) {
+	if !logger.Enabled(ctx, slog.LevelInfo) {
 		return
 	}
 	info.mu.Lock()
@@ -207,13 +247,13 @@ func logRequest(r *http.Request, logger *slog.Logger, info *requestInfo, rec *st
 	info.mu.Unlock()
 	attrs := make([]slog.Attr, 0, 9)
 	attrs = append(attrs,
-		slog.String("method", r.Method),
-		slog.String("path", r.URL.Path),
+		slog.String("method", e.method),
+		slog.String("path", e.path),
 		slog.Int("status", status),
 		slog.Int64("bytes", rec.bytes),
 		slog.Duration("duration", elapsed),
-		slog.String("remote", r.RemoteAddr),
-		slog.String("proto", r.Proto),
+		slog.String("remote", e.remote),
+		slog.String("proto", e.proto),
 	)
 	if user != "" {
 		attrs = append(attrs, slog.String("user", user))
@@ -221,7 +261,7 @@ func logRequest(r *http.Request, logger *slog.Logger, info *requestInfo, rec *st
 	if code != "" {
 		attrs = append(attrs, slog.String("code", code))
 	}
-	logger.LogAttrs(r.Context(), slog.LevelInfo, "request", attrs...)
+	logger.LogAttrs(ctx, slog.LevelInfo, "request", attrs...)
 }
 
 // routeLabel is the route label of a request served by pattern: the
