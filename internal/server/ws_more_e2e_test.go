@@ -372,3 +372,42 @@ func TestWSCommandRate(t *testing.T) {
 		t.Errorf("limited commands counted %v, want 1", v)
 	}
 }
+
+// TestWebSocketRequestEndsWithItsSession: the WebSocket's session outlives
+// its handler (which returns once the handshake is done, see ws.Handler),
+// yet its request is counted in flight for as long as the session lasts,
+// and its metrics — status 101, a duration that covers the session — are
+// recorded when the session ends, not when the handler returned.
+func TestWebSocketRequestEndsWithItsSession(t *testing.T) {
+	t.Parallel()
+	e := newStreamEnv(t)
+	const (
+		inFlight = "berth_http_requests_in_flight"
+		served   = `berth_http_requests_total{code="101",method="GET",route="/ws"}`
+		count    = `berth_http_request_duration_seconds_count{method="GET",route="/ws"}`
+		sum      = `berth_http_request_duration_seconds_sum{method="GET",route="/ws"}`
+	)
+	c := mustDialWS(t, e, e.token)
+	opened := time.Now()
+	wsSend(t, c, wsMessage{Type: "ping", ID: "p"})
+	if m := wsRead(t, c); m.Type != "pong" {
+		t.Fatalf("got %+v, want a pong", m)
+	}
+	waitMetric(t, e.srv, inFlight, 1)
+	time.Sleep(300 * time.Millisecond) // the session lasts a while
+	if got := metric(t, e.srv, served); got != 0 {
+		t.Fatalf("%s = %v while the session is open, want 0", served, got)
+	}
+	if err := c.Close(websocket.StatusNormalClosure, ""); err != nil {
+		t.Fatal(err)
+	}
+	lasted := time.Since(opened)
+	waitMetric(t, e.srv, served, 1)
+	waitMetric(t, e.srv, inFlight, 0)
+	if got := metric(t, e.srv, count); got != 1 {
+		t.Fatalf("%s = %v, want 1", count, got)
+	}
+	if got := metric(t, e.srv, sum); got < 0.3 || got > lasted.Seconds()+1 {
+		t.Errorf("the WebSocket's request took %.3fs by its metrics; its session lasted %.3fs", got, lasted.Seconds())
+	}
+}

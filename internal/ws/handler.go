@@ -157,7 +157,6 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.refuse(w, r, "admitting a WebSocket failed", err)
 		return
 	}
-	defer release()
 	// The server's read and write timeouts are for requests, not for a
 	// connection that lives as long as its client wants.
 	rc := http.NewResponseController(w)
@@ -168,10 +167,24 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		InsecureSkipVerify: true, // the origin was checked above, with the same-origin rule and the allow-list
 	})
 	if err != nil {
+		release()
 		return // Accept answered the request
 	}
 	conn.SetReadLimit(h.cfg.MaxMessageBytes)
-	newSession(h, conn, cred.Recheck).run(context.WithoutCancel(r.Context()))
+	// The connection is the session's now. It runs on a goroutine of its
+	// own, whose stack starts small and stays so, and the request's
+	// goroutine — grown deep by the middleware, the credentials' check and
+	// the handshake — ends, with net/http's hold on the connection. The
+	// request is completed (access log, metrics) when the session ends.
+	finish := stream.Detach(r)
+	sess := newSession(h, conn, cred.Recheck)
+	ctx := context.WithoutCancel(r.Context())
+	go func() {
+		defer finish()
+		defer release()
+		defer h.cfg.Metrics.Panics().Recover(h.cfg.Logger, stream.TransportWebSocket, sess.failed)
+		sess.run(ctx)
+	}()
 }
 
 // admit asks Config.Admit, if set, for a stream slot of p.

@@ -17,8 +17,9 @@ import (
 	"github.com/berthhq/berth/internal/stream"
 )
 
-// session is one open connection: a reader (run, on the request's
-// goroutine), a goroutine per subscription only while it has events to
+// session is one open connection: a reader (run, on a goroutine the
+// handler starts once the handshake is done; the request's own goroutine
+// ends), a goroutine per subscription only while it has events to
 // write (see subscription), which writes them itself, and one per command
 // in flight. There is no writer goroutine and no queue of frames:
 // coder/websocket serialises writes (control frames — ping, pong, close —
