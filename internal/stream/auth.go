@@ -30,7 +30,7 @@ type Auth struct {
 // CredentialHeaders are the request headers that carry credentials (in
 // canonical form): Authenticate must read none but these, which are all a
 // stream keeps of its request to re-check them.
-var CredentialHeaders = []string{"Authorization", "X-Api-Key", "Cookie"}
+var CredentialHeaders = [...]string{"Authorization", "X-Api-Key", "Cookie"}
 
 // Credential is what a stream was opened with.
 type Credential struct {
@@ -66,15 +66,23 @@ func (a Auth) Resolve(r *http.Request, target string, spare ...string) (Credenti
 		return c, err
 	}
 	p, err := a.Authenticate(r)
-	// Only the headers that carry credentials are kept for the re-checks:
-	// the stream holds them for as long as it is open.
-	header := make(http.Header, len(CredentialHeaders))
-	for _, k := range CredentialHeaders {
+	// Only the headers that carry credentials are kept for the re-checks,
+	// as their values alone: the stream holds them for as long as it is
+	// open, and a header map for each is not what an idle stream should
+	// cost.
+	var kept [len(CredentialHeaders)][]string
+	for i, k := range CredentialHeaders {
 		if v := r.Header.Values(k); len(v) > 0 {
-			header[k] = slices.Clone(v)
+			kept[i] = slices.Clone(v)
 		}
 	}
 	return Credential{Principal: p, recheck: func(ctx context.Context) (access.Principal, error) {
+		header := make(http.Header, len(CredentialHeaders))
+		for i, k := range CredentialHeaders {
+			if kept[i] != nil {
+				header[k] = kept[i]
+			}
+		}
 		return a.Authenticate((&http.Request{Header: header}).WithContext(ctx))
 	}}, err
 }

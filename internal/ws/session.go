@@ -31,7 +31,7 @@ type session struct {
 	h       *Handler
 	conn    *websocket.Conn
 	recheck func(context.Context) (access.Principal, error)
-	limit   *rate.Limiter
+	limit   *rate.Limiter // made at the first command (only the reader uses it)
 	cmds    chan struct{} // semaphore of commands in flight
 	pinging atomic.Bool   // a keep-alive ping waits for its pong
 
@@ -54,9 +54,8 @@ type session struct {
 func newSession(h *Handler, conn *websocket.Conn, recheck func(context.Context) (access.Principal, error)) *session {
 	return &session{
 		h: h, conn: conn, recheck: recheck,
-		limit: h.limiter(),
-		cmds:  make(chan struct{}, maxCommands),
-		subs:  map[string]*subscription{},
+		cmds: make(chan struct{}, maxCommands),
+		subs: map[string]*subscription{},
 	}
 }
 
@@ -132,6 +131,9 @@ func (s *session) run(ctx context.Context) {
 		case "unsubscribe":
 			s.unsubscribe(m)
 		case "command":
+			if s.limit == nil { // made at the first command: most connections send none
+				s.limit = s.h.limiter()
+			}
 			if !s.limit.Allow() {
 				s.commandFailed(m, fault.New(fault.ErrResourceExhausted, "too many commands on this connection; slow down"))
 				continue
