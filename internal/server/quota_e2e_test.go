@@ -280,6 +280,9 @@ func TestConnectStreamSlots(t *testing.T) {
 	e := newQuotaEnv(t, "--max-streams-per-user", "2")
 	for _, p := range []protocol{protocols[0], protocols[3]} {
 		t.Run(p.name, func(t *testing.T) {
+			// The streams of the protocol before end on the server a
+			// moment after their clients ended them.
+			waitMetric(t, e.srv, "berth_streams_held", 0)
 			c := e.srv.clients(p)
 			watch := func() (func(), error) {
 				ctx, cancel := context.WithCancel(as(t.Context(), e.admin))
