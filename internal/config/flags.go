@@ -69,7 +69,7 @@ func newFlagSet(c *Config, p *problems) *flagSet {
 	s.str(&c.Addr, "addr", "host:port", "127.0.0.1:8080",
 		"Main listener: the API over Connect, gRPC and gRPC-Web (HTTP/1.1 and unencrypted HTTP/2), `/health` and `/ready`. Port 0 picks a free port.")
 	s.fn("admin-addr", "host:port", "127.0.0.1:9090",
-		"Admin listener serving Prometheus `/metrics`. Keep it off the public network. Empty or `off` disables it (use `off` in the environment, where an empty variable counts as unset).",
+		"Admin listener serving Prometheus `/metrics` and Go's profiles under `/debug/pprof/` (heap, goroutines, CPU, traces: `go tool pprof http://127.0.0.1:9090/debug/pprof/heap`). Keep it off the public network. Empty or `off` disables it (use `off` in the environment, where an empty variable counts as unset).",
 		func(v string) error {
 			if strings.EqualFold(strings.TrimSpace(v), "off") {
 				v = ""
