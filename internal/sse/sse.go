@@ -202,9 +202,14 @@ func (h *Handler) taskLogs(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	defer release()
-	h.serve(w, r, recheck, func(ctx context.Context, c *conn) error {
+	h.stream(w, r, release, recheck, func(ctx context.Context, c *conn) error {
 		return h.Tasks.Follow(ctx, p, id, stream.After(since), c.taskEvent, c.loop)
+	}, func(ctx context.Context, d *detached) (func(context.Context) (bool, error), func(), bool, error) {
+		f, done, err := h.Tasks.OpenFollow(ctx, p, id, stream.After(since), d.taskEvent, d.wake)
+		if err != nil {
+			return nil, nil, false, err
+		}
+		return f.Step, f.Close, done, nil
 	})
 }
 
@@ -223,10 +228,30 @@ func (h *Handler) workspaceEvents(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	defer release()
-	h.serve(w, r, recheck, func(ctx context.Context, c *conn) error {
+	h.stream(w, r, release, recheck, func(ctx context.Context, c *conn) error {
 		return h.Workspaces.FollowEvents(ctx, p, id, c.workspaceEvent, c.loop)
+	}, func(ctx context.Context, d *detached) (func(context.Context) (bool, error), func(), bool, error) {
+		watch, err := h.Workspaces.OpenEvents(ctx, p, id, d.workspaceEvent, d.wake)
+		if err != nil {
+			return nil, nil, false, err
+		}
+		// A workspace's watch never ends by itself.
+		return func(ctx context.Context) (bool, error) { return false, watch.Step(ctx) }, watch.Close, false, nil
 	})
+}
+
+// stream serves an admitted stream, whose slot release gives back: on its
+// connection past the handler's return when it can (detach), otherwise on
+// the request's goroutine (serve, with follow). open and follow are the
+// same follow of the stream's source, a step at a time and whole.
+func (h *Handler) stream(w http.ResponseWriter, r *http.Request, release func(), recheck func(context.Context) error, follow func(context.Context, *conn) error, open opener) {
+	ok, finish := h.detach(w, r, release, recheck, open)
+	if ok {
+		return
+	}
+	defer finish()
+	defer release()
+	h.serve(w, r, recheck, follow)
 }
 
 // open admits p's stream to target (a slot and the request budget) and,
@@ -265,7 +290,8 @@ func seq(s string) (int64, error) {
 	return n, nil
 }
 
-// serve runs one stream: the SSE headers and a retry hint, then follow's
+// serve runs one stream on the request's goroutine (an HTTP/2 stream, or
+// a writer that cannot be hijacked; see detach for the others): the SSE headers and a retry hint, then follow's
 // messages, with heartbeat comments in between, until follow ends (the
 // task ended, the client left, its credentials stopped working — checked
 // with recheck at every heartbeat — or the server shuts down). Everything
