@@ -42,7 +42,7 @@ var errPanicked = errors.New("a step of the stream panicked")
 // call d.wake when there is news, and returns how to step the follower and
 // how to close it; done is true when the follow ended already (a finished
 // task's end was sent). On an error it holds nothing.
-type opener func(ctx context.Context, d *detached) (step func(context.Context) (bool, error), close func(), done bool, err error)
+type opener func(ctx context.Context, d *detached) (step func(context.Context) (bool, error), closeFollow func(), done bool, err error)
 
 // detached is one stream served past its handler's return, on the raw
 // connection of an HTTP/1.x request (hijacked): with no request goroutine,
@@ -114,12 +114,14 @@ func (h *Handler) detach(w http.ResponseWriter, r *http.Request, release func(),
 		d.timeout = writeTimeout
 	}
 	d.ctx, d.cancel = context.WithCancel(context.WithoutCancel(r.Context()))
+	h.detached.Add(1)
 	d.closed = h.Metrics.Opened(stream.TransportSSE)
 	d.running.Store(true) // this goroutine opens the stream
-	d.stopLife = context.AfterFunc(h.life, d.cancel)
+	d.stopLife = context.AfterFunc(h.life, d.stop)
 	d.stopWake = context.AfterFunc(d.ctx, d.wake)
 	d.beat = h.beats.StartFunc(d.due)
 	header := w.Header()
+	_ = conn.SetReadDeadline(time.Time{}) // the server's, for requests
 	go d.read()
 	d.safe(func() (bool, error) { return d.open(header, open) })
 	return true, nil
@@ -137,6 +139,14 @@ func (d *detached) read() {
 			return
 		}
 	}
+}
+
+// stop ends the stream at Shutdown: its context, and a write in progress
+// (see flush), so that a client that takes no bytes does not hold the
+// shutdown for the stall timeout.
+func (d *detached) stop() {
+	d.cancel()
+	_ = d.conn.SetWriteDeadline(time.Now())
 }
 
 // due is the heartbeat wheel's call: it must not block, so it asks the
@@ -194,7 +204,6 @@ func (d *detached) run(first func() (bool, error)) {
 // server's, the resume cookie), and the event stream's — and the retry
 // hint, then opens the follower, whose catch-up it sends.
 func (d *detached) open(header http.Header, open opener) (bool, error) {
-	_ = d.conn.SetReadDeadline(time.Time{}) // the server's, for requests
 	header.Set("Content-Type", "text/event-stream")
 	header.Set("Cache-Control", "no-cache")
 	header.Set("X-Accel-Buffering", "no")
@@ -289,6 +298,11 @@ func (d *detached) flush() error {
 		return nil
 	}
 	_ = d.conn.SetWriteDeadline(time.Now().Add(d.timeout))
+	// After the deadline: a stop that comes later cuts the write short.
+	if err := d.ctx.Err(); err != nil {
+		d.buf.Reset()
+		return err
+	}
 	_, err := d.conn.Write(d.buf.Bytes())
 	if d.buf.Cap() > keepSize {
 		d.buf = bytes.Buffer{}
@@ -296,6 +310,8 @@ func (d *detached) flush() error {
 		d.buf.Reset()
 	}
 	switch {
+	case err != nil && d.ctx.Err() != nil:
+		return err // stopped, or the client left: not slow
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		d.h.Metrics.Dropped(stream.TransportSSE, "slow")
 		return err
@@ -317,6 +333,7 @@ func (d *detached) end(err error) {
 		return
 	}
 	d.ended = true
+	defer d.h.detached.Done()
 	defer d.finish()
 	defer d.closed()
 	defer d.release()

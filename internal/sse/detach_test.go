@@ -209,7 +209,8 @@ func TestSlowClientDropped(t *testing.T) {
 
 // TestShutdownEndsDetachedStreams: Shutdown ends every open stream, each
 // idle on its connection with no goroutine waiting but its reader: the
-// clients see their streams end, and every stream lets go of everything.
+// clients see their streams end, every stream lets go of everything, and
+// Wait, which the server calls before it closes the store, returns.
 func TestShutdownEndsDetachedStreams(t *testing.T) {
 	t.Parallel()
 	w := newWatched(t, nil)
@@ -219,6 +220,11 @@ func TestShutdownEndsDetachedStreams(t *testing.T) {
 		readers = append(readers, br)
 	}
 	w.h.Shutdown()
+	ctx, cancel := context.WithDeadline(t.Context(), deadline(t).Add(-5*time.Second))
+	defer cancel()
+	if err := w.h.Wait(ctx); err != nil {
+		t.Fatalf("the streams did not end at shutdown: %v", err)
+	}
 	for _, br := range readers {
 		// The rest of the stream, up to its end (the read would fail at
 		// the test's deadline otherwise).

@@ -26,6 +26,7 @@ import (
 	"math"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	gosse "github.com/tmaxmax/go-sse"
@@ -91,6 +92,10 @@ type Handler struct {
 	// beats signals every stream's heartbeat (and credential re-check)
 	// from one goroutine for the whole handler.
 	beats *stream.Wheel
+	// detached counts the streams served past their handler's return
+	// (see detach), which http.Server.Shutdown does not wait for: Wait
+	// does.
+	detached sync.WaitGroup
 }
 
 // New returns the SSE handler.
@@ -108,6 +113,24 @@ func New(cfg Config) *Handler {
 // reconnect (after the retry hint) and resume where they were. Register it
 // with http.Server.RegisterOnShutdown.
 func (h *Handler) Shutdown() { h.shutdown() }
+
+// Wait waits until every stream served on its own connection (see detach)
+// has ended and let go of everything, as http.Server.Shutdown waits for
+// handlers: call it after Shutdown, before closing what the streams read
+// (the store). It returns ctx's error if ctx ends first.
+func (h *Handler) Wait(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() {
+		h.detached.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
 
 // Mux is where Mount registers the streams (an *http.ServeMux, or the
 // server's mux that records its routes).
