@@ -12,10 +12,22 @@
 // the follower and hide the 401/404 decided before the stream starts.
 //
 // sse is a transport above the domain: it calls the task and workspace
-// services (task.Service.Follow, workspace.Service.FollowEvents) exactly as
-// the Connect streams do, with their access rules, and sends their one
-// conversion of events to API messages (task.StreamResponse,
-// WorkspaceEvent) as JSON written with stream.JSON, as the WebSocket does.
+// services (task.Service.OpenFollow and Follow, workspace.Service.OpenEvents
+// and FollowEvents) exactly as the Connect streams do, with their access
+// rules, and sends their one conversion of events to API messages
+// (task.StreamResponse, WorkspaceEvent) as JSON written with stream.JSON,
+// as the WebSocket does.
+//
+// An HTTP/1.x stream is served on its own connection once its handler
+// returns (detach): the handler decides everything that can be refused,
+// then hijacks the connection, writes the response's head itself and
+// leaves; the stream then holds one goroutine while idle, the reader that
+// notices its client leave, and is stepped by short-lived goroutines when
+// the bus has news, as the WebSocket's subscriptions are. That drops the
+// request's goroutine, net/http's per-connection buffers and the
+// response's maps, which cost an idle stream more than its socket. An
+// HTTP/2 stream (and a writer that cannot be hijacked) runs on its
+// request's goroutine instead (serve).
 package sse
 
 import (
