@@ -166,16 +166,18 @@ func TestLeavingClientReleasesStream(t *testing.T) {
 	if slots, open := w.slots.Load(), w.open(t); slots != n || open != n {
 		t.Fatalf("%d streams open: %d slots taken, gauge at %v", n, slots, open)
 	}
-	// One reader per stream, and the heartbeat wheel's goroutine.
-	if grew := settledGoroutines(t) - before; grew > n+1 {
-		t.Errorf("%d idle streams added %d goroutines, want at most %d", n, grew, n+1)
+	// One reader per stream, the heartbeat wheel's goroutine, and one
+	// of the runtime's coming or going.
+	if grew := settledGoroutines(t) - before; grew > n+2 {
+		t.Errorf("%d idle streams added %d goroutines, want at most %d", n, grew, n+2)
 	}
 	for _, c := range conns {
 		_ = c.Close()
 	}
 	w.released(t)
-	// The wheel's goroutine may outlive its last timer by a slot.
-	if grew := settledGoroutines(t) - before; grew > 1 {
+	// The wheel's goroutine may outlive its last timer by a slot; one
+	// of the runtime's may come or go.
+	if grew := settledGoroutines(t) - before; grew > 2 {
 		t.Errorf("%d goroutines left behind by closed streams", grew)
 	}
 }
@@ -202,7 +204,8 @@ func TestSlowClientDropped(t *testing.T) {
 		return "not dropped"
 	})
 	w.released(t)
-	if grew := settledGoroutines(t) - before; grew > 1 {
+	// The wheel's goroutine, and one of the runtime's coming or going.
+	if grew := settledGoroutines(t) - before; grew > 2 {
 		t.Errorf("%d goroutines left behind by the dropped stream", grew)
 	}
 }
