@@ -249,6 +249,12 @@ func (s *Server) Serve(ctx context.Context, ln, adminLn net.Listener) error {
 			_ = srv.Close()
 		}
 	}
+	// The SSE streams served on their own connections, which Shutdown
+	// does not track, end with it (see sse.Handler.Shutdown): wait for
+	// them before the store they read closes.
+	if err := s.streams.Wait(shutdownCtx); err != nil {
+		shutdownErrs = append(shutdownErrs, fmt.Errorf("waiting for the SSE streams: %w", err))
+	}
 	return errors.Join(append(shutdownErrs, serveErr)...)
 }
 

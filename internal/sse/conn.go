@@ -184,11 +184,20 @@ func logFrame(e store.LogEntry) ([]byte, error) {
 // workspaceEvent writes a workspace's event: its kind as the event type,
 // the WorkspaceEvent as JSON data.
 func (c *conn) workspaceEvent(ev *berthv1.WorkspaceEvent) error {
-	b, err := stream.JSON.Marshal(ev)
+	m, err := workspaceMessage(ev)
 	if err != nil {
 		return err
 	}
+	return c.event(m)
+}
+
+// workspaceMessage is a workspace's event as an SSE message.
+func workspaceMessage(ev *berthv1.WorkspaceEvent) (*gosse.Message, error) {
+	b, err := stream.JSON.Marshal(ev)
+	if err != nil {
+		return nil, err
+	}
 	m := &gosse.Message{Type: gosse.Type(ev.GetKind())}
 	m.AppendData(string(b))
-	return c.event(m)
+	return m, nil
 }

@@ -42,9 +42,17 @@ type rig struct {
 	task   *store.TaskRecord
 	wsID   string
 	tokens map[string]access.Principal // bearer token → principal
+	h      *sse.Handler
 }
 
 func newRig(t *testing.T) *rig {
+	t.Helper()
+	return newRigWith(t, nil)
+}
+
+// newRigWith is newRig with the handler's config changed by configure
+// (when not nil) before the handler is built.
+func newRigWith(t *testing.T, configure func(*sse.Config)) *rig {
 	t.Helper()
 	ctx := t.Context()
 	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "berth.db"))
@@ -75,12 +83,17 @@ func newRig(t *testing.T) *rig {
 	workspaces := workspace.NewService(workspace.Deps{Store: st, Bus: r.bus, Logger: logger, Now: time.Now, TaskProto: task.ToProto})
 	runner := task.NewRunner(st, nil, workspaces, r.bus, prometheus.NewRegistry(), logger, time.Now, task.RunnerConfig{})
 	tasks := task.NewService(st, runner, task.Budget{}, task.Limits{}, time.Now, nil)
-	h := sse.New(sse.Config{
+	cfg := sse.Config{
 		Auth: stream.Auth{Authenticate: func(req *http.Request) (access.Principal, error) {
 			return r.tokens[strings.TrimPrefix(req.Header.Get("Authorization"), "Bearer ")], nil
 		}},
 		Tasks: tasks, Workspaces: workspaces, Logger: logger,
-	})
+	}
+	if configure != nil {
+		configure(&cfg)
+	}
+	h := sse.New(cfg)
+	r.h = h
 	mux := http.NewServeMux()
 	h.Mount(mux)
 	srv := httptest.NewServer(mux)

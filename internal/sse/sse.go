@@ -12,10 +12,22 @@
 // the follower and hide the 401/404 decided before the stream starts.
 //
 // sse is a transport above the domain: it calls the task and workspace
-// services (task.Service.Follow, workspace.Service.FollowEvents) exactly as
-// the Connect streams do, with their access rules, and sends their one
-// conversion of events to API messages (task.StreamResponse,
-// WorkspaceEvent) as JSON written with stream.JSON, as the WebSocket does.
+// services (task.Service.OpenFollow and Follow, workspace.Service.OpenEvents
+// and FollowEvents) exactly as the Connect streams do, with their access
+// rules, and sends their one conversion of events to API messages
+// (task.StreamResponse, WorkspaceEvent) as JSON written with stream.JSON,
+// as the WebSocket does.
+//
+// An HTTP/1.x stream is served on its own connection once its handler
+// returns (detach): the handler decides everything that can be refused,
+// then hijacks the connection, writes the response's head itself and
+// leaves; the stream then holds one goroutine while idle, the reader that
+// notices its client leave, and is stepped by short-lived goroutines when
+// the bus has news, as the WebSocket's subscriptions are. That drops the
+// request's goroutine, net/http's per-connection buffers and the
+// response's maps, which cost an idle stream more than its socket. An
+// HTTP/2 stream (and a writer that cannot be hijacked) runs on its
+// request's goroutine instead (serve).
 package sse
 
 import (
@@ -26,6 +38,7 @@ import (
 	"math"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	gosse "github.com/tmaxmax/go-sse"
@@ -91,6 +104,10 @@ type Handler struct {
 	// beats signals every stream's heartbeat (and credential re-check)
 	// from one goroutine for the whole handler.
 	beats *stream.Wheel
+	// detached counts the streams served past their handler's return
+	// (see detach), which http.Server.Shutdown does not wait for: Wait
+	// does.
+	detached sync.WaitGroup
 }
 
 // New returns the SSE handler.
@@ -108,6 +125,24 @@ func New(cfg Config) *Handler {
 // reconnect (after the retry hint) and resume where they were. Register it
 // with http.Server.RegisterOnShutdown.
 func (h *Handler) Shutdown() { h.shutdown() }
+
+// Wait waits until every stream served on its own connection (see detach)
+// has ended and let go of everything, as http.Server.Shutdown waits for
+// handlers: call it after Shutdown, before closing what the streams read
+// (the store). It returns ctx's error if ctx ends first.
+func (h *Handler) Wait(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() {
+		h.detached.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
 
 // Mux is where Mount registers the streams (an *http.ServeMux, or the
 // server's mux that records its routes).
@@ -202,9 +237,14 @@ func (h *Handler) taskLogs(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	defer release()
-	h.serve(w, r, recheck, func(ctx context.Context, c *conn) error {
+	h.stream(w, r, release, recheck, func(ctx context.Context, c *conn) error {
 		return h.Tasks.Follow(ctx, p, id, stream.After(since), c.taskEvent, c.loop)
+	}, func(ctx context.Context, d *detached) (func(context.Context) (bool, error), func(), bool, error) {
+		f, done, err := h.Tasks.OpenFollow(ctx, p, id, stream.After(since), d.taskEvent, d.wake)
+		if err != nil {
+			return nil, nil, false, err
+		}
+		return f.Step, f.Close, done, nil
 	})
 }
 
@@ -223,10 +263,30 @@ func (h *Handler) workspaceEvents(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	defer release()
-	h.serve(w, r, recheck, func(ctx context.Context, c *conn) error {
+	h.stream(w, r, release, recheck, func(ctx context.Context, c *conn) error {
 		return h.Workspaces.FollowEvents(ctx, p, id, c.workspaceEvent, c.loop)
+	}, func(ctx context.Context, d *detached) (func(context.Context) (bool, error), func(), bool, error) {
+		watch, err := h.Workspaces.OpenEvents(ctx, p, id, d.workspaceEvent, d.wake)
+		if err != nil {
+			return nil, nil, false, err
+		}
+		// A workspace's watch never ends by itself.
+		return func(ctx context.Context) (bool, error) { return false, watch.Step(ctx) }, watch.Close, false, nil
 	})
+}
+
+// stream serves an admitted stream, whose slot release gives back: on its
+// connection past the handler's return when it can (detach), otherwise on
+// the request's goroutine (serve, with follow). open and follow are the
+// same follow of the stream's source, a step at a time and whole.
+func (h *Handler) stream(w http.ResponseWriter, r *http.Request, release func(), recheck func(context.Context) error, follow func(context.Context, *conn) error, open opener) {
+	ok, finish := h.detach(w, r, release, recheck, open)
+	if ok {
+		return
+	}
+	defer finish()
+	defer release()
+	h.serve(w, r, recheck, follow)
 }
 
 // open admits p's stream to target (a slot and the request budget) and,
@@ -265,7 +325,8 @@ func seq(s string) (int64, error) {
 	return n, nil
 }
 
-// serve runs one stream: the SSE headers and a retry hint, then follow's
+// serve runs one stream on the request's goroutine (an HTTP/2 stream, or
+// a writer that cannot be hijacked; see detach for the others): the SSE headers and a retry hint, then follow's
 // messages, with heartbeat comments in between, until follow ends (the
 // task ended, the client left, its credentials stopped working — checked
 // with recheck at every heartbeat — or the server shuts down). Everything
