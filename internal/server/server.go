@@ -255,6 +255,10 @@ func (s *Server) Serve(ctx context.Context, ln, adminLn net.Listener) error {
 	if err := s.streams.Wait(shutdownCtx); err != nil {
 		shutdownErrs = append(shutdownErrs, fmt.Errorf("waiting for the SSE streams: %w", err))
 	}
+	// So do the WebSocket sessions (see ws.Handler.Wait).
+	if err := s.sockets.Wait(shutdownCtx); err != nil {
+		shutdownErrs = append(shutdownErrs, fmt.Errorf("waiting for the WebSocket sessions: %w", err))
+	}
 	return errors.Join(append(shutdownErrs, serveErr)...)
 }
 

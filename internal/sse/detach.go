@@ -114,7 +114,7 @@ func (h *Handler) detach(w http.ResponseWriter, r *http.Request, release func(),
 		d.timeout = writeTimeout
 	}
 	d.ctx, d.cancel = context.WithCancel(context.WithoutCancel(r.Context()))
-	h.detached.Add(1)
+	h.detached.Add()
 	d.closed = h.Metrics.Opened(stream.TransportSSE)
 	d.running.Store(true) // this goroutine opens the stream
 	d.stopLife = context.AfterFunc(h.life, d.stop)

@@ -38,7 +38,6 @@ import (
 	"math"
 	"net/http"
 	"strconv"
-	"sync"
 	"time"
 
 	gosse "github.com/tmaxmax/go-sse"
@@ -107,7 +106,7 @@ type Handler struct {
 	// detached counts the streams served past their handler's return
 	// (see detach), which http.Server.Shutdown does not wait for: Wait
 	// does.
-	detached sync.WaitGroup
+	detached stream.Group
 }
 
 // New returns the SSE handler.
@@ -130,19 +129,7 @@ func (h *Handler) Shutdown() { h.shutdown() }
 // has ended and let go of everything, as http.Server.Shutdown waits for
 // handlers: call it after Shutdown, before closing what the streams read
 // (the store). It returns ctx's error if ctx ends first.
-func (h *Handler) Wait(ctx context.Context) error {
-	done := make(chan struct{})
-	go func() {
-		h.detached.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
+func (h *Handler) Wait(ctx context.Context) error { return h.detached.Wait(ctx) }
 
 // Mux is where Mount registers the streams (an *http.ServeMux, or the
 // server's mux that records its routes).

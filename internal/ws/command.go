@@ -94,10 +94,12 @@ func (s *session) command(m Message) {
 	s.send(Message{Type: "result", ID: m.ID, Action: m.Action, Data: b})
 }
 
-// commandFailed sends a command's error frame and counts the command.
+// commandFailed counts the command, then sends its error frame: a client
+// that reads the frame finds the command counted.
 func (s *session) commandFailed(m Message, err error) {
-	body := s.fail(m.ID, m.Action, err)
+	body := s.h.cfg.Errors(s.ctx, m.Action, err)
 	s.h.cfg.Metrics.Command(actionLabel(m.Action), body.Code)
+	s.sendError(m.ID, m.Action, body)
 }
 
 // actionLabel is a command's action as a metric label: the names clients

@@ -89,7 +89,17 @@ type Handler struct {
 	// pings starts every connection's keep-alive ping (and credential
 	// re-check) from one goroutine for the whole handler.
 	pings *stream.Wheel
+	// sessions counts the sessions running, each past its handler's
+	// return (see Wait).
+	sessions stream.Group
 }
+
+// Wait waits until every session has ended and let go of everything:
+// http.Server.Shutdown does not wait for a hijacked connection, so the
+// server calls it after Shutdown (which ends the sessions, see Shutdown),
+// before it closes the store that commands and subscriptions read. It
+// returns ctx's error if ctx ends first.
+func (h *Handler) Wait(ctx context.Context) error { return h.sessions.Wait(ctx) }
 
 // New returns the WebSocket handler.
 func New(cfg Config) *Handler {
@@ -179,7 +189,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	finish := stream.Detach(r)
 	sess := newSession(h, conn, cred.Recheck)
 	ctx := context.WithoutCancel(r.Context())
+	h.sessions.Add()
 	go func() {
+		defer h.sessions.Done()
 		defer finish()
 		defer release()
 		defer h.cfg.Metrics.Panics().Recover(h.cfg.Logger, stream.TransportWebSocket, sess.failed)

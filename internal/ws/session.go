@@ -252,9 +252,14 @@ func (s *session) sendFrame(ctx context.Context, b []byte) bool {
 // fail sends an error frame for request id, and returns its body.
 func (s *session) fail(id, action string, err error) ErrorBody {
 	body := s.h.cfg.Errors(s.ctx, action, err)
+	s.sendError(id, action, body)
+	return body
+}
+
+// sendError sends an error frame for request id with body.
+func (s *session) sendError(id, action string, body ErrorBody) {
 	data, _ := json.Marshal(body)
 	s.send(Message{Type: "error", ID: id, Action: action, Data: data})
-	return body
 }
 
 // failOn sends an error frame for a subscription request.
