@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/berthhq/berth/internal/fault"
+	"github.com/berthhq/berth/internal/taskdoc"
 )
 
 // CreateTaskRecord stores a new task. It is the one way tasks enter the
@@ -166,6 +167,39 @@ func (s *Store) FindTask(ctx context.Context, id string, v Viewer) (*TaskRecord,
 		return nil, "", fmt.Errorf("find task: %w", err)
 	}
 	return t, accessRole(&Workspace{OwnerID: owner}, memberRole, v), nil
+}
+
+// TaskState is what a task's followers need of it: where it belongs, its
+// status and its progress.
+type TaskState struct {
+	WorkspaceID string
+	Status      TaskStatus
+	Progress    *taskdoc.Progress
+}
+
+// FindTaskState reads task id's state, as an admin would, without the
+// rest of its record: a stream reads it when it starts and when it
+// lagged, and the whole record (prompt, configuration, result, tags) is
+// most of what reading a task costs. No such task is a
+// fault.ErrNotFound.
+func (s *Store) FindTaskState(ctx context.Context, id string) (TaskState, error) {
+	var (
+		st     TaskState
+		status string
+		prog   sql.NullString
+	)
+	err := s.conn().queryRow(ctx, `SELECT workspace_id, status, progress FROM tasks WHERE id = ?`, id).Scan(&st.WorkspaceID, &status, &prog)
+	if errors.Is(err, sql.ErrNoRows) {
+		return TaskState{}, fault.NotFound("task")
+	}
+	if err != nil {
+		return TaskState{}, fmt.Errorf("find task state: %w", err)
+	}
+	st.Status = TaskStatus(status)
+	if err := decodeDoc("progress", prog, &st.Progress); err != nil {
+		return TaskState{}, fmt.Errorf("task %s: %w", id, err)
+	}
+	return st, nil
 }
 
 // ListTasks returns one page of the tasks f.Viewer may see that match f,

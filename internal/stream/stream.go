@@ -206,13 +206,11 @@ func (t Task) Open(ctx context.Context, id string, fromSeq int64, send func(Task
 	return f, done, nil
 }
 
-// open checks that the task exists, then sends the stored log and the
-// task's state after it, and the end when the task is finished: a reader
-// never sees a status or progress before the lines it follows.
+// open sends the stored log and the task's state after it, and the end
+// when the task is finished: a reader never sees a status or progress
+// before the lines it follows. An unknown task sends nothing: it has no
+// stored line, and reading its state then fails.
 func (f *TaskFollower) open(ctx context.Context) (done bool, err error) {
-	if _, err := f.f.t.State(ctx, f.f.id); err != nil {
-		return false, err // an unknown task sends nothing
-	}
 	if f.st, err = f.f.resync(ctx); err != nil {
 		return false, err
 	}

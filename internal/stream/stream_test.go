@@ -311,10 +311,10 @@ func TestFollowSendsTheEventsState(t *testing.T) {
 			t.Fatalf("last event %v, want the end", last)
 		}
 	}
-	// Two reads per follower when it starts (the task exists; its state
-	// after the catch-up), none per change.
-	if n := reads.Load(); n != 2*followers {
-		t.Errorf("the task's state was read %d times for %d followers and %d changes, want %d", n, followers, changes, 2*followers)
+	// One read per follower when it starts (its state after the
+	// catch-up), none per change.
+	if n := reads.Load(); n != followers {
+		t.Errorf("the task's state was read %d times for %d followers and %d changes, want %d", n, followers, changes, followers)
 	}
 }
 

@@ -33,13 +33,17 @@ func EventProgressToProto(p event.Progress) *berthv1.TaskProgress {
 	return &berthv1.TaskProgress{Current: p.Current, Total: p.Total, Percentage: p.Percentage, Message: p.Message}
 }
 
-// state reads task id's state from the store, for stream.Task.
+// state reads task id's state from the store, for stream.Task: its
+// status and progress alone, which is all a follower needs (never
+// Created, the whole record a workspace's watchers announce).
 func (s *Service) state(ctx context.Context, id string) (event.TaskChanged, error) {
-	rec, _, err := s.store.FindTask(ctx, id, store.Viewer{Admin: true})
+	st, err := s.store.FindTaskState(ctx, id)
 	if err != nil {
 		return event.TaskChanged{}, err
 	}
-	return Changed(rec), nil
+	ev := Changed(&store.TaskRecord{ID: id, WorkspaceID: st.WorkspaceID, Status: st.Status, Progress: st.Progress})
+	ev.Created = nil
+	return ev, nil
 }
 
 // StreamResponse is a followed task's event as the API's message: the one

@@ -23,6 +23,7 @@ var taskQueueTests = []test{
 	{"Finish", testFinishTask},
 	{"RenewLease", testRenewLease},
 	{"Progress", testSetTaskProgress},
+	{"State", testFindTaskState},
 	{"FailInterrupted", testFailInterrupted},
 	{"FailExpiredLeases", testFailExpiredLeases},
 	{"FailExpiredLeasesConcurrent", testFailExpiredLeasesConcurrent},
@@ -236,6 +237,25 @@ func testSetTaskProgress(t *testing.T, e *env) {
 	wantFault(t, e.s.SetTaskProgress(e.ctx, uuid.NewString(), &taskdoc.Progress{}, nil, nil), fault.ErrNotFound)
 	wantFault(t, e.s.SetTaskProgress(e.ctx, uuid.NewString(), nil, ptr("s"), nil), fault.ErrNotFound)
 	wantFault(t, e.s.SetTaskProgress(e.ctx, uuid.NewString(), nil, nil, nil), fault.ErrNotFound)
+}
+
+// testFindTaskState: a task's state is what its record says of its
+// workspace, status and progress, before and after the progress is set;
+// no such task is not found.
+func testFindTaskState(t *testing.T, e *env) {
+	owner := e.user()
+	w := e.workspace(owner)
+	tr := e.task(w, store.TaskRunning)
+	st, err := e.s.FindTaskState(e.ctx, tr.ID)
+	must(t, err)
+	equal(t, "state", st, store.TaskState{WorkspaceID: w.ID, Status: store.TaskRunning})
+	must(t, e.s.SetTaskProgress(e.ctx, tr.ID, &taskdoc.Progress{Current: 3, Total: 10, Percentage: 30, Message: "turn 3"}, nil, nil))
+	st, err = e.s.FindTaskState(e.ctx, tr.ID)
+	must(t, err)
+	got := e.findTask(tr.ID)
+	equal(t, "state", st, store.TaskState{WorkspaceID: got.WorkspaceID, Status: got.Status, Progress: got.Progress})
+	_, err = e.s.FindTaskState(e.ctx, uuid.NewString())
+	wantFault(t, err, fault.ErrNotFound)
 }
 
 func testFailInterrupted(t *testing.T, e *env) {
