@@ -99,6 +99,10 @@ func (s *session) goSafe(fn func()) {
 
 func (s *session) run(ctx context.Context) {
 	s.ctx, s.cancel = context.WithCancel(ctx)
+	// The session's end wakes its subscriptions, which then end: a
+	// subscription holds no goroutine that would see it. Never stopped:
+	// it fires at the cancel below, before the wait for them.
+	context.AfterFunc(s.ctx, s.wakeSubscriptions)
 	defer s.h.cfg.Metrics.Opened(stream.TransportWebSocket)()
 	defer s.releaseExtra()
 	defer s.wg.Wait()
@@ -315,7 +319,6 @@ func (s *session) subscribe(m Message) {
 	ctx, cancel := context.WithCancel(s.ctx)
 	sub := &subscription{s: s, m: m, ctx: ctx, cancel: cancel, done: make(chan struct{})}
 	sub.running.Store(true) // the opening goroutine's, below
-	sub.stopWake = context.AfterFunc(ctx, sub.wake)
 	s.subs[m.Channel] = sub
 	s.trim()
 	// Until it ends, the subscription holds a place in the wait group: the
@@ -371,9 +374,19 @@ func (s *session) unsubscribe(m Message) {
 	s.mu.Unlock()
 	if ok {
 		sub.cancel()
+		sub.wake() // its goroutine, if it has none running, sees the end and ends it
 		<-sub.done
 	}
 	s.send(Message{Type: "unsubscribed", ID: m.ID, Channel: m.Channel})
+}
+
+// wakeSubscriptions wakes every subscription, at the session's end.
+func (s *session) wakeSubscriptions() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, sub := range s.subs {
+		sub.wake()
+	}
 }
 
 // trim gives back the extra stream slots the subscriptions no longer need:

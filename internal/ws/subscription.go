@@ -29,11 +29,6 @@ type subscription struct {
 	// done is closed once the subscription has let go of everything: its
 	// bus subscription, its place in the session and its stream slot.
 	done chan struct{}
-	// stopWake stops the wake-up at the end of ctx (unsubscribe, the
-	// session closing): with no goroutine waiting, the end of ctx is a
-	// wake-up like the bus's, and the goroutine it starts ends the
-	// subscription.
-	stopWake func() bool
 
 	running atomic.Bool // the token: a goroutine opens, steps or ends the follow
 	pending atomic.Bool // news since the last step's look at the bus
@@ -44,8 +39,9 @@ type subscription struct {
 	acked   bool   // the subscribed frame was sent
 }
 
-// wake is the bus's wake-up, and ctx's end: it never blocks (it runs under
-// the bus's lock), only starts a goroutine to step the follow when none
+// wake is the bus's wake-up, and the call that follows the end of ctx (an
+// unsubscribe, the session's end: see unsubscribe and wakeSubscriptions):
+// it never blocks (the bus calls it under its lock), only starts a goroutine to step the follow when none
 // holds the token. That goroutine is the session's (goSafe): a
 // subscription that did not end holds a place in the session's wait group
 // (see subscribe), so starting one while the session waits is allowed.
@@ -135,8 +131,7 @@ func (sub *subscription) emit(action string, data []byte) error {
 }
 
 // end lets go of everything the subscription holds — the follow's bus
-// subscription, the wake-up at ctx's end, its place in the session and its
-// stream slot — and tells the client why it ended when err is not the
+// subscription, its place in the session and its stream slot — and tells the client why it ended when err is not the
 // subscription's own end: an error frame for the subscribe request before
 // the ack, or for the channel after it. Then done closes, and the session
 // may finish waiting. Only the goroutine holding the token calls it, once.
@@ -145,7 +140,6 @@ func (sub *subscription) end(err error) {
 	defer s.wg.Done() // the place subscribe took in the session's wait group
 	defer close(sub.done)
 	defer sub.cancel()
-	sub.stopWake()
 	if sub.release != nil {
 		sub.release() // no bus wake-up once it returned
 	}
