@@ -126,24 +126,46 @@ func (c *conn) heartbeat(ctx context.Context, recheck func(context.Context) erro
 	return c.flush()
 }
 
-// taskEvent writes a task's event: its kind as the event type, the
-// payload (task.Payload) as JSON data, and, for a log line, its seq as the
-// id (the end's id is endID). A line from the bus is encoded once for all
-// its subscribers, and those bytes written (see logFrame).
-func (c *conn) taskEvent(ev stream.TaskEvent) error {
+// eventWriter is where a stream's events go: a conn (the request's
+// goroutine) or a detached stream (its own connection).
+type eventWriter interface {
+	// frame writes an event already encoded as an SSE frame.
+	frame(b []byte) error
+	// event writes m, an event.
+	event(m *gosse.Message) error
+}
+
+// writeTaskEvent writes a task's event to w: its kind as the event type,
+// the payload (task.Payload) as JSON data, and, for a log line, its seq as
+// the id (the end's id is endID). A line from the bus is encoded once for
+// all its subscribers, and those bytes written (see logFrame).
+func writeTaskEvent(w eventWriter, ev stream.TaskEvent) error {
 	if ev.Line != nil {
 		b, err := ev.Line.Encoded(event.FormatSSE, logFrame)
 		if err != nil {
 			return err
 		}
-		return c.frame(b)
+		return w.frame(b)
 	}
 	m, ok, err := taskMessage(ev)
 	if !ok || err != nil {
 		return err
 	}
-	return c.event(m)
+	return w.event(m)
 }
+
+// writeWorkspaceEvent writes a workspace's event to w: its kind as the
+// event type, the WorkspaceEvent as JSON data.
+func writeWorkspaceEvent(w eventWriter, ev *berthv1.WorkspaceEvent) error {
+	m, err := workspaceMessage(ev)
+	if err != nil {
+		return err
+	}
+	return w.event(m)
+}
+
+// taskEvent writes a task's event (see writeTaskEvent).
+func (c *conn) taskEvent(ev stream.TaskEvent) error { return writeTaskEvent(c, ev) }
 
 // taskMessage is a task's event as an SSE message; ok is false for an
 // event that has none.
@@ -181,15 +203,8 @@ func logFrame(e store.LogEntry) ([]byte, error) {
 	return b.Bytes(), nil
 }
 
-// workspaceEvent writes a workspace's event: its kind as the event type,
-// the WorkspaceEvent as JSON data.
-func (c *conn) workspaceEvent(ev *berthv1.WorkspaceEvent) error {
-	m, err := workspaceMessage(ev)
-	if err != nil {
-		return err
-	}
-	return c.event(m)
-}
+// workspaceEvent writes a workspace's event (see writeWorkspaceEvent).
+func (c *conn) workspaceEvent(ev *berthv1.WorkspaceEvent) error { return writeWorkspaceEvent(c, ev) }
 
 // workspaceMessage is a workspace's event as an SSE message.
 func workspaceMessage(ev *berthv1.WorkspaceEvent) (*gosse.Message, error) {

@@ -13,7 +13,6 @@ import (
 
 	gosse "github.com/tmaxmax/go-sse"
 
-	"github.com/berthhq/berth/internal/event"
 	berthv1 "github.com/berthhq/berth/internal/gen/berth/v1"
 	"github.com/berthhq/berth/internal/stream"
 )
@@ -350,29 +349,10 @@ func (d *detached) end(err error) {
 	}
 }
 
-// taskEvent encodes a task's event as conn.taskEvent writes it; a line
-// from the bus is the frame encoded once for all its subscribers.
-func (d *detached) taskEvent(ev stream.TaskEvent) error {
-	if ev.Line != nil {
-		b, err := ev.Line.Encoded(event.FormatSSE, logFrame)
-		if err != nil {
-			return err
-		}
-		return d.frame(b)
-	}
-	m, ok, err := taskMessage(ev)
-	if !ok || err != nil {
-		return err
-	}
-	return d.event(m)
-}
+// taskEvent encodes a task's event (see writeTaskEvent).
+func (d *detached) taskEvent(ev stream.TaskEvent) error { return writeTaskEvent(d, ev) }
 
-// workspaceEvent encodes a workspace's event as conn.workspaceEvent
-// writes it.
+// workspaceEvent encodes a workspace's event (see writeWorkspaceEvent).
 func (d *detached) workspaceEvent(ev *berthv1.WorkspaceEvent) error {
-	m, err := workspaceMessage(ev)
-	if err != nil {
-		return err
-	}
-	return d.event(m)
+	return writeWorkspaceEvent(d, ev)
 }
