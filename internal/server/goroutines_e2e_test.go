@@ -8,10 +8,11 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/berthhq/berth/internal/testsvc"
 )
 
 // TestConnectStreamGoroutines: an idle Connect server stream runs on its
@@ -63,14 +64,14 @@ func envelope(msg []byte) []byte {
 // are closed before it returns.
 func connectStreamGoroutines(t *testing.T, url, path, token, msg string, n int) int {
 	t.Helper()
-	before := settledGoroutines(t)
+	before := testsvc.SettledGoroutines(t)
 	addr := strings.TrimPrefix(url, "http://")
 	conns := make([]net.Conn, 0, n)
 	defer func() {
 		for _, c := range conns {
 			_ = c.Close()
 		}
-		settledGoroutines(t)
+		testsvc.SettledGoroutines(t)
 	}()
 	body := envelope([]byte(msg))
 	for range n {
@@ -107,26 +108,5 @@ func connectStreamGoroutines(t *testing.T, url, path, token, msg string, n int) 
 			t.Fatalf("%s: the first message has flags %#x: the stream ended", path, head[0])
 		}
 	}
-	return settledGoroutines(t) - before
-}
-
-// settledGoroutines waits until the number of goroutines stays the same
-// for a while (connections being served or torn down settle) and returns
-// it.
-func settledGoroutines(t *testing.T) int {
-	t.Helper()
-	end := time.Now().Add(within(t))
-	last, same := runtime.NumGoroutine(), 0
-	for same < 10 {
-		if time.Now().After(end) {
-			t.Fatalf("the goroutines never settled (%d)", last)
-		}
-		time.Sleep(20 * time.Millisecond)
-		if n := runtime.NumGoroutine(); n == last {
-			same++
-		} else {
-			last, same = n, 0
-		}
-	}
-	return last
+	return testsvc.SettledGoroutines(t) - before
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/berthhq/berth/internal/sse"
 	"github.com/berthhq/berth/internal/store"
 	"github.com/berthhq/berth/internal/stream"
+	"github.com/berthhq/berth/internal/testsvc"
 )
 
 // watched is a rig whose handler counts its streams: the stream metrics
@@ -152,7 +153,7 @@ func dial(t *testing.T, url, path, who string) (net.Conn, *bufio.Reader) {
 // reader goroutine ends. Not parallel: it counts the process's goroutines.
 func TestLeavingClientReleasesStream(t *testing.T) {
 	w := newWatched(t, func(c *sse.Config) { c.Heartbeat = time.Hour })
-	before := settledGoroutines(t)
+	before := testsvc.SettledGoroutines(t)
 	const n = 10
 	conns := make([]net.Conn, 0, n)
 	for i := range n {
@@ -168,7 +169,7 @@ func TestLeavingClientReleasesStream(t *testing.T) {
 	}
 	// One reader per stream, the heartbeat wheel's goroutine, and one
 	// of the runtime's coming or going.
-	if grew := settledGoroutines(t) - before; grew > n+2 {
+	if grew := testsvc.SettledGoroutines(t) - before; grew > n+2 {
 		t.Errorf("%d idle streams added %d goroutines, want at most %d", n, grew, n+2)
 	}
 	for _, c := range conns {
@@ -177,7 +178,7 @@ func TestLeavingClientReleasesStream(t *testing.T) {
 	w.released(t)
 	// The wheel's goroutine may outlive its last timer by a slot; one
 	// of the runtime's may come or go.
-	if grew := settledGoroutines(t) - before; grew > 2 {
+	if grew := testsvc.SettledGoroutines(t) - before; grew > 2 {
 		t.Errorf("%d goroutines left behind by closed streams", grew)
 	}
 }
@@ -189,7 +190,7 @@ func TestLeavingClientReleasesStream(t *testing.T) {
 // goroutines.
 func TestSlowClientDropped(t *testing.T) {
 	w := newWatched(t, func(c *sse.Config) { c.WriteTimeout = 200 * time.Millisecond })
-	before := settledGoroutines(t)
+	before := testsvc.SettledGoroutines(t)
 	dial(t, w.url, "/api/v1/workspaces/"+w.wsID+"/events", "owner") // then never read
 	// Large events fill the socket's buffers, then the write waits.
 	now := time.Now().UTC()
@@ -205,7 +206,7 @@ func TestSlowClientDropped(t *testing.T) {
 	})
 	w.released(t)
 	// The wheel's goroutine, and one of the runtime's coming or going.
-	if grew := settledGoroutines(t) - before; grew > 2 {
+	if grew := testsvc.SettledGoroutines(t) - before; grew > 2 {
 		t.Errorf("%d goroutines left behind by the dropped stream", grew)
 	}
 }

@@ -7,12 +7,13 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
 
 	gosse "github.com/tmaxmax/go-sse"
+
+	"github.com/berthhq/berth/internal/testsvc"
 )
 
 // TestOneGoroutinePerStream: an idle SSE stream over HTTP/1.1 holds one
@@ -58,14 +59,14 @@ func TestOneGoroutinePerStream(t *testing.T) {
 // The streams are closed before it returns.
 func goroutinesPerStreams(t *testing.T, url, path, who string, n int) int {
 	t.Helper()
-	before := settledGoroutines(t)
+	before := testsvc.SettledGoroutines(t)
 	addr := strings.TrimPrefix(url, "http://")
 	conns := make([]net.Conn, 0, n)
 	defer func() {
 		for _, c := range conns {
 			_ = c.Close()
 		}
-		settledGoroutines(t)
+		testsvc.SettledGoroutines(t)
 	}()
 	for range n {
 		c, err := net.Dial("tcp", addr)
@@ -85,7 +86,7 @@ func goroutinesPerStreams(t *testing.T, url, path, who string, n int) int {
 		}
 		firstEvent(t, bufio.NewReader(c))
 	}
-	return settledGoroutines(t) - before
+	return testsvc.SettledGoroutines(t) - before
 }
 
 // firstEvent reads a response up to the end of its first event's data.
@@ -106,27 +107,6 @@ func firstEvent(t *testing.T, br *bufio.Reader) {
 			return
 		}
 	}
-}
-
-// settledGoroutines waits until the number of goroutines stays the same
-// for a while (connections being served or torn down settle) and returns
-// it.
-func settledGoroutines(t *testing.T) int {
-	t.Helper()
-	end := deadline(t)
-	last, same := runtime.NumGoroutine(), 0
-	for same < 10 {
-		if time.Now().After(end) {
-			t.Fatalf("the goroutines never settled (%d)", last)
-		}
-		time.Sleep(20 * time.Millisecond)
-		if n := runtime.NumGoroutine(); n == last {
-			same++
-		} else {
-			last, same = n, 0
-		}
-	}
-	return last
 }
 
 // deadline is the test's deadline, or two minutes from now without one.

@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +16,7 @@ import (
 	"github.com/berthhq/berth/internal/bus"
 	"github.com/berthhq/berth/internal/event"
 	"github.com/berthhq/berth/internal/store"
+	"github.com/berthhq/berth/internal/testsvc"
 	"github.com/berthhq/berth/internal/ws"
 )
 
@@ -109,15 +109,15 @@ func newFixture(t *testing.T) *fixture {
 // first event). They are closed before it returns.
 func goroutinesPerConnections(t *testing.T, url, channel string, n int) int {
 	t.Helper()
-	before := settledGoroutines(t)
+	before := testsvc.SettledGoroutines(t)
 	conns := dialIdle(t, url, channel, n)
 	defer func() {
 		for _, c := range conns {
 			_ = c.CloseNow()
 		}
-		settledGoroutines(t)
+		testsvc.SettledGoroutines(t)
 	}()
-	return settledGoroutines(t) - before
+	return testsvc.SettledGoroutines(t) - before
 }
 
 // dialIdle opens n WebSockets to url, subscribes each to channel and reads
@@ -157,27 +157,4 @@ func dialIdle(t *testing.T, url, channel string, n int) []*websocket.Conn {
 		}
 	}
 	return conns
-}
-
-// settledGoroutines waits until the number of goroutines stays the same
-// for a while and returns it.
-func settledGoroutines(t *testing.T) int {
-	t.Helper()
-	end := time.Now().Add(2 * time.Minute)
-	if d, ok := t.Deadline(); ok {
-		end = d
-	}
-	last, same := runtime.NumGoroutine(), 0
-	for same < 10 {
-		if time.Now().After(end) {
-			t.Fatalf("the goroutines never settled (%d)", last)
-		}
-		time.Sleep(20 * time.Millisecond)
-		if n := runtime.NumGoroutine(); n == last {
-			same++
-		} else {
-			last, same = n, 0
-		}
-	}
-	return last
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/berthhq/berth/internal/store"
 	"github.com/berthhq/berth/internal/task"
 	"github.com/berthhq/berth/internal/tasklog"
+	"github.com/berthhq/berth/internal/testsvc"
 	"github.com/berthhq/berth/internal/ws"
 )
 
@@ -27,10 +28,10 @@ func TestIdleSubscriptionsWake(t *testing.T) {
 	const conns, lines = 20, 300
 	floor := bareFloor(t, conns)
 	f := newFixture(t)
-	before := settledGoroutines(t)
+	before := testsvc.SettledGoroutines(t)
 	clients := dialIdle(t, f.srv.URL, f.channel, conns) // each has had the running status
 	const constant = 3                                  // the keep-alive wheel's goroutine, and slack
-	if got := settledGoroutines(t) - before; got > floor+constant {
+	if got := testsvc.SettledGoroutines(t) - before; got > floor+constant {
 		t.Fatalf("%d idle subscribed WebSockets add %d goroutines, bare ones %d: %.1f of berth's own per connection, want none",
 			conns, got, floor, float64(got-floor)/conns)
 	}
@@ -72,7 +73,7 @@ func TestIdleSubscriptionsWake(t *testing.T) {
 			want++
 		}
 	}
-	if got := settledGoroutines(t) - before; got > floor+constant {
+	if got := testsvc.SettledGoroutines(t) - before; got > floor+constant {
 		t.Errorf("after their task ended, %d WebSockets add %d goroutines, bare ones %d", conns, got, floor)
 	}
 	if f.events.Subscribed(f.channel) {
@@ -131,7 +132,7 @@ func TestUnsubscribeWhileEventsFlow(t *testing.T) {
 	f := newFixture(t)
 	channel := event.WorkspaceTopic(f.ws.ID)
 	conn := dialIdle(t, f.srv.URL, "", 1)[0]
-	before := settledGoroutines(t) // the connection, with no subscription
+	before := testsvc.SettledGoroutines(t) // the connection, with no subscription
 	writeFrame(t, conn, ws.Message{Type: "subscribe", ID: "s", Channel: channel})
 	if m := readFrame(t, conn); m.Type != "subscribed" {
 		t.Fatalf("frame %+v, want subscribed", m)
@@ -169,7 +170,7 @@ func TestUnsubscribeWhileEventsFlow(t *testing.T) {
 	}
 	stop()
 	publishing.Wait()
-	if got := settledGoroutines(t) - before; got > 1 {
+	if got := testsvc.SettledGoroutines(t) - before; got > 1 {
 		t.Errorf("a connection that unsubscribed holds %d more goroutines than one that never subscribed, want none (1 of slack)", got)
 	}
 	if m := roundTrip(t, conn, ws.Message{Type: "ping", ID: "q"}); m.Type != "pong" {
@@ -224,7 +225,7 @@ func roundTrip(t *testing.T, c *websocket.Conn, m ws.Message) ws.Message {
 func TestPanicInAStep(t *testing.T) {
 	f := newFixture(t)
 	channel := event.WorkspaceTopic(f.ws.ID)
-	before := settledGoroutines(t)
+	before := testsvc.SettledGoroutines(t)
 	conn := dialIdle(t, f.srv.URL, channel, 1)[0] // has had the workspace's state
 	f.events.Publish(channel, event.WorkspaceChanged{Time: time.Now()})
 	ctx := t.Context()
@@ -241,7 +242,7 @@ func TestPanicInAStep(t *testing.T) {
 	_ = conn.CloseNow()
 	// The keep-alive wheel's goroutine may still turn: it stops at its
 	// next tick with no timer left.
-	if got := settledGoroutines(t) - before; got > 1 {
+	if got := testsvc.SettledGoroutines(t) - before; got > 1 {
 		t.Errorf("%d goroutines more than before the connection, once it closed after a panic; want none (1 of slack)", got)
 	}
 	if f.events.Subscribed(channel) {
