@@ -9,20 +9,26 @@ import (
 	berthv1 "github.com/berthhq/berth/internal/gen/berth/v1"
 	"github.com/berthhq/berth/internal/store"
 	"github.com/berthhq/berth/internal/stream"
+	"github.com/berthhq/berth/internal/taskdoc"
 )
 
 // Changed is the event.TaskChanged that announces t's state as stored.
 // It is a value: the runner goes on updating its own record while
 // followers hold the event.
 func Changed(t *store.TaskRecord) event.TaskChanged {
-	ev := event.TaskChanged{TaskID: t.ID, WorkspaceID: t.WorkspaceID, Status: t.Status}
-	if p := t.Progress; p != nil {
-		ev.Progress = event.Progress{Current: clamp32(p.Current), Total: clamp32(p.Total), Percentage: clamp32(p.Percentage), Message: p.Message} // clamp32: see claude.go
-	}
+	ev := event.TaskChanged{TaskID: t.ID, WorkspaceID: t.WorkspaceID, Status: t.Status, Progress: eventProgress(t.Progress)}
 	if t.Status == store.TaskQueued {
 		ev.Created = new(*t)
 	}
 	return ev
+}
+
+// eventProgress is a stored progress as an event's (none: the zero one).
+func eventProgress(p *taskdoc.Progress) event.Progress {
+	if p == nil {
+		return event.Progress{}
+	}
+	return event.Progress{Current: clamp32(p.Current), Total: clamp32(p.Total), Percentage: clamp32(p.Percentage), Message: p.Message} // clamp32: see claude.go
 }
 
 // StatusToProto is a task status as the API's enum.
@@ -41,9 +47,7 @@ func (s *Service) state(ctx context.Context, id string) (event.TaskChanged, erro
 	if err != nil {
 		return event.TaskChanged{}, err
 	}
-	ev := Changed(&store.TaskRecord{ID: id, WorkspaceID: st.WorkspaceID, Status: st.Status, Progress: st.Progress})
-	ev.Created = nil
-	return ev, nil
+	return event.TaskChanged{TaskID: id, WorkspaceID: st.WorkspaceID, Status: st.Status, Progress: eventProgress(st.Progress)}, nil
 }
 
 // StreamResponse is a followed task's event as the API's message: the one
