@@ -378,7 +378,8 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 // the given paths (streaming RPCs such as /berth.v1.TaskService/StreamTaskLogs),
 // which live as long as what they follow: net/http's ReadTimeout would
 // otherwise cancel them mid-stream. The SSE handlers do the same for
-// themselves.
+// themselves. It also gives those requests a stream.Batch, so that their
+// handlers flush once per batch of messages rather than once per message.
 func KeepOpen(next http.Handler, paths ...string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		for _, p := range paths {
@@ -386,7 +387,9 @@ func KeepOpen(next http.Handler, paths ...string) http.Handler {
 				rc := http.NewResponseController(w)
 				_ = rc.SetReadDeadline(time.Time{})
 				_ = rc.SetWriteDeadline(time.Time{})
-				break
+				b, r := stream.Batched(w, r)
+				next.ServeHTTP(b, r)
+				return
 			}
 		}
 		next.ServeHTTP(w, r)

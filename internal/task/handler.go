@@ -101,6 +101,10 @@ func (h *Handler) GetTaskLogs(ctx context.Context, req *berthv1.GetTaskLogsReque
 // event once the task is finished and every line was sent. Closing the
 // stream does nothing to the task.
 func (h *Handler) StreamTaskLogs(ctx context.Context, req *berthv1.StreamTaskLogsRequest, out berthv1connect.TaskServiceStreamTaskLogsServerStream) error {
+	// Each wake-up's lines are flushed once, when the follower waits.
+	batch := stream.BatchFrom(ctx)
+	batch.Hold()
+	defer batch.Release()
 	return h.svc.Follow(ctx, principal(ctx), req.GetTaskId(), req.GetFromSeq(), func(ev stream.TaskEvent) error {
 		if ev.Line != nil {
 			// A line from the bus: every subscriber of the task sends the
@@ -108,7 +112,7 @@ func (h *Handler) StreamTaskLogs(ctx context.Context, req *berthv1.StreamTaskLog
 			return out.Send(ev.Line.Shared(lineResponse).(*berthv1.StreamTaskLogsResponse))
 		}
 		return out.Send(StreamResponse(ev))
-	}, stream.Loop{})
+	}, stream.Loop{Flush: batch.Commit})
 }
 
 // lineResponse is a log line's StreamTaskLogs message, as StreamResponse

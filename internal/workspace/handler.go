@@ -204,9 +204,13 @@ func roleFromProto(r berthv1.WorkspaceRole) store.WorkspaceRole {
 // workspace's current state, then its status changes and its tasks'
 // lifecycle events until the client goes away.
 func (h *Handler) WatchWorkspace(ctx context.Context, req *berthv1.WatchWorkspaceRequest, out berthv1connect.WorkspaceServiceWatchWorkspaceServerStream) error {
+	// Each wake-up's events are flushed once, when the follower waits.
+	batch := stream.BatchFrom(ctx)
+	batch.Hold()
+	defer batch.Release()
 	return h.svc.FollowEvents(ctx, principal(ctx), req.GetWorkspaceId(), func(ev *berthv1.WorkspaceEvent) error {
 		return out.Send(&berthv1.WatchWorkspaceResponse{Event: ev})
-	}, stream.Loop{})
+	}, stream.Loop{Flush: batch.Commit})
 }
 
 // FollowEvents is Follow with what it sends turned into the API's
