@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -158,6 +159,47 @@ func (s *subscriber) readWS(ctx context.Context, c *websocket.Conn, ready func()
 	}
 }
 
+// readConnect reads a Connect StreamTaskLogs response (JSON messages in
+// Connect's envelopes) until the end of the stream, calling ready after
+// the first message.
+func (s *subscriber) readConnect(body io.Reader, ready func()) {
+	br := bufio.NewReaderSize(body, 64<<10)
+	var head [5]byte
+	var msg []byte
+	for {
+		if _, err := io.ReadFull(br, head[:]); err != nil {
+			s.err = fmt.Errorf("after seq %d: %w", s.seq, err)
+			return
+		}
+		n := int(binary.BigEndian.Uint32(head[1:]))
+		if cap(msg) < n {
+			msg = make([]byte, n)
+		}
+		msg = msg[:n]
+		if _, err := io.ReadFull(br, msg); err != nil {
+			s.err = fmt.Errorf("after seq %d: %w", s.seq, err)
+			return
+		}
+		switch {
+		case head[0]&2 != 0: // the end of the stream: an error, or none
+			if !s.ended {
+				s.err = fmt.Errorf("the stream ended with %s before its end event", msg)
+			}
+			return
+		case bytes.HasPrefix(msg, connectLogKey):
+			s.log(numberAfter(msg, seqKey), numberAfter(msg, sentKey), time.Now())
+		case bytes.HasPrefix(msg, connectEndKey):
+			s.ended = true
+		}
+		ready()
+	}
+}
+
+var (
+	connectLogKey = []byte(`{"log":`) // a StreamTaskLogsResponse's log line
+	connectEndKey = []byte(`{"end":`)
+)
+
 // subscribe connects one subscriber to task id and reads until the end or
 // until ctx ends.
 func (s *subscriber) subscribe(ctx context.Context, e *benchEnv, client *http.Client, transport, id string, ready func()) {
@@ -181,6 +223,28 @@ func (s *subscriber) subscribe(ctx context.Context, e *benchEnv, client *http.Cl
 			return
 		}
 		s.readSSE(res.Body, ready)
+	case "connect":
+		body := []byte(`{"task_id":"` + id + `"}`)
+		envelope := append(binary.BigEndian.AppendUint32([]byte{0}, uint32(len(body))), body...)
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, e.p.URL+"/berth.v1.TaskService/StreamTaskLogs", bytes.NewReader(envelope))
+		if err != nil {
+			s.err = err
+			return
+		}
+		req.Header.Set("Authorization", "Bearer "+e.token)
+		req.Header.Set("Content-Type", "application/connect+json")
+		req.Header.Set("Connect-Protocol-Version", "1")
+		res, err := client.Do(req)
+		if err != nil {
+			s.err = err
+			return
+		}
+		defer res.Body.Close()
+		if res.StatusCode != http.StatusOK {
+			s.err = fmt.Errorf("status %d", res.StatusCode)
+			return
+		}
+		s.readConnect(res.Body, ready)
 	case "websocket":
 		c, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(e.p.URL, "http")+"/ws", &websocket.DialOptions{
 			HTTPClient: client, HTTPHeader: http.Header{"Authorization": {"Bearer " + e.token}},

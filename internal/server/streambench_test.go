@@ -30,7 +30,7 @@ import (
 // latencyPoint is one load of BenchmarkStreamLatency: a task writes lines
 // lines at rate a second to subscribers clients over transport.
 type latencyPoint struct {
-	transport   string // "sse" or "websocket"
+	transport   string // "sse", "websocket" or "connect" (JSON over HTTP/1.1)
 	rate        int
 	subscribers int
 	lines       int
@@ -61,6 +61,8 @@ var latencyPoints = []latencyPoint{
 	{"websocket", 1000, 100, 3000, 10 * time.Second},
 	{"websocket", 100, 1000, 300, 10 * time.Second},
 	{"websocket", 100, 100, 300, 10 * time.Second},
+	{"connect", 1000, 100, 3000, 10 * time.Second},
+	{"connect", 100, 1000, 300, 10 * time.Second},
 }
 
 // BenchmarkStreamLatency measures the delivery latency of log lines, from
