@@ -154,15 +154,39 @@ func (t Task) Follow(ctx context.Context, id string, fromSeq int64, send func(Ta
 		return err
 	}
 	defer f.Close()
-	for !done {
-		if err := loop.wait(ctx, f.sub.Ready()); err != nil {
+	if done {
+		return nil
+	}
+	return f.Run(ctx, loop)
+}
+
+// Run is Follow after Open, for a follower opened without a wake function
+// whose task is not done: it waits on the bus, running loop's hooks, and
+// steps the follower whenever the task has news, until the task's end was
+// sent (nil), ctx ends or a step or hook fails. The caller closes f.
+//
+// A transport that holds its goroutine for the whole stream (a Connect
+// server stream over HTTP/2, which ends when its handler returns) opens the
+// follower in a call that returns and waits here, a frame or two under its
+// handler: the goroutine's stack, parked for as long as the task is quiet,
+// is then small enough for the runtime to shrink.
+func (f *TaskFollower) Run(ctx context.Context, loop Loop) error {
+	for {
+		if loop.Flush == nil && loop.Due == nil {
+			// Nothing to run between steps: wait here, a frame less
+			// deep than loop.wait.
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-f.sub.Ready():
+			}
+		} else if err := loop.wait(ctx, f.sub.Ready()); err != nil {
 			return err
 		}
-		if done, err = f.Step(ctx); err != nil {
+		if done, err := f.Step(ctx); done || err != nil {
 			return err
 		}
 	}
-	return nil
 }
 
 // TaskFollower is Follow taken a step at a time, for a transport that
