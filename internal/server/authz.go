@@ -179,6 +179,13 @@ func (a *authz) openStream(ctx context.Context, permission string) (_ context.Co
 // wheel, ends the context and waits for a check in flight.
 func recheckStream(ctx context.Context, wheel *stream.Wheel, authn authenticator, creds auth.Credentials, permission string) (_ context.Context, stop func()) {
 	ctx, cancel := context.WithCancelCause(ctx)
+	return ctx, recheckOn(ctx, cancel, wheel, authn, creds, permission)
+}
+
+// recheckOn is recheckStream on a context the caller made, ctx, which
+// cancel ends: with the failed check's error as its cause, or with none
+// (context.Canceled) when stop is called.
+func recheckOn(ctx context.Context, cancel context.CancelCauseFunc, wheel *stream.Wheel, authn authenticator, creds auth.Credentials, permission string) (stop func()) {
 	var checking atomic.Bool
 	var checks sync.WaitGroup
 	timer := wheel.StartFunc(func() {
@@ -198,7 +205,7 @@ func recheckStream(ctx context.Context, wheel *stream.Wheel, authn authenticator
 			}
 		})
 	})
-	return ctx, func() {
+	return func() {
 		timer.Stop() // no check starts after it returns
 		cancel(nil)
 		checks.Wait()

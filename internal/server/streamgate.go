@@ -6,6 +6,7 @@ import (
 
 	"connectrpc.com/connect/v2"
 
+	"github.com/berthhq/berth/internal/access"
 	"github.com/berthhq/berth/internal/quota"
 	"github.com/berthhq/berth/internal/stream"
 )
@@ -53,11 +54,19 @@ type gate struct {
 }
 
 // gatedStream is what an authenticated server stream holds while it is
-// open: its context, its place in the drain, and its slot and re-checks.
+// open: its context, which the drain ends at shutdown and a failed
+// re-check of its credentials ends with its error as the cause, and what
+// close releases. The drain and the re-checks share that one context
+// rather than one each, as drain.interceptor's and recheckStream's do: a
+// context that can be cancelled costs every idle stream its own record,
+// its Done channel and its children's map.
 type gatedStream struct {
-	ctx     context.Context
-	drain   openStream
-	release func() // the slot, then the re-checks
+	ctx       context.Context
+	cancel    context.CancelCauseFunc
+	closed    func()      // the drain's count of open streams
+	stopAfter func() bool // the drain's hold on the stream
+	stopCheck func()      // the re-checks (recheckOn)
+	give      func()      // the slot (takeSlot), or nil
 }
 
 // translate is errorInterceptor's deferred call (translateError).
@@ -66,35 +75,40 @@ func (g *gate) translate(ctx context.Context, spec *connect.Spec, err *error) {
 }
 
 // open is what the drain, access and stream slots do before an
-// authenticated server stream is served: it is counted open in the drain
-// (drain.open), authorized (authz.openStream), and then takes a slot
+// authenticated server stream is served, in their order: it is counted
+// open and held by the drain (drain.open), authorized and its credentials
+// re-checked from then on (authz.openStream), and it takes a slot
 // (takeSlot). On an error, what was taken is released again, in the
 // reverse order, and the error is the one the interceptors would return.
 func (g *gate) open(ctx context.Context, permission string, spec connect.Spec) (*gatedStream, error) {
-	ctx, o := g.d.open(ctx, g.m)
-	ctx, stop, err := g.a.openStream(ctx, permission)
+	s := &gatedStream{closed: g.m.Opened(stream.TransportConnect)}
+	s.ctx, s.cancel = context.WithCancelCause(ctx)
+	s.stopAfter = context.AfterFunc(g.d.life, func() { s.cancel(nil) })
+	p, creds, err := g.a.authorize(s.ctx, permission)
 	if err != nil {
 		err = g.d.ended(err)
-		o.close()
+		s.close()
 		return nil, err
 	}
-	give, err := takeSlot(ctx, g.slots, spec)
-	if err != nil {
-		err = g.d.ended(endedBy(ctx, err))
-		stop()
-		o.close()
+	s.stopCheck = recheckOn(s.ctx, s.cancel, g.a.wheel, g.a.authn, creds, permission)
+	s.ctx = access.WithPrincipal(s.ctx, p)
+	if s.give, err = takeSlot(s.ctx, g.slots, spec); err != nil {
+		err = g.d.ended(endedBy(s.ctx, err))
+		s.close()
 		return nil, err
 	}
-	return &gatedStream{ctx: ctx, drain: o, release: func() {
-		if give != nil {
-			give()
-		}
-		stop()
-	}}, nil
+	return s, nil
 }
 
 // close releases what open took, in the reverse order.
 func (s *gatedStream) close() {
-	s.release()
-	s.drain.close()
+	if s.give != nil {
+		s.give()
+	}
+	if s.stopCheck != nil {
+		s.stopCheck()
+	}
+	s.stopAfter()
+	s.cancel(nil)
+	s.closed()
 }
