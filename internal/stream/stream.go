@@ -441,8 +441,24 @@ func (w Watcher) Watch(ctx context.Context, topic string, current func(context.C
 		return err
 	}
 	defer f.Close()
+	return f.Run(ctx, loop)
+}
+
+// Run is Watch after Open, for a watch opened without a wake function, as
+// TaskFollower.Run is Follow after Open: it waits on the bus, running
+// loop's hooks, and steps the watch whenever there is news, until ctx
+// ends or a step or hook fails. The caller closes f.
+func (f *Watch) Run(ctx context.Context, loop Loop) error {
 	for {
-		if err := loop.wait(ctx, f.sub.Ready()); err != nil {
+		if loop.Flush == nil && loop.Due == nil {
+			// Nothing to run between steps: wait here, a frame less
+			// deep than loop.wait (see TaskFollower.Run).
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-f.sub.Ready():
+			}
+		} else if err := loop.wait(ctx, f.sub.Ready()); err != nil {
 			return err
 		}
 		if err := f.Step(ctx); err != nil {
