@@ -30,73 +30,144 @@ type authenticator interface {
 //
 // A server stream's credentials are checked again every recheckEvery, from
 // one timer wheel for all of them (see recheckStream).
-func authInterceptor(rules access.Rules, authn authenticator, lim limiter, recheckEvery time.Duration) connect.ServerInterceptor {
-	wheel := stream.NewWheel(recheckEvery)
+func authInterceptor(a *authz) connect.ServerInterceptor {
 	return func(next connect.ServerFunc) connect.ServerFunc {
-		return func(ctx context.Context, spec connect.Spec, stream connect.ServerStream) error {
-			rule, ok := rules[spec.Procedure]
+		return func(ctx context.Context, spec connect.Spec, ss connect.ServerStream) error {
+			permission, ok := a.streamPermission(spec)
 			if !ok {
-				return fault.New(fault.ErrPermissionDenied, "%s has no access rule", spec.Procedure)
+				return a.call(ctx, spec, ss, next)
 			}
-			addr := clientKey(ctx)
-			// An address that used up its failed sign-ins is refused before
-			// anything is checked.
-			if err := lim.peek(ctx, ratelimit.AuthFailureAddress, addr); err != nil {
-				return err
-			}
-			if rule.Public {
-				if err := lim.allow(ctx, ratelimit.Anonymous, addr, callHeaders(ctx)); err != nil {
-					return err
-				}
-				if spec.Procedure == berthv1connect.AuthServiceLoginProcedure {
-					return lim.loginLimits(ctx, stream, func(s connect.ServerStream) error { return next(ctx, spec, s) })
-				}
-				err := next(ctx, spec, stream)
-				// A bad refresh token fails a sign-in; so does a Register
-				// for a taken email, which would otherwise let an address
-				// probe for accounts at the anonymous rate.
-				if errors.Is(err, fault.ErrUnauthenticated) ||
-					spec.Procedure == berthv1connect.AuthServiceRegisterProcedure && errors.Is(err, fault.ErrConflict) {
-					lim.failed(ctx, addr, "")
-				}
-				return err
-			}
-			call, _ := connect.CallInfoForServerContext(ctx)
-			p, err := authn.Authenticate(ctx, credentials(call.RequestHeader()))
+			// An authenticated server stream outlives this check: its
+			// credentials are checked again while it is open, and it ends
+			// when they stop working or stop granting the permission. Its
+			// goroutine stays under this frame while the stream is open;
+			// the checks run in calls that return first (openStream).
+			ctx, stop, err := a.openStream(ctx, permission)
 			if err != nil {
-				if errors.Is(err, fault.ErrUnauthenticated) {
-					lim.failed(ctx, addr, "")
-				}
 				return err
 			}
-			if err := lim.allow(ctx, ratelimit.Principal, principalKey(p), callHeaders(ctx)); err != nil {
-				return err
-			}
-			if info := requestInfoFrom(ctx); info != nil {
-				info.setUser(p.UserID)
-			}
-			if !access.Allows(p.Role, rule.Permission) {
-				return fault.New(fault.ErrPermissionDenied, "your role (%s) does not grant %s", p.Role, rule.Permission)
-			}
-			if !access.KeyMay(p, rule.Permission) {
-				return fault.New(fault.ErrPermissionDenied,
-					"this API key cannot manage API keys: only a member or admin key created with manage_keys can; sign in, or use such a key")
-			}
-			if spec.StreamType != connect.StreamTypeServer {
-				return next(access.WithPrincipal(ctx, p), spec, stream)
-			}
-			// A server stream outlives this check: re-check its credentials
-			// while it is open, and end it when they stop working or stop
-			// granting the permission.
-			ctx, stop := recheckStream(ctx, wheel, authn, credentials(call.RequestHeader()), rule.Permission)
 			defer stop()
-			err = next(access.WithPrincipal(ctx, p), spec, stream)
-			if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
-				return cause
-			}
-			return err
+			return endedBy(ctx, next(ctx, spec, ss))
 		}
 	}
+}
+
+// endedBy is the error of a server stream served with ctx (openStream's)
+// that ended with err: the re-check's, when one ended it.
+func endedBy(ctx context.Context, err error) error {
+	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+		return cause
+	}
+	return err
+}
+
+// authz is the state of authInterceptor.
+type authz struct {
+	rules access.Rules
+	authn authenticator
+	lim   limiter
+	wheel *stream.Wheel // of the server streams' re-checks
+}
+
+// newAuthz is the state of an authInterceptor that enforces rules,
+// authenticates with authn, spends lim's budgets and re-checks a server
+// stream's credentials every recheckEvery.
+func newAuthz(rules access.Rules, authn authenticator, lim limiter, recheckEvery time.Duration) *authz {
+	return &authz{rules: rules, authn: authn, lim: lim, wheel: stream.NewWheel(recheckEvery)}
+}
+
+// streamPermission is the permission a call to spec needs, when it is an
+// authenticated server stream (ok); any other call is ok false.
+func (a *authz) streamPermission(spec connect.Spec) (permission string, ok bool) {
+	rule, found := a.rules[spec.Procedure]
+	if !found || rule.Public || spec.StreamType != connect.StreamTypeServer {
+		return "", false
+	}
+	return rule.Permission, true
+}
+
+// call is authInterceptor for every call but an authenticated server
+// stream: a unary call, or any call to a public procedure.
+func (a *authz) call(ctx context.Context, spec connect.Spec, ss connect.ServerStream, next connect.ServerFunc) error {
+	rule, ok := a.rules[spec.Procedure]
+	if !ok {
+		return fault.New(fault.ErrPermissionDenied, "%s has no access rule", spec.Procedure)
+	}
+	if !rule.Public {
+		p, _, err := a.authorize(ctx, rule.Permission)
+		if err != nil {
+			return err
+		}
+		return next(access.WithPrincipal(ctx, p), spec, ss)
+	}
+	addr := clientKey(ctx)
+	// An address that used up its failed sign-ins is refused before
+	// anything is checked.
+	if err := a.lim.peek(ctx, ratelimit.AuthFailureAddress, addr); err != nil {
+		return err
+	}
+	if err := a.lim.allow(ctx, ratelimit.Anonymous, addr, callHeaders(ctx)); err != nil {
+		return err
+	}
+	if spec.Procedure == berthv1connect.AuthServiceLoginProcedure {
+		return a.lim.loginLimits(ctx, ss, func(s connect.ServerStream) error { return next(ctx, spec, s) })
+	}
+	err := next(ctx, spec, ss)
+	// A bad refresh token fails a sign-in; so does a Register for a taken
+	// email, which would otherwise let an address probe for accounts at
+	// the anonymous rate.
+	if errors.Is(err, fault.ErrUnauthenticated) ||
+		spec.Procedure == berthv1connect.AuthServiceRegisterProcedure && errors.Is(err, fault.ErrConflict) {
+		a.lim.failed(ctx, addr, "")
+	}
+	return err
+}
+
+// authorize checks the credentials of a call to a procedure that needs
+// permission, and returns its principal and the credentials it presented.
+func (a *authz) authorize(ctx context.Context, permission string) (access.Principal, auth.Credentials, error) {
+	addr := clientKey(ctx)
+	// An address that used up its failed sign-ins is refused before
+	// anything is checked.
+	if err := a.lim.peek(ctx, ratelimit.AuthFailureAddress, addr); err != nil {
+		return access.Principal{}, auth.Credentials{}, err
+	}
+	call, _ := connect.CallInfoForServerContext(ctx)
+	creds := credentials(call.RequestHeader())
+	p, err := a.authn.Authenticate(ctx, creds)
+	if err != nil {
+		if errors.Is(err, fault.ErrUnauthenticated) {
+			a.lim.failed(ctx, addr, "")
+		}
+		return access.Principal{}, auth.Credentials{}, err
+	}
+	if err := a.lim.allow(ctx, ratelimit.Principal, principalKey(p), callHeaders(ctx)); err != nil {
+		return access.Principal{}, auth.Credentials{}, err
+	}
+	if info := requestInfoFrom(ctx); info != nil {
+		info.setUser(p.UserID)
+	}
+	if !access.Allows(p.Role, permission) {
+		return access.Principal{}, auth.Credentials{}, fault.New(fault.ErrPermissionDenied, "your role (%s) does not grant %s", p.Role, permission)
+	}
+	if !access.KeyMay(p, permission) {
+		return access.Principal{}, auth.Credentials{}, fault.New(fault.ErrPermissionDenied,
+			"this API key cannot manage API keys: only a member or admin key created with manage_keys can; sign in, or use such a key")
+	}
+	return p, creds, nil
+}
+
+// openStream authorizes an authenticated server stream, and returns the
+// context to serve it with: its principal's, ended with the cause the
+// stream ends with when a re-check fails (recheckStream). The caller
+// calls stop when the stream is done.
+func (a *authz) openStream(ctx context.Context, permission string) (_ context.Context, stop func(), _ error) {
+	p, creds, err := a.authorize(ctx, permission)
+	if err != nil {
+		return nil, nil, err
+	}
+	ctx, stop = recheckStream(ctx, a.wheel, a.authn, creds, permission)
+	return access.WithPrincipal(ctx, p), stop, nil
 }
 
 // recheckStream re-checks a server stream's credentials creds (through the
@@ -108,6 +179,13 @@ func authInterceptor(rules access.Rules, authn authenticator, lim limiter, reche
 // wheel, ends the context and waits for a check in flight.
 func recheckStream(ctx context.Context, wheel *stream.Wheel, authn authenticator, creds auth.Credentials, permission string) (_ context.Context, stop func()) {
 	ctx, cancel := context.WithCancelCause(ctx)
+	return ctx, recheckOn(ctx, cancel, wheel, authn, creds, permission)
+}
+
+// recheckOn is recheckStream on a context the caller made, ctx, which
+// cancel ends: with the failed check's error as its cause, or with none
+// (context.Canceled) when stop is called.
+func recheckOn(ctx context.Context, cancel context.CancelCauseFunc, wheel *stream.Wheel, authn authenticator, creds auth.Credentials, permission string) (stop func()) {
 	var checking atomic.Bool
 	var checks sync.WaitGroup
 	timer := wheel.StartFunc(func() {
@@ -127,7 +205,7 @@ func recheckStream(ctx context.Context, wheel *stream.Wheel, authn authenticator
 			}
 		})
 	})
-	return ctx, func() {
+	return func() {
 		timer.Stop() // no check starts after it returns
 		cancel(nil)
 		checks.Wait()

@@ -87,19 +87,6 @@ func newConsole(dist fs.FS) (*console, error) {
 	return c, nil
 }
 
-// withFallback puts the console behind mux: GET and HEAD requests the mux
-// has no route for are offered to the console first.
-func (c *console) withFallback(mux *routeMux) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if (r.Method == http.MethodGet || r.Method == http.MethodHead) && !isAPIPath(r.URL.Path) {
-			if _, pattern := mux.Handler(r); pattern == "" && c.serve(w, r) {
-				return
-			}
-		}
-		mux.ServeHTTP(w, r)
-	})
-}
-
 // orIndex answers GET / with the console for browsers and with the JSON
 // index (jsonIndex) for every other client.
 func (c *console) orIndex(jsonIndex http.Handler) http.Handler {

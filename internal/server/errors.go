@@ -50,19 +50,25 @@ func Reason(code connect.Code) string {
 func errorInterceptor(logger *slog.Logger) connect.ServerInterceptor {
 	return func(next connect.ServerFunc) connect.ServerFunc {
 		return func(ctx context.Context, spec connect.Spec, stream connect.ServerStream) (err error) {
-			defer func() {
-				if r := recover(); r != nil {
-					err = fmt.Errorf("panic: %v\n%s", r, debug.Stack())
-				}
-				if err != nil {
-					setRetryHeaders(ctx, err)
-					err = toConnectError(ctx, logger, spec, err)
-					if info := requestInfoFrom(ctx); info != nil {
-						info.setCode(connect.CodeOf(err))
-					}
-				}
-			}()
+			// A server stream stays under this frame while it is open:
+			// the deferred call takes little of it.
+			defer translateError(ctx, logger, &spec, &err)
 			return next(ctx, spec, stream)
+		}
+	}
+}
+
+// translateError is errorInterceptor's deferred call: it turns a panic
+// into an error, and *err into the Connect error the client gets.
+func translateError(ctx context.Context, logger *slog.Logger, spec *connect.Spec, err *error) {
+	if r := recover(); r != nil {
+		*err = fmt.Errorf("panic: %v\n%s", r, debug.Stack())
+	}
+	if *err != nil {
+		setRetryHeaders(ctx, *err)
+		*err = toConnectError(ctx, logger, *spec, *err)
+		if info := requestInfoFrom(ctx); info != nil {
+			info.setCode(connect.CodeOf(*err))
 		}
 	}
 }

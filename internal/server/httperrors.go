@@ -11,9 +11,12 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// jsonErrors makes every error answer the server writes outside an RPC's
-// own error path carry one body: Connect's JSON error (code, message and an
-// ErrorInfo with the reason and the request id), as an RPC error does.
+// jsonErrorWriter holds back an error answer's body until the handler is
+// done, then writes the Connect-style body (finish): every error answer
+// the server writes outside an RPC's own error path carries one body,
+// Connect's JSON error (code, message and an ErrorInfo with the reason and
+// the request id), as an RPC error does. The front (front.ServeHTTP) puts
+// it under every request.
 //   - An error written without JSON — the mux's 404 and 405, the Connect
 //     handlers' 415, the body limit's 413, a CSRF refusal written with
 //     http.Error — is replaced: the status and headers (Allow,
@@ -23,16 +26,6 @@ import (
 //
 // Answers that succeed, and gRPC, Connect-streaming and event-stream
 // answers, pass untouched.
-func jsonErrors(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		jw := &jsonErrorWriter{ResponseWriter: w, r: r}
-		next.ServeHTTP(jw, r)
-		jw.finish()
-	})
-}
-
-// jsonErrorWriter holds back an error answer's body until the handler is
-// done, then writes the Connect-style body.
 type jsonErrorWriter struct {
 	http.ResponseWriter
 	r        *http.Request

@@ -270,3 +270,44 @@ func TestCORSExposesRateLimitHeaders(t *testing.T) {
 		}
 	}
 }
+
+// TestCORSPreflightsSpendNoBudget: a CORS preflight from an allowed origin
+// is answered by the CORS check and goes no further — not to the rate
+// limits behind it, nor to a route — so a browser's preflights do not use
+// up the anonymous budget of the calls they announce.
+func TestCORSPreflightsSpendNoBudget(t *testing.T) {
+	t.Parallel()
+	const origin = "https://console.example.com"
+	srv := startServer(t, "--allowed-origins", origin, "--rate-anonymous", "0.01:2")
+	for i := range 3 {
+		preflight, err := http.NewRequestWithContext(t.Context(), http.MethodOptions, srv.URL+"/openapi.json", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		preflight.Header.Set("Origin", origin)
+		preflight.Header.Set("Access-Control-Request-Method", http.MethodGet)
+		res, err := http.DefaultClient.Do(preflight)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode/100 != 2 || res.Header.Get("Access-Control-Allow-Origin") != origin {
+			t.Fatalf("preflight %d: %d, Access-Control-Allow-Origin %q", i, res.StatusCode, res.Header.Get("Access-Control-Allow-Origin"))
+		}
+	}
+	for i := range 2 {
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, srv.URL+"/openapi.json", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Origin", origin)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != http.StatusOK {
+			t.Fatalf("GET %d after three preflights: %d, want 200 (the budget of 2 untouched by the preflights)", i, res.StatusCode)
+		}
+	}
+}

@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -12,12 +11,9 @@ import (
 	"time"
 
 	"connectrpc.com/connect/v2"
-	connectcors "connectrpc.com/cors"
 	"github.com/google/uuid"
-	"github.com/rs/cors"
 
 	"github.com/berthhq/berth/internal/access"
-	"github.com/berthhq/berth/internal/auth"
 	"github.com/berthhq/berth/internal/stream"
 	"github.com/berthhq/berth/internal/telemetry"
 )
@@ -276,112 +272,6 @@ func routeLabel(pattern string) string {
 		pattern = strings.TrimLeft(pattern[i+1:], " ")
 	}
 	return pattern
-}
-
-// securityValues are the seeds' security headers, each value built once:
-// setting them copies a slice header instead of allocating six slices per
-// response. Header.Set replaces a value and Add appends past its capacity
-// of one, so no response can change the shared arrays.
-var securityValues = func() map[string][]string {
-	h := map[string]string{
-		"X-Content-Type-Options":    "nosniff",
-		"X-Frame-Options":           "DENY",
-		"X-Xss-Protection":          "1; mode=block",
-		"Strict-Transport-Security": "max-age=31536000; includeSubDomains",
-		"Content-Security-Policy":   "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
-		"Referrer-Policy":           "strict-origin-when-cross-origin",
-	}
-	out := make(map[string][]string, len(h))
-	for k, v := range h {
-		out[http.CanonicalHeaderKey(k)] = []string{v}[:1:1]
-	}
-	return out
-}()
-
-// securityHeaders sets the seeds' security headers on every response.
-func securityHeaders(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h := w.Header()
-		for k, v := range securityValues {
-			h[k] = v
-		}
-		next.ServeHTTP(w, r)
-	})
-}
-
-// limitBody caps every request body; the RPC layer also caps each message
-// after decompression.
-func limitBody(max int64, next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.ContentLength > max {
-			http.Error(w, "request body too large", http.StatusRequestEntityTooLarge)
-			return
-		}
-		r.Body = http.MaxBytesReader(w, r.Body, max)
-		next.ServeHTTP(w, r)
-	})
-}
-
-// csrfProtect refuses cross-origin state-changing requests that would be
-// authenticated by the browser session cookie alone (net/http's
-// CrossOriginProtection: Sec-Fetch-Site, then Origin against Host, with the
-// configured origins trusted). Requests that carry their own credentials in
-// a header cannot be forged by another site and pass untouched.
-func csrfProtect(trusted []string, next http.Handler) (http.Handler, error) {
-	cop := http.NewCrossOriginProtection()
-	for _, origin := range trusted {
-		if err := cop.AddTrustedOrigin(origin); err != nil {
-			return nil, fmt.Errorf("trusted origin %q: %w", origin, err)
-		}
-	}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get("Authorization") == "" && r.Header.Get("X-Api-Key") == "" {
-			if _, err := r.Cookie(auth.SessionCookie); err == nil {
-				if err := cop.Check(r); err != nil {
-					http.Error(w, "cross-origin request refused: a request authenticated by the session cookie must come from this site", http.StatusForbidden)
-					return
-				}
-			}
-		}
-		next.ServeHTTP(w, r)
-	}), nil
-}
-
-// withCORS allows the configured origins (never "*": credentials are
-// allowed) to call the API from browsers, with the header lists that the
-// Connect, gRPC-Web and gRPC protocols need; the rate-limit headers are
-// exposed too, so a browser client can pace itself, and the W3C trace
-// context is allowed in and traceparent out, so a traced browser client
-// continues its trace here and learns the server's.
-func withCORS(origins []string, next http.Handler) http.Handler {
-	allowed := make(map[string]bool, len(origins))
-	for _, o := range origins {
-		allowed[o] = true
-	}
-	// A preflight from an origin that is not allowed is refused with 403
-	// and a message (jsonErrors gives it the error body), not a bare 204
-	// the browser then quietly refuses.
-	refuseForeign := func(h http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if origin := r.Header.Get("Origin"); r.Method == http.MethodOptions && origin != "" &&
-				r.Header.Get("Access-Control-Request-Method") != "" && !allowed[origin] {
-				http.Error(w, "cross-origin requests from "+origin+" are not allowed (the server's --allowed-origins does not list it)", http.StatusForbidden)
-				return
-			}
-			h.ServeHTTP(w, r)
-		})
-	}
-	if len(origins) == 0 {
-		return refuseForeign(next)
-	}
-	return refuseForeign(cors.New(cors.Options{
-		AllowedOrigins:   origins,
-		AllowedMethods:   append(connectcors.AllowedMethods(), http.MethodOptions),
-		AllowedHeaders:   append(connectcors.AllowedHeaders(), "Authorization", "X-Api-Key", "X-Request-Id", "Connect-Accept-Encoding", "Connect-Content-Encoding", "Grpc-Accept-Encoding", "Grpc-Encoding", "Traceparent", "Tracestate"),
-		ExposedHeaders:   append(connectcors.ExposedHeaders(), "X-Request-Id", "Connect-Content-Encoding", "Grpc-Encoding", "RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset", "Retry-After", "Traceparent"),
-		AllowCredentials: true,
-		MaxAge:           7200,
-	}).Handler(next))
 }
 
 // requestIDHandler adds the request id to every log record made with a

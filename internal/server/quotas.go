@@ -50,23 +50,38 @@ func admitStream(lim limiter, slots *quota.Streams) func(context.Context, access
 func streamSlots(slots *quota.Streams) connect.ServerInterceptor {
 	return func(next connect.ServerFunc) connect.ServerFunc {
 		return func(ctx context.Context, spec connect.Spec, ss connect.ServerStream) error {
-			p, ok := access.PrincipalFrom(ctx)
-			if spec.StreamType != connect.StreamTypeServer || !ok {
-				return next(ctx, spec, ss)
-			}
-			release, err := slots.Acquire(ctx, streamKey(p))
+			// A stream stays under this frame while it is open: the
+			// slot is taken in a call that returns (takeSlot).
+			release, err := takeSlot(ctx, slots, spec)
 			if err != nil {
-				if d, ok := fault.RetryAfter(err); ok {
-					if call, ok := connect.CallInfoForServerContext(ctx); ok {
-						call.ResponseHeader().Set("Retry-After", strconv.FormatInt(max(int64(math.Ceil(d.Seconds())), 1), 10))
-					}
-				}
 				return err
 			}
-			defer release()
+			if release != nil {
+				defer release()
+			}
 			return next(ctx, spec, ss)
 		}
 	}
+}
+
+// takeSlot takes a slot for a server stream of an authenticated caller,
+// and returns its release, or nil for any other call. A refusal that can
+// be retried sets the response's Retry-After.
+func takeSlot(ctx context.Context, slots *quota.Streams, spec connect.Spec) (release func(), _ error) {
+	p, ok := access.PrincipalFrom(ctx)
+	if spec.StreamType != connect.StreamTypeServer || !ok {
+		return nil, nil
+	}
+	release, err := slots.Acquire(ctx, streamKey(p))
+	if err != nil {
+		if d, ok := fault.RetryAfter(err); ok {
+			if call, ok := connect.CallInfoForServerContext(ctx); ok {
+				call.ResponseHeader().Set("Retry-After", strconv.FormatInt(max(int64(math.Ceil(d.Seconds())), 1), 10))
+			}
+		}
+		return nil, err
+	}
+	return release, nil
 }
 
 // connectionsRefused counts the connections the listener's cap refused.

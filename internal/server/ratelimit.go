@@ -188,49 +188,6 @@ func (s *loginStream) Receive(msg any) error {
 	return nil
 }
 
-// limitHTTP applies the budgets to the plain-HTTP routes (SSE, the
-// WebSocket upgrade, OIDC, the console); RPCs are limited by the auth
-// interceptor, and /health, /ready by nothing. A request without
-// credentials, and every request to the OIDC routes (which never read the
-// credentials a request carries), spends the anonymous budget. A request
-// with credentials — checked by the SSE and WebSocket handlers themselves
-// — is refused while its address is out of failed sign-ins, and when it
-// is answered 401 it spends that budget, as a failed RPC does; so a flood
-// of bad tokens, keys or tickets on a stream route ends in 429.
-func limitHTTP(l limiter, next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if isRPC(r) || r.URL.Path == "/health" || r.URL.Path == "/ready" {
-			next.ServeHTTP(w, r)
-			return
-		}
-		ctx := r.Context()
-		key := clientKey(ctx)
-		creds := hasCredentials(r)
-		if creds {
-			if err := l.peek(ctx, ratelimit.AuthFailureAddress, key); err != nil {
-				writeLimited(w, err)
-				return
-			}
-		}
-		if !creds || strings.HasPrefix(r.URL.Path, "/auth/oidc/") {
-			err := l.allow(ctx, ratelimit.Anonymous, key, func(d ratelimit.Decision) { ratelimit.SetHeaders(w.Header(), d) })
-			if err != nil {
-				writeLimited(w, err)
-				return
-			}
-		}
-		if !creds {
-			next.ServeHTTP(w, r)
-			return
-		}
-		rec := &failureRecorder{ResponseWriter: w}
-		next.ServeHTTP(rec, r)
-		if rec.status == http.StatusUnauthorized {
-			l.failed(ctx, key, "")
-		}
-	})
-}
-
 // writeLimited answers a plain-HTTP request that a rate limit refused: 429
 // with the refusing class's RateLimit-* headers and Retry-After, and the
 // same JSON error body as the streams' other refusals. Any other error

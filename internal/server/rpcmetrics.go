@@ -67,16 +67,24 @@ func newRPCMetrics(meters metric.MeterProvider) (*rpcMetrics, error) {
 // interceptor records each call's duration.
 func (m *rpcMetrics) interceptor(next connect.ServerFunc) connect.ServerFunc {
 	return func(ctx context.Context, spec connect.Spec, stream connect.ServerStream) error {
+		// A server stream stays under this frame while it is open: the
+		// recording is a call of its own.
 		start := time.Now()
 		err := next(ctx, spec, stream)
-		protocol := ""
-		if info, ok := connect.CallInfoForServerContext(ctx); ok {
-			protocol = info.Protocol
-		}
-		key := rpcSeries{procedure: spec.Procedure, protocol: protocol, outcome: outcomeOf(err)}
-		m.duration.Record(ctx, time.Since(start).Seconds(), m.attributes(key)...)
+		m.record(ctx, spec.Procedure, start, err)
 		return err
 	}
+}
+
+// record records the duration of a call to procedure started at start
+// that ended with err.
+func (m *rpcMetrics) record(ctx context.Context, procedure string, start time.Time, err error) {
+	protocol := ""
+	if info, ok := connect.CallInfoForServerContext(ctx); ok {
+		protocol = info.Protocol
+	}
+	key := rpcSeries{procedure: procedure, protocol: protocol, outcome: outcomeOf(err)}
+	m.duration.Record(ctx, time.Since(start).Seconds(), m.attributes(key)...)
 }
 
 // attributes returns key's attribute set as record options, built on

@@ -46,17 +46,44 @@ func (d *drain) interceptor(m *stream.Metrics) connect.ServerInterceptor {
 			if spec.StreamType != connect.StreamTypeServer {
 				return next(ctx, spec, ss)
 			}
-			defer m.Opened(stream.TransportConnect)()
-			ctx, cancel := context.WithCancel(ctx)
-			defer cancel()
-			defer context.AfterFunc(d.life, cancel)()
-			err := next(ctx, spec, countingStream{ServerStream: ss, m: m})
-			if d.life.Err() != nil && (err == nil || errors.Is(err, context.Canceled)) {
-				return shuttingDown()
-			}
-			return err
+			// A stream stays under this frame while it is open: what it
+			// takes is taken in a call that returns (open).
+			ctx, o := d.open(ctx, m)
+			defer o.close()
+			return d.ended(next(ctx, spec, countingStream{ServerStream: ss, m: m}))
 		}
 	}
+}
+
+// openStream is what a server stream holds of the drain while it is
+// open.
+type openStream struct {
+	closed, cancel func()
+	stopAfter      func() bool
+}
+
+// open counts a server stream open and returns its context, which the
+// drain ends at shutdown, and what close releases.
+func (d *drain) open(ctx context.Context, m *stream.Metrics) (context.Context, openStream) {
+	closed := m.Opened(stream.TransportConnect)
+	ctx, cancel := context.WithCancel(ctx)
+	return ctx, openStream{closed: closed, cancel: cancel, stopAfter: context.AfterFunc(d.life, cancel)}
+}
+
+// close releases what open took, in the reverse order.
+func (o openStream) close() {
+	o.stopAfter()
+	o.cancel()
+	o.closed()
+}
+
+// ended is the error a server stream that ended with err returns: the
+// shutdown's when the drain ended it.
+func (d *drain) ended(err error) error {
+	if d.life.Err() != nil && (err == nil || errors.Is(err, context.Canceled)) {
+		return shuttingDown()
+	}
+	return err
 }
 
 // shuttingDown is the error a stream ended by a shutdown returns.

@@ -65,10 +65,7 @@ func (b *wiring) newAPI() error {
 	b.connectStreams = newDrain()
 	b.api = connect.NewServer(
 		otel,
-		errorInterceptor(b.logger),
-		b.connectStreams.interceptor(b.streamMetrics),
-		authInterceptor(rules, b.authSvc, b.limits, cfg.Streams.Heartbeat),
-		streamSlots(slots),
+		streamGate(b.logger, b.connectStreams, b.streamMetrics, newAuthz(rules, b.authSvc, b.limits, cfg.Streams.Heartbeat), slots),
 		validate.NewServerInterceptor(),
 	)
 	b.register(b.api)
@@ -186,23 +183,18 @@ func (b *wiring) newRoutes() error {
 	return nil
 }
 
-// newMiddleware wraps the routes in the HTTP middleware, innermost first:
-// long streams kept open, rate and body limits, CSRF, CORS, security
-// headers, JSON errors, then the request id, access log and metrics.
+// newMiddleware wraps the routes in the HTTP middleware: the front (JSON
+// errors, security headers, CORS, CSRF, body and rate limits, long streams
+// kept open, the console's fallback), then the request id, access log and
+// metrics.
 func (b *wiring) newMiddleware() error {
 	cfg := b.cfg
-	var handler http.Handler = sse.KeepOpen(b.console.withFallback(b.mux), berthv1connect.TaskServiceStreamTaskLogsProcedure, berthv1connect.WorkspaceServiceWatchWorkspaceProcedure, healthv1connect.HealthWatchProcedure)
-	handler = limitHTTP(b.limits, handler)
-	handler = limitBody(cfg.HTTP.MaxBodyBytes, handler)
-	handler, err := csrfProtect(cfg.AllowedOrigins, handler)
+	f, err := newFront(cfg.AllowedOrigins, cfg.HTTP.MaxBodyBytes, b.limits, b.console, b.mux,
+		berthv1connect.TaskServiceStreamTaskLogsProcedure, berthv1connect.WorkspaceServiceWatchWorkspaceProcedure, healthv1connect.HealthWatchProcedure)
 	if err != nil {
 		return err
 	}
-	handler = withCORS(cfg.AllowedOrigins, handler)
-	handler = securityHeaders(handler)
-	handler = jsonErrors(handler)
-	handler = observe(b.logger, newHTTPMetrics(b.reg), cfg.RateLimits.TrustedProxies, handler)
-	b.handler = b.tracing.Handler(handler)
+	b.handler = b.tracing.Handler(observe(b.logger, newHTTPMetrics(b.reg), cfg.RateLimits.TrustedProxies, f))
 	return nil
 }
 

@@ -373,25 +373,3 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	w.WriteHeader(class.HTTP)
 	_ = json.NewEncoder(w).Encode(map[string]string{"code": class.Code, "message": msg})
 }
-
-// KeepOpen lifts the server's read and write timeouts from the requests to
-// the given paths (streaming RPCs such as /berth.v1.TaskService/StreamTaskLogs),
-// which live as long as what they follow: net/http's ReadTimeout would
-// otherwise cancel them mid-stream. The SSE handlers do the same for
-// themselves. It also gives those requests a stream.Batch, so that their
-// handlers flush once per batch of messages rather than once per message.
-func KeepOpen(next http.Handler, paths ...string) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		for _, p := range paths {
-			if r.URL.Path == p {
-				rc := http.NewResponseController(w)
-				_ = rc.SetReadDeadline(time.Time{})
-				_ = rc.SetWriteDeadline(time.Time{})
-				b, r := stream.Batched(w, r)
-				next.ServeHTTP(b, r)
-				return
-			}
-		}
-		next.ServeHTTP(w, r)
-	})
-}

@@ -117,13 +117,19 @@ type Loop struct {
 	OnDue func() error
 }
 
+// flush calls Flush, if there is one.
+func (l Loop) flush() error {
+	if l.Flush == nil {
+		return nil
+	}
+	return l.Flush()
+}
+
 // wait flushes what was sent, then waits until ready has a value, calling
 // OnDue whenever Due does; it returns ctx's error when ctx ends first.
 func (l Loop) wait(ctx context.Context, ready <-chan struct{}) error {
-	if l.Flush != nil {
-		if err := l.Flush(); err != nil {
-			return err
-		}
+	if err := l.flush(); err != nil {
+		return err
 	}
 	for {
 		select {
@@ -154,15 +160,42 @@ func (t Task) Follow(ctx context.Context, id string, fromSeq int64, send func(Ta
 		return err
 	}
 	defer f.Close()
-	for !done {
-		if err := loop.wait(ctx, f.sub.Ready()); err != nil {
+	if done {
+		return nil
+	}
+	return f.Run(ctx, loop)
+}
+
+// Run is Follow after Open, for a follower opened without a wake function
+// whose task is not done: it waits on the bus, running loop's hooks, and
+// steps the follower whenever the task has news, until the task's end was
+// sent (nil), ctx ends or a step or hook fails. The caller closes f.
+//
+// A transport that holds its goroutine for the whole stream (a Connect
+// server stream over HTTP/2, which ends when its handler returns) opens the
+// follower in a call that returns and waits here, a frame or two under its
+// handler: the goroutine's stack, parked for as long as the task is quiet,
+// is then small enough for the runtime to shrink.
+func (f *TaskFollower) Run(ctx context.Context, loop Loop) error {
+	for {
+		if loop.Due == nil {
+			// Nothing to run while waiting: flush, then wait here, a frame less
+			// deep than loop.wait.
+			if err := loop.flush(); err != nil {
+				return err
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-f.sub.Ready():
+			}
+		} else if err := loop.wait(ctx, f.sub.Ready()); err != nil {
 			return err
 		}
-		if done, err = f.Step(ctx); err != nil {
+		if done, err := f.Step(ctx); done || err != nil {
 			return err
 		}
 	}
-	return nil
 }
 
 // TaskFollower is Follow taken a step at a time, for a transport that
@@ -417,8 +450,27 @@ func (w Watcher) Watch(ctx context.Context, topic string, current func(context.C
 		return err
 	}
 	defer f.Close()
+	return f.Run(ctx, loop)
+}
+
+// Run is Watch after Open, for a watch opened without a wake function, as
+// TaskFollower.Run is Follow after Open: it waits on the bus, running
+// loop's hooks, and steps the watch whenever there is news, until ctx
+// ends or a step or hook fails. The caller closes f.
+func (f *Watch) Run(ctx context.Context, loop Loop) error {
 	for {
-		if err := loop.wait(ctx, f.sub.Ready()); err != nil {
+		if loop.Due == nil {
+			// Nothing to run while waiting: flush, then wait here, a frame less
+			// deep than loop.wait (see TaskFollower.Run).
+			if err := loop.flush(); err != nil {
+				return err
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-f.sub.Ready():
+			}
+		} else if err := loop.wait(ctx, f.sub.Ready()); err != nil {
 			return err
 		}
 		if err := f.Step(ctx); err != nil {

@@ -100,19 +100,40 @@ func (h *Handler) GetTaskLogs(ctx context.Context, req *berthv1.GetTaskLogsReque
 // from req.FromSeq on, then live lines, status and progress, then an end
 // event once the task is finished and every line was sent. Closing the
 // stream does nothing to the task.
+//
+// It is Service.Follow taken apart: the follower is opened in a call that
+// returns, and the stream then waits in the follower's Run, so that the
+// goroutine parked under it while the task is quiet holds few frames.
+//
+// What it sends is flushed once per batch: the stored log when it has
+// been sent, then each wake-up's lines (stream.Batch).
 func (h *Handler) StreamTaskLogs(ctx context.Context, req *berthv1.StreamTaskLogsRequest, out berthv1connect.TaskServiceStreamTaskLogsServerStream) error {
-	// Each wake-up's lines are flushed once, when the follower waits.
 	batch := stream.BatchFrom(ctx)
 	batch.Hold()
 	defer batch.Release()
-	return h.svc.Follow(ctx, principal(ctx), req.GetTaskId(), req.GetFromSeq(), func(ev stream.TaskEvent) error {
+	f, done, err := h.openLogs(ctx, req, out)
+	if err != nil || done {
+		return err
+	}
+	defer f.Close()
+	return f.Run(ctx, stream.Loop{Flush: batch.Commit})
+}
+
+// openLogs opens StreamTaskLogs's follower and sends what is stored;
+// done is true, and the follower closed, when the task's end was sent.
+func (h *Handler) openLogs(ctx context.Context, req *berthv1.StreamTaskLogsRequest, out berthv1connect.TaskServiceStreamTaskLogsServerStream) (*stream.TaskFollower, bool, error) {
+	f, done, err := h.svc.OpenFollow(ctx, principal(ctx), req.GetTaskId(), req.GetFromSeq(), func(ev stream.TaskEvent) error {
 		if ev.Line != nil {
 			// A line from the bus: every subscriber of the task sends the
 			// same message, which the server's codecs encode once.
 			return out.Send(ev.Line.Shared(lineResponse).(*berthv1.StreamTaskLogsResponse))
 		}
 		return out.Send(StreamResponse(ev))
-	}, stream.Loop{Flush: batch.Commit})
+	}, nil)
+	if err == nil && done {
+		f.Close()
+	}
+	return f, done, err
 }
 
 // lineResponse is a log line's StreamTaskLogs message, as StreamResponse

@@ -203,14 +203,29 @@ func roleFromProto(r berthv1.WorkspaceRole) store.WorkspaceRole {
 // WatchWorkspace implements berthv1connect.WorkspaceServiceHandler: the
 // workspace's current state, then its status changes and its tasks'
 // lifecycle events until the client goes away.
+//
+// It is FollowEvents taken apart, as StreamTaskLogs is: the watch is
+// opened in a call that returns, and the stream then waits in the watch's
+// Run, so that the goroutine parked under it holds few frames.
+//
+// What it sends is flushed once per wake-up (stream.Batch).
 func (h *Handler) WatchWorkspace(ctx context.Context, req *berthv1.WatchWorkspaceRequest, out berthv1connect.WorkspaceServiceWatchWorkspaceServerStream) error {
-	// Each wake-up's events are flushed once, when the follower waits.
 	batch := stream.BatchFrom(ctx)
 	batch.Hold()
 	defer batch.Release()
-	return h.svc.FollowEvents(ctx, principal(ctx), req.GetWorkspaceId(), func(ev *berthv1.WorkspaceEvent) error {
+	w, err := h.openWatch(ctx, req, out)
+	if err != nil {
+		return err
+	}
+	defer w.Close()
+	return w.Run(ctx, stream.Loop{Flush: batch.Commit})
+}
+
+// openWatch opens WatchWorkspace's watch and sends the workspace's state.
+func (h *Handler) openWatch(ctx context.Context, req *berthv1.WatchWorkspaceRequest, out berthv1connect.WorkspaceServiceWatchWorkspaceServerStream) (*stream.Watch, error) {
+	return h.svc.OpenEvents(ctx, principal(ctx), req.GetWorkspaceId(), func(ev *berthv1.WorkspaceEvent) error {
 		return out.Send(&berthv1.WatchWorkspaceResponse{Event: ev})
-	}, stream.Loop{Flush: batch.Commit})
+	}, nil)
 }
 
 // FollowEvents is Follow with what it sends turned into the API's
