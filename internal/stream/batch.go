@@ -9,45 +9,47 @@ import (
 // one per batch. connect-go flushes its ResponseWriter after every message
 // of a server stream; a follower that sends fifty lines after one wake-up
 // would make fifty flushes (fifty HTTP/2 DATA frames or HTTP/1.1 chunks,
-// fifty writes to the socket). Between Hold and Release, Flush only notes
-// that something waits; Commit, which the follower's Loop.Flush calls
-// before it waits, flushes it once.
+// fifty writes to the socket). Once the handler takes its Batch
+// (TakeBatch), Flush only notes that something waits, and Commit, which
+// the follower's Loop.Flush calls before it waits, flushes it once. What
+// is written after the handler returns (connect-go's end of the stream,
+// an error) is flushed by net/http, which flushes every response when its
+// handler returns.
 //
 // A Batch is used by the handler's goroutine alone: connect-go writes and
-// flushes a stream on the goroutine that runs its handler. Its methods do
-// nothing on a nil Batch, so a handler served without the middleware that
-// makes one (Batched) flushes as connect-go does.
+// flushes a stream on the goroutine that runs its handler. Until it is
+// taken, or when its handler never takes it (gRPC health's Watch), it
+// flushes as asked. Its methods do nothing on a nil Batch, so a handler
+// served without the middleware that makes one (Batched) flushes as
+// connect-go does.
 type Batch struct {
 	http.ResponseWriter
-	holding bool // between Hold and Release
+	holding bool // taken: Flush waits for Commit
 	pending bool // a flush was asked for while holding
 }
 
 type batchKey struct{}
 
 // Batched wraps w in a Batch and returns it with r carrying it, for
-// BatchFrom: the middleware in front of a server stream's handler calls it.
+// TakeBatch: the middleware in front of a server stream's handler calls it.
 func Batched(w http.ResponseWriter, r *http.Request) (*Batch, *http.Request) {
 	b := &Batch{ResponseWriter: w}
 	return b, r.WithContext(context.WithValue(r.Context(), batchKey{}, b))
 }
 
-// BatchFrom returns the request's Batch, or nil when it has none.
-func BatchFrom(ctx context.Context) *Batch {
+// TakeBatch returns the request's Batch, or nil when it has none, and
+// from then on gathers its flushes: Flush flushes nothing until Commit.
+func TakeBatch(ctx context.Context) *Batch {
 	b, _ := ctx.Value(batchKey{}).(*Batch)
-	return b
-}
-
-// Hold starts gathering flushes: until Release, Flush flushes nothing.
-func (b *Batch) Hold() {
 	if b != nil {
 		b.holding = true
 	}
+	return b
 }
 
 // Commit flushes what was written since the last flush, if a flush was
-// asked for, and keeps holding. It is a Loop's Flush; its error is the
-// flush's, when the writer below reports one (FlushError).
+// asked for. It is a Loop's Flush; its error is the flush's, when the
+// writer below reports one (FlushError).
 func (b *Batch) Commit() error {
 	if b == nil || !b.pending {
 		return nil
@@ -56,18 +58,8 @@ func (b *Batch) Commit() error {
 	return b.flush()
 }
 
-// Release flushes what waits and stops holding: what the handler's caller
-// writes after it (connect-go's end of the stream, an error) is flushed as
-// it comes.
-func (b *Batch) Release() {
-	if b != nil {
-		_ = b.Commit()
-		b.holding = false
-	}
-}
-
 // Flush implements http.Flusher: it flushes now, or at the next Commit
-// while the handler holds.
+// once the handler took the Batch.
 func (b *Batch) Flush() {
 	if b.holding {
 		b.pending = true

@@ -108,15 +108,13 @@ func (h *Handler) GetTaskLogs(ctx context.Context, req *berthv1.GetTaskLogsReque
 // What it sends is flushed once per batch: the stored log when it has
 // been sent, then each wake-up's lines (stream.Batch).
 func (h *Handler) StreamTaskLogs(ctx context.Context, req *berthv1.StreamTaskLogsRequest, out berthv1connect.TaskServiceStreamTaskLogsServerStream) error {
-	batch := stream.BatchFrom(ctx)
-	batch.Hold()
-	defer batch.Release()
+	loop := stream.Loop{Flush: stream.TakeBatch(ctx).Commit}
 	f, done, err := h.openLogs(ctx, req, out)
 	if err != nil || done {
 		return err
 	}
 	defer f.Close()
-	return f.Run(ctx, stream.Loop{Flush: batch.Commit})
+	return f.Run(ctx, loop)
 }
 
 // openLogs opens StreamTaskLogs's follower and sends what is stored;

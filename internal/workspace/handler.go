@@ -210,15 +210,13 @@ func roleFromProto(r berthv1.WorkspaceRole) store.WorkspaceRole {
 //
 // What it sends is flushed once per wake-up (stream.Batch).
 func (h *Handler) WatchWorkspace(ctx context.Context, req *berthv1.WatchWorkspaceRequest, out berthv1connect.WorkspaceServiceWatchWorkspaceServerStream) error {
-	batch := stream.BatchFrom(ctx)
-	batch.Hold()
-	defer batch.Release()
+	loop := stream.Loop{Flush: stream.TakeBatch(ctx).Commit}
 	w, err := h.openWatch(ctx, req, out)
 	if err != nil {
 		return err
 	}
 	defer w.Close()
-	return w.Run(ctx, stream.Loop{Flush: batch.Commit})
+	return w.Run(ctx, loop)
 }
 
 // openWatch opens WatchWorkspace's watch and sends the workspace's state.
