@@ -23,13 +23,15 @@ import (
 // write (see subscription), which writes them itself, and one per command
 // in flight. There is no writer goroutine and no queue of frames:
 // coder/websocket serialises writes (control frames — ping, pong, close —
-// go between data frames), and a write that takes no bytes for the stall
+// go between data frames), the wire under it sends what a wake-up writes
+// in one batch (see batch), and a write that takes no bytes for the stall
 // timeout drops the client (see write). Keep-alive pings start from the
 // handler's shared wheel, on a goroutine that lives only while a ping
 // waits for its pong.
 type session struct {
 	h       *Handler
 	conn    *websocket.Conn
+	wire    *wire // under conn: batches its writes (see batch)
 	recheck func(context.Context) (access.Principal, error)
 	limit   *rate.Limiter // made at the first command (only the reader uses it)
 	cmds    chan struct{} // semaphore of commands in flight
@@ -51,9 +53,9 @@ type session struct {
 	wg    sync.WaitGroup
 }
 
-func newSession(h *Handler, conn *websocket.Conn, recheck func(context.Context) (access.Principal, error)) *session {
+func newSession(h *Handler, conn *websocket.Conn, w *wire, recheck func(context.Context) (access.Principal, error)) *session {
 	return &session{
-		h: h, conn: conn, recheck: recheck,
+		h: h, conn: conn, wire: w, recheck: recheck,
 		cmds: make(chan struct{}, maxCommands),
 		subs: map[string]*subscription{},
 	}
@@ -158,14 +160,60 @@ func (s *session) run(ctx context.Context) {
 	}
 }
 
-// write writes one frame. Writes have no deadline of their own (see
-// close): while any is in progress the stall timer runs, restarted each
-// time one completes, so a client that takes no bytes for the stall
-// timeout is dropped with 1008 and a reason, and a slow but moving one is
-// not. It reports whether the frame was written; a failed write closes
-// the connection.
-func (s *session) write(b []byte) bool {
+// write writes one frame: in a batch of its own, so that its header and
+// payload go out in one write, unless the caller holds a batch open
+// (batched; see batch). Writes have no deadline of their own (see close):
+// while any is in progress the stall timer runs (see writing), so a client
+// that takes no bytes for the stall timeout is dropped with 1008 and a
+// reason, and a slow but moving one is not. It reports whether the frame
+// was written (or kept by the batch); a failed write closes the
+// connection.
+func (s *session) write(b []byte, batched bool) bool {
+	s.writing()
+	if !batched {
+		s.wire.begin()
+	}
+	err := s.conn.Write(context.Background(), websocket.MessageText, b)
+	if !batched {
+		if end := s.wire.end(); err == nil {
+			err = end
+		}
+	}
+	s.wrote()
+	if err != nil {
+		s.close(websocket.StatusInternalError, "")
+		return false
+	}
+	return true
+}
+
+// batch runs fn with a batch of the wire open (see wire): the frames fn
+// writes with write(…, true) go out together when it returns, with one
+// write to the socket (or a few, past batchBytes). A failed write closes
+// the connection and is fn's error if fn had none.
+func (s *session) batch(fn func() (bool, error)) (done bool, err error) {
+	s.wire.begin()
+	defer func() {
+		// Also when fn panics: the batch's frames, and any control frame
+		// it kept, go out before the close that follows the panic.
+		s.writing()
+		end := s.wire.end()
+		s.wrote()
+		if end != nil {
+			s.close(websocket.StatusInternalError, "")
+			if err == nil {
+				err = end
+			}
+		}
+	}()
+	return fn()
+}
+
+// writing counts a write in progress: the first starts the stall timer,
+// which drops the client when no write completes in time.
+func (s *session) writing() {
 	s.wmu.Lock()
+	defer s.wmu.Unlock()
 	if s.writers == 0 {
 		if s.stall == nil {
 			s.stall = time.AfterFunc(s.h.cfg.StallTimeout, func() { s.drop("slow", "client too slow: it took no data for too long") })
@@ -174,21 +222,19 @@ func (s *session) write(b []byte) bool {
 		}
 	}
 	s.writers++
-	s.wmu.Unlock()
-	err := s.conn.Write(context.Background(), websocket.MessageText, b)
+}
+
+// wrote counts a write done: bytes moved, so the others get a new period,
+// and the last stops the timer.
+func (s *session) wrote() {
 	s.wmu.Lock()
+	defer s.wmu.Unlock()
 	s.writers--
 	if s.writers == 0 {
 		s.stall.Stop()
 	} else {
-		s.stall.Reset(s.h.cfg.StallTimeout) // bytes moved: the others get a new period
+		s.stall.Reset(s.h.cfg.StallTimeout)
 	}
-	s.wmu.Unlock()
-	if err != nil {
-		s.close(websocket.StatusInternalError, "")
-		return false
-	}
-	return true
 }
 
 // keepAlive is called by the handler's wheel every PingEvery: it pings the
@@ -231,26 +277,22 @@ func (s *session) principal() (access.Principal, error) {
 
 // send writes a frame, stamped with the time. It reports whether the
 // frame was written.
-func (s *session) send(m Message) bool { return s.sendCtx(s.ctx, m) }
+func (s *session) send(m Message) bool { return s.sendCtx(s.ctx, m, false) }
 
 // sendCtx is send that sends nothing once ctx ended (a subscription
-// cancelled, the session closing).
-func (s *session) sendCtx(ctx context.Context, m Message) bool {
+// cancelled, the session closing), in the caller's open batch when
+// batched (see write).
+func (s *session) sendCtx(ctx context.Context, m Message, batched bool) bool {
 	m.Timestamp = time.Now().UTC()
 	b, err := json.Marshal(m)
 	if err != nil {
 		s.h.cfg.Logger.Error("encoding a WebSocket frame failed", "error", err.Error())
 		return false
 	}
-	return s.sendFrame(ctx, b)
-}
-
-// sendFrame writes an encoded frame unless ctx ended.
-func (s *session) sendFrame(ctx context.Context, b []byte) bool {
 	if ctx.Err() != nil {
 		return false
 	}
-	return s.write(b)
+	return s.write(b, batched)
 }
 
 // fail sends an error frame for request id, and returns its body.

@@ -75,7 +75,7 @@ func (sub *subscription) run(first func() (bool, error)) {
 			sub.end(nil)
 			return
 		}
-		done, err := next()
+		done, err := sub.s.batch(next) // what a wake-up sends goes out in one write
 		if done || err != nil {
 			returned = true
 			sub.end(err)
@@ -111,19 +111,19 @@ func (sub *subscription) open(kind, id string, p access.Principal) (done bool, e
 }
 
 // emit sends one event of the subscription, preceded by the subscribed
-// ack when it is the first.
+// ack when it is the first, in the batch that run holds open for the step.
 func (sub *subscription) emit(action string, data []byte) error {
 	s := sub.s
 	if !sub.acked {
 		sub.acked = true
-		if !s.sendCtx(sub.ctx, Message{Type: "subscribed", ID: sub.m.ID, Channel: sub.m.Channel}) {
+		if !s.sendCtx(sub.ctx, Message{Type: "subscribed", ID: sub.m.ID, Channel: sub.m.Channel}, true) {
 			return context.Canceled
 		}
 	}
 	if sub.ctx.Err() != nil { // unsubscribed: not one event after the ack
 		return sub.ctx.Err()
 	}
-	if !s.sendCtx(sub.ctx, Message{Type: "event", Channel: sub.m.Channel, Action: action, Data: data}) {
+	if !s.sendCtx(sub.ctx, Message{Type: "event", Channel: sub.m.Channel, Action: action, Data: data}, true) {
 		return context.Canceled
 	}
 	s.h.cfg.Metrics.Sent(stream.TransportWebSocket)
