@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -72,7 +73,8 @@ type fixture struct {
 	ws      *store.Workspace
 	task    *store.TaskRecord
 	srv     *httptest.Server
-	channel string // the task's
+	writes  *atomic.Int64 // the server's writes to its sockets
+	channel string        // the task's
 }
 
 // newFixture serves /ws as a user with a running task; it stops when the
@@ -99,7 +101,8 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	events := bus.New()
-	return &fixture{st: st, events: events, user: u, ws: w, task: tr, srv: serveAs(t, st, events, u), channel: event.TaskTopic(tr.ID)}
+	srv, writes := serveAs(t, st, events, u)
+	return &fixture{st: st, events: events, user: u, ws: w, task: tr, srv: srv, writes: writes, channel: event.TaskTopic(tr.ID)}
 }
 
 // goroutinesPerConnections opens n idle WebSockets to url as dialIdle
