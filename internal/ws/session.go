@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -34,7 +35,7 @@ type session struct {
 	wire    *wire // under conn: batches its writes (see batch)
 	recheck func(context.Context) (access.Principal, error)
 	limit   *rate.Limiter // made at the first command (only the reader uses it)
-	cmds    chan struct{} // semaphore of commands in flight
+	cmds    atomic.Int32  // commands in flight (only the reader adds one)
 	pinging atomic.Bool   // a keep-alive ping waits for its pong
 
 	ctx    context.Context
@@ -45,8 +46,10 @@ type session struct {
 	writers int         // writes in progress
 	stall   *time.Timer // drops the client when writes take no bytes in time
 
-	mu   sync.Mutex
-	subs map[string]*subscription
+	mu sync.Mutex
+	// subs are the subscriptions, one per channel: a few at most, so a
+	// slice, which costs an idle connection less than a map.
+	subs []*subscription
 	// extra are the stream slots held past the connection's own, one per
 	// subscription past the first (see trim).
 	extra []func()
@@ -56,8 +59,6 @@ type session struct {
 func newSession(h *Handler, conn *websocket.Conn, w *wire, recheck func(context.Context) (access.Principal, error)) *session {
 	return &session{
 		h: h, conn: conn, wire: w, recheck: recheck,
-		cmds: make(chan struct{}, maxCommands),
-		subs: map[string]*subscription{},
 	}
 }
 
@@ -101,13 +102,15 @@ func (s *session) goSafe(fn func()) {
 
 func (s *session) run(ctx context.Context) {
 	s.ctx, s.cancel = context.WithCancel(ctx)
-	// The session's end wakes its subscriptions, which then end: a
-	// subscription holds no goroutine that would see it. Never stopped:
-	// it fires at the cancel below, before the wait for them.
-	context.AfterFunc(s.ctx, s.wakeSubscriptions)
 	defer s.h.cfg.Metrics.Opened(stream.TransportWebSocket)()
 	defer s.releaseExtra()
 	defer s.wg.Wait()
+	// The session's end wakes its subscriptions, which then end: a
+	// subscription holds no goroutine that would see it. Only the reader
+	// adds subscriptions, so none comes after this. Until then (a close
+	// from elsewhere ends the read soon), a subscription stepped meanwhile
+	// sees s.ctx ended and stops.
+	defer s.wakeSubscriptions()
 	defer s.cancel()
 	// Stopped before the wait above: no keep-alive starts after it.
 	defer s.h.pings.StartFunc(s.keepAlive).Stop()
@@ -144,14 +147,13 @@ func (s *session) run(ctx context.Context) {
 				s.commandFailed(m, fault.New(fault.ErrResourceExhausted, "too many commands on this connection; slow down"))
 				continue
 			}
-			select {
-			case s.cmds <- struct{}{}:
-			default:
+			if s.cmds.Load() >= maxCommands {
 				s.commandFailed(m, fault.New(fault.ErrResourceExhausted, "%d commands are in flight on this connection; wait for their results", maxCommands))
 				continue
 			}
+			s.cmds.Add(1)
 			s.goSafe(func() {
-				defer func() { <-s.cmds }()
+				defer s.cmds.Add(-1)
 				s.command(m)
 			})
 		default:
@@ -275,21 +277,21 @@ func (s *session) principal() (access.Principal, error) {
 	return p, err
 }
 
-// send writes a frame, stamped with the time. It reports whether the
-// frame was written.
-func (s *session) send(m Message) bool { return s.sendCtx(s.ctx, m, false) }
+// send writes a frame, stamped with the time, unless the session ended.
+// It reports whether the frame was written.
+func (s *session) send(m Message) bool { return s.sendIn(m, false) }
 
-// sendCtx is send that sends nothing once ctx ended (a subscription
-// cancelled, the session closing), in the caller's open batch when
-// batched (see write).
-func (s *session) sendCtx(ctx context.Context, m Message, batched bool) bool {
+// sendBatched is send for a frame of the caller's open batch (see write).
+func (s *session) sendBatched(m Message) bool { return s.sendIn(m, true) }
+
+func (s *session) sendIn(m Message, batched bool) bool {
 	m.Timestamp = time.Now().UTC()
 	b, err := json.Marshal(m)
 	if err != nil {
 		s.h.cfg.Logger.Error("encoding a WebSocket frame failed", "error", err.Error())
 		return false
 	}
-	if ctx.Err() != nil {
+	if s.ctx.Err() != nil {
 		return false
 	}
 	return s.write(b, batched)
@@ -308,11 +310,12 @@ func (s *session) sendError(id, action string, body ErrorBody) {
 	s.send(Message{Type: "error", ID: id, Action: action, Data: data})
 }
 
-// failOn sends an error frame for a subscription request.
-func (s *session) failOn(m Message, err error) {
-	body := s.h.cfg.Errors(s.ctx, m.Type+" "+m.Channel, err)
+// failOn sends an error frame for the subscribe request id (none: for the
+// channel) of channel.
+func (s *session) failOn(id, channel string, err error) {
+	body := s.h.cfg.Errors(s.ctx, "subscribe "+channel, err)
 	data, _ := json.Marshal(body)
-	s.send(Message{Type: "error", ID: m.ID, Channel: m.Channel, Data: data})
+	s.send(Message{Type: "error", ID: id, Channel: channel, Data: data})
 }
 
 // subscribe starts following m.Channel. The subscribed ack is sent just
@@ -322,27 +325,27 @@ func (s *session) failOn(m Message, err error) {
 func (s *session) subscribe(m Message) {
 	kind, id, permission, err := checkSubscribe(m)
 	if err != nil {
-		s.failOn(m, err)
+		s.failOn(m.ID, m.Channel, err)
 		return
 	}
 	p, err := s.principal()
 	if err != nil {
-		s.failOn(m, err)
+		s.failOn(m.ID, m.Channel, err)
 		return
 	}
 	if !access.Allows(p.Role, permission) {
-		s.failOn(m, fault.New(fault.ErrPermissionDenied, "your role (%s) does not grant %s", p.Role, permission))
+		s.failOn(m.ID, m.Channel, fault.New(fault.ErrPermissionDenied, "your role (%s) does not grant %s", p.Role, permission))
 		return
 	}
 	s.mu.Lock()
-	if _, ok := s.subs[m.Channel]; ok {
+	if s.find(m.Channel) != nil {
 		s.mu.Unlock()
-		s.failOn(m, fault.New(fault.ErrConflict, "already subscribed to %s", m.Channel))
+		s.failOn(m.ID, m.Channel, fault.New(fault.ErrConflict, "already subscribed to %s", m.Channel))
 		return
 	}
 	if len(s.subs) >= maxSubscriptions {
 		s.mu.Unlock()
-		s.failOn(m, fault.New(fault.ErrResourceExhausted, "at most %d subscriptions per connection", maxSubscriptions))
+		s.failOn(m.ID, m.Channel, fault.New(fault.ErrResourceExhausted, "at most %d subscriptions per connection", maxSubscriptions))
 		return
 	}
 	if len(s.subs) >= 1+len(s.extra) {
@@ -352,16 +355,15 @@ func (s *session) subscribe(m Message) {
 		s.mu.Unlock()
 		release, err := s.h.admit(s.ctx, p, nil)
 		if err != nil {
-			s.failOn(m, err)
+			s.failOn(m.ID, m.Channel, err)
 			return
 		}
 		s.mu.Lock()
 		s.extra = append(s.extra, release)
 	}
-	ctx, cancel := context.WithCancel(s.ctx)
-	sub := &subscription{s: s, m: m, ctx: ctx, cancel: cancel, done: make(chan struct{})}
+	sub := &subscription{s: s, id: m.ID, channel: m.Channel, done: make(chan struct{})}
 	sub.running.Store(true) // the opening goroutine's, below
-	s.subs[m.Channel] = sub
+	s.subs = append(s.subs, sub)
 	s.trim()
 	// Until it ends, the subscription holds a place in the wait group: the
 	// goroutines its wake-ups start, at any time, then join a group that
@@ -369,7 +371,8 @@ func (s *session) subscribe(m Message) {
 	s.wg.Add(1)
 	s.mu.Unlock()
 
-	s.goSafe(func() { sub.run(func() (bool, error) { return sub.open(kind, id, p) }) })
+	since := m.Since
+	s.goSafe(func() { sub.run(func() (bool, error) { return sub.open(kind, id, since, p) }) })
 }
 
 // decodeFrame reads a frame from the client: JSON text shaped like
@@ -410,16 +413,37 @@ func checkSubscribe(m Message) (kind, id, permission string, err error) {
 // so no event of the channel comes after the ack.
 func (s *session) unsubscribe(m Message) {
 	s.mu.Lock()
-	sub, ok := s.subs[m.Channel]
-	delete(s.subs, m.Channel)
+	sub := s.find(m.Channel)
+	s.remove(sub)
 	s.trim()
 	s.mu.Unlock()
-	if ok {
-		sub.cancel()
+	if sub != nil {
+		sub.unsubscribed.Store(true)
 		sub.wake() // its goroutine, if it has none running, sees the end and ends it
 		<-sub.done
 	}
 	s.send(Message{Type: "unsubscribed", ID: m.ID, Channel: m.Channel})
+}
+
+// find returns the subscription to channel, or nil. s.mu is held.
+func (s *session) find(channel string) *subscription {
+	for _, sub := range s.subs {
+		if sub.channel == channel {
+			return sub
+		}
+	}
+	return nil
+}
+
+// remove takes sub out of the session's subscriptions, if it is there.
+// s.mu is held.
+func (s *session) remove(sub *subscription) {
+	for i, x := range s.subs {
+		if x == sub {
+			s.subs = slices.Delete(s.subs, i, i+1)
+			return
+		}
+	}
 }
 
 // wakeSubscriptions wakes every subscription, at the session's end.
