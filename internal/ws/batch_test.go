@@ -2,6 +2,7 @@ package ws_test
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -52,4 +53,36 @@ func TestWakeUpWritesOneBatch(t *testing.T) {
 	if got > lines/20 {
 		t.Errorf("%d lines in one wake-up took %d writes to the socket, want at most %d", lines, got, lines/20)
 	}
+}
+
+// BenchmarkWakeUp: a task's lines reach a WebSocket subscriber in
+// wake-ups of 50 (the task log's commits of 50 lines, on SQLite). It
+// reports the server's writes to the socket per line (one frame each) and
+// the time per line, store included.
+//
+//	go test -run '^$' -bench WakeUp ./internal/ws/
+func BenchmarkWakeUp(b *testing.B) {
+	const perWakeUp = 50
+	f := newFixture(b)
+	c := dialIdle(b, f.srv.URL, f.channel, 1)[0] // has had the running status
+	c.SetReadLimit(1 << 20)
+	lw := tasklog.NewWriter(f.st, f.events, f.task.ID, 1, tasklog.Options{FlushLines: perWakeUp, FlushEvery: time.Hour})
+	defer lw.Close()
+	ctx := b.Context()
+	line := "a line of an agent's output, as long as many are: " + strings.Repeat("x", 100)
+	before := f.writes.Load()
+	lines := 0
+	for b.Loop() {
+		for range perWakeUp {
+			lw.Log(store.LogInfo, store.LogStdout, line, nil)
+		}
+		for range perWakeUp {
+			if _, _, err := c.Read(ctx); err != nil {
+				b.Fatal(err)
+			}
+		}
+		lines += perWakeUp
+	}
+	b.ReportMetric(float64(f.writes.Load()-before)/float64(lines), "writes/line")
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(lines), "ns/line")
 }

@@ -141,7 +141,7 @@ func TestSubscribeResume(t *testing.T) {
 
 // serveAs serves /ws over real task and workspace services on st and
 // events, every connection authenticated as u; it stops when the test ends.
-func serveAs(t *testing.T, st *store.Store, events *bus.Bus, u *store.User) (*httptest.Server, *atomic.Int64) {
+func serveAs(t testing.TB, st *store.Store, events *bus.Bus, u *store.User) (*httptest.Server, *atomic.Int64) {
 	t.Helper()
 	logger := slog.New(slog.DiscardHandler)
 	workspaces := workspace.NewService(workspace.Deps{Store: st, Bus: events, Logger: logger, Now: time.Now, TaskProto: task.ToProto})

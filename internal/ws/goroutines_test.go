@@ -79,7 +79,7 @@ type fixture struct {
 
 // newFixture serves /ws as a user with a running task; it stops when the
 // test ends.
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	ctx := t.Context()
 	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "berth.db"))
@@ -126,7 +126,7 @@ func goroutinesPerConnections(t *testing.T, url, channel string, n int) int {
 // dialIdle opens n WebSockets to url, subscribes each to channel and reads
 // up to its first event, or, with no channel, pings it and reads the pong,
 // and returns them open.
-func dialIdle(t *testing.T, url, channel string, n int) []*websocket.Conn {
+func dialIdle(t testing.TB, url, channel string, n int) []*websocket.Conn {
 	t.Helper()
 	ctx := t.Context()
 	conns := make([]*websocket.Conn, 0, n)
