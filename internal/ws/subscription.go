@@ -49,10 +49,10 @@ func (sub *subscription) stopped() bool {
 	return sub.unsubscribed.Load() || sub.s.ctx.Err() != nil
 }
 
-// wake is the bus's wake-up, and the call that follows the end of ctx (an
-// unsubscribe, the session's end: see unsubscribe and wakeSubscriptions):
-// it never blocks (the bus calls it under its lock), only starts a goroutine to step the follow when none
-// holds the token. That goroutine is the session's (goSafe): a
+// wake is the bus's wake-up, and the call that follows a stop (an
+// unsubscribe, the session's end: see stopped, unsubscribe and
+// wakeSubscriptions): it never blocks (the bus calls it under its lock),
+// only starts a goroutine to step the follow when none holds the token. That goroutine is the session's (goSafe): a
 // subscription that did not end holds a place in the session's wait group
 // (see subscribe), so starting one while the session waits is allowed.
 func (sub *subscription) wake() {
