@@ -347,3 +347,81 @@ func TestFramePipelinedWithTheHandshake(t *testing.T) {
 		t.Fatal("the server read no frame: the one sent with the handshake was lost")
 	}
 }
+
+// stuck is a socket whose writes block, as on a client that reads nothing,
+// until it is closed.
+type stuck struct {
+	net.Conn
+	closed chan struct{}
+	once   sync.Once
+}
+
+func (s *stuck) Write([]byte) (int, error) {
+	<-s.closed
+	return 0, net.ErrClosed
+}
+
+func (s *stuck) Close() error {
+	s.once.Do(func() { close(s.closed) })
+	return s.Conn.Close()
+}
+
+// TestStallAtABatchsEnd: the stall timeout covers the write at a batch's
+// end, where a batch's frames meet the socket: a client that takes none of
+// them is dropped (the session ends), and the stuck write then fails,
+// which the batch returns — once coder/websocket gave up writing its close
+// frame behind it (5 s), and closed the connection.
+func TestStallAtABatchsEnd(t *testing.T) {
+	t.Parallel()
+	wait := time.Hour
+	if d, ok := t.Deadline(); ok {
+		wait = time.Until(d) * 9 / 10
+	}
+	type accepted struct {
+		c *websocket.Conn
+		w *wire
+	}
+	conns := make(chan accepted, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		up := &upgrader{ResponseWriter: rw}
+		c, err := websocket.Accept(up, r, nil)
+		if err != nil {
+			return
+		}
+		conns <- accepted{c, up.wire}
+	}))
+	defer srv.Close()
+	client, _, err := websocket.Dial(t.Context(), "ws"+strings.TrimPrefix(srv.URL, "http"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.CloseNow()
+	a := <-conns
+	defer a.c.CloseNow()
+	a.w.Conn = &stuck{Conn: a.w.Conn, closed: make(chan struct{})}
+
+	s := newSession(New(Config{StallTimeout: 50 * time.Millisecond}), a.c, a.w, nil)
+	s.ctx, s.cancel = context.WithCancel(t.Context())
+	defer s.cancel()
+	ended := make(chan error, 1)
+	go func() {
+		_, err := s.batch(func() (bool, error) {
+			if !s.sendBatched(Message{Type: "event"}) {
+				return false, errors.New("a frame of an open batch was not kept")
+			}
+			return false, nil
+		})
+		ended <- err
+	}()
+	select {
+	case err := <-ended:
+		if err == nil {
+			t.Fatal("the batch's end wrote to a socket that takes nothing, and succeeded")
+		}
+	case <-time.After(wait):
+		t.Fatal("the batch's end is still stuck: the stall timeout did not drop the client")
+	}
+	if s.ctx.Err() == nil {
+		t.Fatal("the session did not end with the stall")
+	}
+}
