@@ -2,12 +2,12 @@ package ws_test
 
 import (
 	"fmt"
-	"strings"
 	"testing"
 	"time"
 
 	"google.golang.org/protobuf/encoding/protojson"
 
+	"github.com/berthhq/berth/internal/event"
 	berthv1 "github.com/berthhq/berth/internal/gen/berth/v1"
 	"github.com/berthhq/berth/internal/store"
 	"github.com/berthhq/berth/internal/tasklog"
@@ -55,34 +55,34 @@ func TestWakeUpWritesOneBatch(t *testing.T) {
 	}
 }
 
-// BenchmarkWakeUp: a task's lines reach a WebSocket subscriber in
-// wake-ups of 50 (the task log's commits of 50 lines, on SQLite). It
-// reports the server's writes to the socket per line (one frame each) and
-// the time per line, store included.
+// BenchmarkWakeUp: events reach a WebSocket subscriber in wake-ups of 50
+// (a workspace's task changes, published at once: no store in the way).
+// It reports the server's writes to the socket per event (one frame
+// each) and the time per event, the client's reading included.
 //
 //	go test -run '^$' -bench WakeUp ./internal/ws/
 func BenchmarkWakeUp(b *testing.B) {
 	const perWakeUp = 50
 	f := newFixture(b)
-	c := dialIdle(b, f.srv.URL, f.channel, 1)[0] // has had the running status
+	channel := event.WorkspaceTopic(f.ws.ID)
+	c := dialIdle(b, f.srv.URL, channel, 1)[0] // has had the workspace's state
 	c.SetReadLimit(1 << 20)
-	lw := tasklog.NewWriter(f.st, f.events, f.task.ID, 1, tasklog.Options{FlushLines: perWakeUp, FlushEvery: time.Hour})
-	defer lw.Close()
+	batch := make([]any, perWakeUp)
+	for i := range batch {
+		batch[i] = event.TaskChanged{TaskID: fmt.Sprintf("task-%d", i), WorkspaceID: f.ws.ID, Status: store.TaskRunning}
+	}
 	ctx := b.Context()
-	line := "a line of an agent's output, as long as many are: " + strings.Repeat("x", 100)
 	before := f.writes.Load()
-	lines := 0
+	events := 0
 	for b.Loop() {
-		for range perWakeUp {
-			lw.Log(store.LogInfo, store.LogStdout, line, nil)
-		}
+		f.events.PublishAll(channel, batch)
 		for range perWakeUp {
 			if _, _, err := c.Read(ctx); err != nil {
 				b.Fatal(err)
 			}
 		}
-		lines += perWakeUp
+		events += perWakeUp
 	}
-	b.ReportMetric(float64(f.writes.Load()-before)/float64(lines), "writes/line")
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(lines), "ns/line")
+	b.ReportMetric(float64(f.writes.Load()-before)/float64(events), "writes/event")
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(events), "ns/event")
 }
