@@ -135,6 +135,16 @@ func (sub *subscription) emit(action string, data []byte) error {
 			return context.Canceled
 		}
 	}
+	if action == "end" {
+		// The task's end is the subscription's last frame: the channel is
+		// free before the client can read it, so a client that subscribes
+		// again at once is not told it is subscribed already (end, which
+		// follows, does the same, for the other ends).
+		s.mu.Lock()
+		s.remove(sub)
+		s.trim()
+		s.mu.Unlock()
+	}
 	if !s.sendBatched(Message{Type: "event", Channel: sub.channel, Action: action, Data: data}) {
 		return context.Canceled
 	}
