@@ -261,9 +261,10 @@ func serveBatches(ctx context.Context, c *websocket.Conn, w *wire, s *socket, fr
 		}
 	}
 	before, _ := s.written()
+	frames0 := held() // before the ping is sent
 	pinged := make(chan error, 1)
 	go func() { pinged <- c.Ping(ctx) }()
-	if err := kept(held()); err != nil {
+	if err := kept(frames0); err != nil {
 		return err
 	}
 	select {
@@ -287,9 +288,10 @@ func serveBatches(ctx context.Context, c *websocket.Conn, w *wire, s *socket, fr
 			return err
 		}
 	}
+	frames1 := held() // before the close is sent
 	closed := make(chan error, 1)
 	go func() { closed <- c.Close(websocket.StatusGoingAway, "bye") }()
-	if err := kept(held()); err != nil {
+	if err := kept(frames1); err != nil {
 		return err
 	}
 	if err := w.end(); err != nil {
