@@ -4,10 +4,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -68,7 +70,7 @@ func TestSubscribeResume(t *testing.T) {
 	}
 	events.Publish(event.TaskTopic(tr.ID), task.Changed(done))
 
-	srv := serveAs(t, st, events, u)
+	srv, _ := serveAs(t, st, events, u)
 	conn, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(srv.URL, "http")+"/ws", &websocket.DialOptions{Subprotocols: []string{ws.Subprotocol}})
 	if err != nil {
 		t.Fatal(err)
@@ -139,7 +141,7 @@ func TestSubscribeResume(t *testing.T) {
 
 // serveAs serves /ws over real task and workspace services on st and
 // events, every connection authenticated as u; it stops when the test ends.
-func serveAs(t *testing.T, st *store.Store, events *bus.Bus, u *store.User) *httptest.Server {
+func serveAs(t testing.TB, st *store.Store, events *bus.Bus, u *store.User) (*httptest.Server, *atomic.Int64) {
 	t.Helper()
 	logger := slog.New(slog.DiscardHandler)
 	workspaces := workspace.NewService(workspace.Deps{Store: st, Bus: events, Logger: logger, Now: time.Now, TaskProto: task.ToProto})
@@ -150,8 +152,36 @@ func serveAs(t *testing.T, st *store.Store, events *bus.Bus, u *store.User) *htt
 		}},
 		Tasks: task.NewService(st, runner, task.Budget{}, task.Limits{}, time.Now, nil), Workspaces: workspaces, Logger: logger,
 	})
-	srv := httptest.NewServer(h)
+	srv := httptest.NewUnstartedServer(h)
+	writes := new(atomic.Int64)
+	srv.Listener = countingListener{Listener: srv.Listener, writes: writes}
+	srv.Start()
 	t.Cleanup(srv.Close)
 	t.Cleanup(h.Shutdown)
-	return srv
+	return srv, writes
+}
+
+// countingListener counts the writes to the sockets it accepts: the
+// server's write system calls.
+type countingListener struct {
+	net.Listener
+	writes *atomic.Int64
+}
+
+func (l countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return countingConn{Conn: c, writes: l.writes}, nil
+}
+
+type countingConn struct {
+	net.Conn
+	writes *atomic.Int64
+}
+
+func (c countingConn) Write(p []byte) (int, error) {
+	c.writes.Add(1)
+	return c.Conn.Write(p)
 }

@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -72,12 +73,13 @@ type fixture struct {
 	ws      *store.Workspace
 	task    *store.TaskRecord
 	srv     *httptest.Server
-	channel string // the task's
+	writes  *atomic.Int64 // the server's writes to its sockets
+	channel string        // the task's
 }
 
 // newFixture serves /ws as a user with a running task; it stops when the
 // test ends.
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	ctx := t.Context()
 	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "berth.db"))
@@ -99,7 +101,8 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	events := bus.New()
-	return &fixture{st: st, events: events, user: u, ws: w, task: tr, srv: serveAs(t, st, events, u), channel: event.TaskTopic(tr.ID)}
+	srv, writes := serveAs(t, st, events, u)
+	return &fixture{st: st, events: events, user: u, ws: w, task: tr, srv: srv, writes: writes, channel: event.TaskTopic(tr.ID)}
 }
 
 // goroutinesPerConnections opens n idle WebSockets to url as dialIdle
@@ -123,7 +126,7 @@ func goroutinesPerConnections(t *testing.T, url, channel string, n int) int {
 // dialIdle opens n WebSockets to url, subscribes each to channel and reads
 // up to its first event, or, with no channel, pings it and reads the pong,
 // and returns them open.
-func dialIdle(t *testing.T, url, channel string, n int) []*websocket.Conn {
+func dialIdle(t testing.TB, url, channel string, n int) []*websocket.Conn {
 	t.Helper()
 	ctx := t.Context()
 	conns := make([]*websocket.Conn, 0, n)

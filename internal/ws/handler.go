@@ -172,7 +172,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rc := http.NewResponseController(w)
 	_ = rc.SetReadDeadline(time.Time{})
 	_ = rc.SetWriteDeadline(time.Time{})
-	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{
+	up := &upgrader{ResponseWriter: w} // hands the connection over as a wire, with small buffers
+	conn, err := websocket.Accept(up, r, &websocket.AcceptOptions{
 		Subprotocols:       []string{Subprotocol},
 		InsecureSkipVerify: true, // the origin was checked above, with the same-origin rule and the allow-list
 	})
@@ -187,7 +188,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// the handshake — ends, with net/http's hold on the connection. The
 	// request is completed (access log, metrics) when the session ends.
 	finish := stream.Detach(r)
-	sess := newSession(h, conn, cred.Recheck)
+	sess := newSession(h, conn, up.wire, cred.Recheck)
 	ctx := context.WithoutCancel(r.Context())
 	h.sessions.Add()
 	go func() {

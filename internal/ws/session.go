@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -23,16 +24,18 @@ import (
 // write (see subscription), which writes them itself, and one per command
 // in flight. There is no writer goroutine and no queue of frames:
 // coder/websocket serialises writes (control frames — ping, pong, close —
-// go between data frames), and a write that takes no bytes for the stall
+// go between data frames), the wire under it sends what a wake-up writes
+// in one batch (see batch), and a write that takes no bytes for the stall
 // timeout drops the client (see write). Keep-alive pings start from the
 // handler's shared wheel, on a goroutine that lives only while a ping
 // waits for its pong.
 type session struct {
 	h       *Handler
 	conn    *websocket.Conn
+	wire    *wire // under conn: batches its writes (see batch)
 	recheck func(context.Context) (access.Principal, error)
 	limit   *rate.Limiter // made at the first command (only the reader uses it)
-	cmds    chan struct{} // semaphore of commands in flight
+	cmds    atomic.Int32  // commands in flight (only the reader adds one)
 	pinging atomic.Bool   // a keep-alive ping waits for its pong
 
 	ctx    context.Context
@@ -43,19 +46,19 @@ type session struct {
 	writers int         // writes in progress
 	stall   *time.Timer // drops the client when writes take no bytes in time
 
-	mu   sync.Mutex
-	subs map[string]*subscription
+	mu sync.Mutex
+	// subs are the subscriptions, one per channel: a few at most, so a
+	// slice, which costs an idle connection less than a map.
+	subs []*subscription
 	// extra are the stream slots held past the connection's own, one per
 	// subscription past the first (see trim).
 	extra []func()
 	wg    sync.WaitGroup
 }
 
-func newSession(h *Handler, conn *websocket.Conn, recheck func(context.Context) (access.Principal, error)) *session {
+func newSession(h *Handler, conn *websocket.Conn, w *wire, recheck func(context.Context) (access.Principal, error)) *session {
 	return &session{
-		h: h, conn: conn, recheck: recheck,
-		cmds: make(chan struct{}, maxCommands),
-		subs: map[string]*subscription{},
+		h: h, conn: conn, wire: w, recheck: recheck,
 	}
 }
 
@@ -99,13 +102,15 @@ func (s *session) goSafe(fn func()) {
 
 func (s *session) run(ctx context.Context) {
 	s.ctx, s.cancel = context.WithCancel(ctx)
-	// The session's end wakes its subscriptions, which then end: a
-	// subscription holds no goroutine that would see it. Never stopped:
-	// it fires at the cancel below, before the wait for them.
-	context.AfterFunc(s.ctx, s.wakeSubscriptions)
 	defer s.h.cfg.Metrics.Opened(stream.TransportWebSocket)()
 	defer s.releaseExtra()
 	defer s.wg.Wait()
+	// The session's end wakes its subscriptions, which then end: a
+	// subscription holds no goroutine that would see it. Only the reader
+	// adds subscriptions, so none comes after this. Until then (a close
+	// from elsewhere ends the read soon), a subscription stepped meanwhile
+	// sees s.ctx ended and stops.
+	defer s.wakeSubscriptions()
 	defer s.cancel()
 	// Stopped before the wait above: no keep-alive starts after it.
 	defer s.h.pings.StartFunc(s.keepAlive).Stop()
@@ -142,14 +147,13 @@ func (s *session) run(ctx context.Context) {
 				s.commandFailed(m, fault.New(fault.ErrResourceExhausted, "too many commands on this connection; slow down"))
 				continue
 			}
-			select {
-			case s.cmds <- struct{}{}:
-			default:
+			if s.cmds.Load() >= maxCommands {
 				s.commandFailed(m, fault.New(fault.ErrResourceExhausted, "%d commands are in flight on this connection; wait for their results", maxCommands))
 				continue
 			}
+			s.cmds.Add(1)
 			s.goSafe(func() {
-				defer func() { <-s.cmds }()
+				defer s.cmds.Add(-1)
 				s.command(m)
 			})
 		default:
@@ -158,14 +162,60 @@ func (s *session) run(ctx context.Context) {
 	}
 }
 
-// write writes one frame. Writes have no deadline of their own (see
-// close): while any is in progress the stall timer runs, restarted each
-// time one completes, so a client that takes no bytes for the stall
-// timeout is dropped with 1008 and a reason, and a slow but moving one is
-// not. It reports whether the frame was written; a failed write closes
-// the connection.
-func (s *session) write(b []byte) bool {
+// write writes one frame: in a batch of its own, so that its header and
+// payload go out in one write, unless the caller holds a batch open
+// (batched; see batch). Writes have no deadline of their own (see close):
+// while any is in progress the stall timer runs (see writing), so a client
+// that takes no bytes for the stall timeout is dropped with 1008 and a
+// reason, and a slow but moving one is not. It reports whether the frame
+// was written (or kept by the batch); a failed write closes the
+// connection.
+func (s *session) write(b []byte, batched bool) bool {
+	s.writing()
+	if !batched {
+		s.wire.begin()
+	}
+	err := s.conn.Write(context.Background(), websocket.MessageText, b)
+	if !batched {
+		if end := s.wire.end(); err == nil {
+			err = end
+		}
+	}
+	s.wrote()
+	if err != nil {
+		s.close(websocket.StatusInternalError, "")
+		return false
+	}
+	return true
+}
+
+// batch runs fn with a batch of the wire open (see wire): the frames fn
+// writes with write(…, true) go out together when it returns, with one
+// write to the socket (or a few, past batchBytes). A failed write closes
+// the connection and is fn's error if fn had none.
+func (s *session) batch(fn func() (bool, error)) (done bool, err error) {
+	s.wire.begin()
+	defer func() {
+		// Also when fn panics: the batch's frames, and any control frame
+		// it kept, go out before the close that follows the panic.
+		s.writing()
+		end := s.wire.end()
+		s.wrote()
+		if end != nil {
+			s.close(websocket.StatusInternalError, "")
+			if err == nil {
+				err = end
+			}
+		}
+	}()
+	return fn()
+}
+
+// writing counts a write in progress: the first starts the stall timer,
+// which drops the client when no write completes in time.
+func (s *session) writing() {
 	s.wmu.Lock()
+	defer s.wmu.Unlock()
 	if s.writers == 0 {
 		if s.stall == nil {
 			s.stall = time.AfterFunc(s.h.cfg.StallTimeout, func() { s.drop("slow", "client too slow: it took no data for too long") })
@@ -174,21 +224,19 @@ func (s *session) write(b []byte) bool {
 		}
 	}
 	s.writers++
-	s.wmu.Unlock()
-	err := s.conn.Write(context.Background(), websocket.MessageText, b)
+}
+
+// wrote counts a write done: bytes moved, so the others get a new period,
+// and the last stops the timer.
+func (s *session) wrote() {
 	s.wmu.Lock()
+	defer s.wmu.Unlock()
 	s.writers--
 	if s.writers == 0 {
 		s.stall.Stop()
 	} else {
-		s.stall.Reset(s.h.cfg.StallTimeout) // bytes moved: the others get a new period
+		s.stall.Reset(s.h.cfg.StallTimeout)
 	}
-	s.wmu.Unlock()
-	if err != nil {
-		s.close(websocket.StatusInternalError, "")
-		return false
-	}
-	return true
 }
 
 // keepAlive is called by the handler's wheel every PingEvery: it pings the
@@ -229,28 +277,24 @@ func (s *session) principal() (access.Principal, error) {
 	return p, err
 }
 
-// send writes a frame, stamped with the time. It reports whether the
-// frame was written.
-func (s *session) send(m Message) bool { return s.sendCtx(s.ctx, m) }
+// send writes a frame, stamped with the time, unless the session ended.
+// It reports whether the frame was written.
+func (s *session) send(m Message) bool { return s.sendIn(m, false) }
 
-// sendCtx is send that sends nothing once ctx ended (a subscription
-// cancelled, the session closing).
-func (s *session) sendCtx(ctx context.Context, m Message) bool {
+// sendBatched is send for a frame of the caller's open batch (see write).
+func (s *session) sendBatched(m Message) bool { return s.sendIn(m, true) }
+
+func (s *session) sendIn(m Message, batched bool) bool {
 	m.Timestamp = time.Now().UTC()
 	b, err := json.Marshal(m)
 	if err != nil {
 		s.h.cfg.Logger.Error("encoding a WebSocket frame failed", "error", err.Error())
 		return false
 	}
-	return s.sendFrame(ctx, b)
-}
-
-// sendFrame writes an encoded frame unless ctx ended.
-func (s *session) sendFrame(ctx context.Context, b []byte) bool {
-	if ctx.Err() != nil {
+	if s.ctx.Err() != nil {
 		return false
 	}
-	return s.write(b)
+	return s.write(b, batched)
 }
 
 // fail sends an error frame for request id, and returns its body.
@@ -266,11 +310,12 @@ func (s *session) sendError(id, action string, body ErrorBody) {
 	s.send(Message{Type: "error", ID: id, Action: action, Data: data})
 }
 
-// failOn sends an error frame for a subscription request.
-func (s *session) failOn(m Message, err error) {
-	body := s.h.cfg.Errors(s.ctx, m.Type+" "+m.Channel, err)
+// failOn sends an error frame for the subscribe request id (none: for the
+// channel) of channel.
+func (s *session) failOn(id, channel string, err error) {
+	body := s.h.cfg.Errors(s.ctx, "subscribe "+channel, err)
 	data, _ := json.Marshal(body)
-	s.send(Message{Type: "error", ID: m.ID, Channel: m.Channel, Data: data})
+	s.send(Message{Type: "error", ID: id, Channel: channel, Data: data})
 }
 
 // subscribe starts following m.Channel. The subscribed ack is sent just
@@ -280,27 +325,27 @@ func (s *session) failOn(m Message, err error) {
 func (s *session) subscribe(m Message) {
 	kind, id, permission, err := checkSubscribe(m)
 	if err != nil {
-		s.failOn(m, err)
+		s.failOn(m.ID, m.Channel, err)
 		return
 	}
 	p, err := s.principal()
 	if err != nil {
-		s.failOn(m, err)
+		s.failOn(m.ID, m.Channel, err)
 		return
 	}
 	if !access.Allows(p.Role, permission) {
-		s.failOn(m, fault.New(fault.ErrPermissionDenied, "your role (%s) does not grant %s", p.Role, permission))
+		s.failOn(m.ID, m.Channel, fault.New(fault.ErrPermissionDenied, "your role (%s) does not grant %s", p.Role, permission))
 		return
 	}
 	s.mu.Lock()
-	if _, ok := s.subs[m.Channel]; ok {
+	if s.find(m.Channel) != nil {
 		s.mu.Unlock()
-		s.failOn(m, fault.New(fault.ErrConflict, "already subscribed to %s", m.Channel))
+		s.failOn(m.ID, m.Channel, fault.New(fault.ErrConflict, "already subscribed to %s", m.Channel))
 		return
 	}
 	if len(s.subs) >= maxSubscriptions {
 		s.mu.Unlock()
-		s.failOn(m, fault.New(fault.ErrResourceExhausted, "at most %d subscriptions per connection", maxSubscriptions))
+		s.failOn(m.ID, m.Channel, fault.New(fault.ErrResourceExhausted, "at most %d subscriptions per connection", maxSubscriptions))
 		return
 	}
 	if len(s.subs) >= 1+len(s.extra) {
@@ -310,16 +355,15 @@ func (s *session) subscribe(m Message) {
 		s.mu.Unlock()
 		release, err := s.h.admit(s.ctx, p, nil)
 		if err != nil {
-			s.failOn(m, err)
+			s.failOn(m.ID, m.Channel, err)
 			return
 		}
 		s.mu.Lock()
 		s.extra = append(s.extra, release)
 	}
-	ctx, cancel := context.WithCancel(s.ctx)
-	sub := &subscription{s: s, m: m, ctx: ctx, cancel: cancel, done: make(chan struct{})}
+	sub := &subscription{s: s, id: m.ID, channel: m.Channel, done: make(chan struct{})}
 	sub.running.Store(true) // the opening goroutine's, below
-	s.subs[m.Channel] = sub
+	s.subs = append(s.subs, sub)
 	s.trim()
 	// Until it ends, the subscription holds a place in the wait group: the
 	// goroutines its wake-ups start, at any time, then join a group that
@@ -327,7 +371,8 @@ func (s *session) subscribe(m Message) {
 	s.wg.Add(1)
 	s.mu.Unlock()
 
-	s.goSafe(func() { sub.run(func() (bool, error) { return sub.open(kind, id, p) }) })
+	since := m.Since
+	s.goSafe(func() { sub.run(func() (bool, error) { return sub.open(kind, id, since, p) }) })
 }
 
 // decodeFrame reads a frame from the client: JSON text shaped like
@@ -368,16 +413,37 @@ func checkSubscribe(m Message) (kind, id, permission string, err error) {
 // so no event of the channel comes after the ack.
 func (s *session) unsubscribe(m Message) {
 	s.mu.Lock()
-	sub, ok := s.subs[m.Channel]
-	delete(s.subs, m.Channel)
+	sub := s.find(m.Channel)
+	s.remove(sub)
 	s.trim()
 	s.mu.Unlock()
-	if ok {
-		sub.cancel()
+	if sub != nil {
+		sub.unsubscribed.Store(true)
 		sub.wake() // its goroutine, if it has none running, sees the end and ends it
 		<-sub.done
 	}
 	s.send(Message{Type: "unsubscribed", ID: m.ID, Channel: m.Channel})
+}
+
+// find returns the subscription to channel, or nil. s.mu is held.
+func (s *session) find(channel string) *subscription {
+	for _, sub := range s.subs {
+		if sub.channel == channel {
+			return sub
+		}
+	}
+	return nil
+}
+
+// remove takes sub out of the session's subscriptions, if it is there.
+// s.mu is held.
+func (s *session) remove(sub *subscription) {
+	for i, x := range s.subs {
+		if x == sub {
+			s.subs = slices.Delete(s.subs, i, i+1)
+			return
+		}
+	}
 }
 
 // wakeSubscriptions wakes every subscription, at the session's end.

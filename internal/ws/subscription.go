@@ -22,16 +22,20 @@ import (
 // The goroutine that ends the subscription keeps the token for ever: no
 // step runs after the end.
 type subscription struct {
-	s      *session
-	m      Message // the subscribe frame
-	ctx    context.Context
-	cancel context.CancelFunc
+	s *session
+	// id and channel are the subscribe frame's: the answers to it carry
+	// them back (the rest of the frame is not kept).
+	id, channel string
 	// done is closed once the subscription has let go of everything: its
 	// bus subscription, its place in the session and its stream slot.
 	done chan struct{}
 
 	running atomic.Bool // the token: a goroutine opens, steps or ends the follow
 	pending atomic.Bool // news since the last step's look at the bus
+	// unsubscribed is set by unsubscribe: the subscription ends, and
+	// sends not one event more. It has no context of its own: the
+	// session's end is the other end of it (see stopped).
+	unsubscribed atomic.Bool
 
 	// Used only by the goroutine holding the token.
 	step    func(context.Context) (done bool, err error)
@@ -39,10 +43,16 @@ type subscription struct {
 	acked   bool   // the subscribed frame was sent
 }
 
-// wake is the bus's wake-up, and the call that follows the end of ctx (an
-// unsubscribe, the session's end: see unsubscribe and wakeSubscriptions):
-// it never blocks (the bus calls it under its lock), only starts a goroutine to step the follow when none
-// holds the token. That goroutine is the session's (goSafe): a
+// stopped reports whether the subscription was ended from outside: by an
+// unsubscribe or by the session's end.
+func (sub *subscription) stopped() bool {
+	return sub.unsubscribed.Load() || sub.s.ctx.Err() != nil
+}
+
+// wake is the bus's wake-up, and the call that follows a stop (an
+// unsubscribe, the session's end: see stopped, unsubscribe and
+// wakeSubscriptions): it never blocks (the bus calls it under its lock),
+// only starts a goroutine to step the follow when none holds the token. That goroutine is the session's (goSafe): a
 // subscription that did not end holds a place in the session's wait group
 // (see subscribe), so starting one while the session waits is allowed.
 func (sub *subscription) wake() {
@@ -55,13 +65,13 @@ func (sub *subscription) wake() {
 // stepOnce handles what is queued for the follow.
 func (sub *subscription) stepOnce() (bool, error) {
 	sub.pending.Store(false)
-	return sub.step(sub.ctx)
+	return sub.step(sub.s.ctx)
 }
 
 // run holds the token: it calls first (the opening, or a step), then steps
 // while there is news, and lets the token go when there is none. The end
-// of the follow, an error, or the end of ctx ends the subscription; a panic
-// ends it too, before the session closes.
+// of the follow, an error, an unsubscribe or the session's end ends the
+// subscription; a panic ends it too, before the session closes.
 func (sub *subscription) run(first func() (bool, error)) {
 	returned := false
 	defer func() {
@@ -70,12 +80,12 @@ func (sub *subscription) run(first func() (bool, error)) {
 		}
 	}()
 	for next := first; ; next = sub.stepOnce {
-		if sub.ctx.Err() != nil {
+		if sub.stopped() {
 			returned = true
 			sub.end(nil)
 			return
 		}
-		done, err := next()
+		done, err := sub.s.batch(next) // what a wake-up sends goes out in one write
 		if done || err != nil {
 			returned = true
 			sub.end(err)
@@ -91,17 +101,19 @@ func (sub *subscription) run(first func() (bool, error)) {
 
 // open opens the follow of what the subscription names, as p, from the
 // subscribe frame's since: its catch-up is sent by the time it returns,
-// and done is true when the task was finished and its end sent.
-func (sub *subscription) open(kind, id string, p access.Principal) (done bool, err error) {
+// and done is true when the task was finished and its end sent. The
+// follow reads the store with the session's context: an unsubscribe
+// stops it at its next event (see emit), not in the middle of a read.
+func (sub *subscription) open(kind, id string, since int64, p access.Principal) (done bool, err error) {
 	if kind == "task" {
-		f, done, err := sub.s.openTask(sub.ctx, p, id, sub.m.Since, sub.emit, sub.wake)
+		f, done, err := sub.s.openTask(sub.s.ctx, p, id, since, sub.emit, sub.wake)
 		if err != nil {
 			return false, err
 		}
 		sub.step, sub.release = f.Step, f.Close
 		return done, nil
 	}
-	w, err := sub.s.openWorkspace(sub.ctx, p, id, sub.emit, sub.wake)
+	w, err := sub.s.openWorkspace(sub.s.ctx, p, id, sub.emit, sub.wake)
 	if err != nil {
 		return false, err
 	}
@@ -111,19 +123,29 @@ func (sub *subscription) open(kind, id string, p access.Principal) (done bool, e
 }
 
 // emit sends one event of the subscription, preceded by the subscribed
-// ack when it is the first.
+// ack when it is the first, in the batch that run holds open for the step.
 func (sub *subscription) emit(action string, data []byte) error {
 	s := sub.s
+	if sub.stopped() { // not one event after an unsubscribe's ack
+		return context.Canceled
+	}
 	if !sub.acked {
 		sub.acked = true
-		if !s.sendCtx(sub.ctx, Message{Type: "subscribed", ID: sub.m.ID, Channel: sub.m.Channel}) {
+		if !s.sendBatched(Message{Type: "subscribed", ID: sub.id, Channel: sub.channel}) {
 			return context.Canceled
 		}
 	}
-	if sub.ctx.Err() != nil { // unsubscribed: not one event after the ack
-		return sub.ctx.Err()
+	if action == "end" {
+		// The task's end is the subscription's last frame: the channel is
+		// free before the client can read it, so a client that subscribes
+		// again at once is not told it is subscribed already (end, which
+		// follows, does the same, for the other ends).
+		s.mu.Lock()
+		s.remove(sub)
+		s.trim()
+		s.mu.Unlock()
 	}
-	if !s.sendCtx(sub.ctx, Message{Type: "event", Channel: sub.m.Channel, Action: action, Data: data}) {
+	if !s.sendBatched(Message{Type: "event", Channel: sub.channel, Action: action, Data: data}) {
 		return context.Canceled
 	}
 	s.h.cfg.Metrics.Sent(stream.TransportWebSocket)
@@ -139,22 +161,19 @@ func (sub *subscription) end(err error) {
 	s := sub.s
 	defer s.wg.Done() // the place subscribe took in the session's wait group
 	defer close(sub.done)
-	defer sub.cancel()
 	if sub.release != nil {
 		sub.release() // no bus wake-up once it returned
 	}
 	s.mu.Lock()
-	if s.subs[sub.m.Channel] == sub {
-		delete(s.subs, sub.m.Channel)
-	}
+	s.remove(sub)
 	s.trim()
 	s.mu.Unlock()
-	if err != nil && sub.ctx.Err() == nil && !errors.Is(err, context.Canceled) {
+	if err != nil && !sub.stopped() && !errors.Is(err, context.Canceled) {
 		if !sub.acked {
-			s.failOn(sub.m, err)
+			s.failOn(sub.id, sub.channel, err)
 		} else {
-			s.h.cfg.Logger.Warn("a WebSocket subscription failed", "channel", sub.m.Channel, "error", err.Error())
-			s.failOn(Message{Type: "subscribe", Channel: sub.m.Channel}, err)
+			s.h.cfg.Logger.Warn("a WebSocket subscription failed", "channel", sub.channel, "error", err.Error())
+			s.failOn("", sub.channel, err)
 		}
 	}
 }
