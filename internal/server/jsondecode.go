@@ -6,6 +6,7 @@ import (
 	"io"
 	"sync"
 
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 )
@@ -34,7 +35,7 @@ func (c *memoJSON) UnmarshalRead(ctx context.Context, src io.Reader, msg any) er
 	if len(data) == 0 {
 		return c.JSONCodec.UnmarshalRead(ctx, bytes.NewReader(nil), msg) // its message for an empty body
 	}
-	if decodeFlat(data, m) {
+	if decodeFlat(data, m, buf.AvailableBuffer()) {
 		return nil
 	}
 	return c.UnmarshalOptions.Unmarshal(data, m)
@@ -57,12 +58,12 @@ const maxFlatFields = 8
 // whose members are all distinct singular string fields of m (named by
 // their JSON or proto names, as protojson accepts) with values of
 // printable ASCII without escapes, which protojson decodes to exactly
-// these fields. Otherwise it reports false and leaves m as it was:
+// these fields. Otherwise it reports false, having left m as it was:
 // anything else (escapes, other kinds, unknown or repeated names, oneofs,
-// nulls, trailing data) is protojson's to decode or refuse.
-func decodeFlat(data []byte, m proto.Message) bool {
-	r := m.ProtoReflect()
-	md := r.Descriptor()
+// nulls, trailing data) is protojson's to decode or refuse. scratch is
+// spare memory, not holding data, to use.
+func decodeFlat(data []byte, m proto.Message, scratch []byte) bool {
+	md := m.ProtoReflect().Descriptor()
 	if md.FullName().Parent() == "google.protobuf" || md.RequiredNumbers().Len() > 0 || md.Fields().Len() > 4*maxFlatFields {
 		return false // well-known types have JSON forms of their own
 	}
@@ -115,11 +116,16 @@ func decodeFlat(data []byte, m proto.Message) bool {
 	if skipSpace(data, i) != len(data) {
 		return false
 	}
-	proto.Reset(m) // as protojson does
+	// The fields go in as their binary encoding, which a generated message
+	// decodes with an allocation for each string alone (setting them
+	// through protoreflect boxes each value), resetting the message first
+	// as protojson does. They are encoded into scratch's capacity.
+	b := scratch[:0]
 	for _, f := range fields[:n] {
-		r.Set(f.fd, protoreflect.ValueOfString(string(f.value)))
+		b = protowire.AppendTag(b, f.fd.Number(), protowire.BytesType)
+		b = protowire.AppendBytes(b, f.value)
 	}
-	return true
+	return proto.Unmarshal(b, m) == nil
 }
 
 // flatFieldNamed is the singular string field, in no oneof but its own,
