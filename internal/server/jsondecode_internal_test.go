@@ -167,3 +167,26 @@ func TestMemoJSONUnmarshalRead(t *testing.T) {
 		t.Errorf("read error %v, want %v", err, capped)
 	}
 }
+
+// BenchmarkDecodeRequest compares decoding GetWorkspace's request through
+// the codec (decodeFlat) with protojson's decoder.
+func BenchmarkDecodeRequest(b *testing.B) {
+	body := []byte(`{"id":"0b5f4d5e-6a7c-4b8e-9f10-111213141516"}`)
+	memo := newMemoJSON(connectproto.NewJSONCodec())
+	b.Run("codec", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if err := memo.UnmarshalRead(b.Context(), bytes.NewReader(body), &berthv1.GetWorkspaceRequest{}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("protojson", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if err := memo.JSONCodec.UnmarshalRead(b.Context(), bytes.NewReader(body), &berthv1.GetWorkspaceRequest{}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
