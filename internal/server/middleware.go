@@ -250,7 +250,7 @@ func (e requestEnd) log(ctx context.Context, logger *slog.Logger, info *requestI
 	// handlers do not log sources, and that walk of the stack was an eighth
 	// of the line's cost.
 	r := slog.NewRecord(time.Now(), slog.LevelInfo, "request", 0)
-	attrs := append(make([]slog.Attr, 0, 9),
+	attrs := append(make([]slog.Attr, 0, 10),
 		slog.String("method", e.method),
 		slog.String("path", e.path),
 		slog.Int("status", status),
@@ -265,8 +265,16 @@ func (e requestEnd) log(ctx context.Context, logger *slog.Logger, info *requestI
 	if code != "" {
 		attrs = append(attrs, slog.String("code", code))
 	}
-	r.AddAttrs(attrs...)                // at once: the record grows its attributes once
-	_ = logger.Handler().Handle(ctx, r) // as LogAttrs: a handler's error has nowhere to go
+	h := logger.Handler()
+	if ids, ok := h.(requestIDHandler); ok {
+		// The request id goes in with the rest, last, where ids would
+		// add it, and the handler under ids writes the line: the record
+		// grows its attributes once instead of twice.
+		attrs = append(attrs, slog.String("request_id", info.id))
+		h = ids.Handler
+	}
+	r.AddAttrs(attrs...)
+	_ = h.Handle(ctx, r) // as LogAttrs: a handler's error has nowhere to go
 }
 
 // routeLabel is the route label of a request served by pattern: the
