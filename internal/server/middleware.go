@@ -152,11 +152,11 @@ func observe(logger *slog.Logger, metrics *httpMetrics, trusted []netip.Prefix, 
 		if !validRequestID(id) {
 			id = uuid.NewString()
 		}
-		// One allocation for what the layers below fill in and the
-		// writer that records the status.
-		st := &requestState{info: requestInfo{id: id}, rec: statusRecorder{ResponseWriter: w}}
+		// One allocation for what the layers below fill in, the writer
+		// that records the status and the id's header value.
+		st := &requestState{info: requestInfo{id: id}, rec: statusRecorder{ResponseWriter: w}, idHeader: [1]string{id}}
 		info, rec := &st.info, &st.rec
-		w.Header()["X-Request-Id"] = []string{id}
+		w.Header()["X-Request-Id"] = st.idHeader[:]
 		addr := sourceAddress(r, trusted)
 		ctx := context.WithValue(r.Context(), requestInfoKey{}, info)
 		ctx = access.WithRequest(ctx, access.Request{ID: id, SourceAddress: addr, UserAgent: r.UserAgent()})
@@ -164,32 +164,31 @@ func observe(logger *slog.Logger, metrics *httpMetrics, trusted []netip.Prefix, 
 		// hijacked stream) detaches the request: it is completed when
 		// the stream ends. finish keeps no reference to the request or
 		// its writer, which would hold the connection's buffers.
-		var detached func() // the finish of a detached request
 		ctx = stream.WithDetach(ctx, func(r *http.Request) func() {
 			end, ctx := endOf(r), r.Context()
-			detached = sync.OnceFunc(func() { end.finish(ctx, logger, metrics, st, start) })
-			return detached
+			st.detached = sync.OnceFunc(func() { end.finish(ctx, logger, metrics, st, start) })
+			return st.detached
 		})
 		r = r.WithContext(ctx)
 		metrics.inFlight.Inc()
 		defer func() {
 			if p := recover(); p != nil {
 				if p == http.ErrAbortHandler {
-					if detached != nil {
-						detached()
+					if st.detached != nil {
+						st.detached()
 					} else {
 						metrics.inFlight.Dec()
 					}
 					panic(p)
 				}
 				logger.ErrorContext(r.Context(), "panic serving request", "panic", p)
-				if detached != nil {
-					detached() // its stream may never finish it
+				if st.detached != nil {
+					st.detached() // its stream may never finish it
 				} else if rec.status == 0 {
 					http.Error(rec, "internal error", http.StatusInternalServerError)
 				}
 			}
-			if detached != nil {
+			if st.detached != nil {
 				// The writer is the handler's no more: the stream must
 				// not keep the connection's buffers alive through it.
 				rec.ResponseWriter = nil
@@ -201,11 +200,15 @@ func observe(logger *slog.Logger, metrics *httpMetrics, trusted []netip.Prefix, 
 	})
 }
 
-// requestState is a request's requestInfo and status recorder, allocated
-// together.
+// requestState is a request's requestInfo, status recorder, the value of
+// its X-Request-Id header (Header.Set replaces it, Add appends past its
+// capacity of one) and, once its handler detached it, its finish:
+// allocated together.
 type requestState struct {
-	info requestInfo
-	rec  statusRecorder
+	info     requestInfo
+	rec      statusRecorder
+	idHeader [1]string
+	detached func()
 }
 
 // requestEnd is what completing a request needs of it.
@@ -241,8 +244,12 @@ func (e requestEnd) log(ctx context.Context, logger *slog.Logger, info *requestI
 	info.mu.Lock()
 	user, code := info.userID, info.code
 	info.mu.Unlock()
-	attrs := make([]slog.Attr, 0, 9)
-	attrs = append(attrs,
+	// The record is built here rather than by logger.LogAttrs, which asks
+	// the runtime for its caller's program counter on every call: berth's
+	// handlers do not log sources, and that walk of the stack was an eighth
+	// of the line's cost.
+	r := slog.NewRecord(time.Now(), slog.LevelInfo, "request", 0)
+	attrs := append(make([]slog.Attr, 0, 10),
 		slog.String("method", e.method),
 		slog.String("path", e.path),
 		slog.Int("status", status),
@@ -257,7 +264,16 @@ func (e requestEnd) log(ctx context.Context, logger *slog.Logger, info *requestI
 	if code != "" {
 		attrs = append(attrs, slog.String("code", code))
 	}
-	logger.LogAttrs(ctx, slog.LevelInfo, "request", attrs...)
+	h := logger.Handler()
+	if ids, ok := h.(requestIDHandler); ok {
+		// The request id goes in with the rest, last, where ids would
+		// add it, and the handler under ids writes the line: the record
+		// grows its attributes once instead of twice.
+		attrs = append(attrs, slog.String("request_id", info.id))
+		h = ids.Handler
+	}
+	r.AddAttrs(attrs...)
+	_ = h.Handle(ctx, r) // as LogAttrs: a handler's error has nowhere to go
 }
 
 // routeLabel is the route label of a request served by pattern: the

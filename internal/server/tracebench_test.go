@@ -29,6 +29,7 @@ func BenchmarkUnaryInProcess(b *testing.B) {
 		newReq := getWorkspaceRequest(b, "/berth.v1.WorkspaceService/GetWorkspace", token, res.GetWorkspace().GetId())
 		h := srv.Server.Handler()
 		b.ReportAllocs()
+		cpu := processCPU(b)
 		for b.Loop() {
 			req := newReq()
 			req.RemoteAddr = "127.0.0.1:1234"
@@ -38,6 +39,7 @@ func BenchmarkUnaryInProcess(b *testing.B) {
 				b.Fatalf("%d %s", w.Code, w.Body)
 			}
 		}
+		reportCPU(b, cpu)
 	}
 	b.Run("untraced", func(b *testing.B) { run(b, "--cache-ttl", "0") })
 	b.Run("cached", func(b *testing.B) { run(b) })

@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -32,7 +33,7 @@ func NewLogger(w io.Writer, format string, level slog.Level) (*slog.Logger, erro
 	opts := &slog.HandlerOptions{Level: level, ReplaceAttr: redact}
 	switch format {
 	case "json":
-		return slog.New(traceHandler{slog.NewJSONHandler(w, opts)}), nil
+		return slog.New(traceHandler{newJSONHandler(w, opts)}), nil
 	case "text":
 		return slog.New(traceHandler{slog.NewTextHandler(w, opts)}), nil
 	}
@@ -52,14 +53,61 @@ func redact(groups []string, a slog.Attr) slog.Attr {
 			return slog.String(slog.LevelKey, l.String())
 		}
 	}
-	key := strings.ToLower(a.Key)
+	if secretKey(a.Key) {
+		return slog.String(a.Key, redacted)
+	}
+	return a
+}
+
+// redacted is what a secret's value is replaced with.
+const redacted = "[REDACTED]"
+
+// secretKey reports whether an attribute key names a secret: whether its
+// last word, lower-cased, after any of "_-. ", is one of secretWords. It is
+// asked of every attribute of every log line, so a plain ASCII key is read
+// in place, without lower-casing a copy.
+func secretKey(key string) bool {
+	last := 0
+	for i := 0; i < len(key); i++ {
+		switch c := key[i]; {
+		case c >= utf8.RuneSelf:
+			return secretKeyUnicode(key)
+		case c == '_' || c == '-' || c == '.' || c == ' ':
+			last = i + 1
+		}
+	}
+	word := key[last:]
+	for _, w := range secretWords {
+		if len(w) == len(word) && asciiEqualFold(word, w) {
+			return true
+		}
+	}
+	return false
+}
+
+// asciiEqualFold reports whether the ASCII string s lower-cased is the
+// lower-case word w.
+func asciiEqualFold(s, w string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != w[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// secretKeyUnicode is secretKey for a key beyond ASCII, whose lower case
+// may differ from its folding (strings.EqualFold would take "ſ" for "s").
+func secretKeyUnicode(key string) bool {
+	key = strings.ToLower(key)
 	if i := strings.LastIndexAny(key, "_-. "); i >= 0 {
 		key = key[i+1:]
 	}
-	if slices.Contains(secretWords, key) {
-		return slog.String(a.Key, "[REDACTED]")
-	}
-	return a
+	return slices.Contains(secretWords, key)
 }
 
 // NewRegistry returns a Prometheus registry with the Go runtime and process
