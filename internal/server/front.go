@@ -76,10 +76,13 @@ func newFront(allowed []string, maxBody int64, limits limiter, console *console,
 // functions it calls.
 func (f *front) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	jw := &jsonErrorWriter{ResponseWriter: w, r: r}
-	if out, r, rec := f.admit(jw, r); out != nil {
-		f.mux.ServeHTTP(out, r)
+	if out, served, rec := f.admit(jw, r); out != nil {
+		f.mux.ServeHTTP(out, served)
+		// The mux names the route on the request it served, which may be
+		// admit's copy of r: observe reports it from r.
+		r.Pattern = served.Pattern
 		if rec != nil {
-			f.counted(rec, r)
+			f.counted(rec, served)
 		}
 	}
 	jw.finish()

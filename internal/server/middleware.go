@@ -146,68 +146,93 @@ func isTrusted(a netip.Addr, trusted []netip.Prefix) bool {
 // recovers panics outside the RPC layer, records HTTP metrics and writes one
 // log line when the request is done.
 func observe(logger *slog.Logger, metrics *httpMetrics, trusted []netip.Prefix, next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		start := time.Now()
-		id := r.Header.Get("X-Request-Id")
-		if !validRequestID(id) {
-			id = uuid.NewString()
-		}
-		// One allocation for what the layers below fill in, the writer
-		// that records the status and the id's header value.
-		st := &requestState{info: requestInfo{id: id}, rec: statusRecorder{ResponseWriter: w}, idHeader: [1]string{id}}
-		info, rec := &st.info, &st.rec
-		w.Header()["X-Request-Id"] = st.idHeader[:]
-		addr := sourceAddress(r, trusted)
-		ctx := context.WithValue(r.Context(), requestInfoKey{}, info)
-		ctx = access.WithRequest(ctx, access.Request{ID: id, SourceAddress: addr, UserAgent: r.UserAgent()})
-		// A handler that serves its connection past its return (a
-		// hijacked stream) detaches the request: it is completed when
-		// the stream ends. finish keeps no reference to the request or
-		// its writer, which would hold the connection's buffers.
-		ctx = stream.WithDetach(ctx, func(r *http.Request) func() {
-			end, ctx := endOf(r), r.Context()
-			st.detached = sync.OnceFunc(func() { end.finish(ctx, logger, metrics, st, start) })
-			return st.detached
-		})
-		r = r.WithContext(ctx)
-		metrics.inFlight.Inc()
-		defer func() {
-			if p := recover(); p != nil {
-				if p == http.ErrAbortHandler {
-					if st.detached != nil {
-						st.detached()
-					} else {
-						metrics.inFlight.Dec()
-					}
-					panic(p)
-				}
-				logger.ErrorContext(r.Context(), "panic serving request", "panic", p)
-				if st.detached != nil {
-					st.detached() // its stream may never finish it
-				} else if rec.status == 0 {
-					http.Error(rec, "internal error", http.StatusInternalServerError)
-				}
-			}
-			if st.detached != nil {
-				// The writer is the handler's no more: the stream must
-				// not keep the connection's buffers alive through it.
-				rec.ResponseWriter = nil
-				return
-			}
-			endOf(r).finish(r.Context(), logger, metrics, st, start)
-		}()
-		next.ServeHTTP(rec, r)
+	return &observer{logger: logger, metrics: metrics, trusted: trusted, next: next}
+}
+
+// observer is observe's handler.
+type observer struct {
+	logger  *slog.Logger
+	metrics *httpMetrics
+	trusted []netip.Prefix
+	next    http.Handler
+}
+
+// ServeHTTP starts the request (begin), serves it, and ends it (end).
+// Its frame is what a Connect stream parked under it holds for as long as
+// it is open (see front): the work is in the calls before and after.
+func (o *observer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	st, r := o.begin(w, r)
+	defer o.end(st, r)
+	o.next.ServeHTTP(&st.rec, r)
+}
+
+// begin gives r its id, its state and the context values the layers below
+// read, and counts it in flight.
+func (o *observer) begin(w http.ResponseWriter, r *http.Request) (*requestState, *http.Request) {
+	start := time.Now()
+	id := r.Header.Get("X-Request-Id")
+	if !validRequestID(id) {
+		id = uuid.NewString()
+	}
+	// One allocation for what the layers below fill in, the writer that
+	// records the status and the id's header value.
+	st := &requestState{info: requestInfo{id: id}, rec: statusRecorder{ResponseWriter: w}, idHeader: [1]string{id}, start: start}
+	w.Header()["X-Request-Id"] = st.idHeader[:]
+	addr := sourceAddress(r, o.trusted)
+	ctx := context.WithValue(r.Context(), requestInfoKey{}, &st.info)
+	ctx = access.WithRequest(ctx, access.Request{ID: id, SourceAddress: addr, UserAgent: r.UserAgent()})
+	// A handler that serves its connection past its return (a hijacked
+	// stream) detaches the request: it is completed when the stream ends.
+	// finish keeps no reference to the request or its writer, which would
+	// hold the connection's buffers.
+	logger, metrics := o.logger, o.metrics
+	ctx = stream.WithDetach(ctx, func(r *http.Request) func() {
+		end, ctx := endOf(r), r.Context()
+		st.detached = sync.OnceFunc(func() { end.finish(ctx, logger, metrics, st) })
+		return st.detached
 	})
+	o.metrics.inFlight.Inc()
+	return st, r.WithContext(ctx)
+}
+
+// end completes the request, unless its handler detached it, and
+// recovers a panic of its handler: it is ServeHTTP's deferred call, so
+// that recover sees that panic.
+func (o *observer) end(st *requestState, r *http.Request) {
+	if p := recover(); p != nil {
+		if p == http.ErrAbortHandler {
+			if st.detached != nil {
+				st.detached()
+			} else {
+				o.metrics.inFlight.Dec()
+			}
+			panic(p)
+		}
+		o.logger.ErrorContext(r.Context(), "panic serving request", "panic", p)
+		if st.detached != nil {
+			st.detached() // its stream may never finish it
+		} else if st.rec.status == 0 {
+			http.Error(&st.rec, "internal error", http.StatusInternalServerError)
+		}
+	}
+	if st.detached != nil {
+		// The writer is the handler's no more: the stream must not keep
+		// the connection's buffers alive through it.
+		st.rec.ResponseWriter = nil
+		return
+	}
+	endOf(r).finish(r.Context(), o.logger, o.metrics, st)
 }
 
 // requestState is a request's requestInfo, status recorder, the value of
 // its X-Request-Id header (Header.Set replaces it, Add appends past its
-// capacity of one) and, once its handler detached it, its finish:
-// allocated together.
+// capacity of one), its start and, once its handler detached it, its
+// finish: allocated together.
 type requestState struct {
 	info     requestInfo
 	rec      statusRecorder
 	idHeader [1]string
+	start    time.Time
 	detached func()
 }
 
@@ -221,16 +246,16 @@ func endOf(r *http.Request) requestEnd {
 	return requestEnd{method: r.Method, pattern: r.Pattern, path: r.URL.Path, remote: r.RemoteAddr, proto: r.Proto}
 }
 
-// finish completes a request started at start: the in-flight gauge, its
-// span's name and status, its metrics and its access log line.
-func (e requestEnd) finish(ctx context.Context, logger *slog.Logger, metrics *httpMetrics, st *requestState, start time.Time) {
+// finish completes a request: the in-flight gauge, its span's name and
+// status, its metrics and its access log line.
+func (e requestEnd) finish(ctx context.Context, logger *slog.Logger, metrics *httpMetrics, st *requestState) {
 	metrics.inFlight.Dec()
 	status := st.rec.status
 	if status == 0 {
 		status = http.StatusOK
 	}
 	route := routeLabel(e.pattern)
-	elapsed := time.Since(start)
+	elapsed := time.Since(st.start)
 	telemetry.EndRequest(ctx, e.method, route, status)
 	metrics.observe(e.method, route, status, elapsed)
 	e.log(ctx, logger, &st.info, &st.rec, status, elapsed)

@@ -19,7 +19,8 @@ import (
 // ends a chunk of the chunked response, so the chunks a client reads count
 // the server's flushes: 400 stored lines, sent in one catch-up, came in
 // more than 400 chunks while connect-go flushed after every message. All
-// 400 lines still arrive, in order, and the end of the stream after them.
+// 400 lines still arrive, in order, and the end of the stream after them;
+// the request is counted under its route.
 func TestConnectStreamFlushesPerBatch(t *testing.T) {
 	t.Parallel()
 	e := newStreamEnv(t)
@@ -140,4 +141,7 @@ func TestConnectStreamFlushesPerBatch(t *testing.T) {
 		t.Errorf("%d chunks for %d lines: the stream flushed per message", chunks, len(seqs))
 	}
 	t.Logf("%d lines in %d chunks", len(seqs), chunks)
+	// The batching wraps the request: its route is still the one the
+	// metrics and the access log report.
+	waitMetric(t, e.srv, `berth_http_requests_total{code="200",method="POST",route="/berth.v1.TaskService/StreamTaskLogs"}`, 1)
 }
