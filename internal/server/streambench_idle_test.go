@@ -290,3 +290,53 @@ func benchIdle(b *testing.B, bin, transport string, open func(context.Context, *
 		before.live/(1<<20), before.stack/(1<<20), before.rss/(1<<20), before.goroutines,
 		after.live/(1<<20), after.stack/(1<<20), after.rss/(1<<20), after.goroutines)
 }
+
+// idleStackStreams is how many idle Connect streams
+// TestIdleConnectStreamStack opens: enough that the few goroutines of
+// their connections are small beside them.
+const idleStackStreams = 300
+
+// TestIdleConnectStreamStack: an idle Connect server stream keeps its
+// goroutine on an 8 KiB stack, not 16. The goroutine that serves a
+// StreamTaskLogs stays parked under the middleware, the interceptors and
+// the handler for as long as the stream is open, and the runtime halves a
+// parked goroutine's stack at a collection only while it uses less than a
+// quarter of it: berth's frames on that path must stay under ~3.3 KB
+// (TestStreamStackDepth counts them; this measures their bytes, which a
+// few more locals in one frame can push over). berth runs as a child
+// process, so that only its stacks are counted; the streams share HTTP/2
+// connections, so that each adds its handler's goroutine alone.
+func TestIdleConnectStreamStack(t *testing.T) {
+	t.Parallel()
+	e := newBenchEnv(t, berthBinary(t))
+	task := e.task(t, "idle [hang]", berthv1.TaskStatus_TASK_STATUS_RUNNING)
+	defer e.cancel(t, task)
+	ctx, cancel := context.WithTimeout(t.Context(), within(t))
+	defer cancel()
+	before, err := e.p.sampleMemory(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := h2cStreamClient()
+	defer client.CloseIdleConnections()
+	tasks := berthv1connect.NewTaskServiceClient(connect.NewClient(connecthttp.NewTransport(client, e.p.URL)))
+	closers, err := openAll(ctx, idleStackStreams, func(ctx context.Context) (func(), error) {
+		return openIdleConnect(ctx, tasks, e.token, task)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeAll(closers)
+	if err := e.p.waitSeries(ctx, `berth_stream_connections{transport="connect"}`, idleStackStreams); err != nil {
+		t.Fatal(err)
+	}
+	after, err := e.p.sampleMemory(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	perStream := (after.stack - before.stack) / idleStackStreams
+	t.Logf("%d idle streams: %.0f bytes of stack each, %.2f goroutines each", idleStackStreams, perStream, (after.goroutines-before.goroutines)/idleStackStreams)
+	if perStream > 12<<10 {
+		t.Errorf("an idle Connect stream holds %.0f bytes of stack, want about 8 KiB (a 16 KiB stack: its parked frames use a quarter of it or more)", perStream)
+	}
+}

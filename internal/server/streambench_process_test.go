@@ -26,7 +26,7 @@ import (
 )
 
 // berthBinary builds cmd/berth into a temporary directory of b's.
-func berthBinary(b *testing.B) string {
+func berthBinary(b testing.TB) string {
 	b.Helper()
 	path := filepath.Join(b.TempDir(), "berth")
 	_, file, _, _ := runtime.Caller(0)
@@ -300,7 +300,7 @@ type benchEnv struct {
 	ws    string
 }
 
-func newBenchEnv(b *testing.B, bin string, flags ...string) *benchEnv {
+func newBenchEnv(b testing.TB, bin string, flags ...string) *benchEnv {
 	b.Helper()
 	// One account opens every stream here: no per-user stream quota and no
 	// request budget, which stream opens spend (quotabench_test.go measures
@@ -317,7 +317,7 @@ func newBenchEnv(b *testing.B, bin string, flags ...string) *benchEnv {
 }
 
 // task creates a claude_chat task and waits until its status is want.
-func (e *benchEnv) task(b *testing.B, prompt string, want berthv1.TaskStatus) string {
+func (e *benchEnv) task(b testing.TB, prompt string, want berthv1.TaskStatus) string {
 	b.Helper()
 	res, err := e.c.Task.CreateTask(e.ctx, &berthv1.CreateTaskRequest{WorkspaceId: e.ws, Type: berthv1.TaskType_TASK_TYPE_CLAUDE_CHAT, Prompt: prompt})
 	if err != nil {
@@ -340,7 +340,7 @@ func (e *benchEnv) task(b *testing.B, prompt string, want berthv1.TaskStatus) st
 }
 
 // cancel cancels a task.
-func (e *benchEnv) cancel(b *testing.B, id string) {
+func (e *benchEnv) cancel(b testing.TB, id string) {
 	b.Helper()
 	if _, err := e.c.Task.CancelTask(e.ctx, &berthv1.CancelTaskRequest{Id: id}); err != nil {
 		b.Fatalf("cancel task %s: %v", id, err)
