@@ -151,11 +151,24 @@ func BenchmarkWSSlowClientDropped(b *testing.B) {
 func wsSlowClientDropped(t testing.TB, lines, width int) {
 	e := newStreamEnv(t, "--stream-stall-timeout", "300ms")
 	// A small receive buffer, so that what the client does not read fills
-	// the connection soon, whatever the host's TCP autotuning allows.
+	// the connection soon, whatever the host's TCP autotuning allows. And
+	// segments that fit its window: a 4 KiB buffer turns off window
+	// scaling, and when the sender's first segment is cut to a window just
+	// under the 2 KiB segment size Linux then allows, the receiver keeps
+	// offering only whole segments it cannot fit, and the connection
+	// crawls at one probe every 125–250 ms (about 8 KB/s) for good — with
+	// megabytes queued in the server's socket ahead of the close frame,
+	// which then arrives minutes after the client starts reading again.
+	// Whether that happens depends on how the server's writes fall into
+	// segments (one write per wake-up made it likely); it is the test
+	// client's trap, not the server's behaviour under test.
 	dialer := &net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
 		var serr error
 		if err := rc.Control(func(fd uintptr) {
 			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
+			if serr == nil {
+				serr = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_TCP, syscall.TCP_MAXSEG, 1024)
+			}
 		}); err != nil {
 			return err
 		}
