@@ -185,3 +185,96 @@ func (c countingConn) Write(p []byte) (int, error) {
 	c.writes.Add(1)
 	return c.Conn.Write(p)
 }
+
+// TestLiveLineFramesShared: a live line reaches every subscriber of its
+// task as the same bytes, its whole event frame encoded once (timestamp
+// included), on the task's channel.
+func TestLiveLineFramesShared(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "berth.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	now := time.Now().UTC()
+	u := &store.User{ID: uuid.NewString(), Email: "u@example.com", Name: "U", Role: store.RoleMember, CreatedAt: now, UpdatedAt: now}
+	if err := st.CreateUser(ctx, u); err != nil {
+		t.Fatal(err)
+	}
+	w := &store.Workspace{ID: uuid.NewString(), OwnerID: u.ID, Name: "w", Path: t.TempDir(), Status: store.WorkspaceRunning, CreatedAt: now, UpdatedAt: now}
+	if err := st.CreateWorkspace(ctx, w); err != nil {
+		t.Fatal(err)
+	}
+	tr := &store.TaskRecord{ID: uuid.NewString(), WorkspaceID: w.ID, CreatedBy: u.ID, Type: store.TaskClaudeChat, Status: store.TaskRunning, Priority: store.TaskPriorityMedium, CreatedAt: now, StartedAt: &now}
+	if err := st.CreateTaskRecord(ctx, tr); err != nil {
+		t.Fatal(err)
+	}
+	events := bus.New()
+	srv, _ := serveAs(t, st, events, u)
+	channel := event.TaskTopic(tr.ID)
+
+	// Two subscribers, each following the task (its status sent) before
+	// the first line is written.
+	conns := make([]*websocket.Conn, 2)
+	for i := range conns {
+		c, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(srv.URL, "http")+"/ws", &websocket.DialOptions{Subprotocols: []string{ws.Subprotocol}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.CloseNow()
+		b, _ := json.Marshal(ws.Message{Type: "subscribe", ID: "s", Channel: channel})
+		if err := c.Write(ctx, websocket.MessageText, b); err != nil {
+			t.Fatal(err)
+		}
+		for {
+			_, b, err := c.Read(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var m ws.Message
+			if err := json.Unmarshal(b, &m); err != nil {
+				t.Fatal(err)
+			}
+			if m.Action == "status" {
+				break
+			}
+		}
+		conns[i] = c
+	}
+
+	const lines = 20
+	lw := tasklog.NewWriter(st, events, tr.ID, 1, tasklog.Options{FlushLines: 4, FlushEvery: time.Millisecond})
+	for i := range lines {
+		lw.Log(store.LogInfo, store.LogStdout, fmt.Sprintf("line %d", i+1), nil)
+	}
+	if err := lw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	frames := make([][][]byte, len(conns))
+	for i, c := range conns {
+		for len(frames[i]) < lines {
+			_, b, err := c.Read(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var m ws.Message
+			if err := json.Unmarshal(b, &m); err != nil {
+				t.Fatal(err)
+			}
+			if m.Action != "log" {
+				continue
+			}
+			var e berthv1.LogEntry
+			if err := protojson.Unmarshal(m.Data, &e); err != nil || m.Type != "event" || m.Channel != channel || m.Timestamp.IsZero() || e.GetSeq() != int64(len(frames[i])+1) {
+				t.Fatalf("subscriber %d: frame %s (%v)", i, b, err)
+			}
+			frames[i] = append(frames[i], b)
+		}
+	}
+	for seq := range lines {
+		if a, b := frames[0][seq], frames[1][seq]; string(a) != string(b) {
+			t.Fatalf("seq %d: the subscribers got different frames:\n%s\n%s", seq+1, a, b)
+		}
+	}
+}

@@ -284,6 +284,15 @@ func (s *session) send(m Message) bool { return s.sendIn(m, false) }
 // sendBatched is send for a frame of the caller's open batch (see write).
 func (s *session) sendBatched(m Message) bool { return s.sendIn(m, true) }
 
+// sendFrame writes an encoded frame in the caller's open batch, unless
+// the session ended. It reports whether the frame was written.
+func (s *session) sendFrame(b []byte) bool {
+	if s.ctx.Err() != nil {
+		return false
+	}
+	return s.write(b, true)
+}
+
 func (s *session) sendIn(m Message, batched bool) bool {
 	m.Timestamp = time.Now().UTC()
 	b, err := json.Marshal(m)

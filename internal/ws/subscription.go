@@ -106,7 +106,7 @@ func (sub *subscription) run(first func() (bool, error)) {
 // stops it at its next event (see emit), not in the middle of a read.
 func (sub *subscription) open(kind, id string, since int64, p access.Principal) (done bool, err error) {
 	if kind == "task" {
-		f, done, err := sub.s.openTask(sub.s.ctx, p, id, since, sub.emit, sub.wake)
+		f, done, err := sub.s.openTask(sub.s.ctx, p, id, since, sub.emit, sub.emitFrame, sub.wake)
 		if err != nil {
 			return false, err
 		}
@@ -126,14 +126,8 @@ func (sub *subscription) open(kind, id string, since int64, p access.Principal) 
 // ack when it is the first, in the batch that run holds open for the step.
 func (sub *subscription) emit(action string, data []byte) error {
 	s := sub.s
-	if sub.stopped() { // not one event after an unsubscribe's ack
+	if !sub.ready() {
 		return context.Canceled
-	}
-	if !sub.acked {
-		sub.acked = true
-		if !s.sendBatched(Message{Type: "subscribed", ID: sub.id, Channel: sub.channel}) {
-			return context.Canceled
-		}
 	}
 	if action == "end" {
 		// The task's end is the subscription's last frame: the channel is
@@ -150,6 +144,33 @@ func (sub *subscription) emit(action string, data []byte) error {
 	}
 	s.h.cfg.Metrics.Sent(stream.TransportWebSocket)
 	return nil
+}
+
+// emitFrame is emit for an event frame encoded already, on the
+// subscription's channel: a log line's, which every subscriber of the
+// task sends as the same bytes.
+func (sub *subscription) emitFrame(frame []byte) error {
+	if !sub.ready() || !sub.s.sendFrame(frame) {
+		return context.Canceled
+	}
+	sub.s.h.cfg.Metrics.Sent(stream.TransportWebSocket)
+	return nil
+}
+
+// ready reports whether the subscription may send an event: it was not
+// stopped (not one event after an unsubscribe's ack), and its subscribed
+// ack went out first.
+func (sub *subscription) ready() bool {
+	if sub.stopped() {
+		return false
+	}
+	if !sub.acked {
+		sub.acked = true
+		if !sub.s.sendBatched(Message{Type: "subscribed", ID: sub.id, Channel: sub.channel}) {
+			return false
+		}
+	}
+	return true
 }
 
 // end lets go of everything the subscription holds — the follow's bus

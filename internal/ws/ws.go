@@ -68,7 +68,9 @@ type Message struct {
 	Since int64 `json:"since,omitempty"`
 	// Data is a command's request or result, an event or an ErrorBody.
 	Data json.RawMessage `json:"data,omitempty"`
-	// Timestamp is when the server sent the frame.
+	// Timestamp is when the server sent the frame; a live log line's
+	// event, whose frame every subscriber of the task shares, carries when
+	// it was encoded, as it was first sent.
 	Timestamp time.Time `json:"timestamp,omitzero"`
 }
 
