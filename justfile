@@ -88,6 +88,8 @@ fuzz fuzztime="20s":
     go test -run '^$' -fuzz '^FuzzResolve$' -fuzztime {{ fuzztime }} ./internal/workspace
     go test -run '^$' -fuzz '^FuzzEnvRule$' -fuzztime {{ fuzztime }} ./internal/taskenv
     go test -run '^$' -fuzz '^FuzzParser$' -fuzztime {{ fuzztime }} ./internal/agent
+    go test -run '^$' -fuzz '^FuzzDecodeFlat$' -fuzztime {{ fuzztime }} ./internal/server
+    go test -run '^$' -fuzz '^FuzzJSONHandler$' -fuzztime {{ fuzztime }} ./internal/telemetry
 
 # Measure berth side by side with its floors in one run, on 127.0.0.1 (issue
 # #18): GetWorkspace throughput (closed loop) and latency at fixed rates
