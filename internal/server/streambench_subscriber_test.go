@@ -200,6 +200,23 @@ var (
 	connectEndKey = []byte(`{"end":`)
 )
 
+// readResponse sends req with token and reads its response's body with
+// read, if it is a 200.
+func (s *subscriber) readResponse(client *http.Client, req *http.Request, token string, read func(io.Reader, func()), ready func()) {
+	req.Header.Set("Authorization", "Bearer "+token)
+	res, err := client.Do(req)
+	if err != nil {
+		s.err = err
+		return
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		s.err = fmt.Errorf("status %d", res.StatusCode)
+		return
+	}
+	read(res.Body, ready)
+}
+
 // subscribe connects one subscriber to task id and reads until the end or
 // until ctx ends.
 func (s *subscriber) subscribe(ctx context.Context, e *benchEnv, client *http.Client, transport, id string, ready func()) {
@@ -207,44 +224,22 @@ func (s *subscriber) subscribe(ctx context.Context, e *benchEnv, client *http.Cl
 	switch transport {
 	case "sse":
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, e.p.URL+"/api/v1/tasks/"+id+"/logs/stream", nil)
-		if err != nil {
+		if err == nil {
+			s.readResponse(client, req, e.token, s.readSSE, ready)
+		} else {
 			s.err = err
-			return
 		}
-		req.Header.Set("Authorization", "Bearer "+e.token)
-		res, err := client.Do(req)
-		if err != nil {
-			s.err = err
-			return
-		}
-		defer res.Body.Close()
-		if res.StatusCode != http.StatusOK {
-			s.err = fmt.Errorf("status %d", res.StatusCode)
-			return
-		}
-		s.readSSE(res.Body, ready)
 	case "connect":
 		body := []byte(`{"task_id":"` + id + `"}`)
 		envelope := append(binary.BigEndian.AppendUint32([]byte{0}, uint32(len(body))), body...)
 		req, err := http.NewRequestWithContext(ctx, http.MethodPost, e.p.URL+"/berth.v1.TaskService/StreamTaskLogs", bytes.NewReader(envelope))
-		if err != nil {
+		if err == nil {
+			req.Header.Set("Content-Type", "application/connect+json")
+			req.Header.Set("Connect-Protocol-Version", "1")
+			s.readResponse(client, req, e.token, s.readConnect, ready)
+		} else {
 			s.err = err
-			return
 		}
-		req.Header.Set("Authorization", "Bearer "+e.token)
-		req.Header.Set("Content-Type", "application/connect+json")
-		req.Header.Set("Connect-Protocol-Version", "1")
-		res, err := client.Do(req)
-		if err != nil {
-			s.err = err
-			return
-		}
-		defer res.Body.Close()
-		if res.StatusCode != http.StatusOK {
-			s.err = fmt.Errorf("status %d", res.StatusCode)
-			return
-		}
-		s.readConnect(res.Body, ready)
 	case "websocket":
 		c, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(e.p.URL, "http")+"/ws", &websocket.DialOptions{
 			HTTPClient: client, HTTPHeader: http.Header{"Authorization": {"Bearer " + e.token}},

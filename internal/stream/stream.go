@@ -177,22 +177,29 @@ func (t Task) Follow(ctx context.Context, id string, fromSeq int64, send func(Ta
 // handler: the goroutine's stack, parked for as long as the task is quiet,
 // is then small enough for the runtime to shrink.
 func (f *TaskFollower) Run(ctx context.Context, loop Loop) error {
+	return run(ctx, loop, f.sub, f.Step)
+}
+
+// run waits on sub, running loop's hooks, and calls step whenever sub has
+// news, until step reports done, ctx ends or a step or hook fails: Run of
+// a TaskFollower and of a Watch.
+func run(ctx context.Context, loop Loop, sub *bus.Subscription, step func(context.Context) (bool, error)) error {
 	for {
 		if loop.Due == nil {
-			// Nothing to run while waiting: flush, then wait here, a frame less
-			// deep than loop.wait.
+			// Nothing to run while waiting: flush, then wait here, a frame
+			// less deep than loop.wait.
 			if err := loop.flush(); err != nil {
 				return err
 			}
 			select {
 			case <-ctx.Done():
 				return ctx.Err()
-			case <-f.sub.Ready():
+			case <-sub.Ready():
 			}
-		} else if err := loop.wait(ctx, f.sub.Ready()); err != nil {
+		} else if err := loop.wait(ctx, sub.Ready()); err != nil {
 			return err
 		}
-		if done, err := f.Step(ctx); done || err != nil {
+		if done, err := step(ctx); done || err != nil {
 			return err
 		}
 	}
@@ -458,25 +465,7 @@ func (w Watcher) Watch(ctx context.Context, topic string, current func(context.C
 // loop's hooks, and steps the watch whenever there is news, until ctx
 // ends or a step or hook fails. The caller closes f.
 func (f *Watch) Run(ctx context.Context, loop Loop) error {
-	for {
-		if loop.Due == nil {
-			// Nothing to run while waiting: flush, then wait here, a frame less
-			// deep than loop.wait (see TaskFollower.Run).
-			if err := loop.flush(); err != nil {
-				return err
-			}
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-f.sub.Ready():
-			}
-		} else if err := loop.wait(ctx, f.sub.Ready()); err != nil {
-			return err
-		}
-		if err := f.Step(ctx); err != nil {
-			return err
-		}
-	}
+	return run(ctx, loop, f.sub, func(ctx context.Context) (bool, error) { return false, f.Step(ctx) })
 }
 
 // Watch is Watcher.Watch taken a step at a time, as TaskFollower is

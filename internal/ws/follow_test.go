@@ -192,27 +192,8 @@ func (c countingConn) Write(p []byte) (int, error) {
 func TestLiveLineFramesShared(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "berth.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	now := time.Now().UTC()
-	u := &store.User{ID: uuid.NewString(), Email: "u@example.com", Name: "U", Role: store.RoleMember, CreatedAt: now, UpdatedAt: now}
-	if err := st.CreateUser(ctx, u); err != nil {
-		t.Fatal(err)
-	}
-	w := &store.Workspace{ID: uuid.NewString(), OwnerID: u.ID, Name: "w", Path: t.TempDir(), Status: store.WorkspaceRunning, CreatedAt: now, UpdatedAt: now}
-	if err := st.CreateWorkspace(ctx, w); err != nil {
-		t.Fatal(err)
-	}
-	tr := &store.TaskRecord{ID: uuid.NewString(), WorkspaceID: w.ID, CreatedBy: u.ID, Type: store.TaskClaudeChat, Status: store.TaskRunning, Priority: store.TaskPriorityMedium, CreatedAt: now, StartedAt: &now}
-	if err := st.CreateTaskRecord(ctx, tr); err != nil {
-		t.Fatal(err)
-	}
-	events := bus.New()
-	srv, _ := serveAs(t, st, events, u)
-	channel := event.TaskTopic(tr.ID)
+	f := newFixture(t)
+	srv, st, events, tr, channel := f.srv, f.st, f.events, f.task, f.channel
 
 	// Two subscribers, each following the task (its status sent) before
 	// the first line is written.
