@@ -172,12 +172,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rc := http.NewResponseController(w)
 	_ = rc.SetReadDeadline(time.Time{})
 	_ = rc.SetWriteDeadline(time.Time{})
+	// The session counts from before its handshake is answered: a client
+	// that sees the handshake done finds it counted (Wait).
+	h.sessions.Add()
 	up := &upgrader{ResponseWriter: w} // hands the connection over as a wire, with small buffers
 	conn, err := websocket.Accept(up, r, &websocket.AcceptOptions{
 		Subprotocols:       []string{Subprotocol},
 		InsecureSkipVerify: true, // the origin was checked above, with the same-origin rule and the allow-list
 	})
 	if err != nil {
+		h.sessions.Done()
 		release()
 		return // Accept answered the request
 	}
@@ -190,7 +194,6 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	finish := stream.Detach(r)
 	sess := newSession(h, conn, up.wire, cred.Recheck)
 	ctx := context.WithoutCancel(r.Context())
-	h.sessions.Add()
 	go func() {
 		defer h.sessions.Done()
 		defer finish()
