@@ -60,20 +60,27 @@ type closedResult struct {
 	Errors   int64   `json:"errors"`
 	Seconds  float64 `json:"seconds"`
 	RPS      float64 `json:"rps"`
+	// The CPU seconds the server (berth's process; 0 for the floor, which
+	// runs in the harness) and the harness used over the run.
+	ServerCPU  float64 `json:"server_cpu_seconds"`
+	HarnessCPU float64 `json:"harness_cpu_seconds"`
 }
 
 // closedLoop sends c from workers goroutines, each its next request as
 // soon as the last one is answered, for d: the maximum throughput, since
 // a slow answer slows the sender down (which is why latency is measured
 // open-loop instead).
-func closedLoop(ctx context.Context, c call, workers int, d time.Duration) closedResult {
+//
+// pid is the server's process, whose CPU is measured; 0 for a server in
+// this process.
+func closedLoop(ctx context.Context, c call, workers int, d time.Duration, pid int) closedResult {
 	client := loadClient(workers)
 	defer client.CloseIdleConnections()
 	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
 	var ok, failed atomic.Int64
 	var wg sync.WaitGroup
-	start := time.Now()
+	start, cpu := time.Now(), startCPU(pid)
 	for range workers {
 		wg.Go(func() {
 			for ctx.Err() == nil {
@@ -87,7 +94,9 @@ func closedLoop(ctx context.Context, c call, workers int, d time.Duration) close
 	}
 	wg.Wait()
 	secs := time.Since(start).Seconds()
-	return closedResult{Requests: ok.Load(), Errors: failed.Load(), Seconds: secs, RPS: float64(ok.Load()) / secs}
+	res := closedResult{Requests: ok.Load(), Errors: failed.Load(), Seconds: secs, RPS: float64(ok.Load()) / secs}
+	res.ServerCPU, res.HarnessCPU = cpu.stop()
+	return res
 }
 
 // percentile is the nearest-rank p-th percentile (0 < p <= 100) of sorted

@@ -98,11 +98,11 @@ func (h *harness) unary(ctx context.Context) error {
 	floorGet := call{url: floorURL + "/berth.v1.WorkspaceService/GetWorkspace", body: get.body}
 	fmt.Fprintf(h.log, "bench: GetWorkspace closed loop, %d connections × %s, berth then floor\n", h.cfg.conns, h.cfg.duration)
 	profiled := cpuProfile(ctx, h.cfg.profile, b, "closed-loop", h.cfg.duration)
-	h.rep.Closed = &closedPair{Berth: closedLoop(ctx, get, h.cfg.conns, h.cfg.duration)}
+	h.rep.Closed = &closedPair{Berth: closedLoop(ctx, get, h.cfg.conns, h.cfg.duration, b.pid())}
 	if err := profiled(); err != nil {
 		return err
 	}
-	h.rep.Closed.Floor = closedLoop(ctx, floorGet, h.cfg.conns, h.cfg.duration)
+	h.rep.Closed.Floor = closedLoop(ctx, floorGet, h.cfg.conns, h.cfg.duration, 0)
 	for _, rate := range h.cfg.rates {
 		if err := ctx.Err(); err != nil {
 			return err

@@ -144,6 +144,12 @@ func (r *report) notes() []string {
 	}
 	if r.Closed != nil {
 		n = append(n, "Closed loop: keep-alive HTTP/1.1 Connect JSON POSTs, authenticated (bearer JWT), GetWorkspace served from berth's cache; the floor is a bare net/http handler answering berth's bytes and headers.")
+		if c := r.Closed; c.Berth.Requests > 0 && c.Floor.Requests > 0 {
+			perCall := func(cpu float64, reqs int64) float64 { return cpu / float64(reqs) * 1e6 }
+			n = append(n, fmt.Sprintf("Closed loop CPU per call: berth %.0f µs and its load generator %.0f µs; the floor and its load generator, one process, %.0f µs (%d CPUs in all).",
+				perCall(c.Berth.ServerCPU, c.Berth.Requests), perCall(c.Berth.HarnessCPU, c.Berth.Requests),
+				perCall(c.Floor.ServerCPU+c.Floor.HarnessCPU, c.Floor.Requests), r.Machine.CPUs))
+		}
 	}
 	if len(r.Open) > 0 {
 		n = append(n, fmt.Sprintf("Open loop: vegeta's constant pacer with unbounded workers and at most %d connections; latency counts from each request's due time, so waiting for a connection or a late pacer counts too. Requests the pacer could not send within the run (\"sent of N due\": a CPU-starved client) are in no percentile, and the 5,000 req/s target needs 99%% of them sent.", r.Config.OpenConns))
