@@ -164,7 +164,7 @@ func (h *harness) idle(ctx context.Context, kind string) (idlePair, error) {
 	}
 	defer floor.stop(5 * time.Second)
 	fmt.Fprintf(h.log, "bench: %d idle %s streams to the bare floor\n", h.cfg.streams, kind)
-	if pair.Floor, err = idleStreams(ctx, floor.pid(), h.cfg.streams, openers[kind](url, ""), nil); err != nil {
+	if pair.Floor, err = idleStreams(ctx, floor.pid(), h.cfg.streams, openers[kind](url, b.token), nil); err != nil {
 		return pair, fmt.Errorf("floor: %w", err)
 	}
 	return pair, nil

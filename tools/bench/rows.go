@@ -162,7 +162,7 @@ func (r *report) notes() []string {
 	if len(r.Idle) > 0 {
 		n = append(n,
 			fmt.Sprintf("Idle streams: %d per kind, not the issue's 20,000: this machine's hard RLIMIT_NOFILE is 20,000 and cannot be raised (not even as root), and each stream takes a descriptor in the server (at most ~18,000 with -streams).", r.Config.Streams),
-			"RSS per stream = (VmRSS after opening, settled) − (VmRSS before), ÷ streams, from /proc/PID/status. berth's streams follow a RUNNING task whose agent is silent; the floors are bare go-sse, coder/websocket (reads one frame, answers it, reads on) and net/http h2c (flushed headers, waiting).",
+			"RSS per stream = (VmRSS after opening, settled) − (VmRSS before), ÷ streams, from /proc/PID/status. berth's streams follow a RUNNING task whose agent is silent; the floors are bare go-sse, coder/websocket (reads one frame, answers it, reads on) and net/http h2c (flushed headers, waiting), sent the same requests as berth, bearer token included, which they ignore.",
 			h2Note(r.Config.H2PerConn),
 		)
 	}
