@@ -61,17 +61,23 @@ type Request struct {
 	UserAgent     string
 }
 
-type requestKey struct{}
+// RequestKey is the context key of a call's *Request. WithRequest puts
+// one in a context; a server that keeps state of its own for each request
+// may instead answer the key from its context's Value, which saves the
+// allocations of a context layer per request.
+type RequestKey struct{}
 
 // WithRequest returns a context carrying r.
 func WithRequest(ctx context.Context, r Request) context.Context {
-	return context.WithValue(ctx, requestKey{}, r)
+	return context.WithValue(ctx, RequestKey{}, &r)
 }
 
 // RequestFrom returns the request described in ctx (zero if none).
 func RequestFrom(ctx context.Context) Request {
-	r, _ := ctx.Value(requestKey{}).(Request)
-	return r
+	if r, ok := ctx.Value(RequestKey{}).(*Request); ok {
+		return *r
+	}
+	return Request{}
 }
 
 // Viewer returns the principal as the store's access-control viewer.

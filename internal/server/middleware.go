@@ -188,24 +188,19 @@ func (o *observer) begin(w http.ResponseWriter, r *http.Request) (*requestState,
 		id = newRequestID()
 	}
 	// One allocation for what the layers below fill in, the writer that
-	// records the status and the id's header value.
-	st := &requestState{info: requestInfo{id: id}, rec: statusRecorder{ResponseWriter: w}, idHeader: [1]string{id}, start: start}
+	// records the status, the id's header value and the request's context.
+	st := &requestState{
+		info:     requestInfo{id: id},
+		rec:      statusRecorder{ResponseWriter: w},
+		idHeader: [1]string{id},
+		req:      access.Request{ID: id, SourceAddress: sourceAddress(r, o.trusted), UserAgent: r.UserAgent()},
+		start:    start,
+		o:        o,
+	}
+	st.ctx = requestContext{Context: r.Context(), st: st}
 	w.Header()["X-Request-Id"] = st.idHeader[:]
-	addr := sourceAddress(r, o.trusted)
-	ctx := context.WithValue(r.Context(), requestInfoKey{}, &st.info)
-	ctx = access.WithRequest(ctx, access.Request{ID: id, SourceAddress: addr, UserAgent: r.UserAgent()})
-	// A handler that serves its connection past its return (a hijacked
-	// stream) detaches the request: it is completed when the stream ends.
-	// finish keeps no reference to the request or its writer, which would
-	// hold the connection's buffers.
-	logger, metrics := o.logger, o.metrics
-	ctx = stream.WithDetach(ctx, func(r *http.Request) func() {
-		end, ctx := endOf(r), r.Context()
-		st.detached = sync.OnceFunc(func() { end.finish(ctx, logger, metrics, st) })
-		return st.detached
-	})
 	o.metrics.inFlight.Inc()
-	return st, r.WithContext(ctx)
+	return st, r.WithContext(&st.ctx)
 }
 
 // end completes the request, unless its handler detached it, and
@@ -239,14 +234,50 @@ func (o *observer) end(st *requestState, r *http.Request) {
 
 // requestState is a request's requestInfo, status recorder, the value of
 // its X-Request-Id header (Header.Set replaces it, Add appends past its
-// capacity of one), its start and, once its handler detached it, its
-// finish: allocated together.
+// capacity of one), its access.Request, its start, its context and, once
+// its handler detached it, its finish: allocated together.
 type requestState struct {
 	info     requestInfo
 	rec      statusRecorder
 	idHeader [1]string
+	req      access.Request
 	start    time.Time
+	o        *observer
+	ctx      requestContext
 	detached func()
+}
+
+// Detach is the request's stream.Detacher: a handler that serves its
+// connection past its return (a hijacked stream) detaches the request,
+// which is then completed when the stream ends. finish keeps no
+// reference to the request or its writer, which would hold the
+// connection's buffers.
+func (st *requestState) Detach(r *http.Request) (finish func()) {
+	end, ctx := endOf(r), r.Context()
+	st.detached = sync.OnceFunc(func() { end.finish(ctx, st.o.logger, st.o.metrics, st) })
+	return st.detached
+}
+
+// requestContext is the context of a request below observe: its parent's,
+// answering the values that observe gives every request (its requestInfo,
+// access.Request and stream.Detacher) from the requestState it is part
+// of. A context.WithValue for each would cost three allocations more per
+// request, and three more layers for every Value below to walk.
+type requestContext struct {
+	context.Context
+	st *requestState
+}
+
+func (c *requestContext) Value(key any) any {
+	switch key.(type) {
+	case requestInfoKey:
+		return &c.st.info
+	case access.RequestKey:
+		return &c.st.req
+	case stream.DetachKey:
+		return c.st
+	}
+	return c.Context.Value(key)
 }
 
 // requestEnd is what completing a request needs of it.

@@ -1,22 +1,22 @@
 package stream
 
-import (
-	"context"
-	"net/http"
-)
+import "net/http"
 
-// detachKey is the context key of a request's detacher (WithDetach).
-type detachKey struct{}
-
-// WithDetach returns ctx carrying detach, which Detach calls: the server's
-// request middleware puts it there, so that a handler that keeps serving
-// its connection after it returns (a hijacked event stream, a WebSocket)
-// can have the request's access log and metrics completed when its stream
-// ends rather than when the handler returns. detach marks the request r
-// detached and returns what completes it.
-func WithDetach(ctx context.Context, detach func(r *http.Request) (finish func())) context.Context {
-	return context.WithValue(ctx, detachKey{}, detach)
+// Detacher is what Detach asks to detach a request: the server's request
+// middleware gives every request's context one, under DetachKey, so that
+// a handler that keeps serving its connection after it returns (a
+// hijacked event stream, a WebSocket) can have the request's access log
+// and metrics completed when its stream ends rather than when the handler
+// returns.
+type Detacher interface {
+	// Detach marks the request r detached and returns what completes it.
+	Detach(r *http.Request) (finish func())
 }
+
+// DetachKey is the context key of a request's Detacher: a context's Value
+// for it is one (the middleware's context answers it from the request's
+// own state, without a context layer of its own).
+type DetachKey struct{}
 
 // Detach tells the middleware of request r that its handler returns
 // before its stream ends. It must be called on the handler's goroutine,
@@ -25,8 +25,8 @@ func WithDetach(ctx context.Context, detach func(r *http.Request) (finish func()
 // finish, which the stream calls once when it ends; finish holds nothing
 // of r. Without such a middleware, finish does nothing.
 func Detach(r *http.Request) (finish func()) {
-	if detach, ok := r.Context().Value(detachKey{}).(func(*http.Request) func()); ok {
-		return detach(r)
+	if d, ok := r.Context().Value(DetachKey{}).(Detacher); ok {
+		return d.Detach(r)
 	}
 	return func() {}
 }
