@@ -90,16 +90,33 @@ func (p Principal) IsAdmin() bool { return p.Role == store.RoleAdmin }
 
 type principalKey struct{}
 
+// principalContext is a context carrying a principal: one allocation,
+// where context.WithValue would make a second for the principal it
+// boxes.
+type principalContext struct {
+	context.Context
+	p Principal
+}
+
+func (c *principalContext) Value(key any) any {
+	if _, ok := key.(principalKey); ok {
+		return &c.p
+	}
+	return c.Context.Value(key)
+}
+
 // WithPrincipal returns a context carrying p.
 func WithPrincipal(ctx context.Context, p Principal) context.Context {
-	return context.WithValue(ctx, principalKey{}, p)
+	return &principalContext{Context: ctx, p: p}
 }
 
 // PrincipalFrom returns the principal in ctx, if the request is
 // authenticated.
 func PrincipalFrom(ctx context.Context) (Principal, bool) {
-	p, ok := ctx.Value(principalKey{}).(Principal)
-	return p, ok
+	if p, ok := ctx.Value(principalKey{}).(*Principal); ok {
+		return *p, true
+	}
+	return Principal{}, false
 }
 
 // The permissions named in the proto access options.
