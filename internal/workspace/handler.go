@@ -296,8 +296,24 @@ func (s *Service) Visible(ctx context.Context, p access.Principal, id string) er
 // ToProto converts a workspace record to its API message, with the image
 // as stored ("" for the server's default); Service.Proto fills in the
 // image in effect.
+//
+// The message and the four it points to are allocated together, in one
+// allocation instead of five: every read of a workspace makes one.
 func ToProto(w *store.Workspace) *berthv1.Workspace {
-	return &berthv1.Workspace{
+	m := new(workspaceMessages)
+	m.stats = berthv1.WorkspaceStats{
+		TotalTasks:     w.Stats.TotalTasks,
+		RunningTasks:   w.Stats.RunningTasks,
+		CompletedTasks: w.Stats.CompletedTasks,
+		FailedTasks:    w.Stats.FailedTasks,
+		CancelledTasks: w.Stats.CancelledTasks,
+		TimedOutTasks:  w.Stats.TimedOutTasks,
+		DiskUsageMb:    w.DiskUsageMB,
+	}
+	m.resources = berthv1.ResourceLimits{MemoryMb: w.MemoryMB, Cpus: w.CPUs, Pids: w.Pids}
+	m.created = timestamppb.Timestamp{Seconds: w.CreatedAt.Unix(), Nanos: int32(w.CreatedAt.Nanosecond())} // as timestamppb.New
+	m.updated = timestamppb.Timestamp{Seconds: w.UpdatedAt.Unix(), Nanos: int32(w.UpdatedAt.Nanosecond())}
+	m.workspace = berthv1.Workspace{
 		Id:           w.ID,
 		OwnerId:      w.OwnerID,
 		Name:         w.Name,
@@ -309,23 +325,26 @@ func ToProto(w *store.Workspace) *berthv1.Workspace {
 		Branch:       w.Branch,
 		Tags:         w.Tags,
 		Metadata:     w.Metadata,
-		Stats: &berthv1.WorkspaceStats{
-			TotalTasks:     w.Stats.TotalTasks,
-			RunningTasks:   w.Stats.RunningTasks,
-			CompletedTasks: w.Stats.CompletedTasks,
-			FailedTasks:    w.Stats.FailedTasks,
-			CancelledTasks: w.Stats.CancelledTasks,
-			TimedOutTasks:  w.Stats.TimedOutTasks,
-			DiskUsageMb:    w.DiskUsageMB,
-		},
-		Image:       w.Image,
-		ImageId:     w.ImageID,
-		ContainerId: w.ContainerID,
-		Resources:   &berthv1.ResourceLimits{MemoryMb: w.MemoryMB, Cpus: w.CPUs, Pids: w.Pids},
-		CreatedAt:   timestamppb.New(w.CreatedAt),
-		UpdatedAt:   timestamppb.New(w.UpdatedAt),
-		Managed:     w.Managed,
+		Stats:        &m.stats,
+		Image:        w.Image,
+		ImageId:      w.ImageID,
+		ContainerId:  w.ContainerID,
+		Resources:    &m.resources,
+		CreatedAt:    &m.created,
+		UpdatedAt:    &m.updated,
+		Managed:      w.Managed,
 	}
+	return &m.workspace
+}
+
+// workspaceMessages is a Workspace message and the messages it points to,
+// for ToProto to allocate at once. The messages are only ever used
+// through their pointers, as every message is.
+type workspaceMessages struct {
+	workspace        berthv1.Workspace
+	stats            berthv1.WorkspaceStats
+	resources        berthv1.ResourceLimits
+	created, updated timestamppb.Timestamp
 }
 
 var statusToProto = map[store.WorkspaceStatus]berthv1.WorkspaceStatus{
