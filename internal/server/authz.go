@@ -106,7 +106,7 @@ func (a *authz) call(ctx context.Context, spec connect.Spec, ss connect.ServerSt
 	if err := a.lim.peek(ctx, ratelimit.AuthFailureAddress, addr); err != nil {
 		return err
 	}
-	if err := a.lim.allow(ctx, ratelimit.Anonymous, addr, callHeaders(ctx)); err != nil {
+	if err := a.lim.allowCall(ctx, ratelimit.Anonymous, addr); err != nil {
 		return err
 	}
 	if spec.Procedure == berthv1connect.AuthServiceLoginProcedure {
@@ -141,7 +141,7 @@ func (a *authz) authorize(ctx context.Context, permission string) (access.Princi
 		}
 		return access.Principal{}, auth.Credentials{}, err
 	}
-	if err := a.lim.allow(ctx, ratelimit.Principal, principalKey(p), callHeaders(ctx)); err != nil {
+	if err := a.lim.allowCall(ctx, ratelimit.Principal, principalKey(p)); err != nil {
 		return access.Principal{}, auth.Credentials{}, err
 	}
 	if info := requestInfoFrom(ctx); info != nil {

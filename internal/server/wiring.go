@@ -281,7 +281,7 @@ func (b *wiring) newServices() error {
 	tasks := task.NewService(b.st, b.runner, task.Budget{USD: cfg.Tasks.BudgetUSD, Period: cfg.Tasks.BudgetPeriod}, task.Limits{
 		Queued: cfg.Quotas.MaxQueuedPerUser,
 		Admit: func(ctx context.Context, userID string) error {
-			return limits.allow(ctx, ratelimit.TaskCreate, "user:"+userID, callHeaders(ctx))
+			return limits.allowCall(ctx, ratelimit.TaskCreate, "user:"+userID)
 		},
 	}, b.now, b.streamMetrics)
 	b.tasks = tasks
