@@ -1,6 +1,7 @@
 package access_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -179,5 +180,30 @@ func TestViewerSeesItsWorkspaces(t *testing.T) {
 	}
 	if p := (access.Principal{UserID: "u", Role: store.RoleMember}); p.Viewer().Admin || p.IsAdmin() || p.Viewer().UserID != "u" {
 		t.Error("a member principal's viewer is admin or anonymous")
+	}
+}
+
+// TestPrincipalContext checks WithPrincipal's context: PrincipalFrom finds
+// the innermost principal and nothing where there is none, and the
+// context answers every other value, and ends, as its parent does.
+func TestPrincipalContext(t *testing.T) {
+	type otherKey struct{}
+	parent, cancel := context.WithCancel(context.WithValue(t.Context(), otherKey{}, "other"))
+	if p, ok := access.PrincipalFrom(parent); ok {
+		t.Fatalf("a principal without WithPrincipal: %+v", p)
+	}
+	outer := access.Principal{UserID: "u1", Role: store.RoleViewer}
+	inner := access.Principal{UserID: "u2", Role: store.RoleAdmin, SessionID: "s", Method: access.MethodToken}
+	ctx := access.WithPrincipal(access.WithPrincipal(parent, outer), inner)
+	if p, ok := access.PrincipalFrom(ctx); !ok || p != inner {
+		t.Errorf("PrincipalFrom = %+v, %v; want %+v", p, ok, inner)
+	}
+	if v := ctx.Value(otherKey{}); v != "other" {
+		t.Errorf("the parent's value: %v", v)
+	}
+	cancel()
+	<-ctx.Done()
+	if !errors.Is(ctx.Err(), context.Canceled) {
+		t.Errorf("Err: %v", ctx.Err())
 	}
 }
