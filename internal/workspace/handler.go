@@ -2,6 +2,7 @@ package workspace
 
 import (
 	"context"
+	"time"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -311,8 +312,7 @@ func ToProto(w *store.Workspace) *berthv1.Workspace {
 		DiskUsageMb:    w.DiskUsageMB,
 	}
 	m.resources = berthv1.ResourceLimits{MemoryMb: w.MemoryMB, Cpus: w.CPUs, Pids: w.Pids}
-	m.created = timestamppb.Timestamp{Seconds: w.CreatedAt.Unix(), Nanos: int32(w.CreatedAt.Nanosecond())} // as timestamppb.New
-	m.updated = timestamppb.Timestamp{Seconds: w.UpdatedAt.Unix(), Nanos: int32(w.UpdatedAt.Nanosecond())}
+	m.created, m.updated = timestamp(w.CreatedAt), timestamp(w.UpdatedAt)
 	m.workspace = berthv1.Workspace{
 		Id:           w.ID,
 		OwnerId:      w.OwnerID,
@@ -335,6 +335,11 @@ func ToProto(w *store.Workspace) *berthv1.Workspace {
 		Managed:      w.Managed,
 	}
 	return &m.workspace
+}
+
+// timestamp is t as timestamppb.New makes it, by value.
+func timestamp(t time.Time) timestamppb.Timestamp {
+	return timestamppb.Timestamp{Seconds: t.Unix(), Nanos: int32(t.Nanosecond())} // #nosec G115 -- Nanosecond is in [0, 1e9)
 }
 
 // workspaceMessages is a Workspace message and the messages it points to,
