@@ -209,3 +209,28 @@ func TestSteadyDeliveries(t *testing.T) {
 		t.Errorf("falling behind: sustained %.0f/s, want %d/s", behind.Steady, subs*rate/2)
 	}
 }
+
+// TestNotesNameAFloorOverTheBound: a kind whose bare floor costs more than
+// the absolute bound gets a note that says so; one under it gets none. The
+// closed loop's CPU per call is in the notes when both sides answered.
+func TestNotesNameAFloorOverTheBound(t *testing.T) {
+	t.Parallel()
+	r := sampleReport()
+	r.Idle = append(r.Idle, idlePair{Kind: kindH2, Berth: streamResult{Streams: 10, KiBPerStream: 57}, Floor: streamResult{Streams: 10, KiBPerStream: 36.5}})
+	r.Closed = &closedPair{
+		Berth: closedResult{Requests: 1000, RPS: 600, ServerCPU: 0.084, HarnessCPU: 0.061},
+		Floor: closedResult{Requests: 2000, RPS: 1000, HarnessCPU: 0.14},
+	}
+	notes := strings.Join(r.notes(), "\n")
+	for _, want := range []string{
+		"RSS per idle Connect stream (StreamTaskLogs, h2c): the bare floor alone costs 36.5 KiB a stream, over the 28 KiB bound",
+		"Closed loop CPU per call: berth 84 µs and its load generator 61 µs; the floor and its load generator, one process, 70 µs",
+	} {
+		if !strings.Contains(notes, want) {
+			t.Errorf("the notes lack %q:\n%s", want, notes)
+		}
+	}
+	if strings.Contains(notes, "RSS per idle SSE stream (task log): the bare floor") {
+		t.Errorf("a floor under the bound is named over it:\n%s", notes)
+	}
+}

@@ -165,6 +165,12 @@ func (r *report) notes() []string {
 			"RSS per stream = (VmRSS after opening, settled) − (VmRSS before), ÷ streams, from /proc/PID/status. berth's streams follow a RUNNING task whose agent is silent; the floors are bare go-sse, coder/websocket (reads one frame, answers it, reads on) and net/http h2c (flushed headers, waiting), sent the same requests as berth, bearer token included, which they ignore.",
 			h2Note(r.Config.H2PerConn),
 		)
+		for _, i := range r.Idle {
+			if i.Floor.KiBPerStream > idleKiBTarget {
+				n = append(n, fmt.Sprintf("RSS per idle %s: the bare floor alone costs %.1f KiB a stream, over the %g KiB bound, which no server on that transport and library meets here; the ratio to the floor is the target that can be met.",
+					kindName(i.Kind), i.Floor.KiBPerStream, idleKiBTarget))
+			}
+		}
 	}
 	if len(r.Fanout) > 0 {
 		n = append(n, "Fan-out: every subscriber is an SSE stream of the task's log opened before the agent's first line; the agent (this program) writes lines with its wall-clock time in them on a fixed schedule; latency is receipt minus that time; loss is lines expected minus lines received, counted by seq. \"Sustained\" deliveries are those received in the run's middle, a second: from 1 s after the last subscriber's first line to 1 s before the first subscriber's last line is due, a window inside every agent's writing; \"over the whole run\" divides every delivery by the time from opening the agents' gate to the last receipt, which includes the agents' start and the last line's latency, so it stays below the offered rate even for a server that keeps up. The deliveries target is judged on the runs offered a fifth more than it (240 lines/s): at exactly 200,000 a second offered, a server that keeps up ties with the target and noise decides. There is no floor for fan-out.")
