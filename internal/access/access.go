@@ -61,16 +61,10 @@ type Request struct {
 	UserAgent     string
 }
 
-// RequestKey is the context key of a call's *Request. WithRequest puts
-// one in a context; a server that keeps state of its own for each request
-// may instead answer the key from its context's Value, which saves the
-// allocations of a context layer per request.
+// RequestKey is the context key of a call's *Request: the server's
+// request context answers it from the state it keeps for each request,
+// without a context layer of its own.
 type RequestKey struct{}
-
-// WithRequest returns a context carrying r.
-func WithRequest(ctx context.Context, r Request) context.Context {
-	return context.WithValue(ctx, RequestKey{}, &r)
-}
 
 // RequestFrom returns the request described in ctx (zero if none).
 func RequestFrom(ctx context.Context) Request {

@@ -195,34 +195,9 @@ func TestLiveLineFramesShared(t *testing.T) {
 	f := newFixture(t)
 	srv, st, events, tr, channel := f.srv, f.st, f.events, f.task, f.channel
 
-	// Two subscribers, each following the task (its status sent) before
-	// the first line is written.
-	conns := make([]*websocket.Conn, 2)
-	for i := range conns {
-		c, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(srv.URL, "http")+"/ws", &websocket.DialOptions{Subprotocols: []string{ws.Subprotocol}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.CloseNow()
-		b, _ := json.Marshal(ws.Message{Type: "subscribe", ID: "s", Channel: channel})
-		if err := c.Write(ctx, websocket.MessageText, b); err != nil {
-			t.Fatal(err)
-		}
-		for {
-			_, b, err := c.Read(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var m ws.Message
-			if err := json.Unmarshal(b, &m); err != nil {
-				t.Fatal(err)
-			}
-			if m.Action == "status" {
-				break
-			}
-		}
-		conns[i] = c
-	}
+	// Two subscribers, each following the task (its status, the first
+	// event of a task with no lines, sent) before the first line is written.
+	conns := dialIdle(t, srv.URL, channel, 2)
 
 	const lines = 20
 	lw := tasklog.NewWriter(st, events, tr.ID, 1, tasklog.Options{FlushLines: 4, FlushEvery: time.Millisecond})
